@@ -1,0 +1,1 @@
+"""Seq2Seq Playground: an LSTM encoder-decoder, synthetic tasks and teacher forcing, as a library."""

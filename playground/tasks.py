@@ -1,0 +1,326 @@
+"""Vocabularies and synthetic sequence tasks.
+
+Every task is generated from a seed, so nothing is downloaded. A task turns a
+`random.Random` into one (source tokens, target tokens) pair; `TaskData` turns
+pairs into padded tensors and keeps validation and training apart by a stable
+hash of the source, so no validation source ever appears in a training batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
+PAD_ID, SOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+SPECIALS = (PAD, SOS, EOS, UNK)
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+DIGITS = "0123456789"
+VALIDATION_BUCKETS = 10  # one source in ten (by hash) belongs to validation
+MAX_CUSTOM_TOKENS = 64
+MAX_CUSTOM_ROWS = 200_000
+MAX_CUSTOM_BYTES = 10 * 1024 * 1024
+
+
+class TaskError(ValueError):
+    """A task cannot be built from the given settings or data."""
+
+
+class Vocab:
+    """Token <-> id mapping; ids 0..3 are always <pad>, <sos>, <eos>, <unk>."""
+
+    def __init__(self, tokens: list[str], separator: str = "") -> None:
+        self.itos = list(SPECIALS) + [t for t in tokens if t not in SPECIALS]
+        self.stoi = {token: i for i, token in enumerate(self.itos)}
+        self.separator = separator
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        return [self.stoi.get(token, UNK_ID) for token in tokens]
+
+    def decode(self, ids: list[int]) -> list[str]:
+        """Tokens up to the first <eos>, without <pad> and <sos>."""
+        tokens = []
+        for i in ids:
+            if i == EOS_ID:
+                break
+            if i not in (PAD_ID, SOS_ID):
+                tokens.append(self.itos[i] if 0 <= i < len(self.itos) else UNK)
+        return tokens
+
+    def tokenize(self, text: str) -> list[str]:
+        return text.split() if self.separator else [ch for ch in text if not ch.isspace()]
+
+    def join(self, tokens: list[str]) -> str:
+        return self.separator.join(tokens)
+
+    def unknown(self, tokens: list[str]) -> list[str]:
+        """Tokens this vocabulary cannot encode, in order of first appearance."""
+        return list(dict.fromkeys(t for t in tokens if t not in self.stoi or t in SPECIALS))
+
+
+Pair = tuple[list[str], list[str]]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    sample: Callable[[random.Random], Pair]
+    max_src_len: int
+    max_tgt_len: int
+    is_validation: Callable[[list[str]], bool] = lambda tokens: is_validation_source(tokens)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    description: str
+    uses_lengths: bool  # min_len / max_len / alphabet_size apply
+    uses_digits: bool  # max_digits applies
+
+
+TASKS: dict[str, TaskInfo] = {
+    "copy": TaskInfo("Copy the sequence: abc -> abc", True, False),
+    "reverse": TaskInfo("Reverse the sequence: abc -> cba", True, False),
+    "sort": TaskInfo("Sort the symbols: cab -> abc", True, False),
+    "addition": TaskInfo("Add two numbers: 37+5 -> 42", False, True),
+    "number_words": TaskInfo(
+        "Digits to English words (other vocabulary, longer output): 307 -> three hundred seven",
+        False,
+        True,
+    ),
+    "count": TaskInfo(
+        "Count each symbol over the whole input: abcab -> a2b2c1 (needs memory of the full sequence)",
+        True,
+        False,
+    ),
+    "custom": TaskInfo("Your own source,target pairs from a CSV file", False, False),
+}
+
+
+def _random_symbols(rng: random.Random, alphabet: str, min_len: int, max_len: int) -> list[str]:
+    return [rng.choice(alphabet) for _ in range(rng.randint(min_len, max_len))]
+
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ((1_000_000, "million"), (1000, "thousand"), (100, "hundred"))
+
+
+def number_to_words(n: int) -> list[str]:
+    """English words for 0 <= n < 10**9, without 'and': 307 -> three hundred seven."""
+    if n < 20:
+        return [_ONES[n]]
+    if n < 100:
+        return [_TENS[n // 10]] + (number_to_words(n % 10) if n % 10 else [])
+    for scale, word in _SCALES:
+        if n >= scale:
+            rest = number_to_words(n % scale) if n % scale else []
+            return [*number_to_words(n // scale), word, *rest]
+    raise AssertionError("unreachable")
+
+
+def count_symbols(tokens: list[str]) -> list[str]:
+    """Each distinct symbol in sorted order followed by the digits of its count."""
+    counts = Counter(tokens)
+    return [piece for symbol in sorted(counts) for piece in [symbol, *str(counts[symbol])]]
+
+
+def _random_number(rng: random.Random, max_digits: int) -> int:
+    return rng.randint(0, 10 ** rng.randint(1, max_digits) - 1)
+
+
+def make_task(
+    name: str,
+    min_len: int = 3,
+    max_len: int = 8,
+    alphabet_size: int = 10,
+    max_digits: int = 3,
+    custom_pairs: list[Pair] | None = None,
+    custom_separator: str = "",
+) -> Task:
+    """Build a task; raises TaskError with what is wrong and what is allowed."""
+    if name not in TASKS:
+        raise TaskError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    if name == "custom":
+        if not custom_pairs:
+            raise TaskError("the custom task needs source,target pairs from a CSV file")
+        return _custom_task(custom_pairs, custom_separator)
+    alphabet = LETTERS[:alphabet_size]
+    description = TASKS[name].description
+
+    def symbols(rng: random.Random) -> list[str]:
+        return _random_symbols(rng, alphabet, min_len, max_len)
+
+    letters = Vocab(list(alphabet))
+    if name in ("copy", "reverse", "sort"):
+        transform = {"copy": list, "reverse": lambda s: s[::-1], "sort": sorted}[name]
+        return Task(name, description, letters, letters, lambda r: (s := symbols(r), transform(s)), max_len, max_len)
+    if name == "count":
+        return Task(
+            name,
+            description,
+            letters,
+            Vocab(list(alphabet + DIGITS)),
+            lambda r: (s := symbols(r), count_symbols(s)),
+            max_len,
+            min(alphabet_size, max_len) * (1 + len(str(max_len))),
+        )
+    if name == "addition":
+
+        def addition(rng: random.Random) -> Pair:
+            a, b = _random_number(rng, max_digits), _random_number(rng, max_digits)
+            return list(f"{a}+{b}"), list(str(a + b))
+
+        return Task(
+            name,
+            description,
+            Vocab(list(DIGITS + "+")),
+            Vocab(list(DIGITS)),
+            addition,
+            2 * max_digits + 1,
+            max_digits + 1,
+        )
+    words = sorted({w for n in (*range(100), 100, 1000, 10**6) for w in number_to_words(n)})
+
+    def number_words(rng: random.Random) -> Pair:
+        n = _random_number(rng, max_digits)
+        return list(str(n)), number_to_words(n)
+
+    longest = max(len(number_to_words(int("7" * d))) for d in range(1, max_digits + 1))
+    return Task(name, description, Vocab(list(DIGITS)), Vocab(words, separator=" "), number_words, max_digits, longest)
+
+
+def _source_key(tokens: list[str]) -> str:
+    return "\x1f".join(tokens)
+
+
+def _custom_task(pairs: list[Pair], separator: str) -> Task:
+    """Validation is the tenth of distinct sources (at least one) that hash lowest."""
+    sources = sorted({_source_key(s) for s, _ in pairs}, key=lambda key: zlib.crc32(key.encode()))
+    if len(sources) < 2:
+        raise TaskError("the file needs at least 2 different sources (one is kept for validation)")
+    validation = set(sources[: max(1, len(sources) // VALIDATION_BUCKETS)])
+
+    def symbols_of(side: int) -> list[str]:
+        return sorted({token for pair in pairs for token in pair[side]})
+
+    return Task(
+        "custom",
+        TASKS["custom"].description,
+        Vocab(symbols_of(0), separator),
+        Vocab(symbols_of(1), separator),
+        lambda rng: rng.choice(pairs),
+        max(len(s) for s, _ in pairs),
+        max(len(t) for _, t in pairs),
+        lambda tokens: _source_key(tokens) in validation,
+    )
+
+
+def parse_custom_csv(data: bytes, tokenization: str = "char") -> list[Pair]:
+    """Pairs from `source,target` CSV bytes (an optional header row is skipped)."""
+    if tokenization not in ("char", "space"):
+        raise TaskError(f"tokenization {tokenization!r} is not allowed; use 'char' or 'space'")
+    if len(data) > MAX_CUSTOM_BYTES:
+        raise TaskError(f"the file has {len(data):,} bytes; at most {MAX_CUSTOM_BYTES:,} are allowed")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise TaskError(f"the file is not UTF-8 text (byte {error.start} cannot be read)") from None
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if rows and [cell.strip().lower() for cell in rows[0]] == ["source", "target"]:
+        rows = rows[1:]
+    if len(rows) < 2:
+        raise TaskError("the file needs at least 2 rows of source,target (one is kept for validation)")
+    if len(rows) > MAX_CUSTOM_ROWS:
+        raise TaskError(f"the file has {len(rows):,} rows; at most {MAX_CUSTOM_ROWS:,} are allowed")
+    pairs = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) != 2:
+            raise TaskError(f"row {number} has {len(row)} columns; each row must be source,target")
+        sides = [cell.split() if tokenization == "space" else list(cell.strip()) for cell in row]
+        for side, tokens in zip(("source", "target"), sides, strict=True):
+            if not tokens:
+                raise TaskError(f"row {number}: the {side} is empty")
+            if len(tokens) > MAX_CUSTOM_TOKENS:
+                raise TaskError(
+                    f"row {number}: the {side} has {len(tokens)} tokens; at most {MAX_CUSTOM_TOKENS} are allowed"
+                )
+            if set(tokens) & set(SPECIALS):
+                raise TaskError(f"row {number}: the {side} uses a reserved token ({', '.join(SPECIALS)})")
+        pairs.append((sides[0], sides[1]))
+    return pairs
+
+
+def is_validation_source(tokens: list[str]) -> bool:
+    """The stable split: a source belongs to validation iff its hash lands in bucket 0."""
+    return zlib.crc32(_source_key(tokens).encode()) % VALIDATION_BUCKETS == 0
+
+
+@dataclass(frozen=True)
+class Batch:
+    src: torch.Tensor  # (B, T), left-padded so the encoder's last step is a real token
+    tgt: torch.Tensor  # (B, L), y_1..y_L then <eos>, right-padded
+    pairs: list[Pair]
+
+
+def encode_pairs(task: Task, pairs: list[Pair]) -> Batch:
+    src_rows = [task.src_vocab.encode(s) for s, _ in pairs]
+    tgt_rows = [[*task.tgt_vocab.encode(t), EOS_ID] for _, t in pairs]
+    src = torch.full((len(pairs), max(map(len, src_rows))), PAD_ID, dtype=torch.long)
+    tgt = torch.full((len(pairs), max(map(len, tgt_rows))), PAD_ID, dtype=torch.long)
+    for i, (s, t) in enumerate(zip(src_rows, tgt_rows, strict=True)):
+        src[i, src.shape[1] - len(s) :] = torch.tensor(s)
+        tgt[i, : len(t)] = torch.tensor(t)
+    return Batch(src, tgt, pairs)
+
+
+class TaskData:
+    """A fixed validation set and an endless stream of fresh training batches."""
+
+    def __init__(self, task: Task, seed: int, val_size: int) -> None:
+        self.task = task
+        self._rng = random.Random(seed)
+        self.val_pairs = self._validation_pairs(val_size)
+        if not self.val_pairs:
+            raise TaskError("no validation example could be drawn: the task has too few distinct sources")
+        self.validation = encode_pairs(task, self.val_pairs)
+
+    def _validation_pairs(self, size: int) -> list[Pair]:
+        found: dict[str, Pair] = {}
+        for _ in range(size * VALIDATION_BUCKETS * 20):
+            src, tgt = self.task.sample(self._rng)
+            if self.task.is_validation(src):
+                found.setdefault(_source_key(src), (src, tgt))
+                if len(found) == size:
+                    break
+        return list(found.values())
+
+    def training_pairs(self, count: int) -> list[Pair]:
+        pairs: list[Pair] = []
+        for _ in range(count * VALIDATION_BUCKETS * 20):
+            src, tgt = self.task.sample(self._rng)
+            if not self.task.is_validation(src):
+                pairs.append((src, tgt))
+                if len(pairs) == count:
+                    return pairs
+        raise TaskError("no training example could be drawn: every source falls in the validation split")
+
+    def train_batches(self, batch_size: int) -> Iterator[Batch]:
+        while True:
+            yield encode_pairs(self.task, self.training_pairs(batch_size))
