@@ -92,11 +92,18 @@ class TrainConfig:
         return cls(**coerced).validate()
 
     def validate(self) -> TrainConfig:
+        """Check ranges; a config built directly (not by from_dict) gets its types checked first."""
+        wrong_types = [f"{field.name} = {value!r} is not allowed: it must be {_TYPE_NAMES[type(field.default)]}"
+                       for field in dataclasses.fields(self)
+                       if not _is_a(value := getattr(self, field.name), type(field.default))]
+        if wrong_types:
+            raise ConfigError(wrong_types)
         problems = [problem for name, rule in _RULES.items()
                     if (problem := rule.check(name, getattr(self, name)))]
         if self.device not in device_choices():
             problems.append(f"device = {self.device!r} is not allowed: choose one of {', '.join(device_choices())}")
-        if self.min_len > self.max_len:
+        lengths_valid = not any(problem.startswith(("min_len ", "max_len ")) for problem in problems)
+        if lengths_valid and self.min_len > self.max_len:
             problems.append(f"min_len = {self.min_len} is not allowed: it must not exceed max_len ({self.max_len})")
         if self.task == "custom" and not self.custom_csv:
             problems.append("custom_csv is empty: the custom task needs a CSV file of source,target pairs")
@@ -108,6 +115,12 @@ class TrainConfig:
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "text"}
 
 
+def _is_a(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int | float) if kind is float else isinstance(value, kind)
+
+
 def _coerce(value: Any, kind: type) -> Any:
     if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
         raise TypeError(value)
@@ -116,6 +129,11 @@ def _coerce(value: Any, kind: type) -> Any:
             raise ValueError(value)
         return int(value)
     return kind(value)
+
+
+def _show(bound: float) -> str:
+    """2147483647, not 2.14748e+09: bounds are printed in full."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 @dataclass(frozen=True)
@@ -130,7 +148,7 @@ class _Rule:
                 return f"{name} = {value!r} is not allowed: choose one of {', '.join(self.choices)}"
             return None
         if not (self.low <= value <= self.high):  # also rejects NaN
-            return f"{name} = {value!r} is not allowed: it must be between {self.low:g} and {self.high:g}"
+            return f"{name} = {value!r} is not allowed: it must be between {_show(self.low)} and {_show(self.high)}"
         return None
 
 

@@ -29,7 +29,12 @@ class ForcingSchedule:
     sigmoid_k: float = 100.0  # inverse sigmoid: larger k decays later
 
     def ratio(self, step: int) -> float:
-        return self.end + (self.start - self.end) * self.decay(step)
+        """Exactly `start` while d = 1 (so gamma = 1 keeps the fused path), never outside [start, end]."""
+        decay = self.decay(step)
+        if decay >= 1.0:
+            return self.start
+        value = self.end + (self.start - self.end) * decay
+        return min(max(value, min(self.start, self.end)), max(self.start, self.end))
 
     def decay(self, step: int) -> float:
         if self.kind == "constant":

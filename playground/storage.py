@@ -58,7 +58,15 @@ def write_config(run_dir: Path, config: TrainConfig) -> None:
 
 
 def read_config(run_dir: Path) -> TrainConfig:
-    return TrainConfig.from_dict(_portable(json.loads((run_dir / CONFIG_FILE).read_text())))
+    """The run's validated config; a missing or unreadable file is a ConfigError like a bad value."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError([f"cannot read {path}: {error}"]) from None
+    if not isinstance(values, dict):
+        raise ConfigError([f"{path} must hold a JSON object of settings"])
+    return TrainConfig.from_dict(_portable(values))
 
 
 def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
@@ -110,29 +118,42 @@ def load_checkpoint(source: Path | bytes) -> LoadedCheckpoint:
         raw = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as error:
         raise CheckpointError(f"cannot read the checkpoint: {error.strerror}") from None
+    if not zipfile.is_zipfile(io.BytesIO(raw)):  # torch.save writes zip archives; anything else is not ours
+        raise CheckpointError("not a readable PyTorch checkpoint: the file is corrupt, truncated or another format")
     try:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
-            "refused: the file holds Python objects other than tensors and plain data, "
-            "which could run code; only Seq2Seq Playground checkpoints are accepted"
+            "refused: the file holds Python objects other than tensors and plain data (which could run code) "
+            "or its data is corrupt; only Seq2Seq Playground checkpoints are accepted"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, OSError) as error:
-        raise CheckpointError(f"not a readable PyTorch checkpoint (corrupt or truncated): {error}") from None
+    except Exception:  # torch raises many types (RuntimeError, EOFError, IndexError, ...) for damaged files
+        raise CheckpointError("not a readable PyTorch checkpoint: the file is corrupt or truncated") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError("not a Seq2Seq Playground checkpoint: its format tag is missing")
     try:
+        if not isinstance(payload["config"], dict):
+            raise TypeError("its config is not a dictionary")
         config = TrainConfig.from_dict(_portable(payload["config"]))
-        src_vocab = Vocab(list(payload["src_vocab"]), str(payload["src_separator"]))
-        tgt_vocab = Vocab(list(payload["tgt_vocab"]), str(payload["tgt_separator"]))
+        src_vocab = _vocab(payload["src_vocab"], payload["src_separator"])
+        tgt_vocab = _vocab(payload["tgt_vocab"], payload["tgt_separator"])
         model = build_model(config, len(src_vocab), len(tgt_vocab))
         model.load_state_dict(payload["state_dict"])
+        step = int(payload.get("step", 0))
     except ConfigError as error:
         raise CheckpointError(f"the checkpoint's config is invalid: {error}") from None
-    except (KeyError, TypeError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
         raise CheckpointError(f"the checkpoint does not match its config: {error}") from None
     model.eval()
-    return LoadedCheckpoint(model, config, src_vocab, tgt_vocab, int(payload.get("step", 0)))
+    return LoadedCheckpoint(model, config, src_vocab, tgt_vocab, step)
+
+
+def _vocab(tokens: Any, separator: Any) -> Vocab:
+    if not isinstance(tokens, list | tuple) or not all(isinstance(t, str) for t in tokens):
+        raise TypeError("a vocabulary is not a list of text tokens")
+    if not isinstance(separator, str):
+        raise TypeError("a vocabulary separator is not text")
+    return Vocab(list(tokens), separator)
 
 
 def _portable(config: dict[str, Any]) -> dict[str, Any]:

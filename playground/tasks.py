@@ -38,7 +38,7 @@ class Vocab:
     """Token <-> id mapping; ids 0..3 are always <pad>, <sos>, <eos>, <unk>."""
 
     def __init__(self, tokens: list[str], separator: str = "") -> None:
-        self.itos = list(SPECIALS) + [t for t in tokens if t not in SPECIALS]
+        self.itos = list(SPECIALS) + list(dict.fromkeys(t for t in tokens if t not in SPECIALS))
         self.stoi = {token: i for i, token in enumerate(self.itos)}
         self.separator = separator
 
@@ -59,7 +59,10 @@ class Vocab:
         return tokens
 
     def tokenize(self, text: str) -> list[str]:
-        return text.split() if self.separator else [ch for ch in text if not ch.isspace()]
+        """Typed text to tokens; in char mode inner spaces count only where the vocabulary has them (custom data)."""
+        if self.separator:
+            return text.split()
+        return [ch for ch in text.strip() if not ch.isspace() or ch in self.stoi]
 
     def join(self, tokens: list[str]) -> str:
         return self.separator.join(tokens)
@@ -242,27 +245,32 @@ def parse_custom_csv(data: bytes, tokenization: str = "char") -> list[Pair]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise TaskError(f"the file is not UTF-8 text (byte {error.start} cannot be read)") from None
-    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
-    if rows and [cell.strip().lower() for cell in rows[0]] == ["source", "target"]:
+    reader = csv.reader(io.StringIO(text))
+    try:  # errors name the line of the file, counting the header and blank lines
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        raise TaskError(f"line {reader.line_num} cannot be read as CSV: {error}") from None
+    if rows and [cell.strip().lower() for cell in rows[0][1]] == ["source", "target"]:
         rows = rows[1:]
     if len(rows) < 2:
         raise TaskError("the file needs at least 2 rows of source,target (one is kept for validation)")
     if len(rows) > MAX_CUSTOM_ROWS:
         raise TaskError(f"the file has {len(rows):,} rows; at most {MAX_CUSTOM_ROWS:,} are allowed")
     pairs = []
-    for number, row in enumerate(rows, start=1):
+    for number, row in rows:
         if len(row) != 2:
-            raise TaskError(f"row {number} has {len(row)} columns; each row must be source,target")
+            columns = "1 column" if len(row) == 1 else f"{len(row)} columns"
+            raise TaskError(f"line {number} has {columns}; each row must be source,target")
         sides = [cell.split() if tokenization == "space" else list(cell.strip()) for cell in row]
         for side, tokens in zip(("source", "target"), sides, strict=True):
             if not tokens:
-                raise TaskError(f"row {number}: the {side} is empty")
+                raise TaskError(f"line {number}: the {side} is empty")
             if len(tokens) > MAX_CUSTOM_TOKENS:
                 raise TaskError(
-                    f"row {number}: the {side} has {len(tokens)} tokens; at most {MAX_CUSTOM_TOKENS} are allowed"
+                    f"line {number}: the {side} has {len(tokens)} tokens; at most {MAX_CUSTOM_TOKENS} are allowed"
                 )
             if set(tokens) & set(SPECIALS):
-                raise TaskError(f"row {number}: the {side} uses a reserved token ({', '.join(SPECIALS)})")
+                raise TaskError(f"line {number}: the {side} uses a reserved token ({', '.join(SPECIALS)})")
         pairs.append((sides[0], sides[1]))
     return pairs
 
@@ -298,7 +306,8 @@ class TaskData:
         self._rng = random.Random(seed)
         self.val_pairs = self._validation_pairs(val_size)
         if not self.val_pairs:
-            raise TaskError("no validation example could be drawn: the task has too few distinct sources")
+            raise TaskError("no validation example could be drawn: the task has too few distinct sources "
+                            "(allow longer sequences, a larger alphabet or more digits)")
         self.validation = encode_pairs(task, self.val_pairs)
 
     def _validation_pairs(self, size: int) -> list[Pair]:

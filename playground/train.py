@@ -17,20 +17,24 @@ import torch
 from playground.config import TrainConfig
 from playground.devices import resolve_device
 from playground.model import Seq2Seq, sequence_loss
-from playground.tasks import PAD_ID, Batch, Task, TaskData, make_task, parse_custom_csv
+from playground.tasks import PAD_ID, Batch, Task, TaskData, TaskError, make_task, parse_custom_csv
 
 EVAL_CHUNK = 1024
 _SEEDED_INIT = threading.Lock()  # model init draws from torch's global RNG
 
 
 class DivergedError(RuntimeError):
-    """The loss became NaN or infinite; the weights are those of the last finite step."""
+    """The loss or its gradients became NaN or infinite; the weights are those of the last finite step."""
 
 
 def build_task(config: TrainConfig) -> Task:
     pairs, separator = None, ""
     if config.task == "custom":
-        pairs = parse_custom_csv(Path(config.custom_csv).read_bytes(), config.custom_tokenization)
+        try:
+            data = Path(config.custom_csv).read_bytes()
+        except OSError as error:
+            raise TaskError(f"cannot read the CSV file {config.custom_csv!r}: {error.strerror}") from None
+        pairs = parse_custom_csv(data, config.custom_tokenization)
         separator = " " if config.custom_tokenization == "space" else ""
     return make_task(config.task, config.min_len, config.max_len, config.alphabet_size,
                      config.max_digits, pairs, separator)
@@ -107,13 +111,17 @@ class Trainer:
         self.model.train()
         logits = self.model(src, tgt, ratio, self.config.coin, self.draw_coins(batch))
         loss = sequence_loss(logits, tgt)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise DivergedError(f"the training loss became {value} at step {self.step + 1}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+        # One host sync for both checks; a finite loss can still have overflowing gradients.
+        value, grad_norm = torch.stack([loss.detach(), norm.to(loss.device)]).tolist()
+        for what, number in (("training loss", value), ("gradient norm", grad_norm)):
+            if not math.isfinite(number):
+                self.optimizer.zero_grad(set_to_none=True)
+                raise DivergedError(f"the {what} became {number} at step {self.step + 1}")
         if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), self.config.grad_clip, norm)
         self.optimizer.step()
         self.step += 1
         return StepResult(self.step, value, ratio, self.config.lr)
