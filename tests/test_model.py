@@ -99,15 +99,6 @@ def test_fused_path_equals_the_step_loop() -> None:
     torch.testing.assert_close(fused, per_token_all_teacher, rtol=1e-5, atol=1e-6)
 
 
-def test_step_zero_always_reads_sos() -> None:
-    model = make_model(1)
-    src, tgt = batch(seed=5)
-    seen = []
-    model.decoder.embedding.register_forward_hook(lambda module, args, out: seen.append(args[0][:, 0].clone()))
-    model(src, tgt, 0.0)
-    assert torch.equal(seen[0], torch.full((5,), SOS_ID))
-
-
 def test_loss_averages_over_non_pad_tokens_only() -> None:
     model = make_model(1)
     src, tgt = batch(seed=6)
