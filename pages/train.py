@@ -1,8 +1,218 @@
-"""Train page (the app issue replaces this with live training)."""
+"""Train: settings in the sidebar, buttons on top, live curves, states and predictions below."""
 
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
-from playground.tasks import TASKS
+from playground.config import ConfigError, TrainConfig
+from playground.plots import accuracy_figure, gamma_figure, loss_figure
+from playground.runs import FINAL_STATUSES, BackgroundRun, RunError, TrainingSnapshot, registry
+from playground.storage import CHECKPOINT_FILE, METRIC_COLUMNS
+from playground.tasks import TASKS, TaskError
+from playground.train import build_task
+from playground.ui import keep_widget_state, load_settings, run_label, settings_sidebar, state_preview
 
-st.title("Seq2Seq Playground")
-st.dataframe({"task": list(TASKS), "description": [info.description for info in TASKS.values()]})
+LIVE_KEYS = ("lr", "teacher_forcing_ratio")
+POLL_SECONDS = 0.5
+
+st.title("Train a seq2seq model")
+fresh_session = "cfg_task" not in st.session_state
+keep_widget_state()
+runs = registry()
+
+run: BackgroundRun | None = None
+if run_id := st.session_state.get("train_run_id", st.query_params.get("run")):  # the URL survives a reload
+    try:
+        run = runs.get(run_id)
+        st.session_state.train_run_id = run_id
+        st.query_params["run"] = run_id
+        if fresh_session and run.kind == "train":  # a reload: show the run's own settings
+            load_settings(run.snapshot().config)
+    except (RunError, TaskError, ValueError):
+        st.session_state.pop("train_run_id", None)
+        st.query_params.pop("run", None)
+values = settings_sidebar()
+
+config: TrainConfig | None = None
+try:
+    config = TrainConfig.from_dict(values)
+    build_task(config)  # a custom CSV is read and checked here, before Start
+except (ConfigError, TaskError) as error:
+    for problem in getattr(error, "problems", [str(error)]):
+        st.error(problem)
+
+
+def start() -> None:
+    global run
+    if config is None:
+        return
+    try:
+        if run is None or run.status in FINAL_STATUSES:
+            run = runs.create_training(st.session_state.get("run_name", ""), config)
+            st.session_state.train_run_id = st.query_params["run"] = run.id
+        if run.status == "paused":
+            run.resume()
+        else:
+            run.start()
+    except (RunError, ConfigError, TaskError) as error:
+        st.session_state.train_error = str(error)
+
+
+def step_once() -> None:
+    global run
+    if config is None:
+        return
+    if run is None or run.status in FINAL_STATUSES:
+        run = runs.create_training(st.session_state.get("run_name", ""), config)
+        st.session_state.train_run_id = st.query_params["run"] = run.id
+    try:
+        run.step_once()
+    except RunError as error:
+        st.session_state.train_error = str(error)
+
+
+def reset() -> None:
+    if run is not None and run.active:
+        run.stop()
+    st.session_state.pop("train_run_id", None)
+    st.query_params.pop("run", None)
+
+
+def open_run(run_id: str) -> None:
+    """Make a listed run the current one and show its settings."""
+    st.session_state.train_run_id = st.query_params["run"] = run_id
+    opened = runs.get(run_id)
+    if opened.kind == "train":
+        load_settings(opened.snapshot().config)
+
+
+buttons = st.columns([1, 1, 1, 1, 1, 3])
+running = run is not None and run.status == "running"
+buttons[0].button("Start", key="start", type="primary", on_click=start, disabled=config is None or running,
+                  width="stretch", help="Train with the settings on the left (resumes a paused run)")
+if run is not None and run.status == "paused":
+    buttons[1].button("Resume", key="pause", on_click=run.resume, width="stretch")
+else:
+    buttons[1].button("Pause", key="pause", on_click=run.pause if run else None, disabled=not running,
+                      width="stretch")
+buttons[2].button("Step", key="step", on_click=step_once, disabled=config is None or running, width="stretch",
+                  help="One training step, then pause")
+buttons[3].button("Stop", key="stop", on_click=run.stop if run else None,
+                  disabled=run is None or not run.active, width="stretch")
+buttons[4].button("Reset", key="reset", on_click=reset, width="stretch",
+                  help="Forget the current run (it stays in the list) so Start begins a new one")
+buttons[5].text_input("Run name", key="run_name", placeholder="name of the next run (optional)",
+                      label_visibility="collapsed")
+if message := st.session_state.pop("train_error", None):
+    st.error(message)
+
+if run is not None and config is not None and run.kind == "train":
+    run_config = run.snapshot().config
+    live = {key: getattr(config, key) for key in LIVE_KEYS if getattr(config, key) != getattr(run_config, key)}
+    if live and run.active:
+        run.set_live(**live)
+    fixed = [key for key, value in config.as_dict().items()
+             if key not in (*LIVE_KEYS, "steps", "eval_every") and value != getattr(run_config, key)]
+    if fixed:
+        st.info(f"Changed {', '.join(fixed)}: these shape the model or the data, so they apply to a new run. "
+                "Press **Reset**, then **Start**.")
+
+
+def draw(run: BackgroundRun, snapshot: TrainingSnapshot) -> None:
+    status = run.status
+    progress = snapshot.step / snapshot.total_steps
+    rate = snapshot.steps_per_second
+    left = (snapshot.total_steps - snapshot.step) / rate if rate > 0 else 0.0
+    remaining = f" — {left:.0f} s left" if status == "running" else ""
+    st.progress(min(progress, 1.0), text=f"**{run_label(run)}** — {status} — step {snapshot.step:,} of "
+                f"{snapshot.total_steps:,} — {rate:.1f} steps/s{remaining}")
+    if status == "diverged":
+        st.error(f"The run diverged: {run.message}. Its history and last good weights are kept; "
+                 "try a lower learning rate or gradient clipping.")
+    elif status == "failed":
+        st.error(f"The run failed: {run.message}. Its history is kept.")
+    last = next((row for row in reversed(snapshot.rows) if "val_fr_exact" in row), None)
+    if last:
+        cards = st.columns(4)
+        cards[0].metric("Training loss", f"{snapshot.rows[-1].get('train_loss', float('nan')):.3f}")
+        cards[1].metric("Token accuracy, teacher-forced", f"{last['val_tf_token_acc']:.1%}")
+        cards[2].metric("Token accuracy, free-running", f"{last['val_fr_token_acc']:.1%}",
+                        delta=f"{last['val_fr_token_acc'] - last['val_tf_token_acc']:+.1%} exposure-bias gap",
+                        delta_color="off")
+        cards[3].metric("Exact match (free-running)", f"{last['val_fr_exact']:.1%}")
+    changes = [(change.step, change.text) for change in snapshot.changes]
+    note = f"diverged at step {snapshot.step + 1}" if status == "diverged" else ""
+    left_column, right_column = st.columns(2)
+    left_column.plotly_chart(loss_figure(snapshot.rows, st.session_state.smoothing, st.session_state.log_y,
+                                         changes, note), key="loss_chart", width="stretch")
+    right_column.plotly_chart(accuracy_figure(snapshot.rows, changes), key="accuracy_chart", width="stretch")
+    left_column.plotly_chart(gamma_figure(snapshot.rows, changes), key="gamma_chart", width="stretch")
+    with right_column:
+        st.markdown("**Sample predictions** (free-running, validation examples)")
+        if snapshot.predictions:
+            st.dataframe(pd.DataFrame(snapshot.predictions), hide_index=True, width="stretch",
+                         column_config={"correct": st.column_config.CheckboxColumn("correct")})
+        else:
+            st.caption("Predictions appear at the first evaluation.")
+    state_preview(snapshot)
+
+
+if run is not None:
+    chart_options = st.columns([2, 1, 3])
+    chart_options[0].slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
+                            help="Exponential moving average of the training loss, as in TensorBoard")
+    chart_options[1].toggle("Log scale", key="log_y")
+
+    polling = run.status == "running"
+
+    @st.fragment(run_every=POLL_SECONDS if polling else None)
+    def live_view() -> None:
+        draw(run, run.snapshot())
+        if polling and run.status != "running":
+            st.rerun()  # re-register the fragment without a timer, and refresh the buttons
+
+    live_view()
+else:
+    st.markdown(f"**{TASKS[values['task']].description}.** Press **Start** to train with the settings on the left; "
+                "the curves, hidden states and predictions update live while it trains.")
+
+with st.expander("Runs: open, rename, delete, download"):
+    summaries = runs.list()
+    if not summaries:
+        st.caption("No runs yet.")
+    else:
+        labels = {summary.id: f"{summary.name} ({summary.kind}, {summary.status}) — {summary.id}"
+                  for summary in summaries if summary.kind == "train"}
+        chosen = st.selectbox("Run", list(labels), format_func=labels.get, key="manage_run")
+        columns = st.columns(4)
+        columns[0].button("Open", key="open_run", on_click=open_run, args=(chosen,), disabled=not chosen)
+        new_name = columns[1].text_input("New name", key="new_run_name", label_visibility="collapsed",
+                                         placeholder="new name")
+        if columns[2].button("Rename", key="rename_run") and chosen:
+            try:
+                runs.rename(chosen, new_name)
+                st.rerun()
+            except RunError as error:
+                st.error(str(error))
+        if columns[3].button("Delete", key="delete_run") and chosen:
+            runs.delete(chosen)
+            if st.session_state.get("train_run_id") == chosen:
+                st.session_state.pop("train_run_id")
+                st.query_params.pop("run", None)
+            st.rerun()
+        if chosen:
+            folder = Path(runs.runs_dir) / chosen
+            selected = runs.get(chosen)
+            metrics = pd.DataFrame(selected.snapshot().rows, columns=list(METRIC_COLUMNS))
+            buffer = io.StringIO()
+            metrics.to_csv(buffer, index=False)
+            downloads = st.columns(2)
+            downloads[0].download_button("Metrics (CSV)", buffer.getvalue(), f"{chosen}-metrics.csv", "text/csv",
+                                         key="download_metrics")
+            if (folder / CHECKPOINT_FILE).exists():
+                downloads[1].download_button("Checkpoint (.pt)", (folder / CHECKPOINT_FILE).read_bytes(),
+                                             f"{chosen}.pt", "application/octet-stream", key="download_checkpoint")

@@ -1,0 +1,51 @@
+"""Start training in a real browser, watch the loss chart fill, stop, reload, find the run again."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.browser.conftest import screenshot, wait_idle
+
+pytestmark = pytest.mark.browser
+
+LOSS_POINTS = """() => {
+  const plot = document.querySelector('.st-key-loss_chart .js-plotly-plot');
+  if (!plot || !plot._fullData) return 0;
+  const line = plot._fullData.find(trace => trace.name === 'training loss');
+  return line && line.x ? line.x.length : 0;
+}"""
+
+
+def set_number(page, label: str, value: int) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    wait_idle(page)
+
+
+def test_start_watch_stop_reload(streamlit_server: str, browser_page) -> None:
+    page = browser_page
+    page.goto(streamlit_server)
+    wait_idle(page)
+    set_number(page, "Hidden size", 32)
+    set_number(page, "Steps", 3000)
+    set_number(page, "Evaluate every", 50)
+    pressed = time.monotonic()
+    page.click(".st-key-start button")
+    page.wait_for_function(f"({LOSS_POINTS})() > 0")
+    first_point = time.monotonic() - pressed
+    print(f"seconds from Start to the first point on the loss chart: {first_point:.2f}")
+    page.wait_for_function(f"({LOSS_POINTS})() > 100")
+    page.wait_for_selector(".st-key-preview_encoder .js-plotly-plot")
+    screenshot(page, "train-running")
+    page.click(".st-key-stop button")
+    page.wait_for_selector("text=stopped")
+    wait_idle(page)
+    page.reload()
+    wait_idle(page)
+    page.wait_for_selector(".st-key-loss_chart .js-plotly-plot")
+    assert page.evaluate(LOSS_POINTS) > 100
+    assert page.get_by_text("stopped").count() > 0
+    screenshot(page, "train-after-reload")
