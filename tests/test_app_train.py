@@ -1,0 +1,96 @@
+"""The Train page through Streamlit's AppTest: widgets -> a real background run -> charts and tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from playground import runs
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    runs.reset_registry()
+    yield
+    runs.reset_registry()
+
+
+def tiny_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    for key, value in (("cfg_hidden_dim", 16), ("cfg_emb_dim", 8), ("cfg_steps", 40), ("cfg_eval_every", 20)):
+        at.number_input(key=key).set_value(value)
+    return at.run()
+
+
+def test_first_page_is_train_with_defaults_and_no_errors() -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Train a seq2seq model"
+    assert at.selectbox(key="cfg_task").value == "reverse"
+    assert at.slider(key="cfg_teacher_forcing_ratio").value == 0.5
+    assert not at.button(key="start").disabled
+
+
+def test_start_trains_in_the_background_and_the_page_shows_it() -> None:
+    at = tiny_app()
+    at.button(key="start").click().run()
+    run = runs.registry().get(at.session_state.train_run_id)
+    run.join(60)
+    at.run()
+    assert run.status == "finished" and not at.exception
+    chart_keys = {chart.key for chart in at.get("plotly_chart")}
+    assert {"loss_chart", "accuracy_chart", "gamma_chart", "preview_encoder", "preview_decoder"} <= chart_keys
+    loss = next(chart for chart in at.get("plotly_chart") if chart.key == "loss_chart")
+    assert "training loss" in loss.proto.spec
+    assert [metric.label for metric in at.metric][0] == "Training loss"
+    assert len(at.dataframe[0].value) == 8  # sample predictions
+    assert "finished" in at.get("progress")[0].proto.text
+
+
+def test_bad_settings_show_what_is_allowed_and_block_start() -> None:
+    at = tiny_app()
+    at.number_input(key="cfg_min_len").set_value(9).run()
+    assert [error.value for error in at.error] == ["min_len = 9 is not allowed: it must not exceed max_len (8)"]
+    assert at.button(key="start").disabled
+    at.number_input(key="cfg_min_len").set_value(3)
+    at.number_input(key="cfg_hidden_dim").set_value(0).run()
+    assert "hidden_dim = 0 is not allowed: it must be between 2 and 1024" in at.error[0].value
+    assert not at.exception
+
+
+def test_a_bad_custom_csv_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    at = tiny_app()
+    at.selectbox(key="cfg_task").set_value("custom").run()
+    assert "custom_csv is empty" in at.error[0].value
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"source,target\n\xff\xfe,abc\n")
+    at.session_state["cfg_custom_csv"] = str(bad)
+    at.run()
+    assert "not UTF-8" in at.error[0].value and not at.exception
+
+
+def test_changing_the_model_shape_asks_for_a_reset_and_reset_detaches() -> None:
+    at = tiny_app()
+    at.button(key="step").click().run()
+    run = runs.registry().get(at.session_state.train_run_id)
+    at.number_input(key="cfg_hidden_dim").set_value(24).run()
+    assert "Press **Reset**" in at.info[0].value
+    at.button(key="reset").click().run()
+    assert "train_run_id" not in at.session_state and run.status == "stopped"
+
+
+def test_live_learning_rate_change_reaches_the_running_run() -> None:
+    at = tiny_app()
+    at.number_input(key="cfg_steps").set_value(100_000).run()
+    at.button(key="start").click().run()
+    run = runs.registry().get(at.session_state.train_run_id)
+    at.select_slider(key="cfg_lr").set_value(0.02).run()
+    assert run.snapshot().config.lr == 0.02
+    run.stop()
+    run.join(10)
