@@ -12,7 +12,10 @@ from typing import Any
 
 import torch
 
+from playground.bench import bench_command
+from playground.compare import CompareConfig, CompareEngine, format_table, parse_ratios, reading, summary_rows
 from playground.config import ConfigError, TrainConfig
+from playground.devices import device_choices
 from playground.storage import CHECKPOINT_FILE, create_run_dir, save_checkpoint, write_config, write_metrics
 from playground.tasks import TASKS, TaskError
 from playground.train import DivergedError, Trainer
@@ -99,10 +102,30 @@ def print_train_summary(summary: dict[str, Any]) -> None:
     print(f"run folder: {summary['run_dir']}")
 
 
+def compare_command(args: argparse.Namespace) -> None:
+    config = CompareConfig.build(config_from_args(args, skip=("teacher_forcing_ratio", "schedule")),
+                                 parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    snapshot = CompareEngine(config).run_to_end()
+    table = summary_rows(snapshot)
+    print(format_table(table))
+    print(reading(table))
+    if args.json:
+        print(json.dumps({"task": config.base.task, "steps": snapshot.step, "seconds": round(snapshot.seconds, 2),
+                          "rows": table}))
+
+
 def tasks_command() -> None:
     width = max(map(len, TASKS))
     for name, info in TASKS.items():
         print(f"{name:<{width}}  {info.description}")
+
+
+def _threads(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a whole number, 0 (torch's choice) to 1024")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,9 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(train)
     train.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
     train.add_argument("--name", default="", help="run name (default: TASK-cli)")
-    train.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    train.add_argument("--threads", type=_threads, default=0, help="torch CPU threads (default: torch's choice)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--json", action="store_true", help="end with one JSON line of results")
+    compare = commands.add_parser("compare", help="train several teacher-forcing ratios side by side, batched")
+    add_config_options(compare, skip=("teacher_forcing_ratio", "schedule"))
+    compare.add_argument("--ratios", default="0,0.25,0.5,0.75,1",
+                         help="comma-separated ratios (default 0,0.25,0.5,0.75,1)")
+    compare.add_argument("--schedules", default="", help="comma-separated decaying schedules from 1 to --tf-end")
+    compare.add_argument("--seeds", type=int, default=1, help="seeds per ratio, 1 to 3 (default 1)")
+    compare.add_argument("--threads", type=_threads, default=1, help="torch CPU threads (default 1; 0: torch's choice)")
+    compare.add_argument("--json", action="store_true", help="end with one JSON line: a row per ratio")
+    bench = commands.add_parser("bench", help="training-step speed: ratios against a naive reference")
+    bench.add_argument("--json", action="store_true", help="end with one JSON line of results")
+    bench.add_argument("--quick", action="store_true", help="a few steps per case: checks, not measurements")
+    bench.add_argument("--device", default="cpu", choices=device_choices(), help="default cpu")
+    bench.add_argument("--threads", type=_threads, default=1, help="torch CPU threads (default 1; 0: torch's choice)")
     return parser
 
 
@@ -130,7 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             print_train_summary(summary)
             if args.json:
                 print(json.dumps(summary))
+        elif args.command == "compare":
+            compare_command(args)
+        elif args.command == "bench":
+            bench_command(args.quick, args.json, args.device, args.threads)
     except (ConfigError, TaskError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. a runs folder that cannot be written
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0

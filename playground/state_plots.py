@@ -9,7 +9,7 @@ DIVERGING = "RdBu_r"  # red positive, blue negative, white at zero
 
 
 def state_heatmap(values: np.ndarray, step_labels: list[str], title: str, unit_order: np.ndarray | None = None,
-                  height: int = 320, value_name: str = "value") -> go.Figure:
+                  height: int = 320, value_name: str = "value", x_title: str = "step (input token)") -> go.Figure:
     """values (steps, units) drawn as units x steps, centred on 0; hover gives unit, step, token, value."""
     order = np.arange(values.shape[1]) if unit_order is None else np.asarray(unit_order)
     z = values[:, order].T
@@ -23,8 +23,83 @@ def state_heatmap(values: np.ndarray, step_labels: list[str], title: str, unit_o
         hovertemplate="unit %{customdata[0]}<br>step %{customdata[1]}, token %{customdata[2]}"
                       f"<br>{value_name} %{{z:.3f}}<extra></extra>"))
     figure.update_layout(title=title, height=height, margin={"l": 55, "r": 10, "t": 40, "b": 40})
-    figure.update_xaxes(title_text="step (input token)", tickmode="array", tickvals=steps,
-                        ticktext=[f"{label}" for label in step_labels])
-    figure.update_yaxes(title_text="hidden unit" if unit_order is None else "hidden unit (reordered)",
-                        showticklabels=len(order) <= 64)
+    figure.update_xaxes(title_text=x_title, tickmode="array", tickvals=steps, ticktext=list(step_labels))
+    reordered = not np.array_equal(order, np.arange(values.shape[1]))
+    figure.update_yaxes(title_text="units, sorted (hover: unit)" if reordered else "hidden unit",
+                        showticklabels=len(order) <= 64 and not reordered,
+                        autorange="reversed" if reordered else True)  # the first in the order on top
+    return figure
+
+
+def mark_step(figure: go.Figure, step: int | None, text: str) -> go.Figure:
+    """A dashed vertical line at a step (e.g. where two decodings diverge)."""
+    if step is not None:
+        figure.add_vline(x=step, line={"color": "black", "dash": "dash", "width": 2},
+                         annotation_text=text, annotation_position="top")
+    return figure
+
+
+def probs_figure(probs: np.ndarray, vocab: list[str], step_labels: list[str], chosen: list[str],
+                 title: str, height: int = 360) -> go.Figure:
+    """Output probabilities, vocabulary x steps; a marker on the token chosen at each step."""
+    steps = np.arange(probs.shape[0])
+    figure = go.Figure(go.Heatmap(
+        z=probs.T, x=steps, y=np.array(vocab, dtype=object), colorscale="Blues", zmin=0.0, zmax=1.0,
+        colorbar={"title": {"text": "p"}, "thickness": 12},
+        customdata=np.broadcast_to(np.array(step_labels, dtype=object)[None, :], probs.T.shape),
+        hovertemplate="step %{x} (%{customdata})<br>token %{y}<br>p %{z:.3f}<extra></extra>"))
+    figure.add_trace(go.Scatter(x=steps, y=np.array(chosen, dtype=object), mode="markers", name="chosen (argmax)",
+                                marker={"symbol": "x", "color": "orange", "size": 10, "line": {"width": 2}},
+                                hovertemplate="step %{x}: chose %{y}<extra></extra>"))
+    figure.update_layout(title=title, height=height, margin={"l": 70, "r": 10, "t": 40, "b": 40},
+                         legend={"orientation": "h", "y": -0.25})
+    figure.update_xaxes(title_text="decoder step (input → prediction)", tickmode="array", tickvals=steps,
+                        ticktext=step_labels)
+    figure.update_yaxes(title_text="output token", type="category", categoryorder="array",
+                        categoryarray=np.array(vocab, dtype=object))
+    return figure
+
+
+def unit_lines_figure(values: np.ndarray, units: list[int], step_labels: list[str], title: str,
+                      value_name: str = "value", height: int = 320) -> go.Figure:
+    """Chosen units as lines over time."""
+    steps = np.arange(values.shape[0])
+    figure = go.Figure([go.Scatter(x=steps, y=values[:, unit], mode="lines+markers", name=f"unit {unit}",
+                                   customdata=np.array(step_labels, dtype=object),
+                                   hovertemplate=f"unit {unit}<br>step %{{x}}, token %{{customdata}}"
+                                                 f"<br>{value_name} %{{y:.3f}}<extra></extra>")
+                        for unit in units])
+    figure.update_layout(title=title, height=height, margin={"l": 55, "r": 10, "t": 40, "b": 40})
+    figure.update_xaxes(title_text="step (input token)", tickmode="array", tickvals=steps, ticktext=step_labels)
+    figure.update_yaxes(title_text=value_name)
+    return figure
+
+
+def projection_figure(points: np.ndarray, colour: np.ndarray, colour_name: str, labels: list[str],
+                      trajectories: dict[str, tuple[np.ndarray, list[str]]], explained: np.ndarray,
+                      height: int = 480) -> go.Figure:
+    """Context vectors of many examples in a PCA plane, with decoder trajectories drawn in the same plane."""
+    numeric = np.issubdtype(np.asarray(colour).dtype, np.number)
+    marker: dict = {"size": 7, "opacity": 0.75}
+    if numeric:
+        marker |= {"color": colour, "colorscale": "Viridis", "showscale": True,
+                   "colorbar": {"title": {"text": colour_name}, "thickness": 12}}
+    traces = [go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="context vectors",
+                         marker=marker, text=labels, showlegend=numeric,
+                         hovertemplate="%{text}<extra>context</extra>")] if numeric else [
+        go.Scatter(x=points[colour == value, 0], y=points[colour == value, 1], mode="markers",
+                   name=f"{colour_name} {value}", marker=marker, text=np.asarray(labels, dtype=object)[colour == value],
+                   hovertemplate="%{text}<extra></extra>") for value in sorted(set(colour.tolist()))]
+    styles = ({"width": 4, "color": "#d62728"}, {"width": 2, "color": "black", "dash": "dot"})
+    for (name, (path, tokens)), line in zip(trajectories.items(), styles, strict=False):
+        traces.append(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers+text", name=name,
+                                 text=tokens, textposition="top center", line=line,
+                                 marker={"size": 9, "symbol": "diamond"},
+                                 hovertemplate=f"{name}<br>step %{{pointNumber}}: %{{text}}<extra></extra>"))
+    figure = go.Figure(traces)
+    figure.update_layout(title="Encoder final state (context vector) of validation examples, PCA plane",
+                         height=height, margin={"l": 55, "r": 10, "t": 40, "b": 40},
+                         legend={"orientation": "h", "y": -0.15})
+    figure.update_xaxes(title_text=f"PC 1 ({explained[0]:.0%} of variance)")
+    figure.update_yaxes(title_text=f"PC 2 ({explained[1]:.0%} of variance)")
     return figure

@@ -7,6 +7,8 @@ gate order i, f, g, o). Tests hold it equal to nn.LSTM's own outputs.
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from dataclasses import dataclass
 
@@ -123,3 +125,133 @@ def decoded_text(capture: StateCapture, tgt_vocab: Vocab) -> str:
     """The prediction as a person reads it: up to <eos>, joined the vocabulary's way."""
     tokens = capture.predicted[: capture.predicted.index(EOS)] if EOS in capture.predicted else capture.predicted
     return tgt_vocab.join(tokens)
+
+
+UNIT_ORDERS = ("as is", "by variance", "by correlation with position")
+
+
+def unit_order(values: np.ndarray, mode: str) -> np.ndarray:
+    """Unit indices to draw top-down, so units that behave alike sit together and structure shows."""
+    units = np.arange(values.shape[1])
+    if mode == "as is" or values.shape[0] < 2:
+        return units
+    if mode == "by variance":
+        return np.argsort(-values.var(axis=0), kind="stable")
+    if mode == "by correlation with position":
+        return np.argsort(-position_correlation(values), kind="stable")
+    raise ValueError(f"unknown unit order {mode!r}; choose one of {', '.join(UNIT_ORDERS)}")
+
+
+def position_correlation(values: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each unit with the step index; 0 for a constant unit."""
+    steps = np.arange(values.shape[0], dtype=np.float64) - (values.shape[0] - 1) / 2
+    centred = values - values.mean(axis=0)
+    scale = np.sqrt((centred**2).sum(axis=0) * (steps**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(scale > 0, steps @ centred / scale, 0.0)
+
+
+def divergence_step(first: list[str], second: list[str]) -> int | None:
+    """The first step where two decodings predict different tokens (a shorter one differs where it ends)."""
+    for step, (a, b) in enumerate(zip(first, second, strict=False)):
+        if a != b:
+            return step
+    return None if len(first) == len(second) else min(len(first), len(second))
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A 2-D PCA plane: points map to (points - mean) @ axes."""
+
+    mean: np.ndarray  # (features,)
+    axes: np.ndarray  # (features, 2)
+    explained: np.ndarray  # share of variance on each axis
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        return (np.asarray(points, dtype=np.float64) - self.mean) @ self.axes
+
+
+def fit_projection(points: np.ndarray) -> Projection:
+    """PCA by SVD of the centred points (no sklearn); needs at least two points."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[0] < 2:
+        raise ValueError("a projection needs at least two points")
+    mean = points.mean(axis=0)
+    _, singular, vt = np.linalg.svd(points - mean, full_matrices=False)
+    axes = np.zeros((points.shape[1], 2))
+    axes[:, : min(2, vt.shape[0])] = vt[:2].T
+    total = float((singular**2).sum()) or 1.0
+    explained = np.zeros(2)
+    explained[: min(2, singular.size)] = singular[:2] ** 2 / total
+    return Projection(mean, axes, explained)
+
+
+def example_property(task: str, src: list[str], tgt: list[str]) -> tuple[str, float | str]:
+    """What to colour an example by: the sum for addition, the first token for sort, else the length."""
+    if task == "addition":
+        return "sum", float("".join(tgt)) if tgt and "".join(tgt).isdigit() else float("nan")
+    if task == "sort":
+        return "first token", src[0]
+    return "source length", float(len(src))
+
+
+def capture_arrays(capture: StateCapture) -> dict[str, np.ndarray]:
+    """Every captured array by name (encoder_l0_h, decoder_l1_gate_f, probs, ...) for .npz export."""
+    arrays: dict[str, np.ndarray] = {}
+    for part, layers in (("encoder", capture.encoder), ("decoder", capture.decoder)):
+        for index, layer in enumerate(layers):
+            arrays[f"{part}_l{index}_h"], arrays[f"{part}_l{index}_c"] = layer.h, layer.c
+            arrays |= {f"{part}_l{index}_gate_{gate}": layer.gates[gate] for gate in GATES}
+    arrays["probs"] = capture.probs
+    arrays["src_tokens"] = np.array(capture.src_tokens, dtype=str)
+    arrays["decoder_inputs"] = np.array(capture.decoder_inputs, dtype=str)
+    arrays["predicted"] = np.array(capture.predicted, dtype=str)
+    arrays["teacher_used"] = np.array(capture.teacher_used, dtype=bool)
+    return arrays
+
+
+def capture_npz(capture: StateCapture) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **capture_arrays(capture))
+    return buffer.getvalue()
+
+
+def capture_csv(capture: StateCapture) -> str:
+    """Long format, one value a row: part, layer, quantity, step, token, unit, value."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["part", "layer", "quantity", "step", "token", "unit", "value"])
+    for part, layers, tokens in (("encoder", capture.encoder, capture.src_tokens),
+                                 ("decoder", capture.decoder, capture.decoder_inputs)):
+        for index, layer in enumerate(layers):
+            for quantity, values in (("h", layer.h), ("c", layer.c),
+                                     *((f"gate_{gate}", v) for gate, v in layer.gates.items())):
+                for step, row in enumerate(values):
+                    writer.writerows([part, index, quantity, step, tokens[step], unit, f"{value:.6g}"]
+                                     for unit, value in enumerate(row))
+    return out.getvalue()
+
+
+@torch.inference_mode()
+def context_vectors(model: Seq2Seq, src_vocab: Vocab, sources: list[list[str]]) -> np.ndarray:
+    """Encoder final h of every layer, concatenated, one row per source (as `StateCapture.context`).
+
+    Sources are batched by length, so no padding enters the recurrence and each
+    row equals what `capture_states` gives for that source alone.
+    """
+    device = next(model.parameters()).device
+    rows = np.zeros((len(sources), model.encoder.lstm.num_layers * model.encoder.lstm.hidden_size), np.float32)
+    by_length: dict[int, list[int]] = {}
+    for index, tokens in enumerate(sources):
+        by_length.setdefault(len(tokens), []).append(index)
+    for indices in by_length.values():
+        src = torch.tensor([src_vocab.encode(sources[i]) for i in indices], device=device)
+        _, (h, _) = model.encoder(src)
+        rows[indices] = h.permute(1, 0, 2).reshape(len(indices), -1).cpu().numpy()
+    return rows
+
+
+def decoder_path(capture: StateCapture) -> np.ndarray:
+    """The decoder's state at each step in the context vector's space: context first, then every step's h."""
+    steps = np.concatenate([layer.h for layer in capture.decoder], axis=1)
+    return np.vstack([capture.context[None, :], steps])

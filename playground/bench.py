@@ -1,0 +1,256 @@
+"""Training-step benchmark (issue #6): ratios against a naive tutorial-style reference, measured in one process.
+
+Every case trains on the same pre-drawn batches (data generation is timed apart), cases take turns within
+each repeat so that load from other processes hits them alike, and each figure is the median over repeats.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from playground.batched import BatchedTrainer
+from playground.config import TrainConfig
+from playground.devices import resolve_device
+from playground.tasks import PAD_ID, SOS_ID, Batch
+from playground.train import Trainer
+
+DEFAULT = TrainConfig()  # reverse, len 3..8, alphabet 10, emb 32, hidden 128, 1 layer, batch 64
+LARGE = DEFAULT.replace(max_len=12, emb_dim=64, hidden_dim=256, num_layers=2)
+RATIOS = (0.0, 0.5, 1.0)
+K_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the compare page's K = 5 models
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long to measure: `repeats` rounds of `steps` steps per case after `warmup` steps."""
+
+    warmup: int
+    steps: int
+    repeats: int
+    scaling_lengths: tuple[int, ...]
+    scaling_hidden: tuple[int, ...]
+
+    def shorter(self) -> Plan:
+        """For the slow cases: one warm-up step, half the steps, at most 7 repeats."""
+        return Plan(1, max(1, self.steps // 2), min(self.repeats, 7), self.scaling_lengths, self.scaling_hidden)
+
+
+FULL = Plan(warmup=5, steps=10, repeats=11, scaling_lengths=(8, 16, 32, 50), scaling_hidden=(64, 128, 256, 512))
+QUICK = Plan(warmup=1, steps=2, repeats=2, scaling_lengths=(8, 16), scaling_hidden=(64, 128))
+
+
+class NaiveSeq2Seq(nn.Module):
+    """The tutorials' decoder loop: nn.LSTM on one step at a time, Linear per step, a Python coin per step."""
+
+    def __init__(self, config: TrainConfig, src_vocab: int, tgt_vocab: int) -> None:
+        super().__init__()
+        layers, hidden = config.num_layers, config.hidden_dim
+        self.src_embedding = nn.Embedding(src_vocab, config.emb_dim, padding_idx=PAD_ID)
+        self.encoder = nn.LSTM(config.emb_dim, hidden, layers, batch_first=True)
+        self.tgt_embedding = nn.Embedding(tgt_vocab, config.emb_dim, padding_idx=PAD_ID)
+        self.decoder = nn.LSTM(config.emb_dim, hidden, layers, batch_first=True)
+        self.fc_out = nn.Linear(hidden, tgt_vocab)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor, ratio: float) -> torch.Tensor:
+        _, state = self.encoder(self.src_embedding(src))
+        batch, length = tgt.shape
+        outputs = torch.zeros(batch, length, self.fc_out.out_features, device=src.device)
+        token = torch.full((batch,), SOS_ID, dtype=torch.long, device=src.device)
+        for t in range(length):
+            output, state = self.decoder(self.tgt_embedding(token).unsqueeze(1), state)
+            prediction = self.fc_out(output.squeeze(1))
+            outputs[:, t] = prediction
+            token = tgt[:, t] if random.random() < ratio else prediction.argmax(1)
+        return outputs
+
+
+def naive_step(config: TrainConfig, trainer: Trainer, batches: list[Batch]) -> Callable[[], None]:
+    """One naive training step per call: loss summed step by step over non-pad tokens, Adam, clipping."""
+    model = NaiveSeq2Seq(config, len(trainer.task.src_vocab), len(trainer.task.tgt_vocab)).to(trainer.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    criterion = nn.CrossEntropyLoss(ignore_index=PAD_ID, reduction="sum")
+    stream = itertools.cycle([(b.src.to(trainer.device), b.tgt.to(trainer.device)) for b in batches])
+
+    def step() -> None:
+        src, tgt = next(stream)
+        logits = model(src, tgt, config.teacher_forcing_ratio)
+        loss = sum(criterion(logits[:, t], tgt[:, t]) for t in range(tgt.shape[1])) / (tgt != PAD_ID).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        loss.item()
+
+    return step
+
+
+def segments_forward(trainer: Trainer) -> Callable[..., torch.Tensor]:
+    """The project's forward before issue #6: fused nn.LSTM segments split at every free-running step."""
+    model = trainer.model
+
+    def forward(src: torch.Tensor, tgt: torch.Tensor, ratio: float, coin: str, draws: torch.Tensor) -> torch.Tensor:
+        _, state = model.encoder(src)
+        inputs = torch.cat([torch.full_like(tgt[:, :1], model.sos_id), tgt[:, :-1]], dim=1)
+        return model.decoder._decode_segments(inputs, state, (draws < ratio).tolist())
+
+    return forward
+
+
+def project_step(config: TrainConfig, batches: list[Batch], variant: str = "") -> Callable[[], None]:
+    """Trainer.train_step on `batches`; variant "segments" swaps in the old forward, "fused_adam" the optimizer."""
+    trainer = Trainer(config)
+    trainer.batches = itertools.cycle(batches)
+    if variant == "segments":
+        trainer.model.forward = segments_forward(trainer)
+    elif variant == "fused_adam":
+        trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=config.lr, fused=True)
+    return trainer.train_step
+
+
+def draw_batches(config: TrainConfig, count: int = 16) -> tuple[Trainer, list[Batch]]:
+    trainer = Trainer(config)
+    return trainer, [next(trainer.batches) for _ in range(count)]
+
+
+def measure(cases: dict[str, Callable[[], Any]], plan: Plan,
+            threads: dict[str, int] | None = None) -> dict[str, float]:
+    """Median steps/s per case; cases alternate within every repeat."""
+    threads = threads or {}
+    default_threads = torch.get_num_threads()
+    rates: dict[str, list[float]] = {name: [] for name in cases}
+    for repeat in range(plan.repeats + 1):
+        for name, step in cases.items():
+            torch.set_num_threads(threads.get(name, default_threads))
+            count = plan.warmup if repeat == 0 else plan.steps
+            start = time.perf_counter()
+            for _ in range(count):
+                step()
+            _synchronize()
+            if repeat:
+                rates[name].append(count / (time.perf_counter() - start))
+    torch.set_num_threads(default_threads)
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def _synchronize() -> None:
+    """Queued GPU work belongs to the steps that queued it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    if torch.backends.mps.is_available():
+        torch.mps.synchronize()
+
+
+def size_cases(config: TrainConfig, with_variants: bool) -> dict[str, Callable[[], Any]]:
+    """Naive and project at each gamma; with variants also the old forward and fused Adam."""
+    trainer, batches = draw_batches(config)
+    cases = {"naive": naive_step(config, trainer, batches)}
+    cases |= {f"project_gamma_{ratio:g}": project_step(config.replace(teacher_forcing_ratio=ratio), batches)
+              for ratio in RATIOS}
+    if with_variants:
+        cases["segments_gamma_0.5"] = project_step(config, batches, "segments")
+        cases["fused_adam_gamma_0.5"] = project_step(config, batches, "fused_adam")
+    return cases
+
+
+def batched_cases(config: TrainConfig) -> dict[str, Callable[[], Any]]:
+    """K models (one per ratio) in one batched step against K Trainers stepped one after another."""
+    _, batches = draw_batches(config)
+    configs = [config.replace(teacher_forcing_ratio=ratio) for ratio in K_RATIOS]
+    steppers = [project_step(each, batches) for each in configs]
+    engine = BatchedTrainer(configs)
+    engine.batches = itertools.cycle(batches)
+    return {"sequential_k5": lambda: [step() for step in steppers], "batched_k5": engine.train_step}
+
+
+def run(plan: Plan = FULL, device: str = "cpu", threads: int = 1) -> dict[str, Any]:
+    started = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    default, large = DEFAULT.replace(device=device), LARGE.replace(device=device)
+    result: dict[str, Any] = {"device": str(resolve_device(device)), "torch": torch.__version__,
+                              "threads": torch.get_num_threads(),
+                              "default_size": _describe(default), "large_size": _describe(large)}
+    rates = measure(size_cases(default, with_variants=True), plan)
+    # apart: idle OpenMP workers keep spinning after a 2-thread step and would slow whichever case came next
+    batches = draw_batches(default)[1]
+    rates |= measure({f"threads_{n}": project_step(default, batches) for n in (1, 2)}, plan, {"threads_1": 1,
+                                                                                               "threads_2": 2})
+    large_rates = measure(size_cases(large, with_variants=False), plan.shorter())
+    result["steps_per_second"] = {"default": _rounded(rates), "large": _rounded(large_rates)}
+    result["speedup_vs_naive"] = round(rates["project_gamma_0.5"] / rates["naive"], 3)
+    result["partial_vs_fused"] = round(rates["project_gamma_0.5"] / rates["project_gamma_1"], 3)
+    result["speedup_vs_naive_large"] = round(large_rates["project_gamma_0.5"] / large_rates["naive"], 3)
+    result["partial_vs_fused_large"] = round(large_rates["project_gamma_0.5"] / large_rates["project_gamma_1"], 3)
+    result["new_vs_segments"] = round(rates["project_gamma_0.5"] / rates["segments_gamma_0.5"], 3)
+    result["fused_adam_vs_default_adam"] = round(rates["fused_adam_gamma_0.5"] / rates["project_gamma_0.5"], 3)
+    result["two_vs_one_thread"] = round(rates["threads_2"] / rates["threads_1"], 3)
+    batched_rates = measure(batched_cases(default), plan.shorter())
+    result["steps_per_second"]["k5"] = _rounded(batched_rates)
+    result["batched_vs_sequential"] = round(batched_rates["batched_k5"] / batched_rates["sequential_k5"], 3)
+    result["scaling"] = scaling(default, plan)
+    data = draw_batches(default)[0].batches
+    result["data_batches_per_second"] = round(measure({"data": lambda: next(data)}, plan)["data"], 1)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def scaling(config: TrainConfig, plan: Plan) -> dict[str, dict[str, float]]:
+    """Milliseconds per step at gamma = 0.5 (naive alongside) as the target length and the hidden size grow.
+
+    Lengths stop at 50, the longest sequence TrainConfig allows.
+    """
+    table: dict[str, dict[str, float]] = {}
+    variants = [(f"target_len_{n}", config.replace(min_len=n, max_len=n)) for n in plan.scaling_lengths]
+    variants += [(f"hidden_{h}", config.replace(hidden_dim=h)) for h in plan.scaling_hidden]
+    for name, variant in variants:
+        trainer, batches = draw_batches(variant, count=4)
+        rates = measure({"project": project_step(variant, batches), "naive": naive_step(variant, trainer, batches)},
+                        plan.shorter())
+        table[name] = {"project_ms": round(1000 / rates["project"], 2), "naive_ms": round(1000 / rates["naive"], 2),
+                       "speedup_vs_naive": round(rates["project"] / rates["naive"], 3)}
+    return table
+
+
+def _describe(config: TrainConfig) -> dict[str, Any]:
+    return {"task": config.task, "min_len": config.min_len, "max_len": config.max_len,
+            "alphabet_size": config.alphabet_size, "vocab": config.alphabet_size + 4, "emb_dim": config.emb_dim,
+            "hidden_dim": config.hidden_dim, "num_layers": config.num_layers, "batch_size": config.batch_size,
+            "coin": config.coin}
+
+
+def _rounded(rates: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 2) for name, value in rates.items()}
+
+
+def report(result: dict[str, Any]) -> str:
+    """The human-readable part: sizes, steps/s and the ratios."""
+    lines = [f"device {result['device']}, torch {result['torch']}, {result['threads']} thread(s); "
+             f"machine shared with other processes: compare ratios, not absolute rates"]
+    for size in ("default", "large"):
+        lines.append(f"{size} size: {result[f'{size}_size']}")
+        lines += [f"  {name:<24} {rate:8.1f} steps/s" for name, rate in result["steps_per_second"][size].items()]
+    lines.append(f"K = {len(K_RATIOS)} models (ratios {', '.join(map(str, K_RATIOS))}) at the default size:")
+    lines += [f"  {name:<24} {rate:8.1f} steps/s" for name, rate in result["steps_per_second"]["k5"].items()]
+    lines.append("ratios: " + ", ".join(f"{key} {value}" for key, value in result.items()
+                                        if isinstance(value, float) and key != "seconds"))
+    lines += [f"  {name:<16} " + ", ".join(f"{k} {v}" for k, v in row.items())
+              for name, row in result["scaling"].items()]
+    lines.append(f"total {result['seconds']} s")
+    return "\n".join(lines)
+
+
+def bench_command(quick: bool, as_json: bool, device: str = "cpu", threads: int = 1) -> None:
+    result = run(QUICK if quick else FULL, device, threads)
+    print(report(result))
+    if as_json:
+        print(json.dumps(result))

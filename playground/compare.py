@@ -1,0 +1,297 @@
+"""Several teacher-forcing ratios (or schedules), trained side by side, and what their numbers say.
+
+A `CompareConfig` is a validated base `TrainConfig` plus the arms to compare
+and a number of seeds; `CompareEngine` trains all arms x seeds as one
+`BatchedTrainer` and plugs into `runs.BackgroundRun` like the single-model
+engine; `summary_rows` and `reading` turn its history into the final table and
+a plain-language reading computed from those numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from playground.batched import BatchedTrainer
+from playground.config import ConfigError, TrainConfig
+from playground.forcing import SCHEDULES
+
+DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
+MAX_ARMS = 8
+MAX_SEEDS = 3
+TARGET_ACCURACY = 0.9
+COMPARE_FILE, COMPARE_METRICS_FILE = "compare.json", "compare_metrics.csv"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One curve: a constant ratio, or a schedule decaying from 1 to the base config's final gamma."""
+
+    label: str
+    changes: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    base: TrainConfig
+    ratios: tuple[float, ...] = DEFAULT_RATIOS
+    schedules: tuple[str, ...] = ()
+    seeds: int = 1
+
+    @classmethod
+    def build(cls, base: TrainConfig, ratios: Any = DEFAULT_RATIOS, schedules: Any = (), seeds: Any = 1,
+              ) -> CompareConfig:
+        """Coerce and validate; every problem is reported at once, as `ConfigError` does for one run."""
+        problems: list[str] = []
+        parsed: list[float] = []
+        for value in ratios:
+            try:
+                ratio = float(value)
+            except (TypeError, ValueError):
+                problems.append(f"ratio {value!r} is not allowed: it must be a number between 0 and 1")
+                continue
+            if not 0.0 <= ratio <= 1.0:
+                problems.append(f"ratio {value!r} is not allowed: it must be between 0 and 1")
+            elif ratio in parsed:
+                problems.append(f"ratio {ratio:g} is listed twice")
+            else:
+                parsed.append(ratio)
+        decaying = [s for s in SCHEDULES if s != "constant"]
+        problems += [f"schedule {s!r} is not allowed: choose from {', '.join(decaying)}"
+                     for s in schedules if s not in decaying]
+        arms = len(parsed) + len(set(schedules))
+        if not problems and not 1 <= arms <= MAX_ARMS:
+            problems.append(f"{arms} ratios and schedules chosen: choose between 1 and {MAX_ARMS}")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+            problems.append(f"seeds = {seeds!r} is not allowed: it must be a whole number between 1 and {MAX_SEEDS}")
+        elif base.seed + seeds - 1 > 2**31 - 1:
+            problems.append(f"seed {base.seed} + {seeds} seeds runs past the largest seed (2147483647)")
+        if problems:
+            raise ConfigError(problems)
+        return cls(base.validate(), tuple(parsed), tuple(dict.fromkeys(schedules)), seeds)
+
+    def arms(self) -> list[Arm]:
+        arms = [Arm(f"γ = {r:g}", (("teacher_forcing_ratio", r), ("schedule", "constant"))) for r in self.ratios]
+        return arms + [Arm(f"{s.replace('_', ' ')} 1→{self.base.tf_end:g}",
+                           (("teacher_forcing_ratio", 1.0), ("schedule", s))) for s in self.schedules]
+
+    def configs(self) -> list[TrainConfig]:
+        """Arm-major, seed-minor: model k is arm k // seeds with seed base.seed + k % seeds."""
+        return [self.base.replace(**dict(arm.changes), seed=self.base.seed + s)
+                for arm in self.arms() for s in range(self.seeds)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"base": self.base.as_dict(), "ratios": list(self.ratios), "schedules": list(self.schedules),
+                "seeds": self.seeds}
+
+
+def parse_ratios(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@dataclass
+class CompareSnapshot:
+    labels: list[str]
+    seeds: int
+    rows: list[list[dict[str, float]]]  # per model (arm-major, seed-minor): logged rows, evaluations included
+    exact_by_length: list[dict[int, float]]
+    step: int
+    total_steps: int
+    seconds: float
+
+    def arm_rows(self, arm: int) -> list[list[dict[str, float]]]:
+        return self.rows[arm * self.seeds:(arm + 1) * self.seeds]
+
+
+class CompareEngine:
+    """All arms x seeds in one `BatchedTrainer`, with the history the Compare page draws."""
+
+    kind = "compare"
+
+    def __init__(self, config: CompareConfig, log_every: int = 5) -> None:
+        self.config = config
+        self.trainer = BatchedTrainer(config.configs())
+        self.labels = [arm.label for arm in config.arms()]
+        self.rows: list[list[dict[str, float]]] = [[] for _ in range(self.trainer.size)]
+        self.exact_by_length: list[dict[int, float]] = [{} for _ in range(self.trainer.size)]
+        self.seconds = 0.0
+        self.log_every = log_every  # training loss is logged every few steps: the page re-sends every curve
+
+    @property
+    def finished(self) -> bool:
+        return self.trainer.step >= self.config.base.steps
+
+    def advance(self) -> None:
+        started = time.perf_counter()
+        if not self.rows[0]:
+            self._evaluate({"step": 0.0})
+        result = self.trainer.train_step()
+        self.seconds += time.perf_counter() - started
+        step, base = result.step, self.config.base
+        due = step % base.eval_every == 0 or step == base.steps
+        if due or step % self.log_every == 0 or step == 1:
+            extra = [{"train_loss": loss, "teacher_forcing_ratio": ratio}
+                     for loss, ratio in zip(result.losses, result.ratios, strict=True)]
+            if due:
+                self._evaluate({"step": float(step)}, extra)
+            else:
+                for rows, values in zip(self.rows, extra, strict=True):
+                    rows.append({"step": float(step), "seconds": self.seconds} | values)
+
+    def _evaluate(self, row: dict[str, float], extra: list[dict[str, float]] | None = None) -> None:
+        started = time.perf_counter()
+        evaluations = self.trainer.evaluate()
+        self.seconds += time.perf_counter() - started
+        for k, evaluation in enumerate(evaluations):
+            self.rows[k].append(row | {"seconds": self.seconds} | (extra[k] if extra else {}) | evaluation.metrics)
+            self.exact_by_length[k] = evaluation.exact_by_length
+
+    def snapshot(self) -> CompareSnapshot:
+        return CompareSnapshot(list(self.labels), self.config.seeds, [list(rows) for rows in self.rows],
+                               [dict(d) for d in self.exact_by_length], self.trainer.step,
+                               self.config.base.steps, self.seconds)
+
+    def save(self, run_dir: Path) -> None:
+        (run_dir / COMPARE_FILE).write_text(json.dumps(self.config.as_dict(), indent=2))
+        (run_dir / COMPARE_METRICS_FILE).write_text(summary_csv(summary_rows(self.snapshot())))
+
+    def run_to_end(self) -> CompareSnapshot:
+        """Headless: train every step (the CLI)."""
+        while not self.finished:
+            self.advance()
+        return self.snapshot()
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else math.nan
+
+
+def evaluated(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [row for row in rows if "val_fr_exact" in row]
+
+
+def steps_to_reach(rows_by_seed: list[list[dict[str, float]]], level: float = TARGET_ACCURACY) -> float | None:
+    """First evaluated step where the seeds' mean free-running exact match reaches `level`."""
+    for rows in zip(*(evaluated(rows) for rows in rows_by_seed), strict=False):
+        if _mean([row["val_fr_exact"] for row in rows]) >= level:
+            return rows[0]["step"]
+    return None
+
+
+def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
+    """One row per arm: final metrics averaged over seeds, the gap, steps to 90%, wall time.
+
+    The gap is in token accuracy: a sequence exactly right under teacher forcing is exactly right free-running
+    too (every fed token equals its own argmax), so exact match cannot show exposure bias.
+    """
+    table = []
+    for arm, label in enumerate(snapshot.labels):
+        rows_by_seed = snapshot.arm_rows(arm)
+        finals = [evaluated(rows)[-1] for rows in rows_by_seed if evaluated(rows)]
+        if not finals:
+            continue
+        trained = [[row for row in rows if "train_loss" in row] for rows in rows_by_seed]
+
+        def final(name: str, finals: list[dict[str, float]] = finals) -> float:
+            return _mean([row[name] for row in finals])
+
+        table.append({
+            "ratio": label, "seeds": snapshot.seeds, "step": int(finals[0]["step"]),
+            "train_loss": _mean([rows[-1]["train_loss"] for rows in trained if rows]),
+            "val_tf_loss": final("val_tf_loss"), "val_fr_loss": final("val_fr_loss"),
+            "val_tf_exact": final("val_tf_exact"), "val_fr_exact": final("val_fr_exact"),
+            "val_tf_token_acc": final("val_tf_token_acc"), "val_fr_token_acc": final("val_fr_token_acc"),
+            "gap": final("val_tf_token_acc") - final("val_fr_token_acc"),
+            "steps_to_90": steps_to_reach(rows_by_seed),
+            "wall_seconds": round(snapshot.seconds, 2),
+        })
+    return table
+
+
+def summary_csv(table: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    if table:
+        writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    return buffer.getvalue()
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:.1f} points"
+
+
+def _share(value: float) -> str:
+    """98.2%, not 98%: near the ceiling the differences that matter are tenths."""
+    return f"{value:.1%}"
+
+
+def _names(rows: list[dict[str, Any]]) -> str:
+    labels = [row["ratio"] for row in rows]
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
+def reading(table: list[dict[str, Any]]) -> str:
+    """A few sentences computed from the table: the winner on free-running accuracy, the gaps, the speed."""
+    if not table:
+        return "No evaluation yet: the reading appears after the first evaluation."
+    by_fr = sorted(table, key=lambda row: row["val_fr_exact"], reverse=True)
+    best, worst = by_fr[0], by_fr[-1]
+    step = best["step"]
+    sentences = []
+    if len(table) == 1:
+        sentences.append(f"After {step} steps, {best['ratio']} gets {_share(best['val_fr_exact'])} of validation "
+                         f"sequences exactly right when it decodes on its own (free-running).")
+    elif best["val_fr_exact"] - worst["val_fr_exact"] < 0.02:
+        sentences.append(f"After {step} steps, all ratios are within 2 points on free-running exact match "
+                         f"({_share(worst['val_fr_exact'])} for {worst['ratio']} to {_share(best['val_fr_exact'])} "
+                         f"for {best['ratio']}): no clear winner.")
+    else:
+        sentences.append(f"After {step} steps, {best['ratio']} decodes best on its own: "
+                         f"{_share(best['val_fr_exact'])} free-running exact match, against "
+                         f"{_share(worst['val_fr_exact'])} for {worst['ratio']}.")
+    by_gap = sorted(table, key=lambda row: row["gap"], reverse=True)
+    widest, narrowest = by_gap[0], by_gap[-1]
+    sentences.append(f"The exposure-bias gap (teacher-forced minus free-running token accuracy) is widest for "
+                     f"{widest['ratio']} ({_points(widest['gap'])}: {_share(widest['val_tf_token_acc'])} of tokens "
+                     f"right when fed the true previous tokens, {_share(widest['val_fr_token_acc'])} on its own)"
+                     + (f" and narrowest for {narrowest['ratio']} ({_points(narrowest['gap'])})."
+                        if len(table) > 1 else "."))
+    if len(table) > 1:
+        def loss_ratio(row: dict[str, Any]) -> float:
+            return row["val_fr_loss"] / max(row["val_tf_loss"], 1e-12)
+
+        most, least = max(table, key=loss_ratio), min(table, key=loss_ratio)
+        sentences.append(f"In validation loss, free-running is {loss_ratio(most):.1f}x the teacher-forced loss for "
+                         f"{most['ratio']} and {loss_ratio(least):.1f}x for {least['ratio']}.")
+    reached = [row for row in table if row["steps_to_90"] is not None]
+    if reached:
+        first_step = min(row["steps_to_90"] for row in reached)
+        first = [row for row in reached if row["steps_to_90"] == first_step]
+        sentences.append(f"{_names(first)} first reached {TARGET_ACCURACY:.0%} free-running exact match "
+                         f"(step {first_step:.0f}); {len(reached)} of {len(table)} reached it.")
+    else:
+        sentences.append(f"None reached {TARGET_ACCURACY:.0%} free-running exact match yet.")
+    if table[0]["seeds"] > 1:
+        sentences.append(f"Numbers are means over {table[0]['seeds']} seeds.")
+    return " ".join(sentences)
+
+
+def format_table(table: list[dict[str, Any]]) -> str:
+    """The summary as aligned text for the terminal."""
+    header = (f"{'ratio':<24} {'train loss':>10} {'TF tokens':>9} {'FR tokens':>9} {'gap':>7} {'FR exact':>9} "
+              f"{'FR loss':>8} {'steps to 90%':>12}")
+    lines = [header]
+    for row in table:
+        reached = "-" if row["steps_to_90"] is None else f"{row['steps_to_90']:.0f}"
+        lines.append(f"{row['ratio']:<24} {row['train_loss']:>10.4f} {row['val_tf_token_acc']:>9.1%} "
+                     f"{row['val_fr_token_acc']:>9.1%} {row['gap'] * 100:>+6.1f}p {row['val_fr_exact']:>9.1%} "
+                     f"{row['val_fr_loss']:>8.3f} {reached:>12}")
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Figures of a comparison: one colour per ratio, the same in every chart; with several seeds a mean and a band."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import plotly.graph_objects as go
+
+from playground.compare import CompareSnapshot
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+MAX_POINTS = 2000
+Value = Callable[[dict[str, float]], float | None]
+
+
+def colour(arm: int) -> str:
+    return PALETTE[arm % len(PALETTE)]
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def metric(name: str) -> Value:
+    return lambda row: row.get(name)
+
+
+def gap(row: dict[str, float]) -> float | None:
+    """Teacher-forced minus free-running token accuracy (exact match cannot differ, see compare.summary_rows)."""
+    if "val_tf_token_acc" not in row:
+        return None
+    return row["val_tf_token_acc"] - row["val_fr_token_acc"]
+
+
+def series(rows_by_seed: list[list[dict[str, float]]], value: Value) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps, mean over seeds and the seeds' spread (std) at the steps every seed has logged."""
+    per_seed = [{row["step"]: v for row in rows if (v := value(row)) is not None} for rows in rows_by_seed]
+    steps = sorted(set.intersection(*(set(values) for values in per_seed))) if per_seed else []
+    if len(steps) > MAX_POINTS:
+        steps = steps[:: len(steps) // MAX_POINTS + 1] + steps[-1:]
+    values = np.array([[seed[step] for step in steps] for seed in per_seed], dtype=float).reshape(len(per_seed), -1)
+    return np.array(steps, dtype=float), values.mean(0), values.std(0)
+
+
+def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: str, percent: bool = False,
+                 height: int = 320) -> go.Figure:
+    figure = go.Figure()
+    for arm, label in enumerate(snapshot.labels):
+        steps, mean, spread = series(snapshot.arm_rows(arm), value)
+        if snapshot.seeds > 1 and len(steps):
+            band = np.concatenate([mean + spread, (mean - spread)[::-1]])
+            figure.add_trace(go.Scatter(x=np.concatenate([steps, steps[::-1]]), y=band, fill="toself",
+                                        fillcolor=_rgba(colour(arm), 0.15), line={"width": 0}, hoverinfo="skip",
+                                        showlegend=False, legendgroup=label))
+        figure.add_trace(go.Scatter(x=steps, y=mean, mode="lines", name=label, legendgroup=label,
+                                    line={"color": colour(arm), "width": 2}))
+    band_note = f" (mean ± std over {snapshot.seeds} seeds)" if snapshot.seeds > 1 else ""
+    figure.update_layout(title=title + band_note, height=height, margin={"l": 60, "r": 10, "t": 50, "b": 40},
+                         legend={"title": "teacher forcing"})
+    figure.update_xaxes(title="training step")
+    figure.update_yaxes(title=y_title, tickformat=".0%" if percent else None)
+    return figure
+
+
+def length_figure(snapshot: CompareSnapshot, height: int = 320) -> go.Figure:
+    """Free-running exact match by target length at the latest evaluation: where errors compound."""
+    figure = go.Figure()
+    for arm, label in enumerate(snapshot.labels):
+        by_seed = snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]
+        lengths = sorted(set.intersection(*(set(d) for d in by_seed))) if by_seed else []
+        means = np.array([np.mean([d[n] for d in by_seed]) for n in lengths], dtype=float)
+        figure.add_trace(go.Scatter(x=np.array(lengths, dtype=float), y=means, mode="lines+markers", name=label,
+                                    line={"color": colour(arm), "width": 2}))
+    figure.update_layout(title="Free-running exact match by output length (latest evaluation)", height=height,
+                         margin={"l": 60, "r": 10, "t": 50, "b": 40}, legend={"title": "teacher forcing"})
+    figure.update_xaxes(title="target length (tokens, without <eos>)", dtick=1)
+    figure.update_yaxes(title="exact match (share of sequences)", tickformat=".0%", range=[0, 1.02])
+    return figure

@@ -1,0 +1,72 @@
+"""The Compare ratios page through AppTest: settings -> a real batched background run -> curves, table, reading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from playground import runs
+from playground.compare import reading, summary_rows
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    runs.reset_registry()
+    yield
+    runs.reset_registry()
+
+
+def compare_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/compare.py").run()
+    for key, value in (("cfg_hidden_dim", 16), ("cfg_emb_dim", 8), ("cfg_steps", 30), ("cfg_eval_every", 10),
+                       ("cfg_batch_size", 16)):
+        at.number_input(key=key).set_value(value)
+    return at.run()
+
+
+def test_defaults_offer_five_ratios_without_errors() -> None:
+    at = compare_page()
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Compare teacher-forcing ratios"
+    assert at.multiselect(key="compare_ratios").value == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert not at.button(key="compare_start").disabled
+
+
+def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None:
+    at = compare_page()
+    at.multiselect(key="compare_ratios").set_value([0.0, 1.0]).run()
+    at.number_input(key="compare_seeds").set_value(2).run()
+    at.button(key="compare_start").click().run()
+    run = runs.registry().get(at.session_state.compare_run_id)
+    run.join(120)
+    at.run()
+    assert run.status == "finished" and not at.exception
+    charts = {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
+    assert {f"compare_chart_{i}" for i in range(5)} | {"compare_lengths"} <= charts.keys()
+    named = [trace["name"] for trace in charts["compare_chart_0"]["data"] if trace.get("showlegend", True)]
+    assert named == ["γ = 0", "γ = 1"]
+    assert "mean ± std over 2 seeds" in charts["compare_chart_0"]["layout"]["title"]["text"]
+    table = at.dataframe[0].value
+    assert list(table["teacher forcing"]) == ["γ = 0", "γ = 1"]
+    assert (table["step"] == 30).all()
+    text = " ".join(markdown.value for markdown in at.markdown)
+    assert reading(summary_rows(run.snapshot())) in text
+    assert "After 30 steps" in text and "means over 2 seeds" in text
+
+
+def test_bad_choices_are_explained_and_block_start() -> None:
+    at = compare_page()
+    at.multiselect(key="compare_ratios").set_value([]).run()
+    assert [error.value for error in at.error] == ["0 ratios and schedules chosen: choose between 1 and 8"]
+    assert at.button(key="compare_start").disabled
+    at.multiselect(key="compare_ratios").set_value([0.5]).run()
+    at.number_input(key="cfg_min_len").set_value(9).run()
+    assert any("min_len = 9" in error.value for error in at.error)
+    assert at.button(key="compare_start").disabled

@@ -1,0 +1,93 @@
+"""The Hidden states page through AppTest, on a tiny model really trained in a background run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from playground import runs
+from playground.config import TrainConfig
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+CONFIG = TrainConfig(hidden_dim=16, emb_dim=8, steps=40, eval_every=20, val_size=60, max_len=6)
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    runs.reset_registry()
+    yield
+    runs.reset_registry()
+
+
+@pytest.fixture
+def trained_run() -> runs.BackgroundRun:
+    run = runs.registry().create_training("tiny reverse", CONFIG)
+    run.start()
+    run.join(120)
+    assert run.status == "finished"
+    return run
+
+
+def states_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/hidden_states.py")
+    return at.run()
+
+
+def chart_keys(at: AppTest) -> set[str]:
+    return {chart.key for chart in at.get("plotly_chart")}
+
+
+def test_without_runs_the_page_says_what_to_do() -> None:
+    at = states_page()
+    assert not at.exception and not at.error
+    assert any("No training runs yet" in info.value for info in at.info)
+
+
+def test_a_validation_example_shows_heatmaps_probs_and_the_plane(trained_run: runs.BackgroundRun) -> None:
+    at = states_page()
+    assert not at.exception and not at.error
+    keys = chart_keys(at)
+    assert {"hs_encoder_0_h", "hs_encoder_0_c", "hs_decoder_0_h", "hs_decoder_0_c", "hs_probs_free-running",
+            "hs_probs_teacher-forced", "hs_pca", "hs_lines_enc"} <= keys
+    heatmap = next(chart for chart in at.get("plotly_chart") if chart.key == "hs_encoder_0_h")
+    trace = json.loads(heatmap.proto.spec)["data"][0]
+    assert trace["type"] == "heatmap" and trace["zmid"] == 0 and "token" in trace["hovertemplate"]
+    assert not any(key.endswith("_f") for key in keys)
+    at.toggle(key="hs_gates").set_value(True).run()
+    assert {"hs_encoder_0_i", "hs_encoder_0_f", "hs_decoder_0_g", "hs_decoder_0_o"} <= chart_keys(at)
+    at.selectbox(key="hs_order").set_value("by variance").run()
+    assert not at.exception and not at.error
+    assert len(at.get("download_button")) == 2
+
+
+def test_typed_input_with_unknown_tokens_shows_an_error(trained_run: runs.BackgroundRun) -> None:
+    at = states_page()
+    at.radio(key="hs_how").set_value("type a source").run()
+    at.text_input(key="hs_source").input("ab?z").run()
+    assert not at.exception
+    assert at.error and "'?'" in at.error[0].value and "'z'" in at.error[0].value
+    assert "hs_encoder_0_h" not in chart_keys(at)
+    at.text_input(key="hs_source").input("abc").run()
+    assert not at.exception and not at.error
+    assert {"hs_encoder_0_h", "hs_probs_free-running"} <= chart_keys(at)
+    assert "hs_probs_teacher-forced" not in chart_keys(at)
+
+
+def test_a_running_run_is_followed_live() -> None:
+    run = runs.registry().create_training("live", CONFIG.replace(steps=100_000))
+    run.start()
+    try:
+        at = states_page()
+        assert not at.exception and not at.error
+        assert any("live" in caption.value for caption in at.caption)
+        assert "hs_encoder_0_h" in chart_keys(at)
+    finally:
+        run.stop()
+        run.join(30)
+    at.run()
+    assert not any("live" in caption.value for caption in at.caption)

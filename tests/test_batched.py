@@ -1,0 +1,51 @@
+"""The batched K-model engine equals K single-model Trainers, step for step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from playground.batched import BatchedTrainer
+from playground.config import ConfigError, TrainConfig
+from playground.train import Trainer
+
+SMALL = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=6, steps=5, eval_every=5)
+STEPS = 4
+
+
+@pytest.mark.parametrize("changes", [{}, {"coin": "token"}, {"num_layers": 2, "optimizer": "sgd", "grad_clip": 0.05}])
+def test_batched_step_equals_single_models(changes: dict) -> None:
+    torch.manual_seed(0)
+    base = SMALL.replace(**changes)
+    configs = [base.replace(teacher_forcing_ratio=ratio) for ratio in (0.0, 0.5, 1.0)]
+    configs.append(base.replace(schedule="linear", teacher_forcing_ratio=1.0, decay_steps=3))
+    batched = BatchedTrainer(configs)
+    singles = [Trainer(config) for config in configs]
+    for _ in range(STEPS):
+        losses = batched.train_step().losses
+        for trainer, loss in zip(singles, losses, strict=True):
+            assert loss == pytest.approx(trainer.train_step().loss, abs=1e-5)
+    for k, trainer in enumerate(singles):
+        for name, value in batched.model_state(k).items():
+            torch.testing.assert_close(value, trainer.model.state_dict()[name], atol=1e-5, rtol=1e-4)
+    for evaluation, trainer in zip(batched.evaluate(), singles, strict=True):
+        expected = trainer.evaluate()
+        for name, value in expected.metrics.items():
+            assert evaluation.metrics[name] == pytest.approx(value, abs=1e-4), name
+        assert evaluation.exact_by_length == pytest.approx(expected.exact_by_length, abs=1e-6)
+
+
+def test_seeds_give_their_own_initial_weights() -> None:
+    batched = BatchedTrainer([SMALL, SMALL.replace(seed=1)])
+    single = Trainer(SMALL.replace(seed=1))
+    for name, value in batched.model_state(1).items():
+        torch.testing.assert_close(value, single.model.state_dict()[name])
+    first, second = (batched.model_state(k)["decoder.fc_out.weight"] for k in (0, 1))
+    assert not torch.equal(first, second)
+
+
+def test_models_must_share_everything_but_forcing_and_seed() -> None:
+    with pytest.raises(ConfigError, match="hidden_dim differs"):
+        BatchedTrainer([SMALL, SMALL.replace(hidden_dim=8)])
+    with pytest.raises(ConfigError, match="at least one"):
+        BatchedTrainer([])

@@ -1,0 +1,99 @@
+"""Comparison config, engine history, summary table, the computed reading and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from playground.cli import main
+from playground.compare import (
+    CompareConfig,
+    CompareEngine,
+    CompareSnapshot,
+    reading,
+    steps_to_reach,
+    summary_csv,
+    summary_rows,
+)
+from playground.config import ConfigError, TrainConfig
+
+TINY = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=5, steps=12, eval_every=6)
+
+
+def test_arms_times_seeds_become_configs_in_arm_major_order() -> None:
+    config = CompareConfig.build(TINY.replace(seed=7), ["0", 1], ["linear"], 2)
+    assert [arm.label for arm in config.arms()] == ["γ = 0", "γ = 1", "linear 1→0"]
+    configs = config.configs()
+    assert [(c.teacher_forcing_ratio, c.schedule, c.seed) for c in configs] == [
+        (0.0, "constant", 7), (0.0, "constant", 8), (1.0, "constant", 7), (1.0, "constant", 8),
+        (1.0, "linear", 7), (1.0, "linear", 8)]
+
+
+@pytest.mark.parametrize(("ratios", "schedules", "seeds", "message"), [
+    (["x"], [], 1, "ratio 'x' is not allowed: it must be a number between 0 and 1"),
+    ([1.5], [], 1, "ratio 1.5 is not allowed: it must be between 0 and 1"),
+    ([0.5, "0.5"], [], 1, "ratio 0.5 is listed twice"),
+    ([], ["constant"], 1, "schedule 'constant' is not allowed: choose from linear, exponential, inverse_sigmoid"),
+    ([i / 10 for i in range(9)], [], 1, "9 ratios and schedules chosen: choose between 1 and 8"),
+    ([0.5], [], 4, "seeds = 4 is not allowed: it must be a whole number between 1 and 3"),
+])
+def test_bad_choices_are_named(ratios: list, schedules: list, seeds: int, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        CompareConfig.build(TINY, ratios, schedules, seeds)
+    assert caught.value.problems == [message]
+
+
+def test_engine_history_feeds_table_and_reading() -> None:
+    engine = CompareEngine(CompareConfig.build(TINY, [0.0, 1.0], seeds=1), log_every=4)
+    snapshot = engine.run_to_end()
+    assert snapshot.step == 12 and len(snapshot.rows) == 2
+    assert [row["step"] for row in snapshot.rows[0]] == [0, 1, 4, 6, 8, 12]
+    assert all("val_fr_exact" in row for row in snapshot.rows[1] if row["step"] in (0, 6, 12))
+    table = summary_rows(snapshot)
+    assert [row["ratio"] for row in table] == ["γ = 0", "γ = 1"]
+    assert table[1]["gap"] == pytest.approx(table[1]["val_tf_token_acc"] - table[1]["val_fr_token_acc"])
+    assert summary_csv(table).splitlines()[0].startswith("ratio,seeds,step,train_loss")
+    assert reading(table).startswith("After 12 steps")
+
+
+def _row(label: str, fr: float, tf_tokens: float, fr_tokens: float, reached: float | None) -> dict:
+    return {"ratio": label, "seeds": 1, "step": 500, "val_fr_exact": fr, "val_tf_token_acc": tf_tokens,
+            "val_fr_token_acc": fr_tokens, "gap": tf_tokens - fr_tokens, "steps_to_90": reached,
+            "val_tf_exact": fr, "val_tf_loss": 0.1, "val_fr_loss": 0.1 + (tf_tokens - fr_tokens)}
+
+
+def test_reading_is_computed_from_the_numbers() -> None:
+    table = [_row("γ = 0", 0.62, 0.90, 0.85, None), _row("γ = 1", 0.31, 0.97, 0.61, None),
+             _row("γ = 0.5", 0.93, 0.99, 0.97, 400.0)]
+    text = reading(table)
+    assert "γ = 0.5 decodes best on its own: 93.0% free-running exact match, against 31.0% for γ = 1" in text
+    assert "widest for γ = 1 (36.0 points" in text and "narrowest for γ = 0.5 (2.0 points)" in text
+    assert "free-running is 4.6x the teacher-forced loss for γ = 1 and 1.2x for γ = 0.5" in text
+    assert "γ = 0.5 first reached 90% free-running exact match (step 400); 1 of 3 reached it." in text
+    tie = reading([_row("a", 0.50, 0.9, 0.8, 300.0), _row("b", 0.51, 0.9, 0.8, 300.0)])
+    assert "no clear winner" in tie and "a and b first reached 90%" in tie
+
+
+def test_steps_to_reach_uses_the_seed_mean() -> None:
+    seeds = [[{"step": 10, "val_fr_exact": 0.95}, {"step": 20, "val_fr_exact": 0.95}],
+             [{"step": 10, "val_fr_exact": 0.80}, {"step": 20, "val_fr_exact": 0.90}]]
+    assert steps_to_reach(seeds) == 20
+    assert steps_to_reach(seeds, 0.99) is None
+    empty = CompareSnapshot(["γ = 0"], 1, [[]], [{}], 0, 10, 0.0)
+    assert summary_rows(empty) == [] and "No evaluation yet" in reading([])
+
+
+def test_cli_prints_the_table_then_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["compare", "--task", "copy", "--ratios", "0,0.5,1", "--seeds", "2", "--json", "--hidden", "16",
+                 "--emb", "8", "--steps", "6", "--eval-every", "3", "--val-size", "32", "--batch-size", "8"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and out[0].startswith("ratio")
+    result = json.loads(out[-1])
+    assert [row["ratio"] for row in result["rows"]] == ["γ = 0", "γ = 0.5", "γ = 1"]
+    assert result["steps"] == 6 and all(row["seeds"] == 2 for row in result["rows"])
+
+
+def test_cli_rejects_bad_ratios_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", "--ratios", "0,2"]) == 2
+    assert "ratio '2' is not allowed" in capsys.readouterr().err
