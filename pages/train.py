@@ -17,7 +17,8 @@ from playground.train import build_task
 from playground.ui import keep_widget_state, load_settings, run_label, settings_sidebar, state_preview
 
 LIVE_KEYS = ("lr", "teacher_forcing_ratio")
-POLL_SECONDS = 0.5
+CURVES_SECONDS = 2.0  # a redraw costs the browser and the GIL time the training thread would use (2 cores)
+EVALUATION_SECONDS = 5.0  # accuracy, predictions and states only change at evaluations
 
 st.title("Train a seq2seq model")
 fresh_session = "cfg_task" not in st.session_state
@@ -122,36 +123,43 @@ if run is not None and config is not None and run.kind == "train":
                 "Press **Reset**, then **Start**.")
 
 
-def draw(run: BackgroundRun, snapshot: TrainingSnapshot) -> None:
+def draw_progress_and_loss(run: BackgroundRun, snapshot: TrainingSnapshot) -> None:
+    """What changes every step: cheap enough to redraw every second."""
     status = run.status
-    progress = snapshot.step / snapshot.total_steps
     rate = snapshot.steps_per_second
     left = (snapshot.total_steps - snapshot.step) / rate if rate > 0 else 0.0
     remaining = f" — {left:.0f} s left" if status == "running" else ""
-    st.progress(min(progress, 1.0), text=f"**{run_label(run)}** — {status} — step {snapshot.step:,} of "
-                f"{snapshot.total_steps:,} — {rate:.1f} steps/s{remaining}")
+    st.progress(min(snapshot.step / snapshot.total_steps, 1.0),
+                text=f"**{run_label(run)}** — {status} — step {snapshot.step:,} of {snapshot.total_steps:,} — "
+                     f"{rate:.1f} steps/s{remaining}")
     if status == "diverged":
         st.error(f"The run diverged: {run.message}. Its history and last good weights are kept; "
                  "try a lower learning rate or gradient clipping.")
     elif status == "failed":
         st.error(f"The run failed: {run.message}. Its history is kept.")
+    changes = [(change.step, change.text) for change in snapshot.changes]
+    note = f"diverged at step {snapshot.step + 1}" if status == "diverged" else ""
+    loss_column, gamma_column = st.columns([2, 1])
+    loss_column.plotly_chart(loss_figure(snapshot.rows, st.session_state.smoothing, st.session_state.log_y,
+                                         changes, note), key="loss_chart", width="stretch")
+    gamma_column.plotly_chart(gamma_figure(snapshot.rows, changes), key="gamma_chart", width="stretch")
+
+
+def draw_evaluation(snapshot: TrainingSnapshot) -> None:
+    """What changes at each evaluation: accuracy, predictions, the state preview."""
     last = next((row for row in reversed(snapshot.rows) if "val_fr_exact" in row), None)
     if last:
         cards = st.columns(4)
-        cards[0].metric("Training loss", f"{snapshot.rows[-1].get('train_loss', float('nan')):.3f}")
+        cards[0].metric("Validation loss, free-running", f"{last['val_fr_loss']:.3f}")
         cards[1].metric("Token accuracy, teacher-forced", f"{last['val_tf_token_acc']:.1%}")
         cards[2].metric("Token accuracy, free-running", f"{last['val_fr_token_acc']:.1%}",
                         delta=f"{last['val_fr_token_acc'] - last['val_tf_token_acc']:+.1%} exposure-bias gap",
                         delta_color="off")
         cards[3].metric("Exact match (free-running)", f"{last['val_fr_exact']:.1%}")
+    accuracy_column, predictions_column = st.columns(2)
     changes = [(change.step, change.text) for change in snapshot.changes]
-    note = f"diverged at step {snapshot.step + 1}" if status == "diverged" else ""
-    left_column, right_column = st.columns(2)
-    left_column.plotly_chart(loss_figure(snapshot.rows, st.session_state.smoothing, st.session_state.log_y,
-                                         changes, note), key="loss_chart", width="stretch")
-    right_column.plotly_chart(accuracy_figure(snapshot.rows, changes), key="accuracy_chart", width="stretch")
-    left_column.plotly_chart(gamma_figure(snapshot.rows, changes), key="gamma_chart", width="stretch")
-    with right_column:
+    accuracy_column.plotly_chart(accuracy_figure(snapshot.rows, changes), key="accuracy_chart", width="stretch")
+    with predictions_column:
         st.markdown("**Sample predictions** (free-running, validation examples)")
         if snapshot.predictions:
             st.dataframe(pd.DataFrame(snapshot.predictions), hide_index=True, width="stretch",
@@ -166,16 +174,20 @@ if run is not None:
     chart_options[0].slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
                             help="Exponential moving average of the training loss, as in TensorBoard")
     chart_options[1].toggle("Log scale", key="log_y")
-
     polling = run.status == "running"
 
-    @st.fragment(run_every=POLL_SECONDS if polling else None)
-    def live_view() -> None:
-        draw(run, run.snapshot())
+    @st.fragment(run_every=CURVES_SECONDS if polling else None)
+    def live_curves() -> None:
+        draw_progress_and_loss(run, run.snapshot())
         if polling and run.status != "running":
-            st.rerun()  # re-register the fragment without a timer, and refresh the buttons
+            st.rerun()  # re-register the fragments without a timer, and refresh the buttons
 
-    live_view()
+    @st.fragment(run_every=EVALUATION_SECONDS if polling else None)
+    def live_evaluation() -> None:
+        draw_evaluation(run.snapshot())
+
+    live_curves()
+    live_evaluation()
 else:
     st.markdown(f"**{TASKS[values['task']].description}.** Press **Start** to train with the settings on the left; "
                 "the curves, hidden states and predictions update live while it trains.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-MAX_POINTS = 2000
+MAX_POINTS = 600
 TRAIN_COLOR, TF_COLOR, FR_COLOR, GAMMA_COLOR = "#636efa", "#00a884", "#ef553b", "#ab63fa"
 
 

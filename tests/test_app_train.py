@@ -48,7 +48,7 @@ def test_start_trains_in_the_background_and_the_page_shows_it() -> None:
     assert {"loss_chart", "accuracy_chart", "gamma_chart", "preview_encoder", "preview_decoder"} <= chart_keys
     loss = next(chart for chart in at.get("plotly_chart") if chart.key == "loss_chart")
     assert "training loss" in loss.proto.spec
-    assert at.metric[0].label == "Training loss"
+    assert at.metric[0].label == "Validation loss, free-running"
     assert len(at.dataframe[0].value) == 8  # sample predictions
     assert "finished" in at.get("progress")[0].proto.text
 
