@@ -16,11 +16,11 @@ from playground.compare import (
     summary_rows,
 )
 from playground.compare_plots import curve_figure, gap, length_figure, metric
-from playground.config import ConfigError, TrainConfig
+from playground.config import ConfigError
 from playground.forcing import SCHEDULES
 from playground.runs import FINAL_STATUSES, BackgroundRun, RunError, registry
 from playground.tasks import TaskError
-from playground.ui import keep_widget_state, load_settings, settings_sidebar
+from playground.ui import checked_config, keep_widget_state, load_settings, settings_sidebar
 
 POLL_SECONDS = 0.5
 RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))
@@ -56,30 +56,42 @@ if run_id := st.session_state.get("compare_run_id", st.query_params.get("compare
 for key, default in (("compare_ratios", list(DEFAULT_RATIOS)), ("compare_schedules", []), ("compare_seeds", 1)):
     st.session_state.setdefault(key, default)
     st.session_state[key] = st.session_state[key]
-values = settings_sidebar(include_forcing=False)
+settings_sidebar(include_forcing=False)
 
 left, middle, coin, right = st.columns([3, 2, 1.4, 0.8])
-ratios = left.multiselect("Ratios γ (chance a decoder step reads the true previous token)", RATIO_CHOICES,
-                          key="compare_ratios", format_func=lambda ratio: f"{ratio:g}")
+left.multiselect("Ratios γ (chance a decoder step reads the true previous token)", RATIO_CHOICES,
+                 key="compare_ratios", format_func=lambda ratio: f"{ratio:g}")
 decaying = [s for s in SCHEDULES if s != "constant"]
-schedules = middle.multiselect("Decaying schedules (from γ = 1 to 0)", decaying, key="compare_schedules",
-                               format_func=lambda s: s.replace("_", " "))
-values["coin"] = coin.radio("Coin", ["step", "token"], key="cfg_coin",
-                            format_func={"step": "per step", "token": "per token"}.get,
-                            help="One shared draw per decoder step (whole batch) or per target token")
-seeds = right.number_input("Seeds", 1, MAX_SEEDS, key="compare_seeds",
-                           help="Each seed starts from its own initial weights; curves show mean ± std")
+middle.multiselect("Decaying schedules (from γ = 1 to 0)", decaying, key="compare_schedules",
+                   format_func=lambda s: s.replace("_", " "))
+coin.radio("Coin", ["step", "token"], key="cfg_coin", format_func={"step": "per step", "token": "per token"}.get,
+           help="One shared draw per decoder step (whole batch) or per target token")
+right.number_input("Seeds", 1, MAX_SEEDS, key="compare_seeds",
+                   help="Each seed starts from its own initial weights; curves show mean ± std")
 
-config: CompareConfig | None = None
-try:
-    config = CompareConfig.build(TrainConfig.from_dict(values), sorted(ratios), schedules, int(seeds))
-except (ConfigError, TaskError) as error:
-    for problem in getattr(error, "problems", [str(error)]):
-        st.error(problem)
+
+def checked_compare_config() -> tuple[CompareConfig | None, list[str]]:
+    """The comparison the widgets describe now (read afresh, as `checked_config` does for one run)."""
+    base, problems = checked_config(include_forcing=False)
+    if base is None:
+        return None, problems
+    state = st.session_state
+    try:
+        return CompareConfig.build(base, sorted(state.compare_ratios), state.compare_schedules,
+                                   int(state.compare_seeds)), []
+    except ConfigError as error:
+        return None, error.problems
+
+
+config, problems = checked_compare_config()
+for problem in problems:
+    st.error(problem)
+
 
 def start() -> None:
+    config, _ = checked_compare_config()
     if config is None:
-        return
+        return  # the rerun shows the problems
     try:
         engine = CompareEngine(config)
         new_run = runs.create(f"compare-{config.base.task}", engine, config.base)
@@ -118,6 +130,9 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         columns[i % 2].plotly_chart(curve_figure(snapshot, value, title, y_title, percent), key=f"compare_chart_{i}",
                                     width="stretch")
     columns[1].plotly_chart(length_figure(snapshot), key="compare_lengths", width="stretch")
+    st.caption("The gap uses token accuracy: with greedy decoding a sequence that is fully right under teacher "
+               "forcing fed itself the true tokens, so its free-running copy is right too and an exact-match gap "
+               "is always 0.")
     table = summary_rows(snapshot)
     if not table:
         return

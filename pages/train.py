@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pandas as pd
@@ -11,10 +10,16 @@ import streamlit as st
 from playground.config import ConfigError, TrainConfig
 from playground.plots import accuracy_figure, gamma_figure, loss_figure
 from playground.runs import FINAL_STATUSES, BackgroundRun, RunError, TrainingSnapshot, registry
-from playground.storage import CHECKPOINT_FILE, METRIC_COLUMNS
+from playground.storage import CHECKPOINT_FILE
 from playground.tasks import TASKS, TaskError
-from playground.train import build_task
-from playground.ui import keep_widget_state, load_settings, run_label, settings_sidebar, state_preview
+from playground.ui import (
+    checked_config,
+    keep_widget_state,
+    load_settings,
+    run_label,
+    settings_sidebar,
+    state_preview,
+)
 
 LIVE_KEYS = ("lr", "teacher_forcing_ratio")
 CURVES_SECONDS = 2.0  # a redraw costs the browser and the GIL time the training thread would use (2 cores)
@@ -29,32 +34,45 @@ run: BackgroundRun | None = None
 if run_id := st.session_state.get("train_run_id", st.query_params.get("run")):  # the URL survives a reload
     try:
         run = runs.get(run_id)
-        st.session_state.train_run_id = run_id
-        st.query_params["run"] = run_id
-        if fresh_session and run.kind == "train":  # a reload: show the run's own settings
+        if run.kind != "train":
+            raise RunError(f"run {run_id!r} is a comparison; the Compare ratios page shows it")
+        st.session_state.train_run_id = st.query_params["run"] = run_id
+        if fresh_session:  # a reload: show the run's own settings
             load_settings(run.snapshot().config)
     except (RunError, TaskError, ValueError):
         st.session_state.pop("train_run_id", None)
         st.query_params.pop("run", None)
-values = settings_sidebar()
+        run = None
+settings_sidebar()
+config, problems = checked_config()
+for problem in problems:
+    st.error(problem)
 
-config: TrainConfig | None = None
-try:
-    config = TrainConfig.from_dict(values)
-    build_task(config)  # a custom CSV is read and checked here, before Start
-except (ConfigError, TaskError) as error:
-    for problem in getattr(error, "problems", [str(error)]):
-        st.error(problem)
+
+def current_run() -> BackgroundRun | None:
+    """The run as the session knows it now; callbacks run before the rerun that would refresh `run`."""
+    try:
+        return runs.get(st.session_state["train_run_id"]) if "train_run_id" in st.session_state else None
+    except (RunError, TaskError, ValueError):
+        return None
+
+
+def attached_run(config: TrainConfig) -> BackgroundRun:
+    """The current run, or a new one with `config` when there is none or it has ended."""
+    run = current_run()
+    if run is None or run.status in FINAL_STATUSES:
+        run = runs.create_training(st.session_state.get("run_name", ""), config)
+        st.session_state.train_run_id = st.query_params["run"] = run.id
+    return run
 
 
 def start() -> None:
-    global run
+    """Start or resume; the settings are read afresh (see `checked_config`)."""
+    config, _ = checked_config()
     if config is None:
-        return
+        return  # the rerun shows the problems
     try:
-        if run is None or run.status in FINAL_STATUSES:
-            run = runs.create_training(st.session_state.get("run_name", ""), config)
-            st.session_state.train_run_id = st.query_params["run"] = run.id
+        run = attached_run(config)
         if run.status == "paused":
             run.resume()
         else:
@@ -64,20 +82,17 @@ def start() -> None:
 
 
 def step_once() -> None:
-    global run
+    config, _ = checked_config()
     if config is None:
         return
-    if run is None or run.status in FINAL_STATUSES:
-        run = runs.create_training(st.session_state.get("run_name", ""), config)
-        st.session_state.train_run_id = st.query_params["run"] = run.id
     try:
-        run.step_once()
-    except RunError as error:
+        attached_run(config).step_once()
+    except (RunError, ConfigError, TaskError) as error:
         st.session_state.train_error = str(error)
 
 
 def reset() -> None:
-    if run is not None and run.active:
+    if (run := current_run()) is not None and run.active:
         run.stop()
     st.session_state.pop("train_run_id", None)
     st.query_params.pop("run", None)
@@ -85,10 +100,13 @@ def reset() -> None:
 
 def open_run(run_id: str) -> None:
     """Make a listed run the current one and show its settings."""
+    try:
+        opened = runs.get(run_id)
+    except (RunError, TaskError, ValueError) as error:
+        st.session_state.train_error = f"cannot open run {run_id}: {error}"
+        return
     st.session_state.train_run_id = st.query_params["run"] = run_id
-    opened = runs.get(run_id)
-    if opened.kind == "train":
-        load_settings(opened.snapshot().config)
+    load_settings(opened.snapshot().config)
 
 
 buttons = st.columns([1, 1, 1, 1, 1, 3])
@@ -111,7 +129,7 @@ buttons[5].text_input("Run name", key="run_name", placeholder="name of the next 
 if message := st.session_state.pop("train_error", None):
     st.error(message)
 
-if run is not None and config is not None and run.kind == "train":
+if run is not None and config is not None:
     run_config = run.snapshot().config
     live = {key: getattr(config, key) for key in LIVE_KEYS if getattr(config, key) != getattr(run_config, key)}
     if live and run.active:
@@ -189,8 +207,9 @@ if run is not None:
     live_curves()
     live_evaluation()
 else:
-    st.markdown(f"**{TASKS[values['task']].description}.** Press **Start** to train with the settings on the left; "
-                "the curves, hidden states and predictions update live while it trains.")
+    task = TASKS[st.session_state.cfg_task]
+    st.markdown(f"**{task.description}.** Press **Start** to train with the settings on the left; the curves, "
+                "hidden states and predictions update live while it trains.")
 
 with st.expander("Runs: open, rename, delete, download"):
     summaries = runs.list()
@@ -211,20 +230,20 @@ with st.expander("Runs: open, rename, delete, download"):
             except RunError as error:
                 st.error(str(error))
         if columns[3].button("Delete", key="delete_run") and chosen:
-            runs.delete(chosen)
-            if st.session_state.get("train_run_id") == chosen:
-                st.session_state.pop("train_run_id")
-                st.query_params.pop("run", None)
-            st.rerun()
-        if chosen:
-            folder = Path(runs.runs_dir) / chosen
-            selected = runs.get(chosen)
-            metrics = pd.DataFrame(selected.snapshot().rows, columns=list(METRIC_COLUMNS))
-            buffer = io.StringIO()
-            metrics.to_csv(buffer, index=False)
+            try:
+                runs.delete(chosen)
+            except RunError as error:
+                st.error(str(error))
+            else:
+                if st.session_state.get("train_run_id") == chosen:
+                    st.session_state.pop("train_run_id")
+                    st.query_params.pop("run", None)
+                st.rerun()
+        if chosen:  # the files are read only when a download is clicked
+            checkpoint = Path(runs.runs_dir) / chosen / CHECKPOINT_FILE
             downloads = st.columns(2)
-            downloads[0].download_button("Metrics (CSV)", buffer.getvalue(), f"{chosen}-metrics.csv", "text/csv",
-                                         key="download_metrics")
-            if (folder / CHECKPOINT_FILE).exists():
-                downloads[1].download_button("Checkpoint (.pt)", (folder / CHECKPOINT_FILE).read_bytes(),
-                                             f"{chosen}.pt", "application/octet-stream", key="download_checkpoint")
+            downloads[0].download_button("Metrics (CSV)", lambda: runs.metrics_csv(chosen), f"{chosen}-metrics.csv",
+                                         "text/csv", key="download_metrics")
+            downloads[1].download_button("Checkpoint (.pt)", lambda: checkpoint.read_bytes(), f"{chosen}.pt",
+                                         "application/octet-stream", key="download_checkpoint",
+                                         disabled=not checkpoint.exists())

@@ -172,8 +172,8 @@ class BatchedTrainer:
         h = x.new_zeros(size, batch, w_hh.shape[1])
         c = torch.zeros_like(h)
         outputs = []
-        for t in range(length):
-            h, c = _cell(torch.baddbmm(projected[:, :, t], h, w_hh), c)
+        for step in projected.unbind(2):  # unbind: one backward stack, not a zero-filled copy per step
+            h, c = _cell(torch.baddbmm(step, h, w_hh), c)
             outputs.append(h)
         return torch.stack(outputs, 2), (h, c)
 

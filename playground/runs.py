@@ -29,8 +29,10 @@ from playground.config import TrainConfig
 from playground.states import StateCapture, capture_states
 from playground.storage import (
     CHECKPOINT_FILE,
+    METRICS_FILE,
     create_run_dir,
     load_checkpoint,
+    metrics_csv,
     read_config,
     read_metrics,
     save_checkpoint,
@@ -354,7 +356,7 @@ class RunRegistry:
         with self._lock:
             if run_id in self._runs:
                 return self._runs[run_id]
-            run_dir = self.runs_dir / run_id
+            run_dir = self._folder(run_id)
             info = _read_run_file(run_dir)
             if info is None or info["kind"] not in ENGINE_LOADERS:
                 raise RunError(f"no run {run_id!r} in {self.runs_dir}")
@@ -363,20 +365,47 @@ class RunRegistry:
             self._runs[run_id] = run
             return run
 
+    def _folder(self, run_id: str) -> Path:
+        """A run's folder; an id is a plain folder name (it may come from a URL), never a path."""
+        if not run_id or Path(run_id).name != run_id or run_id in (".", ".."):
+            raise RunError(f"{run_id!r} is not a run id")
+        return self.runs_dir / run_id
+
     def rename(self, run_id: str, name: str) -> None:
-        if not name.strip():
+        """A new display name; a run on disk is renamed in its run.json without being loaded."""
+        name = name.strip()[:80]
+        if not name:
             raise RunError("a run's name cannot be empty")
-        run = self.get(run_id)
-        run.name = name.strip()[:80]
-        write_run_file(run)
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is not None:
+            run.name = name
+            write_run_file(run)
+            return
+        info = _read_run_file(self._folder(run_id))
+        if info is None:
+            raise RunError(f"no run {run_id!r} in {self.runs_dir}")
+        (self._folder(run_id) / RUN_FILE).write_text(json.dumps(info | {"name": name}))
 
     def delete(self, run_id: str) -> None:
-        run = self.get(run_id)
-        run.stop()
-        run.join(timeout=10)
+        """Stop the run if it trains and remove its folder; a folder that cannot be opened can still go."""
         with self._lock:
-            self._runs.pop(run_id, None)
-        shutil.rmtree(run.run_dir, ignore_errors=True)
+            run = self._runs.pop(run_id, None)
+        if run is not None:
+            run.stop()
+            run.join(timeout=10)
+        elif _read_run_file(self._folder(run_id)) is None:
+            raise RunError(f"no run {run_id!r} in {self.runs_dir}")
+        shutil.rmtree(self._folder(run_id), ignore_errors=True)
+
+    def metrics_csv(self, run_id: str) -> str:
+        """A run's metrics: the live rows of a run in memory, else the folder's file (complete once saved)."""
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is not None and run.kind == "train":
+            return metrics_csv(run.snapshot().rows)
+        path = self._folder(run_id) / METRICS_FILE
+        return path.read_text() if path.is_file() else metrics_csv([])
 
     def stop_all(self) -> None:
         for run in list(self._runs.values()):

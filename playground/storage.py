@@ -69,13 +69,18 @@ def read_config(run_dir: Path) -> TrainConfig:
     return TrainConfig.from_dict(_portable(values))
 
 
-def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
-    """Rewrite metrics.csv atomically: one row per logged step, blank where not evaluated."""
+def metrics_csv(rows: list[dict[str, float]]) -> str:
+    """One row per logged step, blank where not evaluated."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(run_dir / METRICS_FILE, buffer.getvalue().encode())
+    return buffer.getvalue()
+
+
+def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
+    """Rewrite metrics.csv atomically."""
+    _atomic_write(run_dir / METRICS_FILE, metrics_csv(rows).encode())
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:

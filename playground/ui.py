@@ -12,12 +12,13 @@ from typing import Any
 
 import streamlit as st
 
-from playground.config import TrainConfig
+from playground.config import ConfigError, TrainConfig
 from playground.devices import available_devices
 from playground.forcing import SCHEDULES
 from playground.runs import BackgroundRun, TrainingSnapshot, registry
 from playground.state_plots import state_heatmap
-from playground.tasks import TASKS
+from playground.tasks import TASKS, TaskError
+from playground.train import build_task
 
 SETTING_PREFIX = "cfg_"
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0)
@@ -50,6 +51,9 @@ def _number(container: Any, label: str, name: str, step: float | None = None, he
                                   format=None if kind is int else "%g")
 
 
+FORCING_FIELDS = ("teacher_forcing_ratio", "schedule", "tf_end", "decay_steps", "exp_k", "sigmoid_k")
+
+
 def _save_upload(upload: Any) -> str:
     """Keep an uploaded CSV in the runs folder so a run can be reproduced from its config."""
     data = upload.getvalue()
@@ -61,108 +65,138 @@ def _save_upload(upload: Any) -> str:
     return str(path)
 
 
-def task_settings(container: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    values["task"] = container.selectbox("Task", list(TASKS), key=_key("task"),
-                                         help="Synthetic sequence tasks, generated from the seed")
-    info = TASKS[values["task"]]
-    container.caption(info.description)
-    if info.uses_lengths:
+def _shown(name: str, state: Any) -> bool:
+    """Whether the sidebar offers a setting now; one it does not offer keeps its default."""
+    task, optimizer, schedule = state[_key("task")], state[_key("optimizer")], state[_key("schedule")]
+    info = TASKS.get(task)
+    rules = {
+        "min_len": info is not None and info.uses_lengths,
+        "max_len": info is not None and info.uses_lengths,
+        "alphabet_size": info is not None and info.uses_lengths,
+        "max_digits": info is not None and info.uses_digits,
+        "custom_csv": task == "custom",
+        "custom_tokenization": task == "custom",
+        "momentum": optimizer == "sgd",
+        "weight_decay": optimizer == "adamw",
+        "tf_end": schedule != "constant",
+        "decay_steps": schedule == "linear",
+        "exp_k": schedule == "exponential",
+        "sigmoid_k": schedule == "inverse_sigmoid",
+    }
+    return rules.get(name, True)
+
+
+def current_settings(include_forcing: bool = True) -> dict[str, Any]:
+    """The settings as the widgets hold them right now.
+
+    Read from session state, not from the last script run: a button's callback runs before the rerun that
+    would redraw the widgets, so values returned by the widgets of the previous run can be stale.
+    """
+    state = st.session_state
+    if state[_key("task")] == "custom" and (upload := state.get("custom_upload")) is not None:
+        state[_key("custom_csv")] = _save_upload(upload)
+    skipped = () if include_forcing else FORCING_FIELDS
+    return {name: state[_key(name)] for name in DEFAULTS.as_dict()
+            if name not in skipped and _shown(name, state)}
+
+
+def checked_config(include_forcing: bool = True) -> tuple[TrainConfig | None, list[str]]:
+    """The current settings as a validated config (a custom CSV read and checked too), or the problems."""
+    try:
+        config = TrainConfig.from_dict(current_settings(include_forcing))
+        build_task(config)
+    except (ConfigError, TaskError) as error:
+        return None, getattr(error, "problems", [str(error)])
+    return config, []
+
+
+def task_settings(container: Any) -> None:
+    task = container.selectbox("Task", list(TASKS), key=_key("task"),
+                               help="Synthetic sequence tasks, generated from the seed")
+    container.caption(TASKS[task].description)
+    state = st.session_state
+    if _shown("min_len", state):
         cols = container.columns(2)
-        values["min_len"] = _number(cols[0], "Min length", "min_len")
-        values["max_len"] = _number(cols[1], "Max length", "max_len")
-        values["alphabet_size"] = container.slider("Alphabet size", 2, 26,
-                                                   key=_key("alphabet_size"), help="Symbols a, b, c, ...")
-    if info.uses_digits:
-        values["max_digits"] = container.slider("Digits per number", 1, 9,
-                                                key=_key("max_digits"))
-    if values["task"] == "custom":
-        upload = container.file_uploader("CSV of source,target pairs", type=["csv", "txt"], key="custom_upload")
-        values["custom_tokenization"] = container.radio(
-            "Tokens", ["char", "space"], key=_key("custom_tokenization"), horizontal=True,
-            format_func={"char": "characters", "space": "space-separated words"}.get)
-        values["custom_csv"] = _save_upload(upload) if upload is not None else st.session_state[_key("custom_csv")]
-    return values
+        _number(cols[0], "Min length", "min_len")
+        _number(cols[1], "Max length", "max_len")
+        container.slider("Alphabet size", 2, 26, key=_key("alphabet_size"), help="Symbols a, b, c, ...")
+    if _shown("max_digits", state):
+        container.slider("Digits per number", 1, 9, key=_key("max_digits"))
+    if _shown("custom_csv", state):
+        container.file_uploader("CSV of source,target pairs", type=["csv", "txt"], key="custom_upload")
+        container.radio("Tokens", ["char", "space"], key=_key("custom_tokenization"), horizontal=True,
+                        format_func={"char": "characters", "space": "space-separated words"}.get)
 
 
-def model_settings(container: Any) -> dict[str, Any]:
+def model_settings(container: Any) -> None:
     cols = container.columns(2)
-    values = {"emb_dim": _number(cols[0], "Embedding size", "emb_dim"),
-              "hidden_dim": _number(cols[1], "Hidden size", "hidden_dim")}
+    _number(cols[0], "Embedding size", "emb_dim")
+    _number(cols[1], "Hidden size", "hidden_dim")
     cols = container.columns(2)
-    values["num_layers"] = _number(cols[0], "LSTM layers", "num_layers")
-    values["dropout"] = cols[1].slider("Dropout", 0.0, 0.9, step=0.05, key=_key("dropout"))
-    return values
+    _number(cols[0], "LSTM layers", "num_layers")
+    cols[1].slider("Dropout", 0.0, 0.9, step=0.05, key=_key("dropout"))
 
 
-def optimizer_settings(container: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {}
+def optimizer_settings(container: Any) -> None:
     names = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD + momentum"}
-    values["optimizer"] = container.selectbox("Optimizer", list(names), key=_key("optimizer"), format_func=names.get)
-    values["lr"] = container.select_slider("Learning rate", LEARNING_RATES, key=_key("lr"),
-                                           help="Can be changed while a run trains; applies from the next step")
+    container.selectbox("Optimizer", list(names), key=_key("optimizer"), format_func=names.get)
+    container.select_slider("Learning rate", LEARNING_RATES, key=_key("lr"),
+                            help="Can be changed while a run trains; applies from the next step")
     cols = container.columns(2)
-    values["batch_size"] = _number(cols[0], "Batch size", "batch_size")
-    values["grad_clip"] = _number(cols[1], "Gradient clip", "grad_clip", 0.5, "Max gradient norm; 0 turns it off")
-    if values["optimizer"] == "sgd":
-        values["momentum"] = container.slider("Momentum", 0.0, 0.99, step=0.01,
-                                              key=_key("momentum"))
-    if values["optimizer"] == "adamw":
-        values["weight_decay"] = _number(container, "Weight decay", "weight_decay", 0.01)
-    return values
+    _number(cols[0], "Batch size", "batch_size")
+    _number(cols[1], "Gradient clip", "grad_clip", 0.5, "Max gradient norm; 0 turns it off")
+    state = st.session_state
+    if _shown("momentum", state):
+        container.slider("Momentum", 0.0, 0.99, step=0.01, key=_key("momentum"))
+    if _shown("weight_decay", state):
+        _number(container, "Weight decay", "weight_decay", 0.01)
 
 
-def forcing_settings(container: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    values["teacher_forcing_ratio"] = container.slider(
-        "Teacher-forcing ratio gamma", 0.0, 1.0, step=0.05,
-        key=_key("teacher_forcing_ratio"),
-        help="Chance that a decoder step reads the true previous token instead of its own prediction. "
-             "Can be changed while a run trains (a decaying schedule starts from it).")
-    values["schedule"] = container.selectbox("Schedule", SCHEDULES, key=_key("schedule"),
-                                             format_func=lambda s: s.replace("_", " "))
-    if values["schedule"] != "constant":
-        values["tf_end"] = container.slider("Final gamma", 0.0, 1.0, step=0.05,
-                                            key=_key("tf_end"))
-    if values["schedule"] == "linear":
-        values["decay_steps"] = _number(container, "Decay steps", "decay_steps", 100)
-    elif values["schedule"] == "exponential":
-        values["exp_k"] = _number(container, "Factor k per step", "exp_k", 0.0005, "gamma decays like k^step")
-    elif values["schedule"] == "inverse_sigmoid":
-        values["sigmoid_k"] = _number(container, "k", "sigmoid_k", 10.0,
-                                      "k / (k + exp(step / k)); larger k decays later")
-    values["coin"] = container.radio("Coin", ["step", "token"], key=_key("coin"), horizontal=True,
-                                     format_func={"step": "per step (whole batch)", "token": "per token"}.get)
-    return values
+def forcing_settings(container: Any) -> None:
+    container.slider("Teacher-forcing ratio gamma", 0.0, 1.0, step=0.05, key=_key("teacher_forcing_ratio"),
+                     help="Chance that a decoder step reads the true previous token instead of its own prediction. "
+                          "Can be changed while a run trains (a decaying schedule starts from it).")
+    container.selectbox("Schedule", SCHEDULES, key=_key("schedule"), format_func=lambda s: s.replace("_", " "))
+    state = st.session_state
+    if _shown("tf_end", state):
+        container.slider("Final gamma", 0.0, 1.0, step=0.05, key=_key("tf_end"))
+    if _shown("decay_steps", state):
+        _number(container, "Decay steps", "decay_steps", 100)
+    if _shown("exp_k", state):
+        _number(container, "Factor k per step", "exp_k", 0.0005, "gamma decays like k^step")
+    if _shown("sigmoid_k", state):
+        _number(container, "k", "sigmoid_k", 10.0, "k / (k + exp(step / k)); larger k decays later")
+    container.radio("Coin", ["step", "token"], key=_key("coin"), horizontal=True,
+                    format_func={"step": "per step (whole batch)", "token": "per token"}.get)
 
 
-def run_settings(container: Any) -> dict[str, Any]:
+def run_settings(container: Any) -> None:
     devices = {device.name: device.label for device in available_devices()}
-    values = {"device": container.selectbox("Device", ["auto", *devices], key=_key("device"),
-                                            format_func=lambda name: devices.get(name, "auto (GPU if present)"))}
+    container.selectbox("Device", ["auto", *devices], key=_key("device"),
+                        format_func=lambda name: devices.get(name, "auto (GPU if present)"))
     cols = container.columns(2)
-    values["steps"] = _number(cols[0], "Steps", "steps", 100)
-    values["eval_every"] = _number(cols[1], "Evaluate every", "eval_every", 10)
-    values["seed"] = _number(container, "Seed", "seed")
-    return values
+    _number(cols[0], "Steps", "steps", 100)
+    _number(cols[1], "Evaluate every", "eval_every", 10)
+    _number(container, "Seed", "seed")
 
 
-def settings_sidebar(include_forcing: bool = True) -> dict[str, Any]:
-    """Every TrainConfig setting a page asks for, grouped the way a person thinks about them."""
-    values: dict[str, Any] = {}
+def settings_sidebar(include_forcing: bool = True) -> None:
+    """Every TrainConfig setting a page asks for, grouped the way a person thinks about them.
+
+    The values live in session state under `cfg_<field>`; `current_settings` reads them.
+    """
     with st.sidebar:
         st.subheader("Task")
-        values |= task_settings(st)
+        task_settings(st)
         st.subheader("Model")
-        values |= model_settings(st)
+        model_settings(st)
         st.subheader("Optimizer")
-        values |= optimizer_settings(st)
+        optimizer_settings(st)
         if include_forcing:
             st.subheader("Teacher forcing")
-            values |= forcing_settings(st)
+            forcing_settings(st)
         st.subheader("Run")
-        values |= run_settings(st)
-    return values
+        run_settings(st)
 
 
 def run_label(run: BackgroundRun) -> str:

@@ -61,6 +61,17 @@ def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None
     assert "After 30 steps" in text and "means over 2 seeds" in text
 
 
+def test_start_uses_choices_changed_in_the_same_rerun() -> None:
+    at = compare_page()
+    at.multiselect(key="compare_ratios").set_value([0.25, 0.75])
+    at.number_input(key="cfg_hidden_dim").set_value(12)
+    at.button(key="compare_start").click().run()
+    run = runs.registry().get(at.session_state.compare_run_id)
+    run.join(120)
+    config = run.engine.config
+    assert (config.ratios, config.base.hidden_dim) == ((0.25, 0.75), 12)
+
+
 def test_bad_choices_are_explained_and_block_start() -> None:
     at = compare_page()
     at.multiselect(key="compare_ratios").set_value([]).run()

@@ -53,6 +53,17 @@ def test_start_trains_in_the_background_and_the_page_shows_it() -> None:
     assert "finished" in at.get("progress")[0].proto.text
 
 
+def test_start_uses_a_setting_changed_in_the_same_rerun() -> None:
+    """A click right after an edit: the callback runs before the rerun that redraws the widgets."""
+    at = tiny_app()
+    at.number_input(key="cfg_hidden_dim").set_value(24)
+    at.number_input(key="cfg_steps").set_value(30)
+    at.button(key="start").click().run()
+    run = runs.registry().get(at.session_state.train_run_id)
+    run.join(60)
+    assert (run.snapshot().config.hidden_dim, run.snapshot().total_steps) == (24, 30)
+
+
 def test_bad_settings_show_what_is_allowed_and_block_start() -> None:
     at = tiny_app()
     at.number_input(key="cfg_min_len").set_value(9).run()

@@ -176,3 +176,36 @@ def test_unknown_run_is_a_clear_error(runs: RunRegistry) -> None:
     with pytest.raises(RunError, match="no run"):
         runs.get("nope")
 
+
+
+def test_a_damaged_run_on_disk_is_listed_renamed_and_deleted_without_loading(runs: RunRegistry) -> None:
+    run = runs.create_training("damaged", TINY)
+    run.step_once()
+    wait_for(lambda: run.snapshot().step == 1)
+    run.stop()
+    run.join(10)
+    (run.run_dir / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    fresh = RunRegistry(runs.runs_dir)
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        fresh.get(run.id)
+    fresh.rename(run.id, "still listed")
+    assert [s.name for s in fresh.list()] == ["still listed"]
+    assert fresh.metrics_csv(run.id).splitlines()[0].startswith("step,seconds,train_loss")
+    fresh.delete(run.id)
+    assert fresh.list() == [] and not run.run_dir.exists()
+
+
+def test_metrics_csv_of_a_run_in_memory_has_every_row_so_far(runs: RunRegistry) -> None:
+    run = runs.create_training("live", TINY)
+    run.start()
+    run.join(60)
+    lines = runs.metrics_csv(run.id).splitlines()
+    assert len(lines) == 1 + len(run.snapshot().rows)
+
+
+@pytest.mark.parametrize("run_id", ["", ".", "..", "../elsewhere", "a/b"])
+def test_a_run_id_is_a_folder_name_never_a_path(runs: RunRegistry, run_id: str) -> None:
+    with pytest.raises(RunError, match="not a run id"):
+        runs.get(run_id)
+    with pytest.raises(RunError, match="not a run id"):
+        runs.delete(run_id)
