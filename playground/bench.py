@@ -94,26 +94,10 @@ def naive_step(config: TrainConfig, trainer: Trainer, batches: list[Batch]) -> C
     return step
 
 
-def segments_forward(trainer: Trainer) -> Callable[..., torch.Tensor]:
-    """The project's forward before issue #6: fused nn.LSTM segments split at every free-running step."""
-    model = trainer.model
-
-    def forward(src: torch.Tensor, tgt: torch.Tensor, ratio: float, coin: str, draws: torch.Tensor) -> torch.Tensor:
-        _, state = model.encoder(src)
-        inputs = torch.cat([torch.full_like(tgt[:, :1], model.sos_id), tgt[:, :-1]], dim=1)
-        return model.decoder._decode_segments(inputs, state, (draws < ratio).tolist())
-
-    return forward
-
-
-def project_step(config: TrainConfig, batches: list[Batch], variant: str = "") -> Callable[[], None]:
-    """Trainer.train_step on `batches`; variant "segments" swaps in the old forward, "fused_adam" the optimizer."""
+def project_step(config: TrainConfig, batches: list[Batch]) -> Callable[[], None]:
+    """Trainer.train_step on `batches`."""
     trainer = Trainer(config)
     trainer.batches = itertools.cycle(batches)
-    if variant == "segments":
-        trainer.model.forward = segments_forward(trainer)
-    elif variant == "fused_adam":
-        trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=config.lr, fused=True)
     return trainer.train_step
 
 
@@ -150,16 +134,12 @@ def _synchronize() -> None:
         torch.mps.synchronize()
 
 
-def size_cases(config: TrainConfig, with_variants: bool) -> dict[str, Callable[[], Any]]:
-    """Naive and project at each gamma; with variants also the old forward and fused Adam."""
+def size_cases(config: TrainConfig) -> dict[str, Callable[[], Any]]:
+    """Naive and project at each gamma."""
     trainer, batches = draw_batches(config)
     cases = {"naive": naive_step(config, trainer, batches)}
-    cases |= {f"project_gamma_{ratio:g}": project_step(config.replace(teacher_forcing_ratio=ratio), batches)
-              for ratio in RATIOS}
-    if with_variants:
-        cases["segments_gamma_0.5"] = project_step(config, batches, "segments")
-        cases["fused_adam_gamma_0.5"] = project_step(config, batches, "fused_adam")
-    return cases
+    return cases | {f"project_gamma_{ratio:g}": project_step(config.replace(teacher_forcing_ratio=ratio), batches)
+                    for ratio in RATIOS}
 
 
 def batched_cases(config: TrainConfig) -> dict[str, Callable[[], Any]]:
@@ -180,19 +160,18 @@ def run(plan: Plan = FULL, device: str = "cpu", threads: int = 1) -> dict[str, A
     result: dict[str, Any] = {"device": str(resolve_device(device)), "torch": torch.__version__,
                               "threads": torch.get_num_threads(),
                               "default_size": _describe(default), "large_size": _describe(large)}
-    rates = measure(size_cases(default, with_variants=True), plan)
+    rates = measure(size_cases(default), plan)
     # apart: idle OpenMP workers keep spinning after a 2-thread step and would slow whichever case came next
     batches = draw_batches(default)[1]
     rates |= measure({f"threads_{n}": project_step(default, batches) for n in (1, 2)}, plan, {"threads_1": 1,
                                                                                                "threads_2": 2})
-    large_rates = measure(size_cases(large, with_variants=False), plan.shorter())
+    large_rates = measure(size_cases(large), plan.shorter())
     result["steps_per_second"] = {"default": _rounded(rates), "large": _rounded(large_rates)}
     result["speedup_vs_naive"] = round(rates["project_gamma_0.5"] / rates["naive"], 3)
     result["partial_vs_fused"] = round(rates["project_gamma_0.5"] / rates["project_gamma_1"], 3)
     result["speedup_vs_naive_large"] = round(large_rates["project_gamma_0.5"] / large_rates["naive"], 3)
     result["partial_vs_fused_large"] = round(large_rates["project_gamma_0.5"] / large_rates["project_gamma_1"], 3)
-    result["new_vs_segments"] = round(rates["project_gamma_0.5"] / rates["segments_gamma_0.5"], 3)
-    result["fused_adam_vs_default_adam"] = round(rates["fused_adam_gamma_0.5"] / rates["project_gamma_0.5"], 3)
+    result["merged_vs_per_step"] = round(rates["project_gamma_0.5"] / rates["project_gamma_0"], 3)
     result["two_vs_one_thread"] = round(rates["threads_2"] / rates["threads_1"], 3)
     batched_rates = measure(batched_cases(default), plan.shorter())
     result["steps_per_second"]["k5"] = _rounded(batched_rates)

@@ -288,13 +288,12 @@ class Batch:
 
 
 def encode_pairs(task: Task, pairs: list[Pair]) -> Batch:
+    """Padded rows built as lists, then one tensor each (a tensor per row took a tenth of a training step)."""
     src_rows = [task.src_vocab.encode(s) for s, _ in pairs]
     tgt_rows = [[*task.tgt_vocab.encode(t), EOS_ID] for _, t in pairs]
-    src = torch.full((len(pairs), max(map(len, src_rows))), PAD_ID, dtype=torch.long)
-    tgt = torch.full((len(pairs), max(map(len, tgt_rows))), PAD_ID, dtype=torch.long)
-    for i, (s, t) in enumerate(zip(src_rows, tgt_rows, strict=True)):
-        src[i, src.shape[1] - len(s) :] = torch.tensor(s)
-        tgt[i, : len(t)] = torch.tensor(t)
+    src_len, tgt_len = max(map(len, src_rows)), max(map(len, tgt_rows))
+    src = torch.tensor([[PAD_ID] * (src_len - len(row)) + row for row in src_rows], dtype=torch.long)
+    tgt = torch.tensor([row + [PAD_ID] * (tgt_len - len(row)) for row in tgt_rows], dtype=torch.long)
     return Batch(src, tgt, pairs)
 
 
