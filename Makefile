@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APP_STAMP := $(VENV)/.installed-app
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench lint
+.PHONY: run test bench bench-page lint
 
 run: $(APP_STAMP)
 	$(PY) -m streamlit run app.py
@@ -16,6 +16,9 @@ test: $(DEV_STAMP)
 
 bench: $(APP_STAMP)
 	$(PY) -m playground bench
+
+bench-page: $(DEV_STAMP)
+	$(PY) -m bench.page_cost
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .

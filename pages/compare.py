@@ -22,7 +22,7 @@ from playground.runs import FINAL_STATUSES, BackgroundRun, RunError, registry
 from playground.tasks import TaskError
 from playground.ui import checked_config, keep_widget_state, load_settings, settings_sidebar
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
 RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))
 TABLE_NAMES = {"ratio": "teacher forcing", "val_fr_exact": "free-running exact", "val_tf_exact": "teacher-forced exact",
                "val_fr_token_acc": "free-running tokens", "val_tf_token_acc": "teacher-forced tokens",

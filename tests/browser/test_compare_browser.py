@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import screenshot, wait_idle
+from tests.browser.conftest import screenshot
+from tests.browser.harness import set_number, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -15,12 +16,6 @@ CURVES = """() => {
     .map(t => [t.name, t.line.color, t.x.length]);
 }"""
 
-
-def set_number(page, label: str, value: int) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Enter")
-    wait_idle(page)
 
 
 def test_three_ratios_train_live(streamlit_server: str, browser_page) -> None:

@@ -9,7 +9,8 @@ import pytest
 from playground.config import TrainConfig
 from playground.storage import save_checkpoint
 from playground.train import Trainer
-from tests.browser.conftest import screenshot, wait_idle
+from tests.browser.conftest import screenshot
+from tests.browser.harness import wait_idle
 
 pytestmark = pytest.mark.browser
 

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.browser.conftest import screenshot, wait_idle
+from tests.browser.conftest import screenshot
+from tests.browser.harness import set_number, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -17,12 +18,6 @@ LOSS_POINTS = """() => {
   return line && line.x ? line.x.length : 0;
 }"""
 
-
-def set_number(page, label: str, value: int) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Enter")
-    wait_idle(page)
 
 
 def test_start_watch_stop_reload(streamlit_server: str, browser_page) -> None:
