@@ -8,6 +8,7 @@ import streamlit as st
 from playground.compare import (
     DEFAULT_RATIOS,
     MAX_SEEDS,
+    TRADE_OFF_EXAMPLE,
     CompareConfig,
     CompareEngine,
     CompareSnapshot,
@@ -106,10 +107,19 @@ def stop() -> None:
         run.stop()
 
 
+def load_example() -> None:
+    load_settings(TRADE_OFF_EXAMPLE)
+    st.session_state.update(compare_ratios=list(DEFAULT_RATIOS), compare_schedules=[], compare_seeds=1)
+
+
 running = run is not None and run.active
-buttons = st.columns([1, 1, 6])
+buttons = st.columns([1, 1, 3, 3])
 buttons[0].button("Start", key="compare_start", type="primary", on_click=start, disabled=config is None or running)
 buttons[1].button("Stop", key="compare_stop", on_click=stop, disabled=not running)
+buttons[2].button("Example: longer sequences", key="compare_example", on_click=load_example, disabled=running,
+                  help=f"Reverse {TRADE_OFF_EXAMPLE.min_len} to {TRADE_OFF_EXAMPLE.max_len} symbols, hidden size "
+                       f"{TRADE_OFF_EXAMPLE.hidden_dim}, {TRADE_OFF_EXAMPLE.steps} steps: about a minute on 2 CPU "
+                       "cores, and the ratios differ (the default task is easy enough for all to reach ~99%)")
 if message := st.session_state.pop("compare_error", None):
     st.error(message)
 

@@ -81,3 +81,13 @@ def test_bad_choices_are_explained_and_block_start() -> None:
     at.number_input(key="cfg_min_len").set_value(9).run()
     assert any("min_len = 9" in error.value for error in at.error)
     assert at.button(key="compare_start").disabled
+
+
+def test_the_example_button_loads_the_trade_off_settings() -> None:
+    at = compare_page()
+    at.multiselect(key="compare_ratios").set_value([0.5]).run()
+    at.button(key="compare_example").click().run()
+    assert not at.exception and not at.error
+    shown = {key: at.number_input(key=f"cfg_{key}").value for key in ("min_len", "max_len", "hidden_dim", "steps")}
+    assert shown == {"min_len": 8, "max_len": 16, "hidden_dim": 64, "steps": 1500}
+    assert at.multiselect(key="compare_ratios").value == [0.0, 0.25, 0.5, 0.75, 1.0]

@@ -48,7 +48,13 @@ def browser_page(browser: object) -> Iterator[object]:
 
 
 def screenshot(page: object, name: str) -> Path:
+    """The whole page: Streamlit scrolls inside its own container, so the viewport grows to the page's height."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    size = page.viewport_size
+    height = page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 100, 8000)})
+    page.wait_for_timeout(1500)  # plotly re-lays out to the new size
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
     return path

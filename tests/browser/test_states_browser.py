@@ -46,12 +46,5 @@ def test_a_trained_checkpoint_shows_state_heatmaps(streamlit_server: str, browse
     assert page.evaluate(TRACE_TYPE, "hs_decoder_0_c") == "heatmap"
     assert page.evaluate(TRACE_TYPE, "hs_pca") == "scatter"
     assert page.get_by_text("Download states (.npz)").count() == 1
-    tall_screenshot(page, "hidden-states")
+    screenshot(page, "hidden-states")
 
-
-def tall_screenshot(page, name: str) -> None:
-    """Streamlit scrolls inside its own container, so a full-page shot needs a viewport as tall as the page."""
-    height = page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollHeight")
-    page.set_viewport_size({"width": 1500, "height": min(int(height) + 100, 8000)})
-    page.wait_for_timeout(1500)  # plotly re-lays out to the new size
-    screenshot(page, name)
