@@ -21,7 +21,7 @@ from playground.config import ConfigError
 from playground.forcing import SCHEDULES
 from playground.runs import FINAL_STATUSES, BackgroundRun, RunError, registry
 from playground.tasks import TaskError
-from playground.ui import checked_config, keep_widget_state, load_settings, settings_sidebar
+from playground.ui import attached_run, checked_config, keep_widget_state, load_settings, settings_sidebar
 
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
 RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))
@@ -34,26 +34,18 @@ TABLE_NAMES = {"ratio": "teacher forcing", "val_fr_exact": "free-running exact",
 st.title("Compare teacher-forcing ratios")
 st.caption("Every ratio trains at once in one batched computation: same task, same batches, same coin draws, "
            "same initial weights for a seed. Only the chance of feeding the true previous token differs.")
-fresh_session = "cfg_task" not in st.session_state
+
+
+def show_comparison_settings(run: BackgroundRun) -> None:
+    shown: CompareConfig = run.engine.config
+    load_settings(shown.base)
+    st.session_state.update(compare_ratios=list(shown.ratios), compare_schedules=list(shown.schedules),
+                            compare_seeds=shown.seeds)
+
+
+run = attached_run("compare", "compare_run_id", "compare", show_comparison_settings)
 keep_widget_state()
 runs = registry()
-run: BackgroundRun | None = None
-if run_id := st.session_state.get("compare_run_id", st.query_params.get("compare")):  # the URL survives a reload
-    try:
-        run = runs.get(run_id)
-        if run.kind != "compare":
-            raise RunError(f"run {run_id!r} is not a comparison")
-        st.session_state.compare_run_id = st.query_params["compare"] = run_id
-        if fresh_session:  # a reload: show the comparison's own settings
-            shown: CompareConfig = run.engine.config
-            load_settings(shown.base)
-            st.session_state.update(compare_ratios=list(shown.ratios), compare_schedules=list(shown.schedules),
-                                    compare_seeds=shown.seeds)
-    except (RunError, ValueError):
-        st.session_state.pop("compare_run_id", None)
-        st.query_params.pop("compare", None)
-        run = None
-
 for key, default in (("compare_ratios", list(DEFAULT_RATIOS)), ("compare_schedules", []), ("compare_seeds", 1)):
     st.session_state.setdefault(key, default)
     st.session_state[key] = st.session_state[key]

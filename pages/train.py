@@ -13,6 +13,7 @@ from playground.runs import FINAL_STATUSES, BackgroundRun, RunError, TrainingSna
 from playground.storage import CHECKPOINT_FILE
 from playground.tasks import TASKS, TaskError
 from playground.ui import (
+    attached_run,
     checked_config,
     keep_widget_state,
     load_settings,
@@ -26,23 +27,9 @@ CURVES_SECONDS = 2.0  # a redraw costs the browser and the GIL time the training
 EVALUATION_SECONDS = 5.0  # accuracy, predictions and states only change at evaluations
 
 st.title("Train a seq2seq model")
-fresh_session = "cfg_task" not in st.session_state
+run = attached_run("train", "train_run_id", "run", lambda run: load_settings(run.snapshot().config))
 keep_widget_state()
 runs = registry()
-
-run: BackgroundRun | None = None
-if run_id := st.session_state.get("train_run_id", st.query_params.get("run")):  # the URL survives a reload
-    try:
-        run = runs.get(run_id)
-        if run.kind != "train":
-            raise RunError(f"run {run_id!r} is a comparison; the Compare ratios page shows it")
-        st.session_state.train_run_id = st.query_params["run"] = run_id
-        if fresh_session:  # a reload: show the run's own settings
-            load_settings(run.snapshot().config)
-    except (RunError, TaskError, ValueError):
-        st.session_state.pop("train_run_id", None)
-        st.query_params.pop("run", None)
-        run = None
 settings_sidebar()
 config, problems = checked_config()
 for problem in problems:

@@ -7,6 +7,7 @@ shows comes from the rest of `playground`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import streamlit as st
 from playground.config import ConfigError, TrainConfig
 from playground.devices import available_devices
 from playground.forcing import SCHEDULES
-from playground.runs import BackgroundRun, TrainingSnapshot, registry
+from playground.runs import BackgroundRun, RunError, TrainingSnapshot, registry
 from playground.state_plots import state_heatmap
 from playground.tasks import TASKS, TaskError
 from playground.train import build_task
@@ -38,6 +39,31 @@ def load_settings(config: TrainConfig) -> None:
     """Show a run's settings in the sidebar (call before the widgets are drawn)."""
     for name, value in config.as_dict().items():
         st.session_state[_key(name)] = value
+
+
+def attached_run(kind: str, session_key: str, url_key: str,
+                 show_settings: Callable[[BackgroundRun], None]) -> BackgroundRun | None:
+    """The run a page shows: the session's, else the URL's (which survives a reload); forgotten if it is gone.
+
+    A fresh session (a reload) calls `show_settings` so the sidebar shows the run's own settings; call this
+    before `keep_widget_state`.
+    """
+    fresh_session = _key("task") not in st.session_state
+    run_id = st.session_state.get(session_key, st.query_params.get(url_key))
+    if not run_id:
+        return None
+    try:
+        run = registry().get(run_id)
+        if run.kind != kind:
+            raise RunError(f"run {run_id!r} is a {run.kind} run, not a {kind} run")
+    except (RunError, ValueError):  # a deleted or damaged run, or a foreign id in the URL
+        st.session_state.pop(session_key, None)
+        st.query_params.pop(url_key, None)
+        return None
+    st.session_state[session_key] = st.query_params[url_key] = run_id
+    if fresh_session:
+        show_settings(run)
+    return run
 
 
 def _key(name: str) -> str:

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from playground import runs
 from playground.compare import reading, summary_rows
+from tests.conftest import new_app
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+pytestmark = pytest.mark.usefixtures("fresh_app")
 
-
-@pytest.fixture(autouse=True)
-def fresh_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
-    runs.reset_registry()
-    yield
-    runs.reset_registry()
 
 
 def compare_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = new_app().run()
     at.switch_page("pages/compare.py").run()
     for key, value in (("cfg_hidden_dim", 16), ("cfg_emb_dim", 8), ("cfg_steps", 30), ("cfg_eval_every", 10),
                        ("cfg_batch_size", 16)):

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from playground import runs
 from playground.config import TrainConfig
+from tests.conftest import new_app
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+pytestmark = pytest.mark.usefixtures("fresh_app")
 CONFIG = TrainConfig(hidden_dim=16, emb_dim=8, steps=40, eval_every=20, val_size=60, max_len=6)
 
-
-@pytest.fixture(autouse=True)
-def fresh_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
-    runs.reset_registry()
-    yield
-    runs.reset_registry()
 
 
 @pytest.fixture
@@ -33,7 +26,7 @@ def trained_run() -> runs.BackgroundRun:
 
 
 def states_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = new_app().run()
     at.switch_page("pages/hidden_states.py")
     return at.run()
 

@@ -8,20 +8,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from playground import runs
+from tests.conftest import new_app
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+pytestmark = pytest.mark.usefixtures("fresh_app")
 
-
-@pytest.fixture(autouse=True)
-def fresh_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
-    runs.reset_registry()
-    yield
-    runs.reset_registry()
 
 
 def tiny_app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = new_app()
     at.run()
     for key, value in (("cfg_hidden_dim", 16), ("cfg_emb_dim", 8), ("cfg_steps", 40), ("cfg_eval_every", 20)):
         at.number_input(key=key).set_value(value)
@@ -29,7 +23,7 @@ def tiny_app() -> AppTest:
 
 
 def test_first_page_is_train_with_defaults_and_no_errors() -> None:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = new_app().run()
     assert not at.exception and not at.error
     assert at.title[0].value == "Train a seq2seq model"
     assert at.selectbox(key="cfg_task").value == "reverse"
