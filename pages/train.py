@@ -44,7 +44,7 @@ def current_run() -> BackgroundRun | None:
         return None
 
 
-def attached_run(config: TrainConfig) -> BackgroundRun:
+def run_to_train(config: TrainConfig) -> BackgroundRun:
     """The current run, or a new one with `config` when there is none or it has ended."""
     run = current_run()
     if run is None or run.status in FINAL_STATUSES:
@@ -59,7 +59,7 @@ def start() -> None:
     if config is None:
         return  # the rerun shows the problems
     try:
-        run = attached_run(config)
+        run = run_to_train(config)
         if run.status == "paused":
             run.resume()
         else:
@@ -73,7 +73,7 @@ def step_once() -> None:
     if config is None:
         return
     try:
-        attached_run(config).step_once()
+        run_to_train(config).step_once()
     except (RunError, ConfigError, TaskError) as error:
         st.session_state.train_error = str(error)
 
