@@ -40,7 +40,7 @@ def current_run() -> BackgroundRun | None:
     """The run as the session knows it now; callbacks run before the rerun that would refresh `run`."""
     try:
         return runs.get(st.session_state["train_run_id"]) if "train_run_id" in st.session_state else None
-    except (RunError, TaskError, ValueError):
+    except (RunError, ValueError):  # ValueError: a damaged run (config, checkpoint, task)
         return None
 
 
@@ -89,7 +89,7 @@ def open_run(run_id: str) -> None:
     """Make a listed run the current one and show its settings."""
     try:
         opened = runs.get(run_id)
-    except (RunError, TaskError, ValueError) as error:
+    except (RunError, ValueError) as error:
         st.session_state.train_error = f"cannot open run {run_id}: {error}"
         return
     st.session_state.train_run_id = st.query_params["run"] = run_id

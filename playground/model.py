@@ -64,8 +64,9 @@ class Decoder(nn.Module):
         decoding may end early once every row has produced it.
         """
         length = inputs.shape[1]
-        every_row_forced = teacher.expand(inputs.shape).all(0).tolist()  # coins on the CPU: no device sync
-        teacher = teacher.to(inputs.device).expand(inputs.shape)
+        teacher = teacher.expand(inputs.shape)
+        every_row_forced = teacher.all(0).tolist()  # coins on the CPU: no device sync
+        teacher = teacher.to(inputs.device)
         starts = [0] + [t for t in range(1, length) if not every_row_forced[t]]
         embedded = self.dropout(self.embedding(inputs))
         finished = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device)
