@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from playground.runs import RunRegistry
-from playground.storage import read_metrics
+from playground.runs.registry import RunRegistry
+from playground.training.storage import read_metrics
 from tests.browser.harness import ROOT, chromium, set_number, streamlit_app, wait_idle
 
 LOSS_POINTS = """() => {

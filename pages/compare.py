@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from playground.compare import (
+from playground.analysis.compare import (
     DEFAULT_RATIOS,
     MAX_SEEDS,
     TRADE_OFF_EXAMPLE,
@@ -16,11 +16,11 @@ from playground.compare import (
     summary_csv,
     summary_rows,
 )
-from playground.compare_plots import curve_figure, gap, length_figure, metric
-from playground.config import ConfigError
-from playground.forcing import SCHEDULES
-from playground.runs import FINAL_STATUSES, BackgroundRun, RunError, registry
-from playground.tasks import TaskError
+from playground.core.config import ConfigError
+from playground.core.forcing import SCHEDULES
+from playground.core.tasks import TaskError
+from playground.plots.compare import curve_figure, gap, length_figure, metric
+from playground.runs.registry import FINAL_STATUSES, BackgroundRun, RunError, registry
 from playground.ui import attached_run, checked_config, keep_widget_state, load_settings, settings_sidebar
 
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps

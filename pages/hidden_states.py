@@ -9,17 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from playground.config import TrainConfig
-from playground.model import Seq2Seq
-from playground.runs import RunError, registry
-from playground.state_plots import (
-    mark_step,
-    probs_figure,
-    projection_figure,
-    state_heatmap,
-    unit_lines_figure,
-)
-from playground.states import (
+from playground.analysis.states import (
     GATES,
     UNIT_ORDERS,
     StateCapture,
@@ -33,9 +23,19 @@ from playground.states import (
     fit_projection,
     unit_order,
 )
-from playground.storage import CheckpointError, load_checkpoint
-from playground.tasks import Pair, TaskData, TaskError, Vocab
-from playground.train import build_task
+from playground.core.config import TrainConfig
+from playground.core.model import Seq2Seq
+from playground.core.tasks import Pair, TaskData, TaskError, Vocab
+from playground.plots.states import (
+    mark_step,
+    probs_figure,
+    projection_figure,
+    state_heatmap,
+    unit_lines_figure,
+)
+from playground.runs.registry import RunError, registry
+from playground.training.storage import CheckpointError, load_checkpoint
+from playground.training.trainer import build_task
 
 REFRESH_SECONDS = 3.0
 MAX_EXAMPLES = 200  # validation examples offered in the picker

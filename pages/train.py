@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from playground.config import ConfigError, TrainConfig
-from playground.plots import accuracy_figure, gamma_figure, loss_figure
-from playground.runs import FINAL_STATUSES, BackgroundRun, RunError, TrainingSnapshot, registry
-from playground.storage import CHECKPOINT_FILE
-from playground.tasks import TASKS, TaskError
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.tasks import TASKS, TaskError
+from playground.plots.curves import accuracy_figure, gamma_figure, loss_figure
+from playground.runs.registry import FINAL_STATUSES, BackgroundRun, RunError, TrainingSnapshot, registry
+from playground.training.storage import CHECKPOINT_FILE
 from playground.ui import (
     attached_run,
     checked_config,

@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from playground.bench import bench_command
-from playground.compare import CompareConfig, CompareEngine, format_table, parse_ratios, reading, summary_rows
-from playground.config import ConfigError, TrainConfig
-from playground.devices import device_choices
-from playground.storage import CHECKPOINT_FILE, create_run_dir, save_checkpoint, write_config, write_metrics
-from playground.tasks import TASKS, TaskError
-from playground.train import DivergedError, Trainer
+from bench.steps import bench_command
+from playground.analysis.compare import CompareConfig, CompareEngine, format_table, parse_ratios, reading, summary_rows
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.devices import device_choices
+from playground.core.tasks import TASKS, TaskError
+from playground.training.storage import CHECKPOINT_FILE, create_run_dir, save_checkpoint, write_config, write_metrics
+from playground.training.trainer import DivergedError, Trainer
 
 ALIASES = {"teacher_forcing_ratio": ["--ratio"], "hidden_dim": ["--hidden"], "emb_dim": ["--emb"],
            "num_layers": ["--layers"]}

@@ -13,13 +13,13 @@ from typing import Any
 
 import streamlit as st
 
-from playground.config import ConfigError, TrainConfig
-from playground.devices import available_devices
-from playground.forcing import SCHEDULES
-from playground.runs import BackgroundRun, RunError, TrainingSnapshot, registry
-from playground.state_plots import state_heatmap
-from playground.tasks import TASKS, TaskError
-from playground.train import build_task
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.devices import available_devices
+from playground.core.forcing import SCHEDULES
+from playground.core.tasks import TASKS, TaskError
+from playground.plots.states import state_heatmap
+from playground.runs.registry import BackgroundRun, RunError, TrainingSnapshot, registry
+from playground.training.trainer import build_task
 
 SETTING_PREFIX = "cfg_"
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0)

@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from playground import runs
+from playground.runs import registry as runs
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 

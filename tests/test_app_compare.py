@@ -7,8 +7,8 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from playground import runs
-from playground.compare import reading, summary_rows
+from playground.analysis.compare import reading, summary_rows
+from playground.runs import registry as runs
 from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from playground import runs
+from playground.runs import registry as runs
 from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from playground.batched import BatchedTrainer
-from playground.config import ConfigError, TrainConfig
-from playground.train import Trainer
+from playground.core.config import ConfigError, TrainConfig
+from playground.training.batched import BatchedTrainer
+from playground.training.trainer import Trainer
 
 SMALL = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=6, steps=5, eval_every=5)
 STEPS = 4

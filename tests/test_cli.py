@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 
 from playground import cli
-from playground.storage import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, load_checkpoint, read_config, read_metrics
-from playground.tasks import TASKS
-from playground.train import DivergedError, Trainer
+from playground.core.tasks import TASKS
+from playground.training.storage import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    load_checkpoint,
+    read_config,
+    read_metrics,
+)
+from playground.training.trainer import DivergedError, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_KEYS = {"free_running_exact_match", "teacher_forced_exact_match", "steps", "seconds", "run_dir"}

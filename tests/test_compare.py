@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from playground.cli import main
-from playground.compare import (
+from playground.analysis.compare import (
     CompareConfig,
     CompareEngine,
     CompareSnapshot,
@@ -16,7 +15,8 @@ from playground.compare import (
     summary_csv,
     summary_rows,
 )
-from playground.config import ConfigError, TrainConfig
+from playground.cli import main
+from playground.core.config import ConfigError, TrainConfig
 
 TINY = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=5, steps=12, eval_every=6)
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from playground.config import _RULES, ConfigError, TrainConfig
-from playground.devices import device_choices
+from playground.core.config import _RULES, ConfigError, TrainConfig
+from playground.core.devices import device_choices
 
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.forcing import SCHEDULES, ForcingSchedule
+from playground.core.forcing import SCHEDULES, ForcingSchedule
 
 RATIO = st.floats(0.0, 1.0)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from playground.config import TrainConfig
-from playground.runs import RUN_FILE, RunError, RunRegistry
-from playground.storage import CHECKPOINT_FILE, METRICS_FILE, read_metrics
+from playground.core.config import TrainConfig
+from playground.runs.registry import RUN_FILE, RunError, RunRegistry
+from playground.training.storage import CHECKPOINT_FILE, METRICS_FILE, read_metrics
 
 TINY = TrainConfig(hidden_dim=16, emb_dim=8, max_len=5, steps=60, eval_every=20, val_size=32, batch_size=16)
 

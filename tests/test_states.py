@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from playground.model import Seq2Seq
-from playground.state_plots import state_heatmap
-from playground.states import (
+from playground.analysis.states import (
     capture_csv,
     capture_npz,
     capture_states,
@@ -22,7 +20,9 @@ from playground.states import (
     position_correlation,
     unit_order,
 )
-from playground.tasks import EOS, EOS_ID, SOS_ID, Vocab
+from playground.core.model import Seq2Seq
+from playground.core.tasks import EOS, EOS_ID, SOS_ID, Vocab
+from playground.plots.states import state_heatmap
 
 SRC = list("abcdab")
 TGT = list("badcba")

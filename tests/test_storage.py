@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground.config import ConfigError, TrainConfig
-from playground.storage import (
+from playground.core.config import ConfigError, TrainConfig
+from playground.training.storage import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     METRIC_COLUMNS,
@@ -24,7 +24,7 @@ from playground.storage import (
     write_config,
     write_metrics,
 )
-from playground.train import Trainer
+from playground.training.trainer import Trainer
 
 CONFIG = TrainConfig(task="number_words", max_digits=3, emb_dim=8, hidden_dim=16, batch_size=16, val_size=32,
                      steps=3, device="cpu", seed=4)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.tasks import (
+from playground.core.tasks import (
     DIGITS,
     EOS_ID,
     LETTERS,

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground import train
-from playground.config import ConfigError, TrainConfig
-from playground.tasks import TaskError
-from playground.train import DivergedError, Trainer
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.tasks import TaskError
+from playground.training import trainer as train
+from playground.training.trainer import DivergedError, Trainer
 
 TINY = TrainConfig(task="reverse", min_len=2, max_len=5, alphabet_size=6, emb_dim=8, hidden_dim=16,
                    batch_size=16, val_size=32, steps=20, eval_every=10, device="cpu")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from playground.config import TrainConfig
-from playground.storage import save_checkpoint
-from playground.train import Trainer
+from playground.core.config import TrainConfig
+from playground.training.storage import save_checkpoint
+from playground.training.trainer import Trainer
 from tests.browser.conftest import screenshot
 from tests.browser.harness import wait_idle
 

@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 import torch
 
-from playground.config import TrainConfig
-from playground.states import StateCapture, capture_states
-from playground.storage import (
+from playground.core.config import TrainConfig
+from playground.analysis.states import StateCapture, capture_states
+from playground.training.storage import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     create_run_dir,
@@ -39,7 +39,7 @@ from playground.storage import (
     write_config,
     write_metrics,
 )
-from playground.train import DivergedError, Trainer
+from playground.training.trainer import DivergedError, Trainer
 
 RUN_FILE = "run.json"
 SAVE_EVERY_SECONDS = 5.0

@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from playground.config import ConfigError, TrainConfig
-from playground.devices import device_choices
-from playground.model import Seq2Seq
-from playground.tasks import Vocab
-from playground.train import Trainer, build_model
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.devices import device_choices
+from playground.core.model import Seq2Seq
+from playground.core.tasks import Vocab
+from playground.training.trainer import Trainer, build_model
 
 CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE = "config.json", "metrics.csv", "checkpoint.pt"
 CHECKPOINT_FORMAT = "seq2seq-playground/1"

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from playground.batched import BatchedTrainer
-from playground.config import ConfigError, TrainConfig
-from playground.forcing import SCHEDULES
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.forcing import SCHEDULES
+from playground.training.batched import BatchedTrainer
 
 DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # Longer sequences, where the trade-off shows within a minute on 2 CPU cores: gamma = 1 learns fastest but has the

@@ -11,10 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from playground.devices import device_choices
-from playground.forcing import SCHEDULES, ForcingSchedule
-from playground.model import COIN_MODES
-from playground.tasks import TASKS
+from playground.core.devices import device_choices
+from playground.core.forcing import SCHEDULES, ForcingSchedule
+from playground.core.model import COIN_MODES
+from playground.core.tasks import TASKS
 
 
 class ConfigError(ValueError):

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from playground.model import Seq2Seq
-from playground.tasks import EOS, EOS_ID, SOS, Vocab
+from playground.core.model import Seq2Seq
+from playground.core.tasks import EOS, EOS_ID, SOS, Vocab
 
 GATES = ("i", "f", "g", "o")
 

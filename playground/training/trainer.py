@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from playground.config import TrainConfig
-from playground.devices import resolve_device
-from playground.model import Seq2Seq, sequence_loss
-from playground.tasks import PAD_ID, Batch, Task, TaskData, TaskError, make_task, parse_custom_csv
+from playground.core.config import TrainConfig
+from playground.core.devices import resolve_device
+from playground.core.model import Seq2Seq, sequence_loss
+from playground.core.tasks import PAD_ID, Batch, Task, TaskData, TaskError, make_task, parse_custom_csv
 
 EVAL_CHUNK = 1024
 _SEEDED_INIT = threading.Lock()  # model init draws from torch's global RNG

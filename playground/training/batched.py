@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playground.config import ConfigError, TrainConfig
-from playground.devices import resolve_device
-from playground.tasks import PAD_ID, SOS_ID, Batch, Task, TaskData
-from playground.train import (
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.devices import resolve_device
+from playground.core.tasks import PAD_ID, SOS_ID, Batch, Task, TaskData
+from playground.training.trainer import (
     EVAL_CHUNK,
     DivergedError,
     Evaluation,

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playground.tasks import EOS_ID, PAD_ID, SOS_ID
+from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
 
 State = tuple[torch.Tensor, torch.Tensor]
 COIN_MODES = ("step", "token")

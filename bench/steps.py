@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from playground.batched import BatchedTrainer
-from playground.config import TrainConfig
-from playground.devices import resolve_device
-from playground.tasks import PAD_ID, SOS_ID, Batch
-from playground.train import Trainer
+from playground.core.config import TrainConfig
+from playground.core.devices import resolve_device
+from playground.core.tasks import PAD_ID, SOS_ID, Batch
+from playground.training.batched import BatchedTrainer
+from playground.training.trainer import Trainer
 
 DEFAULT = TrainConfig()  # reverse, len 3..8, alphabet 10, emb 32, hidden 128, 1 layer, batch 64
 LARGE = DEFAULT.replace(max_len=12, emb_dim=64, hidden_dim=256, num_layers=2)
