@@ -1,7 +1,15 @@
-"""Seq2Seq Playground: page config and navigation, nothing else."""
+"""Seq2Seq Playground: process settings, page config and navigation, nothing else.
+
+Torch's CPU threads are set once, here, for the whole server (PLAYGROUND_TORCH_THREADS, default 1): training
+threads share them, and the other core stays free for the web server and the browser.
+"""
+
+import os
 
 import streamlit as st
+import torch
 
+torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
 st.set_page_config(page_title="Seq2Seq Playground", page_icon=":material/swap_horiz:", layout="wide")
 st.navigation([
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),

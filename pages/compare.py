@@ -10,25 +10,44 @@ from playground.analysis.compare import (
     MAX_SEEDS,
     TRADE_OFF_EXAMPLE,
     CompareConfig,
-    CompareEngine,
     CompareSnapshot,
+    parse_ratios,
     reading,
     summary_csv,
     summary_rows,
 )
-from playground.core.config import ConfigError
+from playground.core.config import FORCING_SETTINGS, ConfigError
 from playground.core.forcing import SCHEDULES
-from playground.core.tasks import TaskError
+from playground.core.tasks import CustomPairs, TaskError
 from playground.plots.compare import curve_figure, gap, length_figure, metric
-from playground.runs.registry import FINAL_STATUSES, BackgroundRun, RunError, registry
-from playground.ui import attached_run, checked_config, keep_widget_state, load_settings, settings_sidebar
+from playground.runs.background import BackgroundRun, RunError
+from playground.runs.engine import FINAL_STATUSES, RunKind
+from playground.runs.engines import CompareEngine
+from playground.runs.registry import registry
+from playground.training.rules import Metric
+from playground.ui import (
+    attached_run,
+    checked_config,
+    keep_widget_state,
+    load_settings,
+    runs_panel,
+    setting_widget,
+    settings_sidebar,
+    sync_url,
+    url_problems,
+)
 
+Run = BackgroundRun[CompareSnapshot]
+PER_ARM = ("teacher_forcing_ratio", "schedule")  # each arm sets these; the other forcing settings are shared
+SCHEDULE_SETTINGS = {"linear": ("decay_steps",), "exponential": ("exp_k",), "inverse_sigmoid": ("sigmoid_k",)}
+URL_KEYS = ("ratios", "schedules", "seeds", "compare")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
 RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))
-TABLE_NAMES = {"ratio": "teacher forcing", "val_fr_exact": "free-running exact", "val_tf_exact": "teacher-forced exact",
-               "val_fr_token_acc": "free-running tokens", "val_tf_token_acc": "teacher-forced tokens",
-               "gap": "gap (tokens)", "train_loss": "train loss", "val_tf_loss": "TF val loss",
-               "val_fr_loss": "FR val loss", "steps_to_90": "steps to 90% FR exact", "wall_seconds": "wall time (s)",
+TABLE_NAMES = {"ratio": "teacher forcing", Metric.FR_EXACT: "free-running exact",
+               Metric.TF_EXACT: "teacher-forced exact",
+               Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",
+               "gap": "gap (tokens)", Metric.TRAIN_LOSS: "train loss", Metric.TF_LOSS: "TF val loss",
+               Metric.FR_LOSS: "FR val loss", "steps_to_90": "steps to 90% FR exact", "wall_seconds": "wall time (s)",
                "step": "step", "seeds": "seeds"}
 
 st.title("Compare teacher-forcing ratios")
@@ -36,20 +55,39 @@ st.caption("Every ratio trains at once in one batched computation: same task, sa
            "same initial weights for a seed. Only the chance of feeding the true previous token differs.")
 
 
-def show_comparison_settings(run: BackgroundRun) -> None:
-    shown: CompareConfig = run.engine.config
+def show_comparison_settings(run: Run) -> None:
+    shown = run.snapshot().config
     load_settings(shown.base)
     st.session_state.update(compare_ratios=list(shown.ratios), compare_schedules=list(shown.schedules),
                             compare_seeds=shown.seeds)
 
 
-run = attached_run("compare", "compare_run_id", "compare", show_comparison_settings)
+def arms_from_url() -> dict[str, object]:
+    """The arms a link holds (ratios, schedules, seeds); what cannot be read keeps its default, with a note."""
+    params = st.query_params
+    try:
+        linked = CompareConfig.build(TRADE_OFF_EXAMPLE.replace(steps=1),
+                                     parse_ratios(params.get("ratios", ",".join(map(str, DEFAULT_RATIOS)))),
+                                     parse_ratios(params.get("schedules", "")), int(params.get("seeds", "1")))
+    except (ConfigError, ValueError) as error:
+        st.session_state.setdefault("url_problems", []).append(
+            f"The link's ratios, schedules or seeds are not allowed ({error}): the defaults are used instead.")
+        return {}
+    return {"compare_ratios": [r for r in RATIO_CHOICES if r in linked.ratios],
+            "compare_schedules": list(linked.schedules), "compare_seeds": linked.seeds}
+
+
+fresh_session = "compare_ratios" not in st.session_state
+run: Run | None = attached_run(RunKind.COMPARE, "compare_run_id", "compare", show_comparison_settings)
+if fresh_session and run is None:
+    st.session_state.update(arms_from_url())
 keep_widget_state()
+url_problems()
 runs = registry()
 for key, default in (("compare_ratios", list(DEFAULT_RATIOS)), ("compare_schedules", []), ("compare_seeds", 1)):
     st.session_state.setdefault(key, default)
     st.session_state[key] = st.session_state[key]
-settings_sidebar(include_forcing=False)
+settings_sidebar(skip=FORCING_SETTINGS)  # the forcing settings are drawn on the page, next to the arms
 
 left, middle, coin, right = st.columns([3, 2, 1.4, 0.8])
 left.multiselect("Ratios γ (chance a decoder step reads the true previous token)", RATIO_CHOICES,
@@ -57,39 +95,50 @@ left.multiselect("Ratios γ (chance a decoder step reads the true previous token
 decaying = [s for s in SCHEDULES if s != "constant"]
 middle.multiselect("Decaying schedules (from γ = 1 to 0)", decaying, key="compare_schedules",
                    format_func=lambda s: s.replace("_", " "))
-coin.radio("Coin", ["step", "token"], key="cfg_coin", format_func={"step": "per step", "token": "per token"}.get,
-           help="One shared draw per decoder step (whole batch) or per target token")
+setting_widget(coin, "coin")
 right.number_input("Seeds", 1, MAX_SEEDS, key="compare_seeds",
-                   help="Each seed starts from its own initial weights; curves show mean ± std")
+                   help="Each seed starts from its own initial weights and draws its own batches; curves show "
+                        "the mean and a band of ± one standard deviation, so you can see seed noise.")
+chosen_schedules = st.session_state.compare_schedules
+schedule_settings = [*(("tf_end",) if chosen_schedules else ()),
+                     *(name for schedule in chosen_schedules for name in SCHEDULE_SETTINGS.get(schedule, ()))]
+if schedule_settings:
+    schedule_columns = st.columns(len(schedule_settings))
+    for column, name in zip(schedule_columns, schedule_settings, strict=True):
+        setting_widget(column, name)
 
 
-def checked_compare_config() -> tuple[CompareConfig | None, list[str]]:
+def checked_compare_config() -> tuple[CompareConfig | None, CustomPairs | None, list[str]]:
     """The comparison the widgets describe now (read afresh, as `checked_config` does for one run)."""
-    base, problems = checked_config(include_forcing=False)
+    base, custom, problems = checked_config(skip=PER_ARM, force=schedule_settings)
     if base is None:
-        return None, problems
+        return None, None, problems
     state = st.session_state
     try:
         return CompareConfig.build(base, sorted(state.compare_ratios), state.compare_schedules,
-                                   int(state.compare_seeds)), []
+                                   int(state.compare_seeds)), custom, []
     except ConfigError as error:
-        return None, error.problems
+        return None, None, error.problems
 
 
-config, problems = checked_compare_config()
+config, custom, problems = checked_compare_config()
 for problem in problems:
     st.error(problem)
+if config is not None:
+    arms = {"ratios": ",".join(f"{r:g}" for r in config.ratios), "schedules": ",".join(config.schedules),
+            "seeds": str(config.seeds)}
+    defaults = {"ratios": ",".join(f"{r:g}" for r in DEFAULT_RATIOS), "schedules": "", "seeds": "1"}
+    linked = {name: value for name, value in arms.items() if value != defaults[name]}
+    sync_url(config.base, linked | ({"compare": run.id} if run is not None else {}), owned=URL_KEYS)
 
 
 def start() -> None:
-    config, _ = checked_compare_config()
+    config, custom, _ = checked_compare_config()
     if config is None:
         return  # the rerun shows the problems
     try:
-        engine = CompareEngine(config)
-        new_run = runs.create(f"compare-{config.base.task}", engine, config.base)
-        new_run.start()
-        st.session_state.compare_run_id = st.query_params["compare"] = new_run.id
+        new_run = runs.launch(f"compare-{config.base.task}", CompareEngine(config, custom), config.base, custom)
+        st.session_state.compare_run_id = new_run.id
     except (RunError, ConfigError, TaskError) as error:
         st.session_state.compare_error = str(error)
 
@@ -97,6 +146,7 @@ def start() -> None:
 def stop() -> None:
     if run is not None:
         run.stop()
+        run.join(3.0)
 
 
 def load_example() -> None:
@@ -121,10 +171,10 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
                 text=f"{status}: step {snapshot.step} of {snapshot.total_steps} · {len(snapshot.rows)} models · "
                      f"{snapshot.seconds:.1f} s")
     charts = [
-        (metric("train_loss"), "Training loss (each model's own ratio)", "cross-entropy (nats/token)", False),
-        (metric("val_fr_exact"), "Free-running exact match (validation)", "sequences fully right", True),
-        (metric("val_tf_loss"), "Validation loss, teacher-forced (γ = 1)", "cross-entropy (nats/token)", False),
-        (metric("val_fr_loss"), "Validation loss, free-running (greedy)", "cross-entropy (nats/token)", False),
+        (metric(Metric.TRAIN_LOSS), "Training loss (each model's own ratio)", "cross-entropy (nats/token)", False),
+        (metric(Metric.FR_EXACT), "Free-running exact match (validation)", "sequences fully right", True),
+        (metric(Metric.TF_LOSS), "Validation loss, teacher-forced (γ = 1)", "cross-entropy (nats/token)", False),
+        (metric(Metric.FR_LOSS), "Validation loss, free-running (greedy)", "cross-entropy (nats/token)", False),
         (gap, "Exposure-bias gap: teacher-forced minus free-running token accuracy", "accuracy gap", True),
     ]
     columns = st.columns(2)
@@ -141,10 +191,10 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     st.subheader("Result")
     st.markdown(reading(table))
     frame = pd.DataFrame(table).rename(columns=TABLE_NAMES)
-    percent_columns = [TABLE_NAMES[n] for n in ("val_fr_exact", "val_tf_exact", "val_fr_token_acc",
-                                                "val_tf_token_acc", "gap")]
+    percent_columns = [TABLE_NAMES[n] for n in (Metric.FR_EXACT, Metric.TF_EXACT, Metric.FR_TOKEN_ACC,
+                                                Metric.TF_TOKEN_ACC, "gap")]
     st.dataframe(frame.style.format("{:.1%}", subset=percent_columns).format(
-        "{:.4f}", subset=[TABLE_NAMES[n] for n in ("train_loss", "val_tf_loss", "val_fr_loss")]),
+        "{:.4f}", subset=[TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]),
         hide_index=True, width="stretch")
     st.download_button("Download CSV", summary_csv(table), file_name="compare.csv", mime="text/csv",
                        key="compare_download")
@@ -164,3 +214,6 @@ def live() -> None:
 
 
 live()
+runs_panel(RunKind.COMPARE, "compare_run_id", "compare", show_comparison_settings,
+           live_metrics=lambda: runs.metrics_file(run.id) if run is not None else b"",
+           current=run.id if run is not None else None)

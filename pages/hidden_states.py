@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +32,9 @@ from playground.plots.states import (
     state_heatmap,
     unit_lines_figure,
 )
-from playground.runs.registry import RunError, registry
+from playground.runs.background import RunError
+from playground.runs.engine import RunStatus
+from playground.runs.registry import registry
 from playground.training.storage import CheckpointError, load_checkpoint
 from playground.training.trainer import build_task
 
@@ -57,9 +58,11 @@ class Source:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the checkpoint and regenerating its validation data")
 def checkpoint_source(data: bytes) -> tuple[Seq2Seq, TrainConfig, Vocab, Vocab, list[Pair], str]:
+    """The checkpoint's first model; its validation set is regenerated from its config and its own pairs."""
     loaded = load_checkpoint(data)
     try:
-        pairs, note = TaskData(build_task(loaded.config), loaded.config.seed, loaded.config.val_size).val_pairs, ""
+        task = build_task(loaded.config, loaded.custom)
+        pairs, note = TaskData(task, loaded.config.seed, loaded.config.val_size).val_pairs, ""
     except TaskError as error:
         pairs, note = [], f"Validation examples cannot be regenerated ({error}); type a source below."
     return loaded.model, loaded.config, loaded.src_vocab, loaded.tgt_vocab, pairs, note
@@ -79,25 +82,25 @@ def pick_source() -> Source | None:
         if note:
             st.info(note)
         return Source(upload.name, config, src_vocab, tgt_vocab, pairs, False, lambda: model)
-    summaries = [summary for summary in registry().list() if summary.kind == "train"]
+    summaries = registry().list()
     if not summaries:
-        st.info("No training runs yet: start one on the Train page, or load a checkpoint file.")
+        st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
         return None
-    names = {summary.id: f"{summary.name} ({summary.status})" for summary in summaries}
+    names = {summary.id: f"{summary.name} ({summary.kind}, {summary.status})" for summary in summaries}
     run_id = st.selectbox("Run", list(names), format_func=names.get, key="hs_run")
     try:
         run = registry().get(run_id)
+        models = run.models()
     except (RunError, CheckpointError, TaskError, ValueError) as error:
         st.error(f"cannot open run {run_id}: {error}")
         return None
-    trainer = run.engine.trainer
-
-    def fresh_model() -> Seq2Seq:
-        with run.lock:
-            return copy.deepcopy(trainer.model).cpu().eval()
-
-    return Source(names[run_id], trainer.config, trainer.task.src_vocab, trainer.task.tgt_vocab,
-                  trainer.data.val_pairs, run.status == "running", fresh_model)
+    index = 0
+    if len(models) > 1:
+        index = st.selectbox("Model", range(len(models)), format_func=lambda k: models[k].label, key="hs_model")
+    chosen = models[min(index, len(models) - 1)]
+    label = names[run_id] + (f" — {chosen.label}" if chosen.label else "")
+    return Source(label, chosen.config, chosen.task.src_vocab, chosen.task.tgt_vocab, chosen.val_pairs,
+                  run.status == RunStatus.RUNNING, lambda: run.models()[min(index, len(models) - 1)].model)
 
 
 def pick_example(source: Source) -> tuple[Pair | None, list[str]]:

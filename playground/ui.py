@@ -1,62 +1,123 @@
-"""The few Streamlit pieces several pages share: the settings sidebar, run labels, the state preview.
+"""The few Streamlit pieces several pages share: the settings sidebar and its link, runs by URL, the preview.
 
-This is the one module of the library that imports streamlit; everything it
-shows comes from the rest of `playground`.
+This is the one module of the library that imports streamlit; everything it shows comes from the rest of
+`playground`. Widgets are drawn from `config.SETTINGS` (label, help, range), so a setting is described once.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import streamlit as st
 
-from playground.core.config import ConfigError, TrainConfig
+from playground.core.config import (
+    DEFAULTS,
+    SETTINGS,
+    ConfigError,
+    TrainConfig,
+    applicable,
+    coerce,
+    label,
+)
 from playground.core.devices import available_devices
-from playground.core.forcing import SCHEDULES
-from playground.core.tasks import TASKS, TaskError
+from playground.core.tasks import TASKS, CustomPairs, TaskError, parse_custom_csv
 from playground.plots.states import state_heatmap
-from playground.runs.registry import BackgroundRun, RunError, TrainingSnapshot, registry
+from playground.runs.background import BackgroundRun, RunError
+from playground.runs.engine import RunKind
+from playground.runs.engines import TrainingSnapshot
+from playground.runs.registry import registry
 from playground.training.trainer import build_task
 
 SETTING_PREFIX = "cfg_"
+CUSTOM_PAIRS_KEY = "custom_pairs"
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0)
-DEFAULTS = TrainConfig()
+SLIDERS = {"alphabet_size": 1, "max_digits": 1, "dropout": 0.05, "momentum": 0.01, "teacher_forcing_ratio": 0.05,
+           "tf_end": 0.05}  # settings drawn as sliders, and their step; the others are number boxes or choices
+RADIOS = {"coin": {"step": "per step (whole batch)", "token": "per token"},
+          "custom_tokenization": {"char": "characters", "space": "space-separated words"}}
+NAMES = {"optimizer": {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD + momentum"}}
+NUMBER_STEPS = {"steps": 100, "eval_every": 10, "decay_steps": 100, "exp_k": 0.0005, "sigmoid_k": 10.0,
+                "grad_clip": 0.5, "weight_decay": 0.01}
+NOT_IN_URL = ("custom_data",)  # a link cannot carry uploaded pairs
+
+
+def key(name: str) -> str:
+    return SETTING_PREFIX + name
 
 
 def keep_widget_state() -> None:
-    """Seed every setting once, and keep it across page switches (Streamlit drops an undrawn widget's state)."""
+    """Seed every setting once (from the link on a fresh session), and keep it across page switches."""
+    if key("task") not in st.session_state:
+        for name, value in settings_from_url().items():
+            st.session_state[key(name)] = value
     for name, value in DEFAULTS.as_dict().items():
-        st.session_state.setdefault(_key(name), value)
-    for key in list(st.session_state):
-        if str(key).startswith(SETTING_PREFIX):
-            st.session_state[key] = st.session_state[key]
+        st.session_state.setdefault(key(name), value)
+    for state_key in list(st.session_state):
+        if str(state_key).startswith(SETTING_PREFIX):
+            st.session_state[state_key] = st.session_state[state_key]
+
+
+def settings_from_url() -> dict[str, Any]:
+    """The settings a link holds; a value that is unknown or out of range keeps its default, with a message."""
+    values: dict[str, Any] = {}
+    for name in SETTINGS:
+        if name in NOT_IN_URL or name not in st.query_params:
+            continue
+        text = st.query_params[name]
+        try:
+            value = coerce(name, text)
+            problem = SETTINGS[name].check(value)
+        except (TypeError, ValueError):
+            problem = True
+        if problem:
+            st.session_state.setdefault("url_problems", []).append(
+                f"The link's {label(name)} = {text!r} is not allowed (it must be {SETTINGS[name].allowed()}): "
+                f"the default {getattr(DEFAULTS, name)!r} is used instead.")
+        else:
+            values[name] = value
+    return values
+
+
+def sync_url(config: TrainConfig | None, extra: dict[str, str] | None = None,
+             owned: Iterable[str] = ()) -> None:
+    """The link holds every setting that differs from the defaults, and the page's own keys (`extra`)."""
+    if config is None:
+        return
+    wanted = {name: str(value) for name, value in config.changed().items() if name not in NOT_IN_URL}
+    wanted |= extra or {}
+    for name in [*SETTINGS, *owned]:
+        if name not in wanted and name in st.query_params:
+            del st.query_params[name]
+    for name, value in wanted.items():
+        if st.query_params.get(name) != value:
+            st.query_params[name] = value
+
+
+def url_problems() -> None:
+    for problem in st.session_state.pop("url_problems", []):
+        st.warning(problem)
 
 
 def load_settings(config: TrainConfig) -> None:
     """Show a run's settings in the sidebar (call before the widgets are drawn)."""
     for name, value in config.as_dict().items():
-        st.session_state[_key(name)] = value
+        st.session_state[key(name)] = value
 
 
-def attached_run(kind: str, session_key: str, url_key: str,
-                 show_settings: Callable[[BackgroundRun], None]) -> BackgroundRun | None:
+def attached_run(kind: RunKind, session_key: str, url_key: str,
+                 show_settings: Callable[[BackgroundRun[Any]], None]) -> BackgroundRun[Any] | None:
     """The run a page shows: the session's, else the URL's (which survives a reload); forgotten if it is gone.
 
     A fresh session (a reload) calls `show_settings` so the sidebar shows the run's own settings; call this
     before `keep_widget_state`.
     """
-    fresh_session = _key("task") not in st.session_state
+    fresh_session = key("task") not in st.session_state
     run_id = st.session_state.get(session_key, st.query_params.get(url_key))
     if not run_id:
         return None
-    try:
-        run = registry().get(run_id)
-        if run.kind != kind:
-            raise RunError(f"run {run_id!r} is a {run.kind} run, not a {kind} run")
-    except (RunError, ValueError):  # a deleted or damaged run, or a foreign id in the URL
+    run = open_run(run_id, kind)
+    if run is None:  # a deleted or damaged run, or a foreign id in the URL
         st.session_state.pop(session_key, None)
         st.query_params.pop(url_key, None)
         return None
@@ -66,166 +127,112 @@ def attached_run(kind: str, session_key: str, url_key: str,
     return run
 
 
-def _key(name: str) -> str:
-    return SETTING_PREFIX + name
+def open_run(run_id: str, kind: RunKind) -> BackgroundRun[Any] | None:
+    """A run of this kind by id, or None (the reason is kept for `run_problem`)."""
+    try:
+        run = registry().get(run_id)
+    except (RunError, ValueError) as error:  # ValueError: a damaged run (config, checkpoint, task)
+        st.session_state.run_problem = f"Cannot open run {run_id}: {error}"
+        return None
+    if run.kind != kind:
+        st.session_state.run_problem = f"Run {run_id} is a {run.kind} run, not a {kind} run."
+        return None
+    return run
 
 
-def _number(container: Any, label: str, name: str, step: float | None = None, help: str | None = None) -> Any:
-    """A number box without hard limits: TrainConfig says what is allowed, in words."""
-    kind = type(getattr(DEFAULTS, name))
-    return container.number_input(label, step=step or (1 if kind is int else None), key=_key(name), help=help,
-                                  format=None if kind is int else "%g")
+def custom_pairs() -> CustomPairs | None:
+    """The uploaded CSV's pairs, parsed once per upload; they travel with the run, never as a path."""
+    state = st.session_state
+    upload = state.get("custom_upload")
+    if upload is None:
+        return state.get(CUSTOM_PAIRS_KEY)
+    tokenization = state[key("custom_tokenization")]
+    cached = state.get(CUSTOM_PAIRS_KEY)
+    if state.get("custom_upload_id") != (upload.file_id, tokenization) or cached is None:
+        state.custom_upload_id = (upload.file_id, tokenization)
+        state[CUSTOM_PAIRS_KEY] = cached = parse_custom_csv(upload.getvalue(), tokenization)
+    return cached
 
 
-FORCING_FIELDS = ("teacher_forcing_ratio", "schedule", "tf_end", "decay_steps", "exp_k", "sigmoid_k")
-
-
-def _save_upload(upload: Any) -> str:
-    """Keep an uploaded CSV in the runs folder so a run can be reproduced from its config."""
-    data = upload.getvalue()
-    folder = Path(registry().runs_dir) / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.csv"
-    if not path.exists():
-        path.write_bytes(data)
-    return str(path)
-
-
-def _shown(name: str, state: Any) -> bool:
-    """Whether the sidebar offers a setting now; one it does not offer keeps its default."""
-    task, optimizer, schedule = state[_key("task")], state[_key("optimizer")], state[_key("schedule")]
-    info = TASKS.get(task)
-    rules = {
-        "min_len": info is not None and info.uses_lengths,
-        "max_len": info is not None and info.uses_lengths,
-        "alphabet_size": info is not None and info.uses_lengths,
-        "max_digits": info is not None and info.uses_digits,
-        "custom_csv": task == "custom",
-        "custom_tokenization": task == "custom",
-        "momentum": optimizer == "sgd",
-        "weight_decay": optimizer == "adamw",
-        "tf_end": schedule != "constant",
-        "decay_steps": schedule == "linear",
-        "exp_k": schedule == "exponential",
-        "sigmoid_k": schedule == "inverse_sigmoid",
-    }
-    return rules.get(name, True)
-
-
-def current_settings(include_forcing: bool = True) -> dict[str, Any]:
-    """The settings as the widgets hold them right now.
+def current_settings(skip: Iterable[str] = (), force: Iterable[str] = ()) -> dict[str, Any]:
+    """The settings as the widgets hold them right now, those that apply to the chosen task and optimizer.
 
     Read from session state, not from the last script run: a button's callback runs before the rerun that
     would redraw the widgets, so values returned by the widgets of the previous run can be stale.
     """
-    state = st.session_state
-    if state[_key("task")] == "custom" and (upload := state.get("custom_upload")) is not None:
-        state[_key("custom_csv")] = _save_upload(upload)
-    skipped = () if include_forcing else FORCING_FIELDS
-    return {name: state[_key(name)] for name in DEFAULTS.as_dict()
-            if name not in skipped and _shown(name, state)}
+    values = {name: st.session_state[key(name)] for name in SETTINGS}
+    return {name: values[name] for name in [*applicable(values), *force] if name not in skip}
 
 
-def checked_config(include_forcing: bool = True) -> tuple[TrainConfig | None, list[str]]:
-    """The current settings as a validated config (a custom CSV read and checked too), or the problems."""
+def checked_config(skip: Iterable[str] = (),
+                   force: Iterable[str] = ()) -> tuple[TrainConfig | None, CustomPairs | None, list[str]]:
+    """The current settings as a validated config with its custom pairs, or the problems (named by label);
+    `force` names settings to read although the sidebar's own choices would not apply them."""
+    values = current_settings(skip, force)
+    custom = None
     try:
-        config = TrainConfig.from_dict(current_settings(include_forcing))
-        build_task(config)
-    except (ConfigError, TaskError) as error:
-        return None, getattr(error, "problems", [str(error)])
-    return config, []
+        if values["task"] == "custom":
+            custom = custom_pairs()
+            values["custom_data"] = custom.fingerprint if custom is not None else ""
+        config = TrainConfig.from_dict(values)
+        build_task(config, custom)
+    except ConfigError as error:
+        return None, None, error.messages(label)
+    except TaskError as error:
+        return None, None, [str(error)]
+    return config, custom, []
 
 
-def task_settings(container: Any) -> None:
-    task = container.selectbox("Task", list(TASKS), key=_key("task"),
-                               help="Synthetic sequence tasks, generated from the seed")
-    container.caption(TASKS[task].description)
-    state = st.session_state
-    if _shown("min_len", state):
-        cols = container.columns(2)
-        _number(cols[0], "Min length", "min_len")
-        _number(cols[1], "Max length", "max_len")
-        container.slider("Alphabet size", 2, 26, key=_key("alphabet_size"), help="Symbols a, b, c, ...")
-    if _shown("max_digits", state):
-        container.slider("Digits per number", 1, 9, key=_key("max_digits"))
-    if _shown("custom_csv", state):
-        container.file_uploader("CSV of source,target pairs", type=["csv", "txt"], key="custom_upload")
-        container.radio("Tokens", ["char", "space"], key=_key("custom_tokenization"), horizontal=True,
-                        format_func={"char": "characters", "space": "space-separated words"}.get)
+def setting_widget(container: Any, name: str) -> None:
+    """One setting's widget, labelled and explained as `config.SETTINGS` says."""
+    setting = SETTINGS[name]
+    common = {"key": key(name), "help": setting.help}
+    if name == "device":
+        devices = {device.name: device.label for device in available_devices()}
+        container.selectbox(setting.label, ["auto", *devices], **common,
+                            format_func=lambda device: devices.get(device, "auto (GPU if present)"))
+    elif name == "lr":
+        container.select_slider(setting.label, LEARNING_RATES, **common)
+    elif name in RADIOS:
+        container.radio(setting.label, list(RADIOS[name]), horizontal=True, format_func=RADIOS[name].get, **common)
+    elif setting.options:
+        names = NAMES.get(name, {})
+        container.selectbox(setting.label, list(setting.options), **common,
+                            format_func=lambda value: names.get(value, value.replace("_", " ")))
+    elif name in SLIDERS:
+        kind = setting.kind
+        container.slider(setting.label, kind(setting.low), kind(setting.high), step=kind(SLIDERS[name]), **common)
+    else:  # a number box without hard limits: TrainConfig says what is allowed, in words
+        integer = setting.kind is int
+        container.number_input(setting.label, step=NUMBER_STEPS.get(name, 1 if integer else None),
+                               format=None if integer else "%g", **common)
 
 
-def model_settings(container: Any) -> None:
-    cols = container.columns(2)
-    _number(cols[0], "Embedding size", "emb_dim")
-    _number(cols[1], "Hidden size", "hidden_dim")
-    cols = container.columns(2)
-    _number(cols[0], "LSTM layers", "num_layers")
-    cols[1].slider("Dropout", 0.0, 0.9, step=0.05, key=_key("dropout"))
+GROUP_TITLES = {"task": "Task", "model": "Model", "optimizer": "Optimizer", "forcing": "Teacher forcing",
+                "run": "Run"}
 
 
-def optimizer_settings(container: Any) -> None:
-    names = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD + momentum"}
-    container.selectbox("Optimizer", list(names), key=_key("optimizer"), format_func=names.get)
-    container.select_slider("Learning rate", LEARNING_RATES, key=_key("lr"),
-                            help="Can be changed while a run trains; applies from the next step")
-    cols = container.columns(2)
-    _number(cols[0], "Batch size", "batch_size")
-    _number(cols[1], "Gradient clip", "grad_clip", 0.5, "Max gradient norm; 0 turns it off")
-    state = st.session_state
-    if _shown("momentum", state):
-        container.slider("Momentum", 0.0, 0.99, step=0.01, key=_key("momentum"))
-    if _shown("weight_decay", state):
-        _number(container, "Weight decay", "weight_decay", 0.01)
-
-
-def forcing_settings(container: Any) -> None:
-    container.slider("Teacher-forcing ratio gamma", 0.0, 1.0, step=0.05, key=_key("teacher_forcing_ratio"),
-                     help="Chance that a decoder step reads the true previous token instead of its own prediction. "
-                          "Can be changed while a run trains (a decaying schedule starts from it).")
-    container.selectbox("Schedule", SCHEDULES, key=_key("schedule"), format_func=lambda s: s.replace("_", " "))
-    state = st.session_state
-    if _shown("tf_end", state):
-        container.slider("Final gamma", 0.0, 1.0, step=0.05, key=_key("tf_end"))
-    if _shown("decay_steps", state):
-        _number(container, "Decay steps", "decay_steps", 100)
-    if _shown("exp_k", state):
-        _number(container, "Factor k per step", "exp_k", 0.0005, "gamma decays like k^step")
-    if _shown("sigmoid_k", state):
-        _number(container, "k", "sigmoid_k", 10.0, "k / (k + exp(step / k)); larger k decays later")
-    container.radio("Coin", ["step", "token"], key=_key("coin"), horizontal=True,
-                    format_func={"step": "per step (whole batch)", "token": "per token"}.get)
-
-
-def run_settings(container: Any) -> None:
-    devices = {device.name: device.label for device in available_devices()}
-    container.selectbox("Device", ["auto", *devices], key=_key("device"),
-                        format_func=lambda name: devices.get(name, "auto (GPU if present)"))
-    cols = container.columns(2)
-    _number(cols[0], "Steps", "steps", 100)
-    _number(cols[1], "Evaluate every", "eval_every", 10)
-    _number(container, "Seed", "seed")
-
-
-def settings_sidebar(include_forcing: bool = True) -> None:
-    """Every TrainConfig setting a page asks for, grouped the way a person thinks about them.
-
-    The values live in session state under `cfg_<field>`; `current_settings` reads them.
-    """
+def settings_sidebar(skip: Iterable[str] = ()) -> None:
+    """Every setting that applies, grouped the way a person thinks about them; values live in `cfg_<name>`."""
+    skipped = set(skip) | {"custom_data"}
     with st.sidebar:
-        st.subheader("Task")
-        task_settings(st)
-        st.subheader("Model")
-        model_settings(st)
-        st.subheader("Optimizer")
-        optimizer_settings(st)
-        if include_forcing:
-            st.subheader("Teacher forcing")
-            forcing_settings(st)
-        st.subheader("Run")
-        run_settings(st)
+        for group, title in GROUP_TITLES.items():
+            shown = [name for name in applicable({n: st.session_state[key(n)] for n in SETTINGS})
+                     if SETTINGS[name].group == group and name not in skipped]
+            if not shown:
+                continue
+            st.subheader(title)
+            for name in shown:
+                setting_widget(st, name)
+            if group == "task":
+                st.caption(TASKS[st.session_state[key("task")]].description)
+                if st.session_state[key("task")] == "custom":
+                    st.file_uploader("CSV of source,target pairs", type=["csv", "txt"], key="custom_upload",
+                                     help="One pair a row, source then target; at most 10 MB, 200,000 rows, "
+                                          "64 tokens a side and 5,000 different tokens a side.")
 
 
-def run_label(run: BackgroundRun) -> str:
+def run_label(run: BackgroundRun[Any]) -> str:
     return run.name if run.name != run.id else run.id
 
 
@@ -242,3 +249,52 @@ def state_preview(snapshot: TrainingSnapshot) -> None:
     labels = [f"{fed}→{out}" for fed, out in zip(capture.decoder_inputs, capture.predicted, strict=True)]
     right.plotly_chart(state_heatmap(capture.decoder[-1].h, labels, "Decoder h_t (input → prediction)",
                                      height=300, value_name="h"), key="preview_decoder", width="stretch")
+
+
+def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Callable[[BackgroundRun[Any]], None],
+               live_metrics: Callable[[], str | bytes], current: str | None) -> None:
+    """The runs of one kind: open, rename, delete, download (the run on screen downloads its live rows)."""
+    runs = registry()
+
+    def open_listed(run_id: str) -> None:
+        if (opened := open_run(run_id, kind)) is None:
+            return
+        st.session_state[session_key] = run_id
+        show_settings(opened)
+
+    with st.expander("Runs: open, rename, delete, download"):
+        if problem := st.session_state.pop("run_problem", None):
+            st.error(problem)
+        labels = {summary.id: f"{summary.name} ({summary.status}, step {summary.step:,} of "
+                              f"{summary.total_steps:,}) — {summary.id}"
+                  for summary in runs.list() if summary.kind == kind}
+        if not labels:
+            st.caption("No runs yet.")
+            return
+        chosen = st.selectbox("Run", list(labels), format_func=labels.get, key=f"manage_{kind}")
+        columns = st.columns(4)
+        columns[0].button("Open", key=f"open_{kind}", on_click=open_listed, args=(chosen,))
+        new_name = columns[1].text_input("New name", key=f"new_name_{kind}", label_visibility="collapsed",
+                                         placeholder="new name")
+        if columns[2].button("Rename", key=f"rename_{kind}"):
+            try:
+                runs.rename(chosen, new_name)
+                st.rerun()
+            except RunError as error:
+                st.error(str(error))
+        if columns[3].button("Delete", key=f"delete_{kind}"):
+            try:
+                runs.delete(chosen)
+            except RunError as error:
+                st.error(str(error))
+            else:
+                if st.session_state.get(session_key) == chosen:
+                    st.session_state.pop(session_key)
+                    st.query_params.pop(url_key, None)
+                st.rerun()
+        downloads = st.columns(2)  # the files are read only when a download is clicked
+        downloads[0].download_button("Metrics (CSV)", lambda: live_metrics() if chosen == current
+                                     else runs.metrics_file(chosen), f"{chosen}-metrics.csv", "text/csv",
+                                     key=f"download_metrics_{kind}")
+        downloads[1].download_button("Checkpoint (.pt)", lambda: runs.checkpoint_file(chosen), f"{chosen}.pt",
+                                     "application/octet-stream", key=f"download_checkpoint_{kind}")

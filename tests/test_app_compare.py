@@ -61,7 +61,7 @@ def test_start_uses_choices_changed_in_the_same_rerun() -> None:
     at.button(key="compare_start").click().run()
     run = runs.registry().get(at.session_state.compare_run_id)
     run.join(120)
-    config = run.engine.config
+    config = run.snapshot().config
     assert (config.ratios, config.base.hidden_dim) == ((0.25, 0.75), 12)
 
 
@@ -72,7 +72,7 @@ def test_bad_choices_are_explained_and_block_start() -> None:
     assert at.button(key="compare_start").disabled
     at.multiselect(key="compare_ratios").set_value([0.5]).run()
     at.number_input(key="cfg_min_len").set_value(9).run()
-    assert any("min_len = 9" in error.value for error in at.error)
+    assert any("Min length = 9" in error.value for error in at.error)
     assert at.button(key="compare_start").disabled
 
 
@@ -84,3 +84,26 @@ def test_the_example_button_loads_the_trade_off_settings() -> None:
     shown = {key: at.number_input(key=f"cfg_{key}").value for key in ("min_len", "max_len", "hidden_dim", "steps")}
     assert shown == {"min_len": 8, "max_len": 16, "hidden_dim": 64, "steps": 1500}
     assert at.multiselect(key="compare_ratios").value == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_a_comparison_reopens_with_its_curves_and_deletes_after_a_restart() -> None:
+    at = compare_page()
+    at.multiselect(key="compare_ratios").set_value([0.0, 1.0]).run()
+    at.button(key="compare_start").click().run()
+    run_id = at.session_state.compare_run_id
+    runs.registry().get(run_id).join(120)
+    runs.reset_registry()  # a server restart: the registry forgets every run in memory
+
+    restarted = compare_page()
+    panel = restarted.selectbox(key="manage_compare")
+    assert panel.value == run_id and "finished" in panel.format_func(run_id)
+    restarted.button(key="open_compare").click().run()
+    assert restarted.session_state.compare_run_id == run_id and not restarted.exception
+    charts = {chart.key: json.loads(chart.proto.spec) for chart in restarted.get("plotly_chart")}
+    named = [trace["name"] for trace in charts["compare_chart_0"]["data"] if trace.get("showlegend", True)]
+    assert named == ["γ = 0", "γ = 1"]
+    assert list(restarted.dataframe[0].value["step"]) == [30, 30]
+    restarted.button(key="delete_compare").click().run()
+    assert not restarted.exception
+    assert run_id not in [summary.id for summary in runs.registry().list()]
+    assert "compare_run_id" not in restarted.session_state

@@ -9,6 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from playground.core.config import TrainConfig
 from playground.runs import registry as runs
+from playground.runs.background import BackgroundRun
+from playground.runs.engines import TrainingEngine
 from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
@@ -17,9 +19,8 @@ CONFIG = TrainConfig(hidden_dim=16, emb_dim=8, steps=40, eval_every=20, val_size
 
 
 @pytest.fixture
-def trained_run() -> runs.BackgroundRun:
-    run = runs.registry().create_training("tiny reverse", CONFIG)
-    run.start()
+def trained_run() -> BackgroundRun:
+    run = runs.registry().launch("tiny reverse", TrainingEngine.create(CONFIG), CONFIG)
     run.join(120)
     assert run.status == "finished"
     return run
@@ -38,10 +39,10 @@ def chart_keys(at: AppTest) -> set[str]:
 def test_without_runs_the_page_says_what_to_do() -> None:
     at = states_page()
     assert not at.exception and not at.error
-    assert any("No training runs yet" in info.value for info in at.info)
+    assert any("No runs yet" in info.value for info in at.info)
 
 
-def test_a_validation_example_shows_heatmaps_probs_and_the_plane(trained_run: runs.BackgroundRun) -> None:
+def test_a_validation_example_shows_heatmaps_probs_and_the_plane(trained_run: BackgroundRun) -> None:
     at = states_page()
     assert not at.exception and not at.error
     keys = chart_keys(at)
@@ -58,7 +59,7 @@ def test_a_validation_example_shows_heatmaps_probs_and_the_plane(trained_run: ru
     assert len(at.get("download_button")) == 2
 
 
-def test_typed_input_with_unknown_tokens_shows_an_error(trained_run: runs.BackgroundRun) -> None:
+def test_typed_input_with_unknown_tokens_shows_an_error(trained_run: BackgroundRun) -> None:
     at = states_page()
     at.radio(key="hs_how").set_value("type a source").run()
     at.text_input(key="hs_source").input("ab?z").run()
@@ -72,8 +73,8 @@ def test_typed_input_with_unknown_tokens_shows_an_error(trained_run: runs.Backgr
 
 
 def test_a_running_run_is_followed_live() -> None:
-    run = runs.registry().create_training("live", CONFIG.replace(steps=100_000))
-    run.start()
+    config = CONFIG.replace(steps=100_000)
+    run = runs.registry().launch("live", TrainingEngine.create(config), config)
     try:
         at = states_page()
         assert not at.exception and not at.error

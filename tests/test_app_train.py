@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -61,23 +59,19 @@ def test_start_uses_a_setting_changed_in_the_same_rerun() -> None:
 def test_bad_settings_show_what_is_allowed_and_block_start() -> None:
     at = tiny_app()
     at.number_input(key="cfg_min_len").set_value(9).run()
-    assert [error.value for error in at.error] == ["min_len = 9 is not allowed: it must not exceed max_len (8)"]
+    assert [error.value for error in at.error] == ["Min length = 9 is not allowed: it must be at most Max length (8)"]
     assert at.button(key="start").disabled
     at.number_input(key="cfg_min_len").set_value(3)
     at.number_input(key="cfg_hidden_dim").set_value(0).run()
-    assert "hidden_dim = 0 is not allowed: it must be between 2 and 1024" in at.error[0].value
+    assert "Hidden size = 0 is not allowed: it must be between 2 and 1024" in at.error[0].value
     assert not at.exception
 
 
-def test_a_bad_custom_csv_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+def test_the_custom_task_asks_for_its_csv_and_blocks_start() -> None:
     at = tiny_app()
     at.selectbox(key="cfg_task").set_value("custom").run()
-    assert "custom_csv is empty" in at.error[0].value
-    bad = tmp_path / "bad.csv"
-    bad.write_bytes(b"source,target\n\xff\xfe,abc\n")
-    at.session_state["cfg_custom_csv"] = str(bad)
-    at.run()
-    assert "not UTF-8" in at.error[0].value and not at.exception
+    assert at.error[0].value == "Task needs a CSV file of source,target pairs: none is loaded"
+    assert at.button(key="start").disabled and not at.exception
 
 
 def test_changing_the_model_shape_asks_for_a_reset_and_reset_detaches() -> None:

@@ -8,7 +8,6 @@ import pytest
 
 from playground.analysis.compare import (
     CompareConfig,
-    CompareEngine,
     CompareSnapshot,
     reading,
     steps_to_reach,
@@ -16,6 +15,7 @@ from playground.analysis.compare import (
     summary_rows,
 )
 from playground.cli import main
+from playground.runs.engines import CompareEngine
 from playground.core.config import ConfigError, TrainConfig
 
 TINY = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=5, steps=12, eval_every=6)

@@ -1,9 +1,8 @@
 """Several teacher-forcing ratios (or schedules), trained side by side, and what their numbers say.
 
 A `CompareConfig` is a validated base `TrainConfig` plus the arms to compare
-and a number of seeds; `CompareEngine` trains all arms x seeds as one
-`BatchedTrainer` and plugs into `runs.BackgroundRun` like the single-model
-engine; `summary_rows` and `reading` turn its history into the final table and
+and a number of seeds; `runs.engines.CompareEngine` trains all arms x seeds
+as one `BatchedTrainer`; `summary_rows` and `reading` turn its history into the final table and
 a plain-language reading computed from those numbers.
 """
 
@@ -11,17 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import statistics
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
-from playground.training.batched import BatchedTrainer
+from playground.training.rules import Metric
 
 DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # Longer sequences, where the trade-off shows within a minute on 2 CPU cores: gamma = 1 learns fastest but has the
@@ -30,7 +26,6 @@ TRADE_OFF_EXAMPLE = TrainConfig(min_len=8, max_len=16, hidden_dim=64, steps=1500
 MAX_ARMS = 8
 MAX_SEEDS = 3
 TARGET_ACCURACY = 0.9
-COMPARE_FILE, COMPARE_METRICS_FILE = "compare.json", "compare_metrics.csv"
 
 
 @dataclass(frozen=True)
@@ -81,9 +76,9 @@ class CompareConfig:
         return cls(base.validate(), tuple(parsed), tuple(dict.fromkeys(schedules)), seeds)
 
     def arms(self) -> list[Arm]:
-        arms = [Arm(f"γ = {r:g}", (("teacher_forcing_ratio", r), ("schedule", "constant"))) for r in self.ratios]
+        arms = [Arm(f"γ = {r:g}", ((Metric.GAMMA, r), ("schedule", "constant"))) for r in self.ratios]
         return arms + [Arm(f"{s.replace('_', ' ')} 1→{self.base.tf_end:g}",
-                           (("teacher_forcing_ratio", 1.0), ("schedule", s))) for s in self.schedules]
+                           ((Metric.GAMMA, 1.0), ("schedule", s))) for s in self.schedules]
 
     def configs(self) -> list[TrainConfig]:
         """Arm-major, seed-minor: model k is arm k // seeds with seed base.seed + k % seeds."""
@@ -108,68 +103,10 @@ class CompareSnapshot:
     step: int
     total_steps: int
     seconds: float
+    config: CompareConfig
 
     def arm_rows(self, arm: int) -> list[list[dict[str, float]]]:
         return self.rows[arm * self.seeds:(arm + 1) * self.seeds]
-
-
-class CompareEngine:
-    """All arms x seeds in one `BatchedTrainer`, with the history the Compare page draws."""
-
-    kind = "compare"
-
-    def __init__(self, config: CompareConfig, log_every: int = 5) -> None:
-        self.config = config
-        self.trainer = BatchedTrainer(config.configs())
-        self.labels = [arm.label for arm in config.arms()]
-        self.rows: list[list[dict[str, float]]] = [[] for _ in range(self.trainer.size)]
-        self.exact_by_length: list[dict[int, float]] = [{} for _ in range(self.trainer.size)]
-        self.seconds = 0.0
-        self.log_every = log_every  # training loss is logged every few steps: the page re-sends every curve
-
-    @property
-    def finished(self) -> bool:
-        return self.trainer.step >= self.config.base.steps
-
-    def advance(self) -> None:
-        started = time.perf_counter()
-        if not self.rows[0]:
-            self._evaluate({"step": 0.0})
-        result = self.trainer.train_step()
-        self.seconds += time.perf_counter() - started
-        step, base = result.step, self.config.base
-        due = step % base.eval_every == 0 or step == base.steps
-        if due or step % self.log_every == 0 or step == 1:
-            extra = [{"train_loss": loss, "teacher_forcing_ratio": ratio}
-                     for loss, ratio in zip(result.losses, result.ratios, strict=True)]
-            if due:
-                self._evaluate({"step": float(step)}, extra)
-            else:
-                for rows, values in zip(self.rows, extra, strict=True):
-                    rows.append({"step": float(step), "seconds": self.seconds} | values)
-
-    def _evaluate(self, row: dict[str, float], extra: list[dict[str, float]] | None = None) -> None:
-        started = time.perf_counter()
-        evaluations = self.trainer.evaluate()
-        self.seconds += time.perf_counter() - started
-        for k, evaluation in enumerate(evaluations):
-            self.rows[k].append(row | {"seconds": self.seconds} | (extra[k] if extra else {}) | evaluation.metrics)
-            self.exact_by_length[k] = evaluation.exact_by_length
-
-    def snapshot(self) -> CompareSnapshot:
-        return CompareSnapshot(list(self.labels), self.config.seeds, [list(rows) for rows in self.rows],
-                               [dict(d) for d in self.exact_by_length], self.trainer.step,
-                               self.config.base.steps, self.seconds)
-
-    def save(self, run_dir: Path) -> None:
-        (run_dir / COMPARE_FILE).write_text(json.dumps(self.config.as_dict(), indent=2))
-        (run_dir / COMPARE_METRICS_FILE).write_text(summary_csv(summary_rows(self.snapshot())))
-
-    def run_to_end(self) -> CompareSnapshot:
-        """Headless: train every step (the CLI)."""
-        while not self.finished:
-            self.advance()
-        return self.snapshot()
 
 
 def _mean(values: list[float]) -> float:
@@ -177,13 +114,13 @@ def _mean(values: list[float]) -> float:
 
 
 def evaluated(rows: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [row for row in rows if "val_fr_exact" in row]
+    return [row for row in rows if Metric.FR_EXACT in row]
 
 
 def steps_to_reach(rows_by_seed: list[list[dict[str, float]]], level: float = TARGET_ACCURACY) -> float | None:
     """First evaluated step where the seeds' mean free-running exact match reaches `level`."""
     for rows in zip(*(evaluated(rows) for rows in rows_by_seed), strict=False):
-        if _mean([row["val_fr_exact"] for row in rows]) >= level:
+        if _mean([row[Metric.FR_EXACT] for row in rows]) >= level:
             return rows[0]["step"]
     return None
 
@@ -200,18 +137,18 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
         finals = [evaluated(rows)[-1] for rows in rows_by_seed if evaluated(rows)]
         if not finals:
             continue
-        trained = [[row for row in rows if "train_loss" in row] for rows in rows_by_seed]
+        trained = [[row for row in rows if Metric.TRAIN_LOSS in row] for rows in rows_by_seed]
 
         def final(name: str, finals: list[dict[str, float]] = finals) -> float:
             return _mean([row[name] for row in finals])
 
         table.append({
             "ratio": label, "seeds": snapshot.seeds, "step": int(finals[0]["step"]),
-            "train_loss": _mean([rows[-1]["train_loss"] for rows in trained if rows]),
-            "val_tf_loss": final("val_tf_loss"), "val_fr_loss": final("val_fr_loss"),
-            "val_tf_exact": final("val_tf_exact"), "val_fr_exact": final("val_fr_exact"),
-            "val_tf_token_acc": final("val_tf_token_acc"), "val_fr_token_acc": final("val_fr_token_acc"),
-            "gap": final("val_tf_token_acc") - final("val_fr_token_acc"),
+            Metric.TRAIN_LOSS: _mean([rows[-1][Metric.TRAIN_LOSS] for rows in trained if rows]),
+            Metric.TF_LOSS: final(Metric.TF_LOSS), Metric.FR_LOSS: final(Metric.FR_LOSS),
+            Metric.TF_EXACT: final(Metric.TF_EXACT), Metric.FR_EXACT: final(Metric.FR_EXACT),
+            Metric.TF_TOKEN_ACC: final(Metric.TF_TOKEN_ACC), Metric.FR_TOKEN_ACC: final(Metric.FR_TOKEN_ACC),
+            "gap": final(Metric.TF_TOKEN_ACC) - final(Metric.FR_TOKEN_ACC),
             "steps_to_90": steps_to_reach(rows_by_seed),
             "wall_seconds": round(snapshot.seconds, 2),
         })
@@ -245,14 +182,14 @@ def reading(table: list[dict[str, Any]]) -> str:
     """A few sentences computed from the table: the winner on free-running accuracy, the gaps, the speed."""
     if not table:
         return "No evaluation yet: the reading appears after the first evaluation."
-    by_fr = sorted(table, key=lambda row: row["val_fr_exact"], reverse=True)
+    by_fr = sorted(table, key=lambda row: row[Metric.FR_EXACT], reverse=True)
     best, worst = by_fr[0], by_fr[-1]
     step = best["step"]
     sentences = []
     if len(table) == 1:
         sentences.append(f"After {step} steps, {best['ratio']} gets {_share(best['val_fr_exact'])} of validation "
                          f"sequences exactly right when it decodes on its own (free-running).")
-    elif best["val_fr_exact"] - worst["val_fr_exact"] < 0.02:
+    elif best[Metric.FR_EXACT] - worst[Metric.FR_EXACT] < 0.02:
         sentences.append(f"After {step} steps, all ratios are within 2 points on free-running exact match "
                          f"({_share(worst['val_fr_exact'])} for {worst['ratio']} to {_share(best['val_fr_exact'])} "
                          f"for {best['ratio']}): no clear winner.")
@@ -269,7 +206,7 @@ def reading(table: list[dict[str, Any]]) -> str:
                         if len(table) > 1 else "."))
     if len(table) > 1:
         def loss_ratio(row: dict[str, Any]) -> float:
-            return row["val_fr_loss"] / max(row["val_tf_loss"], 1e-12)
+            return row[Metric.FR_LOSS] / max(row[Metric.TF_LOSS], 1e-12)
 
         most, least = max(table, key=loss_ratio), min(table, key=loss_ratio)
         sentences.append(f"In validation loss, free-running is {loss_ratio(most):.1f}x the teacher-forced loss for "

@@ -1,8 +1,7 @@
 """Step-by-step capture of h_t, c_t and the gates i, f, g, o, with the model's own weights.
 
-nn.LSTM hides its gates, so this recomputes each layer one step at a time
-from `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}` (PyTorch's
-gate order i, f, g, o). Tests hold it equal to nn.LSTM's own outputs.
+nn.LSTM hides its gates, so this runs each layer one step at a time through `recurrence.LayerWeights.step`
+(the one hand-written recurrence). Tests hold it equal to nn.LSTM's own outputs.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from playground.core.model import Seq2Seq
+from playground.core.recurrence import layers_of
 from playground.core.tasks import EOS, EOS_ID, SOS, Vocab
 
 GATES = ("i", "f", "g", "o")
@@ -49,23 +49,18 @@ class _Recorder:
     """Runs a stacked LSTM one step at a time and keeps every layer's h, c and gates."""
 
     def __init__(self, lstm: nn.LSTM, state: tuple[torch.Tensor, torch.Tensor]) -> None:
-        self.lstm = lstm
+        self.layers_weights = layers_of(lstm)
         self.h, self.c = list(state[0].unbind(0)), list(state[1].unbind(0))
         self.records: list[dict[str, list[torch.Tensor]]] = [
             {name: [] for name in ("h", "c", *GATES)} for _ in range(lstm.num_layers)]
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in range(self.lstm.num_layers):
-            gates = (x @ getattr(self.lstm, f"weight_ih_l{layer}").T + getattr(self.lstm, f"bias_ih_l{layer}")
-                     + self.h[layer] @ getattr(self.lstm, f"weight_hh_l{layer}").T
-                     + getattr(self.lstm, f"bias_hh_l{layer}"))
-            i, f, g, o = gates.chunk(4, dim=-1)
-            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-            self.c[layer] = f * self.c[layer] + i * g
-            self.h[layer] = o * torch.tanh(self.c[layer])
-            for name, value in zip(("h", "c", *GATES), (self.h[layer], self.c[layer], i, f, g, o), strict=True):
-                self.records[layer][name].append(value)
-            x = self.h[layer]
+        for layer, weights in enumerate(self.layers_weights):
+            cell = weights.step(weights.project(x), self.h[layer], self.c[layer])
+            self.h[layer], self.c[layer] = cell.h, cell.c
+            for name in ("h", "c", *GATES):
+                self.records[layer][name].append(getattr(cell, name))
+            x = cell.h
         return x
 
     def state(self) -> tuple[torch.Tensor, torch.Tensor]:

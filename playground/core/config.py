@@ -1,13 +1,17 @@
-"""The one validated training configuration: every field, its range, one clear error.
+"""The one validated training configuration: every setting, its label, help, range and when it applies.
 
-All user input (sliders, CLI flags, config.json, checkpoints) passes through
-`TrainConfig.from_dict` or `TrainConfig.validate`, so the rest of the code can
-trust it.
+All user input (sliders, URL parameters, CLI flags, config.json, checkpoints)
+passes through `TrainConfig.from_dict` or `TrainConfig.validate`, so the rest
+of the code can trust it. The table `SETTINGS` is the single description of a
+setting: the sidebar draws its widgets from it, the CLI its flags, and errors
+name a setting by its label on a page and by its flag in a terminal.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +21,35 @@ from playground.core.model import COIN_MODES
 from playground.core.tasks import TASKS
 
 
-class ConfigError(ValueError):
-    """One or more settings are out of range; the message names each field, value and what is allowed."""
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the settings; `template` names settings as {0}, {1}, ... so each reader sees its own."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
+    template: str
+    fields: tuple[str, ...] = ()
+
+    def render(self, name_of: Callable[[str], str] = str) -> str:
+        return self.template.format(*map(name_of, self.fields))
+
+
+class ConfigError(ValueError):
+    """One or more settings are out of range; the message names each setting, value and what is allowed."""
+
+    def __init__(self, problems: list[Problem | str]) -> None:
+        self.details = [p if isinstance(p, Problem) else Problem(_escape(p)) for p in problems]
+        super().__init__("; ".join(self.problems))
+
+    @property
+    def problems(self) -> list[str]:
+        """The problems with settings named as in config files (min_len)."""
+        return self.messages()
+
+    def messages(self, name_of: Callable[[str], str] = str) -> list[str]:
+        return [problem.render(name_of) for problem in self.details]
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 @dataclass(frozen=True)
@@ -33,7 +60,7 @@ class TrainConfig:
     max_len: int = 8
     alphabet_size: int = 10
     max_digits: int = 3
-    custom_csv: str = ""
+    custom_data: str = ""  # fingerprint of the custom pairs, which travel beside the config, never as a path
     custom_tokenization: str = "char"
     # model
     emb_dim: int = 32
@@ -69,47 +96,59 @@ class TrainConfig:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def changed(self) -> dict[str, Any]:
+        """The settings that differ from the defaults (what a link must carry)."""
+        return {name: value for name, value in self.as_dict().items() if value != getattr(DEFAULTS, name)}
+
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with some fields changed."""
         return TrainConfig.from_dict({**self.as_dict(), **changes})
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Coerce and validate; unknown keys and wrong types are errors too."""
-        fields = {field.name: field for field in dataclasses.fields(cls)}
-        problems = [f"{key!r} is not a setting; known settings: {', '.join(fields)}"
-                    for key in values if key not in fields]
+        problems = [Problem(f"{_escape(repr(key))} is not a setting; known settings: {', '.join(SETTINGS)}")
+                    for key in values if key not in SETTINGS]
         coerced: dict[str, Any] = {}
         for key, value in values.items():
-            if key in fields:
-                kind = type(getattr(cls, key))
+            if key in SETTINGS:
                 try:
-                    coerced[key] = _coerce(value, kind)
+                    coerced[key] = coerce(key, value)
                 except (TypeError, ValueError):
-                    problems.append(f"{key} = {value!r} is not allowed: it must be {_TYPE_NAMES[kind]}")
+                    problems.append(_wrong_type(key, value))
         if problems:
             raise ConfigError(problems)
         return cls(**coerced).validate()
 
     def validate(self) -> TrainConfig:
         """Check ranges; a config built directly (not by from_dict) gets its types checked first."""
-        wrong_types = [f"{field.name} = {value!r} is not allowed: it must be {_TYPE_NAMES[type(field.default)]}"
-                       for field in dataclasses.fields(self)
-                       if not _is_a(value := getattr(self, field.name), type(field.default))]
+        wrong_types = [_wrong_type(name, value) for name in SETTINGS
+                       if not _is_a(value := getattr(self, name), SETTINGS[name].kind)]
         if wrong_types:
             raise ConfigError(wrong_types)
-        problems = [problem for name, rule in _RULES.items()
-                    if (problem := rule.check(name, getattr(self, name)))]
-        if self.device not in device_choices():
-            problems.append(f"device = {self.device!r} is not allowed: choose one of {', '.join(device_choices())}")
-        lengths_valid = not any(problem.startswith(("min_len ", "max_len ")) for problem in problems)
+        problems = [problem for name, setting in SETTINGS.items()
+                    if (problem := setting.check(getattr(self, name)))]
+        lengths_valid = not any(problem.fields[0] in ("min_len", "max_len") for problem in problems)
         if lengths_valid and self.min_len > self.max_len:
-            problems.append(f"min_len = {self.min_len} is not allowed: it must not exceed max_len ({self.max_len})")
-        if self.task == "custom" and not self.custom_csv:
-            problems.append("custom_csv is empty: the custom task needs a CSV file of source,target pairs")
+            problems.append(Problem(f"{{0}} = {self.min_len} is not allowed: it must be at most {{1}} "
+                                    f"({self.max_len})", ("min_len", "max_len")))
+        if self.task == "custom" and not self.custom_data:
+            problems.append(Problem("{0} needs a CSV file of source,target pairs: none is loaded", ("task",)))
         if problems:
             raise ConfigError(problems)
         return self
+
+
+def coerce(name: str, value: Any) -> Any:
+    """A setting's value as its own type (CLI and URL values arrive as text)."""
+    kind = SETTINGS[name].kind
+    if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
+        raise TypeError(value)
+    if kind is int and isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    return kind(value)
 
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "text"}
@@ -121,63 +160,168 @@ def _is_a(value: Any, kind: type) -> bool:
     return isinstance(value, int | float) if kind is float else isinstance(value, kind)
 
 
-def _coerce(value: Any, kind: type) -> Any:
-    if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
-        raise TypeError(value)
-    if kind is int and isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(value)
-        return int(value)
-    return kind(value)
+def _wrong_type(name: str, value: Any) -> Problem:
+    return Problem(f"{{0}} = {_escape(repr(value))} is not allowed: it must be {_TYPE_NAMES[SETTINGS[name].kind]}",
+                   (name,))
 
 
-def _show(bound: float) -> str:
+def _not_a_choice(name: str, value: Any, choices: tuple[str, ...]) -> Problem:
+    return Problem(f"{{0}} = {_escape(repr(value))} is not allowed: choose one of {', '.join(choices)}", (name,))
+
+
+def show_bound(bound: float) -> str:
     """2147483647, not 2.14748e+09: bounds are printed in full."""
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
+Values = Mapping[str, Any]
+
+
+def _always(values: Values) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
-class _Rule:
+class Setting:
+    """What a person and the code need to know about one setting."""
+
+    name: str
+    group: str  # task, model, optimizer, forcing or run: where the sidebar puts it
+    label: str  # the widget's label, also how messages on a page name it
+    help: str  # what it does, its range, what to expect when it moves
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
+    live: bool = False  # may change while a run trains
+    applies: Callable[[Values], bool] = _always  # whether it matters given the other settings
+    choices_of: Callable[[], list[str]] | None = None  # choices that depend on the machine (devices)
+    pattern: str = ""  # text settings without choices: what a valid value looks like
 
-    def check(self, name: str, value: Any) -> str | None:
-        if self.choices:
-            if value not in self.choices:
-                return f"{name} = {value!r} is not allowed: choose one of {', '.join(self.choices)}"
-            return None
+    @property
+    def kind(self) -> type:
+        return type(getattr(DEFAULTS, self.name))
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return tuple(self.choices_of()) if self.choices_of else self.choices
+
+    def allowed(self) -> str:
+        if self.options:
+            return f"one of {', '.join(self.options)}"
+        if self.kind is str:
+            return "empty or the fingerprint of loaded pairs (16 hexadecimal digits)"
+        return f"between {show_bound(self.low)} and {show_bound(self.high)}"
+
+    def check(self, value: Any) -> Problem | None:
+        if self.options:
+            return None if value in self.options else _not_a_choice(self.name, value, self.options)
+        if self.kind is str:
+            return None if re.fullmatch(self.pattern, value) else Problem(
+                f"{{0}} = {_escape(repr(value))} is not allowed: it must be {self.allowed()}", (self.name,))
         if not (self.low <= value <= self.high):  # also rejects NaN
-            return f"{name} = {value!r} is not allowed: it must be between {_show(self.low)} and {_show(self.high)}"
+            return Problem(f"{{0}} = {_escape(repr(value))} is not allowed: it must be between "
+                           f"{show_bound(self.low)} and {show_bound(self.high)}", (self.name,))
         return None
 
 
-_RULES: dict[str, _Rule] = {
-    "task": _Rule(choices=tuple(TASKS)),
-    "min_len": _Rule(1, 50),
-    "max_len": _Rule(1, 50),
-    "alphabet_size": _Rule(2, 26),
-    "max_digits": _Rule(1, 9),
-    "custom_tokenization": _Rule(choices=("char", "space")),
-    "emb_dim": _Rule(2, 512),
-    "hidden_dim": _Rule(2, 1024),
-    "num_layers": _Rule(1, 4),
-    "dropout": _Rule(0.0, 0.9),
-    "optimizer": _Rule(choices=("adam", "adamw", "sgd")),
-    "lr": _Rule(1e-6, 1.0),
-    "momentum": _Rule(0.0, 0.999),
-    "weight_decay": _Rule(0.0, 1.0),
-    "batch_size": _Rule(1, 1024),
-    "grad_clip": _Rule(0.0, 100.0),
-    "teacher_forcing_ratio": _Rule(0.0, 1.0),
-    "schedule": _Rule(choices=SCHEDULES),
-    "tf_end": _Rule(0.0, 1.0),
-    "decay_steps": _Rule(1, 1_000_000),
-    "exp_k": _Rule(0.5, 0.99999),
-    "sigmoid_k": _Rule(1.0, 100_000.0),
-    "coin": _Rule(choices=COIN_MODES),
-    "steps": _Rule(1, 1_000_000),
-    "eval_every": _Rule(1, 1_000_000),
-    "val_size": _Rule(16, 10_000),
-    "seed": _Rule(0, 2**31 - 1),
-}
+def _task_uses(what: str) -> Callable[[Values], bool]:
+    def applies(values: Values) -> bool:
+        info = TASKS.get(values.get("task", ""))
+        return info is not None and getattr(info, what)
+    return applies
+
+
+def _when(name: str, *wanted: str, negate: bool = False) -> Callable[[Values], bool]:
+    return lambda values: (values.get(name) in wanted) != negate
+
+
+_TABLE = (
+    Setting("task", "task", "Task", "Which synthetic problem the model learns; every example is generated from the "
+                    "seed, nothing is downloaded. Copy and reverse are the easiest; sort and count need the whole "
+                    "input before the first output; addition and number words use other vocabularies.",
+                    choices=tuple(TASKS)),
+    Setting("min_len", "task", "Min length", "Shortest source sequence, in symbols (1 to 50).",
+                       1, 50, applies=_task_uses("uses_lengths")),
+    Setting("max_len", "task", "Max length", "Longest source sequence, in symbols (1 to 50). Longer sequences are "
+                       "harder: the encoder's final state must hold all of them, and a free-running decoder has more "
+                       "steps in which one mistake can lead to the next.", 1, 50, applies=_task_uses("uses_lengths")),
+    Setting("alphabet_size", "task", "Alphabet size", "How many different symbols (a, b, c, ...) sequences use, 2 "
+                             "to 26. More symbols make every prediction a harder choice: guessing is right 1 time in "
+                             "this many.", 2, 26, applies=_task_uses("uses_lengths")),
+    Setting("max_digits", "task", "Digits per number", "Largest number of digits of each number, 1 to 9. More digits "
+                          "mean longer inputs and outputs.", 1, 9, applies=_task_uses("uses_digits")),
+    Setting("custom_data", "task", "Custom pairs", "Fingerprint of the uploaded source,target pairs.",
+            applies=_when("task", "custom"), pattern="(|[0-9a-f]{16})"),
+    Setting("custom_tokenization", "task", "Tokens", "How a row of the CSV is split into tokens: every character, or "
+                                   "words separated by spaces.", choices=("char", "space"),
+                                   applies=_when("task", "custom")),
+    Setting("emb_dim", "model", "Embedding size", "Length of the vector each token becomes before an LSTM reads it "
+                       "(2 to 512). Small vocabularies need little.", 2, 512),
+    Setting("hidden_dim", "model", "Hidden size", "Units in each LSTM layer: the length of h_t and c_t (2 to 1024). "
+                          "The encoder's final (h_T, c_T) is all the decoder gets, so a small size cannot hold long "
+                          "sequences; a large one trains slower.", 2, 1024),
+    Setting("num_layers", "model", "LSTM layers", "LSTMs stacked in the encoder and in the decoder (1 to 4); each "
+                          "layer reads the h_t of the one below. More layers are slower and rarely needed here.",
+                          1, 4),
+    Setting("dropout", "model", "Dropout", "Share of activations zeroed at random during training (0 to 0.9), a "
+                       "guard against memorising; 0 is right for these endless synthetic tasks.", 0.0, 0.9),
+    Setting("optimizer", "optimizer", "Optimizer", "How gradients become weight updates: Adam adapts a step size per "
+                         "weight and is the safe choice; SGD with momentum needs a larger learning rate.",
+                         choices=("adam", "adamw", "sgd")),
+    Setting("lr", "optimizer", "Learning rate", "Size of each update (1e-6 to 1). Too small and the loss falls "
+                  "slowly; too large and it jumps or diverges. Can be changed while a run trains; the charts mark "
+                  "where.", 1e-6, 1.0, live=True),
+    Setting("momentum", "optimizer", "Momentum", "SGD only: share of the previous update carried into the next (0 "
+                        "to 0.999).", 0.0, 0.999, applies=_when("optimizer", "sgd")),
+    Setting("weight_decay", "optimizer", "Weight decay", "AdamW only: how strongly weights are pulled towards 0 at "
+                            "each step (0 to 1).", 0.0, 1.0, applies=_when("optimizer", "adamw")),
+    Setting("batch_size", "optimizer", "Batch size", "Examples per training step (1 to 1024). Larger batches give "
+                          "smoother curves and cost more per step.", 1, 1024),
+    Setting("grad_clip", "optimizer", "Gradient clip", "Largest allowed gradient norm (0 to 100; 0 turns clipping "
+                         "off). Clipping keeps one bad batch from throwing an LSTM's weights far away.", 0.0, 100.0),
+    Setting("teacher_forcing_ratio", "forcing", "Teacher-forcing ratio γ", "Chance that a decoder step reads the "
+                                     "true previous token instead of its own last prediction (0 to 1). γ = 1 always "
+                                     "feeds the truth (fast learning, never practises on its own mistakes); γ = 0 "
+                                     "always feeds its own guess, as at test time. Can be changed while a run "
+                                     "trains; a decaying schedule starts from it.", 0.0, 1.0, live=True),
+    Setting("schedule", "forcing", "Schedule", "How γ changes during training. Constant keeps it; linear, "
+                        "exponential and inverse sigmoid decay it towards the final γ (scheduled sampling, Bengio et "
+                        "al. 2015), so the model first learns with the truth and then learns to use its own "
+                        "predictions.", choices=SCHEDULES),
+    Setting("tf_end", "forcing", "Final γ", "Where a decaying schedule ends (0 to 1).", 0.0, 1.0,
+                      applies=_when("schedule", "constant", negate=True)),
+    Setting("decay_steps", "forcing", "Decay steps", "Linear schedule: steps from the start γ to the final γ.",
+                           1, 1_000_000, applies=_when("schedule", "linear")),
+    Setting("exp_k", "forcing", "Factor k per step", "Exponential schedule: γ moves towards its end like k^step "
+                     "(0.5 to 0.99999); 0.999 halves the distance about every 700 steps.", 0.5, 0.99999,
+                     applies=_when("schedule", "exponential")),
+    Setting("sigmoid_k", "forcing", "k (inverse sigmoid)", "Inverse-sigmoid schedule: k / (k + exp(step / k)) "
+                         "(1 to 100000); a larger k keeps γ high for longer.", 1.0, 100_000.0,
+                         applies=_when("schedule", "inverse_sigmoid")),
+    Setting("coin", "forcing", "Coin", "Per step: one draw decides, for the whole batch, whether a decoder step "
+                    "reads the truth (the specification's form). Per token: every example draws its own.",
+                    choices=COIN_MODES),
+    Setting("steps", "run", "Steps", "Training steps (1 to 1,000,000), one batch each.", 1, 1_000_000),
+    Setting("eval_every", "run", "Evaluate every", "Steps between validation passes (1 to 1,000,000); accuracy, "
+                          "predictions and states refresh at each.", 1, 1_000_000),
+    Setting("val_size", "run", "Validation examples", "Held-out examples scored at each evaluation (16 to 10,000); "
+                        "no training batch ever contains one.", 16, 10_000),
+    Setting("seed", "run", "Seed", "Picks the data, the initial weights and the coins (0 to 2147483647): the same "
+                    "seed repeats a CPU run exactly.", 0, 2**31 - 1),
+    Setting("device", "run", "Device", "Where the model trains: the CPU, or a GPU when this machine has one.",
+                      choices_of=device_choices),
+)
+SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _TABLE}
+DEFAULTS = TrainConfig()
+LIVE_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.live)
+FORCING_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.group == "forcing")
+
+
+def applicable(values: Values) -> list[str]:
+    """The settings that matter given these values (the sidebar shows these; the others keep their defaults)."""
+    return [name for name, setting in SETTINGS.items() if setting.applies(values)]
+
+
+def label(name: str) -> str:
+    """How a page names a setting (also for names that are not settings, e.g. a comparison's own choices)."""
+    return SETTINGS[name].label if name in SETTINGS else name

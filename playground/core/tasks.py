@@ -9,14 +9,21 @@ hash of the source, so no validation source ever appears in a training batch.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
+import math
 import random
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
+
+from playground.core.files import FileTooLarge, read_bounded
 
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
 PAD_ID, SOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
@@ -28,6 +35,8 @@ VALIDATION_BUCKETS = 10  # one source in ten (by hash) belongs to validation
 MAX_CUSTOM_TOKENS = 64
 MAX_CUSTOM_ROWS = 200_000
 MAX_CUSTOM_BYTES = 10 * 1024 * 1024
+MAX_CUSTOM_VOCAB = 5000  # per side: the output layer and the logits grow with it (B x L x V floats)
+TOKENIZATIONS = ("char", "space")
 
 
 class TaskError(ValueError):
@@ -85,6 +94,14 @@ class Task:
     max_src_len: int
     max_tgt_len: int
     is_validation: Callable[[list[str]], bool] = lambda tokens: is_validation_source(tokens)
+
+    def decode_limit(self, source_length: int = 0) -> int:
+        """The one rule for how many steps greedy decoding may take: the longest target and <eos>, stretched in
+        proportion for a source longer than any the task makes (so a typed long input can show its drift)."""
+        longest = self.max_tgt_len
+        if source_length > self.max_src_len:
+            longest = math.ceil(longest * source_length / self.max_src_len)
+        return longest + 1
 
 
 @dataclass(frozen=True)
@@ -154,16 +171,15 @@ def make_task(
     max_len: int = 8,
     alphabet_size: int = 10,
     max_digits: int = 3,
-    custom_pairs: list[Pair] | None = None,
-    custom_separator: str = "",
+    custom: CustomPairs | None = None,
 ) -> Task:
     """Build a task; raises TaskError with what is wrong and what is allowed."""
     if name not in TASKS:
         raise TaskError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     if name == "custom":
-        if not custom_pairs:
+        if custom is None:
             raise TaskError("the custom task needs source,target pairs from a CSV file")
-        return _custom_task(custom_pairs, custom_separator)
+        return _custom_task(list(custom.pairs), custom.separator)
     alphabet = LETTERS[:alphabet_size]
     description = TASKS[name].description
 
@@ -235,9 +251,9 @@ def _custom_task(pairs: list[Pair], separator: str) -> Task:
     )
 
 
-def parse_custom_csv(data: bytes, tokenization: str = "char") -> list[Pair]:
-    """Pairs from `source,target` CSV bytes (an optional header row is skipped)."""
-    if tokenization not in ("char", "space"):
+def parse_custom_csv(data: bytes, tokenization: str = "char") -> CustomPairs:
+    """Pairs from `source,target` CSV bytes (an optional header row is skipped), every limit checked."""
+    if tokenization not in TOKENIZATIONS:
         raise TaskError(f"tokenization {tokenization!r} is not allowed; use 'char' or 'space'")
     if len(data) > MAX_CUSTOM_BYTES:
         raise TaskError(f"the file has {len(data):,} bytes; at most {MAX_CUSTOM_BYTES:,} are allowed")
@@ -252,27 +268,90 @@ def parse_custom_csv(data: bytes, tokenization: str = "char") -> list[Pair]:
         raise TaskError(f"line {reader.line_num} cannot be read as CSV: {error}") from None
     if rows and [cell.strip().lower() for cell in rows[0][1]] == ["source", "target"]:
         rows = rows[1:]
-    if len(rows) < 2:
-        raise TaskError("the file needs at least 2 rows of source,target (one is kept for validation)")
-    if len(rows) > MAX_CUSTOM_ROWS:
-        raise TaskError(f"the file has {len(rows):,} rows; at most {MAX_CUSTOM_ROWS:,} are allowed")
-    pairs = []
+    numbered = []
     for number, row in rows:
         if len(row) != 2:
             columns = "1 column" if len(row) == 1 else f"{len(row)} columns"
             raise TaskError(f"line {number} has {columns}; each row must be source,target")
         sides = [cell.split() if tokenization == "space" else list(cell.strip()) for cell in row]
-        for side, tokens in zip(("source", "target"), sides, strict=True):
+        numbered.append((f"line {number}", (sides[0], sides[1])))
+    return CustomPairs(_checked_pairs(numbered), tokenization)
+
+
+def load_custom_csv(path: Path | str, tokenization: str = "char") -> CustomPairs:
+    """A CSV named by the person at the keyboard, read no further than its size limit."""
+    try:
+        data = read_bounded(path, MAX_CUSTOM_BYTES, "the CSV file")
+    except FileTooLarge as error:
+        raise TaskError(str(error)) from None
+    except OSError as error:
+        raise TaskError(f"cannot read the CSV file {str(path)!r}: {error.strerror}") from None
+    return parse_custom_csv(data, tokenization)
+
+
+def _checked_pairs(numbered: list[tuple[str, Pair]]) -> tuple[Pair, ...]:
+    """Rows, token counts, reserved tokens and vocabulary sizes within their limits, or a TaskError naming one."""
+    if len(numbered) < 2:
+        raise TaskError("the file needs at least 2 rows of source,target (one is kept for validation)")
+    if len(numbered) > MAX_CUSTOM_ROWS:
+        raise TaskError(f"the file has {len(numbered):,} rows; at most {MAX_CUSTOM_ROWS:,} are allowed")
+    vocabularies: tuple[set[str], set[str]] = (set(), set())
+    for where, pair in numbered:
+        for side, tokens, vocabulary in zip(("source", "target"), pair, vocabularies, strict=True):
             if not tokens:
-                raise TaskError(f"line {number}: the {side} is empty")
+                raise TaskError(f"{where}: the {side} is empty")
             if len(tokens) > MAX_CUSTOM_TOKENS:
                 raise TaskError(
-                    f"line {number}: the {side} has {len(tokens)} tokens; at most {MAX_CUSTOM_TOKENS} are allowed"
-                )
+                    f"{where}: the {side} has {len(tokens)} tokens; at most {MAX_CUSTOM_TOKENS} are allowed")
             if set(tokens) & set(SPECIALS):
-                raise TaskError(f"line {number}: the {side} uses a reserved token ({', '.join(SPECIALS)})")
-        pairs.append((sides[0], sides[1]))
-    return pairs
+                raise TaskError(f"{where}: the {side} uses a reserved token ({', '.join(SPECIALS)})")
+            vocabulary.update(tokens)
+            if len(vocabulary) > MAX_CUSTOM_VOCAB:
+                raise TaskError(f"{where}: the {side}s use more than {MAX_CUSTOM_VOCAB:,} different tokens, the "
+                                "most a vocabulary may hold")
+    return tuple(pair for _, pair in numbered)
+
+
+@dataclass(frozen=True)
+class CustomPairs:
+    """A custom task's data: it travels as data (run folder, checkpoint), never as a path to a file."""
+
+    pairs: tuple[Pair, ...]
+    tokenization: str = "char"
+
+    @property
+    def separator(self) -> str:
+        return " " if self.tokenization == "space" else ""
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits of the pairs' SHA-256: what a config records of them."""
+        return hashlib.sha256(self.to_json()).hexdigest()[:16]
+
+    def to_json(self) -> bytes:
+        return json.dumps({"tokenization": self.tokenization, "pairs": self.pairs}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> CustomPairs:
+        """Saved pairs read back with the same limits as an uploaded CSV."""
+        try:
+            value = json.loads(data)
+            tokenization, rows = value["tokenization"], value["pairs"]
+            if tokenization not in TOKENIZATIONS or not isinstance(rows, list):
+                raise TypeError("unexpected shape")
+            numbered = [(f"pair {i + 1}", (_tokens(row[0]), _tokens(row[1])))
+                        for i, row in enumerate(rows) if len(row) == 2] if len(rows) <= MAX_CUSTOM_ROWS else []
+            if len(numbered) != len(rows):
+                raise TypeError("unexpected shape")
+        except (ValueError, TypeError, KeyError, IndexError):
+            raise TaskError("the saved custom pairs are damaged or not pairs of token lists") from None
+        return cls(_checked_pairs(numbered), tokenization)
+
+
+def _tokens(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(token, str) for token in value):
+        raise TypeError("not a token list")
+    return value
 
 
 def is_validation_source(tokens: list[str]) -> bool:
@@ -328,6 +407,14 @@ class TaskData:
                 if len(pairs) == count:
                     return pairs
         raise TaskError("no training example could be drawn: every source falls in the validation split")
+
+    def stream_state(self) -> tuple[Any, ...]:
+        """Where the training stream stands; with `restore_stream` a resumed run draws the same batches."""
+        return self._rng.getstate()
+
+    def restore_stream(self, state: Any) -> None:
+        version, internal, gauss = state
+        self._rng.setstate((int(version), tuple(int(n) for n in internal), gauss))
 
     def train_batches(self, batch_size: int) -> Iterator[Batch]:
         while True:

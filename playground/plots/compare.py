@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from playground.analysis.compare import CompareSnapshot
+from playground.training.rules import Metric
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MAX_POINTS = 2000
@@ -29,9 +30,9 @@ def metric(name: str) -> Value:
 
 def gap(row: dict[str, float]) -> float | None:
     """Teacher-forced minus free-running token accuracy (exact match cannot differ, see compare.summary_rows)."""
-    if "val_tf_token_acc" not in row:
+    if Metric.TF_TOKEN_ACC not in row:
         return None
-    return row["val_tf_token_acc"] - row["val_fr_token_acc"]
+    return row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC]
 
 
 def series(rows_by_seed: list[list[dict[str, float]]], value: Value) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from playground.training.rules import Metric
+
 MAX_POINTS = 600
 TRAIN_COLOR, TF_COLOR, FR_COLOR, GAMMA_COLOR = "#636efa", "#00a884", "#ef553b", "#ab63fa"
 
@@ -67,11 +69,11 @@ def _layout(figure: go.Figure, title: str, y_title: str, changes: list[tuple[int
 def loss_figure(rows: list[dict[str, float]], smoothing: float = 0.6, log_y: bool = False,
                 changes: list[tuple[int, str]] = (), note: str = "") -> go.Figure:
     """Training loss (smoothed, raw faint) and validation loss teacher-forced and free-running."""
-    raw = _line(rows, "train_loss", "training loss (raw)", TRAIN_COLOR)
+    raw = _line(rows, Metric.TRAIN_LOSS, "training loss (raw)", TRAIN_COLOR)
     raw.update(opacity=0.25, showlegend=False, hoverinfo="skip", hovertemplate=None)
-    traces = [raw, _line(rows, "train_loss", "training loss", TRAIN_COLOR, smoothing),
-              _line(rows, "val_tf_loss", "validation, teacher-forced", TF_COLOR),
-              _line(rows, "val_fr_loss", "validation, free-running", FR_COLOR)]
+    traces = [raw, _line(rows, Metric.TRAIN_LOSS, "training loss", TRAIN_COLOR, smoothing),
+              _line(rows, Metric.TF_LOSS, "validation, teacher-forced", TF_COLOR),
+              _line(rows, Metric.FR_LOSS, "validation, free-running", FR_COLOR)]
     figure = _layout(go.Figure(traces), "Loss", "cross-entropy (nats per token)", list(changes), 360)
     if log_y:
         figure.update_yaxes(type="log")
@@ -83,16 +85,16 @@ def loss_figure(rows: list[dict[str, float]], smoothing: float = 0.6, log_y: boo
 
 def accuracy_figure(rows: list[dict[str, float]], changes: list[tuple[int, str]] = ()) -> go.Figure:
     """Token accuracy both ways, and exact match (equal both ways under greedy decoding)."""
-    traces = [_line(rows, "val_tf_token_acc", "token, teacher-forced", TF_COLOR, percent=True),
-              _line(rows, "val_fr_token_acc", "token, free-running", FR_COLOR, percent=True),
-              _line(rows, "val_fr_exact", "whole sequence (exact match)", "#444", percent=True, dash="dash")]
+    traces = [_line(rows, Metric.TF_TOKEN_ACC, "token, teacher-forced", TF_COLOR, percent=True),
+              _line(rows, Metric.FR_TOKEN_ACC, "token, free-running", FR_COLOR, percent=True),
+              _line(rows, Metric.FR_EXACT, "whole sequence (exact match)", "#444", percent=True, dash="dash")]
     figure = _layout(go.Figure(traces), "Validation accuracy", "accuracy (%)", list(changes), 360)
     figure.update_yaxes(range=[0, 101])
     return figure
 
 
 def gamma_figure(rows: list[dict[str, float]], changes: list[tuple[int, str]] = ()) -> go.Figure:
-    figure = _layout(go.Figure([_line(rows, "teacher_forcing_ratio", "gamma", GAMMA_COLOR)]),
+    figure = _layout(go.Figure([_line(rows, Metric.GAMMA, "gamma", GAMMA_COLOR)]),
                      "Teacher-forcing ratio gamma", "P(true previous token)", list(changes), 260)
     figure.update_yaxes(range=[-0.03, 1.03])
     figure.update_layout(showlegend=False)

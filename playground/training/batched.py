@@ -12,29 +12,33 @@ optimizer over stacked weights equals K optimizers.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playground.core.config import ConfigError, TrainConfig
+from playground.core.config import FORCING_SETTINGS, ConfigError, TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.tasks import PAD_ID, SOS_ID, Batch, Task, TaskData
-from playground.training.trainer import (
+from playground.core.recurrence import LayerWeights, lstm_layers
+from playground.core.tasks import PAD_ID, SOS_ID, CustomPairs, TaskData
+from playground.training.rules import (
     EVAL_CHUNK,
+    MODES,
     DivergedError,
     Evaluation,
-    _mean_by_length,
-    build_model,
-    build_optimizer,
-    build_task,
-    score,
+    check_finite,
+    draw_coins,
+    evaluation,
+    restore_state,
+    resume_state,
 )
+from playground.training.trainer import build_model, build_optimizer, build_task
 
-# the settings in which the K models may differ; everything else is shared
-PER_MODEL = ("teacher_forcing_ratio", "schedule", "tf_end", "decay_steps", "exp_k", "sigmoid_k", "seed")
+# the settings in which the K models may differ; everything else, the coin's kind included (one stream of draws
+# serves every model), is shared
+PER_MODEL = (*(name for name in FORCING_SETTINGS if name != "coin"), "seed")
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,13 @@ def check_compatible(configs: list[TrainConfig]) -> None:
 class BatchedTrainer:
     """`Trainer` for K models at once: one data stream, one coin stream, stacked weights."""
 
-    def __init__(self, configs: list[TrainConfig], task: Task | None = None) -> None:
+    def __init__(self, configs: list[TrainConfig], custom: CustomPairs | None = None) -> None:
         self.configs = [config.validate() for config in configs]
         check_compatible(self.configs)
         self.config = base = self.configs[0]
         self.size = len(configs)
         self.device = resolve_device(base.device)
-        self.task = task or build_task(base)
+        self.task = build_task(base, custom)
         self.data = TaskData(self.task, base.seed, base.val_size)
         models = [build_model(config, len(self.task.src_vocab), len(self.task.tgt_vocab)) for config in self.configs]
         self.params = {name: nn.Parameter(torch.stack([model.state_dict()[name] for model in models]).to(self.device))
@@ -81,32 +85,42 @@ class BatchedTrainer:
         """Model k's weights as a `Seq2Seq` state_dict."""
         return {name: param[k].detach().clone() for name, param in self.params.items()}
 
+    def resume_state(self) -> dict[str, Any]:
+        return resume_state(self.optimizer, self.coins, self.data)
+
+    def restore(self, states: list[dict[str, torch.Tensor]], step: int, resume: dict[str, Any] | None) -> None:
+        """Every model's weights and the shared step from a checkpoint (see `Trainer.restore`)."""
+        if len(states) != self.size:
+            raise ValueError(f"the checkpoint holds {len(states)} models, this comparison trains {self.size}")
+        with torch.no_grad():
+            for name, param in self.params.items():
+                param.copy_(torch.stack([state[name] for state in states]))
+        self.step = step
+        if resume is not None:
+            restore_state(resume, self.optimizer, self.coins, self.data)
+
     def ratios(self) -> list[float]:
         return [config.forcing_schedule().ratio(self.step) for config in self.configs]
-
-    def draw_coins(self, batch: Batch) -> torch.Tensor:
-        """The same draws `Trainer.draw_coins` makes, shared by every model."""
-        shape = (batch.tgt.shape[1],) if self.config.coin == "step" else tuple(batch.tgt.shape)
-        return torch.rand(shape, generator=self.coins)
 
     def train_step(self) -> BatchedStep:
         """One optimizer step of all K models on one batch (what `bench` times)."""
         batch = next(self.batches)
         src, tgt = batch.src.to(self.device), batch.tgt.to(self.device)
         ratios = self.ratios()
-        draws = self.draw_coins(batch)
+        draws = draw_coins(self.coins, self.config.coin, tgt.shape)
         teacher = draws[None] < torch.tensor(ratios).view(-1, *[1] * draws.dim())
         losses = model_losses(self.forward(src, tgt, teacher.to(self.device), training=True), tgt)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         norms = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in self.params.values()]).sum(0).sqrt()
         values = torch.cat([losses.detach(), norms]).tolist()
-        for k, (loss, norm) in enumerate(zip(values[:self.size], values[self.size:], strict=True)):
-            for what, number in (("training loss", loss), ("gradient norm", norm)):
-                if not math.isfinite(number):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    raise DivergedError(f"the {what} of model {k + 1} (ratio {ratios[k]:g}) became {number} "
-                                        f"at step {self.step + 1}")
+        try:
+            for k, (loss, norm) in enumerate(zip(values[:self.size], values[self.size:], strict=True)):
+                check_finite(self.step + 1, (("training loss", loss), ("gradient norm", norm)),
+                             f" of model {k + 1} (ratio {ratios[k]:g})")
+        except DivergedError:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise
         if self.config.grad_clip > 0:
             scale = (self.config.grad_clip / (norms + 1e-6)).clamp(max=1.0)
             for param in self.params.values():
@@ -117,30 +131,22 @@ class BatchedTrainer:
 
     @torch.inference_mode()
     def evaluate(self) -> list[Evaluation]:
-        """Each model's metrics under the names `Trainer.evaluate` uses."""
+        """Each model's metrics, scored by the rules `Trainer.evaluate` follows."""
         src, tgt = self.validation
-        metrics: list[dict[str, float]] = [{} for _ in range(self.size)]
-        by_length: list[dict[int, float]] = [{} for _ in range(self.size)]
-        lengths = (tgt != PAD_ID).sum(1) - 1
-        for prefix, forced in (("val_tf", True), ("val_fr", False)):
-            logits = torch.cat([self.forward(s, t, torch.full((self.size, t.shape[1]), forced, device=self.device),
-                                             training=False)
-                                for s, t in zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)], dim=1)
-            for k in range(self.size):
-                loss, token_acc, exact = score(logits[k], tgt)
-                metrics[k] |= {f"{prefix}_loss": loss, f"{prefix}_ppl": math.exp(min(loss, 50.0)),
-                               f"{prefix}_token_acc": token_acc, f"{prefix}_exact": float(exact.float().mean())}
-                if prefix == "val_fr":
-                    by_length[k] = _mean_by_length(exact, lengths)
-        return [Evaluation(m, b) for m, b in zip(metrics, by_length, strict=True)]
+        logits = {prefix: torch.cat([self.forward(s, t, torch.full((self.size, t.shape[1]), ratio >= 1.0,
+                                                                   device=self.device), training=False)
+                                     for s, t in zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)],
+                                    dim=1)
+                  for prefix, ratio in MODES.items()}
+        return [evaluation({prefix: both[k] for prefix, both in logits.items()}, tgt) for k in range(self.size)]
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor, training: bool) -> torch.Tensor:
         """Logits (K, B, L, V); teacher (K, L) or (K, B, L) says where step t reads y_{t-1}, else its own argmax."""
         dropout = self.config.dropout if training else 0.0
         x = F.dropout(self._embed("encoder", src), dropout, training)
         states = []
-        for layer in range(self.config.num_layers):
-            x, state = self._encoder_layer(x, layer)
+        for layer, weights in enumerate(self._layers("encoder")):
+            x, state = _encoder_layer(x, weights)
             states.append(state)
             if layer < self.config.num_layers - 1:
                 x = F.dropout(x, dropout, training)
@@ -156,31 +162,13 @@ class BatchedTrainer:
             return table[:, ids]
         return table[torch.arange(self.size, device=ids.device)[:, None], ids]
 
-    def _weights(self, side: str, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        p = self.params
-        name = f"{side}.lstm"
-        bias = p[f"{name}.bias_ih_l{layer}"] + p[f"{name}.bias_hh_l{layer}"]
-        return p[f"{name}.weight_ih_l{layer}"].transpose(1, 2), p[f"{name}.weight_hh_l{layer}"].transpose(1, 2), bias
-
-    def _encoder_layer(self, x: torch.Tensor,
-                       layer: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """All input projections at once, then one bmm with W_hh per step."""
-        w_ih, w_hh, bias = self._weights("encoder", layer)
-        size, batch, length, _ = x.shape
-        projected = torch.baddbmm(bias[:, None], x.reshape(size, batch * length, -1), w_ih)
-        projected = projected.view(size, batch, length, -1)
-        h = x.new_zeros(size, batch, w_hh.shape[1])
-        c = torch.zeros_like(h)
-        outputs = []
-        for step in projected.unbind(2):  # unbind: one backward stack, not a zero-filled copy per step
-            h, c = _cell(torch.baddbmm(step, h, w_hh), c)
-            outputs.append(h)
-        return torch.stack(outputs, 2), (h, c)
+    def _layers(self, side: str) -> list[LayerWeights]:
+        return lstm_layers(self.params, f"{side}.lstm.", self.config.num_layers)
 
     def _decode(self, tgt: torch.Tensor, teacher: torch.Tensor, states: list[tuple[torch.Tensor, torch.Tensor]],
                 dropout: float, training: bool) -> torch.Tensor:
         size, (batch, length) = self.size, tgt.shape
-        layers = [self._weights("decoder", layer) for layer in range(self.config.num_layers)]
+        layers = self._layers("decoder")
         w_out = self.params["decoder.fc_out.weight"].transpose(1, 2)
         b_out = self.params["decoder.fc_out.bias"][:, None]
         use_table = dropout == 0.0 or not training
@@ -188,7 +176,7 @@ class BatchedTrainer:
             emb = self.params["decoder.embedding.weight"]
             mask = torch.ones(emb.shape[1], 1, device=emb.device)
             mask[PAD_ID] = 0.0
-            table = torch.baddbmm(layers[0][2][:, None], emb * mask, layers[0][0])
+            table = layers[0].project(emb * mask)
         rows = torch.arange(size, device=tgt.device)[:, None]
         token = torch.full((size, batch), SOS_ID, dtype=torch.long, device=tgt.device)
         steps = []
@@ -199,24 +187,31 @@ class BatchedTrainer:
             if use_table:
                 x = table[rows, token]
             else:
-                w_ih, _, bias = layers[0]
-                x = torch.baddbmm(bias[:, None], F.dropout(self._embed("decoder", token), dropout, training), w_ih)
-            new_states = []
-            for layer, ((w_ih, w_hh, bias), (h, c)) in enumerate(zip(layers, states, strict=True)):
+                x = layers[0].project(F.dropout(self._embed("decoder", token), dropout, training))
+            new_states: list[tuple[torch.Tensor, torch.Tensor]] = []
+            for layer, (weights, (h, c)) in enumerate(zip(layers, states, strict=True)):
                 if layer > 0:
-                    below = F.dropout(new_states[-1][0], dropout, training)
-                    x = torch.baddbmm(bias[:, None], below, w_ih)
-                new_states.append(_cell(torch.baddbmm(x, h, w_hh), c))
+                    x = weights.project(F.dropout(new_states[-1][0], dropout, training))
+                step = weights.step(x, h, c)
+                new_states.append((step.h, step.c))
             states = new_states
             steps.append(torch.baddbmm(b_out, states[-1][0], w_out))
         return torch.stack(steps, 2)
 
 
-def _cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """nn.LSTM's cell, gate order i, f, g, o."""
-    i, f, g, o = gates.chunk(4, -1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
+def _encoder_layer(x: torch.Tensor,
+                   weights: LayerWeights) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """All input projections at once, then one bmm with W_hh per step; x (K, B, T, D)."""
+    size, batch, length, _ = x.shape
+    projected = weights.project(x.reshape(size, batch * length, -1)).view(size, batch, length, -1)
+    h = x.new_zeros(size, batch, weights.w_hh.shape[1])
+    c = torch.zeros_like(h)
+    outputs = []
+    for inputs in projected.unbind(2):  # unbind: one backward stack, not a zero-filled copy per step
+        step = weights.step(inputs, h, c)
+        h, c = step.h, step.c
+        outputs.append(h)
+    return torch.stack(outputs, 2), (h, c)
 
 
 def model_losses(logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""Run folders on disk: config.json, metrics.csv, checkpoint.pt.
+"""Run folders on disk: config.json, metrics.csv, checkpoint.pt (and custom_pairs.json for a custom task).
 
-Checkpoints hold only tensors and plain data (state_dict, config dict, vocab
-token lists) and are read with `torch.load(weights_only=True)`, so a file can
-never run code; anything unexpected is refused with a `CheckpointError`.
+Checkpoints hold only tensors and plain data (state dicts, config dicts, vocab token lists, random-number
+states) and are read with `torch.load(weights_only=True)`, so a file can never run code; anything unexpected is
+refused with a `CheckpointError`. Every file is written atomically (`core.files.atomic_write`) and read no
+further than its size limit. Nothing read from a run folder or a checkpoint is ever used as a path.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pickle
 import re
 import time
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,17 +24,19 @@ import torch
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.devices import device_choices
+from playground.core.files import FileTooLarge, atomic_write, read_bounded
 from playground.core.model import Seq2Seq
-from playground.core.tasks import Vocab
-from playground.training.trainer import Trainer, build_model
+from playground.core.tasks import MAX_CUSTOM_BYTES, CustomPairs, Task, TaskError, Vocab
+from playground.training.rules import METRIC_COLUMNS
+from playground.training.trainer import build_model
 
-CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE = "config.json", "metrics.csv", "checkpoint.pt"
-CHECKPOINT_FORMAT = "seq2seq-playground/1"
-METRIC_COLUMNS = (
-    "step", "seconds", "train_loss", "teacher_forcing_ratio", "lr",
-    "val_tf_loss", "val_tf_ppl", "val_tf_token_acc", "val_tf_exact",
-    "val_fr_loss", "val_fr_ppl", "val_fr_token_acc", "val_fr_exact",
-)
+CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, CUSTOM_FILE = (
+    "config.json", "metrics.csv", "checkpoint.pt", "custom_pairs.json")
+CHECKPOINT_FORMAT = "seq2seq-playground/2"
+READABLE_FORMATS = ("seq2seq-playground/1", CHECKPOINT_FORMAT)
+MAX_CHECKPOINT_BYTES = 2 * 1024**3  # the largest allowed model (about 60 M parameters) with Adam's state
+MAX_SMALL_FILE_BYTES = 1024**2  # config.json, run.json, compare.json
+MAX_METRICS_BYTES = 256 * 1024**2
 
 
 class CheckpointError(ValueError):
@@ -53,74 +57,125 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
     raise FileExistsError(f"no free run folder name under {runs_dir}")
 
 
-def write_config(run_dir: Path, config: TrainConfig) -> None:
-    (run_dir / CONFIG_FILE).write_text(json.dumps(config.as_dict(), indent=2))
+def write_json(path: Path, value: Any) -> None:
+    atomic_write(path, json.dumps(value, indent=2).encode())
+
+
+def read_json(path: Path, limit: int = MAX_SMALL_FILE_BYTES) -> Any:
+    """A small JSON file; ValueError names the file when it is missing, too large or not JSON."""
+    try:
+        return json.loads(read_bounded(path, limit, path.name).decode("utf-8"))
+    except FileTooLarge as error:
+        raise ValueError(str(error)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {path.name}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def write_config(run_dir: Path, config: TrainConfig, custom: CustomPairs | None = None) -> None:
+    write_json(run_dir / CONFIG_FILE, config.as_dict())
+    if custom is not None:
+        atomic_write(run_dir / CUSTOM_FILE, custom.to_json())
 
 
 def read_config(run_dir: Path) -> TrainConfig:
     """The run's validated config; a missing or unreadable file is a ConfigError like a bad value."""
-    path = Path(run_dir) / CONFIG_FILE
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError([f"cannot read {path}: {error}"]) from None
+        values = read_json(Path(run_dir) / CONFIG_FILE)
+    except ValueError as error:
+        raise ConfigError([str(error)]) from None
     if not isinstance(values, dict):
-        raise ConfigError([f"{path} must hold a JSON object of settings"])
-    return TrainConfig.from_dict(_portable(values))
+        raise ConfigError([f"{CONFIG_FILE} must hold a JSON object of settings"])
+    return TrainConfig.from_dict(portable(values))
 
 
-def metrics_csv(rows: list[dict[str, float]]) -> str:
+def read_custom(run_dir: Path, config: TrainConfig) -> CustomPairs | None:
+    """A custom run's pairs, kept in its folder; None for a generated task."""
+    if config.task != "custom":
+        return None
+    try:
+        return CustomPairs.from_json(read_bounded(Path(run_dir) / CUSTOM_FILE, 4 * MAX_CUSTOM_BYTES, CUSTOM_FILE))
+    except (OSError, FileTooLarge) as error:
+        raise TaskError(f"cannot read the run's custom pairs ({CUSTOM_FILE}): {error}") from None
+
+
+def metrics_csv(rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = METRIC_COLUMNS) -> str:
     """One row per logged step, blank where not evaluated."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
 
 
-def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
-    """Rewrite metrics.csv atomically."""
-    _atomic_write(run_dir / METRICS_FILE, metrics_csv(rows).encode())
+def write_metrics(run_dir: Path, rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
+    atomic_write(run_dir / METRICS_FILE, metrics_csv(rows, columns).encode())
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    path = run_dir / METRICS_FILE
+    """The rows of metrics.csv as numbers; a damaged file is a ValueError naming it."""
+    path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    with path.open(newline="") as file:
+    try:
+        text = read_bounded(path, MAX_METRICS_BYTES, METRICS_FILE).decode("utf-8")
         return [{key: float(value) for key, value in row.items() if value not in ("", None)}
-                for row in csv.DictReader(file)]
+                for row in csv.DictReader(io.StringIO(text))]
+    except (OSError, FileTooLarge, UnicodeDecodeError, ValueError, TypeError, AttributeError) as error:
+        raise ValueError(f"{METRICS_FILE} is damaged: {error}") from None
 
 
-def save_checkpoint(path: Path, trainer: Trainer) -> None:
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "config": trainer.config.as_dict(),
-        "step": trainer.step,
-        "src_vocab": trainer.task.src_vocab.itos,
-        "tgt_vocab": trainer.task.tgt_vocab.itos,
-        "src_separator": trainer.task.src_vocab.separator,
-        "tgt_separator": trainer.task.tgt_vocab.separator,
-        "state_dict": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    _atomic_write(Path(path), buffer.getvalue())
+@dataclass(frozen=True)
+class SavedModel:
+    label: str
+    config: TrainConfig
+    model: Seq2Seq
 
 
 @dataclass
 class LoadedCheckpoint:
-    model: Seq2Seq
-    config: TrainConfig
+    """Every model of a run (one for training, K for a comparison), what decodes them, and what resumes them."""
+
+    models: list[SavedModel]
     src_vocab: Vocab
     tgt_vocab: Vocab
     step: int
+    custom: CustomPairs | None
+    resume: dict[str, Any] | None  # optimizer and random-number states; None in a version-1 checkpoint
+
+    @property
+    def model(self) -> Seq2Seq:
+        return self.models[0].model
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.models[0].config
+
+
+def save_checkpoint(path: Path, models: list[tuple[str, TrainConfig, dict[str, torch.Tensor]]], task: Task,
+                    step: int, custom: CustomPairs | None, resume: dict[str, Any]) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "models": [{"label": label, "config": config.as_dict(),
+                    "state_dict": {k: v.detach().cpu() for k, v in state.items()}} for label, config, state in models],
+        "step": step,
+        "src_vocab": task.src_vocab.itos,
+        "tgt_vocab": task.tgt_vocab.itos,
+        "src_separator": task.src_vocab.separator,
+        "tgt_separator": task.tgt_vocab.separator,
+        "custom": custom.to_json().decode() if custom is not None else None,
+        "resume": resume,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(Path(path), buffer.getvalue())
 
 
 def load_checkpoint(source: Path | bytes) -> LoadedCheckpoint:
     """Read a checkpoint from a path or uploaded bytes onto the CPU, or raise CheckpointError."""
     try:
-        raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+        raw = source if isinstance(source, bytes) else read_bounded(source, MAX_CHECKPOINT_BYTES, "the checkpoint")
+    except FileTooLarge as error:
+        raise CheckpointError(str(error)) from None
     except OSError as error:
         raise CheckpointError(f"cannot read the checkpoint: {error.strerror}") from None
     if not zipfile.is_zipfile(io.BytesIO(raw)):  # torch.save writes zip archives; anything else is not ours
@@ -134,23 +189,39 @@ def load_checkpoint(source: Path | bytes) -> LoadedCheckpoint:
         ) from None
     except Exception:  # torch raises many types (RuntimeError, EOFError, IndexError, ...) for damaged files
         raise CheckpointError("not a readable PyTorch checkpoint: the file is corrupt or truncated") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
         raise CheckpointError("not a Seq2Seq Playground checkpoint: its format tag is missing")
     try:
-        if not isinstance(payload["config"], dict):
-            raise TypeError("its config is not a dictionary")
-        config = TrainConfig.from_dict(_portable(payload["config"]))
         src_vocab = _vocab(payload["src_vocab"], payload["src_separator"])
         tgt_vocab = _vocab(payload["tgt_vocab"], payload["tgt_separator"])
-        model = build_model(config, len(src_vocab), len(tgt_vocab))
-        model.load_state_dict(payload["state_dict"])
+        entries = payload["models"] if "models" in payload else [
+            {"label": "", "config": payload["config"], "state_dict": payload["state_dict"]}]
+        if not isinstance(entries, list) or not entries:
+            raise TypeError("it holds no model")
+        models = [_model(entry, len(src_vocab), len(tgt_vocab)) for entry in entries]
+        custom = payload.get("custom")
+        pairs = CustomPairs.from_json(custom.encode()) if isinstance(custom, str) else None
+        resume = payload.get("resume")
         step = int(payload.get("step", 0))
     except ConfigError as error:
         raise CheckpointError(f"the checkpoint's config is invalid: {error}") from None
+    except TaskError as error:
+        raise CheckpointError(f"the checkpoint's custom pairs are invalid: {error}") from None
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
         raise CheckpointError(f"the checkpoint does not match its config: {error}") from None
+    if models[0].config.task == "custom" and (pairs is None or pairs.fingerprint != models[0].config.custom_data):
+        raise CheckpointError("the checkpoint's custom task does not hold the pairs it was trained on")
+    return LoadedCheckpoint(models, src_vocab, tgt_vocab, step, pairs, resume if isinstance(resume, dict) else None)
+
+
+def _model(entry: Any, src_size: int, tgt_size: int) -> SavedModel:
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        raise TypeError("a model entry is not a dictionary with a config")
+    config = TrainConfig.from_dict(portable(entry["config"]))
+    model = build_model(config, src_size, tgt_size)
+    model.load_state_dict(entry["state_dict"])
     model.eval()
-    return LoadedCheckpoint(model, config, src_vocab, tgt_vocab, step)
+    return SavedModel(str(entry.get("label", "")), config, model)
 
 
 def _vocab(tokens: Any, separator: Any) -> Vocab:
@@ -161,14 +232,10 @@ def _vocab(tokens: Any, separator: Any) -> Vocab:
     return Vocab(list(tokens), separator)
 
 
-def _portable(config: dict[str, Any]) -> dict[str, Any]:
-    """A saved config may name a GPU this machine lacks: fall back to the automatic choice."""
-    if isinstance(config, dict) and config.get("device") not in device_choices():
-        return {**config, "device": "auto"}
+def portable(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved config made loadable here: a GPU this machine lacks becomes "auto", and a version-1 file path
+    (`custom_csv`) is dropped unread, so such a custom run is refused for want of its pairs."""
+    config = {key: value for key, value in config.items() if key != "custom_csv"}
+    if config.get("device") not in device_choices():
+        config["device"] = "auto"
     return config
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)

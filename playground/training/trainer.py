@@ -1,43 +1,47 @@
-"""One training step and the evaluation that shows the exposure-bias gap.
+"""One model's training: the step, the evaluation that shows the exposure-bias gap, and its builders.
 
-A `Trainer` owns the model, optimizer, data stream and coin generator of one
-run. It knows nothing of threads or pages: `runs.py` drives it in a thread,
-the CLI drives it in a loop.
+A `Trainer` owns the model, optimizer, data stream and coin generator of one run. It knows nothing of threads
+or pages: `runs/` drives it in a thread for the app and the CLI alike. The rules it shares with the K-model
+trainer (coins, finiteness, scoring, metric names) live in `rules.py`.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
 from playground.core.model import Seq2Seq, sequence_loss
-from playground.core.tasks import PAD_ID, Batch, Task, TaskData, TaskError, make_task, parse_custom_csv
+from playground.core.tasks import Batch, CustomPairs, Pair, Task, TaskData, TaskError, make_task
+from playground.training.rules import (
+    EVAL_CHUNK,
+    MODES,
+    DivergedError,
+    Evaluation,
+    check_finite,
+    draw_coins,
+    evaluation,
+    restore_state,
+    resume_state,
+    step_row,
+)
 
-EVAL_CHUNK = 1024
 _SEEDED_INIT = threading.Lock()  # model init draws from torch's global RNG
 
 
-class DivergedError(RuntimeError):
-    """The loss or its gradients became NaN or infinite; the weights are those of the last finite step."""
-
-
-def build_task(config: TrainConfig) -> Task:
-    pairs, separator = None, ""
+def build_task(config: TrainConfig, custom: CustomPairs | None = None) -> Task:
+    """The config's task; a custom task takes its pairs as data, and they must be the ones the config names."""
     if config.task == "custom":
-        try:
-            data = Path(config.custom_csv).read_bytes()
-        except OSError as error:
-            raise TaskError(f"cannot read the CSV file {config.custom_csv!r}: {error.strerror}") from None
-        pairs = parse_custom_csv(data, config.custom_tokenization)
-        separator = " " if config.custom_tokenization == "space" else ""
-    return make_task(config.task, config.min_len, config.max_len, config.alphabet_size,
-                     config.max_digits, pairs, separator)
+        if custom is None:
+            raise TaskError("the custom task needs its source,target pairs: none were given")
+        if custom.fingerprint != config.custom_data or custom.tokenization != config.custom_tokenization:
+            raise TaskError("the custom pairs are not the ones this run was trained on")
+    return make_task(config.task, config.min_len, config.max_len, config.alphabet_size, config.max_digits,
+                     custom if config.task == "custom" else None)
 
 
 def build_model(config: TrainConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
@@ -66,18 +70,23 @@ class StepResult:
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """Validation metrics, teacher-forced (tf, gamma = 1) and free-running (fr, greedy)."""
+class TrainedModel:
+    """What the inspection views need of one trained model, whichever engine trained it."""
 
-    metrics: dict[str, float]
-    exact_by_length: dict[int, float] = field(default_factory=dict)  # free-running, by target length
+    label: str
+    model: Seq2Seq
+    config: TrainConfig
+    task: Task
+    val_pairs: list[Pair]
+    step: int
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, task: Task | None = None) -> None:
+    def __init__(self, config: TrainConfig, custom: CustomPairs | None = None) -> None:
         self.config = config.validate()
+        self.custom = custom
         self.device = resolve_device(config.device)
-        self.task = task or build_task(config)
+        self.task = build_task(config, custom)
         self.data = TaskData(self.task, config.seed, config.val_size)
         self.model = build_model(config, len(self.task.src_vocab), len(self.task.tgt_vocab)).to(self.device)
         self.optimizer = build_optimizer(config, list(self.model.parameters()))
@@ -92,34 +101,29 @@ class Trainer:
     def teacher_forcing_ratio(self) -> float:
         return self.config.forcing_schedule().ratio(self.step)
 
-    def set_live(self, lr: float | None = None, teacher_forcing_ratio: float | None = None) -> None:
-        """Change the learning rate or the ratio (a schedule's start) from the next step on."""
-        changes = {k: v for k, v in (("lr", lr), ("teacher_forcing_ratio", teacher_forcing_ratio)) if v is not None}
+    def set_live(self, **changes: float) -> None:
+        """Change settings that may move while training (config.LIVE_SETTINGS) from the next step on."""
         self.config = self.config.replace(**changes)
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr
-
-    def draw_coins(self, batch: Batch) -> torch.Tensor:
-        """Uniform draws behind this step's coins; drawn every step, so the stream never shifts."""
-        shape = (batch.tgt.shape[1],) if self.config.coin == "step" else tuple(batch.tgt.shape)
-        return torch.rand(shape, generator=self.coins)
 
     def train_step(self) -> StepResult:
         batch = next(self.batches)
         src, tgt = self._to_device(batch)
         ratio = self.teacher_forcing_ratio()
         self.model.train()
-        logits = self.model(src, tgt, ratio, self.config.coin, self.draw_coins(batch))
+        logits = self.model(src, tgt, ratio, self.config.coin, draw_coins(self.coins, self.config.coin, tgt.shape))
         loss = sequence_loss(logits, tgt)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         # One host sync for both checks; a finite loss can still have overflowing gradients.
         value, grad_norm = torch.stack([loss.detach(), norm.to(loss.device)]).tolist()
-        for what, number in (("training loss", value), ("gradient norm", grad_norm)):
-            if not math.isfinite(number):
-                self.optimizer.zero_grad(set_to_none=True)
-                raise DivergedError(f"the {what} became {number} at step {self.step + 1}")
+        try:
+            check_finite(self.step + 1, (("training loss", value), ("gradient norm", grad_norm)))
+        except DivergedError:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), self.config.grad_clip, norm)
         self.optimizer.step()
@@ -129,36 +133,41 @@ class Trainer:
     def logged_step(self) -> tuple[dict[str, float], Evaluation | None]:
         """One step and its metrics row; evaluates every `eval_every` steps and at the last step."""
         result = self.train_step()
-        row = {"step": result.step, "train_loss": result.loss,
-               "teacher_forcing_ratio": result.teacher_forcing_ratio, "lr": result.lr}
+        row = step_row(result.step, result.loss, result.teacher_forcing_ratio, result.lr)
         if result.step % self.config.eval_every and result.step != self.config.steps:
             return row, None
-        evaluation = self.evaluate()
-        return row | evaluation.metrics, evaluation
+        scored = self.evaluate()
+        return row | scored.metrics, scored
 
     @torch.inference_mode()
     def evaluate(self) -> Evaluation:
         self.model.eval()
         src, tgt = self.validation
-        metrics: dict[str, float] = {}
-        exact_by_length: dict[int, float] = {}
-        for prefix, ratio in (("val_tf", 1.0), ("val_fr", 0.0)):
-            logits = torch.cat([self.model(s, t, ratio) for s, t in
-                                zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)])
-            loss, token_acc, exact = score(logits, tgt)
-            metrics |= {f"{prefix}_loss": loss, f"{prefix}_ppl": math.exp(min(loss, 50.0)),
-                        f"{prefix}_token_acc": token_acc, f"{prefix}_exact": float(exact.float().mean())}
-            if prefix == "val_fr":
-                exact_by_length = _mean_by_length(exact, (tgt != PAD_ID).sum(1) - 1)
+        logits = {prefix: torch.cat([self.model(s, t, ratio) for s, t in
+                                     zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)])
+                  for prefix, ratio in MODES.items()}
         self.model.train()
-        return Evaluation(metrics, exact_by_length)
+        return evaluation(logits, tgt)
+
+    def resume_state(self) -> dict[str, Any]:
+        return resume_state(self.optimizer, self.coins, self.data)
+
+    def restore(self, state_dict: dict[str, torch.Tensor], step: int, resume: dict[str, Any] | None) -> None:
+        """Weights and step from a checkpoint; with its resume state the next steps are those never interrupted."""
+        self.model.load_state_dict(state_dict)
+        self.step = step
+        if resume is not None:
+            restore_state(resume, self.optimizer, self.coins, self.data)
+
+    def trained_model(self, label: str = "") -> TrainedModel:
+        return TrainedModel(label, self.model, self.config, self.task, self.data.val_pairs, self.step)
 
     @torch.inference_mode()
     def sample_predictions(self, count: int = 8) -> list[dict[str, str | bool]]:
         """Greedy predictions for the first `count` validation examples."""
         self.model.eval()
         src = self.validation[0][:count]
-        predicted = self.model.greedy_decode(src, self.task.max_tgt_len + 1).cpu().tolist()
+        predicted = self.model.greedy_decode(src, self.task.decode_limit()).cpu().tolist()
         self.model.train()
         source_vocab, target_vocab = self.task.src_vocab, self.task.tgt_vocab
         rows: list[dict[str, str | bool]] = []
@@ -168,15 +177,3 @@ class Trainer:
                          "prediction": target_vocab.join(prediction), "correct": prediction == target})
         return rows
 
-
-def score(logits: torch.Tensor, tgt: torch.Tensor) -> tuple[float, float, torch.Tensor]:
-    """Mean non-pad loss, token accuracy, and a per-row exact-match mask."""
-    mask = tgt != PAD_ID
-    correct = (logits.argmax(-1) == tgt) & mask
-    exact = correct.sum(1) == mask.sum(1)
-    token_acc = correct.sum().item() / mask.sum().item()
-    return sequence_loss(logits, tgt).item(), token_acc, exact
-
-
-def _mean_by_length(values: torch.Tensor, lengths: torch.Tensor) -> dict[int, float]:
-    return {int(n): float(values[lengths == n].float().mean()) for n in lengths.unique().tolist()}

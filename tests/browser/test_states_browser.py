@@ -39,7 +39,8 @@ def test_a_trained_checkpoint_shows_state_heatmaps(streamlit_server: str, browse
     trainer = Trainer(TrainConfig(hidden_dim=16, emb_dim=8, steps=60, val_size=100, max_len=6))
     for _ in range(60):
         trainer.train_step()
-    save_checkpoint(tmp_path / "checkpoint.pt", trainer)
+    save_checkpoint(tmp_path / "checkpoint.pt", [("", trainer.config, trainer.model.state_dict())], trainer.task,
+                    trainer.step, None, trainer.resume_state())
     page = browser_page
     show_checkpoint(page, streamlit_server, tmp_path / "checkpoint.pt")
     assert page.evaluate(TRACE_TYPE, "hs_encoder_0_h") == "heatmap"

@@ -1,0 +1,89 @@
+"""`train`: one model through the app's own run lifecycle (a run folder the app lists), and `--resume`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from playground.cli.common import (
+    EXIT_CODES,
+    EXIT_OK,
+    BadInput,
+    add_config_options,
+    config_from_args,
+    follow,
+    print_json,
+)
+from playground.runs.background import BackgroundRun, RunError
+from playground.runs.engine import RunKind
+from playground.runs.engines import TrainingEngine, TrainingSnapshot
+from playground.runs.registry import RunRegistry
+from playground.training.rules import EVALUATED, Metric
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("train", help="train one model and write a run folder the app lists")
+    add_config_options(parser)
+    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
+    parser.add_argument("--name", default="", help="run name (default: TASK-cli)")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue a stopped, crashed or finished run exactly where it was saved "
+                             "(with --steps N: up to N steps in all)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of results")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        training = resume(Path(args.resume), args.steps)
+    else:
+        config, custom = config_from_args(args)
+        registry = RunRegistry(Path(args.runs_dir))
+        training = registry.launch(args.name or f"{config.task}-cli", TrainingEngine.create(config, custom),
+                                   config, custom)
+    status = follow(training, args.quiet)
+    snapshot: TrainingSnapshot = training.snapshot()
+    summary = summarise(training, snapshot)
+    print(f"{status}: {snapshot.config.task}, {snapshot.step} of {snapshot.total_steps} steps in "
+          f"{snapshot.seconds:.1f} s ({snapshot.steps_per_second:.1f} steps/s)"
+          + (f" — {training.message}" if training.message else ""))
+    if evaluated := summary["free_running_exact_match"]:
+        print(f"validation exact match: teacher-forced {summary['teacher_forced_exact_match']:.1%}, "
+              f"free-running {evaluated:.1%}")
+    print(f"run folder: {training.run_dir}")
+    if args.json:
+        print_json(summary)
+    return EXIT_CODES.get(status, EXIT_OK)
+
+
+def resume(run_dir: Path, steps: str | None) -> BackgroundRun[Any]:
+    registry = RunRegistry(run_dir.parent)
+    try:
+        training = registry.get(run_dir.name)
+    except RunError as error:
+        raise BadInput(f"{run_dir} is not a run folder: {error}") from None
+    if training.kind != RunKind.TRAIN:
+        raise BadInput(f"{run_dir} holds a {training.kind} run; --resume continues training runs")
+    total = int(steps) if steps is not None else training.total_steps
+    if total <= training.step:
+        raise BadInput(f"the run has done {training.step:,} of {training.total_steps:,} steps: give --steps N "
+                       f"with N above {training.step:,} to train on")
+    training.continue_to(total)
+    training.start()
+    return training
+
+
+def summarise(training: BackgroundRun[Any], snapshot: TrainingSnapshot) -> dict[str, Any]:
+    last = next((row for row in reversed(snapshot.rows) if EVALUATED in row), {})
+    return {
+        "status": str(training.status), "message": training.message, "id": training.id,
+        "task": snapshot.config.task, "steps": snapshot.step, "total_steps": snapshot.total_steps,
+        "seconds": round(snapshot.seconds, 2), "steps_per_second": round(snapshot.steps_per_second, 1),
+        "device": snapshot.config.device,
+        "teacher_forced_exact_match": last.get(Metric.TF_EXACT),
+        "free_running_exact_match": last.get(Metric.FR_EXACT),
+        "teacher_forced_loss": last.get(Metric.TF_LOSS),
+        "free_running_loss": last.get(Metric.FR_LOSS),
+        "run_dir": str(training.run_dir),
+    }

@@ -1,0 +1,77 @@
+"""The seam between a run and what it trains: the `Engine` protocol, run kinds and statuses.
+
+A `BackgroundRun` drives any engine the same way (advance until finished, save now and then); the registry
+loads each kind from its folder with the loader registered for it. A remote (cluster) engine plugs in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from playground.training.trainer import TrainedModel
+
+
+class RunKind(StrEnum):
+    TRAIN = "train"
+    COMPARE = "compare"
+
+
+class RunStatus(StrEnum):
+    IDLE = "idle"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+
+FINAL_STATUSES = frozenset({RunStatus.STOPPED, RunStatus.FINISHED, RunStatus.DIVERGED, RunStatus.FAILED})
+ACTIVE_STATUSES = frozenset({RunStatus.RUNNING, RunStatus.PAUSED})
+
+
+@dataclass(frozen=True)
+class LiveChange:
+    """A setting moved while the run trained, drawn as a marker on the charts."""
+
+    step: int
+    text: str
+
+
+SnapshotT = TypeVar("SnapshotT", covariant=True)
+
+
+class Engine(Protocol[SnapshotT]):
+    kind: RunKind
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def total_steps(self) -> int: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    def advance(self) -> None:
+        """One training step, evaluating when due; records its own history."""
+
+    def snapshot(self) -> SnapshotT:
+        """A copy of what the pages draw, safe to hand to another thread."""
+
+    def set_live(self, changes: Mapping[str, float]) -> None:
+        """Change settings that may move while training (config.LIVE_SETTINGS) from the next step on."""
+
+    def extend(self, total_steps: int) -> None:
+        """Train on to `total_steps` (resuming a run that ended)."""
+
+    def models(self) -> list[TrainedModel]:
+        """The trained models as they are now, for the inspection views (the engine's own objects)."""
+
+    def save(self, run_dir: Path) -> None:
+        """Config, metrics and checkpoint into the run folder, each file atomically."""
