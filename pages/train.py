@@ -12,8 +12,10 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import TrainingEngine, TrainingSnapshot
 from playground.runs.registry import registry
+from playground.training.cost import WARN_SECONDS_PER_STEP, estimate
 from playground.training.rules import EVALUATED, Metric
 from playground.training.storage import metrics_csv
+from playground.training.trainer import build_task
 from playground.ui import (
     attached_run,
     checked_config,
@@ -122,6 +124,13 @@ buttons[5].text_input("Run name", key="run_name", placeholder="name of the next 
                       label_visibility="collapsed")
 if message := st.session_state.pop("train_error", None):
     st.error(message)
+if config is not None and not running:
+    cost = estimate(config, build_task(config, custom))
+    note = f"Estimated cost on this machine: {cost.describe()}."
+    if cost.seconds_per_step > WARN_SECONDS_PER_STEP:
+        st.warning(f"{note} That is slow: a smaller hidden size, batch or length trains in seconds.")
+    else:
+        st.caption(note)
 
 if run is not None and config is not None:
     run_config = run.snapshot().config

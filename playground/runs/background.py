@@ -44,6 +44,11 @@ class BackgroundRun(Generic[SnapshotT]):
         self._thread: threading.Thread | None = None
         self._models: tuple[int, list[TrainedModel]] | None = None
         self.admit: Callable[[BackgroundRun[Any]], None] = lambda run: None  # raises RunError to refuse a start
+        self.peak_memory_bytes = 0.0  # the estimate admission control counts while the run trains
+
+    @property
+    def size(self) -> int:
+        return self._engine.size
 
     @property
     def kind(self) -> RunKind:

@@ -50,6 +50,10 @@ class Engine(Protocol[SnapshotT]):
     kind: RunKind
 
     @property
+    def size(self) -> int:
+        """How many models it trains (what admission control multiplies a model's cost by)."""
+
+    @property
     def step(self) -> int: ...
 
     @property

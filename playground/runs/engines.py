@@ -88,6 +88,7 @@ class TrainingEngine(_Progress):
     """One model: a `Trainer` plus the history the Train page draws."""
 
     kind = RunKind.TRAIN
+    size = 1
 
     def __init__(self, trainer: Trainer, rows: list[dict[str, float]] | None = None) -> None:
         self.trainer = trainer
@@ -163,6 +164,10 @@ class CompareEngine(_Progress):
     """All arms x seeds in one `BatchedTrainer`, with the history the Compare page draws."""
 
     kind = RunKind.COMPARE
+
+    @property
+    def size(self) -> int:
+        return self.trainer.size
 
     def __init__(self, config: CompareConfig, custom: CustomPairs | None = None, log_every: int = 5) -> None:
         self.config = config

@@ -20,15 +20,19 @@ from playground.core.tasks import CustomPairs
 from playground.runs.background import RUN_FILE, BackgroundRun, RunError, read_run_file
 from playground.runs.engine import Engine, RunKind, RunStatus
 from playground.runs.engines import ENGINE_LOADERS
+from playground.training.cost import estimate, gigabytes, memory_budget
 from playground.training.storage import (
     CHECKPOINT_FILE,
     MAX_CHECKPOINT_BYTES,
     MAX_METRICS_BYTES,
     METRICS_FILE,
     create_run_dir,
+    read_config,
+    read_custom,
     write_config,
     write_json,
 )
+from playground.training.trainer import build_task
 
 MAX_NAME = 80
 
@@ -53,15 +57,18 @@ class RunRegistry:
 
     runs_dir: Path
     max_active: int = 4
+    memory_budget: float = field(default_factory=memory_budget)
     _runs: dict[str, BackgroundRun[Any]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def launch(self, name: str, engine: Engine[Any], config: TrainConfig, custom: CustomPairs | None = None,
                one_step: bool = False) -> BackgroundRun[Any]:
         """A new run, started (or stepped once); when it may not start, nothing is created."""
+        peak = _peak_memory(config, custom, engine.size)
         with self._lock:
-            self._admit(None)
+            self._admit(None, peak)
             run = self._create(name, engine, config, custom)
+            run.peak_memory_bytes = peak
             (run.step_once if one_step else run.start)()
         return run
 
@@ -80,12 +87,19 @@ class RunRegistry:
         self._runs[run.id] = run
         return run
 
-    def _admit(self, starting: BackgroundRun[Any] | None) -> None:
+    def _admit(self, starting: BackgroundRun[Any] | None, peak: float | None = None) -> None:
+        """Refuse a start past `max_active` runs or past the memory budget (the estimates of the runs training)."""
         with self._lock:
             active = [run for run in self._runs.values() if run.active and run is not starting]
         if len(active) >= self.max_active:
             raise RunError(f"{len(active)} runs are training already (at most {self.max_active} at once); "
                            "stop or pause one first")
+        needed = peak if peak is not None else starting.peak_memory_bytes if starting is not None else 0.0
+        in_use = sum(run.peak_memory_bytes for run in active)
+        if in_use + needed > self.memory_budget:
+            raise RunError(f"this run needs about {gigabytes(needed)} of memory and the runs training now about "
+                           f"{gigabytes(in_use)}: together more than the budget of {gigabytes(self.memory_budget)} "
+                           "(PLAYGROUND_MEMORY_BUDGET_GB); stop a run or choose a smaller model, batch or length")
 
     def list(self) -> list[RunSummary]:
         """Newest first: runs in memory and run folders on disk."""
@@ -112,6 +126,8 @@ class RunRegistry:
             run = BackgroundRun(run_id, str(info["name"]), ENGINE_LOADERS[RunKind(info["kind"])](run_dir), run_dir,
                                 RunStatus(info["status"]), str(info.get("message", "")))
             run.admit = self._admit
+            config = read_config(run_dir)
+            run.peak_memory_bytes = _peak_memory(config, read_custom(run_dir, config), run.size)
             self._runs[run_id] = run
             return run
 
@@ -165,6 +181,10 @@ class RunRegistry:
         for run in list(self._runs.values()):
             run.stop()
             run.join(timeout=10)
+
+
+def _peak_memory(config: TrainConfig, custom: CustomPairs | None, models: int) -> float:
+    return estimate(config, build_task(config, custom)).peak_memory_bytes * models
 
 
 def _count(value: Any) -> int:
