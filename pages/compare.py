@@ -31,6 +31,7 @@ from playground.ui import (
     keep_widget_state,
     load_settings,
     runs_panel,
+    session_owner,
     setting_widget,
     settings_sidebar,
     sync_url,
@@ -137,7 +138,8 @@ def start() -> None:
     if config is None:
         return  # the rerun shows the problems
     try:
-        new_run = runs.launch(f"compare-{config.base.task}", CompareEngine(config, custom), config.base, custom)
+        new_run = runs.launch(f"compare-{config.base.task}", CompareEngine(config, custom), config.base, custom,
+                              owner=session_owner())
         st.session_state.compare_run_id = new_run.id
     except (RunError, ConfigError, TaskError) as error:
         st.session_state.compare_error = str(error)

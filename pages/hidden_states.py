@@ -37,6 +37,7 @@ from playground.runs.engine import RunStatus
 from playground.runs.registry import registry
 from playground.training.storage import CheckpointError, load_checkpoint
 from playground.training.trainer import build_task
+from playground.ui import visible_runs
 
 REFRESH_SECONDS = 3.0
 MAX_EXAMPLES = 200  # validation examples offered in the picker
@@ -82,7 +83,7 @@ def pick_source() -> Source | None:
         if note:
             st.info(note)
         return Source(upload.name, config, src_vocab, tgt_vocab, pairs, False, lambda: model)
-    summaries = registry().list()
+    summaries = visible_runs()
     if not summaries:
         st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
         return None

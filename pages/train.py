@@ -24,6 +24,7 @@ from playground.ui import (
     open_run,
     run_label,
     runs_panel,
+    session_owner,
     settings_sidebar,
     state_preview,
     sync_url,
@@ -63,7 +64,7 @@ def act(action: str) -> None:
     try:
         if run is None or run.status in FINAL_STATUSES:
             run = runs.launch(st.session_state.get("run_name", ""), TrainingEngine.create(config, custom), config,
-                              custom, one_step=action == "step")
+                              custom, one_step=action == "step", owner=session_owner())
             st.session_state.train_run_id = run.id
         elif action == "step":
             run.step_once()
@@ -117,7 +118,7 @@ else:
 buttons[2].button("Step", key="step", on_click=act, args=("step",), disabled=config is None or running, width="stretch",
                   help="One training step, then pause")
 buttons[3].button("Stop", key="stop", on_click=stop,
-                  disabled=run is None or not run.active, width="stretch")
+                  disabled=run is None or not (run.active or run.status == RunStatus.QUEUED), width="stretch")
 buttons[4].button("Reset", key="reset", on_click=reset, width="stretch",
                   help="Forget the current run (it stays in the list) so Start begins a new one")
 buttons[5].text_input("Run name", key="run_name", placeholder="name of the next run (optional)",
@@ -196,12 +197,16 @@ if run is not None:
     chart_options[0].slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
                             help="Exponential moving average of the training loss, as in TensorBoard")
     chart_options[1].toggle("Log scale", key="log_y")
-    polling = run.status == "running"
+    shown_status = run.status  # the buttons above were drawn for this status
+    polling = shown_status in (RunStatus.RUNNING, RunStatus.QUEUED)
 
     @st.fragment(run_every=CURVES_SECONDS if polling else None)
     def live_curves() -> None:
+        place, waiting = runs.queue_position(run)
+        if place:
+            st.info(f"Waiting for a free slot: place {place} of {waiting} in the queue. Training starts by itself.")
         draw_progress_and_loss(run, run.snapshot())
-        if polling and run.status != "running":
+        if run.status != shown_status:
             st.rerun()  # re-register the fragments without a timer, and refresh the buttons
 
     @st.fragment(run_every=EVALUATION_SECONDS if polling else None)

@@ -6,6 +6,7 @@ This is the one module of the library that imports streamlit; everything it show
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,7 +27,7 @@ from playground.plots.states import state_heatmap
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import RunKind
 from playground.runs.engines import TrainingSnapshot
-from playground.runs.registry import registry
+from playground.runs.registry import RunSummary, registry
 from playground.training.trainer import build_task
 
 SETTING_PREFIX = "cfg_"
@@ -127,8 +128,20 @@ def attached_run(kind: RunKind, session_key: str, url_key: str,
     return run
 
 
+def session_owner() -> str:
+    """Who owns the runs this browser session starts (what shared mode filters by)."""
+    return st.session_state.setdefault("session_owner", uuid.uuid4().hex)
+
+
+def visible_runs() -> list[RunSummary]:
+    """The runs this session may see: all of them, or in shared mode its own and those opened by a link."""
+    return registry().list(session_owner(), frozenset(st.session_state.get("opened_runs", ())))
+
+
 def open_run(run_id: str, kind: RunKind) -> BackgroundRun[Any] | None:
-    """A run of this kind by id, or None (the reason is kept for `run_problem`)."""
+    """A run of this kind by id, or None (the reason is kept for `run_problem`); opening grants this session
+    sight of it (a link is how a run is shared)."""
+    st.session_state.setdefault("opened_runs", set()).add(run_id)
     try:
         run = registry().get(run_id)
     except (RunError, ValueError) as error:  # ValueError: a damaged run (config, checkpoint, task)
@@ -267,7 +280,7 @@ def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Cal
             st.error(problem)
         labels = {summary.id: f"{summary.name} ({summary.status}, step {summary.step:,} of "
                               f"{summary.total_steps:,}) — {summary.id}"
-                  for summary in runs.list() if summary.kind == kind}
+                  for summary in visible_runs() if summary.kind == kind}
         if not labels:
             st.caption("No runs yet.")
             return

@@ -45,6 +45,7 @@ class BackgroundRun(Generic[SnapshotT]):
         self._models: tuple[int, list[TrainedModel]] | None = None
         self.admit: Callable[[BackgroundRun[Any]], None] = lambda run: None  # raises RunError to refuse a start
         self.peak_memory_bytes = 0.0  # the estimate admission control counts while the run trains
+        self.on_end: Callable[[BackgroundRun[Any]], None] = lambda run: None  # the registry starts a queued run
 
     @property
     def size(self) -> int:
@@ -101,11 +102,19 @@ class BackgroundRun(Generic[SnapshotT]):
             self._ensure_thread()
             self._control.notify_all()
 
+    def queue(self) -> None:
+        """Wait for a free slot (shared mode): the registry starts the run when one frees."""
+        with self._control:
+            if self.status == RunStatus.IDLE:
+                self.status = RunStatus.QUEUED
+
     def stop(self) -> None:
-        """Takes effect within one step; the thread saves and sets 'stopped'."""
+        """Takes effect within one step; the thread saves and sets 'stopped' (a queued run leaves the queue)."""
         with self._control:
             if self.status in FINAL_STATUSES:
                 return
+            if self.status == RunStatus.QUEUED:
+                self.status = RunStatus.IDLE
             if self._thread is None or not self._thread.is_alive():
                 self._finish(RunStatus.STOPPED, "")
                 return
@@ -205,6 +214,7 @@ class BackgroundRun(Generic[SnapshotT]):
                 last_save = time.monotonic()
         with self._control:
             self._finish(final, message)
+        self.on_end(self)
 
     def _finish(self, status: RunStatus, message: str) -> None:
         """The final status; a save that fails marks the run failed (what it had stays in memory)."""

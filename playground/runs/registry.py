@@ -58,42 +58,79 @@ class RunRegistry:
     runs_dir: Path
     max_active: int = 4
     memory_budget: float = field(default_factory=memory_budget)
+    shared: bool = False  # sessions see only their own runs (and runs opened by a link); starts past a limit queue
+    max_per_session: int = 1
     _runs: dict[str, BackgroundRun[Any]] = field(default_factory=dict)
+    _queue: list[BackgroundRun[Any]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def launch(self, name: str, engine: Engine[Any], config: TrainConfig, custom: CustomPairs | None = None,
-               one_step: bool = False) -> BackgroundRun[Any]:
-        """A new run, started (or stepped once); when it may not start, nothing is created."""
+               one_step: bool = False, owner: str = "") -> BackgroundRun[Any]:
+        """A new run, started (or stepped once). When it may not start, nothing is created, except in shared mode,
+        where it waits in the queue (`queue_position`) and starts when a slot frees."""
         peak = _peak_memory(config, custom, engine.size)
         with self._lock:
-            self._admit(None, peak)
-            run = self._create(name, engine, config, custom)
+            try:
+                self._admit(None, peak, owner)
+            except RunError:
+                if not self.shared:
+                    raise
+                run = self._create(name, engine, config, custom, owner)
+                run.peak_memory_bytes = peak
+                run.queue()
+                self._queue.append(run)
+                return run
+            run = self._create(name, engine, config, custom, owner)
             run.peak_memory_bytes = peak
             (run.step_once if one_step else run.start)()
         return run
 
-    def _create(self, name: str, engine: Engine[Any], config: TrainConfig,
-                custom: CustomPairs | None) -> BackgroundRun[Any]:
+    def queue_position(self, run: BackgroundRun[Any]) -> tuple[int, int]:
+        """(1-based place, queue length); (0, length) for a run that does not wait."""
+        with self._lock:
+            waiting = [queued for queued in self._queue if queued.status == RunStatus.QUEUED]
+            return (waiting.index(run) + 1 if run in waiting else 0), len(waiting)
+
+    def _start_queued(self, ended: BackgroundRun[Any] | None = None) -> None:
+        """A run ended: start the queued runs that now fit, first come first served."""
+        with self._lock:
+            self._queue = [run for run in self._queue if run.status == RunStatus.QUEUED]
+            for run in list(self._queue):
+                try:
+                    self._admit(run, owner=run.owner)
+                except RunError:
+                    continue
+                self._queue.remove(run)
+                run.status = RunStatus.IDLE
+                run.start()
+
+    def _create(self, name: str, engine: Engine[Any], config: TrainConfig, custom: CustomPairs | None,
+                owner: str = "") -> BackgroundRun[Any]:
         run_dir = create_run_dir(self.runs_dir, name or config.task)
         try:
             write_config(run_dir, config, custom)
-            run = BackgroundRun(run_dir.name, (name or run_dir.name)[:MAX_NAME], engine, run_dir)
+            run = BackgroundRun(run_dir.name, (name or run_dir.name)[:MAX_NAME], engine, run_dir, owner=owner)
             if problem := run.write_run_file():
                 raise OSError(problem)
         except OSError:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         run.admit = self._admit
+        run.on_end = self._start_queued
         self._runs[run.id] = run
         return run
 
-    def _admit(self, starting: BackgroundRun[Any] | None, peak: float | None = None) -> None:
-        """Refuse a start past `max_active` runs or past the memory budget (the estimates of the runs training)."""
+    def _admit(self, starting: BackgroundRun[Any] | None, peak: float | None = None, owner: str = "") -> None:
+        """Refuse a start past `max_active` runs, past a session's share in shared mode, or past the memory
+        budget (the estimates of the runs training)."""
         with self._lock:
             active = [run for run in self._runs.values() if run.active and run is not starting]
         if len(active) >= self.max_active:
             raise RunError(f"{len(active)} runs are training already (at most {self.max_active} at once); "
                            "stop or pause one first")
+        owner = starting.owner if starting is not None else owner
+        if self.shared and sum(run.owner == owner for run in active) >= self.max_per_session:
+            raise RunError(f"this session trains {self.max_per_session} run(s) already, the most one session may")
         needed = peak if peak is not None else starting.peak_memory_bytes if starting is not None else 0.0
         in_use = sum(run.peak_memory_bytes for run in active)
         if in_use + needed > self.memory_budget:
@@ -101,18 +138,21 @@ class RunRegistry:
                            f"{gigabytes(in_use)}: together more than the budget of {gigabytes(self.memory_budget)} "
                            "(PLAYGROUND_MEMORY_BUDGET_GB); stop a run or choose a smaller model, batch or length")
 
-    def list(self) -> list[RunSummary]:
-        """Newest first: runs in memory and run folders on disk."""
+    def list(self, viewer: str = "", opened: frozenset[str] = frozenset()) -> list[RunSummary]:
+        """Newest first: runs in memory and run folders on disk; in shared mode only the viewer's own runs and
+        those it opened by a link."""
         with self._lock:
-            summaries = {run.id: RunSummary(run.id, run.name, run.kind, run.status, run.step, run.total_steps)
-                         for run in self._runs.values()}
+            found = {run.id: (RunSummary(run.id, run.name, run.kind, run.status, run.step, run.total_steps),
+                              run.owner) for run in self._runs.values()}
         if self.runs_dir.is_dir():
             for path in self.runs_dir.iterdir():
-                if path.name not in summaries and (info := read_run_file(path)):
-                    summaries[path.name] = RunSummary(path.name, str(info["name"]), RunKind(info["kind"]),
-                                                      RunStatus(info["status"]), _count(info.get("step")),
-                                                      _count(info.get("total_steps")))
-        return sorted(summaries.values(), key=lambda summary: summary.id, reverse=True)
+                if path.name not in found and (info := read_run_file(path)):
+                    found[path.name] = (RunSummary(path.name, str(info["name"]), RunKind(info["kind"]),
+                                                   RunStatus(info["status"]), _count(info.get("step")),
+                                                   _count(info.get("total_steps"))), str(info.get("owner", "")))
+        shown = [summary for summary, owner in found.values()
+                 if not self.shared or owner == viewer or summary.id in opened]
+        return sorted(shown, key=lambda summary: summary.id, reverse=True)
 
     def get(self, run_id: str) -> BackgroundRun[Any]:
         """A run by id, loading a folder from disk the first time it is opened; ValueError if it is damaged."""
@@ -124,8 +164,9 @@ class RunRegistry:
             if info is None:
                 raise RunError(f"no run {run_id!r} in {self.runs_dir}")
             run = BackgroundRun(run_id, str(info["name"]), ENGINE_LOADERS[RunKind(info["kind"])](run_dir), run_dir,
-                                RunStatus(info["status"]), str(info.get("message", "")))
+                                RunStatus(info["status"]), str(info.get("message", "")), str(info.get("owner", "")))
             run.admit = self._admit
+            run.on_end = self._start_queued
             config = read_config(run_dir)
             run.peak_memory_bytes = _peak_memory(config, read_custom(run_dir, config), run.size)
             self._runs[run_id] = run
@@ -196,11 +237,16 @@ _REGISTRY_LOCK = threading.Lock()
 
 
 def registry() -> RunRegistry:
-    """The process-wide registry over PLAYGROUND_RUNS_DIR (default: runs)."""
+    """The process-wide registry over PLAYGROUND_RUNS_DIR (default: runs); PLAYGROUND_SHARED=1 serves a class:
+    each session sees its own runs, at most PLAYGROUND_RUNS_PER_SESSION (default 1) train per session, and starts
+    past a limit wait in a queue. PLAYGROUND_MAX_ACTIVE (default 4) caps the runs training at once."""
     global _REGISTRY
     with _REGISTRY_LOCK:
         if _REGISTRY is None:
-            _REGISTRY = RunRegistry(Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs")))
+            _REGISTRY = RunRegistry(Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs")),
+                                    max_active=int(os.environ.get("PLAYGROUND_MAX_ACTIVE", "4")),
+                                    shared=os.environ.get("PLAYGROUND_SHARED", "") == "1",
+                                    max_per_session=int(os.environ.get("PLAYGROUND_RUNS_PER_SESSION", "1")))
         return _REGISTRY
 
 
