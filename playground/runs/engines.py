@@ -22,6 +22,7 @@ from playground.training.rules import Metric
 from playground.training.storage import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    CheckpointError,
     LoadedCheckpoint,
     load_checkpoint,
     portable,
@@ -58,7 +59,10 @@ class TrainingSnapshot:
 
 
 def _checkpoint(run_dir: Path) -> LoadedCheckpoint:
-    return load_checkpoint(run_dir / CHECKPOINT_FILE)
+    try:
+        return load_checkpoint(run_dir / CHECKPOINT_FILE)
+    except CheckpointError as error:
+        raise CheckpointError(f"{CHECKPOINT_FILE}: {error}") from None
 
 
 def _rows_up_to(rows: list[dict[str, float]], step: int) -> list[dict[str, float]]:
@@ -202,7 +206,7 @@ class CompareEngine(_Progress):
     def advance(self) -> None:
         started = time.perf_counter()
         if not self.rows[0]:
-            self._evaluate({Metric.STEP: 0.0})
+            self._evaluate({Metric.STEP: 0})
         result = self.trainer.train_step()
         self.seconds += time.perf_counter() - started
         step, base = result.step, self.config.base
@@ -211,10 +215,10 @@ class CompareEngine(_Progress):
             extra = [{Metric.TRAIN_LOSS: loss, Metric.GAMMA: ratio}
                      for loss, ratio in zip(result.losses, result.ratios, strict=True)]
             if due:
-                self._evaluate({Metric.STEP: float(step)}, extra)
+                self._evaluate({Metric.STEP: step}, extra)
             else:
                 for rows, values in zip(self.rows, extra, strict=True):
-                    rows.append({Metric.STEP: float(step), Metric.SECONDS: self.seconds} | values)
+                    rows.append({Metric.STEP: step, Metric.SECONDS: self.seconds} | values)
 
     def _evaluate(self, row: dict[str, float], extra: list[dict[str, float]] | None = None) -> None:
         started = time.perf_counter()

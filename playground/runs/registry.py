@@ -19,10 +19,11 @@ from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
 from playground.runs.background import RUN_FILE, BackgroundRun, RunError, read_run_file
 from playground.runs.engine import Engine, RunKind, RunStatus
-from playground.runs.engines import ENGINE_LOADERS
+from playground.runs.engines import COMPARE_FILE, ENGINE_LOADERS
 from playground.training.cost import estimate, gigabytes, memory_budget
 from playground.training.storage import (
     CHECKPOINT_FILE,
+    CONFIG_FILE,
     MAX_CHECKPOINT_BYTES,
     MAX_METRICS_BYTES,
     METRICS_FILE,
@@ -146,10 +147,16 @@ class RunRegistry:
                               run.owner) for run in self._runs.values()}
         if self.runs_dir.is_dir():
             for path in self.runs_dir.iterdir():
-                if path.name not in found and (info := read_run_file(path)):
+                if path.name in found:
+                    continue
+                if info := read_run_file(path):
                     found[path.name] = (RunSummary(path.name, str(info["name"]), RunKind(info["kind"]),
                                                    RunStatus(info["status"]), _count(info.get("step")),
                                                    _count(info.get("total_steps"))), str(info.get("owner", "")))
+                elif (path / CONFIG_FILE).is_file():  # a run whose run.json is damaged is still shown, as such
+                    kind = RunKind.COMPARE if (path / COMPARE_FILE).is_file() else RunKind.TRAIN
+                    found[path.name] = (RunSummary(path.name, f"{path.name} ({RUN_FILE} is damaged)", kind,
+                                                   RunStatus.FAILED, 0, 0), "")
         shown = [summary for summary, owner in found.values()
                  if not self.shared or owner == viewer or summary.id in opened]
         return sorted(shown, key=lambda summary: summary.id, reverse=True)
@@ -162,7 +169,9 @@ class RunRegistry:
             run_dir = self._folder(run_id)
             info = read_run_file(run_dir)
             if info is None:
-                raise RunError(f"no run {run_id!r} in {self.runs_dir}")
+                damaged = (run_dir / CONFIG_FILE).is_file()
+                raise RunError(f"{RUN_FILE} of run {run_id} is damaged" if damaged
+                               else f"no run {run_id!r} in {self.runs_dir}")
             run = BackgroundRun(run_id, str(info["name"]), ENGINE_LOADERS[RunKind(info["kind"])](run_dir), run_dir,
                                 RunStatus(info["status"]), str(info.get("message", "")), str(info.get("owner", "")))
             run.admit = self._admit
@@ -201,7 +210,7 @@ class RunRegistry:
         if run is not None:
             run.stop()
             run.join(timeout=10)
-        elif read_run_file(self._folder(run_id)) is None:
+        elif read_run_file(self._folder(run_id)) is None and not (self._folder(run_id) / CONFIG_FILE).is_file():
             raise RunError(f"no run {run_id!r} in {self.runs_dir}")
         shutil.rmtree(self._folder(run_id), ignore_errors=True)
 

@@ -37,6 +37,7 @@ READABLE_FORMATS = ("seq2seq-playground/1", CHECKPOINT_FORMAT)
 MAX_CHECKPOINT_BYTES = 2 * 1024**3  # the largest allowed model (about 60 M parameters) with Adam's state
 MAX_SMALL_FILE_BYTES = 1024**2  # config.json, run.json, compare.json
 MAX_METRICS_BYTES = 256 * 1024**2
+WHOLE_COLUMNS = ("step", "model")  # read back as they were written, so a resumed run's file equals a fresh one's
 
 
 class CheckpointError(ValueError):
@@ -118,8 +119,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
         return []
     try:
         text = read_bounded(path, MAX_METRICS_BYTES, METRICS_FILE).decode("utf-8")
-        return [{key: float(value) for key, value in row.items() if value not in ("", None)}
-                for row in csv.DictReader(io.StringIO(text))]
+        return [{key: int(value) if key in WHOLE_COLUMNS else float(value) for key, value in row.items()
+                 if value not in ("", None)} for row in csv.DictReader(io.StringIO(text))]
     except (OSError, FileTooLarge, UnicodeDecodeError, ValueError, TypeError, AttributeError) as error:
         raise ValueError(f"{METRICS_FILE} is damaged: {error}") from None
 

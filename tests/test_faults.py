@@ -1,0 +1,121 @@
+"""Fault injection: real training processes killed at random moments, run files damaged one at a time, a full
+disk. After each, the run list opens, every run is listed, damaged files are named and nothing saved is lost."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from playground.core.config import TrainConfig
+from playground.runs.background import RUN_FILE, RunError
+from playground.runs.engines import TrainingEngine
+from playground.runs.registry import RunRegistry
+from playground.training import storage
+from playground.training.storage import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--hidden", "8", "--emb", "4", "--val-size", "32", "--batch-size", "8", "--eval-every", "25"]
+KILL_AFTER = random.Random(15).uniform(0.0, 3.0)  # seconds after the first save: a seeded random moment
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "playground", "--threads", "1", *args]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli(*args), cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def metric_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / METRICS_FILE).open() as file:
+        return [{key: value for key, value in row.items() if key != "seconds"} for row in csv.DictReader(file)]
+
+
+def test_a_killed_cli_run_keeps_its_files_is_listed_and_resumes_exactly(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    process = subprocess.Popen(cli("train", *TINY, "--steps", "100000", "--quiet", "--runs-dir", str(runs_dir)),
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(runs_dir.glob(f"*/{CHECKPOINT_FILE}")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(KILL_AFTER)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (run_dir,) = runs_dir.iterdir()
+    assert {RUN_FILE, CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE} <= {path.name for path in run_dir.iterdir()}
+    listed = json.loads(run_cli("runs", "--runs-dir", str(runs_dir), "--json").stdout.splitlines()[-1])
+    assert [(run["id"], run["kind"], run["status"]) for run in listed] == [(run_dir.name, "train", "stopped")]
+    saved_step = load_checkpoint(run_dir / CHECKPOINT_FILE).step
+    assert saved_step > 0 and listed[0]["step"] == saved_step
+    total = str(saved_step + 40)
+    resumed = run_cli("train", "--resume", str(run_dir), "--steps", total, "--quiet", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.splitlines()[-1])["total_steps"] == int(total)
+    fresh = run_cli("train", *TINY, "--steps", total, "--quiet", "--json", "--runs-dir", str(tmp_path / "fresh"))
+    fresh_dir = Path(json.loads(fresh.stdout.splitlines()[-1])["run_dir"])
+    fresh_dir = fresh_dir if fresh_dir.is_absolute() else ROOT / fresh_dir
+    assert metric_rows(run_dir) == metric_rows(fresh_dir)
+    resumed_weights = load_checkpoint(run_dir / CHECKPOINT_FILE).model.state_dict()
+    fresh_weights = load_checkpoint(fresh_dir / CHECKPOINT_FILE).model.state_dict()
+    assert all(torch.equal(resumed_weights[name], fresh_weights[name]) for name in fresh_weights)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = TrainConfig(hidden_dim=8, emb_dim=4, val_size=32, batch_size=8, steps=30, eval_every=10)
+    registry = RunRegistry(tmp_path_factory.mktemp("runs"))
+    run = registry.launch("intact", TrainingEngine.create(config), config)
+    run.join(60)
+    return run.run_dir
+
+
+@pytest.mark.parametrize(("damaged", "named"), [
+    (RUN_FILE, RUN_FILE), (CONFIG_FILE, CONFIG_FILE), (METRICS_FILE, METRICS_FILE),
+    (CHECKPOINT_FILE, CHECKPOINT_FILE)])
+def test_a_damaged_file_is_named_and_the_other_runs_stay_listed(finished_run: Path, tmp_path: Path,
+                                                                 damaged: str, named: str) -> None:
+    runs_dir = tmp_path / "runs"
+    for name in ("intact", "damaged"):
+        shutil.copytree(finished_run, runs_dir / name)
+    (runs_dir / "damaged" / damaged).write_bytes(b"\x00\xffnot what it should be" * 3)
+    registry = RunRegistry(runs_dir)
+    assert sorted(summary.id for summary in registry.list()) == ["damaged", "intact"]
+    with pytest.raises((RunError, ValueError)) as refused:
+        registry.get("damaged")
+    assert named in str(refused.value)
+    assert registry.get("intact").snapshot().step == 30
+    registry.delete("damaged")
+    assert [summary.id for summary in registry.list()] == ["intact"]
+
+
+def test_a_full_disk_fails_the_run_and_keeps_what_was_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = TrainConfig(hidden_dim=8, emb_dim=4, val_size=32, batch_size=8, steps=100_000, eval_every=10)
+    registry = RunRegistry(tmp_path / "runs")
+    run = registry.launch("filling", TrainingEngine.create(config), config)
+    while run.step < 20:
+        time.sleep(0.05)
+    assert run.save() == ""
+    saved_step = load_checkpoint(run.run_dir / CHECKPOINT_FILE).step
+
+    def disk_full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(storage, "atomic_write", disk_full)
+    run.stop()
+    run.join(30)
+    assert run.status == "failed" and "No space left on device" in run.message and not run.active
+    assert run.snapshot().step >= saved_step and len(run.snapshot().rows) > 1  # the history stays in memory
+    assert load_checkpoint(run.run_dir / CHECKPOINT_FILE).step == saved_step
+    assert [summary.id for summary in RunRegistry(tmp_path / "runs").list()] == [run.id]
