@@ -36,18 +36,22 @@ LEARNED = 0.5  # teacher-forced token accuracy below which a run has not learned
 
 @dataclass(frozen=True)
 class Reading:
+    """Whether the lesson's expected effect appeared in this run, and the sentences that say so from its numbers."""
+
     appeared: bool | None  # None: too early to say
     text: str
 
 
 @dataclass(frozen=True)
 class Lesson:
+    """One guided experiment; `read` turns the finished run's snapshot into what it showed."""
+
     key: str
     title: str
-    story: str
-    questions: tuple[str, ...]
+    story: str  # markdown: what the student is about to see, and why it matters
+    questions: tuple[str, ...]  # answered from the live charts, before the reading
     config: CompareConfig
-    charts: tuple[str, ...]
+    charts: tuple[str, ...]  # keys of CHART_TITLES, drawn in this order
     read: Callable[[CompareSnapshot], Reading]
 
 
