@@ -34,6 +34,7 @@ from playground.ui import (
     session_owner,
     setting_widget,
     settings_sidebar,
+    share_link,
     sync_url,
     url_problems,
 )
@@ -92,10 +93,12 @@ settings_sidebar(skip=FORCING_SETTINGS)  # the forcing settings are drawn on the
 
 left, middle, coin, right = st.columns([3, 2, 1.4, 0.8])
 left.multiselect("Ratios γ (chance a decoder step reads the true previous token)", RATIO_CHOICES,
-                 key="compare_ratios", format_func=lambda ratio: f"{ratio:g}")
+                 key="compare_ratios", format_func=lambda ratio: f"{ratio:g}",
+                 help="Each ratio is one constant-γ model; all train together on the same batches")
 decaying = [s for s in SCHEDULES if s != "constant"]
 middle.multiselect("Decaying schedules (from γ = 1 to 0)", decaying, key="compare_schedules",
-                   format_func=lambda s: s.replace("_", " "))
+                   format_func=lambda s: s.replace("_", " "),
+                   help="Scheduled sampling: γ starts at 1 and decays to the final γ (formulas in the Glossary)")
 setting_widget(coin, "coin")
 right.number_input("Seeds", 1, MAX_SEEDS, key="compare_seeds",
                    help="Each seed starts from its own initial weights and draws its own batches; curves show "
@@ -131,6 +134,7 @@ if config is not None:
     defaults = {"ratios": ",".join(f"{r:g}" for r in DEFAULT_RATIOS), "schedules": "", "seeds": "1"}
     linked = {name: value for name, value in arms.items() if value != defaults[name]}
     sync_url(config.base, linked | ({"compare": run.id} if run is not None else {}), owned=URL_KEYS)
+share_link("compare", leave_out=("compare",))
 
 
 def start() -> None:
@@ -158,8 +162,10 @@ def load_example() -> None:
 
 running = run is not None and run.active
 buttons = st.columns([1, 1, 3, 3])
-buttons[0].button("Start", key="compare_start", type="primary", on_click=start, disabled=config is None or running)
-buttons[1].button("Stop", key="compare_stop", on_click=stop, disabled=not running)
+buttons[0].button("Start", key="compare_start", type="primary", on_click=start, disabled=config is None or running,
+                  help="Train every ratio and schedule with the settings shown")
+buttons[1].button("Stop", key="compare_stop", on_click=stop, disabled=not running,
+                  help="End the comparison; its curves and table stay")
 buttons[2].button("Example: longer sequences", key="compare_example", on_click=load_example, disabled=running,
                   help=f"Reverse {TRADE_OFF_EXAMPLE.min_len} to {TRADE_OFF_EXAMPLE.max_len} symbols, hidden size "
                        f"{TRADE_OFF_EXAMPLE.hidden_dim}, {TRADE_OFF_EXAMPLE.steps} steps: about a minute on 2 CPU "

@@ -70,7 +70,8 @@ def checkpoint_source(data: bytes) -> tuple[Seq2Seq, TrainConfig, Vocab, Vocab, 
 
 
 def pick_source() -> Source | None:
-    kind = st.radio("Model from", ["a training run", "a checkpoint file"], horizontal=True, key="hs_from")
+    kind = st.radio("Model from", ["a training run", "a checkpoint file"], horizontal=True, key="hs_from",
+                    help="Inspect a run of this server (live while it trains) or an uploaded checkpoint (.pt)")
     if kind == "a checkpoint file":
         upload = st.file_uploader("Checkpoint (.pt, saved by the Train page)", type=["pt"], key="hs_upload")
         if upload is None:
@@ -88,7 +89,8 @@ def pick_source() -> Source | None:
         st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
         return None
     names = {summary.id: f"{summary.name} ({summary.kind}, {summary.status})" for summary in summaries}
-    run_id = st.selectbox("Run", list(names), format_func=names.get, key="hs_run")
+    run_id = st.selectbox("Run", list(names), format_func=names.get, key="hs_run",
+                          help="Every run of this server, newest first; a training run's states refresh live")
     try:
         run = registry().get(run_id)
         models = run.models()
@@ -97,7 +99,8 @@ def pick_source() -> Source | None:
         return None
     index = 0
     if len(models) > 1:
-        index = st.selectbox("Model", range(len(models)), format_func=lambda k: models[k].label, key="hs_model")
+        index = st.selectbox("Model", range(len(models)), format_func=lambda k: models[k].label, key="hs_model",
+                             help="A comparison trains several models: the one whose states are shown")
     chosen = models[min(index, len(models) - 1)]
     label = names[run_id] + (f" — {chosen.label}" if chosen.label else "")
     return Source(label, chosen.config, chosen.task.src_vocab, chosen.task.tgt_vocab, chosen.val_pairs,
@@ -107,15 +110,19 @@ def pick_source() -> Source | None:
 def pick_example(source: Source) -> tuple[Pair | None, list[str]]:
     """The chosen example, or None with the problems to show (tokens outside the vocabulary)."""
     choices = ["a validation example", "type a source"] if source.val_pairs else ["type a source"]
-    how = st.radio("Example", choices, horizontal=True, key="hs_how")
+    how = st.radio("Example", choices, horizontal=True, key="hs_how",
+                   help="A held-out validation example, or a source you type (targets are optional)")
     if how == "a validation example":
         pairs = source.val_pairs[:MAX_EXAMPLES]
         index = st.selectbox("Validation example", range(len(pairs)), key="hs_example",
+                             help="Held-out examples the run never trained on: source → target",
                              format_func=lambda i: f"{source.src_vocab.join(pairs[i][0])} → "
                                                    f"{source.tgt_vocab.join(pairs[i][1])}")
         return pairs[index], []
-    text = st.text_input("Source", key="hs_source", placeholder="e.g. abcde")
-    target_text = st.text_input("Target (optional; needed for teacher forcing)", key="hs_target")
+    text = st.text_input("Source", key="hs_source", placeholder="e.g. abcde",
+                         help="Tokens of the task's source vocabulary; others are refused with a message")
+    target_text = st.text_input("Target (optional; needed for teacher forcing)", key="hs_target",
+                                help="The true output: needed to feed the decoder the truth (teacher-forced)")
     src = source.src_vocab.tokenize(text)
     if not src:
         return None, []
@@ -158,11 +165,14 @@ if source and example:
         st.subheader("View")
         order_mode = st.selectbox("Unit order", UNIT_ORDERS, key="hs_order",
                                     help="Sorting units makes structure visible; hover shows each unit's number")
-        show_gates = st.toggle("Show gates i, f, g, o", key="hs_gates")
+        show_gates = st.toggle("Show gates i, f, g, o", key="hs_gates",
+                               help="Also draw the input, forget, candidate and output gates (see the Glossary)")
         decoding = st.radio("Decoder in the heatmaps", ["free-running", "teacher-forced"], key="hs_decoding",
+                               help="Which decoder run the heatmaps show: fed its own predictions, or the truth",
                                disabled=not example[1])
         units = st.multiselect("Units to follow as lines", range(source.config.hidden_dim), default=[0, 1, 2],
-                               key="hs_units")
+                               key="hs_units",
+                               help="Units (rows of the heatmap) drawn as lines over the steps")
 
     @st.fragment(run_every=REFRESH_SECONDS if source.live else None)
     def views() -> None:

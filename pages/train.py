@@ -26,6 +26,7 @@ from playground.ui import (
     runs_panel,
     session_owner,
     settings_sidebar,
+    share_link,
     state_preview,
     sync_url,
     url_problems,
@@ -47,6 +48,7 @@ config, custom, problems = checked_config()
 for problem in problems:
     st.error(problem)
 sync_url(config, {"run": run.id} if run is not None else {}, owned=("run",))
+share_link("", leave_out=("run",))
 
 
 def current_run() -> Run | None:
@@ -111,18 +113,21 @@ else:
                       disabled=config is None or running, width="stretch",
                       help="Train with the settings on the left (resumes a paused run)")
 if run is not None and run.status == RunStatus.PAUSED:
-    buttons[1].button("Resume", key="pause", on_click=run.resume, width="stretch")
+    buttons[1].button("Resume", key="pause", on_click=run.resume, width="stretch",
+                      help="Continue training the paused run")
 else:
     buttons[1].button("Pause", key="pause", on_click=run.pause if run else None, disabled=not running,
-                      width="stretch")
+                      width="stretch", help="Halt training after the current step; Resume continues it")
 buttons[2].button("Step", key="step", on_click=act, args=("step",), disabled=config is None or running, width="stretch",
                   help="One training step, then pause")
 buttons[3].button("Stop", key="stop", on_click=stop,
-                  disabled=run is None or not (run.active or run.status == RunStatus.QUEUED), width="stretch")
+                  disabled=run is None or not (run.active or run.status == RunStatus.QUEUED), width="stretch",
+                  help="End the run (it is saved and can be continued with Train on), or leave the queue")
 buttons[4].button("Reset", key="reset", on_click=reset, width="stretch",
                   help="Forget the current run (it stays in the list) so Start begins a new one")
 buttons[5].text_input("Run name", key="run_name", placeholder="name of the next run (optional)",
-                      label_visibility="collapsed")
+                      label_visibility="collapsed",
+                      help="A name for the next run, shown in the runs list (the folder id stays unique)")
 if message := st.session_state.pop("train_error", None):
     st.error(message)
 if config is not None and not running:
@@ -196,7 +201,7 @@ if run is not None:
     chart_options = st.columns([2, 1, 3])
     chart_options[0].slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
                             help="Exponential moving average of the training loss, as in TensorBoard")
-    chart_options[1].toggle("Log scale", key="log_y")
+    chart_options[1].toggle("Log scale", key="log_y", help="Loss on a logarithmic axis: late, small changes show")
     shown_status = run.status  # the buttons above were drawn for this status
     polling = shown_status in (RunStatus.RUNNING, RunStatus.QUEUED)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -93,6 +94,27 @@ def sync_url(config: TrainConfig | None, extra: dict[str, str] | None = None,
     for name, value in wanted.items():
         if st.query_params.get(name) != value:
             st.query_params[name] = value
+
+
+def share_link(page: str = "", leave_out: Iterable[str] = ()) -> None:
+    """The experiment as a link to copy (st.code has a copy button): every setting that differs from its default.
+
+    `page` is the page's URL path ("" for the default page); `leave_out` names keys that belong to this server
+    only (a run id), so the link repeats the experiment rather than pointing at one run.
+    """
+    params = {name: value for name, value in st.query_params.to_dict().items() if name not in set(leave_out)}
+    base = (st.context.url or "").rstrip("/")
+    link = f"{base}/{page}" + (f"?{urlencode(params)}" if params else "")
+    with st.sidebar:
+        st.subheader("Share")
+        st.caption("This link is the experiment: it holds every setting that differs from the defaults. "
+                   "Opening it sets the widgets as they are now.")
+        st.code(link, language=None, wrap_lines=True)
+
+
+def glossary_link() -> None:
+    """A link to the Glossary page, for pages whose words need explaining."""
+    st.page_link("pages/glossary.py", label="Glossary: the words explained", icon=":material/menu_book:")
 
 
 def url_problems() -> None:
@@ -284,18 +306,22 @@ def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Cal
         if not labels:
             st.caption("No runs yet.")
             return
-        chosen = st.selectbox("Run", list(labels), format_func=labels.get, key=f"manage_{kind}")
+        chosen = st.selectbox("Run", list(labels), format_func=labels.get, key=f"manage_{kind}",
+                              help="A run of this kind, newest first: its name, status, steps and folder id")
         columns = st.columns(4)
-        columns[0].button("Open", key=f"open_{kind}", on_click=open_listed, args=(chosen,))
+        columns[0].button("Open", key=f"open_{kind}", on_click=open_listed, args=(chosen,),
+                      help="Show this run on the page, with its settings in the sidebar")
         new_name = columns[1].text_input("New name", key=f"new_name_{kind}", label_visibility="collapsed",
-                                         placeholder="new name")
-        if columns[2].button("Rename", key=f"rename_{kind}"):
+                                         placeholder="new name",
+                                         help="A new name for the chosen run (its folder id stays the same)")
+        if columns[2].button("Rename", key=f"rename_{kind}", help="Give the chosen run the name typed on the left"):
             try:
                 runs.rename(chosen, new_name)
                 st.rerun()
             except RunError as error:
                 st.error(str(error))
-        if columns[3].button("Delete", key=f"delete_{kind}"):
+        if columns[3].button("Delete", key=f"delete_{kind}",
+                             help="Stop the chosen run if it trains and delete its folder: this cannot be undone"):
             try:
                 runs.delete(chosen)
             except RunError as error:

@@ -1,0 +1,16 @@
+"""Glossary: the words the app uses, each explained once, with its formula where one helps."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from playground.glossary import TERMS
+
+st.title("Glossary")
+st.caption("The words of this app, for someone who knows what a neural network is but has not met a sequence-to-"
+           "sequence model yet.")
+for term in TERMS.values():
+    st.subheader(term.title, anchor=term.title.lower().replace(" ", "-"))
+    st.markdown(term.text)
+    if term.formula:
+        st.latex(term.formula)

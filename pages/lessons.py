@@ -1,0 +1,91 @@
+"""Lessons: a story, one button that starts a prepared comparison, questions, live charts and a computed reading."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from playground.analysis.compare import CompareSnapshot
+from playground.analysis.lessons import CHART_TITLES, GAP, LENGTHS, LESSONS, Lesson, prepared
+from playground.plots.compare import curve_figure, gap, length_figure, metric
+from playground.runs.background import BackgroundRun, RunError
+from playground.runs.engine import FINAL_STATUSES
+from playground.runs.engines import CompareEngine
+from playground.runs.registry import registry
+from playground.ui import glossary_link
+
+POLL_SECONDS = 2.0
+RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session
+
+st.title("Lessons")
+st.caption("Each lesson is a short experiment with a question behind it. Press its button, watch the charts while it "
+           "trains (about a minute), answer the questions, then read what this run's own numbers say.")
+glossary_link()
+chosen = st.radio("Lesson", list(LESSONS), format_func=lambda key: LESSONS[key].title, horizontal=True,
+                  key="lesson", help="Each lesson trains its own small models; its run stays here when you switch.")
+lesson: Lesson = LESSONS[chosen]
+st.session_state.setdefault(RUNS_KEY, {})
+
+
+def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
+    run_id = st.session_state[RUNS_KEY].get(lesson.key)
+    try:
+        return registry().get(run_id) if run_id else None
+    except (RunError, ValueError):
+        return None
+
+
+def start(lesson: Lesson) -> None:
+    config = prepared(lesson)
+    try:
+        run = registry().launch(f"lesson-{lesson.key}", CompareEngine(config), config.base)
+    except RunError as error:
+        st.session_state.lesson_error = str(error)
+        return
+    st.session_state[RUNS_KEY][lesson.key] = run.id
+
+
+run = current(lesson)
+running = run is not None and run.active
+st.subheader(lesson.title)
+st.markdown(lesson.story)
+config = prepared(lesson)
+st.button("Start this experiment" if run is None else "Run it again", key="lesson_start", type="primary",
+          on_click=start, args=(lesson,), disabled=running,
+          help=f"Trains {len(config.configs())} models for {config.base.steps} steps (hidden size "
+               f"{config.base.hidden_dim}, sequences of {config.base.min_len} to {config.base.max_len} symbols)")
+if message := st.session_state.pop("lesson_error", None):
+    st.error(message)
+st.markdown("**Questions to answer from the charts**\n" + "\n".join(f"1. {q}" for q in lesson.questions))
+
+
+def chart(snapshot: CompareSnapshot, name: str, index: int) -> None:
+    if name == LENGTHS:
+        figure = length_figure(snapshot)
+    else:
+        title, y_title, percent = CHART_TITLES[name]
+        figure = curve_figure(snapshot, gap if name == GAP else metric(name), title, y_title, percent)
+    st.plotly_chart(figure, key=f"lesson_chart_{index}", width="stretch")
+
+
+@st.fragment(run_every=POLL_SECONDS if running else None)
+def live() -> None:
+    if run is None:
+        return
+    snapshot = run.snapshot()
+    st.progress(min(snapshot.step / snapshot.total_steps, 1.0),
+                text=f"{run.status}: step {snapshot.step} of {snapshot.total_steps} · {snapshot.seconds:.0f} s")
+    columns = st.columns(2)
+    for index, name in enumerate(lesson.charts):
+        with columns[index % 2]:
+            chart(snapshot, name, index)
+    if run.status in FINAL_STATUSES:
+        reading = lesson.read(snapshot)
+        st.subheader("What this run shows")
+        (st.success if reading.appeared else st.warning)(reading.text)
+        if run.message:
+            st.warning(f"The run ended ({run.status}): {run.message}")
+        if running:
+            st.rerun()
+
+
+live()

@@ -1,0 +1,224 @@
+"""Guided lessons: a story, a prepared comparison, questions, and a reading computed from the run's own numbers.
+
+Each lesson is a `CompareConfig` small enough to show its point within about a minute on 2 CPU cores, trained by
+the same `CompareEngine` as the Compare page. Its reading says whether the expected effect appeared in *this* run
+and, when it did not, the likely reason, so a student never reads a conclusion the numbers do not support.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from playground.analysis.compare import CompareConfig, CompareSnapshot, evaluated, summary_rows
+from playground.core.config import TrainConfig
+from playground.training.rules import Metric
+
+STEPS_ENV = "PLAYGROUND_LESSON_STEPS"  # tests: train every lesson this many steps instead of its own
+GAP = "gap"  # chart of teacher-forced minus free-running token accuracy
+LENGTHS = "lengths"  # chart of free-running exact match by output length
+CHART_TITLES: dict[str, tuple[str, str, bool]] = {  # chart -> title, y axis, percent
+    Metric.FR_TOKEN_ACC: ("Free-running token accuracy (validation)", "tokens right", True),
+    Metric.TF_TOKEN_ACC: ("Teacher-forced token accuracy (validation)", "tokens right", True),
+    GAP: ("Exposure-bias gap: teacher-forced minus free-running token accuracy", "accuracy gap", True),
+    Metric.GAMMA: ("Teacher-forcing ratio γ during training", "γ", False),
+    Metric.FR_EXACT: ("Free-running exact match (validation)", "sequences fully right", True),
+    Metric.TRAIN_LOSS: ("Training loss", "cross-entropy (nats/token)", False),
+    LENGTHS: ("", "", True),
+}
+CLEAR = 0.02  # two points of accuracy: smaller differences are within seed noise at these sizes
+CEILING = 0.97  # free-running token accuracy above which every arm is near perfect and nothing can differ
+LEARNED = 0.5  # teacher-forced token accuracy below which a run has not learned enough to say anything
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Whether the lesson's expected effect appeared in this run, and the sentences that say so from its numbers."""
+
+    appeared: bool | None  # None: too early to say
+    text: str
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One guided experiment; `read` turns the finished run's snapshot into what it showed."""
+
+    key: str
+    title: str
+    story: str  # markdown: what the student is about to see, and why it matters
+    questions: tuple[str, ...]  # answered from the live charts, before the reading
+    config: CompareConfig
+    charts: tuple[str, ...]  # keys of CHART_TITLES, drawn in this order
+    read: Callable[[CompareSnapshot], Reading]
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:.1f} points"
+
+
+def _final(snapshot: CompareSnapshot, name: str) -> dict[str, float]:
+    """Each arm's final value of a metric, averaged over seeds (arms not evaluated yet are left out)."""
+    return {row["ratio"]: row[name] for row in summary_rows(snapshot)}
+
+
+def final_gamma(snapshot: CompareSnapshot) -> dict[str, float]:
+    """Each arm's γ at its last training step (seed 0)."""
+    gammas = {}
+    for arm, label in enumerate(snapshot.labels):
+        trained = [row for row in snapshot.arm_rows(arm)[0] if Metric.GAMMA in row]
+        if trained:
+            gammas[label] = trained[-1][Metric.GAMMA]
+    return gammas
+
+
+def read_exposure_bias(snapshot: CompareSnapshot) -> Reading:
+    """Expected: γ = 1 has a wider teacher-forced vs free-running gap than γ = 0."""
+    table = {row["ratio"]: row for row in summary_rows(snapshot)}
+    forced, free = table.get("γ = 1"), table.get("γ = 0")
+    if forced is None or free is None:
+        return Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
+    step = forced["step"]
+    numbers = (f"After {step} steps, γ = 1 gets {forced[Metric.TF_TOKEN_ACC]:.1%} of tokens right teacher-forced "
+               f"and {forced[Metric.FR_TOKEN_ACC]:.1%} free-running, a gap of {_points(forced['gap'])}; γ = 0 gets "
+               f"{free[Metric.TF_TOKEN_ACC]:.1%} and {free[Metric.FR_TOKEN_ACC]:.1%}, a gap of "
+               f"{_points(free['gap'])}.")
+    if forced[Metric.TF_TOKEN_ACC] < LEARNED:
+        return Reading(False, f"{numbers} γ = 1 has not learned enough yet (under {LEARNED:.0%} of tokens right even "
+                              "when fed the truth) for its gap to mean anything: the run was too short for this "
+                              "task; train for more steps.")
+    difference = forced["gap"] - free["gap"]
+    if difference >= CLEAR:
+        return Reading(True, f"{numbers} The expected effect appeared: the model trained only on true histories "
+                             f"loses {_points(difference)} more when it must read its own predictions. That is "
+                             "exposure bias: its errors compound because it never practised recovering from them.")
+    if min(forced[Metric.FR_TOKEN_ACC], free[Metric.FR_TOKEN_ACC]) >= CEILING:
+        reason = ("both models are near perfect free-running, so there are no errors left to compound: the task is "
+                  "too easy for this model; try longer sequences or a smaller hidden size")
+    else:
+        reason = ("the gaps differ by less than 2 points, within what a different seed could change: the run may be "
+                  "too short for γ = 1's early lead to turn into a gap, or this seed is unlucky; train longer or try "
+                  "another seed")
+    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
+
+
+def read_scheduled_sampling(snapshot: CompareSnapshot) -> Reading:
+    """Expected: a schedule decaying γ from 1 ends better free-running than constant γ = 1."""
+    free, exact = _final(snapshot, Metric.FR_TOKEN_ACC), _final(snapshot, Metric.FR_EXACT)
+    constant = next((label for label in free if label.startswith("γ")), None)
+    decayed = {label: value for label, value in free.items() if label != constant}
+    if constant is None or not decayed:
+        return Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
+    gammas = final_gamma(snapshot)
+    best = max(decayed, key=decayed.__getitem__)
+    listing = "; ".join(f"{label}: {value:.1%} of tokens, {exact[label]:.1%} of sequences exactly right (γ ended at "
+                        f"{gammas.get(label, math.nan):.2f})" for label, value in free.items())
+    numbers = f"Free-running accuracy after {snapshot.step} steps: {listing}."
+    lead = decayed[best] - free[constant]
+    if lead >= CLEAR:
+        return Reading(True, f"{numbers} The expected effect appeared: {best} ends {_points(lead)} above constant "
+                             f"{constant}. It learned fast with the truth first, then practised on its own "
+                             "predictions, which is what the model must do at test time.")
+    if min(free.values()) >= CEILING:
+        reason = "every arm is near perfect free-running, so the task is too easy for any schedule to help"
+    elif max(gammas.get(label, 0.0) for label in decayed) > 0.5:
+        reason = ("γ had not decayed far when the run ended, so the schedules were still mostly teacher forcing: "
+                  "train longer or decay sooner")
+    elif lead <= -CLEAR:
+        reason = (f"constant {constant} is ahead by {_points(-lead)}: switching to its own predictions slowed the "
+                  "schedules' learning more than it helped in this short run; decaying later (a larger k, more "
+                  "decay steps) or training longer often reverses this")
+    else:
+        reason = "the arms are within 2 points, within seed noise; try more steps or another seed"
+    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
+
+
+def mean_exact_by_length(snapshot: CompareSnapshot, arm: int = 0) -> dict[int, float]:
+    """Free-running exact match by target length at the latest evaluation, averaged over the arm's seeds."""
+    by_seed = snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]
+    lengths = sorted(set.intersection(*(set(d) for d in by_seed))) if by_seed else []
+    return {n: statistics.fmean(d[n] for d in by_seed) for n in lengths}
+
+
+def read_bottleneck(snapshot: CompareSnapshot) -> Reading:
+    """Expected: exact match falls as the output grows past what the final state (h_T, c_T) can hold."""
+    by_length = mean_exact_by_length(snapshot)
+    if len(by_length) < 2 or not evaluated(snapshot.arm_rows(0)[0]):
+        return Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
+    lengths = sorted(by_length)
+    third = max(len(lengths) // 3, 1)  # the shortest and the longest third: the middle is where it turns
+    short, long = lengths[:third], lengths[-third:]
+    short_mean = statistics.fmean(by_length[n] for n in short)
+    long_mean = statistics.fmean(by_length[n] for n in long)
+    holds = [n for n in lengths if by_length[n] >= 0.9]
+    hidden = snapshot.config.base.hidden_dim
+    numbers = (f"After {snapshot.step} steps with hidden size {hidden}, outputs of {short[0]} to {short[-1]} tokens "
+               f"are exactly right {short_mean:.1%} of the time free-running, outputs of {long[0]} to {long[-1]} "
+               f"tokens {long_mean:.1%}" + (f"; it holds 90% up to {max(holds)} tokens." if holds else "."))
+    if short_mean < LEARNED:
+        return Reading(False, f"{numbers} Even short outputs are mostly wrong, so the model has not learned the task "
+                              "yet and the length effect cannot be told apart: train for more steps.")
+    if short_mean - long_mean >= 0.2:
+        return Reading(True, f"{numbers} The expected effect appeared: {hidden} numbers in (h_T, c_T) carry a short "
+                             "sequence whole but not a long one, so accuracy falls with length. This is the "
+                             "bottleneck of an encoder-decoder without attention.")
+    if long_mean >= 0.9:
+        reason = (f"even the longest outputs are mostly right, so {hidden} units are enough for these lengths; try a "
+                  "smaller hidden size or a larger max length")
+    else:
+        reason = ("accuracy is low at every length rather than falling with it, which points to too little training "
+                  "rather than the bottleneck; train longer")
+    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
+
+
+LONG = TrainConfig(min_len=8, max_len=16, emb_dim=16, hidden_dim=64, steps=600, eval_every=50, val_size=200)
+LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
+    Lesson(
+        "exposure_bias", "1. Exposure bias",
+        "A decoder trained with teacher forcing (γ = 1) always reads the *true* previous token, so it learns fast. "
+        "But once trained it must read its *own* predictions, and it has never seen its own mistakes. Here two "
+        "models learn to reverse sequences of 8 to 16 symbols on the same batches: one always teacher-forced "
+        "(γ = 1), one always free-running (γ = 0). Both are scored both ways on the same validation examples.",
+        ("Which model's training loss falls first, and why might that be?",
+         "Look at the gap chart: which model loses more when it must read its own predictions?",
+         "Does the gap shrink or grow as training goes on?"),
+        CompareConfig.build(LONG, (0.0, 1.0)),
+        (Metric.TRAIN_LOSS, GAP, Metric.TF_TOKEN_ACC, Metric.FR_TOKEN_ACC),
+        read_exposure_bias),
+    Lesson(
+        "scheduled_sampling", "2. Scheduled sampling",
+        "If full teacher forcing learns fast but never practises on its own predictions, why not both? Scheduled "
+        "sampling starts at γ = 1 and lowers γ during training. Three models learn the same task: γ = 1 constant, "
+        "γ falling linearly to 0 over 400 steps, and γ following an inverse sigmoid (k = 60: it stays near 1 for "
+        "about 100 steps, then falls to 0 by step 400).",
+        ("In the γ chart, when does each schedule hand control to the model's own predictions?",
+         "What happens to the training loss of a decaying schedule while γ falls? Why?",
+         "At the end, which model is best free-running, and is the difference larger than the wiggles of its curve?"),
+        CompareConfig.build(LONG.replace(decay_steps=400, sigmoid_k=60.0), (1.0,), ("linear", "inverse_sigmoid")),
+        (Metric.GAMMA, Metric.TRAIN_LOSS, Metric.FR_TOKEN_ACC, GAP),
+        read_scheduled_sampling),
+    Lesson(
+        "bottleneck", "3. The bottleneck",
+        "The decoder knows the source only through the encoder's final state (h_T, c_T): a fixed number of values, "
+        "however long the source. Here a small model (hidden size 24) reverses sequences of 2 to 16 symbols, so "
+        "some fit easily in its final state and some do not. Watch exact match by output length.",
+        ("Up to which length are outputs nearly always right?",
+         "Is the fall with length gradual or sudden? What would a larger hidden size change?",
+         "Is the long-sequence accuracy still rising at the end, or has it levelled off?"),
+        CompareConfig.build(TrainConfig(min_len=2, max_len=16, emb_dim=16, hidden_dim=24, steps=800, eval_every=50,
+                                        val_size=300), (0.5,)),
+        (LENGTHS, Metric.FR_EXACT, Metric.TRAIN_LOSS),
+        read_bottleneck),
+)}
+
+
+def prepared(lesson: Lesson, steps: int | None = None) -> CompareConfig:
+    """The lesson's comparison, shortened to `steps` (or $PLAYGROUND_LESSON_STEPS) for tests."""
+    steps = steps or int(os.environ.get(STEPS_ENV, "0") or 0)
+    config = lesson.config
+    if not steps:
+        return config
+    base = config.base.replace(steps=steps, eval_every=min(config.base.eval_every, steps))
+    return CompareConfig.build(base, config.ratios, config.schedules, config.seeds)

@@ -1,0 +1,99 @@
+"""The words the app uses, explained once for a student who knows neural networks but not seq2seq models.
+
+Pure data: the Glossary page renders it, and help texts or lessons may point to a term by its key. A formula is
+LaTeX (drawn with `st.latex`); the schedules' formulas are those of `playground/core/forcing.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Term:
+    title: str
+    text: str
+    formula: str = ""  # LaTeX, empty when words are enough
+
+
+TERMS: dict[str, Term] = {term.title.lower(): term for term in (
+    Term("Seq2seq model",
+         "A sequence-to-sequence model turns one sequence into another (here: a string of symbols into its "
+         "reverse, its sorted copy, a sum ...). An **encoder** LSTM reads the source one token at a time; its final "
+         "hidden and cell state (h_T, c_T) is handed to a **decoder** LSTM, which writes the target one token at "
+         "a time, each step predicting a probability for every token of the vocabulary."),
+    Term("Teacher forcing",
+         "While training, the decoder's input at step t is the **true** previous target token y_{t-1}, whatever "
+         "the decoder predicted at step t-1. Every step then learns from a correct history, so training is fast "
+         "and stable. The teacher-forcing ratio γ is the chance that a step is fed the truth; with probability "
+         "1 - γ it is fed its own previous prediction instead.",
+         r"x_t = \begin{cases} y_{t-1} & \text{with probability } \gamma \\ "
+         r"\arg\max_v p_{t-1}(v) & \text{otherwise} \end{cases}"),
+    Term("Free-running",
+         "Decoding with no help: every step is fed the decoder's own previous prediction (γ = 0, greedy argmax). "
+         "This is how the model is used once trained, since the true target is unknown. The app scores every "
+         "model both ways on the same validation examples: teacher-forced and free-running."),
+    Term("Exposure bias",
+         "A model trained only with teacher forcing has never seen its own mistakes as input. At test time, "
+         "running free, one wrong token becomes the next step's input, a history it was never trained on, and "
+         "errors compound along the sequence. It shows as a **gap**: accuracy teacher-forced minus accuracy "
+         "free-running. Longer sequences give errors more steps to compound, so the gap grows with length."),
+    Term("Token accuracy",
+         "The share of target tokens predicted right, over every non-padding position. It gives partial credit: "
+         "a sequence with one wrong token out of ten still counts 90%. Because it looks at every position, it is "
+         "the measure in which the exposure-bias gap shows."),
+    Term("Exact match",
+         "The share of sequences whose every token (and the end marker) is right. It is strict: one wrong token "
+         "makes the whole sequence wrong. Under greedy decoding exact match is the same teacher-forced and "
+         "free-running: a sequence that is fully right under teacher forcing was fed exactly its own predictions, "
+         "so it is right when running free too. That is why the gap is measured in token accuracy."),
+    Term("Scheduled sampling",
+         "A curriculum for γ (Bengio et al., 2015): start with full teacher forcing so the model learns quickly, "
+         "then lower γ step by step so it learns to continue from its own predictions. Every schedule moves γ "
+         "from its start towards a final value γ_end by a decay factor d(t) between 0 and 1.",
+         r"\gamma_t = \gamma_{end} + (\gamma_{start} - \gamma_{end})\, d(t)"),
+    Term("Constant schedule", "γ stays where it starts for the whole run.", r"d(t) = 1"),
+    Term("Linear schedule",
+         "γ falls in a straight line from its start to its final value over T decay steps, then stays there.",
+         r"d(t) = \max\left(0,\ 1 - \frac{t}{T}\right)"),
+    Term("Exponential schedule",
+         "γ approaches its final value by the same factor k (just below 1) every step: fast at first, then "
+         "slower. With k = 0.999 the distance halves about every 700 steps.",
+         r"d(t) = k^{t}, \quad 0 < k < 1"),
+    Term("Inverse-sigmoid schedule",
+         "γ stays near its start for a while, then falls along an S-curve: halfway at about t = k ln k steps. A "
+         "larger k keeps teacher forcing on for longer.",
+         r"d(t) = \frac{k}{k + e^{t / k}}, \quad k \ge 1"),
+    Term("Hidden state",
+         "h_t, a vector of `hidden size` numbers, the LSTM's output at step t: what the next layer, the output "
+         "layer and the next step read. The encoder's last h_T (with c_T) is the only thing the decoder learns "
+         "about the source: a bottleneck of fixed size, however long the source is."),
+    Term("Cell state",
+         "c_t, the LSTM's memory, as long as h_t. It is changed only by adding and forgetting (no squashing "
+         "matrix product in between), so information can travel over many steps. h_t is a gated, squashed view "
+         "of it.",
+         r"c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)"),
+    Term("Gates",
+         "Four vectors an LSTM computes at every step from its input x_t and previous h_{t-1}. The **input gate** "
+         "i (0 to 1) says how much of the candidate g (-1 to 1) is written into the cell; the **forget gate** f "
+         "(0 to 1) how much of the old cell is kept; the **output gate** o (0 to 1) how much of the cell shows in "
+         "h_t. σ is the logistic sigmoid.",
+         r"i_t, f_t, o_t = \sigma(W x_t + U h_{t-1} + b), \qquad g_t = \tanh(W_g x_t + U_g h_{t-1} + b_g)"),
+    Term("Bottleneck",
+         "The decoder starts from the encoder's final (h_T, c_T) alone. A fixed-size vector can hold a short "
+         "sequence exactly but not an arbitrarily long one, so accuracy falls with length once the sequence "
+         "outgrows the hidden size. (Attention, not used here, removes the bottleneck by letting the decoder look "
+         "back at every encoder state.)"),
+    Term("Cross-entropy loss",
+         "The training loss: minus the log of the probability the model gave the right token, averaged over every "
+         "non-padding target token. 0 means certain and right; ln V (V = vocabulary size) is a uniform guess.",
+         r"\mathcal{L} = -\frac{1}{N} \sum_{t} \log p_t(y_t)"),
+    Term("Perplexity",
+         "e to the power of the cross-entropy loss: the number of tokens the model is, on average, as unsure "
+         "between as if it picked uniformly among them. 1 is perfect; the vocabulary size is blind guessing.",
+         r"\mathrm{PPL} = e^{\mathcal{L}}"),
+    Term("Seed",
+         "One whole number that fixes every random choice of a run: the synthetic data, the initial weights and "
+         "the teacher-forcing coins. The same seed repeats a CPU run exactly; different seeds show how much of a "
+         "difference between two settings is only luck."),
+)}

@@ -1,0 +1,74 @@
+"""In a real browser: a link carries the experiment to a restarted server, and a lesson runs to its reading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from playground.analysis.lessons import STEPS_ENV
+from tests.browser.conftest import screenshot
+from tests.browser.harness import ServerError, set_number, streamlit_app, wait_idle
+
+pytestmark = pytest.mark.browser
+
+CHANGED = {"Hidden size": ("hidden_dim", 32), "Max length": ("max_len", 12), "Batch size": ("batch_size", 16),
+           "Seed": ("seed", 7), "Steps": ("steps", 300)}
+
+
+@pytest.fixture(scope="module")
+def restarted_server(tmp_path_factory: pytest.TempPathFactory, streamlit_server: str) -> Iterator[str]:
+    """A second server with its own empty runs folder (a restart, or a colleague's machine); lessons are short."""
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv(STEPS_ENV, "60")
+    folder = tmp_path_factory.mktemp("restarted")
+    with (folder / "streamlit.log").open("w+") as log:
+        try:
+            with streamlit_app(Path(folder / "runs"), log) as url:
+                yield url
+        except ServerError as error:
+            pytest.fail(str(error))
+        finally:
+            monkeypatch.undo()
+
+
+def test_a_link_restores_every_changed_setting_on_a_restarted_server(streamlit_server: str, restarted_server: str,
+                                                                     browser, browser_page) -> None:
+    page = browser_page
+    page.goto(streamlit_server)
+    wait_idle(page)
+    for label, (_, value) in CHANGED.items():
+        set_number(page, label, value)
+    page.wait_for_function("() => new URL(location.href).searchParams.get('steps') === '300'")
+    linked = parse_qs(urlsplit(page.url).query)
+    assert {name: values[0] for name, values in linked.items()} == {
+        name: str(value) for name, value in CHANGED.values()}
+    share = page.locator("[data-testid=stSidebar] [data-testid=stCode]").inner_text()
+    assert all(f"{name}={value}" in share for name, value in CHANGED.values())
+
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})  # no cookies, no session
+    try:
+        fresh = context.new_page()
+        fresh.set_default_timeout(60_000)
+        fresh.goto(restarted_server + "/?" + urlsplit(page.url).query)
+        wait_idle(fresh)
+        for label, (_, value) in CHANGED.items():
+            assert fresh.get_by_label(label, exact=True).input_value() == str(value), label
+        assert fresh.locator("[data-testid=stAlert]").count() == 0  # no bad-link message
+    finally:
+        context.close()
+
+
+def test_a_lesson_runs_to_a_reading_computed_from_its_numbers(restarted_server: str, browser_page) -> None:
+    page = browser_page
+    page.goto(restarted_server + "/lessons")
+    wait_idle(page)
+    page.wait_for_selector("text=1. Exposure bias")
+    page.click(".st-key-lesson_start button")
+    page.wait_for_selector("text=What this run shows", timeout=90_000)
+    reading = page.locator("[data-testid=stAlert]").last.inner_text()
+    assert "After 60 steps, γ = 1 gets" in reading and "γ = 0 gets" in reading
+    assert page.locator(".st-key-lesson_chart_1 .js-plotly-plot").count() == 1
+    screenshot(page, "lesson-exposure-bias")
