@@ -55,7 +55,7 @@ def words_to_number(words: list[str]) -> int:
 
 
 def custom_task():
-    return make_task("custom", custom_pairs=parse_custom_csv(CUSTOM_ROWS.encode()))
+    return make_task("custom", custom=parse_custom_csv(CUSTOM_ROWS.encode()))
 
 
 def test_specials_take_ids_0_to_3() -> None:
@@ -96,8 +96,8 @@ def test_vocab_unknown_tokens_and_ids() -> None:
 
 def test_char_tokenize_keeps_inner_spaces_only_when_the_vocabulary_has_them() -> None:
     pairs = parse_custom_csv(b"hi there,x\nyo,y\n")
-    task = make_task("custom", custom_pairs=pairs)
-    assert pairs[0][0] == list("hi there")
+    task = make_task("custom", custom=pairs)
+    assert pairs.pairs[0][0] == list("hi there")
     assert task.src_vocab.tokenize(" hi there ") == list("hi there")
     assert Vocab(list("ab")).tokenize("a b") == ["a", "b"]
 
@@ -256,8 +256,8 @@ def test_too_few_distinct_sources_is_a_task_error() -> None:
 ])
 def test_custom_csv_valid(data: bytes, tokenization: str, expected: list) -> None:
     pairs = parse_custom_csv(data, tokenization)
-    assert pairs == expected
-    task = make_task("custom", custom_pairs=pairs, custom_separator=" " if tokenization == "space" else "")
+    assert list(pairs.pairs) == expected and pairs.tokenization == tokenization
+    task = make_task("custom", custom=pairs)
     assert task.max_src_len == max(len(s) for s, _ in expected)
     assert task.max_tgt_len == max(len(t) for _, t in expected)
     for src, tgt in expected:
@@ -288,4 +288,4 @@ def test_custom_csv_errors(data: bytes, tokenization: str, message: str) -> None
 def test_custom_needs_two_distinct_sources() -> None:
     pairs = parse_custom_csv(b"ab,ba\nab,xy\nab,zz\n")
     with pytest.raises(TaskError, match="at least 2 different sources"):
-        make_task("custom", custom_pairs=pairs)
+        make_task("custom", custom=pairs)
