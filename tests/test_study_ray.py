@@ -101,3 +101,24 @@ def test_a_tiny_study_from_the_page() -> None:
     assert [trace["name"] for trace in chart["data"]] == ["γ = 0", "γ = 1"]
     assert "%" in chart["layout"]["yaxis"]["title"]["text"]
     assert any("95% confidence interval" in markdown.value for markdown in at.markdown)
+
+
+def test_stop_cancels_the_cells_and_keeps_what_was_reported(tmp_path: Path) -> None:
+    from playground.analysis.study import StudyConfig
+    from playground.core.config import TrainConfig
+    from playground.runs.ray_study import StudyEngine
+
+    config = StudyConfig.build(TrainConfig(steps=100_000, eval_every=10, val_size=32, batch_size=16), ["reverse"],
+                               [4], [2], [8], [0, 1], [], 2)
+    engine = StudyEngine(config)
+    study = RunRegistry(tmp_path).launch("long", engine, config.base)
+    for _ in range(600):
+        if study.step > 0:
+            break
+        study.join(0.1)
+    study.stop()
+    study.join(30)
+    assert study.status == "stopped" and 0 < study.step < study.total_steps
+    assert not engine._running  # halted: the Ray task is cancelled
+    saved = read_json(study.run_dir / STUDY_FILE)["results"]["0"]
+    assert not saved["done"] and saved["step"] >= 10
