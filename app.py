@@ -15,6 +15,7 @@ st.navigation([
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("pages/hidden_states.py", title="Hidden states", icon=":material/grid_on:"),
     st.Page("pages/compare.py", title="Compare ratios", icon=":material/compare_arrows:"),
+    st.Page("pages/study.py", title="Study", icon=":material/query_stats:"),
     st.Page("pages/lessons.py", title="Lessons", icon=":material/school:"),
     st.Page("pages/glossary.py", title="Glossary", icon=":material/menu_book:"),
 ]).run()

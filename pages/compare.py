@@ -8,6 +8,7 @@ import streamlit as st
 from playground.analysis.compare import (
     DEFAULT_RATIOS,
     MAX_SEEDS,
+    RATIO_CHOICES,
     TRADE_OFF_EXAMPLE,
     CompareConfig,
     CompareSnapshot,
@@ -44,7 +45,6 @@ PER_ARM = ("teacher_forcing_ratio", "schedule")  # each arm sets these; the othe
 SCHEDULE_SETTINGS = {"linear": ("decay_steps",), "exponential": ("exp_k",), "inverse_sigmoid": ("sigmoid_k",)}
 URL_KEYS = ("ratios", "schedules", "seeds", "compare")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
-RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))
 TABLE_NAMES = {"ratio": "teacher forcing", Metric.FR_EXACT: "free-running exact",
                Metric.TF_EXACT: "teacher-forced exact",
                Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",

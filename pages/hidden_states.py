@@ -33,7 +33,7 @@ from playground.plots.states import (
     unit_lines_figure,
 )
 from playground.runs.background import RunError
-from playground.runs.engine import RunStatus
+from playground.runs.engine import RunKind, RunStatus
 from playground.runs.registry import registry
 from playground.training.storage import CheckpointError, load_checkpoint
 from playground.training.trainer import build_task
@@ -84,7 +84,7 @@ def pick_source() -> Source | None:
         if note:
             st.info(note)
         return Source(upload.name, config, src_vocab, tgt_vocab, pairs, False, lambda: model)
-    summaries = visible_runs()
+    summaries = [summary for summary in visible_runs() if summary.kind != RunKind.STUDY]  # a study keeps no models
     if not summaries:
         st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
         return None

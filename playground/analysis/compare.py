@@ -24,6 +24,7 @@ DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # widest gap between teacher-forced and free-running accuracy (the defaults are too easy: every ratio ends near 99%).
 TRADE_OFF_EXAMPLE = TrainConfig(min_len=8, max_len=16, hidden_dim=64, steps=1500)
 MAX_ARMS = 8
+RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))  # what the pages offer
 MAX_SEEDS = 3
 TARGET_ACCURACY = 0.9
 
@@ -45,8 +46,11 @@ class CompareConfig:
 
     @classmethod
     def build(cls, base: TrainConfig, ratios: Any = DEFAULT_RATIOS, schedules: Any = (), seeds: Any = 1,
-              ) -> CompareConfig:
-        """Coerce and validate; every problem is reported at once, as `ConfigError` does for one run."""
+              max_seeds: int = MAX_SEEDS) -> CompareConfig:
+        """Coerce and validate; every problem is reported at once, as `ConfigError` does for one run.
+
+        `max_seeds` is the page's limit (curves stay readable); a study, which reports statistics, allows more.
+        """
         problems: list[str] = []
         parsed: list[float] = []
         for value in ratios:
@@ -67,8 +71,8 @@ class CompareConfig:
         arms = len(parsed) + len(set(schedules))
         if not problems and not 1 <= arms <= MAX_ARMS:
             problems.append(f"{arms} ratios and schedules chosen: choose between 1 and {MAX_ARMS}")
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-            problems.append(f"seeds = {seeds!r} is not allowed: it must be a whole number between 1 and {MAX_SEEDS}")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= max_seeds:
+            problems.append(f"seeds = {seeds!r} is not allowed: it must be a whole number between 1 and {max_seeds}")
         elif base.seed + seeds - 1 > 2**31 - 1:
             problems.append(f"seed {base.seed} + {seeds} seeds runs past the largest seed (2147483647)")
         if problems:

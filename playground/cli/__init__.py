@@ -1,4 +1,5 @@
-"""Headless use, the twin of every page: python -m playground tasks | train | compare | runs | estimate | bench.
+"""Headless use, the twin of every page: python -m playground tasks | train | compare | runs | estimate | study |
+bench.
 
 Each command is a module with `add_parser` and `run`; train and compare go through the same run registry as the
 app, so their folders are app runs. Exit codes: 0 done or stopped, 1 unexpected error, 2 bad input, 3 diverged,
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-from playground.cli import compare, estimate, runs, train
+from playground.cli import compare, estimate, runs, study, train
 from playground.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_FAILED, EXIT_OK, BadInput, threads
 from playground.core.config import ConfigError
 from playground.core.devices import device_choices
@@ -21,7 +22,7 @@ from playground.core.tasks import TASKS, TaskError
 from playground.runs.background import RunError
 from playground.training.storage import CheckpointError
 
-COMMANDS = {"train": train, "compare": compare, "runs": runs, "estimate": estimate}
+COMMANDS = {"train": train, "compare": compare, "runs": runs, "estimate": estimate, "study": study}
 
 
 def tasks_command(_: argparse.Namespace) -> int:
@@ -32,7 +33,12 @@ def tasks_command(_: argparse.Namespace) -> int:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    from bench.steps import bench_command as bench  # the benchmarks live beside the package, not in it
+    if args.study:
+        from bench.study_workers import bench_study  # the benchmarks live beside the package, not in it
+
+        bench_study(args.quick, args.json)
+        return EXIT_OK
+    from bench.steps import bench_command as bench
 
     bench(args.quick, args.json, args.device, args.threads)
     return EXIT_OK
@@ -49,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="training-step speed against fused and naive references")
     bench.add_argument("--json", action="store_true", help="end with one JSON line of results")
     bench.add_argument("--quick", action="store_true", help="a few steps per case: checks, not measurements")
+    bench.add_argument("--study", action="store_true", help="instead: a small study on Ray, 1 worker against 2")
     bench.add_argument("--device", default="cpu", choices=device_choices(), help="default cpu")
     bench.add_argument("--threads", type=threads, default=1, help="torch CPU threads (default 1; 0: torch's choice)")
     return parser

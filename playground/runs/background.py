@@ -220,6 +220,8 @@ class BackgroundRun(Generic[SnapshotT]):
         """The final status; a save that fails marks the run failed (what it had stays in memory)."""
         self.status, self.message = status, message
         self._stop_requested = False
+        with self._lock:
+            self._engine.halt()
         if problem := self.save():
             self.status, self.message = RunStatus.FAILED, problem if not message else f"{message}; {problem}"
 

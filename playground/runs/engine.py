@@ -18,6 +18,7 @@ from playground.training.trainer import TrainedModel
 class RunKind(StrEnum):
     TRAIN = "train"
     COMPARE = "compare"
+    STUDY = "study"
 
 
 class RunStatus(StrEnum):
@@ -73,6 +74,9 @@ class Engine(Protocol[SnapshotT]):
 
     def extend(self, total_steps: int) -> None:
         """Train on to `total_steps` (resuming a run that ended)."""
+
+    def halt(self) -> None:
+        """Let go of work running elsewhere (a study's Ray tasks) when the run ends; local engines have none."""
 
     def models(self) -> list[TrainedModel]:
         """The trained models as they are now, for the inspection views (the engine's own objects)."""

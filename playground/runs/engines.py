@@ -87,6 +87,9 @@ class _Progress:
     def finished(self) -> bool:
         return self.step >= self.total_steps
 
+    def halt(self) -> None:
+        """Nothing runs outside this process."""
+
 
 class TrainingEngine(_Progress):
     """One model: a `Trainer` plus the history the Train page draws."""
@@ -274,5 +277,14 @@ class CompareEngine(_Progress):
 
 
 METRIC_COLUMNS_OF_COMPARE = tuple(metric for metric in Metric if metric != Metric.LR)
+
+
+def load_study(run_dir: Path) -> Engine[Any]:
+    """Imported when a study is opened: ray_study builds on this module, and ray loads only when needed."""
+    from playground.runs.ray_study import StudyEngine
+
+    return StudyEngine.load(run_dir)
+
+
 ENGINE_LOADERS: dict[RunKind, Callable[[Path], Engine[Any]]] = {
-    RunKind.TRAIN: TrainingEngine.load, RunKind.COMPARE: CompareEngine.load}
+    RunKind.TRAIN: TrainingEngine.load, RunKind.COMPARE: CompareEngine.load, RunKind.STUDY: load_study}

@@ -1,0 +1,175 @@
+"""Study: teacher-forcing arms over seeds, tasks, settings and sizes, trained on Ray, with statistics."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from playground.analysis.compare import RATIO_CHOICES
+from playground.analysis.study import MAX_SEEDS, StudyConfig, reading
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.forcing import SCHEDULES
+from playground.core.tasks import TASKS
+from playground.plots.study import study_figure
+from playground.runs.background import BackgroundRun, RunError
+from playground.runs.engine import FINAL_STATUSES, RunKind
+from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
+from playground.runs.registry import registry
+
+Run = BackgroundRun[StudySnapshot]
+POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
+HIDDEN_CHOICES = (8, 16, 32, 64, 128, 256, 512)
+DEFAULTS = {"study_tasks": ["reverse", "sort"], "study_max_lens": [8, 16], "study_digits": [3],
+            "study_hiddens": [64], "study_ratios": [0.0, 0.5, 1.0], "study_schedules": ["linear"],
+            "study_seeds": 5, "study_steps": 1500, "study_eval_every": 100, "study_address": ""}
+
+st.title("Study: teacher forcing, measured")
+st.caption("A grid of comparisons. In every cell (task, setting, hidden size) all arms x seeds train together "
+           "in one Ray task, on the same batches and initial weights per seed, so arms are compared seed by seed.")
+
+runs = registry()
+for name, default in DEFAULTS.items():  # the widgets' values survive a visit to another page
+    st.session_state.setdefault(name, default)
+    st.session_state[name] = st.session_state[name]
+run: Run | None = None
+if run_id := st.session_state.get("study_run_id"):
+    try:
+        run = runs.get(run_id)
+    except (RunError, ValueError) as error:
+        st.error(f"Cannot open study {run_id}: {error}")
+        st.session_state.pop("study_run_id")
+
+length_tasks = [name for name, info in TASKS.items() if info.uses_lengths]
+number_tasks = [name for name, info in TASKS.items() if info.uses_digits]
+grid = st.columns(4)
+grid[0].multiselect("Tasks", [name for name in TASKS if name != "custom"], key="study_tasks",
+                    help="Each task is its own set of cells. " + "; ".join(
+                        f"{name}: {TASKS[name].description}" for name in TASKS if name != "custom"))
+grid[1].multiselect("Max lengths (symbols)", list(range(2, 51)), key="study_max_lens",
+                    help=f"Longest source sequence for the length tasks ({', '.join(length_tasks)}); one cell "
+                         "per value. Longer sequences make exposure bias show.")
+grid[2].multiselect("Digits per number", list(range(1, 10)), key="study_digits",
+                    help=f"Largest number of digits for the number tasks ({', '.join(number_tasks)}); one cell "
+                         "per value.")
+grid[3].multiselect("Hidden sizes", HIDDEN_CHOICES, key="study_hiddens",
+                    help="Units in each LSTM layer; one cell per size.")
+arms = st.columns(4)
+arms[0].multiselect("Ratios γ", RATIO_CHOICES, key="study_ratios", format_func=lambda ratio: f"{ratio:g}",
+                    help="Constant teacher-forcing ratios: the chance a decoder step reads the true previous token.")
+arms[1].multiselect("Decaying schedules", [s for s in SCHEDULES if s != "constant"], key="study_schedules",
+                    format_func=lambda s: s.replace("_", " "),
+                    help="Schedules that start at γ = 1 and decay to 0 over training.")
+arms[2].number_input("Seeds", 2, MAX_SEEDS, key="study_seeds",
+                     help="Repeats of every arm with its own initial weights and batches; the confidence intervals "
+                          "and paired tests are over seeds (at least 2, more for narrower intervals).")
+arms[3].number_input("Steps per cell", 1, 1_000_000, step=100, key="study_steps",
+                     help="Training steps of every model in every cell (the step budget).")
+more = st.columns([1, 3])
+more[0].number_input("Evaluate every", 1, 1_000_000, step=10, key="study_eval_every",
+                     help="Steps between evaluations; each one reports the cell's partial results here.")
+more[1].text_input("Ray cluster address", key="study_address", placeholder="empty: this machine",
+                   help=f"Empty: a local Ray instance (one worker per CPU core), or ${ADDRESS_ENV} when it is set. "
+                        "Otherwise ray://host:10001 of a cluster started with `ray start --head`.")
+
+
+def checked_study() -> tuple[StudyConfig | None, list[str]]:
+    state = st.session_state
+    try:
+        base = TrainConfig(steps=int(state.study_steps), eval_every=int(state.study_eval_every)).validate()
+        return StudyConfig.build(base, state.study_tasks, state.study_max_lens, state.study_digits,
+                                 state.study_hiddens, sorted(state.study_ratios), state.study_schedules,
+                                 int(state.study_seeds)), []
+    except ConfigError as error:
+        return None, error.problems
+
+
+config, problems = checked_study()
+for problem in problems:
+    st.error(problem)
+if config is not None:
+    cells = len(config.grid())
+    st.caption(f"{cells} cells x {config.models_per_cell} models each ({len(config.ratios) + len(config.schedules)} "
+               f"arms x {config.seeds} seeds), {config.base.steps:,} steps each.")
+
+
+def start() -> None:
+    config, _ = checked_study()
+    if config is None:
+        return
+    address = st.session_state.study_address.strip() or os.environ.get(ADDRESS_ENV) or None
+    try:
+        new_run = runs.launch("study", StudyEngine(config, address=address), config.base)
+        st.session_state.study_run_id = new_run.id
+    except (RunError, ConfigError) as error:
+        st.session_state.study_error = str(error)
+
+
+def stop() -> None:
+    if run is not None:
+        run.stop()
+        run.join(5.0)
+
+
+def resume() -> None:
+    """Train the cells of a stopped study that are not done; finished cells are kept."""
+    if run is None:
+        return
+    try:
+        run.continue_to(run.total_steps)
+        run.start()
+    except RunError as error:
+        st.session_state.study_error = str(error)
+
+
+running = run is not None and run.active
+buttons = st.columns([1, 1, 1, 5])
+buttons[0].button("Start", key="study_start", type="primary", on_click=start, disabled=config is None or running,
+                  help="Start Ray if needed and submit one task per cell.")
+buttons[1].button("Stop", key="study_stop", on_click=stop, disabled=not running,
+                  help="Cancel the cells still training; finished cells are kept.")
+buttons[2].button("Resume", key="study_resume", on_click=resume,
+                  disabled=run is None or running or run.step >= run.total_steps,
+                  help="Re-submit only the cells of this study that are not done (a stopped or reopened study).")
+if message := st.session_state.pop("study_error", None):
+    st.error(message)
+
+
+def show(snapshot: StudySnapshot, status: str) -> None:
+    eta = snapshot.eta_seconds
+    st.progress(snapshot.cells_done / max(snapshot.cells_total, 1),
+                text=f"{status}: {snapshot.cells_done} of {snapshot.cells_total} cells done · step "
+                     f"{snapshot.step:,} of {snapshot.total_steps:,} · {snapshot.seconds:.0f} s"
+                     + (f" · about {eta:.0f} s left" if eta is not None and status == "running" else ""))
+    if not any(summary["arms"] for summary in snapshot.summaries):
+        st.info("Waiting for the first evaluation of a cell (Ray and its workers take a few seconds to start).")
+        return
+    st.plotly_chart(study_figure(snapshot.summaries), key="study_chart", width="stretch")
+    st.subheader("Reading")
+    st.markdown(reading(snapshot.summaries))
+
+
+@st.fragment(run_every=POLL_SECONDS if running else None)
+def live() -> None:
+    if run is None:
+        st.info("Choose the grid and press Start. Results appear as cells evaluate.")
+        return
+    show(run.snapshot(), run.status)
+    if run.status in FINAL_STATUSES:
+        if run.message:
+            st.warning(f"The study ended ({run.status}): {run.message}")
+        if running:
+            st.rerun()
+
+
+live()
+studies = [summary for summary in runs.list() if summary.kind == RunKind.STUDY]
+if studies:
+    with st.expander("Studies: open one"):
+        chosen = st.selectbox("Study", [s.id for s in studies], key="study_open_choice",
+                              help="Studies of this runs folder, the CLI's included.",
+                              format_func=lambda run_id: next(f"{s.name} ({s.status}, {s.id})"
+                                                              for s in studies if s.id == run_id))
+        if st.button("Open", key="study_open", help="Show this study's results."):
+            st.session_state.study_run_id = chosen
+            st.rerun()

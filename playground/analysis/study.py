@@ -1,0 +1,340 @@
+"""A study: teacher-forcing arms measured over seeds, tasks, task settings and model sizes, with statistics.
+
+One comparison (`CompareConfig`: every arm x seed in one `BatchedTrainer`) is one *cell* of the grid
+tasks x settings x hidden sizes. Within a cell, seed s of every arm starts from the same initial weights and
+reads the same batches and coin draws, so arms are compared *paired over seeds*: the differences between two
+arms on the same seed cancel the luck of the draw, and a paired t-test says whether what is left is more than
+seed noise. Means carry a t-based 95% confidence interval over seeds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from playground.analysis.compare import CompareConfig, evaluated
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.tasks import TASKS
+from playground.training.rules import Metric
+
+MAX_SEEDS = 30
+MAX_CELLS = 64
+LEVEL = 0.95  # confidence of the intervals; a paired test's p below 1 - LEVEL is "more than seed noise"
+MEASURES = (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One group of the grid: a task, its setting (max length or digits) and a hidden size."""
+
+    index: int
+    task: str
+    setting: str  # "max_len" or "max_digits": what the task's size knob is
+    value: int
+    hidden: int
+    compare: CompareConfig
+
+    @property
+    def label(self) -> str:
+        size = f"max length {self.value}" if self.setting == "max_len" else f"{self.value} digits"
+        return f"{self.task}, {size}, hidden {self.hidden}"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    base: TrainConfig  # everything the grid does not vary (steps, batch, optimizer, val_size, first seed, ...)
+    tasks: tuple[str, ...]
+    max_lens: tuple[int, ...]
+    digits: tuple[int, ...]
+    hiddens: tuple[int, ...]
+    ratios: tuple[float, ...]
+    schedules: tuple[str, ...]
+    seeds: int
+
+    @classmethod
+    def build(cls, base: TrainConfig, tasks: Any, max_lens: Any = (8,), digits: Any = (3,), hiddens: Any = (64,),
+              ratios: Any = (0.0, 0.5, 1.0), schedules: Any = (), seeds: Any = 5) -> StudyConfig:
+        """Coerce and validate the grid; every problem at once, each cell checked as a comparison would be."""
+        problems: list[str] = []
+        tasks = tuple(dict.fromkeys(tasks))
+        if not tasks:
+            problems.append("no task chosen: choose at least one")
+        problems += [f"task {t!r} is not allowed in a study: choose from "
+                     f"{', '.join(name for name in TASKS if name != 'custom')}" for t in tasks
+                     if t not in TASKS or t == "custom"]
+        numbers = {"max length": max_lens, "digits": digits, "hidden size": hiddens}
+        parsed: dict[str, tuple[int, ...]] = {}
+        for name, values in numbers.items():
+            try:
+                parsed[name] = tuple(dict.fromkeys(int(str(v)) for v in values))
+            except ValueError:
+                problems.append(f"{name} values {list(values)!r} are not allowed: give whole numbers")
+                parsed[name] = ()
+        if not parsed["hidden size"]:
+            problems.append("no hidden size chosen: choose at least one")
+        if seeds is True or seeds is False or not isinstance(seeds, int) or not 2 <= seeds <= MAX_SEEDS:
+            problems.append(f"seeds = {seeds!r} is not allowed: a study needs a whole number between 2 and "
+                            f"{MAX_SEEDS} (a confidence interval needs at least two seeds)")
+        if problems:
+            raise ConfigError(problems)
+        config = cls(base.validate(), tasks, parsed["max length"], parsed["digits"], parsed["hidden size"],
+                     (), tuple(dict.fromkeys(schedules)), seeds)
+        if len(config.grid()) > MAX_CELLS:
+            raise ConfigError([f"{len(config.grid())} cells (tasks x settings x hidden sizes) chosen: at most "
+                               f"{MAX_CELLS}"])
+        cells = config.cells(ratios)  # validates every cell's config and arms, with their own messages
+        return cls(config.base, tasks, config.max_lens, config.digits, config.hiddens, cells[0].compare.ratios,
+                   config.schedules, seeds)
+
+    def grid(self) -> list[tuple[str, str, int, int]]:
+        """(task, setting, value, hidden) for every cell: a length task varies max_len, a number task digits."""
+        rows = []
+        for task in self.tasks:
+            setting, values = ("max_len", self.max_lens) if TASKS[task].uses_lengths else ("max_digits", self.digits)
+            rows += [(task, setting, value, hidden) for value in (values or (getattr(self.base, setting),))
+                     for hidden in self.hiddens]
+        return rows
+
+    def cells(self, ratios: Any = None) -> list[Cell]:
+        cells = []
+        problems: list[str] = []
+        for index, (task, setting, value, hidden) in enumerate(self.grid()):
+            changes: dict[str, Any] = {"task": task, setting: value, "hidden_dim": hidden}
+            if setting == "max_len":
+                changes["min_len"] = min(self.base.min_len, value)
+            try:
+                compare = CompareConfig.build(self.base.replace(**changes),
+                                              self.ratios if ratios is None else ratios, self.schedules, self.seeds,
+                                              max_seeds=MAX_SEEDS)
+            except ConfigError as error:
+                problems += [problem for problem in error.problems if problem not in problems]
+                continue
+            cells.append(Cell(index, task, setting, value, hidden, compare))
+        if problems:
+            raise ConfigError(problems)
+        return cells
+
+    @property
+    def models_per_cell(self) -> int:
+        return (len(self.ratios) + len(self.schedules)) * self.seeds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"base": self.base.as_dict(), "tasks": list(self.tasks), "max_lens": list(self.max_lens),
+                "digits": list(self.digits), "hiddens": list(self.hiddens), "ratios": list(self.ratios),
+                "schedules": list(self.schedules), "seeds": self.seeds}
+
+    @classmethod
+    def from_dict(cls, values: Any) -> StudyConfig:
+        if not isinstance(values, dict) or not isinstance(values.get("base"), dict):
+            raise ValueError("the study file is damaged: it holds no base config")
+        return cls.build(TrainConfig.from_dict(values["base"]), values.get("tasks", ()), values.get("max_lens", ()),
+                         values.get("digits", ()), values.get("hiddens", ()), values.get("ratios", ()),
+                         values.get("schedules", ()), values.get("seeds", 0))
+
+
+@dataclass
+class CellResult:
+    """What a cell has reported so far: each model's latest evaluation (arm-major, seed-minor)."""
+
+    step: int = 0
+    done: bool = False
+    seconds: float = 0.0
+    finals: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "done": self.done, "seconds": self.seconds, "finals": self.finals}
+
+    @classmethod
+    def from_dict(cls, values: Any) -> CellResult:
+        if not isinstance(values, dict):
+            raise ValueError("the study file is damaged: a cell result is not an object")
+        return cls(int(values.get("step", 0)), bool(values.get("done", False)), float(values.get("seconds", 0.0)),
+                   [{str(k): float(v) for k, v in row.items()} for row in values.get("finals", [])])
+
+    @classmethod
+    def from_rows(cls, rows: list[list[dict[str, float]]], step: int, done: bool, seconds: float) -> CellResult:
+        """From a comparison's history: each model's latest evaluated row."""
+        finals = [evaluated(model_rows)[-1] for model_rows in rows if evaluated(model_rows)]
+        return cls(step, done, seconds, finals if len(finals) == len(rows) else [])
+
+
+# --- statistics -----------------------------------------------------------------------------------------------
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((qam + 2 * m) * (a + 2 * m)),
+                          -(a + m) * (qab + m) * x / ((a + 2 * m) * (qap + 2 * m))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_fraction(a, b, x) / a
+    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with `df` degrees of freedom."""
+    return _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+def t_quantile(level: float, df: int) -> float:
+    """The t value with a two-sided tail of 1 - level (e.g. 2.776 for 95% and df = 4), by bisection."""
+    low, high = 0.0, 1e4
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if t_two_sided_p(middle, df) > 1.0 - level else (low, middle)
+    return (low + high) / 2
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def mean_ci(values: list[float], level: float = LEVEL) -> Estimate:
+    """Mean and t-based confidence interval over seeds (no interval from one seed)."""
+    n = len(values)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    mean = statistics.fmean(values)
+    if n == 1:
+        return Estimate(mean, math.nan, math.nan, 1)
+    half = t_quantile(level, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    return Estimate(mean, mean - half, mean + half, n)
+
+
+@dataclass(frozen=True)
+class Paired:
+    difference: Estimate  # mean of a - b over seeds, with its interval
+    t: float
+    p: float
+
+    @property
+    def within_noise(self) -> bool:
+        return not self.p < 1.0 - LEVEL
+
+
+def paired_test(a: list[float], b: list[float]) -> Paired:
+    """Paired t-test of a - b over seeds. Identical differences on every seed give p = 0 (or 1 if all zero)."""
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    estimate = mean_ci(differences)
+    n = len(differences)
+    if n < 2:
+        return Paired(estimate, math.nan, math.nan)
+    spread = statistics.stdev(differences)
+    if spread == 0.0:
+        return Paired(estimate, 0.0 if estimate.mean == 0 else math.copysign(math.inf, estimate.mean),
+                      1.0 if estimate.mean == 0 else 0.0)
+    t = estimate.mean / (spread / math.sqrt(n))
+    return Paired(estimate, t, t_two_sided_p(t, n - 1))
+
+
+# --- tables and reading ---------------------------------------------------------------------------------------
+
+
+def _arm_values(cell: Cell, result: CellResult, arm: int, name: str) -> list[float]:
+    seeds = cell.compare.seeds
+    return [row[name] for row in result.finals[arm * seeds:(arm + 1) * seeds]]
+
+
+def cell_summary(cell: Cell, result: CellResult | None) -> dict[str, Any]:
+    """A cell's arms (means and 95% CIs over seeds) and paired tests between every two arms, on free-running
+    exact match; empty lists until the cell has evaluated."""
+    summary: dict[str, Any] = {"cell": cell.index, "label": cell.label, "task": cell.task, cell.setting: cell.value,
+                               "hidden": cell.hidden, "step": result.step if result else 0,
+                               "done": bool(result and result.done), "arms": [], "tests": []}
+    if result is None or not result.finals:
+        return summary
+    labels = [arm.label for arm in cell.compare.arms()]
+    for arm, label in enumerate(labels):
+        row: dict[str, Any] = {"arm": label}
+        for name in MEASURES:
+            estimate = mean_ci(_arm_values(cell, result, arm, name))
+            row[name] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high]}
+        summary["arms"].append(row)
+    for a, b in itertools.combinations(range(len(labels)), 2):
+        test = paired_test(_arm_values(cell, result, a, Metric.FR_EXACT), _arm_values(cell, result, b, Metric.FR_EXACT))
+        summary["tests"].append({"a": labels[a], "b": labels[b], "difference": test.difference.mean,
+                                 "ci": [test.difference.low, test.difference.high], "t": test.t, "p": test.p,
+                                 "within_seed_noise": test.within_noise})
+    return summary
+
+
+def _share(value: float) -> str:
+    return f"{value:.1%}" if math.isfinite(value) else "-"
+
+
+def format_summaries(summaries: list[dict[str, Any]]) -> str:
+    """The results as aligned text: one line per arm, then the paired tests of the cell."""
+    lines = [f"{'cell':<34} {'arm':<22} {'FR exact':>9} {'95% CI':>17} {'FR tokens':>9}"]
+    for summary in summaries:
+        for row in summary["arms"]:
+            exact, tokens = row[Metric.FR_EXACT], row[Metric.FR_TOKEN_ACC]
+            low, high = exact["ci"]
+            lines.append(f"{summary['label']:<34} {row['arm']:<22} {_share(exact['mean']):>9} "
+                         f"{'[' + _share(low) + ', ' + _share(high) + ']':>17} {_share(tokens['mean']):>9}")
+        for test in summary["tests"]:
+            verdict = "within seed noise" if test["within_seed_noise"] else "more than seed noise"
+            p = "-" if not math.isfinite(test["p"]) else f"{test['p']:.3f}"
+            lines.append(f"{'':<34} {test['a']} vs {test['b']}: {test['difference'] * 100:+.1f} points, p = {p} "
+                         f"({verdict})")
+    return "\n".join(lines)
+
+
+def reading(summaries: list[dict[str, Any]]) -> str:
+    """For a student: per cell, the best arm, its interval, and which differences the seeds can tell apart."""
+    paragraphs = []
+    for summary in summaries:
+        if not summary["arms"]:
+            continue
+        best = max(summary["arms"], key=lambda row: row[Metric.FR_EXACT]["mean"])
+        exact = best[Metric.FR_EXACT]
+        seeds = "" if math.isfinite(exact["ci"][0]) else " (one seed: no interval)"
+        sentence = (f"**{summary['label']}** (step {summary['step']}): {best['arm']} decodes best on its own, "
+                    f"{_share(exact['mean'])} free-running exact match, 95% CI {_share(exact['ci'][0])} to "
+                    f"{_share(exact['ci'][1])}{seeds}.")
+        against = [test for test in summary["tests"] if best["arm"] in (test["a"], test["b"])]
+        clear = [test for test in against if not test["within_seed_noise"]]
+        noise = [test for test in against if test["within_seed_noise"]]
+
+        def others(test: dict[str, Any], best: dict[str, Any] = best) -> str:
+            return str(test["b"] if test["a"] == best["arm"] else test["a"])
+
+        if clear:
+            sentence += (" It beats " + ", ".join(f"{others(t)} (p = {t['p']:.3f})" for t in clear)
+                         + ": the same seeds, paired, differ by more than seed noise.")
+        if noise:
+            sentence += (" Against " + ", ".join(f"{others(t)} (p = {t['p']:.2f})" for t in noise)
+                         + " the difference is within seed noise: more seeds or steps could tell them apart.")
+        paragraphs.append(sentence)
+    if not paragraphs:
+        return "No cell has evaluated yet: the reading appears as cells report."
+    return ("A 95% confidence interval says where the mean over *all* seeds would likely be; a paired test "
+            "compares two arms seed by seed (same initial weights and batches), and p < 0.05 means a difference "
+            "that large would be rare if the arms were equally good.\n\n" + "\n\n".join(paragraphs))

@@ -1,0 +1,97 @@
+"""`study`: teacher-forcing arms over seeds, tasks, settings and sizes on Ray, with means, CIs and paired tests."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from playground.analysis.compare import parse_ratios
+from playground.analysis.study import StudyConfig, format_summaries, reading
+from playground.cli.common import EXIT_CODES, EXIT_OK, BadInput, add_config_options, config_from_args, print_json
+from playground.runs.background import BackgroundRun
+from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
+from playground.runs.registry import RunRegistry
+
+GRID = ("task", "max_len", "max_digits", "hidden_dim", "teacher_forcing_ratio", "schedule", "seed")
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("study", help="a grid of teacher-forcing comparisons over seeds, on Ray")
+    add_config_options(parser, skip=GRID)
+    parser.add_argument("--tasks", default="reverse", help="comma-separated tasks (default reverse)")
+    parser.add_argument("--max-len", default="8", help="comma-separated max lengths for length tasks (default 8)")
+    parser.add_argument("--digits", default="3", help="comma-separated digits for number tasks (default 3)")
+    parser.add_argument("--hidden", default="64", help="comma-separated hidden sizes (default 64)")
+    parser.add_argument("--ratios", default="0,0.5,1", help="comma-separated constant ratios (default 0,0.5,1)")
+    parser.add_argument("--schedules", default="", help="comma-separated decaying schedules from 1 to --tf-end")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per arm, 2 to 30 (default 5)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
+    parser.add_argument("--address", default=None,
+                        help=f"a Ray cluster (ray://host:10001 or host:6379); default ${ADDRESS_ENV}, else here")
+    parser.add_argument("--resume", default=None, metavar="RUN_ID",
+                        help="train the cells of an unfinished study that are not done (in --runs-dir)")
+    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
+    parser.add_argument("--name", default="", help="run name (default: study)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line: cells with means, CIs, tests")
+
+
+def _numbers(text: str, what: str) -> list[int]:
+    try:
+        return [int(part) for part in parse_ratios(text)]
+    except ValueError:
+        raise BadInput(f"--{what} {text!r} is not allowed: give comma-separated whole numbers") from None
+
+
+def config_from(args: argparse.Namespace) -> StudyConfig:
+    base, custom = config_from_args(args, skip=GRID)
+    if custom is not None:
+        raise BadInput("a study does not take --custom-csv: it runs the synthetic tasks")
+    return StudyConfig.build(base.replace(seed=args.first_seed), parse_ratios(args.tasks),
+                             _numbers(args.max_len, "max-len"), _numbers(args.digits, "digits"),
+                             _numbers(args.hidden, "hidden"), parse_ratios(args.ratios),
+                             parse_ratios(args.schedules), args.seeds)
+
+
+def follow(study: BackgroundRun[StudySnapshot], quiet: bool) -> None:
+    """Wait, printing cells done / total; Ctrl-C stops the study (it saves what it has, the cells cancel)."""
+    def line() -> str:
+        snapshot = study.snapshot()
+        return f"\rcells {snapshot.cells_done}/{snapshot.cells_total} · steps {snapshot.step}/{snapshot.total_steps}"
+    try:
+        while study.active:
+            if not quiet:
+                print(line(), end="", file=sys.stderr, flush=True)
+            study.join(timeout=0.5)
+    except KeyboardInterrupt:
+        study.stop()
+    study.join()
+    if not quiet:
+        print(line(), file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    registry = RunRegistry(Path(args.runs_dir))
+    if args.resume:
+        study = registry.get(args.resume)
+        if study.kind != StudyEngine.kind:
+            raise BadInput(f"run {args.resume} is a {study.kind} run, not a study")
+        if study.step < study.total_steps:
+            study.continue_to(study.total_steps)
+        study.start()
+    else:
+        config = config_from(args)
+        study = registry.launch(args.name or "study", StudyEngine(config, address=args.address), config.base)
+    follow(study, args.quiet)
+    snapshot = study.snapshot()
+    print(format_summaries(snapshot.summaries))
+    print(reading(snapshot.summaries).replace("**", ""))
+    print(f"{study.status}; {snapshot.cells_done} of {snapshot.cells_total} cells done; run folder: {study.run_dir}")
+    if args.json:
+        print_json({"status": str(study.status), "message": study.message, "id": study.id,
+                    "cells_done": snapshot.cells_done, "cells_total": snapshot.cells_total,
+                    "seconds": round(snapshot.seconds, 2), "run_dir": str(study.run_dir),
+                    "cells": snapshot.summaries})
+    return EXIT_CODES.get(study.status, EXIT_OK)

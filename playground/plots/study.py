@@ -1,0 +1,34 @@
+"""The study's figure: free-running exact match per arm in every cell, with 95% confidence intervals over seeds."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from playground.plots.compare import colour
+from playground.training.rules import Metric
+
+
+def study_figure(summaries: list[dict[str, Any]]) -> go.Figure:
+    """One marker per (cell, arm), arms side by side within a cell, error bars = the 95% CI (percent)."""
+    reported = [summary for summary in summaries if summary["arms"]]
+    labels = [row["arm"] for row in reported[0]["arms"]] if reported else []
+    figure = go.Figure()
+    for arm, label in enumerate(labels):
+        values = [summary["arms"][arm][Metric.FR_EXACT] for summary in reported]
+        means = np.array([value["mean"] * 100 for value in values])
+        lows = np.array([value["ci"][0] * 100 if math.isfinite(value["ci"][0]) else np.nan for value in values])
+        highs = np.array([value["ci"][1] * 100 if math.isfinite(value["ci"][1]) else np.nan for value in values])
+        figure.add_trace(go.Scatter(
+            x=[summary["label"] for summary in reported], y=means, mode="markers", name=label,
+            marker={"color": colour(arm), "size": 10},
+            error_y={"type": "data", "symmetric": False, "array": highs - means, "arrayminus": means - lows},
+            offsetgroup=str(arm), hovertemplate="%{x}<br>" + label + ": %{y:.1f}%<extra></extra>"))
+    figure.update_layout(title="Free-running exact match per arm (mean over seeds, 95% CI)", scattermode="group",
+                         xaxis_title="cell (task, setting, hidden size)",
+                         yaxis_title="free-running exact match (% of validation sequences)",
+                         legend_title="teacher forcing", margin={"t": 50, "b": 10}, height=420)
+    return figure

@@ -1,0 +1,172 @@
+"""A study on Ray: one Ray task per cell, its evaluations streamed back while it trains.
+
+Ray runs on this machine (started on demand, one worker per core) unless an address is given (`--address`, or
+PLAYGROUND_RAY_ADDRESS), then on that cluster. Each task trains one cell's arms x seeds as a `CompareEngine`
+in a Ray worker process (never in the app's process) and yields a `CellResult` at every evaluation: a streaming
+generator task, so the driver polls with `ray.wait` and a stop cancels it. `StudyEngine` is the run's engine:
+`BackgroundRun` calls `advance()`, which polls; it saves the grid and every cell's latest result, and a reopened
+unfinished study submits only the cells that are not done (a cell stopped half-way trains again from step 0).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray.exceptions import RayTaskError
+
+from playground.analysis.compare import CompareConfig
+from playground.analysis.study import Cell, CellResult, StudyConfig, cell_summary
+from playground.runs.engine import RunKind
+from playground.runs.engines import CompareEngine
+from playground.training.storage import read_json, write_json
+from playground.training.trainer import TrainedModel
+
+ADDRESS_ENV = "PLAYGROUND_RAY_ADDRESS"
+STUDY_FILE = "study.json"
+POLL_SECONDS = 0.2  # how long one advance() waits for a report: BackgroundRun holds the engine's lock meanwhile
+ROOT = Path(__file__).resolve().parents[2]
+# what a cluster's workers need of this folder (the code); environments, runs and caches stay here
+UPLOAD_EXCLUDES = [".venv", ".git", "runs", "**/__pycache__", ".pytest_cache", ".ruff_cache", "tests/browser"]
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Ray on this machine (`num_cpus` workers, default one per core), or the cluster at `address` (else
+    PLAYGROUND_RAY_ADDRESS); once per process."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get(ADDRESS_ENV) or None
+    if address:  # the code travels with the job; torch and the requirements must be installed on every node
+        ray.init(address=address, log_to_driver=False, ignore_reinit_error=True,
+                 runtime_env={"working_dir": str(ROOT), "excludes": UPLOAD_EXCLUDES})
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+
+
+@ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)
+def train_cell(compare: CompareConfig) -> Iterator[dict[str, Any]]:
+    """Train one cell's models together; yield each model's latest evaluation at every evaluation."""
+    torch.set_num_threads(1)  # this worker process's setting: one core per task
+    engine = CompareEngine(compare, log_every=compare.base.steps)  # only evaluations are reported
+    while not engine.finished:
+        engine.advance()
+        if engine.step % compare.base.eval_every == 0 or engine.finished:
+            yield CellResult.from_rows(engine.rows, engine.step, engine.finished, engine.seconds).as_dict()
+
+
+class StudyEngine:
+    """The grid's cells on Ray, in the `Engine` shape: steps are summed over cells."""
+
+    kind = RunKind.STUDY
+
+    def __init__(self, config: StudyConfig, results: dict[int, CellResult] | None = None,
+                 address: str | None = None) -> None:
+        self.config = config
+        self.cells: list[Cell] = config.cells()
+        self.results: dict[int, CellResult] = results or {}
+        self.address = address
+        self.seconds = 0.0
+        self._running: dict[Any, int] = {}  # streaming generator -> cell index
+
+    @classmethod
+    def load(cls, run_dir: Path) -> StudyEngine:
+        values = read_json(run_dir / STUDY_FILE)
+        if not isinstance(values, dict) or not isinstance(values.get("results"), dict):
+            raise ValueError(f"{STUDY_FILE} is damaged: it holds no results")
+        engine = cls(StudyConfig.from_dict(values.get("config")), address=values.get("address") or None)
+        for key, result in values["results"].items():
+            if not str(key).isdigit() or int(key) >= len(engine.cells):
+                raise ValueError(f"{STUDY_FILE} names cell {key!r}, which this study does not have")
+            engine.results[int(key)] = CellResult.from_dict(result)
+        engine.seconds = float(values.get("seconds", 0.0))
+        return engine
+
+    @property
+    def step(self) -> int:
+        return sum(result.step for result in self.results.values())
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.cells) * self.config.base.steps
+
+    @property
+    def cells_done(self) -> int:
+        return sum(result.done for result in self.results.values())
+
+    @property
+    def finished(self) -> bool:
+        return self.cells_done == len(self.cells)
+
+    def advance(self) -> None:
+        """Submit the cells not done (first call), then take whatever reports arrive within POLL_SECONDS."""
+        started = time.perf_counter()
+        if not self._running:
+            connect(self.address)
+            for cell in self.cells:
+                if not self.results.get(cell.index, CellResult()).done:
+                    self.results[cell.index] = CellResult()
+                    self._running[train_cell.remote(cell.compare)] = cell.index
+        ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=POLL_SECONDS)
+        for generator in ready:
+            index = self._running[generator]
+            try:
+                report = ray.get(next(generator))
+            except StopIteration:
+                del self._running[generator]
+                continue
+            except RayTaskError as error:  # the worker's own exception (DivergedError included), unwrapped
+                self.halt()
+                raise error.as_instanceof_cause() from None
+            self.results[index] = CellResult.from_dict(report)
+        self.seconds += time.perf_counter() - started
+
+    def halt(self) -> None:
+        """Cancel the cells still training (a stop, or a failure in one of them)."""
+        for generator in self._running:
+            ray.cancel(generator, force=True)
+        self._running.clear()
+
+    def snapshot(self) -> StudySnapshot:
+        return StudySnapshot(self.config, [cell_summary(cell, self.results.get(cell.index)) for cell in self.cells],
+                             self.cells_done, len(self.cells), self.step, self.total_steps, self.seconds)
+
+    def set_live(self, changes: Mapping[str, float]) -> None:
+        raise ValueError("a study's settings are fixed while it trains")
+
+    def extend(self, total_steps: int) -> None:
+        """Resuming trains the cells not done to the study's own step budget; the budget itself stays."""
+
+    def models(self) -> list[TrainedModel]:
+        return []  # the models live and die in the workers; a study keeps their numbers
+
+    def save(self, run_dir: Path) -> None:
+        write_json(run_dir / STUDY_FILE, {"config": self.config.as_dict(), "address": self.address or "",
+                                          "seconds": self.seconds,
+                                          "results": {str(k): r.as_dict() for k, r in self.results.items()}})
+
+
+@dataclass
+class StudySnapshot:
+    """What the page and the CLI show: every cell's summary (means, CIs, paired tests) and the progress."""
+
+    config: StudyConfig
+    summaries: list[dict[str, Any]]
+    cells_done: int
+    cells_total: int
+    step: int
+    total_steps: int
+    seconds: float
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Time left at the pace so far (steps summed over cells); None before the first report."""
+        if self.step == 0 or self.seconds <= 0:
+            return None
+        return self.seconds * (self.total_steps - self.step) / self.step

@@ -1,0 +1,134 @@
+"""Study statistics against textbook numbers, and the grid's expansion and messages (no Ray here)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import ray
+from streamlit.testing.v1 import AppTest
+
+from playground.analysis.study import (
+    Cell,
+    CellResult,
+    StudyConfig,
+    cell_summary,
+    mean_ci,
+    paired_test,
+    reading,
+    t_quantile,
+    t_two_sided_p,
+)
+from playground.core.config import ConfigError, TrainConfig
+from playground.training.rules import Metric
+from tests.conftest import new_app
+
+BASE = TrainConfig(steps=20, eval_every=10, val_size=32)
+
+
+@pytest.mark.parametrize(("df", "expected"), [(1, 12.706205), (4, 2.776445), (9, 2.262157), (29, 2.045230)])
+def test_t_quantile_matches_the_tables(df: int, expected: float) -> None:
+    assert t_quantile(0.95, df) == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize(("t", "df", "expected"), [(2.0, 10, 0.073388), (1.0, 1, 0.5), (3.182446, 3, 0.05)])
+def test_two_sided_p_matches_the_tables(t: float, df: int, expected: float) -> None:
+    assert t_two_sided_p(t, df) == pytest.approx(expected, abs=1e-5)
+
+
+def test_mean_ci_by_hand() -> None:
+    estimate = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])  # sd = sqrt(2.5), half-width = 2.776445 * sd / sqrt(5)
+    half = 2.776445 * math.sqrt(2.5) / math.sqrt(5)
+    assert (estimate.mean, estimate.n) == (3.0, 5)
+    assert estimate.low == pytest.approx(3.0 - half, abs=1e-5) and estimate.high == pytest.approx(3.0 + half, abs=1e-5)
+    assert math.isnan(mean_ci([0.5]).low)
+
+
+def test_paired_t_test_by_hand() -> None:
+    a, b = [0.9, 0.8, 0.85, 0.95, 0.7], [0.8, 0.75, 0.7, 0.9, 0.72]
+    d = [x - y for x, y in zip(a, b, strict=True)]  # mean 0.066, sd 0.06348: t = 2.325 with 4 df
+    mean = sum(d) / 5
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 4)
+    test = paired_test(a, b)
+    assert test.t == pytest.approx(mean / (sd / math.sqrt(5)))
+    assert test.p == pytest.approx(t_two_sided_p(test.t, 4))
+    assert test.t == pytest.approx(2.3247, abs=1e-3)
+    assert test.p == pytest.approx(0.0807, abs=5e-4) and test.within_noise  # t tables: between 0.05 and 0.1
+
+
+def test_paired_test_with_identical_differences() -> None:
+    assert paired_test([1.0, 1.0], [1.0, 1.0]).p == 1.0
+    clear = paired_test([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
+    assert clear.p == 0.0 and not clear.within_noise
+
+
+def test_grid_has_one_cell_per_task_setting_and_size() -> None:
+    config = StudyConfig.build(BASE, ["reverse", "addition"], [4, 6], [2], [8, 16], [0, 0.5, 1], ["linear"], 3)
+    cells = config.cells()
+    assert [cell.label for cell in cells] == [
+        "reverse, max length 4, hidden 8", "reverse, max length 4, hidden 16",
+        "reverse, max length 6, hidden 8", "reverse, max length 6, hidden 16",
+        "addition, 2 digits, hidden 8", "addition, 2 digits, hidden 16"]
+    assert config.models_per_cell == 12 == len(cells[0].compare.configs())
+    assert cells[0].compare.base.min_len == 3 and cells[0].compare.base.max_len == 4
+    assert cells[4].compare.base.max_digits == 2 and cells[5].compare.base.hidden_dim == 16
+    assert StudyConfig.from_dict(config.as_dict()) == config
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"tasks": []}, "no task chosen"),
+    ({"tasks": ["custom"]}, "task 'custom' is not allowed in a study"),
+    ({"hiddens": []}, "no hidden size chosen"),
+    ({"hiddens": ["big"]}, "hidden size values ['big'] are not allowed"),
+    ({"seeds": 1}, "a study needs a whole number between 2 and 30"),
+    ({"ratios": [2]}, "ratio 2 is not allowed"),
+    ({"schedules": ["sudden"]}, "schedule 'sudden' is not allowed"),
+    ({"max_lens": [80]}, "max_len = 80 is not allowed"),
+    ({"hiddens": list(range(8, 80))}, "cells (tasks x settings x hidden sizes) chosen: at most 64"),
+])
+def test_validation_messages(kwargs: dict[str, object], message: str) -> None:
+    values: dict[str, object] = {"tasks": ["reverse"], "max_lens": [4], "digits": [2], "hiddens": [8],
+                                 "ratios": [0, 1], "schedules": [], "seeds": 2} | kwargs
+    with pytest.raises(ConfigError) as error:
+        StudyConfig.build(BASE, **values)  # type: ignore[arg-type]
+    assert any(message in problem for problem in error.value.problems), error.value.problems
+
+
+def test_cell_summary_and_reading_from_results() -> None:
+    config = StudyConfig.build(BASE, ["reverse"], [4], [2], [8], [0, 1], [], 3)
+    cell: Cell = config.cells()[0]
+    exact = [0.5, 0.6, 0.55, 0.9, 0.95, 0.92]  # arm-major: γ = 0 seeds 0..2, then γ = 1
+    finals = [{Metric.FR_EXACT: x, Metric.FR_TOKEN_ACC: x, Metric.TF_TOKEN_ACC: 1.0} for x in exact]
+    summary = cell_summary(cell, CellResult(20, True, 1.0, finals))
+    assert [row["arm"] for row in summary["arms"]] == ["γ = 0", "γ = 1"]
+    assert summary["arms"][1][Metric.FR_EXACT]["mean"] == pytest.approx((0.9 + 0.95 + 0.92) / 3)
+    (test,) = summary["tests"]
+    assert test["difference"] == pytest.approx((-0.4 - 0.35 - 0.37) / 3)
+    assert test["p"] < 0.05 and not test["within_seed_noise"]
+    text = reading([summary])
+    assert "γ = 1 decodes best" in text and "more than seed noise" in text
+    assert cell_summary(cell, None)["arms"] == []
+
+
+def study_page() -> AppTest:
+    at = new_app().run()
+    at.switch_page("pages/study.py").run()
+    return at
+
+
+@pytest.mark.usefixtures("fresh_app")
+def test_study_page_defaults_and_messages_without_ray() -> None:
+    at = study_page()
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Study: teacher forcing, measured"
+    assert at.multiselect(key="study_tasks").value == ["reverse", "sort"]
+    assert at.multiselect(key="study_ratios").value == [0.0, 0.5, 1.0]
+    assert at.number_input(key="study_seeds").value == 5 and not at.button(key="study_start").disabled
+    assert all(widget.help for kind in ("multiselect", "number_input", "text_input", "button")
+               for widget in at.get(kind))
+    at.multiselect(key="study_tasks").set_value([]).run()
+    at.multiselect(key="study_hiddens").set_value([]).run()
+    errors = [error.value for error in at.error]
+    assert "no task chosen: choose at least one" in errors and "no hidden size chosen: choose at least one" in errors
+    assert at.button(key="study_start").disabled
+    assert not ray.is_initialized()
