@@ -33,9 +33,7 @@ def session(steps: int) -> AppTest:
 
 def listed(at: AppTest) -> list[str]:
     at.run()
-    panel = at.get("selectbox")
-    return [box.options for box in panel if box.key == "manage_train"][0] if any(
-        box.key == "manage_train" for box in panel) else []
+    return next((box.options for box in at.get("selectbox") if box.key == "manage_train"), [])
 
 
 def test_sessions_see_only_their_runs_and_a_start_past_the_limit_queues(shared_server: None) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from playground.core.config import ConfigError, TrainConfig
+from playground.core.tasks import TaskError, parse_custom_csv
 from playground.training.batched import BatchedTrainer
 from playground.training.trainer import Trainer
 
@@ -49,3 +52,44 @@ def test_models_must_share_everything_but_forcing_and_seed() -> None:
         BatchedTrainer([SMALL, SMALL.replace(hidden_dim=8)])
     with pytest.raises(ConfigError, match="at least one"):
         BatchedTrainer([])
+
+
+def test_restore_with_resume_state_continues_exactly_as_if_never_interrupted() -> None:
+    configs = [SMALL.replace(teacher_forcing_ratio=ratio) for ratio in (0.0, 1.0)]
+    uninterrupted = BatchedTrainer(configs)
+    for _ in range(STEPS):
+        uninterrupted.train_step()
+    states = [uninterrupted.model_state(k) for k in range(2)]
+    resume = copy.deepcopy(uninterrupted.resume_state())
+    expected = [uninterrupted.train_step().losses for _ in range(STEPS)]
+    torch.manual_seed(321)  # the global RNG must not matter
+    resumed = BatchedTrainer(configs)
+    resumed.restore(states, STEPS, resume)
+    assert resumed.step == STEPS
+    assert [resumed.train_step().losses for _ in range(STEPS)] == expected
+    for k in range(2):
+        final, again = uninterrupted.model_state(k), resumed.model_state(k)
+        assert all(torch.equal(final[name], again[name]) for name in final)
+
+
+def test_restore_refuses_another_number_of_models() -> None:
+    batched = BatchedTrainer([SMALL, SMALL.replace(seed=1)])
+    with pytest.raises(ValueError, match="holds 1 models, this comparison trains 2"):
+        batched.restore([batched.model_state(0)], 3, None)
+    batched.restore([batched.model_state(1), batched.model_state(0)], 3, None)  # without resume: weights and step
+    assert batched.step == 3
+    assert torch.equal(batched.model_state(0)["decoder.fc_out.weight"],
+                       Trainer(SMALL.replace(seed=1)).model.state_dict()["decoder.fc_out.weight"])
+
+
+def test_custom_pairs_train_batched_like_one_model() -> None:
+    pairs = parse_custom_csv("".join(f"{w},{w[::-1]}\n" for w in
+                                     ["ab", "bc", "cd", "de", "ef", "fa", "ace", "bdf", "ca", "eb"]).encode())
+    configs = [SMALL.replace(task="custom", custom_data=pairs.fingerprint, teacher_forcing_ratio=ratio)
+               for ratio in (0.0, 1.0)]
+    with pytest.raises(TaskError, match="none were given"):
+        BatchedTrainer(configs)
+    batched = BatchedTrainer(configs, pairs)
+    single = Trainer(configs[1], pairs)
+    for _ in range(STEPS):
+        assert batched.train_step().losses[1] == pytest.approx(single.train_step().loss, abs=1e-5)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from playground.analysis.compare import (
     CompareConfig,
@@ -16,7 +18,8 @@ from playground.analysis.compare import (
 )
 from playground.cli import main
 from playground.core.config import ConfigError, TrainConfig
-from playground.runs.engines import CompareEngine
+from playground.runs.engines import MODEL_COLUMN, CompareEngine
+from playground.training.storage import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, read_config, read_metrics
 
 TINY = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=5, steps=12, eval_every=6)
 
@@ -45,9 +48,10 @@ def test_bad_choices_are_named(ratios: list, schedules: list, seeds: int, messag
 
 
 def test_engine_history_feeds_table_and_reading() -> None:
-    engine = CompareEngine(CompareConfig.build(TINY, [0.0, 1.0], seeds=1), log_every=4)
+    config = CompareConfig.build(TINY, [0.0, 1.0], seeds=1)
+    engine = CompareEngine(config, log_every=4)
     snapshot = engine.run_to_end()
-    assert snapshot.step == 12 and len(snapshot.rows) == 2
+    assert snapshot.step == 12 and len(snapshot.rows) == 2 and snapshot.config == config
     assert [row["step"] for row in snapshot.rows[0]] == [0, 1, 4, 6, 8, 12]
     assert all("val_fr_exact" in row for row in snapshot.rows[1] if row["step"] in (0, 6, 12))
     table = summary_rows(snapshot)
@@ -80,20 +84,101 @@ def test_steps_to_reach_uses_the_seed_mean() -> None:
              [{"step": 10, "val_fr_exact": 0.80}, {"step": 20, "val_fr_exact": 0.90}]]
     assert steps_to_reach(seeds) == 20
     assert steps_to_reach(seeds, 0.99) is None
-    empty = CompareSnapshot(["γ = 0"], 1, [[]], [{}], 0, 10, 0.0)
+    empty = CompareSnapshot(["γ = 0"], 1, [[]], [{}], 0, 10, 0.0, CompareConfig.build(TINY, [0.0]))
     assert summary_rows(empty) == [] and "No evaluation yet" in reading([])
 
 
-def test_cli_prints_the_table_then_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+def test_engine_saves_and_loads_back_every_model(tmp_path: Path) -> None:
+    config = CompareConfig.build(TINY, [0.0, 1.0], ["linear"], seeds=2)
+    engine = CompareEngine(config, log_every=4)
+    before = engine.run_to_end()
+    engine.save(tmp_path)
+    assert read_config(tmp_path) == config.base
+    rows = read_metrics(tmp_path)
+    assert sorted({row[MODEL_COLUMN] for row in rows}) == list(range(6))
+    assert len(rows) == sum(len(model_rows) for model_rows in before.rows)
+    loaded = CompareEngine.load(tmp_path)
+    after = loaded.snapshot()
+    assert after.config == config and after.labels == before.labels and after.step == 12 and loaded.finished
+    assert after.rows == before.rows and after.seconds == before.seconds
+    assert [m.label for m in loaded.models()] == [m.label for m in engine.models()] == [
+        "γ = 0, seed 0", "γ = 0, seed 1", "γ = 1, seed 0", "γ = 1, seed 1", "linear 1→0, seed 0",
+        "linear 1→0, seed 1"]
+    for saved, trained in zip(loaded.models(), engine.models(), strict=True):
+        state = trained.model.state_dict()
+        assert saved.config == trained.config
+        assert all(torch.equal(value, state[name]) for name, value in saved.model.state_dict().items())
+
+
+def test_a_loaded_comparison_trains_on_as_if_never_interrupted(tmp_path: Path) -> None:
+    config = CompareConfig.build(TINY, [0.0, 1.0])
+    uninterrupted = CompareEngine(config)
+    halfway = CompareEngine(config)
+    while halfway.step < 6:
+        halfway.advance()
+    halfway.save(tmp_path)
+    resumed = CompareEngine.load(tmp_path)
+    resumed.run_to_end()
+    uninterrupted.run_to_end()
+    for mine, theirs in zip(resumed.snapshot().rows, uninterrupted.snapshot().rows, strict=True):
+        assert [{k: v for k, v in row.items() if k != "seconds"} for row in mine] == [
+            {k: v for k, v in row.items() if k != "seconds"} for row in theirs]
+
+
+def test_a_comparisons_settings_are_fixed_and_it_extends() -> None:
+    engine = CompareEngine(CompareConfig.build(TINY, [0.0, 1.0]))
+    with pytest.raises(ValueError, match="fixed while it trains"):
+        engine.set_live({"lr": 0.01})
+    engine.run_to_end()
+    engine.extend(18)
+    assert (engine.total_steps, engine.finished, engine.snapshot().config.base.steps) == (18, False, 18)
+    assert engine.run_to_end().step == 18
+    assert "val_fr_exact" in engine.snapshot().rows[0][-1]  # the new last step is evaluated
+
+
+def test_cli_prints_the_table_then_one_json_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["compare", "--task", "copy", "--ratios", "0,0.5,1", "--seeds", "2", "--json", "--hidden", "16",
-                 "--emb", "8", "--steps", "6", "--eval-every", "3", "--val-size", "32", "--batch-size", "8"])
-    out = capsys.readouterr().out.strip().splitlines()
-    assert code == 0 and out[0].startswith("ratio")
+                 "--emb", "8", "--steps", "6", "--eval-every", "3", "--val-size", "32", "--batch-size", "8",
+                 "--runs-dir", str(tmp_path), "--name", "three ratios", "--quiet"])
+    captured = capsys.readouterr()
+    out = captured.out.strip().splitlines()
+    assert code == 0 and out[0].startswith("ratio") and captured.err == ""  # --quiet: no progress bar
     result = json.loads(out[-1])
     assert [row["ratio"] for row in result["rows"]] == ["γ = 0", "γ = 0.5", "γ = 1"]
     assert result["steps"] == 6 and all(row["seeds"] == 2 for row in result["rows"])
+    assert result["status"] == "finished"
+    run_dir = Path(result["run_dir"])
+    assert run_dir.parent == tmp_path and run_dir.name == result["id"] and run_dir.name.endswith("three-ratios")
+    assert {"compare.json", "config.json", "run.json", METRICS_FILE, CHECKPOINT_FILE} <= {
+        path.name for path in run_dir.iterdir()}
+    assert [saved.label for saved in load_checkpoint(run_dir / CHECKPOINT_FILE).models] == [
+        "γ = 0, seed 0", "γ = 0, seed 1", "γ = 0.5, seed 0", "γ = 0.5, seed 1", "γ = 1, seed 0", "γ = 1, seed 1"]
+    rows = read_metrics(run_dir)
+    last = {row[MODEL_COLUMN]: row for row in rows if row["step"] == 6}
+    assert sorted(last) == list(range(6))
+    assert last[2]["val_fr_exact"] == pytest.approx(  # the table's γ = 0.5 row is the mean of its two seeds
+        2 * result["rows"][1]["val_fr_exact"] - last[3]["val_fr_exact"])
 
 
-def test_cli_rejects_bad_ratios_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["compare", "--ratios", "0,2"]) == 2
-    assert "ratio '2' is not allowed" in capsys.readouterr().err
+def test_cli_progress_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", "--ratios", "0,1", "--hidden", "8", "--emb", "4", "--steps", "4", "--val-size", "16",
+                 "--batch-size", "8", "--runs-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "4/4 steps" in captured.err and "/4 steps" not in captured.out
+
+
+def test_cli_rejects_bad_ratios_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", "--ratios", "0,2", "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "ratio '2' is not allowed" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # nothing written for a refused comparison
+
+
+@pytest.mark.xfail(reason="library bug: CompareEngine.load (playground/runs/engines.py) does not restore "
+                          "exact_by_length, so a reopened comparison's length chart is empty", strict=False)
+def test_a_loaded_comparison_keeps_exact_match_by_length(tmp_path: Path) -> None:
+    engine = CompareEngine(CompareConfig.build(TINY, [0.0, 1.0]))
+    before = engine.run_to_end()
+    assert all(before.exact_by_length)
+    engine.save(tmp_path)
+    assert CompareEngine.load(tmp_path).snapshot().exact_by_length == before.exact_by_length

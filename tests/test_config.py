@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from playground.core.config import SETTINGS, ConfigError, TrainConfig
+from playground.core.config import SETTINGS, ConfigError, TrainConfig, label
 from playground.core.devices import device_choices
 
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
@@ -89,13 +89,35 @@ def test_several_problems_are_reported_together() -> None:
 
 def test_min_len_above_max_len() -> None:
     assert problems_of({"min_len": 6, "max_len": 4}) == [
-        "min_len = 6 is not allowed: it must not exceed max_len (4)"]
+        "min_len = 6 is not allowed: it must be at most max_len (4)"]
 
 
-def test_custom_task_needs_a_csv() -> None:
+def test_messages_name_settings_by_their_labels_for_a_page() -> None:
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig.from_dict({"min_len": 6, "max_len": 4})
+    assert caught.value.messages(label) == ["Min length = 6 is not allowed: it must be at most Max length (4)"]
+    assert caught.value.messages() == caught.value.problems
+    with pytest.raises(ConfigError) as braces:  # a value with braces is shown as typed, not formatted
+        TrainConfig.from_dict({"lr": "{0}"})
+    assert braces.value.messages(label) == ["Learning rate = '{0}' is not allowed: it must be a number"]
+    assert ConfigError(["plain {text}"]).messages(label) == ["plain {text}"]
+
+
+def test_custom_task_needs_its_pairs() -> None:
     (problem,) = problems_of({"task": "custom"})
-    assert problem.startswith("custom_csv is empty: the custom task needs a CSV file")
-    assert TrainConfig.from_dict({"task": "custom", "custom_csv": "pairs.csv"}).custom_csv == "pairs.csv"
+    assert problem == "task needs a CSV file of source,target pairs: none is loaded"
+    fingerprint = "0123456789abcdef"
+    config = TrainConfig.from_dict({"task": "custom", "custom_data": fingerprint})
+    assert (config.task, config.custom_data) == ("custom", fingerprint)
+
+
+def test_custom_data_is_a_fingerprint_never_a_path() -> None:
+    (problem,) = problems_of({"task": "custom", "custom_data": "pairs.csv"})
+    assert problem == ("custom_data = 'pairs.csv' is not allowed: it must be empty or the fingerprint of loaded "
+                       "pairs (16 hexadecimal digits)")
+    (problem,) = problems_of({"task": "custom", "custom_csv": "pairs.csv"})  # the old path setting is gone
+    assert problem.startswith("'custom_csv' is not a setting; known settings: ")
+    assert "custom_csv" not in SETTINGS and "custom_data" in SETTINGS
 
 
 def test_device_must_be_present() -> None:

@@ -30,7 +30,7 @@ def test_the_parameter_count_is_the_model_s_own(config: TrainConfig) -> None:
 
 @pytest.mark.parametrize("change", [{"hidden_dim": 256}, {"batch_size": 128}, {"max_len": 16}, {"num_layers": 2}])
 def test_a_larger_setting_costs_more(change: dict) -> None:
-    def cost(config: TrainConfig):  # noqa: ANN202
+    def cost(config: TrainConfig):
         return estimate(config, build_task(config), FIXED)
 
     small, large = cost(TrainConfig()), cost(TrainConfig().replace(**change))

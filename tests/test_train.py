@@ -1,5 +1,6 @@
 """Trainer: it really learns, is repeatable, stops cleanly on NaN, and reports sensible metrics."""
 
+import copy
 import math
 from pathlib import Path
 
@@ -7,9 +8,10 @@ import pytest
 import torch
 
 from playground.core.config import ConfigError, TrainConfig
-from playground.core.tasks import TaskError
+from playground.core.tasks import CustomPairs, TaskError, load_custom_csv
 from playground.training import trainer as train
-from playground.training.trainer import DivergedError, Trainer
+from playground.training.rules import DivergedError, draw_coins
+from playground.training.trainer import Trainer, build_task
 
 TINY = TrainConfig(task="reverse", min_len=2, max_len=5, alphabet_size=6, emb_dim=8, hidden_dim=16,
                    batch_size=16, val_size=32, steps=20, eval_every=10, device="cpu")
@@ -150,21 +152,93 @@ def test_logged_step_evaluates_every_eval_every_and_at_the_end() -> None:
 
 
 def test_draw_coins_shape_follows_the_coin_mode() -> None:
-    step, token = Trainer(TINY), Trainer(TINY.replace(coin="token"))
-    batch = next(step.batches)
-    assert step.draw_coins(batch).shape == (batch.tgt.shape[1],)
-    assert token.draw_coins(batch).shape == tuple(batch.tgt.shape)
+    batch = next(Trainer(TINY).batches)
+    generator = torch.Generator().manual_seed(5)
+    assert draw_coins(generator, "step", tuple(batch.tgt.shape)).shape == (batch.tgt.shape[1],)
+    assert draw_coins(generator, "token", tuple(batch.tgt.shape)).shape == tuple(batch.tgt.shape)
+    draws = []
+    for global_seed in (1, 99):  # the run's own generator decides the coins, whatever the global RNG
+        torch.manual_seed(global_seed)
+        draws.append(draw_coins(torch.Generator().manual_seed(5), "token", (4, 7)))
+    assert torch.equal(*draws) and ((draws[0] >= 0) & (draws[0] < 1)).all()
+
+
+def test_coins_are_drawn_at_every_ratio_so_the_stream_never_shifts() -> None:
+    """A ratio of 1 or 0 needs no coin, but still draws one: otherwise a live change would shift later coins."""
+    forced, free = Trainer(TINY.replace(teacher_forcing_ratio=1.0)), Trainer(TINY.replace(teacher_forcing_ratio=0.0))
+    for _ in range(3):
+        forced.train_step()
+        free.train_step()
+    assert torch.equal(forced.coins.get_state(), free.coins.get_state())
+
+
+def write_pairs(path: Path) -> Path:
+    path.write_text("source,target\n" + "".join(f"{w},{w.upper()}\n" for w in
+                                                ["ab", "bc", "cd", "de", "ef", "fa", "ace", "bdf", "ca", "eb"]))
+    return path
 
 
 def test_custom_csv_task_trains(tmp_path: Path) -> None:
-    csv_path = tmp_path / "pairs.csv"
-    csv_path.write_text("source,target\n" + "".join(f"{w},{w.upper()}\n" for w in
-                                                   ["ab", "bc", "cd", "de", "ef", "fa", "ace", "bdf", "ca", "eb"]))
-    trainer = Trainer(TINY.replace(task="custom", custom_csv=str(csv_path)))
+    pairs = load_custom_csv(write_pairs(tmp_path / "pairs.csv"))
+    assert len(pairs.pairs) == 10 and pairs.pairs[0] == (["a", "b"], ["A", "B"])
+    trainer = Trainer(TINY.replace(task="custom", custom_data=pairs.fingerprint), pairs)
+    assert trainer.task.name == "custom" and trainer.task.tgt_vocab.itos[4:] == sorted("ABCDEF")
     assert trainer.train_step().loss > 0
     assert set(trainer.evaluate().metrics) == METRICS
 
 
 def test_missing_custom_csv_is_a_task_error(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match=r"cannot read the CSV file .*missing\.csv"):
-        Trainer(TINY.replace(task="custom", custom_csv=str(tmp_path / "missing.csv")))
+        load_custom_csv(tmp_path / "missing.csv")
+
+
+def test_custom_task_needs_the_pairs_its_config_names(tmp_path: Path) -> None:
+    pairs = load_custom_csv(write_pairs(tmp_path / "pairs.csv"))
+    config = TINY.replace(task="custom", custom_data=pairs.fingerprint)
+    with pytest.raises(TaskError, match="none were given"):
+        Trainer(config)
+    other = CustomPairs(pairs.pairs[1:])
+    with pytest.raises(TaskError, match="not the ones this run was trained on"):
+        build_task(config, other)
+    with pytest.raises(TaskError, match="not the ones this run was trained on"):
+        build_task(config.replace(custom_tokenization="space"), pairs)
+    assert build_task(TINY, pairs).name == "reverse"  # a generated task ignores pairs
+
+
+def test_restore_with_resume_state_continues_exactly_as_if_never_interrupted() -> None:
+    config = TINY.replace(teacher_forcing_ratio=0.5, coin="token")
+    uninterrupted = Trainer(config)
+    for _ in range(4):
+        uninterrupted.train_step()
+    saved_weights, saved_resume = weights(uninterrupted), copy.deepcopy(uninterrupted.resume_state())
+    expected = [uninterrupted.train_step().loss for _ in range(4)]
+    torch.manual_seed(321)  # the global RNG must not matter
+    resumed = Trainer(config)
+    resumed.restore(saved_weights, 4, saved_resume)
+    assert resumed.step == 4
+    assert [resumed.train_step().loss for _ in range(4)] == expected
+    final, again = weights(uninterrupted), weights(resumed)
+    assert all(torch.equal(final[name], again[name]) for name in final)
+
+
+def test_restore_without_resume_state_sets_weights_and_step_only() -> None:
+    trained = Trainer(TINY)
+    for _ in range(3):
+        trained.train_step()
+    fresh = Trainer(TINY)
+    coins_before = fresh.coins.get_state()
+    fresh.restore(weights(trained), 3, None)
+    assert fresh.step == 3 and torch.equal(fresh.coins.get_state(), coins_before)
+    assert all(torch.equal(value, weights(trained)[name]) for name, value in weights(fresh).items())
+    assert fresh.evaluate().metrics == trained.evaluate().metrics
+    with pytest.raises(ValueError, match="does not fit this run"):
+        fresh.restore(weights(trained), 3, {"optimizer": {}, "coins": None, "data": None})
+
+
+def test_trained_model_describes_the_model_as_it_is() -> None:
+    trainer = Trainer(TINY)
+    trainer.train_step()
+    trained = trainer.trained_model("mine")
+    assert (trained.label, trained.step, trained.config) == ("mine", 1, TINY)
+    assert trained.model is trainer.model and trained.task is trainer.task
+    assert trained.val_pairs == trainer.data.val_pairs
