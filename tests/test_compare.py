@@ -174,8 +174,6 @@ def test_cli_rejects_bad_ratios_without_a_traceback(tmp_path: Path, capsys: pyte
     assert not list(tmp_path.iterdir())  # nothing written for a refused comparison
 
 
-@pytest.mark.xfail(reason="library bug: CompareEngine.load (playground/runs/engines.py) does not restore "
-                          "exact_by_length, so a reopened comparison's length chart is empty", strict=False)
 def test_a_loaded_comparison_keeps_exact_match_by_length(tmp_path: Path) -> None:
     engine = CompareEngine(CompareConfig.build(TINY, [0.0, 1.0]))
     before = engine.run_to_end()

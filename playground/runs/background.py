@@ -222,7 +222,7 @@ class BackgroundRun(Generic[SnapshotT]):
         self._stop_requested = False
         with self._lock:
             self._engine.halt()
-        if problem := self.save():
+        if (problem := self.save()) and problem != message:
             self.status, self.message = RunStatus.FAILED, problem if not message else f"{message}; {problem}"
 
 

@@ -204,6 +204,7 @@ class CompareEngine(_Progress):
                 raise ValueError(f"metrics.csv names model {model}, which this comparison does not have")
             engine.rows[model].append(row)
         engine.seconds = max((rows[-1].get(Metric.SECONDS, 0.0) for rows in engine.rows if rows), default=0.0)
+        engine.exact_by_length = [evaluation.exact_by_length for evaluation in engine.trainer.evaluate()]
         return engine
 
     def advance(self) -> None:

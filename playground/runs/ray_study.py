@@ -65,6 +65,7 @@ class StudyEngine:
     """The grid's cells on Ray, in the `Engine` shape: steps are summed over cells."""
 
     kind = RunKind.STUDY
+    size = 0  # its models train in Ray workers, never in this process: nothing here for admission to count
 
     def __init__(self, config: StudyConfig, results: dict[int, CellResult] | None = None,
                  address: str | None = None) -> None:
