@@ -15,8 +15,8 @@ from playground.analysis.compare import (
     summary_rows,
 )
 from playground.cli import main
-from playground.runs.engines import CompareEngine
 from playground.core.config import ConfigError, TrainConfig
+from playground.runs.engines import CompareEngine
 
 TINY = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=5, steps=12, eval_every=6)
 
