@@ -143,9 +143,13 @@ if source and example:
     if not source.val_pairs:
         st.info("Error rates by position need the validation set, which this model's task could not regenerate.")
     else:
-        errors = position_errors(source.model(), source.task, source.val_pairs)
-        st.plotly_chart(position_errors_figure({"": errors}), key="dc_positions", width="stretch")
+        every_arm = source.arms is not None and st.toggle(
+            "Every model of this comparison", key="dc_all_arms",
+            help="One colour per model (teacher-forcing ratio), to see which ratio compounds its errors least")
+        errors = ({arm.label: position_errors(arm.model, arm.task, arm.val_pairs) for arm in source.arms()}
+                  if every_arm and source.arms else
+                  {"": position_errors(source.model(), source.task, source.val_pairs)})
+        st.plotly_chart(position_errors_figure(errors), key="dc_positions", width="stretch")
         st.caption("Teacher-forced: fed the true prefix. Free-running: fed its own outputs, so one mistake can cause "
                    "the next. The dashed line is the free-running error among examples whose earlier positions were "
-                   "all right; the gap above it is what earlier mistakes add. For a comparison, pick each model in "
-                   "the sidebar to see its own curve.")
+                   "all right; the gap above it is what earlier mistakes add.")

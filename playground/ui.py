@@ -31,7 +31,7 @@ from playground.runs.engine import RunKind, RunStatus
 from playground.runs.engines import TrainingSnapshot
 from playground.runs.registry import registry
 from playground.training.storage import CheckpointError, load_checkpoint
-from playground.training.trainer import build_task
+from playground.training.trainer import TrainedModel, build_task
 
 SETTING_PREFIX = "cfg_"
 CUSTOM_PAIRS_KEY = "custom_pairs"
@@ -317,6 +317,7 @@ class Source:
     val_pairs: list[Pair]
     live: bool
     model: Callable[[], Seq2Seq]
+    arms: Callable[[], list[TrainedModel]] | None = None  # every model of a comparison, for views across arms
 
     @property
     def src_vocab(self) -> Vocab:
@@ -381,7 +382,7 @@ def pick_source(prefix: str) -> Source | None:
     chosen = models[index]
     label = names[run_id] + (f" — {chosen.label}" if chosen.label else "")
     return Source(label, chosen.config, chosen.task, chosen.val_pairs, run.status == RunStatus.RUNNING,
-                  lambda: run.models()[index].model)
+                  lambda: run.models()[index].model, run.models if len(models) > 1 else None)
 
 
 def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from playground import cli
+from playground.analysis.compare import CompareConfig
 from playground.analysis.decode import (
     FED_OWN,
     FED_START,
@@ -25,7 +26,7 @@ from playground.analysis.decode import (
 from playground.core.config import TrainConfig
 from playground.core.tasks import PAD_ID
 from playground.runs import registry as runs
-from playground.runs.engines import TrainingEngine
+from playground.runs.engines import CompareEngine, TrainingEngine
 from playground.runs.registry import RunRegistry
 from playground.training.trainer import Trainer
 from tests.conftest import new_app
@@ -193,3 +194,17 @@ def test_decode_page_steps_and_shows_beams() -> None:
     assert not at.exception and len(at.dataframe[0].value) == 6
     at.button(key="dc_prev").click().run()
     assert any("**Step 0 of" in m.value for m in at.markdown)
+
+
+@pytest.mark.usefixtures("fresh_app")
+def test_decode_page_shows_every_arm_of_a_comparison() -> None:
+    config = CONFIG.replace(steps=4, eval_every=2)
+    runs.registry().launch("arms", CompareEngine(CompareConfig.build(config, [0.0, 1.0], seeds=1)), config).join(60)
+    at = new_app().run()
+    at.switch_page("pages/decode.py")
+    at.run()
+    assert not at.exception and not at.error
+    at.toggle(key="dc_all_arms").set_value(True).run()
+    assert not at.exception and not at.error
+    chart = next(chart for chart in at.get("plotly_chart") if chart.key == "dc_positions")
+    assert len(json.loads(chart.proto.spec)["data"]) == 6  # three lines for each of the two models
