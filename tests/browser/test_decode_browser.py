@@ -27,6 +27,8 @@ def test_step_through_and_beam_search(streamlit_server: str, browser_page, train
         page.locator(".st-key-dc_next button").first.click()  # a button with help text renders a measuring twin
         page.wait_for_selector(f"text=Step {step} of")
         wait_idle(page)
+        page.wait_for_function(f"previous => JSON.stringify(({BARS})()) !== JSON.stringify(previous)", arg=bars[-1],
+                               timeout=20_000)  # plotly redraws after the script run ends
         bars.append(page.evaluate(BARS))
         assert page.get_by_text("model's own output").count() == 1
     assert all(bar is not None for bar in bars) and len({str(bar) for bar in bars}) == 4
@@ -39,3 +41,8 @@ def test_step_through_and_beam_search(streamlit_server: str, browser_page, train
     assert page.locator(".st-key-dc_beam_tables [data-testid=stDataFrame]").count() == 2
     assert page.locator(".st-key-dc_positions .js-plotly-plot").count() == 1
     screenshot(page, "decode")
+    page.locator(".st-key-dc_restart button").first.click()
+    page.wait_for_selector("text=Step 0 of")
+    wait_idle(page)
+    page.locator(".st-key-dc_play button").first.click()
+    page.wait_for_selector("text=Step 2 of", timeout=20_000)  # Play advances on the fragment's timer
