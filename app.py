@@ -14,6 +14,7 @@ st.set_page_config(page_title="Seq2Seq Playground", page_icon=":material/swap_ho
 st.navigation([
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("pages/hidden_states.py", title="Hidden states", icon=":material/grid_on:"),
+    st.Page("pages/decode.py", title="Decode", icon=":material/step:"),
     st.Page("pages/compare.py", title="Compare ratios", icon=":material/compare_arrows:"),
     st.Page("pages/study.py", title="Study", icon=":material/query_stats:"),
     st.Page("pages/lessons.py", title="Lessons", icon=":material/school:"),

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 import streamlit as st
 
@@ -22,9 +19,6 @@ from playground.analysis.states import (
     fit_projection,
     unit_order,
 )
-from playground.core.config import TrainConfig
-from playground.core.model import Seq2Seq
-from playground.core.tasks import Pair, TaskData, TaskError, Vocab
 from playground.plots.states import (
     mark_step,
     probs_figure,
@@ -32,105 +26,10 @@ from playground.plots.states import (
     state_heatmap,
     unit_lines_figure,
 )
-from playground.runs.background import RunError
-from playground.runs.engine import RunKind, RunStatus
-from playground.runs.registry import registry
-from playground.training.storage import CheckpointError, load_checkpoint
-from playground.training.trainer import build_task
-from playground.ui import visible_runs
+from playground.ui import inspection_sidebar
 
 REFRESH_SECONDS = 3.0
-MAX_EXAMPLES = 200  # validation examples offered in the picker
 PROJECTED = 300  # validation examples in the PCA plane
-
-
-@dataclass
-class Source:
-    """Where the model comes from; `model` is called for a fresh copy (a live run keeps training)."""
-
-    label: str
-    config: TrainConfig
-    src_vocab: Vocab
-    tgt_vocab: Vocab
-    val_pairs: list[Pair]
-    live: bool
-    model: Callable[[], Seq2Seq]
-
-
-@st.cache_resource(max_entries=4, show_spinner="Loading the checkpoint and regenerating its validation data")
-def checkpoint_source(data: bytes) -> tuple[Seq2Seq, TrainConfig, Vocab, Vocab, list[Pair], str]:
-    """The checkpoint's first model; its validation set is regenerated from its config and its own pairs."""
-    loaded = load_checkpoint(data)
-    try:
-        task = build_task(loaded.config, loaded.custom)
-        pairs, note = TaskData(task, loaded.config.seed, loaded.config.val_size).val_pairs, ""
-    except TaskError as error:
-        pairs, note = [], f"Validation examples cannot be regenerated ({error}); type a source below."
-    return loaded.model, loaded.config, loaded.src_vocab, loaded.tgt_vocab, pairs, note
-
-
-def pick_source() -> Source | None:
-    kind = st.radio("Model from", ["a training run", "a checkpoint file"], horizontal=True, key="hs_from",
-                    help="Inspect a run of this server (live while it trains) or an uploaded checkpoint (.pt)")
-    if kind == "a checkpoint file":
-        upload = st.file_uploader("Checkpoint (.pt, saved by the Train page)", type=["pt"], key="hs_upload")
-        if upload is None:
-            return None
-        try:
-            model, config, src_vocab, tgt_vocab, pairs, note = checkpoint_source(upload.getvalue())
-        except CheckpointError as error:
-            st.error(str(error))
-            return None
-        if note:
-            st.info(note)
-        return Source(upload.name, config, src_vocab, tgt_vocab, pairs, False, lambda: model)
-    summaries = [summary for summary in visible_runs() if summary.kind != RunKind.STUDY]  # a study keeps no models
-    if not summaries:
-        st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
-        return None
-    names = {summary.id: f"{summary.name} ({summary.kind}, {summary.status})" for summary in summaries}
-    run_id = st.selectbox("Run", list(names), format_func=names.get, key="hs_run",
-                          help="Every run of this server, newest first; a training run's states refresh live")
-    try:
-        run = registry().get(run_id)
-        models = run.models()
-    except (RunError, CheckpointError, TaskError, ValueError) as error:
-        st.error(f"cannot open run {run_id}: {error}")
-        return None
-    index = 0
-    if len(models) > 1:
-        index = st.selectbox("Model", range(len(models)), format_func=lambda k: models[k].label, key="hs_model",
-                             help="A comparison trains several models: the one whose states are shown")
-    chosen = models[min(index, len(models) - 1)]
-    label = names[run_id] + (f" — {chosen.label}" if chosen.label else "")
-    return Source(label, chosen.config, chosen.task.src_vocab, chosen.task.tgt_vocab, chosen.val_pairs,
-                  run.status == RunStatus.RUNNING, lambda: run.models()[min(index, len(models) - 1)].model)
-
-
-def pick_example(source: Source) -> tuple[Pair | None, list[str]]:
-    """The chosen example, or None with the problems to show (tokens outside the vocabulary)."""
-    choices = ["a validation example", "type a source"] if source.val_pairs else ["type a source"]
-    how = st.radio("Example", choices, horizontal=True, key="hs_how",
-                   help="A held-out validation example, or a source you type (targets are optional)")
-    if how == "a validation example":
-        pairs = source.val_pairs[:MAX_EXAMPLES]
-        index = st.selectbox("Validation example", range(len(pairs)), key="hs_example",
-                             help="Held-out examples the run never trained on: source → target",
-                             format_func=lambda i: f"{source.src_vocab.join(pairs[i][0])} → "
-                                                   f"{source.tgt_vocab.join(pairs[i][1])}")
-        return pairs[index], []
-    text = st.text_input("Source", key="hs_source", placeholder="e.g. abcde",
-                         help="Tokens of the task's source vocabulary; others are refused with a message")
-    target_text = st.text_input("Target (optional; needed for teacher forcing)", key="hs_target",
-                                help="The true output: needed to feed the decoder the truth (teacher-forced)")
-    src = source.src_vocab.tokenize(text)
-    if not src:
-        return None, []
-    tgt = source.tgt_vocab.tokenize(target_text)
-    problems = [f"{side} has tokens outside the model's vocabulary: {', '.join(map(repr, bad))}"
-                for side, bad in (("The source", source.src_vocab.unknown(src)),
-                                  ("The target", source.tgt_vocab.unknown(tgt))) if bad]
-    return (None if problems else (src, tgt)), problems
 
 
 def heatmaps(capture: StateCapture, part: str, labels: list[str], order_mode: str, show_gates: bool,
@@ -151,15 +50,7 @@ def heatmaps(capture: StateCapture, part: str, labels: list[str], order_mode: st
 st.title("Hidden and cell states")
 st.caption("Every h_t, c_t and gate below is recomputed step by step with the model's own weights; "
            "it equals nn.LSTM's output.")
-with st.sidebar:
-    source = pick_source()
-    example, problems = pick_example(source) if source else (None, [])
-for problem in problems:
-    st.error(problem)
-if source is None:
-    st.info("Pick a training run or load a checkpoint file in the sidebar.")
-if source and example is None and not problems:
-    st.info("Type a source sequence in the sidebar.")
+source, example = inspection_sidebar("hs")
 if source and example:
     with st.sidebar:
         st.subheader("View")

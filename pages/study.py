@@ -16,6 +16,7 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind
 from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
+from playground.ui import session_owner, visible_runs
 
 Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
@@ -99,7 +100,7 @@ def start() -> None:
         return
     address = st.session_state.study_address.strip() or os.environ.get(ADDRESS_ENV) or None
     try:
-        new_run = runs.launch("study", StudyEngine(config, address=address), config.base)
+        new_run = runs.launch("study", StudyEngine(config, address=address), config.base, owner=session_owner())
         st.session_state.study_run_id = new_run.id
     except (RunError, ConfigError) as error:
         st.session_state.study_error = str(error)
@@ -163,7 +164,7 @@ def live() -> None:
 
 
 live()
-studies = [summary for summary in runs.list() if summary.kind == RunKind.STUDY]
+studies = [summary for summary in visible_runs() if summary.kind == RunKind.STUDY]
 if studies:
     with st.expander("Studies: open one"):
         chosen = st.selectbox("Study", [s.id for s in studies], key="study_open_choice",

@@ -1,4 +1,5 @@
-"""The few Streamlit pieces several pages share: the settings sidebar and its link, runs by URL, the preview.
+"""The few Streamlit pieces several pages share: the settings sidebar and its link, runs by URL, the preview,
+and the model and example pickers of the inspection pages (Hidden states, Decode).
 
 This is the one module of the library that imports streamlit; everything it shows comes from the rest of
 `playground`. Widgets are drawn from `config.SETTINGS` (label, help, range), so a setting is described once.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,13 +25,15 @@ from playground.core.config import (
     label,
 )
 from playground.core.devices import available_devices
-from playground.core.tasks import TASKS, CustomPairs, TaskError, parse_custom_csv
+from playground.core.model import Seq2Seq
+from playground.core.tasks import TASKS, CustomPairs, Pair, Task, TaskData, TaskError, Vocab, parse_custom_csv
 from playground.plots.states import state_heatmap
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import RunKind
+from playground.runs.engine import RunKind, RunStatus
 from playground.runs.engines import TrainingSnapshot
 from playground.runs.registry import RunSummary, registry
-from playground.training.trainer import build_task
+from playground.training.storage import CheckpointError, load_checkpoint
+from playground.training.trainer import TrainedModel, build_task
 
 SETTING_PREFIX = "cfg_"
 CUSTOM_PAIRS_KEY = "custom_pairs"
@@ -337,3 +341,124 @@ def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Cal
                                      key=f"download_metrics_{kind}")
         downloads[1].download_button("Checkpoint (.pt)", lambda: runs.checkpoint_file(chosen), f"{chosen}.pt",
                                      "application/octet-stream", key=f"download_checkpoint_{kind}")
+
+
+MAX_EXAMPLES = 200  # validation examples offered in the example picker
+
+
+@dataclass
+class Source:
+    """Where an inspected model comes from; `model` is called for a fresh copy (a live run keeps training)."""
+
+    label: str
+    config: TrainConfig
+    task: Task
+    val_pairs: list[Pair]
+    live: bool
+    model: Callable[[], Seq2Seq]
+    arms: Callable[[], list[TrainedModel]] | None = None  # every model of a comparison, for views across arms
+
+    @property
+    def src_vocab(self) -> Vocab:
+        return self.task.src_vocab
+
+    @property
+    def tgt_vocab(self) -> Vocab:
+        return self.task.tgt_vocab
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the checkpoint and regenerating its validation data")
+def checkpoint_source(data: bytes) -> tuple[Seq2Seq, TrainConfig, Task, list[Pair], str]:
+    """The checkpoint's first model and its task; the validation set is regenerated from its config and pairs."""
+    loaded = load_checkpoint(data)
+    try:
+        task = build_task(loaded.config, loaded.custom)
+    except TaskError as error:
+        raise CheckpointError(f"the checkpoint's task cannot be rebuilt: {error}") from None
+    try:
+        pairs, note = TaskData(task, loaded.config.seed, loaded.config.val_size).val_pairs, ""
+    except TaskError as error:
+        pairs, note = [], f"Validation examples cannot be regenerated ({error}); type a source below."
+    return loaded.model, loaded.config, task, pairs, note
+
+
+def pick_source(prefix: str) -> Source | None:
+    """A run of any kind (and, for a comparison, one of its models) or an uploaded checkpoint; widget keys start
+    with `prefix` so two pages keep their own choices."""
+    kind = st.radio("Model from", ["a training run", "a checkpoint file"], horizontal=True, key=f"{prefix}_from",
+                    help="A run from the Train or Compare page (or the CLI), or a checkpoint file downloaded from one")
+    if kind == "a checkpoint file":
+        upload = st.file_uploader("Checkpoint (.pt, saved by the Train page)", type=["pt"], key=f"{prefix}_upload",
+                                  help="Read with torch.load(weights_only=True): data only, never code")
+        if upload is None:
+            return None
+        try:
+            model, config, task, pairs, note = checkpoint_source(upload.getvalue())
+        except CheckpointError as error:
+            st.error(str(error))
+            return None
+        if note:
+            st.info(note)
+        return Source(upload.name, config, task, pairs, False, lambda: model)
+    summaries = [summary for summary in visible_runs() if summary.kind != RunKind.STUDY]  # a study keeps no models
+    if not summaries:
+        st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
+        return None
+    names = {summary.id: f"{summary.name} ({summary.kind}, {summary.status})" for summary in summaries}
+    run_id = st.selectbox("Run", list(names), format_func=names.get, key=f"{prefix}_run",
+                          help="Every run folder, newest first; a run that is training gives its latest weights")
+    try:
+        run = registry().get(run_id)
+        models = run.models()
+    except (RunError, CheckpointError, TaskError, ValueError) as error:
+        st.error(f"cannot open run {run_id}: {error}")
+        return None
+    index = 0
+    if len(models) > 1:
+        index = st.selectbox("Model", range(len(models)), format_func=lambda k: models[k].label,
+                             key=f"{prefix}_model", help="A comparison trains several models: pick which one")
+    index = min(index, len(models) - 1)
+    chosen = models[index]
+    label = names[run_id] + (f" — {chosen.label}" if chosen.label else "")
+    return Source(label, chosen.config, chosen.task, chosen.val_pairs, run.status == RunStatus.RUNNING,
+                  lambda: run.models()[index].model, run.models if len(models) > 1 else None)
+
+
+def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
+    """The chosen example, or None with the problems to show (tokens outside the vocabulary)."""
+    choices = ["a validation example", "type a source"] if source.val_pairs else ["type a source"]
+    how = st.radio("Example", choices, horizontal=True, key=f"{prefix}_how",
+                   help="Validation examples were never trained on; a typed source may be anything in the vocabulary")
+    if how == "a validation example":
+        pairs = source.val_pairs[:MAX_EXAMPLES]
+        index = st.selectbox("Validation example", range(len(pairs)), key=f"{prefix}_example",
+                             format_func=lambda i: f"{source.src_vocab.join(pairs[i][0])} → "
+                                                   f"{source.tgt_vocab.join(pairs[i][1])}",
+                             help=f"The first {MAX_EXAMPLES} of the run's validation set, source → target")
+        return pairs[index], []
+    text = st.text_input("Source", key=f"{prefix}_source", placeholder="e.g. abcde",
+                         help="Symbols of the task's source vocabulary, typed as on the Train page")
+    target_text = st.text_input("Target (optional; needed for teacher forcing)", key=f"{prefix}_target",
+                                help="The true output: teacher forcing feeds its tokens to the decoder")
+    src = source.src_vocab.tokenize(text)
+    if not src:
+        return None, []
+    tgt = source.tgt_vocab.tokenize(target_text)
+    problems = [f"{side} has tokens outside the model's vocabulary: {', '.join(map(repr, bad))}"
+                for side, bad in (("The source", source.src_vocab.unknown(src)),
+                                  ("The target", source.tgt_vocab.unknown(tgt))) if bad]
+    return (None if problems else (src, tgt)), problems
+
+
+def inspection_sidebar(prefix: str) -> tuple[Source | None, Pair | None]:
+    """The model and example pickers in the sidebar; when either is missing, the page says what to do next."""
+    with st.sidebar:
+        source = pick_source(prefix)
+        example, problems = pick_example(source, prefix) if source else (None, [])
+    for problem in problems:
+        st.error(problem)
+    if source is None:
+        st.info("Pick a training run or load a checkpoint file in the sidebar.")
+    elif example is None and not problems:
+        st.info("Type a source sequence in the sidebar.")
+    return source, example

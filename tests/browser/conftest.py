@@ -47,6 +47,22 @@ def browser_page(browser: object) -> Iterator[object]:
     context.close()
 
 
+@pytest.fixture
+def trained_checkpoint(tmp_path: Path) -> Path:
+    """A checkpoint of a tiny model really trained for 60 steps (reverse, sequences up to 6)."""
+    from playground.core.config import TrainConfig
+    from playground.training.storage import save_checkpoint
+    from playground.training.trainer import Trainer
+
+    trainer = Trainer(TrainConfig(hidden_dim=16, emb_dim=8, steps=60, val_size=100, max_len=6))
+    for _ in range(60):
+        trainer.train_step()
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, [("", trainer.config, trainer.model.state_dict())], trainer.task, trainer.step, None,
+                    trainer.resume_state())
+    return path
+
+
 def screenshot(page: object, name: str) -> Path:
     """The whole page: Streamlit scrolls inside its own container, so the viewport grows to the page's height."""
     ARTIFACTS.mkdir(exist_ok=True)

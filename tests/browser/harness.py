@@ -82,3 +82,15 @@ def set_number(page: Any, label: str, value: float) -> None:
     box.fill(str(value))
     box.press("Enter")
     wait_idle(page)
+
+
+def upload_checkpoint(page: Any, url: str, nav: str, heading: str, checkpoint: Path) -> None:
+    """Open a page from the sidebar navigation and hand a checkpoint file to its model picker."""
+    page.goto(url)
+    wait_idle(page)
+    page.get_by_test_id("stSidebarNav").get_by_text(nav, exact=True).click()
+    page.wait_for_selector(f"text={heading}")
+    wait_idle(page)
+    page.get_by_test_id("stRadioGroup").get_by_text("a checkpoint file", exact=True).click()
+    wait_idle(page)
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(checkpoint))

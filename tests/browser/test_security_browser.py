@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.browser.harness import wait_idle
+from tests.browser.harness import upload_checkpoint, wait_idle
 from tests.test_security import TINY, crafted_checkpoint
 
 pytestmark = pytest.mark.browser
@@ -20,14 +20,7 @@ def test_a_checkpoint_naming_a_server_file_shows_nothing_of_it(streamlit_server:
     checkpoint = tmp_path / "crafted.pt"
     checkpoint.write_bytes(crafted_checkpoint(TINY.as_dict() | {"task": "custom", "custom_csv": str(secret)}))
     page = browser_page
-    page.goto(streamlit_server)
-    wait_idle(page)
-    page.get_by_test_id("stSidebarNav").get_by_text("Hidden states", exact=True).click()
-    page.wait_for_selector("text=Hidden and cell states")
-    wait_idle(page)
-    page.get_by_test_id("stRadioGroup").get_by_text("a checkpoint file", exact=True).click()
-    wait_idle(page)
-    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(checkpoint))
+    upload_checkpoint(page, streamlit_server, "Hidden states", "Hidden and cell states", checkpoint)
     page.wait_for_selector("[data-testid=stAlertContentError]")
     wait_idle(page)
     text = page.inner_text("body")

@@ -1,0 +1,54 @@
+"""Figures of the Decode page: one step's top-k probabilities, and error rates by output position."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from playground.analysis.decode import DecodeStep, PositionErrors
+from playground.plots.compare import colour
+
+CHOSEN, OTHER, TRUE = "#ff7f0e", "#1f77b4", "#2ca02c"
+
+
+def top_k_figure(step: DecodeStep, target: str | None = None, height: int = 320) -> go.Figure:
+    """Horizontal bars of the k most probable next tokens, the chosen (argmax) one in orange, the true one (when a
+    target is known) outlined in green: a glance shows whether the model was sure and whether it was right."""
+    tokens = np.array([token for token, _ in step.top], dtype=object)
+    probs = np.array([p for _, p in step.top])
+    colours = [CHOSEN if token == step.chosen else OTHER for token in tokens]
+    outlines = [3 if token == target else 0 for token in tokens]
+    figure = go.Figure(go.Bar(x=probs, y=tokens, orientation="h", marker={
+        "color": colours, "line": {"color": TRUE, "width": outlines}}, text=[f"{p:.1%}" for p in probs],
+        textposition="auto", hovertemplate="token %{y}<br>p %{x:.4f}<extra></extra>"))
+    title = f"Step {step.index}: fed {step.fed!r}, top {len(tokens)} next tokens"
+    figure.update_layout(title=title, height=height, margin={"l": 70, "r": 10, "t": 40, "b": 45})
+    figure.update_xaxes(title_text="probability p(token | prefix, source)", range=[0, 1])
+    figure.update_yaxes(title_text="next token", type="category", autorange="reversed")
+    return figure
+
+
+def position_errors_figure(errors: dict[str, PositionErrors], height: int = 380) -> go.Figure:
+    """Per output position: teacher-forced and free-running error, and the error after a right prefix.
+
+    With one model each quantity gets its own colour; with several (the arms of a comparison) each model gets
+    one colour, and the line style says which quantity it is in either case.
+    """
+    styles = (("teacher-forced", "tf_error", "dot"), ("free-running", "fr_error", "solid"),
+              ("free-running, earlier all right", "first_error", "dash"))
+    traces = []
+    for number, (label, result) in enumerate(errors.items()):
+        for kind, (name, field, dash) in enumerate(styles):
+            traces.append(go.Scatter(
+                x=result.positions, y=getattr(result, field), mode="lines+markers",
+                name=f"{label}: {name}" if label else name,
+                line={"dash": dash, "color": colour(number if len(errors) > 1 else kind)},
+                customdata=np.stack([result.count, result.at_risk], axis=-1),
+                hovertemplate="position %{x}<br>error %{y:.1%}<br>examples %{customdata[0]}, earlier all right "
+                              "%{customdata[1]}<extra></extra>"))
+    figure = go.Figure(traces)
+    figure.update_layout(title="Validation error by output position", height=height,
+                         margin={"l": 55, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2})
+    figure.update_xaxes(title_text="output position (0 = first target token; the last is <eos>)", dtick=1)
+    figure.update_yaxes(title_text="share of examples wrong", range=[0, 1], tickformat=".0%")
+    return figure
