@@ -13,7 +13,8 @@ from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
 
-PAGES = ("pages/train.py", "pages/hidden_states.py", "pages/compare.py", "pages/lessons.py", "pages/glossary.py")
+PAGES = ("pages/train.py", "pages/hidden_states.py", "pages/decode.py", "pages/compare.py", "pages/study.py",
+         "pages/lessons.py", "pages/glossary.py")
 WIDGETS = ("number_input", "slider", "select_slider", "selectbox", "multiselect", "radio", "text_input", "toggle",
            "checkbox", "button")
 
