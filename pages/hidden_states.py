@@ -12,6 +12,7 @@ from playground.analysis.states import (
     GATES,
     UNIT_ORDERS,
     StateCapture,
+    best_by_free_running,
     capture_csv,
     capture_npz,
     capture_states,
@@ -20,6 +21,7 @@ from playground.analysis.states import (
     divergence_step,
     example_property,
     fit_projection,
+    informative_units,
     unit_order,
 )
 from playground.core.config import TrainConfig
@@ -27,16 +29,18 @@ from playground.core.model import Seq2Seq
 from playground.core.tasks import Pair, TaskData, TaskError, Vocab
 from playground.plots.states import (
     mark_step,
+    mark_units,
     probs_figure,
     projection_figure,
     state_heatmap,
     unit_lines_figure,
 )
 from playground.runs.background import RunError
-from playground.runs.engine import RunStatus
+from playground.runs.engine import FINAL_STATUSES, RunStatus
 from playground.runs.registry import registry
 from playground.training.storage import CheckpointError, load_checkpoint
 from playground.training.trainer import build_task
+from playground.ui import chart, chart_format_picker
 
 REFRESH_SECONDS = 3.0
 MAX_EXAMPLES = 200  # validation examples offered in the picker
@@ -87,7 +91,10 @@ def pick_source() -> Source | None:
         st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
         return None
     names = {summary.id: f"{summary.name} ({summary.kind}, {summary.status})" for summary in summaries}
+    if st.session_state.get("hs_run") not in names:  # the run looked at last, else the best finished one
+        st.session_state.hs_run = first_run([s.id for s in summaries if s.status in FINAL_STATUSES], list(names))
     run_id = st.selectbox("Run", list(names), format_func=names.get, key="hs_run")
+    st.session_state.hs_last_run = run_id
     try:
         run = registry().get(run_id)
         models = run.models()
@@ -103,6 +110,20 @@ def pick_source() -> Source | None:
                   run.status == RunStatus.RUNNING, lambda: run.models()[min(index, len(models) - 1)].model)
 
 
+def first_run(finished: list[str], listed: list[str]) -> str:
+    """The run this session looked at last, else the finished run with the best free-running exact match."""
+    last = st.session_state.get("hs_last_run")
+    if last in listed:
+        return last
+    metrics = {}
+    for run_id in finished:
+        try:
+            metrics[run_id] = registry().metrics_file(run_id)
+        except (RunError, OSError, ValueError):
+            continue  # a damaged run is not a candidate
+    return best_by_free_running(metrics) or listed[0]
+
+
 def pick_example(source: Source) -> tuple[Pair | None, list[str]]:
     """The chosen example, or None with the problems to show (tokens outside the vocabulary)."""
     choices = ["a validation example", "type a source"] if source.val_pairs else ["type a source"]
@@ -113,7 +134,14 @@ def pick_example(source: Source) -> tuple[Pair | None, list[str]]:
                              format_func=lambda i: f"{source.src_vocab.join(pairs[i][0])} → "
                                                    f"{source.tgt_vocab.join(pairs[i][1])}")
         return pairs[index], []
-    text = st.text_input("Source", key="hs_source", placeholder="e.g. abcde")
+    symbols = source.src_vocab.itos[4:]
+    text = st.text_input("Source", key="hs_source", placeholder=f"e.g. {source.src_vocab.join(symbols[:5])}",
+                         help=f"Tokens of the model's source vocabulary only: {' '.join(symbols[:60])} "
+                              f"(case-sensitive{', separated by spaces' if source.src_vocab.separator else ''}). "
+                              f"Training sources were {source.config.min_len} to {source.config.max_len} long: "
+                              "try a longer one to see where free-running decoding drifts.")
+    st.caption(f"Accepted: {' '.join(symbols[:30])}{' …' if len(symbols) > 30 else ''} (case-sensitive). "
+               "Try an input longer than the training ones.")
     target_text = st.text_input("Target (optional; needed for teacher forcing)", key="hs_target")
     src = source.src_vocab.tokenize(text)
     if not src:
@@ -132,12 +160,19 @@ def heatmaps(capture: StateCapture, part: str, labels: list[str], order_mode: st
         quantities = [("h", layer.h), ("c", layer.c)] + ([(g, layer.gates[g]) for g in GATES] if show_gates else [])
         columns = st.columns(2)
         for position, (name, values) in enumerate(quantities):
-            figure = state_heatmap(values, labels, f"{part.title()} layer {index + 1}: {name}_t",
-                                   unit_order(values, order_mode), height=300, value_name=name,
+            order = unit_order(values, order_mode)
+            figure = state_heatmap(values, labels, f"{part.title()} layer {index + 1}: {name}_t", order,
+                                   height=300, value_name=name,
                                    x_title="step (input token)" if part == "encoder" else "step (input → prediction)")
+            marked = informative_units(values) if name in ("h", "c") else {}
+            mark_units(figure, order, marked)
             if part == "decoder":
                 mark_step(figure, divergence, "diverges")
-            columns[position % 2].plotly_chart(figure, key=f"{key}_{part}_{index}_{name}", width="stretch")
+            with columns[position % 2]:
+                chart(st, figure, f"{key}_{part}_{index}_{name}")
+                if marked:
+                    st.caption("Outlined: " + "; ".join(f"unit {unit} {why}" for unit, why in marked.items())
+                               + " (largest variance over steps / strongest correlation with position).")
 
 
 st.title("Hidden and cell states")
@@ -145,6 +180,8 @@ st.caption("Every h_t, c_t and gate below is recomputed step by step with the mo
            "it equals nn.LSTM's output.")
 with st.sidebar:
     source = pick_source()
+chart_format_picker()
+with st.sidebar:
     example, problems = pick_example(source) if source else (None, [])
 for problem in problems:
     st.error(problem)
@@ -181,12 +218,10 @@ if source and example:
         heatmaps(shown, "decoder", dec_labels, order_mode, show_gates, "hs", diverge if shown is free else None)
         if units:
             left, right = st.columns(2)
-            left.plotly_chart(unit_lines_figure(shown.encoder[-1].h, units, shown.src_tokens,
-                                                "Encoder top layer h_t, chosen units", "h"),
-                              key="hs_lines_enc", width="stretch")
-            right.plotly_chart(unit_lines_figure(shown.decoder[-1].h, units, dec_labels,
-                                                 "Decoder top layer h_t, chosen units", "h"),
-                               key="hs_lines_dec", width="stretch")
+            chart(left, unit_lines_figure(shown.encoder[-1].h, units, shown.src_tokens,
+                                          "Encoder top layer h_t, chosen units", "h"), "hs_lines_enc")
+            chart(right, unit_lines_figure(shown.decoder[-1].h, units, dec_labels,
+                                           "Decoder top layer h_t, chosen units", "h"), "hs_lines_dec")
 
         st.subheader("Teacher-forced vs free-running, same example")
         if forced is None:
@@ -203,7 +238,7 @@ if source and example:
             labels = [f"{fed}→{out}" for fed, out in zip(capture.decoder_inputs, capture.predicted, strict=True)]
             figure = probs_figure(capture.probs, source.tgt_vocab.itos, labels, capture.predicted,
                                   f"Output probabilities, {name}")
-            column.plotly_chart(mark_step(figure, diverge, "diverges"), key=f"hs_probs_{name}", width="stretch")
+            chart(column, mark_step(figure, diverge, "diverges"), f"hs_probs_{name}")
 
         st.subheader("Context vectors in a plane")
         pairs = source.val_pairs[:PROJECTED]
@@ -217,8 +252,8 @@ if source and example:
             labels = [f"{source.src_vocab.join(s)} → {source.tgt_vocab.join(t)}" for s, t in pairs]
             paths = {f"decoder, {n}": (projection.apply(decoder_path(c)), ["context", *c.predicted])
                      for n, c in (("free-running", free), ("teacher-forced", forced)) if c is not None}
-            st.plotly_chart(projection_figure(projection.apply(contexts), colour, name, labels, paths,
-                                              projection.explained), key="hs_pca", width="stretch")
+            chart(st, projection_figure(projection.apply(contexts), colour, name, labels, paths,
+                                        projection.explained), "hs_pca")
 
         left, right = st.columns(2)
         left.download_button("Download states (.npz)", capture_npz(shown), "states.npz",

@@ -22,6 +22,7 @@ from playground.core.config import (
 )
 from playground.core.devices import available_devices
 from playground.core.tasks import TASKS, CustomPairs, TaskError, parse_custom_csv
+from playground.plots.common import chart_config, file_name
 from playground.plots.states import state_heatmap
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import RunKind
@@ -232,6 +233,26 @@ def settings_sidebar(skip: Iterable[str] = ()) -> None:
                                           "64 tokens a side and 5,000 different tokens a side.")
 
 
+CHART_FORMATS = {"png": "PNG (picture)", "svg": "SVG (vector, for slides and papers)"}
+
+
+def chart(container: Any, figure: Any, key: str, name: str | None = None) -> None:
+    """Every page's one way to draw a plotly figure: the shared toolbar and download settings, full width.
+
+    The toolbar's camera saves the chart as PNG or SVG (the sidebar's "Chart downloads" choice) under a name
+    taken from the title, so a saved file says what it shows.
+    """
+    config = chart_config(name or file_name(figure.layout.title.text or key))
+    config["toImageButtonOptions"]["format"] = st.session_state.get("chart_format", "png")
+    container.plotly_chart(figure, key=key, width="stretch", config=config)
+
+
+def chart_format_picker() -> None:
+    """The format the charts' camera button saves (plotly offers one per button)."""
+    st.sidebar.radio("Chart downloads (camera button)", list(CHART_FORMATS), format_func=CHART_FORMATS.get,
+                     key="chart_format", horizontal=True)
+
+
 def run_label(run: BackgroundRun[Any]) -> str:
     return run.name if run.name != run.id else run.id
 
@@ -244,11 +265,11 @@ def state_preview(snapshot: TrainingSnapshot) -> None:
     st.markdown(f"**Hidden states h_t** of the top layer on one validation example, refreshed at each evaluation "
                 f"(step {snapshot.rows[-1]['step']:.0f} or earlier). The **Hidden states** page shows more.")
     left, right = st.columns(2)
-    left.plotly_chart(state_heatmap(capture.encoder[-1].h, capture.src_tokens, "Encoder h_t (reads the source)",
-                                    height=300, value_name="h"), key="preview_encoder", width="stretch")
+    chart(left, state_heatmap(capture.encoder[-1].h, capture.src_tokens, "Encoder h_t (reads the source)",
+                              height=300, value_name="h"), "preview_encoder")
     labels = [f"{fed}→{out}" for fed, out in zip(capture.decoder_inputs, capture.predicted, strict=True)]
-    right.plotly_chart(state_heatmap(capture.decoder[-1].h, labels, "Decoder h_t (input → prediction)",
-                                     height=300, value_name="h"), key="preview_decoder", width="stretch")
+    chart(right, state_heatmap(capture.decoder[-1].h, labels, "Decoder h_t (input → prediction)",
+                               height=300, value_name="h"), "preview_decoder")
 
 
 def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Callable[[BackgroundRun[Any]], None],

@@ -34,7 +34,7 @@ def never_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     secret.write_text("source,target\nroot,hunter2\n")
     real_open = builtins.open
 
-    def guarded_open(file, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def guarded_open(file, *args, **kwargs):
         if Path(str(file)).resolve() == secret.resolve():
             pytest.fail(f"the library opened {secret}")
         return real_open(file, *args, **kwargs)
