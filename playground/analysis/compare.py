@@ -20,8 +20,9 @@ from playground.core.forcing import SCHEDULES
 from playground.training.rules import Metric
 
 DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
-# Longer sequences, where the trade-off shows (1500 steps: 21 min wall, 14 min CPU, busy 2-core machine): gamma = 1 learns fastest but has the
-# widest gap between teacher-forced and free-running accuracy (the defaults are too easy: every ratio ends near 99%).
+# Longer sequences, where the trade-off shows (1500 steps: 21 min wall, 14 min CPU, busy 2-core machine):
+# gamma = 1 learns fastest but has the widest gap between teacher-forced and free-running accuracy
+# (the defaults are too easy: every ratio ends near 99%).
 TRADE_OFF_EXAMPLE = TrainConfig(min_len=8, max_len=16, hidden_dim=64, steps=1500)
 MAX_ARMS = 8
 MAX_SEEDS = 3
