@@ -10,9 +10,10 @@ import streamlit as st
 import torch
 
 torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
-st.set_page_config(page_title="Seq2Seq Playground", page_icon=":material/swap_horiz:", layout="wide")
-st.navigation([
+page = st.navigation([
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("pages/hidden_states.py", title="Hidden states", icon=":material/grid_on:"),
     st.Page("pages/compare.py", title="Compare ratios", icon=":material/compare_arrows:"),
-]).run()
+])
+st.set_page_config(page_title=f"{page.title} · Seq2Seq Playground", page_icon=":material/swap_horiz:", layout="wide")
+page.run()

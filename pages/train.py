@@ -103,27 +103,27 @@ def reset() -> None:
 
 
 st.text_input("Name of the next run", key="run_name", placeholder="optional, e.g. small-lr")
-buttons = st.columns([1.3, 1.3, 1, 1, 1.1, 2])
+buttons = [st.container(horizontal=True)] * 5  # wraps at 800 px instead of cutting labels
 running = run is not None and run.status == "running"
 ended = run is not None and run.status in FINAL_STATUSES and config is not None and config.steps > run.step
 if ended:
-    buttons[0].button("Train on", key="start", type="primary", on_click=train_on, width="stretch",
+    buttons[0].button("Train on", key="start", type="primary", on_click=train_on, width="content",
                       icon=":material/fast_forward:",
                       help="Continue this run exactly where it stopped, up to the Steps setting")
 else:
     buttons[0].button("Start", key="start", type="primary", on_click=act, args=("start",),
-                      disabled=config is None or running, width="stretch", icon=":material/play_arrow:",
+                      disabled=config is None or running, width="content", icon=":material/play_arrow:",
                       help="Train with the settings on the left (resumes a paused run)")
 if run is not None and run.status == RunStatus.PAUSED:
-    buttons[1].button("Resume", key="pause", on_click=run.resume, width="stretch", icon=":material/play_arrow:")
+    buttons[1].button("Resume", key="pause", on_click=run.resume, width="content", icon=":material/play_arrow:")
 else:
     buttons[1].button("Pause", key="pause", on_click=run.pause if run else None, disabled=not running,
-                      width="stretch", icon=":material/pause:")
-buttons[2].button("Step", key="step", on_click=act, args=("step",), disabled=config is None or running, width="stretch",
+                      width="content", icon=":material/pause:")
+buttons[2].button("Step", key="step", on_click=act, args=("step",), disabled=config is None or running, width="content",
                   icon=":material/skip_next:", help="One training step, then pause")
 buttons[3].button("Stop", key="stop", on_click=stop, icon=":material/stop:",
-                  disabled=run is None or not run.active, width="stretch")
-buttons[4].button("Reset", key="reset", on_click=reset, width="stretch", icon=":material/restart_alt:",
+                  disabled=run is None or not run.active, width="content")
+buttons[4].button("Reset", key="reset", on_click=reset, width="content", icon=":material/restart_alt:",
                   help="Forget the current run (it stays in the list) so Start begins a new one")
 if message := st.session_state.pop("train_error", None):
     st.error(message)
