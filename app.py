@@ -10,8 +10,7 @@ import streamlit as st
 import torch
 
 torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
-st.set_page_config(page_title="Seq2Seq Playground", page_icon=":material/swap_horiz:", layout="wide")
-st.navigation([
+page = st.navigation([
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("pages/hidden_states.py", title="Hidden states", icon=":material/grid_on:"),
     st.Page("pages/decode.py", title="Decode", icon=":material/step:"),
@@ -19,4 +18,6 @@ st.navigation([
     st.Page("pages/study.py", title="Study", icon=":material/query_stats:"),
     st.Page("pages/lessons.py", title="Lessons", icon=":material/school:"),
     st.Page("pages/glossary.py", title="Glossary", icon=":material/menu_book:"),
-]).run()
+])
+st.set_page_config(page_title=f"{page.title} · Seq2Seq Playground", page_icon=":material/swap_horiz:", layout="wide")
+page.run()

@@ -28,6 +28,8 @@ from playground.runs.registry import registry
 from playground.training.rules import Metric
 from playground.ui import (
     attached_run,
+    chart,
+    chart_format_picker,
     checked_config,
     keep_widget_state,
     load_settings,
@@ -46,11 +48,15 @@ SCHEDULE_SETTINGS = {"linear": ("decay_steps",), "exponential": ("exp_k",), "inv
 URL_KEYS = ("ratios", "schedules", "seeds", "compare")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
 TABLE_NAMES = {"ratio": "teacher forcing", Metric.FR_EXACT: "free-running exact",
-               Metric.TF_EXACT: "teacher-forced exact",
                Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",
                "gap": "gap (tokens)", Metric.TRAIN_LOSS: "train loss", Metric.TF_LOSS: "TF val loss",
                Metric.FR_LOSS: "FR val loss", "steps_to_90": "steps to 90% FR exact", "wall_seconds": "wall time (s)",
-               "step": "step", "seeds": "seeds"}
+               "step": "step", "seeds": "seeds", "gap_peak": "gap peak", "gap_peak_step": "gap peak step"}
+# the columns that answer the question first, so they stay in view on a 1400 px screen
+TABLE_ORDER = ("ratio", Metric.FR_EXACT, "gap", "steps_to_90", "wall_seconds", "gap_peak", "gap_peak_step",
+               Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS, "step",
+               "seeds")
+LOSS_RANGE = (0.0, 3.5)  # an empty loss chart's y axis: from 0 to a little above ln|V| of the default tasks
 
 st.title("Compare teacher-forcing ratios")
 st.caption("Every ratio trains at once in one batched computation: same task, same batches, same coin draws, "
@@ -90,6 +96,7 @@ for key, default in (("compare_ratios", list(DEFAULT_RATIOS)), ("compare_schedul
     st.session_state.setdefault(key, default)
     st.session_state[key] = st.session_state[key]
 settings_sidebar(skip=FORCING_SETTINGS)  # the forcing settings are drawn on the page, next to the arms
+chart_format_picker()
 
 left, middle, coin, right = st.columns([3, 2, 1.4, 0.8])
 left.multiselect("Ratios γ (chance a decoder step reads the true previous token)", RATIO_CHOICES,
@@ -161,15 +168,18 @@ def load_example() -> None:
 
 
 running = run is not None and run.active
-buttons = st.columns([1, 1, 3, 3])
+buttons = st.columns([1.2, 1.2, 3, 2])
 buttons[0].button("Start", key="compare_start", type="primary", on_click=start, disabled=config is None or running,
+                  icon=":material/play_arrow:", width="stretch",
                   help="Train every ratio and schedule with the settings shown")
-buttons[1].button("Stop", key="compare_stop", on_click=stop, disabled=not running,
-                  help="End the comparison; its curves and table stay")
+buttons[1].button("Stop", key="compare_stop", on_click=stop, disabled=not running, icon=":material/stop:",
+                  width="stretch", help="End the comparison; its curves and table stay")
 buttons[2].button("Example: longer sequences", key="compare_example", on_click=load_example, disabled=running,
+                  icon=":material/science:",
                   help=f"Reverse {TRADE_OFF_EXAMPLE.min_len} to {TRADE_OFF_EXAMPLE.max_len} symbols, hidden size "
-                       f"{TRADE_OFF_EXAMPLE.hidden_dim}, {TRADE_OFF_EXAMPLE.steps} steps: about a minute on 2 CPU "
-                       "cores, and the ratios differ (the default task is easy enough for all to reach ~99%)")
+                       f"{TRADE_OFF_EXAMPLE.hidden_dim}, {TRADE_OFF_EXAMPLE.steps} steps: many minutes on 2 CPU "
+                       "cores (21 min measured on a shared 2-core machine, 14 min of CPU), and the ratios "
+                       "differ (the default task is easy enough for all to reach ~99%)")
 if message := st.session_state.pop("compare_error", None):
     st.error(message)
 
@@ -183,13 +193,14 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         (metric(Metric.FR_EXACT), "Free-running exact match (validation)", "sequences fully right", True),
         (metric(Metric.TF_LOSS), "Validation loss, teacher-forced (γ = 1)", "cross-entropy (nats/token)", False),
         (metric(Metric.FR_LOSS), "Validation loss, free-running (greedy)", "cross-entropy (nats/token)", False),
-        (gap, "Exposure-bias gap: teacher-forced minus free-running token accuracy", "accuracy gap", True),
+        (gap, "Exposure-bias gap: teacher-forced minus free-running tokens", "accuracy gap", True),
     ]
     columns = st.columns(2)
     for i, (value, title, y_title, percent) in enumerate(charts):
-        columns[i % 2].plotly_chart(curve_figure(snapshot, value, title, y_title, percent), key=f"compare_chart_{i}",
-                                    width="stretch")
-    columns[1].plotly_chart(length_figure(snapshot), key="compare_lengths", width="stretch")
+        figure = curve_figure(snapshot, value, title, y_title, percent, evaluated=i > 0,
+                              empty_range=(0.0, 1.0) if percent else LOSS_RANGE)
+        chart(columns[i % 2], figure, f"compare_chart_{i}")
+    chart(columns[1], length_figure(snapshot), "compare_lengths")
     st.caption("The gap uses token accuracy: with greedy decoding a sequence that is fully right under teacher "
                "forcing fed itself the true tokens, so its free-running copy is right too and an exact-match gap "
                "is always 0.")
@@ -198,9 +209,9 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         return
     st.subheader("Result")
     st.markdown(reading(table))
-    frame = pd.DataFrame(table).rename(columns=TABLE_NAMES)
-    percent_columns = [TABLE_NAMES[n] for n in (Metric.FR_EXACT, Metric.TF_EXACT, Metric.FR_TOKEN_ACC,
-                                                Metric.TF_TOKEN_ACC, "gap")]
+    frame = pd.DataFrame(table)[list(TABLE_ORDER)].rename(columns=TABLE_NAMES)
+    percent_columns = [TABLE_NAMES[n] for n in (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, "gap",
+                                                "gap_peak")]
     st.dataframe(frame.style.format("{:.1%}", subset=percent_columns).format(
         "{:.4f}", subset=[TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]),
         hide_index=True, width="stretch")

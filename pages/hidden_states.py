@@ -17,16 +17,18 @@ from playground.analysis.states import (
     divergence_step,
     example_property,
     fit_projection,
+    informative_units,
     unit_order,
 )
 from playground.plots.states import (
     mark_step,
+    mark_units,
     probs_figure,
     projection_figure,
     state_heatmap,
     unit_lines_figure,
 )
-from playground.ui import inspection_sidebar
+from playground.ui import chart, chart_format_picker, inspection_sidebar
 
 REFRESH_SECONDS = 3.0
 PROJECTED = 300  # validation examples in the PCA plane
@@ -39,18 +41,26 @@ def heatmaps(capture: StateCapture, part: str, labels: list[str], order_mode: st
         quantities = [("h", layer.h), ("c", layer.c)] + ([(g, layer.gates[g]) for g in GATES] if show_gates else [])
         columns = st.columns(2)
         for position, (name, values) in enumerate(quantities):
-            figure = state_heatmap(values, labels, f"{part.title()} layer {index + 1}: {name}_t",
-                                   unit_order(values, order_mode), height=300, value_name=name,
+            order = unit_order(values, order_mode)
+            figure = state_heatmap(values, labels, f"{part.title()} layer {index + 1}: {name}_t", order,
+                                   height=300, value_name=name,
                                    x_title="step (input token)" if part == "encoder" else "step (input → prediction)")
+            marked = informative_units(values) if name in ("h", "c") else {}
+            mark_units(figure, order, marked)
             if part == "decoder":
                 mark_step(figure, divergence, "diverges")
-            columns[position % 2].plotly_chart(figure, key=f"{key}_{part}_{index}_{name}", width="stretch")
+            with columns[position % 2]:
+                chart(st, figure, f"{key}_{part}_{index}_{name}")
+                if marked:
+                    st.caption("Outlined: " + "; ".join(f"unit {unit} {why}" for unit, why in marked.items())
+                               + " (largest variance over steps / strongest correlation with position).")
 
 
 st.title("Hidden and cell states")
 st.caption("Every h_t, c_t and gate below is recomputed step by step with the model's own weights; "
            "it equals nn.LSTM's output.")
 source, example = inspection_sidebar("hs")
+chart_format_picker()
 if source and example:
     with st.sidebar:
         st.subheader("View")
@@ -83,12 +93,10 @@ if source and example:
         heatmaps(shown, "decoder", dec_labels, order_mode, show_gates, "hs", diverge if shown is free else None)
         if units:
             left, right = st.columns(2)
-            left.plotly_chart(unit_lines_figure(shown.encoder[-1].h, units, shown.src_tokens,
-                                                "Encoder top layer h_t, chosen units", "h"),
-                              key="hs_lines_enc", width="stretch")
-            right.plotly_chart(unit_lines_figure(shown.decoder[-1].h, units, dec_labels,
-                                                 "Decoder top layer h_t, chosen units", "h"),
-                               key="hs_lines_dec", width="stretch")
+            chart(left, unit_lines_figure(shown.encoder[-1].h, units, shown.src_tokens,
+                                          "Encoder top layer h_t, chosen units", "h"), "hs_lines_enc")
+            chart(right, unit_lines_figure(shown.decoder[-1].h, units, dec_labels,
+                                           "Decoder top layer h_t, chosen units", "h"), "hs_lines_dec")
 
         st.subheader("Teacher-forced vs free-running, same example")
         if forced is None:
@@ -105,7 +113,7 @@ if source and example:
             labels = [f"{fed}→{out}" for fed, out in zip(capture.decoder_inputs, capture.predicted, strict=True)]
             figure = probs_figure(capture.probs, source.tgt_vocab.itos, labels, capture.predicted,
                                   f"Output probabilities, {name}")
-            column.plotly_chart(mark_step(figure, diverge, "diverges"), key=f"hs_probs_{name}", width="stretch")
+            chart(column, mark_step(figure, diverge, "diverges"), f"hs_probs_{name}")
 
         st.subheader("Context vectors in a plane")
         pairs = source.val_pairs[:PROJECTED]
@@ -119,8 +127,8 @@ if source and example:
             labels = [f"{source.src_vocab.join(s)} → {source.tgt_vocab.join(t)}" for s, t in pairs]
             paths = {f"decoder, {n}": (projection.apply(decoder_path(c)), ["context", *c.predicted])
                      for n, c in (("free-running", free), ("teacher-forced", forced)) if c is not None}
-            st.plotly_chart(projection_figure(projection.apply(contexts), colour, name, labels, paths,
-                                              projection.explained), key="hs_pca", width="stretch")
+            chart(st, projection_figure(projection.apply(contexts), colour, name, labels, paths,
+                                        projection.explained), "hs_pca")
 
         left, right = st.columns(2)
         left.download_button("Download states (.npz)", capture_npz(shown), "states.npz",

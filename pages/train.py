@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from playground.core.config import LIVE_SETTINGS, ConfigError, label
-from playground.core.tasks import TASKS, TaskError
+from playground.analysis.preview import TaskPreview, parameter_counts, task_preview
+from playground.core.config import LIVE_SETTINGS, ConfigError, TrainConfig, label
+from playground.core.tasks import TASKS, CustomPairs, TaskError
 from playground.plots.curves import accuracy_figure, gamma_figure, loss_figure
+from playground.plots.diagram import DiagramSizes, model_diagram
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import TrainingEngine, TrainingSnapshot
@@ -18,6 +20,8 @@ from playground.training.storage import metrics_csv
 from playground.training.trainer import build_task
 from playground.ui import (
     attached_run,
+    chart,
+    chart_format_picker,
     checked_config,
     keep_widget_state,
     load_settings,
@@ -44,6 +48,7 @@ keep_widget_state()
 url_problems()
 runs = registry()
 settings_sidebar()
+chart_format_picker()
 config, custom, problems = checked_config()
 for problem in problems:
     st.error(problem)
@@ -102,32 +107,32 @@ def reset() -> None:
     st.query_params.pop("run", None)
 
 
-buttons = st.columns([1, 1, 1, 1, 1, 3])
+st.text_input("Name of the next run", key="run_name", placeholder="optional, e.g. small-lr")
+buttons = [st.container(horizontal=True)] * 5  # wraps at 800 px instead of cutting labels
 running = run is not None and run.status == "running"
 ended = run is not None and run.status in FINAL_STATUSES and config is not None and config.steps > run.step
 if ended:
-    buttons[0].button("Train on", key="start", type="primary", on_click=train_on, width="stretch",
+    buttons[0].button("Train on", key="start", type="primary", on_click=train_on, width="content",
+                      icon=":material/fast_forward:",
                       help="Continue this run exactly where it stopped, up to the Steps setting")
 else:
     buttons[0].button("Start", key="start", type="primary", on_click=act, args=("start",),
-                      disabled=config is None or running, width="stretch",
+                      disabled=config is None or running, width="content", icon=":material/play_arrow:",
                       help="Train with the settings on the left (resumes a paused run)")
 if run is not None and run.status == RunStatus.PAUSED:
-    buttons[1].button("Resume", key="pause", on_click=run.resume, width="stretch",
+    buttons[1].button("Resume", key="pause", on_click=run.resume, width="content", icon=":material/play_arrow:",
                       help="Continue training the paused run")
 else:
     buttons[1].button("Pause", key="pause", on_click=run.pause if run else None, disabled=not running,
-                      width="stretch", help="Halt training after the current step; Resume continues it")
-buttons[2].button("Step", key="step", on_click=act, args=("step",), disabled=config is None or running, width="stretch",
-                  help="One training step, then pause")
-buttons[3].button("Stop", key="stop", on_click=stop,
-                  disabled=run is None or not (run.active or run.status == RunStatus.QUEUED), width="stretch",
+                      width="content", icon=":material/pause:",
+                      help="Halt training after the current step; Resume continues it")
+buttons[2].button("Step", key="step", on_click=act, args=("step",), disabled=config is None or running, width="content",
+                  icon=":material/skip_next:", help="One training step, then pause")
+buttons[3].button("Stop", key="stop", on_click=stop, icon=":material/stop:",
+                  disabled=run is None or not (run.active or run.status == RunStatus.QUEUED), width="content",
                   help="End the run (it is saved and can be continued with Train on), or leave the queue")
-buttons[4].button("Reset", key="reset", on_click=reset, width="stretch",
+buttons[4].button("Reset", key="reset", on_click=reset, width="content", icon=":material/restart_alt:",
                   help="Forget the current run (it stays in the list) so Start begins a new one")
-buttons[5].text_input("Run name", key="run_name", placeholder="name of the next run (optional)",
-                      label_visibility="collapsed",
-                      help="A name for the next run, shown in the runs list (the folder id stays unique)")
 if message := st.session_state.pop("train_error", None):
     st.error(message)
 if config is not None and not running:
@@ -151,6 +156,36 @@ if run is not None and config is not None:
                 "Press **Reset**, then **Start**.")
 
 
+def preview_of(config: TrainConfig, custom: CustomPairs | None) -> TaskPreview | None:
+    try:
+        return task_preview(config, custom)
+    except TaskError:
+        return None  # checked_config has shown why
+
+
+def draw_model_and_task(config: TrainConfig, preview: TaskPreview, gamma: float, gamma_note: str) -> None:
+    """The model the settings build (with its sizes and parameter count) and the task it will learn."""
+    parts = parameter_counts(config, preview.src_vocab_size, preview.tgt_vocab_size)
+    sizes = DiagramSizes(preview.src_vocab_size, preview.tgt_vocab_size, config.emb_dim, config.hidden_dim,
+                         config.num_layers, parts)
+    diagram, task = st.columns([3, 2])
+    with diagram.container(key="model_diagram"):
+        st.markdown(f"**The model: {sum(parts.values()):,} parameters**")
+        st.graphviz_chart(model_diagram(sizes, gamma, gamma_note), width="stretch")
+    with task.container(key="task_preview"):
+        st.markdown("**The task, as these settings make it**")
+        st.dataframe(pd.DataFrame(preview.examples, columns=["source", "target"]), hide_index=True,
+                     width="stretch")
+        low, high = preview.src_lengths
+        st.markdown(
+            f"Source vocabulary: {' '.join(preview.src_symbols)} ({len(preview.src_symbols)} symbols)  \n"
+            f"Target vocabulary: {' '.join(preview.tgt_symbols[:40])}"
+            f"{' …' if len(preview.tgt_symbols) > 40 else ''} ({len(preview.tgt_symbols)} symbols)  \n"
+            f"Lengths: source {low} to {high}, target {preview.tgt_lengths[0]} to {preview.tgt_lengths[1]} tokens  \n"
+            f"A random model scores about **{preview.chance_accuracy:.1%}** token accuracy (1/|V|, |V| = "
+            f"{preview.tgt_vocab_size} with the reserved tokens) and a loss of **{preview.chance_loss:.2f}** (ln|V|).")
+
+
 def draw_progress_and_loss(run: Run, snapshot: TrainingSnapshot) -> None:
     """What changes every step: cheap enough to redraw every second."""
     status = run.status
@@ -167,10 +202,11 @@ def draw_progress_and_loss(run: Run, snapshot: TrainingSnapshot) -> None:
         st.error(f"The run failed: {run.message}. Its history is kept.")
     changes = [(change.step, change.text) for change in snapshot.changes]
     note = f"diverged at step {snapshot.step + 1}" if status == "diverged" else ""
+    chance = preview.chance_loss if preview else None
     loss_column, gamma_column = st.columns([2, 1])
-    loss_column.plotly_chart(loss_figure(snapshot.rows, st.session_state.smoothing, st.session_state.log_y,
-                                         changes, note), key="loss_chart", width="stretch")
-    gamma_column.plotly_chart(gamma_figure(snapshot.rows, changes), key="gamma_chart", width="stretch")
+    chart(loss_column, loss_figure(snapshot.rows, st.session_state.smoothing, st.session_state.log_y, changes,
+                                   note, snapshot.total_steps, chance), "loss_chart")
+    chart(gamma_column, gamma_figure(snapshot.rows, changes, snapshot.total_steps), "gamma_chart")
 
 
 def draw_evaluation(snapshot: TrainingSnapshot) -> None:
@@ -186,7 +222,9 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
         cards[3].metric("Exact match (free-running)", f"{last[Metric.FR_EXACT]:.1%}")
     accuracy_column, predictions_column = st.columns(2)
     changes = [(change.step, change.text) for change in snapshot.changes]
-    accuracy_column.plotly_chart(accuracy_figure(snapshot.rows, changes), key="accuracy_chart", width="stretch")
+    eval_every = snapshot.config.eval_every
+    chart(accuracy_column, accuracy_figure(snapshot.rows, changes, snapshot.total_steps, eval_every,
+                                           preview.chance_accuracy if preview else None), "accuracy_chart")
     with predictions_column:
         st.markdown("**Sample predictions** (free-running, validation examples)")
         if snapshot.predictions:
@@ -197,6 +235,7 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
     state_preview(snapshot)
 
 
+preview = preview_of(config, custom) if config is not None else None
 if run is not None:
     chart_options = st.columns([2, 1, 3])
     chart_options[0].slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
@@ -212,18 +251,30 @@ if run is not None:
             st.info(f"Waiting for a free slot: place {place} of {waiting} in the queue. Training starts by itself.")
         draw_progress_and_loss(run, run.snapshot())
         if run.status != shown_status:
-            st.rerun()  # re-register the fragments without a timer, and refresh the buttons
+            st.rerun(scope="app")  # the buttons and the timers follow the new status at once
 
     @st.fragment(run_every=EVALUATION_SECONDS if polling else None)
     def live_evaluation() -> None:
-        draw_evaluation(run.snapshot())
+        snapshot = run.snapshot()
+        draw_evaluation(snapshot)
+        if preview is not None:
+            with st.expander("The model and the task", expanded=False):
+                gamma = next((row[Metric.GAMMA] for row in reversed(snapshot.rows) if Metric.GAMMA in row),
+                             snapshot.config.teacher_forcing_ratio)
+                draw_model_and_task(snapshot.config, preview, gamma, f"now, step {snapshot.step:,}")
 
     live_curves()
     live_evaluation()
 else:
-    task = TASKS[st.session_state.cfg_task]
-    st.markdown(f"**{task.description}.** Press **Start** to train with the settings on the left; the curves, "
-                "hidden states and predictions update live while it trains.")
+    st.markdown(f"**{TASKS[st.session_state.cfg_task].description}.** Press **Start** to train with the "
+                "settings on the left; the curves, hidden states and predictions update live while it trains.")
+    if config is not None and preview is not None:
+        gamma_note = "set" if config.schedule == "constant" else f"start of the {config.schedule} schedule"
+        draw_model_and_task(config, preview, config.forcing_schedule().ratio(0), gamma_note)
+        empty_loss, empty_accuracy = st.columns(2)
+        chart(empty_loss, loss_figure([], total_steps=config.steps, chance_loss=preview.chance_loss), "loss_chart")
+        chart(empty_accuracy, accuracy_figure([], total_steps=config.steps, first_evaluation=config.eval_every,
+                                              chance_accuracy=preview.chance_accuracy), "accuracy_chart")
 
 runs_panel(RunKind.TRAIN, "train_run_id", "run", lambda opened: load_settings(opened.snapshot().config),
            live_metrics=lambda: metrics_csv(run.snapshot().rows) if run is not None else "",

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from playground.analysis.states import best_by_free_running
 from playground.core.config import (
     DEFAULTS,
     SETTINGS,
@@ -27,9 +28,10 @@ from playground.core.config import (
 from playground.core.devices import available_devices
 from playground.core.model import Seq2Seq
 from playground.core.tasks import TASKS, CustomPairs, Pair, Task, TaskData, TaskError, Vocab, parse_custom_csv
+from playground.plots.common import chart_config, file_name
 from playground.plots.states import state_heatmap
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import RunKind, RunStatus
+from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import TrainingSnapshot
 from playground.runs.registry import RunSummary, registry
 from playground.training.storage import CheckpointError, load_checkpoint
@@ -271,6 +273,26 @@ def settings_sidebar(skip: Iterable[str] = ()) -> None:
                                           "64 tokens a side and 5,000 different tokens a side.")
 
 
+CHART_FORMATS = {"png": "PNG (picture)", "svg": "SVG (vector, for slides and papers)"}
+
+
+def chart(container: Any, figure: Any, key: str, name: str | None = None) -> None:
+    """Every page's one way to draw a plotly figure: the shared toolbar and download settings, full width.
+
+    The toolbar's camera saves the chart as PNG or SVG (the sidebar's "Chart downloads" choice) under a name
+    taken from the title, so a saved file says what it shows.
+    """
+    config = chart_config(name or file_name(figure.layout.title.text or key))
+    config["toImageButtonOptions"]["format"] = st.session_state.get("chart_format", "png")
+    container.plotly_chart(figure, key=key, width="stretch", config=config)
+
+
+def chart_format_picker() -> None:
+    """The format the charts' camera button saves (plotly offers one per button)."""
+    st.sidebar.radio("Chart downloads (camera button)", list(CHART_FORMATS), format_func=CHART_FORMATS.get,
+                     key="chart_format", horizontal=True)
+
+
 def run_label(run: BackgroundRun[Any]) -> str:
     return run.name if run.name != run.id else run.id
 
@@ -283,11 +305,11 @@ def state_preview(snapshot: TrainingSnapshot) -> None:
     st.markdown(f"**Hidden states h_t** of the top layer on one validation example, refreshed at each evaluation "
                 f"(step {snapshot.rows[-1]['step']:.0f} or earlier). The **Hidden states** page shows more.")
     left, right = st.columns(2)
-    left.plotly_chart(state_heatmap(capture.encoder[-1].h, capture.src_tokens, "Encoder h_t (reads the source)",
-                                    height=300, value_name="h"), key="preview_encoder", width="stretch")
+    chart(left, state_heatmap(capture.encoder[-1].h, capture.src_tokens, "Encoder h_t (reads the source)",
+                              height=300, value_name="h"), "preview_encoder")
     labels = [f"{fed}→{out}" for fed, out in zip(capture.decoder_inputs, capture.predicted, strict=True)]
-    right.plotly_chart(state_heatmap(capture.decoder[-1].h, labels, "Decoder h_t (input → prediction)",
-                                     height=300, value_name="h"), key="preview_decoder", width="stretch")
+    chart(right, state_heatmap(capture.decoder[-1].h, labels, "Decoder h_t (input → prediction)",
+                               height=300, value_name="h"), "preview_decoder")
 
 
 def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Callable[[BackgroundRun[Any]], None],
@@ -405,8 +427,12 @@ def pick_source(prefix: str) -> Source | None:
         st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
         return None
     names = {summary.id: f"{summary.name} ({summary.kind}, {summary.status})" for summary in summaries}
+    if st.session_state.get(f"{prefix}_run") not in names:  # the run looked at last, else the best finished one
+        st.session_state[f"{prefix}_run"] = first_run(
+            [summary.id for summary in summaries if summary.status in FINAL_STATUSES], list(names))
     run_id = st.selectbox("Run", list(names), format_func=names.get, key=f"{prefix}_run",
                           help="Every run folder, newest first; a run that is training gives its latest weights")
+    st.session_state.last_inspected_run = run_id
     try:
         run = registry().get(run_id)
         models = run.models()
@@ -424,6 +450,20 @@ def pick_source(prefix: str) -> Source | None:
                   lambda: run.models()[index].model, run.models if len(models) > 1 else None)
 
 
+def first_run(finished: list[str], listed: list[str]) -> str:
+    """The run this session looked at last (on any inspection page), else the finished run with the best
+    free-running exact match, else the newest."""
+    if (last := st.session_state.get("last_inspected_run")) in listed:
+        return last
+    metrics = {}
+    for run_id in finished:
+        try:
+            metrics[run_id] = registry().metrics_file(run_id)
+        except (RunError, OSError, ValueError):
+            continue  # a damaged run is not a candidate
+    return best_by_free_running(metrics) or listed[0]
+
+
 def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
     """The chosen example, or None with the problems to show (tokens outside the vocabulary)."""
     choices = ["a validation example", "type a source"] if source.val_pairs else ["type a source"]
@@ -436,8 +476,14 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
                                                    f"{source.tgt_vocab.join(pairs[i][1])}",
                              help=f"The first {MAX_EXAMPLES} of the run's validation set, source → target")
         return pairs[index], []
-    text = st.text_input("Source", key=f"{prefix}_source", placeholder="e.g. abcde",
-                         help="Symbols of the task's source vocabulary, typed as on the Train page")
+    symbols = source.src_vocab.itos[4:]
+    text = st.text_input("Source", key=f"{prefix}_source", placeholder=f"e.g. {source.src_vocab.join(symbols[:5])}",
+                         help=f"Tokens of the model's source vocabulary only: {' '.join(symbols[:60])} "
+                              f"(case-sensitive{', separated by spaces' if source.src_vocab.separator else ''}). "
+                              f"Training sources were {source.config.min_len} to {source.config.max_len} long: "
+                              "try a longer one to see where free-running decoding drifts.")
+    st.caption(f"Accepted: {' '.join(symbols[:30])}{' …' if len(symbols) > 30 else ''} (case-sensitive). "
+               "Try an input longer than the training ones.")
     target_text = st.text_input("Target (optional; needed for teacher forcing)", key=f"{prefix}_target",
                                 help="The true output: teacher forcing feeds its tokens to the decoder")
     src = source.src_vocab.tokenize(text)

@@ -20,8 +20,9 @@ from playground.core.forcing import SCHEDULES
 from playground.training.rules import Metric
 
 DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
-# Longer sequences, where the trade-off shows within a minute on 2 CPU cores: gamma = 1 learns fastest but has the
-# widest gap between teacher-forced and free-running accuracy (the defaults are too easy: every ratio ends near 99%).
+# Longer sequences, where the trade-off shows (1500 steps: 21 min wall, 14 min CPU, busy 2-core machine):
+# gamma = 1 learns fastest but has the widest gap between teacher-forced and free-running accuracy
+# (the defaults are too easy: every ratio ends near 99%).
 TRADE_OFF_EXAMPLE = TrainConfig(min_len=8, max_len=16, hidden_dim=64, steps=1500)
 MAX_ARMS = 8
 RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))  # what the pages offer
@@ -129,11 +130,24 @@ def steps_to_reach(rows_by_seed: list[list[dict[str, float]]], level: float = TA
     return None
 
 
+def gap_over_time(rows_by_seed: list[list[dict[str, float]]]) -> list[tuple[float, float]]:
+    """(step, seed-mean gap) at every evaluation all seeds share: teacher-forced minus free-running tokens."""
+    per_seed = [{row["step"]: row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in evaluated(rows)}
+                for rows in rows_by_seed]
+    steps = sorted(set.intersection(*(set(gaps) for gaps in per_seed))) if per_seed else []
+    return [(step, _mean([gaps[step] for gaps in per_seed])) for step in steps]
+
+
+def _spread(values: list[float]) -> float:
+    return statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
 def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
-    """One row per arm: final metrics averaged over seeds, the gap, steps to 90%, wall time.
+    """One row per arm: final metrics averaged over seeds, the gap (final and its peak), steps to 90%, wall time.
 
     The gap is in token accuracy: a sequence exactly right under teacher forcing is exactly right free-running
-    too (every fed token equals its own argmax), so exact match cannot show exposure bias.
+    too (every fed token equals its own argmax), so exact match cannot show exposure bias and the teacher-forced
+    exact column is left out. `fr_exact_spread` and `gap_spread` (std over seeds) tell a difference from noise.
     """
     table = []
     for arm, label in enumerate(snapshot.labels):
@@ -142,6 +156,8 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
         if not finals:
             continue
         trained = [[row for row in rows if Metric.TRAIN_LOSS in row] for rows in rows_by_seed]
+        gaps = gap_over_time(rows_by_seed)
+        peak = max(gaps, key=lambda point: point[1]) if gaps else (finals[0]["step"], math.nan)
 
         def final(name: str, finals: list[dict[str, float]] = finals) -> float:
             return _mean([row[name] for row in finals])
@@ -150,9 +166,12 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
             "ratio": label, "seeds": snapshot.seeds, "step": int(finals[0]["step"]),
             Metric.TRAIN_LOSS: _mean([rows[-1][Metric.TRAIN_LOSS] for rows in trained if rows]),
             Metric.TF_LOSS: final(Metric.TF_LOSS), Metric.FR_LOSS: final(Metric.FR_LOSS),
-            Metric.TF_EXACT: final(Metric.TF_EXACT), Metric.FR_EXACT: final(Metric.FR_EXACT),
+            Metric.FR_EXACT: final(Metric.FR_EXACT),
             Metric.TF_TOKEN_ACC: final(Metric.TF_TOKEN_ACC), Metric.FR_TOKEN_ACC: final(Metric.FR_TOKEN_ACC),
             "gap": final(Metric.TF_TOKEN_ACC) - final(Metric.FR_TOKEN_ACC),
+            "gap_peak": peak[1], "gap_peak_step": peak[0],
+            "fr_exact_spread": _spread([row[Metric.FR_EXACT] for row in finals]),
+            "gap_spread": _spread([row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in finals]),
             "steps_to_90": steps_to_reach(rows_by_seed),
             "wall_seconds": round(snapshot.seconds, 2),
         })
@@ -223,9 +242,59 @@ def reading(table: list[dict[str, Any]]) -> str:
                          f"(step {first_step:.0f}); {len(reached)} of {len(table)} reached it.")
     else:
         sentences.append(f"None reached {TARGET_ACCURACY:.0%} free-running exact match yet.")
-    if table[0]["seeds"] > 1:
-        sentences.append(f"Numbers are means over {table[0]['seeds']} seeds.")
+    sentences += [s for s in (_trade_off(table), _gap_over_time(table), _noise(table)) if s]
     return " ".join(sentences)
+
+
+def _trade_off(table: list[dict[str, Any]]) -> str:
+    """Faster learning against a wider gap: the fastest learner and the widest gap, and why they go together."""
+    if len(table) < 2:
+        return ""
+    reached = [row for row in table if row["steps_to_90"] is not None]
+    fastest = (min(reached, key=lambda row: row["steps_to_90"]) if reached
+               else min(table, key=lambda row: row[Metric.TF_LOSS]))
+    speed = (f"reached {TARGET_ACCURACY:.0%} first (step {fastest['steps_to_90']:.0f})" if reached
+             else f"has the lowest teacher-forced loss ({fastest[Metric.TF_LOSS]:.3f})")
+    widest = max(table, key=lambda row: row["gap"])
+    why = ("Feeding the true previous token makes every training step an easy, well-aimed lesson, so the model "
+           "learns fast; but it never practises continuing from its own mistakes, and that shows as a gap between "
+           "teacher-forced and free-running accuracy (exposure bias).")
+    if fastest is widest:
+        return (f"The trade-off: {fastest['ratio']} learns fastest (it {speed}) and pays with the widest gap "
+                f"({_points(widest['gap'])}). {why}")
+    return (f"The trade-off: {fastest['ratio']} learns fastest (it {speed}), while {widest['ratio']} has the widest "
+            f"gap ({_points(widest['gap'])}), so here speed and gap are not bought together. {why}")
+
+
+def _gap_over_time(table: list[dict[str, Any]]) -> str:
+    """Where the widest gap peaked and where it ended: a gap that closes is not the same as one that stays."""
+    rows = [row for row in table if not math.isnan(row.get("gap_peak", math.nan))]
+    if not rows:
+        return ""
+    row = max(rows, key=lambda row: row["gap_peak"])
+    end = row["gap"]
+    trend = ("it has mostly closed since" if end < 0.5 * row["gap_peak"]
+             else "it is still about as wide" if end > 0.8 * row["gap_peak"] else "it has narrowed since")
+    return (f"Over time, the gap of {row['ratio']} peaked at {_points(row['gap_peak'])} at step "
+            f"{row['gap_peak_step']:.0f} and ends at {_points(end)} at step {row['step']}: {trend}.")
+
+
+def _noise(table: list[dict[str, Any]]) -> str:
+    """Whether the differences stand out from seed noise (one seed cannot tell)."""
+    seeds = table[0]["seeds"]
+    if len(table) < 2:
+        return ""
+    if seeds < 2:
+        return ("With one seed, noise cannot be told apart from a real difference: a few points either way may "
+                "be luck of the initial weights; run 2 or 3 seeds to see the spread.")
+    spread = max(row.get("fr_exact_spread", 0.0) for row in table)
+    by_fr = sorted(table, key=lambda row: row[Metric.FR_EXACT], reverse=True)
+    difference = by_fr[0][Metric.FR_EXACT] - by_fr[1][Metric.FR_EXACT]
+    verdict = ("within seed noise: the top two cannot be ranked" if difference <= 2 * spread
+               else "larger than the seed noise")
+    return (f"Numbers are means over {seeds} seeds; seeds spread free-running exact match by up to "
+            f"{_points(spread)} (std), so the lead of {by_fr[0]['ratio']} over {by_fr[1]['ratio']} "
+            f"({_points(difference)}) is {verdict}.")
 
 
 def format_table(table: list[dict[str, Any]]) -> str:

@@ -250,3 +250,34 @@ def decoder_path(capture: StateCapture) -> np.ndarray:
     """The decoder's state at each step in the context vector's space: context first, then every step's h."""
     steps = np.concatenate([layer.h for layer in capture.decoder], axis=1)
     return np.vstack([capture.context[None, :], steps])
+
+
+def informative_units(values: np.ndarray, count: int = 3) -> dict[int, str]:
+    """The units worth a first look: the largest variance over time and the strongest |correlation| with position.
+
+    Returns unit -> why, at most `count` of each kind (a unit may be both), so the heatmap can mark them.
+    """
+    if values.shape[0] < 2:
+        return {}
+    marked: dict[int, str] = {}
+    for unit in np.argsort(-values.var(axis=0), kind="stable")[:count]:
+        marked[int(unit)] = "varies most"
+    for unit in np.argsort(-np.abs(position_correlation(values)), kind="stable")[:count]:
+        marked[int(unit)] = "varies most, tracks position" if int(unit) in marked else "tracks position"
+    return marked
+
+
+def best_by_free_running(metrics: dict[str, bytes]) -> str | None:
+    """The run whose latest evaluation has the highest free-running exact match (any model of it), from each
+    run's metrics.csv; runs without an evaluation are skipped."""
+    best: tuple[float, str] | None = None
+    for run_id, data in metrics.items():
+        rows = [row for row in csv.DictReader(io.StringIO(data.decode("utf-8", "replace")))
+                if row.get("val_fr_exact")]
+        if not rows:
+            continue
+        last = max(float(row["step"]) for row in rows)
+        score = max(float(row["val_fr_exact"]) for row in rows if float(row["step"]) == last)
+        if best is None or score > best[0]:
+            best = (score, run_id)
+    return best[1] if best else None

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from playground.analysis.compare import CompareSnapshot
+from playground.plots.common import empty_state, has_points, tidy
 from playground.training.rules import Metric
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -46,7 +47,9 @@ def series(rows_by_seed: list[list[dict[str, float]]], value: Value) -> tuple[np
 
 
 def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: str, percent: bool = False,
-                 height: int = 320) -> go.Figure:
+                 height: int = 340, evaluated: bool = True, empty_range: tuple[float, float] = (0.0, 1.0),
+                 ) -> go.Figure:
+    """One metric of every arm; before its first point, real axes and when it comes (`evaluated`: at evaluations)."""
     figure = go.Figure()
     for arm, label in enumerate(snapshot.labels):
         steps, mean, spread = series(snapshot.arm_rows(arm), value)
@@ -58,14 +61,20 @@ def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: s
         figure.add_trace(go.Scatter(x=steps, y=mean, mode="lines", name=label, legendgroup=label,
                                     line={"color": colour(arm), "width": 2}))
     band_note = f" (mean ± std over {snapshot.seeds} seeds)" if snapshot.seeds > 1 else ""
-    figure.update_layout(title=title + band_note, height=height, margin={"l": 60, "r": 10, "t": 50, "b": 40},
+    figure.update_layout(title=title + band_note, height=height, margin={"l": 60, "r": 10},
                          legend={"title": "teacher forcing"})
-    figure.update_xaxes(title="training step")
+    figure.update_xaxes(title="training step", rangemode="nonnegative")
     figure.update_yaxes(title=y_title, tickformat=".0%" if percent else None)
+    tidy(figure)
+    if not has_points(figure):
+        first = snapshot.config.base.eval_every if evaluated else 1
+        empty_state(figure, f"Each ratio's curve appears at step {first:,}" + (" (the first evaluation)." if evaluated
+                                                                              else "."),
+                    (0, snapshot.total_steps), empty_range)
     return figure
 
 
-def length_figure(snapshot: CompareSnapshot, height: int = 320) -> go.Figure:
+def length_figure(snapshot: CompareSnapshot, height: int = 340) -> go.Figure:
     """Free-running exact match by target length at the latest evaluation: where errors compound."""
     figure = go.Figure()
     for arm, label in enumerate(snapshot.labels):
@@ -75,7 +84,12 @@ def length_figure(snapshot: CompareSnapshot, height: int = 320) -> go.Figure:
         figure.add_trace(go.Scatter(x=np.array(lengths, dtype=float), y=means, mode="lines+markers", name=label,
                                     line={"color": colour(arm), "width": 2}))
     figure.update_layout(title="Free-running exact match by output length (latest evaluation)", height=height,
-                         margin={"l": 60, "r": 10, "t": 50, "b": 40}, legend={"title": "teacher forcing"})
+                         margin={"l": 60, "r": 10}, legend={"title": "teacher forcing"})
     figure.update_xaxes(title="target length (tokens, without <eos>)", dtick=1)
     figure.update_yaxes(title="exact match (share of sequences)", tickformat=".0%", range=[0, 1.02])
+    tidy(figure)
+    if not has_points(figure):
+        base = snapshot.config.base
+        empty_state(figure, f"Exact match per target length, at the first evaluation (step {base.eval_every:,}).",
+                    (0, max(base.max_len, 1) + 1), (0, 1.02))
     return figure

@@ -9,9 +9,12 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from playground.plots.common import empty_state, has_points, tidy
 from playground.training.rules import Metric
 
 MAX_POINTS = 600
+MARKER_GAP = 0.05  # live-change markers closer than this share of the step axis share one label
+Changes = list[tuple[int, str]]
 TRAIN_COLOR, TF_COLOR, FR_COLOR, GAMMA_COLOR = "#636efa", "#00a884", "#ef553b", "#ab63fa"
 
 
@@ -55,26 +58,65 @@ def _line(rows: list[dict[str, float]], name: str, label: str, color: str, smoot
                       hovertemplate=f"{label}<br>step %{{x:.0f}}<br>%{{y:.4g}}{unit}<extra></extra>")
 
 
-def _layout(figure: go.Figure, title: str, y_title: str, changes: list[tuple[int, str]], height: int) -> go.Figure:
-    for step, text in changes:
-        figure.add_vline(x=step, line_dash="dot", line_color="gray", annotation_text=text,
-                         annotation_position="top left", annotation_font_size=10)
+def group_changes(changes: Changes, span: float, gap: float = MARKER_GAP) -> list[tuple[int, list[str]]]:
+    """Changes close together (within `gap` of the axis `span`) as one group at the first one's step."""
+    groups: list[tuple[int, list[str]]] = []
+    for step, text in sorted(changes):
+        if groups and step - groups[-1][0] <= gap * span:
+            groups[-1][1].append(f"step {step}: {text}")
+        else:
+            groups.append((step, [f"step {step}: {text}"]))
+    return groups
+
+
+def _marker_label(texts: list[str]) -> str:
+    if len(texts) == 1:
+        return texts[0].split(": ", 1)[1]
+    return f"{len(texts)} changes (hover)"
+
+
+def _layout(figure: go.Figure, title: str, y_title: str, changes: Changes, height: int,
+            total_steps: int | None = None) -> go.Figure:
+    span = max(total_steps or 0, max((step for step, _ in changes), default=0), 1)
+    for step, texts in group_changes(changes, span):
+        figure.add_vline(x=step, line_dash="dot", line_color="gray")
+        figure.add_annotation(x=step, y=1, xref="x", yref="paper", yanchor="bottom", xanchor="left",
+                              text=_marker_label(texts), hovertext="<br>".join(texts), showarrow=False,
+                              font={"size": 10, "color": "#555"})
     figure.update_layout(title=title, height=height, margin={"l": 60, "r": 20, "t": 50, "b": 45},
-                         legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
-    figure.update_xaxes(title_text="training step")
+                         hovermode="x unified")
+    figure.update_xaxes(title_text="training step", rangemode="nonnegative")
     figure.update_yaxes(title_text=y_title)
-    return figure
+    return tidy(figure)
+
+
+def _waiting(figure: go.Figure, what: str, when: str, total_steps: int | None,
+             y_range: tuple[float, float] | None) -> go.Figure:
+    """The empty state of a training chart: real axes and a note of what comes, and when."""
+    if has_points(figure):
+        return figure
+    return empty_state(figure, f"{what}<br>{when}", (0, max(total_steps or 100, 1)), y_range)
 
 
 def loss_figure(rows: list[dict[str, float]], smoothing: float = 0.6, log_y: bool = False,
-                changes: list[tuple[int, str]] = (), note: str = "") -> go.Figure:
-    """Training loss (smoothed, raw faint) and validation loss teacher-forced and free-running."""
+                changes: Changes = (), note: str = "", total_steps: int | None = None,
+                chance_loss: float | None = None) -> go.Figure:
+    """Training loss (smoothed, raw faint) and validation loss teacher-forced and free-running.
+
+    `chance_loss` (ln |V|) draws the loss of a uniform guess, so the first point has a reference.
+    """
     raw = _line(rows, Metric.TRAIN_LOSS, "training loss (raw)", TRAIN_COLOR)
     raw.update(opacity=0.25, showlegend=False, hoverinfo="skip", hovertemplate=None)
     traces = [raw, _line(rows, Metric.TRAIN_LOSS, "training loss", TRAIN_COLOR, smoothing),
               _line(rows, Metric.TF_LOSS, "validation, teacher-forced", TF_COLOR),
               _line(rows, Metric.FR_LOSS, "validation, free-running", FR_COLOR)]
-    figure = _layout(go.Figure(traces), "Loss", "cross-entropy (nats per token)", list(changes), 360)
+    figure = _layout(go.Figure(traces), "Loss", "cross-entropy (nats per token)", list(changes), 360, total_steps)
+    if chance_loss is not None:
+        figure.add_hline(y=chance_loss, line={"color": "#999", "dash": "dash", "width": 1},
+                         annotation_text=f"chance: ln|V| = {chance_loss:.2f}", annotation_position="bottom right",
+                         annotation_font={"size": 10, "color": "#777"})
+    _waiting(figure, "Training loss, every few steps.", "The first point appears after the first steps.",
+             total_steps, (0, round((chance_loss or 3.0) * 1.2, 1)))
     if log_y:
         figure.update_yaxes(type="log")
     if note:
@@ -83,19 +125,25 @@ def loss_figure(rows: list[dict[str, float]], smoothing: float = 0.6, log_y: boo
     return figure
 
 
-def accuracy_figure(rows: list[dict[str, float]], changes: list[tuple[int, str]] = ()) -> go.Figure:
+def accuracy_figure(rows: list[dict[str, float]], changes: Changes = (), total_steps: int | None = None,
+                    first_evaluation: int | None = None, chance_accuracy: float | None = None) -> go.Figure:
     """Token accuracy both ways, and exact match (equal both ways under greedy decoding)."""
     traces = [_line(rows, Metric.TF_TOKEN_ACC, "token, teacher-forced", TF_COLOR, percent=True),
               _line(rows, Metric.FR_TOKEN_ACC, "token, free-running", FR_COLOR, percent=True),
               _line(rows, Metric.FR_EXACT, "whole sequence (exact match)", "#444", percent=True, dash="dash")]
-    figure = _layout(go.Figure(traces), "Validation accuracy", "accuracy (%)", list(changes), 360)
+    figure = _layout(go.Figure(traces), "Validation accuracy", "accuracy (%)", list(changes), 360, total_steps)
     figure.update_yaxes(range=[0, 101])
-    return figure
+    if chance_accuracy is not None:
+        figure.add_hline(y=chance_accuracy * 100, line={"color": "#999", "dash": "dash", "width": 1},
+                         annotation_text=f"chance: 1/|V| = {chance_accuracy:.1%}",
+                         annotation_position="top right", annotation_font={"size": 10, "color": "#777"})
+    when = f"First evaluation at step {first_evaluation:,}." if first_evaluation else "At the first evaluation."
+    return _waiting(figure, "Token and whole-sequence accuracy on validation examples.", when, total_steps, (0, 101))
 
 
-def gamma_figure(rows: list[dict[str, float]], changes: list[tuple[int, str]] = ()) -> go.Figure:
+def gamma_figure(rows: list[dict[str, float]], changes: Changes = (), total_steps: int | None = None) -> go.Figure:
     figure = _layout(go.Figure([_line(rows, Metric.GAMMA, "gamma", GAMMA_COLOR)]),
-                     "Teacher-forcing ratio gamma", "P(true previous token)", list(changes), 260)
+                     "Teacher-forcing ratio γ", "P(true previous token)", list(changes), 360, total_steps)
     figure.update_yaxes(range=[-0.03, 1.03])
     figure.update_layout(showlegend=False)
-    return figure
+    return _waiting(figure, "γ at each step.", "It appears with the first steps.", total_steps, None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from playground.plots.common import tidy
+
 DIVERGING = "RdBu_r"  # red positive, blue negative, white at zero
 
 
@@ -22,7 +24,8 @@ def state_heatmap(values: np.ndarray, step_labels: list[str], title: str, unit_o
         customdata=customdata, colorbar={"title": {"text": value_name}, "thickness": 12},
         hovertemplate="unit %{customdata[0]}<br>step %{customdata[1]}, token %{customdata[2]}"
                       f"<br>{value_name} %{{z:.3f}}<extra></extra>"))
-    figure.update_layout(title=title, height=height, margin={"l": 55, "r": 10, "t": 40, "b": 40})
+    figure.update_layout(title=title, height=height, margin={"l": 55, "r": 10, "b": 40})
+    tidy(figure, legend_below=False)
     figure.update_xaxes(title_text=x_title, tickmode="array", tickvals=steps, ticktext=list(step_labels))
     reordered = not np.array_equal(order, np.arange(values.shape[1]))
     figure.update_yaxes(title_text="units, sorted (hover: unit)" if reordered else "hidden unit",
@@ -51,8 +54,8 @@ def probs_figure(probs: np.ndarray, vocab: list[str], step_labels: list[str], ch
     figure.add_trace(go.Scatter(x=steps, y=np.array(chosen, dtype=object), mode="markers", name="chosen (argmax)",
                                 marker={"symbol": "x", "color": "orange", "size": 10, "line": {"width": 2}},
                                 hovertemplate="step %{x}: chose %{y}<extra></extra>"))
-    figure.update_layout(title=title, height=height, margin={"l": 70, "r": 10, "t": 40, "b": 40},
-                         legend={"orientation": "h", "y": -0.25})
+    figure.update_layout(title=title, height=height, margin={"l": 70, "r": 10, "b": 40})
+    tidy(figure)
     figure.update_xaxes(title_text="decoder step (input → prediction)", tickmode="array", tickvals=steps,
                         ticktext=step_labels)
     figure.update_yaxes(title_text="output token", type="category", categoryorder="array",
@@ -69,7 +72,8 @@ def unit_lines_figure(values: np.ndarray, units: list[int], step_labels: list[st
                                    hovertemplate=f"unit {unit}<br>step %{{x}}, token %{{customdata}}"
                                                  f"<br>{value_name} %{{y:.3f}}<extra></extra>")
                         for unit in units])
-    figure.update_layout(title=title, height=height, margin={"l": 55, "r": 10, "t": 40, "b": 40})
+    figure.update_layout(title=title, height=height, margin={"l": 55, "r": 10, "b": 40})
+    tidy(figure)
     figure.update_xaxes(title_text="step (input token)", tickmode="array", tickvals=steps, ticktext=step_labels)
     figure.update_yaxes(title_text=value_name)
     return figure
@@ -98,8 +102,18 @@ def projection_figure(points: np.ndarray, colour: np.ndarray, colour_name: str, 
                                  hovertemplate=f"{name}<br>step %{{pointNumber}}: %{{text}}<extra></extra>"))
     figure = go.Figure(traces)
     figure.update_layout(title="Encoder final state (context vector) of validation examples, PCA plane",
-                         height=height, margin={"l": 55, "r": 10, "t": 40, "b": 40},
-                         legend={"orientation": "h", "y": -0.15})
+                         height=height, margin={"l": 55, "r": 10, "b": 40})
+    tidy(figure)
     figure.update_xaxes(title_text=f"PC 1 ({explained[0]:.0%} of variance)")
     figure.update_yaxes(title_text=f"PC 2 ({explained[1]:.0%} of variance)")
+    return figure
+
+
+def mark_units(figure: go.Figure, order: np.ndarray, marked: dict[int, str]) -> go.Figure:
+    """Outline the rows of the marked units (unit -> why) on a `state_heatmap` drawn in `order`."""
+    rows = {int(unit): row for row, unit in enumerate(np.asarray(order))}
+    for unit, why in marked.items():
+        row = rows[unit]
+        figure.add_shape(type="rect", xref="paper", x0=0, x1=1, yref="y", y0=row - 0.5, y1=row + 0.5,
+                         line={"color": "black", "width": 1.5}, fillcolor="rgba(0,0,0,0)", name=f"unit {unit}: {why}")
     return figure

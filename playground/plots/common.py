@@ -1,0 +1,63 @@
+"""What every chart shares: a title clear of Plotly's toolbar, legends below, honest empty states, downloads.
+
+Plotly's toolbar sits in the top-right corner of the figure; a centred title in a thin top margin runs under it.
+`tidy` puts the title left, just above the plot area, and leaves the toolbar its own strip. `empty_state` fixes
+the axes to the ranges the data will have (never plotly's -1..1) and says what will appear, and when.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import plotly.graph_objects as go
+
+TOOLBAR_STRIP = 34  # px above the title for the toolbar
+TITLE_SPACE = 30  # px for one title line
+
+
+def tidy(figure: go.Figure, legend_below: bool = True) -> go.Figure:
+    """Left title above the plot, clear of the toolbar; a horizontal legend under the x axis title."""
+    title = figure.layout.title.text or ""
+    margin = figure.layout.margin
+    figure.update_layout(
+        title={"text": title, "x": 0, "xref": "paper", "xanchor": "left", "y": 1, "yref": "paper",
+               "yanchor": "bottom", "pad": {"b": 8}, "font": {"size": 15}},
+        margin={"t": TOOLBAR_STRIP + TITLE_SPACE, "l": margin.l if margin.l is not None else 60,
+                "r": margin.r if margin.r is not None else 20,
+                "b": max(margin.b or 0, 90 if legend_below else 45)})
+    if legend_below:
+        figure.update_layout(legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.22, "yanchor": "top"})
+    return figure
+
+
+def empty_state(figure: go.Figure, message: str, x_range: tuple[float, float],
+                y_range: tuple[float, float] | None) -> go.Figure:
+    """No data yet: fixed real ranges and a centred note of what the chart will show and when."""
+    figure.update_xaxes(range=list(x_range), autorange=False)
+    if y_range is not None:
+        figure.update_yaxes(range=list(y_range), autorange=False)
+    figure.add_annotation(text=message, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                          font={"size": 13, "color": "#555"}, bgcolor="rgba(255,255,255,0.85)")
+    return figure
+
+
+def has_points(figure: go.Figure) -> bool:
+    return any(trace.x is not None and len(trace.x) > 0 for trace in figure.data)
+
+
+def file_name(title: str) -> str:
+    """A download name from a title: 'Loss (train)' -> 'seq2seq-loss-train'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60].rstrip("-")
+    return f"seq2seq-{slug or 'chart'}"
+
+
+def chart_config(name: str) -> dict[str, Any]:
+    """plotly config: the toolbar on hover only, PNG at twice the size, and SVG too, both named `name`."""
+    return {
+        "displaylogo": False,
+        "displayModeBar": "hover",
+        "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2},
+        "modeBarButtonsToAdd": ["toImage"],
+        "modeBarButtonsToRemove": ["lasso2d", "select2d"],
+    }

@@ -1,0 +1,73 @@
+"""The encoder-decoder as a graphviz diagram drawn from the settings: what the sliders build, with its sizes.
+
+A pure function from numbers to DOT text (st.graphviz_chart draws it), so it redraws whenever a setting moves
+and can be tested without a browser. The teacher-forcing switch shows gamma: the chance that the decoder reads
+the true previous token rather than its own prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DiagramSizes:
+    """Everything the diagram prints; `parameters` is per part (see analysis.preview.parameter_counts)."""
+
+    src_vocab: int
+    tgt_vocab: int
+    emb_dim: int
+    hidden_dim: int
+    num_layers: int
+    parameters: dict[str, int]
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _node(name: str, label: str, fill: str, shape: str = "box") -> str:
+    return f'  {name} [label="{label}", shape={shape}, style="rounded,filled", fillcolor="{fill}"];'
+
+
+def model_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str = "") -> str:
+    """DOT source, left to right: encoder on top, decoder below, (h_T, c_T) handed over, the switch on the left.
+
+    `gamma_note` says where gamma comes from ("set", "now, step 120", ...).
+    """
+    p = sizes.parameters
+    layers = f"{sizes.num_layers} layer{'s' if sizes.num_layers > 1 else ''}"
+    total = sum(p.values())
+    note = f" ({gamma_note})" if gamma_note else ""
+    lines = [
+        "digraph seq2seq {",
+        '  graph [rankdir=LR, fontname="sans-serif", fontsize=11, nodesep=0.25, ranksep=0.35, '
+        f'label="{_count(total)} trainable parameters", labelloc=b];',
+        '  node [fontname="sans-serif", fontsize=10, margin="0.12,0.06"];',
+        '  edge [fontname="sans-serif", fontsize=9, color="#555555"];',
+        _node("src", f"source tokens\\ns_1 … s_T\\n|V_src| = {sizes.src_vocab}", "#eeeeee", "note"),
+        _node("enc_emb", f"embedding\\n{sizes.src_vocab} × {sizes.emb_dim}\\n{_count(p['encoder embedding'])}",
+              "#dbe9f6"),
+        _node("enc_lstm", f"encoder LSTM\\n{layers}, hidden {sizes.hidden_dim}\\n{_count(p['encoder LSTM'])}",
+              "#9ecae1"),
+        _node("state", f"(h_T, c_T)\\n{sizes.num_layers} × 2 × {sizes.hidden_dim}", "#fdd0a2", "ellipse"),
+        _node("switch", f"teacher forcing\\nγ = {gamma:.2f}{note}", "#fff7bc", "diamond"),
+        _node("dec_emb", f"embedding\\n{sizes.tgt_vocab} × {sizes.emb_dim}\\n{_count(p['decoder embedding'])}",
+              "#dbe9f6"),
+        _node("dec_lstm", f"decoder LSTM\\n{layers}, hidden {sizes.hidden_dim}\\n{_count(p['decoder LSTM'])}",
+              "#9ecae1"),
+        _node("linear", f"Linear\\n{sizes.hidden_dim} → {sizes.tgt_vocab}\\n{_count(p['output layer'])}",
+              "#c7e9c0"),
+        _node("softmax", f"softmax\\np(y_t), |V_tgt| = {sizes.tgt_vocab}", "#eeeeee", "note"),
+        _node("truth", "true previous\\ntoken y_{t-1}", "#ffffff", "plaintext"),
+        _node("own", "own prediction\\nargmax p(y_{t-1})", "#ffffff", "plaintext"),
+        "  src -> enc_emb -> enc_lstm -> state;",
+        '  state -> dec_lstm [label="initial state"];',
+        f'  truth -> switch [label="γ = {gamma:.2f}"];',
+        f'  own -> switch [label="1 − γ = {1 - gamma:.2f}", style=dashed];',
+        "  switch -> dec_emb -> dec_lstm -> linear -> softmax;",
+        '  softmax -> own [style=dotted, constraint=false, label="next step"];',
+        "  { rank=same; src; truth; own; }",
+        "}",
+    ]
+    return "\n".join(lines)
