@@ -107,7 +107,8 @@ def reset() -> None:
     st.query_params.pop("run", None)
 
 
-st.text_input("Name of the next run", key="run_name", placeholder="optional, e.g. small-lr")
+st.text_input("Name of the next run", key="run_name", placeholder="optional, e.g. small-lr",
+              help="A name for the next run, shown in the runs list (the folder id stays unique)")
 buttons = [st.container(horizontal=True)] * 5  # wraps at 800 px instead of cutting labels
 running = run is not None and run.status == "running"
 ended = run is not None and run.status in FINAL_STATUSES and config is not None and config.steps > run.step

@@ -290,7 +290,9 @@ def chart(container: Any, figure: Any, key: str, name: str | None = None) -> Non
 def chart_format_picker() -> None:
     """The format the charts' camera button saves (plotly offers one per button)."""
     st.sidebar.radio("Chart downloads (camera button)", list(CHART_FORMATS), format_func=CHART_FORMATS.get,
-                     key="chart_format", horizontal=True)
+                     key="chart_format", horizontal=True,
+                     help="What the camera button in a chart's toolbar saves: a PNG picture or an SVG drawing "
+                          "that scales without blur; the file is named after the chart")
 
 
 def run_label(run: BackgroundRun[Any]) -> str:
