@@ -82,8 +82,8 @@ def test_the_example_button_loads_the_trade_off_settings() -> None:
     at.button(key="compare_example").click().run()
     assert not at.exception and not at.error
     shown = {key: at.number_input(key=f"cfg_{key}").value for key in ("min_len", "max_len", "hidden_dim", "steps")}
-    assert shown == {"min_len": 8, "max_len": 16, "hidden_dim": 64, "steps": 1500}
-    assert at.multiselect(key="compare_ratios").value == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert shown == {"min_len": 8, "max_len": 16, "hidden_dim": 64, "steps": 600}
+    assert at.multiselect(key="compare_ratios").value == [0.0, 0.5, 1.0]
 
 
 def test_a_comparison_reopens_with_its_curves_and_deletes_after_a_restart() -> None:
