@@ -99,11 +99,11 @@ for key, default in (("compare_ratios", list(DEFAULT_RATIOS)), ("compare_schedul
 settings_sidebar(skip=FORCING_SETTINGS)  # the forcing settings are drawn on the page, next to the arms
 chart_format_picker()
 
-left, middle, coin, right = st.columns([3, 2, 1.4, 0.8])
-left.multiselect("Ratios γ (chance a decoder step reads the true previous token)", RATIO_CHOICES,
+st.multiselect("Ratios γ (chance a decoder step reads the true previous token)", RATIO_CHOICES,
                  key="compare_ratios", format_func=lambda ratio: f"{ratio:g}",
                  help="Each ratio is one constant-γ model; all train together on the same batches")
 decaying = [s for s in SCHEDULES if s != "constant"]
+middle, coin, right = st.columns([2, 1.4, 1])  # the ratios take a row of their own: they stay readable at 800 px
 middle.multiselect("Decaying schedules (from γ = 1 to 0)", decaying, key="compare_schedules",
                    format_func=lambda s: s.replace("_", " "),
                    help="Scheduled sampling: γ starts at 1 and decays to the final γ (formulas in the Glossary)")
@@ -169,12 +169,12 @@ def load_example() -> None:
 
 
 running = run is not None and run.active
-buttons = st.columns([1.2, 1.2, 3, 2])
+buttons = [st.container(horizontal=True)] * 3  # one row that wraps at 800 px instead of cutting labels
 buttons[0].button("Start", key="compare_start", type="primary", on_click=start, disabled=config is None or running,
-                  icon=":material/play_arrow:", width="stretch",
+                  icon=":material/play_arrow:", width="content",
                   help="Train every ratio and schedule with the settings shown")
 buttons[1].button("Stop", key="compare_stop", on_click=stop, disabled=not running, icon=":material/stop:",
-                  width="stretch", help="End the comparison; its curves and table stay")
+                  width="content", help="End the comparison; its curves and table stay")
 buttons[2].button("Example: longer sequences", key="compare_example", on_click=load_example, disabled=running,
                   icon=":material/science:",
                   help=f"Reverse {TRADE_OFF_EXAMPLE.min_len} to {TRADE_OFF_EXAMPLE.max_len} symbols, hidden size "

@@ -169,16 +169,16 @@ def draw_model_and_task(config: TrainConfig, preview: TaskPreview, gamma: float,
     parts = parameter_counts(config, preview.src_vocab_size, preview.tgt_vocab_size)
     sizes = DiagramSizes(preview.src_vocab_size, preview.tgt_vocab_size, config.emb_dim, config.hidden_dim,
                          config.num_layers, parts)
-    diagram, task = st.columns([3, 2])
-    with diagram.container(key="model_diagram"):
+    with st.container(key="model_diagram"):  # the whole width: a left-to-right drawing needs it to be legible
         st.markdown(f"**The model: {sum(parts.values()):,} parameters**")
         st.graphviz_chart(model_diagram(sizes, gamma, gamma_note), width="stretch")
-    with task.container(key="task_preview"):
+    with st.container(key="task_preview"):
         st.markdown("**The task, as these settings make it**")
-        st.dataframe(pd.DataFrame(preview.examples, columns=["source", "target"]), hide_index=True,
-                     width="stretch")
+        pairs, facts = st.columns([2, 3])
+        pairs.dataframe(pd.DataFrame(preview.examples, columns=["source", "target"]), hide_index=True,
+                        width="stretch")
         low, high = preview.src_lengths
-        st.markdown(
+        facts.markdown(
             f"Source vocabulary: {' '.join(preview.src_symbols)} ({len(preview.src_symbols)} symbols)  \n"
             f"Target vocabulary: {' '.join(preview.tgt_symbols[:40])}"
             f"{' …' if len(preview.tgt_symbols) > 40 else ''} ({len(preview.tgt_symbols)} symbols)  \n"

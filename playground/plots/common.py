@@ -8,10 +8,12 @@ the axes to the ranges the data will have (never plotly's -1..1) and says what w
 from __future__ import annotations
 
 import re
+import textwrap
 from typing import Any
 
 import plotly.graph_objects as go
 
+NOTE_WIDTH = 30  # characters a line of an empty chart's note: it fits a chart of half an 800 px window
 TOOLBAR_STRIP = 34  # px above the title for the toolbar
 TITLE_SPACE = 30  # px for one title line
 
@@ -37,8 +39,9 @@ def empty_state(figure: go.Figure, message: str, x_range: tuple[float, float],
     figure.update_xaxes(range=list(x_range), autorange=False)
     if y_range is not None:
         figure.update_yaxes(range=list(y_range), autorange=False)
-    figure.add_annotation(text=message, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
-                          font={"size": 13, "color": "#555"}, bgcolor="rgba(255,255,255,0.85)")
+    lines = [line for part in message.split("<br>") for line in textwrap.wrap(part, NOTE_WIDTH)]
+    figure.add_annotation(text="<br>".join(lines), xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                          font={"size": 12, "color": "#555"}, bgcolor="rgba(255,255,255,0.85)")
     return figure
 
 

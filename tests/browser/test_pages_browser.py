@@ -18,8 +18,8 @@ LAYOUTS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(p =>
   return {title: l.title.text, x: x.range, y: y.range, points: p._fullData.some(t => t.x && t.x.length > 0)};
 })"""
 TRUNCATED = """() => [...document.querySelectorAll('[data-testid=stMain] button')].filter(b => b.offsetParent)
-  .map(b => { const t = b.querySelector('[data-testid=stMarkdownContainer] p') || b;
-              return {text: b.innerText.trim(), over: t.scrollWidth > t.clientWidth + 1}; })
+  .map(b => ({text: b.innerText.trim(),
+              over: [b, ...b.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1)}))
   .filter(b => b.text && b.over).map(b => b.text)"""
 DIAGRAM_TITLE = "() => document.querySelector('.st-key-model_diagram p').innerText"
 
@@ -73,6 +73,8 @@ def test_every_page_first_screen(streamlit_server: str, browser_page, width: int
     page.set_viewport_size({"width": width, "height": 1000})
     for slug, name in PAGES.items():
         open_page(page, streamlit_server, name)
+        page.wait_for_function("() => !document.querySelector('[data-testid=stSkeleton]')")  # drawn, not pending
+        page.wait_for_timeout(500)  # charts lay out after their elements appear
         assert name in page.title()
         assert page.evaluate(TRUNCATED) == [], f"{name} at {width} px"
         for chart in page.evaluate(LAYOUTS):
