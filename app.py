@@ -9,7 +9,10 @@ import os
 import streamlit as st
 import torch
 
+from playground.training.trainer import warm_imports
+
 torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
+warm_imports()
 page = st.navigation([
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("pages/hidden_states.py", title="Hidden states", icon=":material/grid_on:"),

@@ -1,7 +1,13 @@
-"""Training-step benchmark (issue #6): ratios against a naive tutorial-style reference, measured in one process.
+"""Training-step benchmark (issues #6, #12): ratios against references measured in the same process.
 
 Every case trains on the same pre-drawn batches (data generation is timed apart), cases take turns within
 each repeat so that load from other processes hits them alike, and each figure is the median over repeats.
+On the CPU the clock is this process's CPU time (the machine is shared: another process's load then
+inflates neither side of a ratio); only the thread comparison, where CPU time would count idle spinning
+workers, uses the wall clock. References: a naive tutorial loop (one nn.LSTM call per decoder step) and a
+raw fused loop (`RawReference`: the fastest plain PyTorch step of the same model, no project code), the limit
+a gamma = 1 step is held against (`fused_vs_reference`). GFLOP/s and the fraction of a GEMM roofline per case
+are counted as `bench/flops.py` says.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.flops import StepShapes, roofline_seconds, step_shapes
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
 from playground.core.tasks import PAD_ID, SOS_ID, Batch
@@ -27,7 +34,8 @@ from playground.training.trainer import Trainer
 DEFAULT = TrainConfig()  # reverse, len 3..8, alphabet 10, emb 32, hidden 128, 1 layer, batch 64
 LARGE = DEFAULT.replace(max_len=12, emb_dim=64, hidden_dim=256, num_layers=2)
 RATIOS = (0.0, 0.5, 1.0)
-K_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the compare page's K = 5 models
+K_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the compare page's K = 5 models; K = 15 is these x 3 seeds
+CLOCK: Callable[[], float] = time.process_time  # `run` picks the wall clock off the CPU
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,8 @@ FULL = Plan(warmup=5, steps=10, repeats=11, scaling_lengths=(8, 16, 32, 50), sca
 QUICK = Plan(warmup=1, steps=2, repeats=2, scaling_lengths=(8, 16), scaling_hidden=(64, 128))
 
 
-class NaiveSeq2Seq(nn.Module):
-    """The tutorials' decoder loop: nn.LSTM on one step at a time, Linear per step, a Python coin per step."""
+class RawReference(nn.Module):
+    """The fused step written plainly: embeddings, encoder nn.LSTM, decoder nn.LSTM over the shifted target."""
 
     def __init__(self, config: TrainConfig, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
@@ -61,7 +69,35 @@ class NaiveSeq2Seq(nn.Module):
         self.decoder = nn.LSTM(config.emb_dim, hidden, layers, batch_first=True)
         self.fc_out = nn.Linear(hidden, tgt_vocab)
 
-    def forward(self, src: torch.Tensor, tgt: torch.Tensor, ratio: float) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        _, state = self.encoder(self.src_embedding(src))
+        shifted = torch.cat([torch.full_like(tgt[:, :1], SOS_ID), tgt[:, :-1]], dim=1)
+        output, _ = self.decoder(self.tgt_embedding(shifted), state)
+        return self.fc_out(output)
+
+
+def reference_step(config: TrainConfig, trainer: Trainer, batches: list[Batch]) -> Callable[[], None]:
+    """One raw fused step per call: cross-entropy over non-pad tokens, backward, clipping, Adam, loss.item()."""
+    model = RawReference(config, len(trainer.task.src_vocab), len(trainer.task.tgt_vocab)).to(trainer.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    stream = itertools.cycle([(b.src.to(trainer.device), b.tgt.to(trainer.device)) for b in batches])
+
+    def step() -> None:
+        src, tgt = next(stream)
+        loss = nn.functional.cross_entropy(model(src, tgt).flatten(0, 1), tgt.flatten(), ignore_index=PAD_ID)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        loss.item()
+
+    return step
+
+
+class NaiveSeq2Seq(RawReference):
+    """The tutorials' decoder loop: nn.LSTM on one step at a time, Linear per step, a Python coin per step."""
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor, ratio: float) -> torch.Tensor:  # type: ignore[override]
         _, state = self.encoder(self.src_embedding(src))
         batch, length = tgt.shape
         outputs = torch.zeros(batch, length, self.fc_out.out_features, device=src.device)
@@ -116,12 +152,13 @@ def measure(cases: dict[str, Callable[[], Any]], plan: Plan,
         for name, step in cases.items():
             torch.set_num_threads(threads.get(name, default_threads))
             count = plan.warmup if repeat == 0 else plan.steps
-            start = time.perf_counter()
+            clock = time.perf_counter if name in threads else CLOCK
+            start = clock()
             for _ in range(count):
                 step()
             _synchronize()
             if repeat:
-                rates[name].append(count / (time.perf_counter() - start))
+                rates[name].append(count / (clock() - start))
     torch.set_num_threads(default_threads)
     return {name: statistics.median(values) for name, values in rates.items()}
 
@@ -134,49 +171,78 @@ def _synchronize() -> None:
         torch.mps.synchronize()
 
 
-def size_cases(config: TrainConfig) -> dict[str, Callable[[], Any]]:
-    """Naive and project at each gamma."""
+def size_cases(config: TrainConfig) -> tuple[dict[str, Callable[[], Any]], StepShapes]:
+    """Naive, the raw fused reference and project at each gamma; and the step's matmul shapes."""
     trainer, batches = draw_batches(config)
-    cases = {"naive": naive_step(config, trainer, batches)}
-    return cases | {f"project_gamma_{ratio:g}": project_step(config.replace(teacher_forcing_ratio=ratio), batches)
-                    for ratio in RATIOS}
+    cases = {"naive": naive_step(config, trainer, batches), "reference": reference_step(config, trainer, batches)}
+    cases |= {f"project_gamma_{ratio:g}": project_step(config.replace(teacher_forcing_ratio=ratio), batches)
+              for ratio in RATIOS}
+    return cases, step_shapes(config, batches, len(trainer.task.tgt_vocab))
 
 
-def batched_cases(config: TrainConfig) -> dict[str, Callable[[], Any]]:
-    """K models (one per ratio) in one batched step against K Trainers stepped one after another."""
-    _, batches = draw_batches(config)
-    configs = [config.replace(teacher_forcing_ratio=ratio) for ratio in K_RATIOS]
+def batched_cases(config: TrainConfig, size: int,
+                  batches: list[Batch] | None = None) -> dict[str, Callable[[], Any]]:
+    """K models (K_RATIOS x K / 5 seeds) in one batched step against K Trainers stepped one after another."""
+    batches = batches or draw_batches(config)[1]
+    configs = [config.replace(teacher_forcing_ratio=K_RATIOS[k % len(K_RATIOS)], seed=config.seed + k // len(K_RATIOS))
+               for k in range(size)]
     steppers = [project_step(each, batches) for each in configs]
     engine = BatchedTrainer(configs)
     engine.batches = itertools.cycle(batches)
-    return {"sequential_k5": lambda: [step() for step in steppers], "batched_k5": engine.train_step}
+    return {f"sequential_k{size}": lambda: [step() for step in steppers], f"batched_k{size}": engine.train_step}
+
+
+def arithmetic(rates: dict[str, float], shapes: StepShapes, roofline: float) -> dict[str, dict[str, float]]:
+    """GFLOP/s of each case and its fraction of the GEMM roofline; a `_k<K>` case does K models' work."""
+    result: dict[str, dict[str, float]] = {}
+    for name, rate in rates.items():
+        models = int(name.rsplit("_k", 1)[1]) if "_k" in name else 1
+        result[name] = {"gflops": round(shapes.flops * models * rate / 1e9, 2),
+                        "roofline_fraction": round(roofline * models * rate, 3)}
+    return result
 
 
 def run(plan: Plan = FULL, device: str = "cpu", threads: int = 1) -> dict[str, Any]:
     started = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
+    global CLOCK
+    CLOCK = time.process_time if resolve_device(device).type == "cpu" else time.perf_counter
     default, large = DEFAULT.replace(device=device), LARGE.replace(device=device)
     result: dict[str, Any] = {"device": str(resolve_device(device)), "torch": torch.__version__,
                               "threads": torch.get_num_threads(),
                               "default_size": _describe(default), "large_size": _describe(large)}
-    rates = measure(size_cases(default), plan)
+    cases, shapes = size_cases(default)
+    rates = measure(cases, plan)
     # apart: idle OpenMP workers keep spinning after a 2-thread step and would slow whichever case came next
     batches = draw_batches(default)[1]
     rates |= measure({f"threads_{n}": project_step(default, batches) for n in (1, 2)}, plan, {"threads_1": 1,
                                                                                                "threads_2": 2})
-    large_rates = measure(size_cases(large), plan.shorter())
+    large_cases, large_shapes = size_cases(large)
+    large_rates = measure(large_cases, plan.shorter())
     result["steps_per_second"] = {"default": _rounded(rates), "large": _rounded(large_rates)}
     result["speedup_vs_naive"] = round(rates["project_gamma_0.5"] / rates["naive"], 3)
     result["partial_vs_fused"] = round(rates["project_gamma_0.5"] / rates["project_gamma_1"], 3)
+    result["fused_vs_reference"] = round(rates["project_gamma_1"] / rates["reference"], 3)
+    result["fused_vs_reference_large"] = round(large_rates["project_gamma_1"] / large_rates["reference"], 3)
     result["speedup_vs_naive_large"] = round(large_rates["project_gamma_0.5"] / large_rates["naive"], 3)
     result["partial_vs_fused_large"] = round(large_rates["project_gamma_0.5"] / large_rates["project_gamma_1"], 3)
     result["merged_vs_per_step"] = round(rates["project_gamma_0.5"] / rates["project_gamma_0"], 3)
     result["two_vs_one_thread"] = round(rates["threads_2"] / rates["threads_1"], 3)
-    batched_rates = measure(batched_cases(default), plan.shorter())
+    batched_rates = measure(batched_cases(default, 5), plan.shorter())
     result["steps_per_second"]["k5"] = _rounded(batched_rates)
     result["batched_vs_sequential"] = round(batched_rates["batched_k5"] / batched_rates["sequential_k5"], 3)
+    k15_rates = measure(batched_cases(default, 15), plan.shorter().shorter())
+    result["steps_per_second"]["k15"] = _rounded(k15_rates)
+    result["batched15_vs_sequential"] = round(k15_rates["batched_k15"] / k15_rates["sequential_k15"], 3)
+    roofline = roofline_seconds(shapes, resolve_device(device), CLOCK, _synchronize)
+    large_roofline = roofline_seconds(large_shapes, resolve_device(device), CLOCK, _synchronize)
+    result["roofline_gflops"] = {"default": round(shapes.flops / roofline / 1e9, 2),
+                                 "large": round(large_shapes.flops / large_roofline / 1e9, 2)}
+    result["arithmetic"] = {"default": arithmetic(rates | batched_rates | k15_rates, shapes, roofline),
+                            "large": arithmetic(large_rates, large_shapes, large_roofline)}
     result["scaling"] = scaling(default, plan)
+    result["batched_min_vs_sequential"] = min(row["batched_vs_sequential"] for row in result["scaling"].values())
     data = draw_batches(default)[0].batches
     result["data_batches_per_second"] = round(measure({"data": lambda: next(data)}, plan)["data"], 1)
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -184,7 +250,8 @@ def run(plan: Plan = FULL, device: str = "cpu", threads: int = 1) -> dict[str, A
 
 
 def scaling(config: TrainConfig, plan: Plan) -> dict[str, dict[str, float]]:
-    """Milliseconds per step at gamma = 0.5 (naive alongside) as the target length and the hidden size grow.
+    """Milliseconds per step at gamma = 0.5 (naive alongside) as the target length and the hidden size grow, and
+    the K = 5 engine against 5 Trainers at each size (fewer repeats: the sequential case is 5 steps long).
 
     Lengths stop at 50, the longest sequence TrainConfig allows.
     """
@@ -195,8 +262,11 @@ def scaling(config: TrainConfig, plan: Plan) -> dict[str, dict[str, float]]:
         trainer, batches = draw_batches(variant, count=4)
         rates = measure({"project": project_step(variant, batches), "naive": naive_step(variant, trainer, batches)},
                         plan.shorter())
+        k5 = measure(batched_cases(variant, 5, batches), plan.shorter().shorter())
         table[name] = {"project_ms": round(1000 / rates["project"], 2), "naive_ms": round(1000 / rates["naive"], 2),
-                       "speedup_vs_naive": round(rates["project"] / rates["naive"], 3)}
+                       "speedup_vs_naive": round(rates["project"] / rates["naive"], 3),
+                       "batched_k5_ms": round(1000 / k5["batched_k5"], 2),
+                       "batched_vs_sequential": round(k5["batched_k5"] / k5["sequential_k5"], 3)}
     return table
 
 
@@ -219,7 +289,12 @@ def report(result: dict[str, Any]) -> str:
         lines.append(f"{size} size: {result[f'{size}_size']}")
         lines += [f"  {name:<24} {rate:8.1f} steps/s" for name, rate in result["steps_per_second"][size].items()]
     lines.append(f"K = {len(K_RATIOS)} models (ratios {', '.join(map(str, K_RATIOS))}) at the default size:")
-    lines += [f"  {name:<24} {rate:8.1f} steps/s" for name, rate in result["steps_per_second"]["k5"].items()]
+    for k in ("k5", "k15"):
+        lines += [f"  {name:<24} {rate:8.1f} steps/s" for name, rate in result["steps_per_second"][k].items()]
+    lines.append(f"GEMM roofline at the step's shapes: {result['roofline_gflops']} GFLOP/s")
+    for size, cases in result["arithmetic"].items():
+        lines += [f"  {size:<8} {name:<20} {row['gflops']:7.2f} GFLOP/s {row['roofline_fraction']:6.3f} of roofline"
+                  for name, row in cases.items()]
     lines.append("ratios: " + ", ".join(f"{key} {value}" for key, value in result.items()
                                         if isinstance(value, float) and key != "seconds"))
     lines += [f"  {name:<16} " + ", ".join(f"{k} {v}" for k, v in row.items())

@@ -9,20 +9,21 @@ import torch
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import TaskError, parse_custom_csv
-from playground.training.batched import BatchedTrainer
+from playground.training.batched import BatchedTrainer, ForwardPath, choose_path, model_losses
 from playground.training.trainer import Trainer
 
 SMALL = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=6, steps=5, eval_every=5)
 STEPS = 4
 
 
+@pytest.mark.parametrize("path", ["stacked", "each"])
 @pytest.mark.parametrize("changes", [{}, {"coin": "token"}, {"num_layers": 2, "optimizer": "sgd", "grad_clip": 0.05}])
-def test_batched_step_equals_single_models(changes: dict) -> None:
+def test_batched_step_equals_single_models(changes: dict, path: ForwardPath) -> None:
     torch.manual_seed(0)
     base = SMALL.replace(**changes)
     configs = [base.replace(teacher_forcing_ratio=ratio) for ratio in (0.0, 0.5, 1.0)]
     configs.append(base.replace(schedule="linear", teacher_forcing_ratio=1.0, decay_steps=3))
-    batched = BatchedTrainer(configs)
+    batched = BatchedTrainer(configs, path=path)
     singles = [Trainer(config) for config in configs]
     for _ in range(STEPS):
         losses = batched.train_step().losses
@@ -93,3 +94,21 @@ def test_custom_pairs_train_batched_like_one_model() -> None:
     single = Trainer(configs[1], pairs)
     for _ in range(STEPS):
         assert batched.train_step().losses[1] == pytest.approx(single.train_step().loss, abs=1e-5)
+
+
+@pytest.mark.parametrize("coin", ["step", "token"])
+def test_both_forward_paths_give_the_same_logits_and_losses(coin: str) -> None:
+    configs = [SMALL.replace(coin=coin, num_layers=2, teacher_forcing_ratio=ratio) for ratio in (0.0, 0.3, 1.0)]
+    stacked, each = BatchedTrainer(configs, path="stacked"), BatchedTrainer(configs, path="each")
+    batch = next(stacked.batches)
+    teacher = torch.rand(3, *batch.tgt.shape if coin == "token" else batch.tgt.shape[1:]) < 0.5
+    teacher[2] = True
+    logits = [engine.forward(batch.src, batch.tgt, teacher, training=False) for engine in (stacked, each)]
+    torch.testing.assert_close(logits[0], logits[1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model_losses(logits[0], batch.tgt), model_losses(logits[1], batch.tgt))
+
+
+def test_the_path_follows_the_size() -> None:
+    assert choose_path(SMALL, 5) == "stacked"
+    assert choose_path(SMALL.replace(hidden_dim=512), 5) == "each"
+    assert choose_path(SMALL, 1) == "each"

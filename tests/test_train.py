@@ -9,6 +9,7 @@ import torch
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import CustomPairs, TaskError, load_custom_csv
+from playground.runs.engines import TrainingEngine
 from playground.training import trainer as train
 from playground.training.rules import DivergedError, draw_coins
 from playground.training.trainer import Trainer, build_task
@@ -242,3 +243,18 @@ def test_trained_model_describes_the_model_as_it_is() -> None:
     assert (trained.label, trained.step, trained.config) == ("mine", 1, TINY)
     assert trained.model is trainer.model and trained.task is trainer.task
     assert trained.val_pairs == trainer.data.val_pairs
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_step_zero_row_scores_the_initial_weights_after_the_first_step(steps: int) -> None:
+    config = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=5, steps=steps, eval_every=50)
+    engine = TrainingEngine.create(config)
+    initial = Trainer(config).evaluate().metrics
+    engine.advance()
+    assert [row["step"] for row in engine.rows] == ([0, 1] if steps == 1 else [1])  # the first point comes first
+    while not engine.finished:
+        engine.advance()
+    assert [row["step"] for row in engine.rows] == list(range(steps + 1))
+    assert engine.rows[0]["seconds"] == 0.0
+    for name, value in initial.items():
+        assert engine.rows[0][name] == pytest.approx(value, abs=1e-6), name

@@ -6,6 +6,7 @@ metrics and training state included, so a run reopens, resumes and deletes after
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 from playground.analysis.compare import CompareConfig, CompareSnapshot
 from playground.analysis.states import StateCapture, capture_states
 from playground.core.config import TrainConfig, label
+from playground.core.model import Seq2Seq
 from playground.core.tasks import CustomPairs
 from playground.runs.engine import Engine, LiveChange, RunKind
 from playground.training.batched import BatchedTrainer
@@ -105,6 +107,7 @@ class TrainingEngine(_Progress):
         self.exact_by_length: dict[int, float] = {}
         self.preview: StateCapture | None = None
         self.seconds = self.rows[-1].get(Metric.SECONDS, 0.0) if self.rows else 0.0
+        self.start_row: tuple[dict[str, float], Seq2Seq] | None = None  # step 0's row, not yet evaluated
 
     @classmethod
     def create(cls, config: TrainConfig, custom: CustomPairs | None = None) -> TrainingEngine:
@@ -123,17 +126,28 @@ class TrainingEngine(_Progress):
         return engine
 
     def advance(self) -> None:
+        """One step and its row. Step 0's evaluation (where validation starts: near chance) scores a copy of the
+        initial weights one call later, so the chart's first point waits for one step, not for a validation pass
+        (issue #12); the row keeps its place and meaning."""
         started = time.perf_counter()
-        if not self.rows:  # where validation starts: near chance
-            self.rows.append({Metric.STEP: 0, Metric.SECONDS: 0.0,
-                              Metric.GAMMA: self.trainer.teacher_forcing_ratio(), Metric.LR: self.trainer.config.lr}
-                             | self.trainer.evaluate().metrics)
+        if self.start_row is not None:
+            self._evaluate_start(*self.start_row)
+        elif not self.rows:
+            trainer = self.trainer
+            self.start_row = ({Metric.STEP: 0, Metric.SECONDS: 0.0, Metric.GAMMA: trainer.teacher_forcing_ratio(),
+                               Metric.LR: trainer.config.lr}, copy.deepcopy(trainer.model))
         row, evaluation = self.trainer.logged_step()
+        if self.finished and self.start_row is not None:
+            self._evaluate_start(*self.start_row)
         self.seconds += time.perf_counter() - started
         self.rows.append(row | {Metric.SECONDS: self.seconds})
         if evaluation:
             self.exact_by_length = evaluation.exact_by_length
             self.refresh_views()
+
+    def _evaluate_start(self, row: dict[str, float], model: Seq2Seq) -> None:
+        self.rows.insert(0, row | self.trainer.evaluate(model).metrics)
+        self.start_row = None
 
     def refresh_views(self) -> None:
         """Predictions and the hidden-state preview of the first validation example (free-running)."""

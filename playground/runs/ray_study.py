@@ -46,8 +46,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=False, ignore_reinit_error=True,
                  runtime_env={"working_dir": str(ROOT), "excludes": UPLOAD_EXCLUDES})
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
 
 
 @ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)

@@ -8,16 +8,24 @@ ratio, exactly as `Trainer` does for one model. The loss backpropagated is the
 sum of the per-model losses, so each slice of a gradient is that model's own;
 clipping uses each model's own norm, and Adam/AdamW/SGD act elementwise, so one
 optimizer over stacked weights equals K optimizers.
+
+Two ways to run the forward pass, same numbers within float tolerance (tests hold them equal): `stacked`, the
+recurrence as bmm over (K, ...) weights, one Python loop for all K; `each`, the one-model `Seq2Seq` (fused
+nn.LSTM calls) run once per model on views of the stacked weights. Stacked wins where Python overhead dominates
+(small hidden size, short batches); each wins where the arithmetic dominates, because oneDNN's fused LSTM beats
+K-batched small GEMMs plus unfused gate math (issue #12: never slower than K `Trainer`s). `choose_path` picks by
+size; `BatchedTrainer(path=...)` forces one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from playground.core.config import FORCING_SETTINGS, ConfigError, TrainConfig
 from playground.core.devices import resolve_device
@@ -39,6 +47,14 @@ from playground.training.trainer import build_model, build_optimizer, build_task
 # the settings in which the K models may differ; everything else, the coin's kind included (one stream of draws
 # serves every model), is shared
 PER_MODEL = (*(name for name in FORCING_SETTINGS if name != "coin"), "seed")
+ForwardPath = Literal["stacked", "each"]
+# the stacked loop's per-step gate math is unfused; past this hidden size the fused per-model calls win
+STACKED_MAX_HIDDEN = 128
+
+
+def choose_path(config: TrainConfig, size: int) -> ForwardPath:
+    """The faster forward path for K = `size` models of `config`'s size (measured by `bench`, issue #12)."""
+    return "stacked" if config.hidden_dim <= STACKED_MAX_HIDDEN and size > 1 else "each"
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,8 @@ def check_compatible(configs: list[TrainConfig]) -> None:
 class BatchedTrainer:
     """`Trainer` for K models at once: one data stream, one coin stream, stacked weights."""
 
-    def __init__(self, configs: list[TrainConfig], custom: CustomPairs | None = None) -> None:
+    def __init__(self, configs: list[TrainConfig], custom: CustomPairs | None = None,
+                 path: ForwardPath | None = None) -> None:
         self.configs = [config.validate() for config in configs]
         check_compatible(self.configs)
         self.config = base = self.configs[0]
@@ -80,6 +97,8 @@ class BatchedTrainer:
         self.batches = self.data.train_batches(base.batch_size)
         self.validation = (self.data.validation.src.to(self.device), self.data.validation.tgt.to(self.device))
         self.step = 0
+        self.path: ForwardPath = path or choose_path(base, self.size)
+        self.template = models[0].to(self.device)  # the module `each` runs on every model's weights
 
     def model_state(self, k: int) -> dict[str, torch.Tensor]:
         """Model k's weights as a `Seq2Seq` state_dict."""
@@ -109,7 +128,7 @@ class BatchedTrainer:
         ratios = self.ratios()
         draws = draw_coins(self.coins, self.config.coin, tgt.shape)
         teacher = draws[None] < torch.tensor(ratios).view(-1, *[1] * draws.dim())
-        losses = model_losses(self.forward(src, tgt, teacher.to(self.device), training=True), tgt)
+        losses = model_losses(self.forward(src, tgt, teacher, training=True), tgt)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         norms = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in self.params.values()]).sum(0).sqrt()
@@ -133,15 +152,19 @@ class BatchedTrainer:
     def evaluate(self) -> list[Evaluation]:
         """Each model's metrics, scored by the rules `Trainer.evaluate` follows."""
         src, tgt = self.validation
-        logits = {prefix: torch.cat([self.forward(s, t, torch.full((self.size, t.shape[1]), ratio >= 1.0,
-                                                                   device=self.device), training=False)
+        logits = {prefix: torch.cat([self.forward(s, t, torch.full((self.size, t.shape[1]), ratio >= 1.0),
+                                                   training=False)
                                      for s, t in zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)],
                                     dim=1)
                   for prefix, ratio in MODES.items()}
         return [evaluation({prefix: both[k] for prefix, both in logits.items()}, tgt) for k in range(self.size)]
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor, training: bool) -> torch.Tensor:
-        """Logits (K, B, L, V); teacher (K, L) or (K, B, L) says where step t reads y_{t-1}, else its own argmax."""
+        """Logits (K, B, L, V); teacher (K, L) or (K, B, L) says where step t reads y_{t-1}, else its own argmax.
+
+        The coins stay on the CPU (as `Seq2Seq.forward` takes them): reading them costs no device sync."""
+        if self.path == "each":
+            return self._forward_each(src, tgt, teacher, training)
         dropout = self.config.dropout if training else 0.0
         x = F.dropout(self._embed("encoder", src), dropout, training)
         states = []
@@ -150,7 +173,20 @@ class BatchedTrainer:
             states.append(state)
             if layer < self.config.num_layers - 1:
                 x = F.dropout(x, dropout, training)
-        return self._decode(tgt, teacher, states, dropout, training)
+        return self._decode(tgt, teacher.to(self.device), states, dropout, training)
+
+    def _forward_each(self, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor,
+                      training: bool) -> torch.Tensor:
+        """`Seq2Seq.forward` once per model on views of the stacked weights (unbind: one stack in backward)."""
+        views = {name: param.unbind(0) for name, param in self.params.items()}
+        self.template.train(training)
+        logits = []
+        for k in range(self.size):
+            forced = teacher[k]  # draws 0 where forced, 1 where not: under ratio 0.5 they give `forced` back
+            ratio = 1.0 if bool(forced.all()) else 0.5
+            logits.append(functional_call(self.template, {name: view[k] for name, view in views.items()},
+                                          (src, tgt, ratio, self.config.coin, (~forced).float())))
+        return torch.stack(logits)
 
     def _embed(self, side: str, ids: torch.Tensor) -> torch.Tensor:
         """Rows of each model's table; the <pad> row is masked so it stays zero and gets no gradient."""

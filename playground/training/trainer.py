@@ -7,6 +7,7 @@ trainer (coins, finiteness, scoring, metric names) live in `rules.py`.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,13 @@ from playground.training.rules import (
 )
 
 _SEEDED_INIT = threading.Lock()  # model init draws from torch's global RNG
+
+
+def warm_imports() -> None:
+    """Import torch._dynamo in a background thread: torch imports it on the first optimizer a process builds,
+    seconds that would otherwise fall between Start and the first loss point (issue #12). Idempotent."""
+    threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True,
+                     name="warm-imports").start()
 
 
 def build_task(config: TrainConfig, custom: CustomPairs | None = None) -> Task:
@@ -140,13 +148,15 @@ class Trainer:
         return row | scored.metrics, scored
 
     @torch.inference_mode()
-    def evaluate(self) -> Evaluation:
-        self.model.eval()
+    def evaluate(self, model: Seq2Seq | None = None) -> Evaluation:
+        """The validation metrics of this run's model, or of `model` (e.g. a copy of earlier weights)."""
+        model = model or self.model
+        model.eval()
         src, tgt = self.validation
-        logits = {prefix: torch.cat([self.model(s, t, ratio) for s, t in
+        logits = {prefix: torch.cat([model(s, t, ratio) for s, t in
                                      zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)])
                   for prefix, ratio in MODES.items()}
-        self.model.train()
+        model.train()
         return evaluation(logits, tgt)
 
     def resume_state(self) -> dict[str, Any]:
