@@ -9,21 +9,22 @@ import torch
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import TaskError, parse_custom_csv
-from playground.training.batched import BatchedTrainer, ForwardPath, choose_path, model_losses
+from playground.training.batched import BatchedTrainer, ForwardPath, choose_path, choose_workers, model_losses
 from playground.training.trainer import Trainer
 
 SMALL = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=6, steps=5, eval_every=5)
 STEPS = 4
 
 
-@pytest.mark.parametrize("path", ["stacked", "each"])
+@pytest.mark.parametrize(("path", "workers"), [("stacked", 1), ("each", 1), ("stacked", 2), ("each", 3)])
 @pytest.mark.parametrize("changes", [{}, {"coin": "token"}, {"num_layers": 2, "optimizer": "sgd", "grad_clip": 0.05}])
-def test_batched_step_equals_single_models(changes: dict, path: ForwardPath) -> None:
+def test_batched_step_equals_single_models(changes: dict, path: ForwardPath, workers: int) -> None:
     torch.manual_seed(0)
     base = SMALL.replace(**changes)
     configs = [base.replace(teacher_forcing_ratio=ratio) for ratio in (0.0, 0.5, 1.0)]
     configs.append(base.replace(schedule="linear", teacher_forcing_ratio=1.0, decay_steps=3))
-    batched = BatchedTrainer(configs, path=path)
+    batched = BatchedTrainer(configs, path=path, workers=workers)
+    assert len(batched.groups) == workers
     singles = [Trainer(config) for config in configs]
     for _ in range(STEPS):
         losses = batched.train_step().losses
@@ -55,16 +56,19 @@ def test_models_must_share_everything_but_forcing_and_seed() -> None:
         BatchedTrainer([])
 
 
-def test_restore_with_resume_state_continues_exactly_as_if_never_interrupted() -> None:
+@pytest.mark.parametrize(("saved_by", "resumed_by"), [(1, 1), (1, 2), (2, 1)])
+def test_restore_with_resume_state_continues_exactly_as_if_never_interrupted(saved_by: int, resumed_by: int) -> None:
+    """Whatever the number of parallel groups on either side (a run saved on one machine resumes on another); the
+    forward path is fixed, as two paths agree only to float rounding."""
     configs = [SMALL.replace(teacher_forcing_ratio=ratio) for ratio in (0.0, 1.0)]
-    uninterrupted = BatchedTrainer(configs)
+    uninterrupted = BatchedTrainer(configs, path="each", workers=saved_by)
     for _ in range(STEPS):
         uninterrupted.train_step()
     states = [uninterrupted.model_state(k) for k in range(2)]
     resume = copy.deepcopy(uninterrupted.resume_state())
     expected = [uninterrupted.train_step().losses for _ in range(STEPS)]
     torch.manual_seed(321)  # the global RNG must not matter
-    resumed = BatchedTrainer(configs)
+    resumed = BatchedTrainer(configs, path="each", workers=resumed_by)
     resumed.restore(states, STEPS, resume)
     assert resumed.step == STEPS
     assert [resumed.train_step().losses for _ in range(STEPS)] == expected
@@ -108,7 +112,9 @@ def test_both_forward_paths_give_the_same_logits_and_losses(coin: str) -> None:
     torch.testing.assert_close(model_losses(logits[0], batch.tgt), model_losses(logits[1], batch.tgt))
 
 
-def test_the_path_follows_the_size() -> None:
+def test_the_path_follows_the_size_and_threads_stay_off_where_they_would_change_numbers() -> None:
     assert choose_path(SMALL, 5) == "stacked"
     assert choose_path(SMALL.replace(hidden_dim=512), 5) == "each"
     assert choose_path(SMALL, 1) == "each"
+    assert choose_workers(SMALL.replace(dropout=0.1), 5) == 1  # dropout draws from torch's shared generator
+    assert choose_workers(SMALL, 1) == 1

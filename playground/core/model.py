@@ -6,12 +6,11 @@ at step t its input is the true y_{t-1} with probability gamma, otherwise the
 argmax of its own previous logits; o_t = W_o h_t + b_o, p_t = softmax(o_t).
 The loss is cross-entropy averaged over every non-<pad> target token.
 
-Speed (issue #6), same numbers: every run of steps whose inputs are known in
-advance (the source; the target where the coin says "teacher") is one fused
-nn.LSTM call, which oneDNN or cuDNN run faster per step than any Python loop;
-only a step that reads the model's own argmax starts a new call. So gamma = 1
-is a single call, gamma = 0 one call per step, and fc_out runs once over all
-steps.
+Speed (issues #6, #12), same numbers: gamma = 1 is one fused nn.LSTM call over
+the shifted target. Below 1 a step may read the model's own argmax, which is
+known only once the step before has run, so the decoder's LSTM runs step by
+step through `recurrence.unroll` (its weights, its gate equations, a
+hand-written backward); fc_out runs once over all steps.
 """
 
 from __future__ import annotations
@@ -20,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from playground.core.recurrence import layers_of, unroll
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
 
 State = tuple[torch.Tensor, torch.Tensor]
 COIN_MODES = ("step", "token")
-STOP_CHECK_EVERY = 4  # greedy decoding asks the device whether every row has ended this often
 
 
 class Encoder(nn.Module):
@@ -59,32 +58,16 @@ class Decoder(nn.Module):
                stop_id: int | None = None) -> torch.Tensor:
         """Logits (B, S, V); step t reads inputs[:, t] where `teacher` is true, else its own previous argmax.
 
-        `teacher` is (S,), one coin per step for the whole batch, or (B, S), one per token; step 0 always reads
-        inputs[:, 0]. A step where every row reads inputs joins the fused call before it. With `stop_id`,
-        decoding may end early once every row has produced it.
+        `teacher` is (S,), one coin per step for the whole batch, or (B, S), one per token, on the CPU; step 0
+        always reads inputs[:, 0]. The same LSTM (its own weights, its dropout), run step by step by
+        `recurrence.unroll`. With `stop_id`, decoding may end early once every row has produced it.
         """
-        length = inputs.shape[1]
-        teacher = teacher.expand(inputs.shape)
-        every_row_forced = teacher.all(0).tolist()  # coins on the CPU: no device sync
-        teacher = teacher.to(inputs.device)
-        starts = [0] + [t for t in range(1, length) if not every_row_forced[t]]
-        embedded = self.dropout(self.embedding(inputs))
-        finished = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device)
-        pieces: list[torch.Tensor] = []
-        for number, (start, end) in enumerate(zip(starts, [*starts[1:], length], strict=True)):
-            x = embedded[:, start:end]
-            if start > 0:
-                with torch.no_grad():  # an argmax has no gradient: its logits need no graph
-                    own = self.fc_out(pieces[-1][:, -1]).argmax(-1)
-                token = torch.where(teacher[:, start], inputs[:, start], own)
-                x = torch.cat([self.dropout(self.embedding(token)).unsqueeze(1), x[:, 1:]], dim=1)
-                if stop_id is not None:
-                    finished |= token == stop_id
-                    if number % STOP_CHECK_EVERY == 0 and bool(finished.all()):
-                        break
-            outputs, state = self.lstm(x, state)
-            pieces.append(outputs)
-        return self.fc_out(torch.cat(pieces, dim=1))
+        teacher = teacher.clone()
+        teacher[..., 0] = True
+        dropout = self.dropout.p if self.training else 0.0
+        outputs, _ = unroll(self.embedding.weight, layers_of(self.lstm), inputs, state, teacher,
+                            (self.fc_out.weight, self.fc_out.bias), dropout, stop_id, PAD_ID)
+        return self.fc_out(outputs)
 
 
 class Seq2Seq(nn.Module):

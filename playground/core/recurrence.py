@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,3 +81,227 @@ def lstm_layers(weights: Mapping[str, torch.Tensor], prefix: str, num_layers: in
 def layers_of(lstm: nn.LSTM) -> list[LayerWeights]:
     """An nn.LSTM's own weights, as the loops read them."""
     return lstm_layers(dict(lstm.named_parameters()), "", lstm.num_layers)
+
+
+State = tuple[torch.Tensor, torch.Tensor]
+STOP_CHECK_EVERY = 4  # early-stopping decoding asks the device whether every row has ended this often
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What `unroll` reads but does not differentiate. Time comes first: (L, ..., B) for K models too, so the
+    slice of one step is contiguous."""
+
+    ids: torch.Tensor  # (L, ..., B) input tokens
+    teacher: torch.Tensor | None  # (L, ..., B) bool: step t reads ids[t]; elsewhere its own previous argmax
+    free_steps: frozenset[int]  # the steps where at least one row reads its own argmax
+    readout: tuple[torch.Tensor, torch.Tensor] | None  # fc_out's (weight (..., V, H), bias (..., V)) for the argmax
+    input_mask: torch.Tensor | None  # dropout on the embedded inputs, (L, ..., B, E), already scaled
+    layer_masks: tuple[torch.Tensor, ...]  # dropout between layers, (L, ..., B, H) each
+    stop_id: int | None
+    pad_id: int
+
+
+def unroll(embedding: torch.Tensor, layers: list[LayerWeights], inputs: torch.Tensor, state: State,
+           teacher: torch.Tensor | None = None, readout: tuple[torch.Tensor, torch.Tensor] | None = None,
+           dropout: float = 0.0, stop_id: int | None = None, pad_id: int = 0) -> tuple[torch.Tensor, State]:
+    """A stacked LSTM over token ids, step by step, with a hand-written backward: the top layer's h at every step
+    (..., B, L, H) and the final (h, c) (layers, ..., B, H).
+
+    `teacher` (broadcastable to inputs' (..., B, L), on the CPU) says where step t reads inputs[t]; elsewhere it
+    reads the argmax of `readout` applied to the top h of step t - 1 (free-running), which has no gradient.
+    Why by hand: a free-running step splits nn.LSTM into one fused call per step, and each call pays oneDNN's
+    fixed cost (about 0.7 ms fwd + bwd at the default size, issue #12), and autograd over the cell records ~25
+    ops a step. Here the forward writes gates and states into buffers, the backward runs the recurrence back
+    with 6 plain ops and one matmul a step, and every weight gradient is one matmul over all steps.
+
+    A leading (K,) on the embedding, the weights, `state` and (optionally) `inputs` runs K models at once
+    (bmm). `dropout` > 0 draws the masks nn.LSTM and the model's embedding dropout would (training only).
+    `stop_id` (inference) ends early once every row has read it.
+    """
+    lead = embedding.shape[:-2]
+    batch, length = inputs.shape[-2:]
+    ids = inputs.expand(*lead, batch, length).movedim(-1, 0)
+    free_steps: frozenset[int] = frozenset()
+    if teacher is not None:
+        teacher = teacher.expand(*lead, batch, length).movedim(-1, 0)
+        every_row_forced = teacher.reshape(length, -1).all(1).tolist()
+        free_steps = frozenset(t for t in range(1, length) if not every_row_forced[t])
+        teacher = teacher.to(inputs.device)
+
+    def mask(width: int) -> torch.Tensor:
+        return torch.nn.functional.dropout(embedding.new_ones(length, *lead, batch, width), dropout)
+
+    masks = [mask(embedding.shape[-1])] + [mask(layer.w_hh.shape[-2]) for layer in layers[:-1]] \
+        if dropout > 0.0 else [None]
+    plan = _Plan(ids, teacher, free_steps, readout, masks[0], tuple(masks[1:]), stop_id, pad_id)
+    weights = [tensor for layer in layers for tensor in (layer.w_ih, layer.w_hh, layer.bias)]
+    outputs, h_n, c_n = _Unrolled.apply(plan, embedding, state[0], state[1], *weights)
+    return outputs, (h_n, c_n)
+
+
+def _lookup(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Rows of an embedding table (V, E), or of K tables (K, V, E) for ids (..., K, B)."""
+    if table.dim() == 2:
+        return table[ids]
+    return table[torch.arange(table.shape[0], device=ids.device).view(-1, 1), ids]
+
+
+def _over_steps(x: torch.Tensor) -> torch.Tensor:
+    """(L, ..., B, X) as (..., L * B, X): every step's rows, for one matmul over all steps."""
+    return x.movedim(0, -3).flatten(-3, -2)
+
+
+def _project_steps(layer: LayerWeights, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """W_ih x + b for all steps of x (L, ..., B, D) in one matmul, as one (..., B, 4H) view per step."""
+    projected = layer.project(_over_steps(x)).unflatten(-2, (x.shape[0], x.shape[-2]))  # (..., L, B, 4H)
+    return projected.unbind(-3)
+
+
+class _Unrolled(torch.autograd.Function):
+    """`unroll`'s recurrence. Buffers are (L, ..., B, X) (time first); one view per step is taken once."""
+
+    @staticmethod
+    def forward(ctx: Any, plan: _Plan, embedding: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+                *weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        layers = [LayerWeights(weights[k], weights[k + 1].contiguous(), weights[k + 2])
+                  for k in range(0, len(weights), 3)]
+        length, hidden = plan.ids.shape[0], h0.shape[-1]
+        shape = plan.ids.shape[1:]  # (..., B)
+        tokens = plan.ids.clone() if plan.free_steps else plan.ids
+        x0 = _lookup(embedding, tokens)
+        if plan.input_mask is not None:
+            x0 = x0 * plan.input_mask
+        projected = _project_steps(layers[0], x0)
+        gates = [h0.new_empty(length, *shape, 4 * hidden) for _ in layers]  # i, f, g, o after activation
+        cells = [h0.new_empty(length + 1, *shape, hidden) for _ in layers]  # cells[t] = c before step t
+        hs = [h0.new_empty(length + 1, *shape, hidden) for _ in layers]
+        tanh_c = [h0.new_empty(length, *shape, hidden) for _ in layers]
+        inputs = [x0] + [h0.new_empty(length, *shape, hidden) if plan.layer_masks else h[1:] for h in hs[:-1]]
+        for k in range(len(layers)):
+            hs[k][0], cells[k][0] = h0[k], c0[k]
+        g_t, c_t, h_t, tc_t, in_t = ([x.unbind(0) for x in buffer] for buffer in (gates, cells, hs, tanh_c, inputs))
+        masks_t = [mask.unbind(0) for mask in plan.layer_masks]
+        steps = length
+        finished = torch.zeros(shape, dtype=torch.bool, device=tokens.device)
+        for t in range(length):
+            if t in plan.free_steps:
+                weight, bias = plan.readout
+                own = (torch.matmul(h_t[-1][t], weight.transpose(-1, -2)) + bias.unsqueeze(-2)).argmax(-1)
+                token = torch.where(plan.teacher[t], plan.ids[t], own)
+                tokens[t] = token
+                x = _lookup(embedding, token)
+                if plan.input_mask is not None:
+                    x = x * plan.input_mask[t]
+                x0[t] = x
+                projected[t].copy_(layers[0].project(x))
+                if plan.stop_id is not None:
+                    finished |= token == plan.stop_id
+                    if t % STOP_CHECK_EVERY == 0 and bool(finished.all()):  # a device sync: not every step
+                        steps = t
+                        break
+            for k, layer in enumerate(layers):
+                if k == 0:
+                    x_proj = projected[t]
+                else:
+                    below = h_t[k - 1][t + 1]
+                    if masks_t:
+                        below = torch.mul(below, masks_t[k - 1][t], out=in_t[k][t])
+                    x_proj = layer.project(below)
+                _cell_forward(layer, x_proj, h_t[k][t], c_t[k][t], g_t[k][t], c_t[k][t + 1], tc_t[k][t],
+                              h_t[k][t + 1])
+        ctx.plan, ctx.steps, ctx.layers = plan, steps, layers
+        ctx.buffers = (tokens, inputs, gates, cells, tanh_c, hs)
+        ctx.save_for_backward(embedding)
+        ctx.set_materialize_grads(False)
+        outputs = hs[-1][1:steps + 1].movedim(0, -2).contiguous()
+        return outputs, torch.stack([h[steps] for h in hs]), torch.stack([c[steps] for c in cells])
+
+    @staticmethod
+    def backward(ctx: Any, d_outputs: torch.Tensor | None, d_h: torch.Tensor | None,
+                 d_c: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        plan, steps, layers = ctx.plan, ctx.steps, ctx.layers
+        tokens, inputs, gates, cells, tanh_c, hs = ctx.buffers
+        (embedding,) = ctx.saved_tensors
+        hidden, count = hs[0].shape[-1], len(layers)
+        d_out_t = d_outputs.movedim(-2, 0).unbind(0) if d_outputs is not None else None
+        dh_next = [d_h[k] if d_h is not None else torch.zeros_like(hs[k][0]) for k in range(count)]
+        dc_next = [d_c[k] if d_c is not None else torch.zeros_like(cells[k][0]) for k in range(count)]
+        # what the gate derivatives take from the forward, for all steps at once: d pre-activation =
+        # [dc * g i(1-i), dc * c_prev f(1-f), dc * i (1-g^2), dh * tanh(c) o(1-o)], and dc += dh * o (1-tanh(c)^2)
+        one = torch.ones((), device=hs[0].device)
+        coefs, dc_coefs = [], []
+        for k in range(count):
+            i, f, g, o = gates[k][:steps].chunk(4, -1)
+            tc = tanh_c[k][:steps]
+            coef = torch.empty_like(gates[k][:steps])
+            for out, (a, b) in zip(coef.chunk(4, -1), ((g, torch.addcmul(i, i, i, value=-1)),
+                                                       (cells[k][:steps], torch.addcmul(f, f, f, value=-1)),
+                                                       (i, torch.addcmul(one, g, g, value=-1)),
+                                                       (tc, torch.addcmul(o, o, o, value=-1))), strict=True):
+                torch.mul(a, b, out=out)
+            coefs.append(coef)
+            dc_coefs.append(o * torch.addcmul(one, tc, tc, value=-1))
+        d_gates = [torch.empty_like(coef) for coef in coefs]
+
+        def per_step(x: torch.Tensor, start: int, end: int, split: bool = False) -> tuple[torch.Tensor, ...]:
+            part = x[..., start * hidden:end * hidden]
+            return (part.unflatten(-1, (end - start, hidden)) if split else part).unbind(0)
+
+        ifg = [(per_step(c, 0, 3, True), per_step(d, 0, 3, True)) for c, d in zip(coefs, d_gates, strict=True)]
+        o_gate = [(per_step(c, 3, 4), per_step(d, 3, 4)) for c, d in zip(coefs, d_gates, strict=True)]
+        forget = [per_step(g, 1, 2) for g in gates]
+        d_step_t = [d.unbind(0) for d in d_gates]
+        dc_coef_t = [d.unbind(0) for d in dc_coefs]
+        masks_t = [mask.unbind(0) for mask in plan.layer_masks]
+        w_hh_t = [layer.w_hh.transpose(-1, -2).contiguous() for layer in layers]
+        w_ih_t = [layer.w_ih.transpose(-1, -2).contiguous() for layer in layers]
+        for t in reversed(range(steps)):
+            d_below = None
+            for k in reversed(range(count)):
+                dh = dh_next[k]
+                if d_out_t is not None and k == count - 1:
+                    dh = dh + d_out_t[t]
+                if d_below is not None:
+                    dh = dh + d_below
+                dc = torch.addcmul(dc_next[k], dh, dc_coef_t[k][t])
+                torch.mul(ifg[k][0][t], dc.unsqueeze(-2), out=ifg[k][1][t])
+                torch.mul(dh, o_gate[k][0][t], out=o_gate[k][1][t])
+                dc_next[k] = dc * forget[k][t]
+                dh_next[k] = torch.matmul(d_step_t[k][t], w_hh_t[k])
+                if k > 0:
+                    d_below = torch.matmul(d_step_t[k][t], w_ih_t[k])
+                    if masks_t:
+                        d_below = d_below * masks_t[k - 1][t]
+        d_weights: list[torch.Tensor | None] = []
+        for k in range(count):
+            flat = _over_steps(d_gates[k])
+            d_weights += [torch.matmul(_over_steps(inputs[k][:steps]).transpose(-1, -2), flat),
+                          torch.matmul(_over_steps(hs[k][:steps]).transpose(-1, -2), flat), flat.sum(-2)]
+        d_embedding = None
+        if ctx.needs_input_grad[1]:
+            d_x = torch.matmul(_over_steps(d_gates[0]), w_ih_t[0])  # (..., L * B, E)
+            if plan.input_mask is not None:
+                d_x = d_x * _over_steps(plan.input_mask[:steps])
+            rows = tokens[:steps].movedim(0, -2)
+            d_embedding = torch.zeros_like(embedding)
+            if embedding.dim() == 3:  # K tables: rows of the (K * V, E) view
+                rows = rows + embedding.shape[1] * torch.arange(embedding.shape[0], device=rows.device).view(-1, 1, 1)
+            d_embedding.view(-1, embedding.shape[-1]).index_add_(0, rows.reshape(-1), d_x.reshape(-1, d_x.shape[-1]))
+            d_embedding[..., plan.pad_id, :] = 0.0
+        return None, d_embedding, torch.stack(dh_next), torch.stack(dc_next), *d_weights
+
+
+def _cell_forward(weights: LayerWeights, projected: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+                  gates_out: torch.Tensor, c_out: torch.Tensor, tanh_out: torch.Tensor, h_out: torch.Tensor) -> None:
+    """`cell` written into preallocated buffers (no autograd), keeping what the backward reads."""
+    pre = torch.baddbmm(projected, h, weights.w_hh) if weights.stacked else torch.addmm(projected, h, weights.w_hh)
+    hidden = c.shape[-1]
+    torch.sigmoid(pre[..., :2 * hidden], out=gates_out[..., :2 * hidden])
+    torch.tanh(pre[..., 2 * hidden:3 * hidden], out=gates_out[..., 2 * hidden:3 * hidden])
+    torch.sigmoid(pre[..., 3 * hidden:], out=gates_out[..., 3 * hidden:])
+    i, f, g, o = gates_out.chunk(4, -1)
+    torch.mul(f, c, out=c_out)
+    c_out.addcmul_(i, g)
+    torch.tanh(c_out, out=tanh_out)
+    torch.mul(o, tanh_out, out=h_out)

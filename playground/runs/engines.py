@@ -190,9 +190,10 @@ class CompareEngine(_Progress):
     def size(self) -> int:
         return self.trainer.size
 
-    def __init__(self, config: CompareConfig, custom: CustomPairs | None = None, log_every: int = 5) -> None:
+    def __init__(self, config: CompareConfig, custom: CustomPairs | None = None, log_every: int = 5,
+                 workers: int | None = None) -> None:
         self.config = config
-        self.trainer = BatchedTrainer(config.configs(), custom)
+        self.trainer = BatchedTrainer(config.configs(), custom, workers=workers)
         self.custom = custom
         self.labels = [arm.label for arm in config.arms()]
         self.rows: list[list[dict[str, float]]] = [[] for _ in range(self.trainer.size)]

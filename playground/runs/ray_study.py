@@ -54,7 +54,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
 def train_cell(compare: CompareConfig) -> Iterator[dict[str, Any]]:
     """Train one cell's models together; yield each model's latest evaluation at every evaluation."""
     torch.set_num_threads(1)  # this worker process's setting: one core per task
-    engine = CompareEngine(compare, log_every=compare.base.steps)  # only evaluations are reported
+    # only evaluations are reported; one thread of models, as Ray counts this task as one CPU
+    engine = CompareEngine(compare, log_every=compare.base.steps, workers=1)
     while not engine.finished:
         engine.advance()
         if engine.step % compare.base.eval_every == 0 or engine.finished:

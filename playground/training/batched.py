@@ -1,26 +1,28 @@
-"""K models that differ only in their teacher-forcing ratio (or schedule, or seed) trained in one computation.
+"""K models that differ only in their teacher-forcing ratio (or schedule, or seed) trained together.
 
-Every parameter is stacked as a (K, ...) tensor and the LSTM recurrence runs as
-batched matrix products, so K models cost one Python loop, not K. All models
-read the same batches and the same coin draws (common random numbers: the base
-config's seed picks both); model k compares the shared draws with its own
-ratio, exactly as `Trainer` does for one model. The loss backpropagated is the
-sum of the per-model losses, so each slice of a gradient is that model's own;
-clipping uses each model's own norm, and Adam/AdamW/SGD act elementwise, so one
-optimizer over stacked weights equals K optimizers.
+All models read the same batches and the same coin draws (common random numbers: the base config's seed picks
+both); model k compares the shared draws with its own ratio, exactly as `Trainer` does for one model. The loss
+backpropagated is the sum of the per-model losses, so each slice of a gradient is that model's own; clipping
+uses each model's own norm, and Adam/AdamW/SGD act elementwise, so one optimizer over stacked weights equals K
+optimizers.
 
-Two ways to run the forward pass, same numbers within float tolerance (tests hold them equal): `stacked`, the
-recurrence as bmm over (K, ...) weights, one Python loop for all K; `each`, the one-model `Seq2Seq` (fused
-nn.LSTM calls) run once per model on views of the stacked weights. Stacked wins where Python overhead dominates
-(small hidden size, short batches); each wins where the arithmetic dominates, because oneDNN's fused LSTM beats
-K-batched small GEMMs plus unfused gate math (issue #12: never slower than K `Trainer`s). `choose_path` picks by
-size; `BatchedTrainer(path=...)` forces one.
+How it executes (issue #12: never slower than K `Trainer`s one after another) is chosen from the size, K and
+the device, and never changes the numbers beyond float rounding (tests hold every way equal to single runs):
+the models are split into `workers` groups that train in parallel threads (one torch thread each, on a CPU
+with cores to spare; torch releases the GIL inside its kernels), and each group's weights are stacked (G, ...).
+A group's forward is `stacked` (the recurrence as bmm over the G models, one Python loop for all: wins where
+per-op overhead dominates, at small hidden sizes) or `each` (the one-model `Seq2Seq` on views of the stacked
+weights, model after model: wins where the arithmetic dominates, as oneDNN's fused LSTM is faster per step).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -29,32 +31,34 @@ from torch.func import functional_call
 
 from playground.core.config import FORCING_SETTINGS, ConfigError, TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.recurrence import LayerWeights, lstm_layers
+from playground.core.model import Seq2Seq
+from playground.core.recurrence import LayerWeights, lstm_layers, unroll
 from playground.core.tasks import PAD_ID, SOS_ID, CustomPairs, TaskData
-from playground.training.rules import (
-    EVAL_CHUNK,
-    MODES,
-    DivergedError,
-    Evaluation,
-    check_finite,
-    draw_coins,
-    evaluation,
-    restore_state,
-    resume_state,
-)
+from playground.training import rules
+from playground.training.rules import EVAL_CHUNK, MODES, DivergedError, Evaluation
 from playground.training.trainer import build_model, build_optimizer, build_task
 
 # the settings in which the K models may differ; everything else, the coin's kind included (one stream of draws
 # serves every model), is shared
 PER_MODEL = (*(name for name in FORCING_SETTINGS if name != "coin"), "seed")
 ForwardPath = Literal["stacked", "each"]
-# the stacked loop's per-step gate math is unfused; past this hidden size the fused per-model calls win
-STACKED_MAX_HIDDEN = 128
+STACKED_MAX_HIDDEN = 64  # measured by `bench` on 2 cores (AVX-512): above it `each` wins
+MAX_WORKERS = 4  # threads for the groups; measured on 2 cores only, and the GIL caps what more would give
+T = TypeVar("T")
 
 
 def choose_path(config: TrainConfig, size: int) -> ForwardPath:
-    """The faster forward path for K = `size` models of `config`'s size (measured by `bench`, issue #12)."""
+    """The faster forward for a group of `size` models of `config`'s size."""
     return "stacked" if config.hidden_dim <= STACKED_MAX_HIDDEN and size > 1 else "each"
+
+
+def choose_workers(config: TrainConfig, size: int) -> int:
+    """Parallel groups: one per core that torch's own threads leave free, on the CPU; one where dropout draws from
+    torch's shared generator (threads would draw in a different order each run) or on an accelerator."""
+    if resolve_device(config.device).type != "cpu" or config.dropout > 0:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(size, MAX_WORKERS, cores // torch.get_num_threads()))
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,57 @@ def check_compatible(configs: list[TrainConfig]) -> None:
         raise ConfigError(problems)
 
 
+class _Group:
+    """Some of the K models (`members`): their weights stacked (G, ...), and the way their forward runs."""
+
+    def __init__(self, members: range, models: list[Seq2Seq], path: ForwardPath, device: torch.device) -> None:
+        self.members, self.path = members, path
+        self.params = {name: nn.Parameter(torch.stack([models[k].state_dict()[name] for k in members]).to(device))
+                       for name in models[0].state_dict()}
+        self.template = models[members.start].to(device)  # the module `each` runs on its models' weights
+
+    def forward(self, config: TrainConfig, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor,
+                training: bool) -> torch.Tensor:
+        """Logits (G, B, L, V); teacher (G, L) or (G, B, L), on the CPU, says where step t reads y_{t-1}."""
+        if self.path == "each":
+            return self._forward_each(config, src, tgt, teacher, training)
+        dropout = config.dropout if training else 0.0
+        zeros = torch.zeros(config.num_layers, len(self.members), src.shape[0], config.hidden_dim,
+                            device=src.device)
+        _, state = unroll(self.params["encoder.embedding.weight"], self._layers("encoder", config), src,
+                          (zeros, zeros), dropout=dropout, pad_id=PAD_ID)
+        teacher = teacher.clone()
+        teacher[..., 0] = True
+        inputs = torch.cat([torch.full_like(tgt[:, :1], SOS_ID), tgt[:, :-1]], dim=1)
+        weight, bias = self.params["decoder.fc_out.weight"], self.params["decoder.fc_out.bias"]
+        outputs, _ = unroll(self.params["decoder.embedding.weight"], self._layers("decoder", config), inputs, state,
+                            teacher if teacher.dim() == 3 else teacher[:, None], (weight, bias), dropout,
+                            pad_id=PAD_ID)
+        return torch.baddbmm(bias[:, None], outputs.flatten(1, 2), weight.transpose(1, 2)).view(
+            *outputs.shape[:3], -1)
+
+    def _forward_each(self, config: TrainConfig, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor,
+                      training: bool) -> torch.Tensor:
+        """`Seq2Seq.forward` once per model on views of the stacked weights (unbind: one stack in backward)."""
+        views = {name: param.unbind(0) for name, param in self.params.items()}
+        self.template.train(training)
+        logits = []
+        for k in range(len(self.members)):
+            forced = teacher[k]  # draws 0 where forced, 1 where not: under ratio 0.5 they give `forced` back
+            ratio = 1.0 if bool(forced.all()) else 0.5
+            logits.append(functional_call(self.template, {name: view[k] for name, view in views.items()},
+                                          (src, tgt, ratio, config.coin, (~forced).float())))
+        return torch.stack(logits)
+
+    def _layers(self, side: str, config: TrainConfig) -> list[LayerWeights]:
+        return lstm_layers(self.params, f"{side}.lstm.", config.num_layers)
+
+
 class BatchedTrainer:
-    """`Trainer` for K models at once: one data stream, one coin stream, stacked weights."""
+    """`Trainer` for K models at once: one data stream, one coin stream, groups of stacked weights."""
 
     def __init__(self, configs: list[TrainConfig], custom: CustomPairs | None = None,
-                 path: ForwardPath | None = None) -> None:
+                 path: ForwardPath | None = None, workers: int | None = None) -> None:
         self.configs = [config.validate() for config in configs]
         check_compatible(self.configs)
         self.config = base = self.configs[0]
@@ -90,33 +140,77 @@ class BatchedTrainer:
         self.task = build_task(base, custom)
         self.data = TaskData(self.task, base.seed, base.val_size)
         models = [build_model(config, len(self.task.src_vocab), len(self.task.tgt_vocab)) for config in self.configs]
-        self.params = {name: nn.Parameter(torch.stack([model.state_dict()[name] for model in models]).to(self.device))
-                       for name in models[0].state_dict()}
-        self.optimizer = build_optimizer(base, list(self.params.values()))
+        self.workers = min(workers or choose_workers(base, self.size), self.size)
+        bounds = [round(g * self.size / self.workers) for g in range(self.workers + 1)]
+        self.groups = [_Group(range(start, end), models, path or choose_path(base, end - start), self.device)
+                       for start, end in itertools.pairwise(bounds)]
+        self.names = list(self.groups[0].params)
+        self.optimizer = build_optimizer(base, [group.params[name] for group in self.groups for name in self.names])
         self.coins = torch.Generator().manual_seed(base.seed + 1)
         self.batches = self.data.train_batches(base.batch_size)
         self.validation = (self.data.validation.src.to(self.device), self.data.validation.tgt.to(self.device))
         self.step = 0
-        self.path: ForwardPath = path or choose_path(base, self.size)
-        self.template = models[0].to(self.device)  # the module `each` runs on every model's weights
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="k-models") if self.workers > 1 else None
+
+    def _each_group(self, work: Callable[[_Group], T]) -> list[T]:
+        """work(group) for every group, in parallel threads when there are several."""
+        if self._pool is None:
+            return [work(group) for group in self.groups]
+        return list(self._pool.map(work, self.groups))
+
+    def _locate(self, k: int) -> tuple[_Group, int]:
+        for group in self.groups:
+            if k in group.members:
+                return group, k - group.members.start
+        raise IndexError(f"this comparison has no model {k}")
 
     def model_state(self, k: int) -> dict[str, torch.Tensor]:
         """Model k's weights as a `Seq2Seq` state_dict."""
-        return {name: param[k].detach().clone() for name, param in self.params.items()}
+        group, index = self._locate(k)
+        return {name: param[index].detach().clone() for name, param in group.params.items()}
 
     def resume_state(self) -> dict[str, Any]:
-        return resume_state(self.optimizer, self.coins, self.data)
+        """As `rules.resume_state`, its optimizer state written as one group would have it, whatever the groups
+        (a run saved on one machine resumes on another with a different number of cores)."""
+        return rules.resume_state(self.optimizer, self.coins, self.data) | {"optimizer": self._merged_optimizer()}
 
     def restore(self, states: list[dict[str, torch.Tensor]], step: int, resume: dict[str, Any] | None) -> None:
         """Every model's weights and the shared step from a checkpoint (see `Trainer.restore`)."""
         if len(states) != self.size:
             raise ValueError(f"the checkpoint holds {len(states)} models, this comparison trains {self.size}")
         with torch.no_grad():
-            for name, param in self.params.items():
-                param.copy_(torch.stack([state[name] for state in states]))
+            for group in self.groups:
+                for name, param in group.params.items():
+                    param.copy_(torch.stack([states[k][name] for k in group.members]))
         self.step = step
         if resume is not None:
-            restore_state(resume, self.optimizer, self.coins, self.data)
+            rules.restore_state(resume | {"optimizer": self._split_optimizer(resume.get("optimizer"))},
+                                self.optimizer, self.coins, self.data)
+
+    def _merged_optimizer(self) -> dict[str, Any]:
+        saved = self.optimizer.state_dict()
+        count = len(self.names)
+        state = {}
+        for index in range(count):
+            parts = [saved["state"][g * count + index] for g in range(len(self.groups))
+                     if g * count + index in saved["state"]]
+            if parts:
+                state[index] = {key: torch.cat([part[key] for part in parts]) if parts[0][key].dim() else
+                                parts[0][key] for key in parts[0]}
+        return {"state": state, "param_groups": [saved["param_groups"][0] | {"params": list(range(count))}]}
+
+    def _split_optimizer(self, merged: Any) -> Any:
+        """The inverse of `_merged_optimizer` for these groups; what does not fit is left to fail in loading."""
+        if not isinstance(merged, dict) or not isinstance(merged.get("state"), dict) or len(self.groups) == 1:
+            return merged
+        count, sizes = len(self.names), [len(group.members) for group in self.groups]
+        state = {}
+        for index, entry in merged["state"].items():
+            for g, chunk in enumerate(zip(*[value.split(sizes) if value.dim() else [value.clone() for _ in sizes]
+                                            for value in entry.values()], strict=True)):
+                state[g * count + int(index)] = dict(zip(entry, chunk, strict=True))
+        groups = [group | {"params": list(range(count * len(sizes)))} for group in merged.get("param_groups", [])]
+        return {"state": state, "param_groups": groups}
 
     def ratios(self) -> list[float]:
         return [config.forcing_schedule().ratio(self.step) for config in self.configs]
@@ -126,128 +220,59 @@ class BatchedTrainer:
         batch = next(self.batches)
         src, tgt = batch.src.to(self.device), batch.tgt.to(self.device)
         ratios = self.ratios()
-        draws = draw_coins(self.coins, self.config.coin, tgt.shape)
+        draws = rules.draw_coins(self.coins, self.config.coin, tgt.shape)
         teacher = draws[None] < torch.tensor(ratios).view(-1, *[1] * draws.dim())
-        losses = model_losses(self.forward(src, tgt, teacher, training=True), tgt)
         self.optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        norms = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in self.params.values()]).sum(0).sqrt()
-        values = torch.cat([losses.detach(), norms]).tolist()
+
+        def backward(group: _Group) -> tuple[torch.Tensor, torch.Tensor]:
+            members = group.members
+            losses = model_losses(group.forward(self.config, src, tgt, teacher[members.start:members.stop], True),
+                                  tgt)
+            losses.sum().backward()
+            squares = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in group.params.values()])
+            return losses.detach(), squares.sum(0).sqrt()
+
+        results = self._each_group(backward)
+        norms = torch.cat([norm for _, norm in results])
+        values = torch.cat([torch.cat([losses for losses, _ in results]), norms]).tolist()
         try:
             for k, (loss, norm) in enumerate(zip(values[:self.size], values[self.size:], strict=True)):
-                check_finite(self.step + 1, (("training loss", loss), ("gradient norm", norm)),
-                             f" of model {k + 1} (ratio {ratios[k]:g})")
+                rules.check_finite(self.step + 1, (("training loss", loss), ("gradient norm", norm)),
+                                   f" of model {k + 1} (ratio {ratios[k]:g})")
         except DivergedError:
             self.optimizer.zero_grad(set_to_none=True)
             raise
         if self.config.grad_clip > 0:
             scale = (self.config.grad_clip / (norms + 1e-6)).clamp(max=1.0)
-            for param in self.params.values():
-                param.grad.mul_(scale.view(-1, *[1] * (param.dim() - 1)))
+            for group in self.groups:
+                part = scale[group.members.start:group.members.stop]
+                for param in group.params.values():
+                    param.grad.mul_(part.view(-1, *[1] * (param.dim() - 1)))
         self.optimizer.step()
         self.step += 1
         return BatchedStep(self.step, values[:self.size], ratios)
 
-    @torch.inference_mode()
     def evaluate(self) -> list[Evaluation]:
         """Each model's metrics, scored by the rules `Trainer.evaluate` follows."""
         src, tgt = self.validation
-        logits = {prefix: torch.cat([self.forward(s, t, torch.full((self.size, t.shape[1]), ratio >= 1.0),
-                                                   training=False)
-                                     for s, t in zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)],
-                                    dim=1)
-                  for prefix, ratio in MODES.items()}
-        return [evaluation({prefix: both[k] for prefix, both in logits.items()}, tgt) for k in range(self.size)]
+
+        @torch.inference_mode()
+        def logits(group: _Group) -> dict[str, torch.Tensor]:
+            size = len(group.members)
+            return {prefix: torch.cat([group.forward(self.config, s, t, torch.full((size, t.shape[1]), ratio >= 1.0),
+                                                     False)
+                                       for s, t in zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)],
+                                      dim=1)
+                    for prefix, ratio in MODES.items()}
+
+        by_group = self._each_group(logits)
+        return [rules.evaluation({prefix: both[k] for prefix, both in group_logits.items()}, tgt)
+                for group_logits in by_group for k in range(next(iter(group_logits.values())).shape[0])]
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor, training: bool) -> torch.Tensor:
-        """Logits (K, B, L, V); teacher (K, L) or (K, B, L) says where step t reads y_{t-1}, else its own argmax.
-
-        The coins stay on the CPU (as `Seq2Seq.forward` takes them): reading them costs no device sync."""
-        if self.path == "each":
-            return self._forward_each(src, tgt, teacher, training)
-        dropout = self.config.dropout if training else 0.0
-        x = F.dropout(self._embed("encoder", src), dropout, training)
-        states = []
-        for layer, weights in enumerate(self._layers("encoder")):
-            x, state = _encoder_layer(x, weights)
-            states.append(state)
-            if layer < self.config.num_layers - 1:
-                x = F.dropout(x, dropout, training)
-        return self._decode(tgt, teacher.to(self.device), states, dropout, training)
-
-    def _forward_each(self, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor,
-                      training: bool) -> torch.Tensor:
-        """`Seq2Seq.forward` once per model on views of the stacked weights (unbind: one stack in backward)."""
-        views = {name: param.unbind(0) for name, param in self.params.items()}
-        self.template.train(training)
-        logits = []
-        for k in range(self.size):
-            forced = teacher[k]  # draws 0 where forced, 1 where not: under ratio 0.5 they give `forced` back
-            ratio = 1.0 if bool(forced.all()) else 0.5
-            logits.append(functional_call(self.template, {name: view[k] for name, view in views.items()},
-                                          (src, tgt, ratio, self.config.coin, (~forced).float())))
-        return torch.stack(logits)
-
-    def _embed(self, side: str, ids: torch.Tensor) -> torch.Tensor:
-        """Rows of each model's table; the <pad> row is masked so it stays zero and gets no gradient."""
-        weight = self.params[f"{side}.embedding.weight"]
-        mask = torch.ones(weight.shape[1], 1, device=weight.device)
-        mask[PAD_ID] = 0.0
-        table = weight * mask
-        if ids.dim() == 2:  # (B, T) shared by all models
-            return table[:, ids]
-        return table[torch.arange(self.size, device=ids.device)[:, None], ids]
-
-    def _layers(self, side: str) -> list[LayerWeights]:
-        return lstm_layers(self.params, f"{side}.lstm.", self.config.num_layers)
-
-    def _decode(self, tgt: torch.Tensor, teacher: torch.Tensor, states: list[tuple[torch.Tensor, torch.Tensor]],
-                dropout: float, training: bool) -> torch.Tensor:
-        size, (batch, length) = self.size, tgt.shape
-        layers = self._layers("decoder")
-        w_out = self.params["decoder.fc_out.weight"].transpose(1, 2)
-        b_out = self.params["decoder.fc_out.bias"][:, None]
-        use_table = dropout == 0.0 or not training
-        if use_table:  # a step's input projection is a lookup in E W_ih^T + b, shape (K, V, 4H)
-            emb = self.params["decoder.embedding.weight"]
-            mask = torch.ones(emb.shape[1], 1, device=emb.device)
-            mask[PAD_ID] = 0.0
-            table = layers[0].project(emb * mask)
-        rows = torch.arange(size, device=tgt.device)[:, None]
-        token = torch.full((size, batch), SOS_ID, dtype=torch.long, device=tgt.device)
-        steps = []
-        for t in range(length):
-            if t > 0:
-                forced = teacher[:, t, None] if teacher.dim() == 2 else teacher[:, :, t]
-                token = torch.where(forced, tgt[:, t - 1], steps[-1].detach().argmax(-1))
-            if use_table:
-                x = table[rows, token]
-            else:
-                x = layers[0].project(F.dropout(self._embed("decoder", token), dropout, training))
-            new_states: list[tuple[torch.Tensor, torch.Tensor]] = []
-            for layer, (weights, (h, c)) in enumerate(zip(layers, states, strict=True)):
-                if layer > 0:
-                    x = weights.project(F.dropout(new_states[-1][0], dropout, training))
-                step = weights.step(x, h, c)
-                new_states.append((step.h, step.c))
-            states = new_states
-            steps.append(torch.baddbmm(b_out, states[-1][0], w_out))
-        return torch.stack(steps, 2)
-
-
-def _encoder_layer(x: torch.Tensor,
-                   weights: LayerWeights) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """All input projections at once, then one bmm with W_hh per step; x (K, B, T, D)."""
-    size, batch, length, _ = x.shape
-    projected = weights.project(x.reshape(size, batch * length, -1)).view(size, batch, length, -1)
-    h = x.new_zeros(size, batch, weights.w_hh.shape[1])
-    c = torch.zeros_like(h)
-    outputs = []
-    for inputs in projected.unbind(2):  # unbind: one backward stack, not a zero-filled copy per step
-        step = weights.step(inputs, h, c)
-        h, c = step.h, step.c
-        outputs.append(h)
-    return torch.stack(outputs, 2), (h, c)
+        """Logits (K, B, L, V) of every model; teacher (K, L) or (K, B, L)."""
+        return torch.cat(self._each_group(lambda group: group.forward(
+            self.config, src, tgt, teacher[group.members.start:group.members.stop], training)))
 
 
 def model_losses(logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
