@@ -33,7 +33,7 @@ LOSS_POINTS = """() => {
 
 def cli_rate(steps: int, runs_dir: Path) -> float:
     result = subprocess.run(
-        [sys.executable, "-m", "playground", "train", "--steps", str(steps), "--threads", "1", "--quiet", "--json",
+        [sys.executable, "-m", "playground", "--threads", "1", "train", "--steps", str(steps), "--quiet", "--json",
          "--runs-dir", str(runs_dir)], cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.splitlines()[-1])["steps_per_second"]
 

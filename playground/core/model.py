@@ -26,7 +26,9 @@ State = tuple[torch.Tensor, torch.Tensor]
 COIN_MODES = ("step", "token")
 
 
-class Encoder(nn.Module):
+class _EmbeddedLSTM(nn.Module):
+    """What both sides are made of: their own embedding (dropout on it), then a stacked LSTM."""
+
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, num_layers: int, dropout: float) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD_ID)
@@ -34,19 +36,17 @@ class Encoder(nn.Module):
         self.lstm = nn.LSTM(emb_dim, hidden_dim, num_layers, batch_first=True,
                             dropout=dropout if num_layers > 1 else 0.0)
 
+
+class Encoder(_EmbeddedLSTM):
     def forward(self, src: torch.Tensor) -> tuple[torch.Tensor, State]:
         """Per-step outputs (B, T, H) for inspection, and the final (h_T, c_T)."""
         outputs, state = self.lstm(self.dropout(self.embedding(src)))
         return outputs, state
 
 
-class Decoder(nn.Module):
+class Decoder(_EmbeddedLSTM):
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, num_layers: int, dropout: float) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(emb_dim, hidden_dim, num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
+        super().__init__(vocab_size, emb_dim, hidden_dim, num_layers, dropout)
         self.fc_out = nn.Linear(hidden_dim, vocab_size)
 
     def forward(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:

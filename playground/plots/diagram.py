@@ -33,7 +33,7 @@ def _node(name: str, label: str, fill: str, shape: str = "box") -> str:
 def model_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str = "") -> str:
     """DOT source, left to right: encoder on top, decoder below, (h_T, c_T) handed over, the switch on the left.
 
-    `gamma_note` says where gamma comes from ("set", "now, step 120", ...).
+    `gamma_note` says where gamma comes from ("set", "now", ...).
     """
     p = sizes.parameters
     layers = f"{sizes.num_layers} layer{'s' if sizes.num_layers > 1 else ''}"
