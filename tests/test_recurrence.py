@@ -9,7 +9,7 @@ import torch
 
 from playground.analysis.states import capture_states
 from playground.core.config import TrainConfig
-from playground.core.recurrence import layers_of
+from playground.core.recurrence import LayerWeights, layers_of, unroll
 from playground.core.tasks import EOS_ID
 from playground.training.batched import BatchedTrainer
 from playground.training.trainer import Trainer
@@ -60,3 +60,53 @@ def test_the_typed_weight_view_reads_nn_lstm_weights() -> None:
     _, (h_ref, c_ref) = lstm(x[None], (torch.stack([h, h]), torch.stack([c, c])))
     torch.testing.assert_close(step.h, h_ref[0], atol=TOLERANCE, rtol=TOLERANCE)
     torch.testing.assert_close(step.c, c_ref[0], atol=TOLERANCE, rtol=TOLERANCE)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_the_hand_written_backward_matches_finite_differences(stacked: bool, dropout: float) -> None:
+    """Every gradient of `unroll` (embedding, state, each layer's weights), in float64, with free-running steps, two
+    layers and (re-seeded, so the same) dropout masks: along random directions u, sum(grad * u) equals the central
+    difference of the loss. (torch's gradcheck backpropagates the same graph many times; this backward runs once.)"""
+    lead = (2,) if stacked else ()
+    generator = torch.Generator().manual_seed(0)
+
+    def tensor(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float64) * 0.5
+
+    vocab, emb, hidden, batch, length = 7, 3, 4, 3, 5
+    inputs = [tensor(*lead, vocab, emb), tensor(2, *lead, batch, hidden), tensor(2, *lead, batch, hidden)]
+    for width in (emb, hidden):
+        inputs += [tensor(*lead, width, 4 * hidden), tensor(*lead, hidden, 4 * hidden), tensor(*lead, 4 * hidden)]
+    readout = (tensor(*lead, vocab, hidden), tensor(*lead, vocab))
+    ids = torch.randint(1, vocab, (batch, length), generator=generator)
+    teacher = torch.tensor([True, False, True, False, False])
+    weights_out = [tensor(*lead, batch, length, hidden), tensor(2, *lead, batch, hidden),
+                   tensor(2, *lead, batch, hidden)]
+
+    def loss(values: list[torch.Tensor]) -> torch.Tensor:
+        torch.manual_seed(5)
+        layers = [LayerWeights(*values[k:k + 3]) for k in (3, 6)]
+        outputs, (h, c) = unroll(values[0], layers, ids, (values[1], values[2]), teacher, readout, dropout)
+        return sum((w * x).sum() for w, x in zip(weights_out, (outputs, h, c), strict=True))
+
+    leaves = [x.clone().requires_grad_() for x in inputs]
+    loss(leaves).backward()
+    for _ in range(3):
+        direction = [tensor(*x.shape) for x in inputs]
+        with torch.no_grad():
+            ahead = loss([x + 1e-6 * u for x, u in zip(inputs, direction, strict=True)])
+            behind = loss([x - 1e-6 * u for x, u in zip(inputs, direction, strict=True)])
+        numeric = (ahead - behind) / 2e-6
+        analytic = sum((leaf.grad * u).sum() for leaf, u in zip(leaves, direction, strict=True))
+        assert float(analytic) == pytest.approx(float(numeric), rel=1e-6, abs=1e-8)
+
+
+def test_the_backward_runs_once() -> None:
+    lstm = torch.nn.LSTM(3, 4)
+    embedding = torch.randn(5, 3, requires_grad=True)
+    state = (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4))
+    outputs, _ = unroll(embedding, layers_of(lstm), torch.tensor([[1, 2, 3], [4, 1, 2]]), state)
+    outputs.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="runs once"):
+        outputs.sum().backward()

@@ -220,39 +220,24 @@ class _Unrolled(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, d_outputs: torch.Tensor | None, d_h: torch.Tensor | None,
                  d_c: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        if ctx.buffers is None:
+            raise RuntimeError("unroll's backward runs once: it turns the saved gates into their gradients")
         plan, steps, layers = ctx.plan, ctx.steps, ctx.layers
         tokens, inputs, gates, cells, tanh_c, hs = ctx.buffers
+        ctx.buffers = None
         (embedding,) = ctx.saved_tensors
-        hidden, count = hs[0].shape[-1], len(layers)
+        count = len(layers)
         d_out_t = d_outputs.movedim(-2, 0).unbind(0) if d_outputs is not None else None
         dh_next = [d_h[k] if d_h is not None else torch.zeros_like(hs[k][0]) for k in range(count)]
         dc_next = [d_c[k] if d_c is not None else torch.zeros_like(cells[k][0]) for k in range(count)]
-        # what the gate derivatives take from the forward, for all steps at once: d pre-activation =
-        # [dc * g i(1-i), dc * c_prev f(1-f), dc * i (1-g^2), dh * tanh(c) o(1-o)], and dc += dh * o (1-tanh(c)^2)
-        one = torch.ones((), device=hs[0].device)
-        coefs, dc_coefs = [], []
-        for k in range(count):
-            i, f, g, o = gates[k][:steps].chunk(4, -1)
-            tc = tanh_c[k][:steps]
-            coef = torch.empty_like(gates[k][:steps])
-            for out, (a, b) in zip(coef.chunk(4, -1), ((g, torch.addcmul(i, i, i, value=-1)),
-                                                       (cells[k][:steps], torch.addcmul(f, f, f, value=-1)),
-                                                       (i, torch.addcmul(one, g, g, value=-1)),
-                                                       (tc, torch.addcmul(o, o, o, value=-1))), strict=True):
-                torch.mul(a, b, out=out)
-            coefs.append(coef)
-            dc_coefs.append(o * torch.addcmul(one, tc, tc, value=-1))
-        d_gates = [torch.empty_like(coef) for coef in coefs]
-
-        def per_step(x: torch.Tensor, start: int, end: int, split: bool = False) -> tuple[torch.Tensor, ...]:
-            part = x[..., start * hidden:end * hidden]
-            return (part.unflatten(-1, (end - start, hidden)) if split else part).unbind(0)
-
-        ifg = [(per_step(c, 0, 3, True), per_step(d, 0, 3, True)) for c, d in zip(coefs, d_gates, strict=True)]
-        o_gate = [(per_step(c, 3, 4), per_step(d, 3, 4)) for c, d in zip(coefs, d_gates, strict=True)]
-        forget = [per_step(g, 1, 2) for g in gates]
-        d_step_t = [d.unbind(0) for d in d_gates]
-        dc_coef_t = [d.unbind(0) for d in dc_coefs]
+        forget = [_to_coefficients(gates[k][:steps], cells[k][:steps], tanh_c[k][:steps]) for k in range(count)]
+        d_gates = [g[:steps] for g in gates]  # in place: each coefficient times dc (or dh) is that gate's gradient
+        hidden = hs[0].shape[-1]
+        ifg = [g[..., :3 * hidden].unflatten(-1, (3, hidden)).unbind(0) for g in d_gates]
+        out_gate = [g[..., 3 * hidden:].unbind(0) for g in d_gates]
+        d_step_t = [g.unbind(0) for g in d_gates]
+        dc_coef_t = [tc.unbind(0) for tc in tanh_c]
+        forget_t = [f.unbind(0) for f in forget]
         masks_t = [mask.unbind(0) for mask in plan.layer_masks]
         w_hh_t = [layer.w_hh.transpose(-1, -2).contiguous() for layer in layers]
         w_ih_t = [layer.w_ih.transpose(-1, -2).contiguous() for layer in layers]
@@ -265,9 +250,9 @@ class _Unrolled(torch.autograd.Function):
                 if d_below is not None:
                     dh = dh + d_below
                 dc = torch.addcmul(dc_next[k], dh, dc_coef_t[k][t])
-                torch.mul(ifg[k][0][t], dc.unsqueeze(-2), out=ifg[k][1][t])
-                torch.mul(dh, o_gate[k][0][t], out=o_gate[k][1][t])
-                dc_next[k] = dc * forget[k][t]
+                ifg[k][t].mul_(dc.unsqueeze(-2))
+                out_gate[k][t].mul_(dh)
+                dc_next[k] = dc * forget_t[k][t]
                 dh_next[k] = torch.matmul(d_step_t[k][t], w_hh_t[k])
                 if k > 0:
                     d_below = torch.matmul(d_step_t[k][t], w_ih_t[k])
@@ -290,6 +275,28 @@ class _Unrolled(torch.autograd.Function):
             d_embedding.view(-1, embedding.shape[-1]).index_add_(0, rows.reshape(-1), d_x.reshape(-1, d_x.shape[-1]))
             d_embedding[..., plan.pad_id, :] = 0.0
         return None, d_embedding, torch.stack(dh_next), torch.stack(dc_next), *d_weights
+
+
+def _to_coefficients(gates: torch.Tensor, c_prev: torch.Tensor, tanh_c: torch.Tensor) -> torch.Tensor:
+    """Turn the saved activations, in place, into what the gates' gradients take from the forward, all steps at
+    once, and return f (which the buffer no longer holds). With dc = dc' + dh * o (1 - tanh(c)^2):
+    d pre = [dc * g i(1-i), dc * c_prev f(1-f), dc * i (1-g^2), dh * tanh(c) o(1-o)], d c_prev = dc * f.
+    `gates` (i, f, g, o) becomes those four coefficients, `tanh_c` becomes o (1 - tanh(c)^2). In place, so the
+    backward needs one more H-wide buffer (f), not two 4H-wide ones (issue #15's memory estimate)."""
+    i, f, g, o = gates.chunk(4, -1)
+    forget = f.clone()
+    one = torch.ones((), device=gates.device)
+    input_slope = torch.addcmul(i, i, i, value=-1)
+    cell_coefficient = i * torch.addcmul(one, g, g, value=-1)
+    torch.mul(g, input_slope, out=i)
+    g.copy_(cell_coefficient)
+    torch.addcmul(f, f, f, value=-1, out=f)
+    f.mul_(c_prev)
+    output_coefficient = tanh_c * torch.addcmul(o, o, o, value=-1)
+    torch.addcmul(one, tanh_c, tanh_c, value=-1, out=tanh_c)
+    tanh_c.mul_(o)
+    o.copy_(output_coefficient)
+    return forget
 
 
 def _cell_forward(weights: LayerWeights, projected: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
