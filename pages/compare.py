@@ -23,7 +23,7 @@ from playground.core.forcing import SCHEDULES
 from playground.core.tasks import CustomPairs, TaskError
 from playground.plots.compare import curve_figure, gap, length_figure, metric
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES, RunKind
+from playground.runs.engine import RunKind
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
 from playground.training.rules import Metric
@@ -33,6 +33,7 @@ from playground.ui import (
     chart_format_picker,
     checked_config,
     keep_widget_state,
+    live_run_view,
     load_settings,
     runs_panel,
     session_owner,
@@ -157,12 +158,6 @@ def start() -> None:
         st.session_state.compare_error = str(error)
 
 
-def stop() -> None:
-    if run is not None:
-        run.stop()
-        run.join(3.0)
-
-
 def load_example() -> None:
     load_settings(TRADE_OFF_EXAMPLE)
     st.session_state.update(compare_ratios=list(TRADE_OFF_RATIOS), compare_schedules=[], compare_seeds=1)
@@ -173,7 +168,8 @@ buttons = [st.container(horizontal=True)] * 3  # one row that wraps at 800 px in
 buttons[0].button("Start", key="compare_start", type="primary", on_click=start, disabled=config is None or running,
                   icon=":material/play_arrow:", width="content",
                   help="Train every ratio and schedule with the settings shown")
-buttons[1].button("Stop", key="compare_stop", on_click=stop, disabled=not running, icon=":material/stop:",
+buttons[1].button("Stop", key="compare_stop", on_click=run.stop if run is not None else None,
+                  kwargs={"wait": 3.0}, disabled=not running, icon=":material/stop:",
                   width="content", help="End the comparison; its curves and table stay")
 buttons[2].button("Example: longer sequences", key="compare_example", on_click=load_example, disabled=running,
                   icon=":material/science:",
@@ -220,20 +216,8 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
                        key="compare_download")
 
 
-@st.fragment(run_every=POLL_SECONDS if running else None)
-def live() -> None:
-    if run is None:
-        st.info("Choose ratios and press Start. Curves appear after the first steps.")
-        return
-    show(run.snapshot(), run.status)
-    if run.status in FINAL_STATUSES:
-        if run.message:
-            st.warning(f"The comparison ended ({run.status}): {run.message}")
-        if running:  # re-register the fragment without a timer
-            st.rerun()
-
-
-live()
+live_run_view(run, running, POLL_SECONDS, "Choose ratios and press Start. Curves appear after the first steps.",
+              "comparison", show)
 runs_panel(RunKind.COMPARE, "compare_run_id", "compare", show_comparison_settings,
            live_metrics=lambda: runs.metrics_file(run.id) if run is not None else b"",
            current=run.id if run is not None else None)

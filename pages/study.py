@@ -13,10 +13,10 @@ from playground.core.forcing import SCHEDULES
 from playground.core.tasks import TASKS
 from playground.plots.study import study_figure
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES, RunKind
+from playground.runs.engine import RunKind
 from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
-from playground.ui import session_owner, visible_runs
+from playground.ui import chart, live_run_view, session_owner, visible_runs
 
 Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
@@ -106,19 +106,11 @@ def start() -> None:
         st.session_state.study_error = str(error)
 
 
-def stop() -> None:
-    if run is not None:
-        run.stop()
-        run.join(5.0)
-
-
 def resume() -> None:
     """Train the cells of a stopped study that are not done; finished cells are kept."""
-    if run is None:
-        return
     try:
-        run.continue_to(run.total_steps)
-        run.start()
+        if run is not None:
+            run.train_on(run.total_steps)
     except RunError as error:
         st.session_state.study_error = str(error)
 
@@ -127,7 +119,8 @@ running = run is not None and run.active
 buttons = st.columns([1, 1, 1, 5])
 buttons[0].button("Start", key="study_start", type="primary", on_click=start, disabled=config is None or running,
                   help="Start Ray if needed and submit one task per cell.")
-buttons[1].button("Stop", key="study_stop", on_click=stop, disabled=not running,
+buttons[1].button("Stop", key="study_stop", on_click=run.stop if run is not None else None,
+                  kwargs={"wait": 5.0}, disabled=not running,
                   help="Cancel the cells still training; finished cells are kept.")
 buttons[2].button("Resume", key="study_resume", on_click=resume,
                   disabled=run is None or running or run.step >= run.total_steps,
@@ -145,25 +138,13 @@ def show(snapshot: StudySnapshot, status: str) -> None:
     if not any(summary["arms"] for summary in snapshot.summaries):
         st.info("Waiting for the first evaluation of a cell (Ray and its workers take a few seconds to start).")
         return
-    st.plotly_chart(study_figure(snapshot.summaries), key="study_chart", width="stretch")
+    chart(st, study_figure(snapshot.summaries), "study_chart")
     st.subheader("Reading")
     st.markdown(reading(snapshot.summaries))
 
 
-@st.fragment(run_every=POLL_SECONDS if running else None)
-def live() -> None:
-    if run is None:
-        st.info("Choose the grid and press Start. Results appear as cells evaluate.")
-        return
-    show(run.snapshot(), run.status)
-    if run.status in FINAL_STATUSES:
-        if run.message:
-            st.warning(f"The study ended ({run.status}): {run.message}")
-        if running:
-            st.rerun()
-
-
-live()
+live_run_view(run, running, POLL_SECONDS, "Choose the grid and press Start. Results appear as cells evaluate.",
+              "study", show)
 studies = [summary for summary in visible_runs() if summary.kind == RunKind.STUDY]
 if studies:
     with st.expander("Studies: open one"):

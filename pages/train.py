@@ -86,19 +86,16 @@ def act(action: str) -> None:
 def train_on() -> None:
     """Continue an ended run up to the Steps setting, from exactly where it was saved."""
     run, (config, _, _) = current_run(), checked_config()
-    if run is None or config is None:
-        return
     try:
-        run.continue_to(config.steps)
-        run.start()
+        if run is not None and config is not None:
+            run.train_on(config.steps)
     except RunError as error:
         st.session_state.train_error = str(error)
 
 
 def stop() -> None:
     if (run := current_run()) is not None:
-        run.stop()
-        run.join(STOP_WAIT_SECONDS)
+        run.stop(wait=STOP_WAIT_SECONDS)
 
 
 def reset() -> None:

@@ -287,6 +287,25 @@ def chart(container: Any, figure: Any, key: str, name: str | None = None) -> Non
     container.plotly_chart(figure, key=key, width="stretch", config=config)
 
 
+def live_run_view(run: BackgroundRun[Any] | None, polling: bool, seconds: float, waiting: str, noun: str,
+                  show: Callable[[Any, str], None]) -> None:
+    """A run's view, redrawn every `seconds` while it trains (`show(snapshot, status)`), with one warning when it
+    ended with a message, and a rerun then so the fragment re-registers without a timer."""
+    @st.fragment(run_every=seconds if polling else None)
+    def live() -> None:
+        if run is None:
+            st.info(waiting)
+            return
+        show(run.snapshot(), run.status)
+        if run.status in FINAL_STATUSES:
+            if run.message:
+                st.warning(f"The {noun} ended ({run.status}): {run.message}")
+            if polling:
+                st.rerun()
+
+    live()
+
+
 def chart_format_picker() -> None:
     """The format the charts' camera button saves (plotly offers one per button)."""
     st.sidebar.radio("Chart downloads (camera button)", list(CHART_FORMATS), format_func=CHART_FORMATS.get,

@@ -108,8 +108,10 @@ class BackgroundRun(Generic[SnapshotT]):
             if self.status == RunStatus.IDLE:
                 self.status = RunStatus.QUEUED
 
-    def stop(self) -> None:
-        """Takes effect within one step; the thread saves and sets 'stopped' (a queued run leaves the queue)."""
+    def stop(self, wait: float = 0.0) -> None:
+        """Takes effect within one step; the thread saves and sets 'stopped' (a queued run leaves the queue).
+        With `wait`, returns once the run has ended or after that many seconds (so a page redraws in the new
+        state)."""
         with self._control:
             if self.status in FINAL_STATUSES:
                 return
@@ -120,6 +122,13 @@ class BackgroundRun(Generic[SnapshotT]):
                 return
             self._stop_requested = True
             self._control.notify_all()
+        if wait > 0:
+            self.join(wait)
+
+    def train_on(self, total_steps: int) -> None:
+        """`continue_to`, then `start`: what a page's Resume or Train on does."""
+        self.continue_to(total_steps)
+        self.start()
 
     def continue_to(self, total_steps: int) -> None:
         """Make an ended run trainable again up to `total_steps` (more than it has done); Start then resumes it."""
