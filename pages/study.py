@@ -43,7 +43,7 @@ if run_id := st.session_state.get("study_run_id"):
 
 length_tasks = [name for name, info in TASKS.items() if info.uses_lengths]
 number_tasks = [name for name, info in TASKS.items() if info.uses_digits]
-grid = st.columns(4)
+grid = [*st.columns(2), *st.columns(2)]  # two a row: at 800 px four would hide the chosen values
 grid[0].multiselect("Tasks", [name for name in TASKS if name != "custom"], key="study_tasks",
                     help="Each task is its own set of cells. " + "; ".join(
                         f"{name}: {TASKS[name].description}" for name in TASKS if name != "custom"))
@@ -55,7 +55,7 @@ grid[2].multiselect("Digits per number", list(range(1, 10)), key="study_digits",
                          "per value.")
 grid[3].multiselect("Hidden sizes", HIDDEN_CHOICES, key="study_hiddens",
                     help="Units in each LSTM layer; one cell per size.")
-arms = st.columns(4)
+arms = [*st.columns(2), *st.columns(3)]
 arms[0].multiselect("Ratios γ", RATIO_CHOICES, key="study_ratios", format_func=lambda ratio: f"{ratio:g}",
                     help="Constant teacher-forcing ratios: the chance a decoder step reads the true previous token.")
 arms[1].multiselect("Decaying schedules", [s for s in SCHEDULES if s != "constant"], key="study_schedules",
@@ -66,12 +66,11 @@ arms[2].number_input("Seeds", 2, MAX_SEEDS, key="study_seeds",
                           "and paired tests are over seeds (at least 2, more for narrower intervals).")
 arms[3].number_input("Steps per cell", 1, 1_000_000, step=100, key="study_steps",
                      help="Training steps of every model in every cell (the step budget).")
-more = st.columns([1, 3])
-more[0].number_input("Evaluate every", 1, 1_000_000, step=10, key="study_eval_every",
+arms[4].number_input("Evaluate every", 1, 1_000_000, step=10, key="study_eval_every",
                      help="Steps between evaluations; each one reports the cell's partial results here.")
-more[1].text_input("Ray cluster address", key="study_address", placeholder="empty: this machine",
-                   help=f"Empty: a local Ray instance (one worker per CPU core), or ${ADDRESS_ENV} when it is set. "
-                        "Otherwise ray://host:10001 of a cluster started with `ray start --head`.")
+st.text_input("Ray cluster address", key="study_address", placeholder="empty: this machine",
+              help=f"Empty: a local Ray instance (one worker per CPU core), or ${ADDRESS_ENV} when it is set. "
+                   "Otherwise ray://host:10001 of a cluster started with `ray start --head`.")
 
 
 def checked_study() -> tuple[StudyConfig | None, list[str]]:
@@ -116,15 +115,15 @@ def resume() -> None:
 
 
 running = run is not None and run.active
-buttons = st.columns([1, 1, 1, 5])
-buttons[0].button("Start", key="study_start", type="primary", on_click=start, disabled=config is None or running,
-                  help="Start Ray if needed and submit one task per cell.")
-buttons[1].button("Stop", key="study_stop", on_click=run.stop if run is not None else None,
-                  kwargs={"wait": 5.0}, disabled=not running,
-                  help="Cancel the cells still training; finished cells are kept.")
-buttons[2].button("Resume", key="study_resume", on_click=resume,
-                  disabled=run is None or running or run.step >= run.total_steps,
-                  help="Re-submit only the cells of this study that are not done (a stopped or reopened study).")
+buttons = st.container(horizontal=True)  # one row that wraps at 800 px instead of cutting labels
+buttons.button("Start", key="study_start", type="primary", on_click=start, disabled=config is None or running,
+               icon=":material/play_arrow:", width="content", help="Start Ray if needed and submit one task per cell.")
+buttons.button("Stop", key="study_stop", on_click=run.stop if run is not None else None,
+               kwargs={"wait": 5.0}, disabled=not running, icon=":material/stop:", width="content",
+               help="Cancel the cells still training; finished cells are kept.")
+buttons.button("Resume", key="study_resume", on_click=resume, icon=":material/play_arrow:", width="content",
+               disabled=run is None or running or run.step >= run.total_steps,
+               help="Re-submit only the cells of this study that are not done (a stopped or reopened study).")
 if message := st.session_state.pop("study_error", None):
     st.error(message)
 

@@ -12,7 +12,8 @@ from tests.browser.harness import set_number, wait_idle
 
 pytestmark = pytest.mark.browser
 
-PAGES = {"train": "Train", "hidden-states": "Hidden states", "compare": "Compare ratios"}
+PAGES = {"train": "Train", "hidden-states": "Hidden states", "decode": "Decode", "compare": "Compare ratios",
+         "study": "Study", "lessons": "Lessons", "glossary": "Glossary"}
 LAYOUTS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p._fullLayout).map(p => {
   const l = p._fullLayout, x = l.xaxis, y = l.yaxis;
   return {title: l.title.text, x: x.range, y: y.range, points: p._fullData.some(t => t.x && t.x.length > 0)};
@@ -21,6 +22,11 @@ TRUNCATED = """() => [...document.querySelectorAll('[data-testid=stMain] button'
   .map(b => ({text: b.innerText.trim(),
               over: [b, ...b.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1)}))
   .filter(b => b.text && b.over).map(b => b.text)"""
+HIDDEN_CHOICES = """() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stMultiSelect]')]
+  .filter(m => m.offsetParent).filter(m => {
+    const tags = m.querySelector('.react-aria-ComboBox [data-testid=stMultiSelectTagsContainer]');
+    return tags && tags.scrollWidth > tags.clientWidth + 1;
+  }).map(m => m.querySelector('[data-testid=stWidgetLabel]').innerText.trim())"""  # chosen values scrolled away
 DIAGRAM_TITLE = "() => document.querySelector('.st-key-model_diagram p').innerText"
 
 
@@ -77,6 +83,7 @@ def test_every_page_first_screen(streamlit_server: str, browser_page, width: int
         page.wait_for_timeout(500)  # charts lay out after their elements appear
         assert name in page.title()
         assert page.evaluate(TRUNCATED) == [], f"{name} at {width} px"
+        assert page.evaluate(HIDDEN_CHOICES) == [], f"{name} at {width} px"
         for chart in page.evaluate(LAYOUTS):
             if not chart["points"]:
                 assert chart["x"][0] >= 0 and chart["y"][0] >= 0, chart
