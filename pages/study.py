@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
 import streamlit as st
 
-from playground.analysis.compare import RATIO_CHOICES
-from playground.analysis.study import MAX_SEEDS, StudyConfig, reading
+from playground.analysis.compare import RATIO_CHOICES, summary_csv
+from playground.analysis.study import MAX_SEEDS, StudyConfig, reading, table_rows
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import TASKS
@@ -137,9 +138,20 @@ def show(snapshot: StudySnapshot, status: str) -> None:
     if not any(summary["arms"] for summary in snapshot.summaries):
         st.info("Waiting for the first evaluation of a cell (Ray and its workers take a few seconds to start).")
         return
+    for summary in snapshot.summaries:
+        if summary["failed"]:
+            st.warning(f"Cell {summary['label']} failed twice and is left out: {summary['failed']}")
     chart(st, study_figure(snapshot.summaries), "study_chart")
     st.subheader("Reading")
     st.markdown(reading(snapshot.summaries))
+    rows = table_rows(snapshot.summaries)
+    st.markdown("**Every arm of every cell** (means over seeds; the CI columns are the 95% intervals; gap = "
+                "teacher-forced minus free-running token accuracy; steps to 90% over the seeds that got there)")
+    with st.container(key="study_table"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.download_button("Download CSV", summary_csv(rows), file_name="study.csv", mime="text/csv",
+                       key="study_download", icon=":material/download:",
+                       help="The whole table, one row per cell and arm, for a spreadsheet or a paper")
 
 
 live_run_view(run, running, POLL_SECONDS, "Choose the grid and press Start. Results appear as cells evaluate.",

@@ -4,6 +4,11 @@ and the Study page (its defaults and messages need no Ray; a tiny study started 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +16,15 @@ import pytest
 import ray
 
 from playground import cli
+from playground.analysis.compare import CompareConfig
+from playground.runs import ray_study
 from playground.runs import registry as runs
-from playground.runs.ray_study import STUDY_FILE, connect
+from playground.runs.ray_study import STUDY_FILE, cell_reports, connect
 from playground.runs.registry import RunRegistry
 from playground.training.storage import read_json, write_json
 from tests.test_study import study_page
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--tasks", "reverse", "--max-len", "4", "--hidden", "8,12", "--ratios", "0,1", "--seeds", "2",
         "--steps", "20", "--eval-every", "10", "--val-size", "32", "--batch-size", "16", "--quiet"]
 
@@ -122,3 +130,59 @@ def test_stop_cancels_the_cells_and_keeps_what_was_reported(tmp_path: Path) -> N
     assert not engine._running  # halted: the Ray task is cancelled
     saved = read_json(study.run_dir / STUDY_FILE)["results"]["0"]
     assert not saved["done"] and saved["step"] >= 10
+
+
+@ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)
+def fails_at_hidden_12(compare: CompareConfig) -> Iterator[dict[str, object]]:
+    """A cell task that dies (as a lost worker or an exception would) for hidden size 12, trains otherwise."""
+    if compare.base.hidden_dim == 12:
+        raise RuntimeError("simulated failure of the worker")
+    yield from cell_reports(compare)
+
+
+def test_a_failing_cell_is_tried_twice_then_recorded_and_the_rest_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(ray_study, "train_cell", fails_at_hidden_12)
+    submitted: list[int] = []
+    submit = ray_study.StudyEngine._submit
+    monkeypatch.setattr(ray_study.StudyEngine, "_submit",
+                        lambda engine, cell: (submitted.append(cell.hidden), submit(engine, cell))[1])
+    code = cli.main(["study", *TINY, "--runs-dir", str(tmp_path), "--json"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 4  # finished, but not every cell
+    assert sorted(submitted) == [8, 12, 12]
+    assert (result["status"], result["groups_failed"], result["cells_done"]) == ("finished", 1, 1)
+    failed = next(cell for cell in result["cells"] if cell["hidden"] == 12)
+    assert "simulated failure" in failed["failed"] and failed["arms"] == []
+    assert next(cell for cell in result["cells"] if cell["hidden"] == 8)["done"]
+
+
+def test_a_killed_study_resumes_with_its_done_cells_reused_and_ends_as_if_never_killed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGKILL of a real `study` process (and its Ray) once a save shows the quick cell done and the slow one not;
+    `--resume` trains only the slow cell, and the final table equals an uninterrupted run's."""
+    grid = ["--tasks", "reverse", "--max-len", "4", "--hidden", "8,96", "--ratios", "0,1", "--seeds", "2",
+            "--steps", "160", "--eval-every", "40", "--val-size", "32", "--batch-size", "16", "--quiet"]
+    killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
+    process = subprocess.Popen([sys.executable, "-m", "playground", "--threads", "1", "study", *grid, "--runs-dir",
+                                str(killed_dir)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # its own process group: Ray's processes die with it
+    deadline, saved = time.monotonic() + 120, {}
+    while time.monotonic() < deadline and process.poll() is None:
+        files = list(killed_dir.glob(f"*/{STUDY_FILE}"))
+        saved = read_json(files[0])["results"] if files else {}
+        if sum(result["done"] for result in saved.values()) == 1:
+            break
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert sum(result["done"] for result in saved.values()) == 1, f"no save caught one cell done: {saved}"
+    (run_dir,) = killed_dir.iterdir()
+    assert RunRegistry(killed_dir).get(run_dir.name).status == "stopped"  # listed, resumable
+    assert cli.main(["study", "--resume", run_dir.name, "--runs-dir", str(killed_dir), "--quiet", "--json"]) == 0
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (resumed["groups_total"], resumed["groups_reused"], resumed["groups_run"]) == (2, 1, 1)
+    assert cli.main(["study", *grid, "--runs-dir", str(whole_dir), "--json"]) == 0
+    whole = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (whole["groups_reused"], whole["groups_run"]) == (0, 2)
+    assert resumed["cells"] == whole["cells"]

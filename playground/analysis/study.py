@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.analysis.compare import CompareConfig, evaluated
+from playground.analysis.compare import CompareConfig, evaluated, steps_to_reach
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import TASKS
 from playground.training.rules import Metric
@@ -24,6 +24,9 @@ MAX_SEEDS = 30
 MAX_CELLS = 64
 LEVEL = 0.95  # confidence of the intervals; a paired test's p below 1 - LEVEL is "more than seed noise"
 MEASURES = (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC)
+GAP = "gap"  # exposure-bias gap: teacher-forced minus free-running token accuracy, per seed
+STEPS_TO_TARGET = "steps_to_90"  # first evaluated step at TARGET_ACCURACY free-running exact match, over the seeds
+# that reached it
 
 
 @dataclass(frozen=True)
@@ -135,30 +138,42 @@ class StudyConfig:
                          values.get("schedules", ()), values.get("seeds", 0))
 
 
-@dataclass
+@dataclass(frozen=True)
 class CellResult:
-    """What a cell has reported so far: each model's latest evaluation (arm-major, seed-minor)."""
+    """What a cell has reported so far: each model's latest evaluation (arm-major, seed-minor), the first step
+    at which each reached TARGET_ACCURACY free-running exact match (None: not yet), and, for a cell that failed
+    twice, why."""
 
     step: int = 0
     done: bool = False
     seconds: float = 0.0
     finals: list[dict[str, float]] = field(default_factory=list)
+    reached: list[float | None] = field(default_factory=list)
+    failed: str = ""
+
+    @property
+    def ended(self) -> bool:
+        return self.done or bool(self.failed)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "done": self.done, "seconds": self.seconds, "finals": self.finals}
+        return {"step": self.step, "done": self.done, "seconds": self.seconds, "finals": self.finals,
+                "reached": self.reached, "failed": self.failed}
 
     @classmethod
     def from_dict(cls, values: Any) -> CellResult:
         if not isinstance(values, dict):
             raise ValueError("the study file is damaged: a cell result is not an object")
         return cls(int(values.get("step", 0)), bool(values.get("done", False)), float(values.get("seconds", 0.0)),
-                   [{str(k): float(v) for k, v in row.items()} for row in values.get("finals", [])])
+                   [{str(k): float(v) for k, v in row.items()} for row in values.get("finals", [])],
+                   [None if step is None else float(step) for step in values.get("reached", [])],
+                   str(values.get("failed", "")))
 
     @classmethod
     def from_rows(cls, rows: list[list[dict[str, float]]], step: int, done: bool, seconds: float) -> CellResult:
-        """From a comparison's history: each model's latest evaluated row."""
+        """From a comparison's history: each model's latest evaluated row, and when it first reached the target."""
         finals = [evaluated(model_rows)[-1] for model_rows in rows if evaluated(model_rows)]
-        return cls(step, done, seconds, finals if len(finals) == len(rows) else [])
+        reached = [steps_to_reach([model_rows]) for model_rows in rows]
+        return cls(step, done, seconds, finals if len(finals) == len(rows) else [], reached)
 
 
 # --- statistics -----------------------------------------------------------------------------------------------
@@ -268,15 +283,23 @@ def cell_summary(cell: Cell, result: CellResult | None) -> dict[str, Any]:
     exact match; empty lists until the cell has evaluated."""
     summary: dict[str, Any] = {"cell": cell.index, "label": cell.label, "task": cell.task, cell.setting: cell.value,
                                "hidden": cell.hidden, "step": result.step if result else 0,
-                               "done": bool(result and result.done), "arms": [], "tests": []}
+                               "done": bool(result and result.done), "failed": result.failed if result else "",
+                               "arms": [], "tests": []}
     if result is None or not result.finals:
         return summary
     labels = [arm.label for arm in cell.compare.arms()]
+    seeds = cell.compare.seeds
     for arm, label in enumerate(labels):
         row: dict[str, Any] = {"arm": label}
-        for name in MEASURES:
-            estimate = mean_ci(_arm_values(cell, result, arm, name))
+        gaps = [tf - fr for tf, fr in zip(_arm_values(cell, result, arm, Metric.TF_TOKEN_ACC),
+                                          _arm_values(cell, result, arm, Metric.FR_TOKEN_ACC), strict=True)]
+        for name, values in [*((name, _arm_values(cell, result, arm, name)) for name in MEASURES), (GAP, gaps)]:
+            estimate = mean_ci(values)
             row[name] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high]}
+        reached = [step for step in result.reached[arm * seeds:(arm + 1) * seeds] if step is not None]
+        estimate = mean_ci(reached)
+        row[STEPS_TO_TARGET] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high], "seeds": len(reached),
+                                "of": seeds}
         summary["arms"].append(row)
     for a, b in itertools.combinations(range(len(labels)), 2):
         test = paired_test(_arm_values(cell, result, a, Metric.FR_EXACT), _arm_values(cell, result, b, Metric.FR_EXACT))
@@ -290,15 +313,36 @@ def _share(value: float) -> str:
     return f"{value:.1%}" if math.isfinite(value) else "-"
 
 
-def format_summaries(summaries: list[dict[str, Any]]) -> str:
-    """The results as aligned text: one line per arm, then the paired tests of the cell."""
-    lines = [f"{'cell':<34} {'arm':<22} {'FR exact':>9} {'95% CI':>17} {'FR tokens':>9}"]
+def table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The whole study as one flat row per (cell, arm): what the CSV export and the page's table hold."""
+    rows = []
     for summary in summaries:
         for row in summary["arms"]:
-            exact, tokens = row[Metric.FR_EXACT], row[Metric.FR_TOKEN_ACC]
+            flat: dict[str, Any] = {"cell": summary["label"], "task": summary["task"], "hidden": summary["hidden"],
+                                    "step": summary["step"], "arm": row["arm"]}
+            for name in (*MEASURES, GAP):
+                flat |= {name: row[name]["mean"], f"{name}_ci_low": row[name]["ci"][0],
+                         f"{name}_ci_high": row[name]["ci"][1]}
+            steps = row[STEPS_TO_TARGET]
+            flat |= {STEPS_TO_TARGET: steps["mean"], "seeds_reaching_90": steps["seeds"], "seeds": steps["of"]}
+            rows.append(flat)
+    return rows
+
+
+def format_summaries(summaries: list[dict[str, Any]]) -> str:
+    """The results as aligned text: one line per arm, then the paired tests of the cell."""
+    lines = [f"{'cell':<34} {'arm':<22} {'FR exact':>9} {'95% CI':>17} {'FR tokens':>9} {'gap':>7} "
+             f"{'steps to 90%':>13}"]
+    for summary in summaries:
+        if summary["failed"]:
+            lines.append(f"{summary['label']:<34} failed: {summary['failed']}")
+        for row in summary["arms"]:
+            exact, tokens, gap, steps = row[Metric.FR_EXACT], row[Metric.FR_TOKEN_ACC], row[GAP], row[STEPS_TO_TARGET]
             low, high = exact["ci"]
+            reached = f"{steps['mean']:.0f} ({steps['seeds']}/{steps['of']})" if steps["seeds"] else "-"
             lines.append(f"{summary['label']:<34} {row['arm']:<22} {_share(exact['mean']):>9} "
-                         f"{'[' + _share(low) + ', ' + _share(high) + ']':>17} {_share(tokens['mean']):>9}")
+                         f"{'[' + _share(low) + ', ' + _share(high) + ']':>17} {_share(tokens['mean']):>9} "
+                         f"{gap['mean'] * 100:>+6.1f}  {reached:>13}")
         for test in summary["tests"]:
             verdict = "within seed noise" if test["within_seed_noise"] else "more than seed noise"
             p = "-" if not math.isfinite(test["p"]) else f"{test['p']:.3f}"
@@ -332,7 +376,12 @@ def reading(summaries: list[dict[str, Any]]) -> str:
         if noise:
             sentence += (" Against " + ", ".join(f"{others(t)} (p = {t['p']:.2f})" for t in noise)
                          + " the difference is within seed noise: more seeds or steps could tell them apart.")
+        widest = max(summary["arms"], key=lambda row: row[GAP]["mean"])
+        sentence += (f" The widest exposure-bias gap (teacher-forced minus free-running token accuracy) is "
+                     f"{widest['arm']}'s, {widest[GAP]['mean'] * 100:.1f} points.")
         paragraphs.append(sentence)
+    paragraphs += [f"**{summary['label']}** failed twice and was left out: {summary['failed']}."
+                   for summary in summaries if summary["failed"] and not summary["arms"]]
     if not paragraphs:
         return "No cell has evaluated yet: the reading appears as cells report."
     return ("A 95% confidence interval says where the mean over *all* seeds would likely be; a paired test "

@@ -9,7 +9,15 @@ from typing import Any
 
 from playground.analysis.compare import parse_ratios
 from playground.analysis.study import StudyConfig, format_summaries, reading
-from playground.cli.common import EXIT_CODES, EXIT_OK, BadInput, add_config_options, config_from_args, print_json
+from playground.cli.common import (
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_OK,
+    BadInput,
+    add_config_options,
+    config_from_args,
+    print_json,
+)
 from playground.runs.background import BackgroundRun
 from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.registry import RunRegistry
@@ -92,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"status": str(study.status), "message": study.message, "id": study.id,
                     "cells_done": snapshot.cells_done, "cells_total": snapshot.cells_total,
+                    "groups_total": snapshot.cells_total, "groups_run": snapshot.groups_run,
+                    "groups_reused": snapshot.groups_reused, "groups_failed": snapshot.groups_failed,
                     "seconds": round(snapshot.seconds, 2), "run_dir": str(study.run_dir),
                     "cells": snapshot.summaries})
+    if snapshot.groups_failed and study.status == "finished":
+        return EXIT_FAILED  # the rest finished; the failed cells are in the table with their reason
     return EXIT_CODES.get(study.status, EXIT_OK)

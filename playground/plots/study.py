@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from playground.plots.common import tidy
 from playground.plots.compare import colour
 from playground.training.rules import Metric
 
@@ -30,5 +31,5 @@ def study_figure(summaries: list[dict[str, Any]]) -> go.Figure:
     figure.update_layout(title="Free-running exact match per arm (mean over seeds, 95% CI)", scattermode="group",
                          xaxis_title="cell (task, setting, hidden size)",
                          yaxis_title="free-running exact match (% of validation sequences)",
-                         legend_title="teacher forcing", margin={"t": 50, "b": 10}, height=420)
-    return figure
+                         legend_title="teacher forcing", height=460)
+    return tidy(figure)

@@ -216,7 +216,7 @@ class BackgroundRun(Generic[SnapshotT]):
             if done:
                 final = RunStatus.FINISHED
                 break
-            if time.monotonic() - last_save > SAVE_EVERY_SECONDS:
+            if self._engine.wants_save or time.monotonic() - last_save > SAVE_EVERY_SECONDS:
                 if problem := self.save():
                     final, message = RunStatus.FAILED, problem
                     break

@@ -49,6 +49,7 @@ SnapshotT = TypeVar("SnapshotT", covariant=True)
 
 class Engine(Protocol[SnapshotT]):
     kind: RunKind
+    wants_save: bool  # news to write at once (a study's cell reported); every run also saves every few seconds
 
     @property
     def size(self) -> int:

@@ -75,6 +75,7 @@ def _rows_up_to(rows: list[dict[str, float]], step: int) -> list[dict[str, float
 class _Progress:
     """How far an engine is, from its trainer (one model or K): the same for every kind."""
 
+    wants_save = False  # a training run's news is its steps: saved every few seconds
     trainer: Trainer | BatchedTrainer
 
     @property

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
-from ray.exceptions import RayTaskError
+from ray.exceptions import RayError, RayTaskError
 
 from playground.analysis.compare import CompareConfig
 from playground.analysis.study import Cell, CellResult, StudyConfig, cell_summary
@@ -30,6 +30,7 @@ from playground.training.trainer import TrainedModel
 
 ADDRESS_ENV = "PLAYGROUND_RAY_ADDRESS"
 STUDY_FILE = "study.json"
+ATTEMPTS = 2  # a failing cell is trained again once, then recorded as failed
 POLL_SECONDS = 0.2  # how long one advance() waits for a report: BackgroundRun holds the engine's lock meanwhile
 ROOT = Path(__file__).resolve().parents[2]
 # what a cluster's workers need of this folder (the code); environments, runs and caches stay here
@@ -50,8 +51,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
                  ignore_reinit_error=True, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
 
 
-@ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)
-def train_cell(compare: CompareConfig) -> Iterator[dict[str, Any]]:
+def cell_reports(compare: CompareConfig) -> Iterator[dict[str, Any]]:
     """Train one cell's models together; yield each model's latest evaluation at every evaluation."""
     torch.set_num_threads(1)  # this worker process's setting: one core per task
     # only evaluations are reported; one thread of models, as Ray counts this task as one CPU
@@ -60,6 +60,10 @@ def train_cell(compare: CompareConfig) -> Iterator[dict[str, Any]]:
         engine.advance()
         if engine.step % compare.base.eval_every == 0 or engine.finished:
             yield CellResult.from_rows(engine.rows, engine.step, engine.finished, engine.seconds).as_dict()
+
+
+# Ray retries nothing itself: the engine trains a failed cell once more, then records why it failed
+train_cell = ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)(cell_reports)
 
 
 class StudyEngine:
@@ -76,6 +80,10 @@ class StudyEngine:
         self.address = address
         self.seconds = 0.0
         self._running: dict[Any, int] = {}  # streaming generator -> cell index
+        self._attempts: dict[int, int] = {}
+        self._submitted = False  # this engine's cells went to Ray (once: a resumed study gets a new engine)
+        self.groups_run = self.groups_reused = 0  # cells submitted, and cells done before, in this session
+        self.wants_save = False
 
     @classmethod
     def load(cls, run_dir: Path) -> StudyEngine:
@@ -103,18 +111,25 @@ class StudyEngine:
         return sum(result.done for result in self.results.values())
 
     @property
+    def groups_failed(self) -> int:
+        return sum(bool(result.failed) for result in self.results.values())
+
+    @property
     def finished(self) -> bool:
-        return self.cells_done == len(self.cells)
+        """Every cell done, or failed twice."""
+        return all(self.results.get(cell.index, CellResult()).ended for cell in self.cells)
 
     def advance(self) -> None:
         """Submit the cells not done (first call), then take whatever reports arrive within POLL_SECONDS."""
         started = time.perf_counter()
-        if not self._running:
+        if not self._submitted:
             connect(self.address)
-            for cell in self.cells:
-                if not self.results.get(cell.index, CellResult()).done:
-                    self.results[cell.index] = CellResult()
-                    self._running[train_cell.remote(cell.compare)] = cell.index
+            pending = [cell for cell in self.cells if not self.results.get(cell.index, CellResult()).done]
+            self.groups_reused = len(self.cells) - len(pending)
+            for cell in pending:
+                self._submit(cell)
+            self.groups_run = len(pending)
+            self._submitted = True
         ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=POLL_SECONDS)
         for generator in ready:
             index = self._running[generator]
@@ -123,21 +138,38 @@ class StudyEngine:
             except StopIteration:
                 del self._running[generator]
                 continue
-            except RayTaskError as error:  # the worker's own exception (DivergedError included), unwrapped
-                self.halt()
-                raise error.as_instanceof_cause() from None
+            except RayError as error:  # the cell's own exception (DivergedError...), a lost worker, out of memory
+                del self._running[generator]
+                self._failed(self.cells[index], error)
+                continue
             self.results[index] = CellResult.from_dict(report)
+            self.wants_save = True  # results are written as they arrive
         self.seconds += time.perf_counter() - started
 
+    def _submit(self, cell: Cell) -> None:
+        self.results[cell.index] = CellResult()
+        self._attempts[cell.index] = self._attempts.get(cell.index, 0) + 1
+        self._running[train_cell.remote(cell.compare)] = cell.index
+
+    def _failed(self, cell: Cell, error: RayError) -> None:
+        """Once: train the cell again from step 0. Twice: record why, keep what it reported, go on."""
+        if self._attempts.get(cell.index, 0) < ATTEMPTS:
+            self._submit(cell)
+            return
+        cause = error.cause if isinstance(error, RayTaskError) else None
+        reason = str(cause) if cause is not None else f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        self.results[cell.index] = replace(self.results.get(cell.index, CellResult()), failed=reason)
+
     def halt(self) -> None:
-        """Cancel the cells still training (a stop, or a failure in one of them)."""
+        """Cancel the cells still training (a stop)."""
         for generator in self._running:
             ray.cancel(generator, force=True)
         self._running.clear()
 
     def snapshot(self) -> StudySnapshot:
         return StudySnapshot(self.config, [cell_summary(cell, self.results.get(cell.index)) for cell in self.cells],
-                             self.cells_done, len(self.cells), self.step, self.total_steps, self.seconds)
+                             self.cells_done, len(self.cells), self.step, self.total_steps, self.seconds,
+                             self.groups_run, self.groups_reused, self.groups_failed)
 
     def set_live(self, changes: Mapping[str, float]) -> None:
         raise ValueError("a study's settings are fixed while it trains")
@@ -149,6 +181,7 @@ class StudyEngine:
         return []  # the models live and die in the workers; a study keeps their numbers
 
     def save(self, run_dir: Path) -> None:
+        self.wants_save = False
         write_json(run_dir / STUDY_FILE, {"config": self.config.as_dict(), "address": self.address or "",
                                           "seconds": self.seconds,
                                           "results": {str(k): r.as_dict() for k, r in self.results.items()}})
@@ -165,6 +198,9 @@ class StudySnapshot:
     step: int
     total_steps: int
     seconds: float
+    groups_run: int = 0  # cells trained in this session (the rest were done before it)
+    groups_reused: int = 0
+    groups_failed: int = 0
 
     @property
     def eta_seconds(self) -> float | None:
