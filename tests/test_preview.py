@@ -50,7 +50,7 @@ def test_diagram_follows_the_settings() -> None:
 def test_empty_charts_have_real_axes_and_say_when() -> None:
     accuracy = accuracy_figure([], total_steps=2000, first_evaluation=100)
     assert list(accuracy.layout.yaxis.range) == [0, 101] and list(accuracy.layout.xaxis.range) == [0, 2000]
-    assert "step 100" in accuracy.layout.annotations[-1].text
+    assert "every 100 steps" in accuracy.layout.annotations[-1].text.replace("<br>", " ")
     loss = loss_figure([], total_steps=500, chance_loss=2.6)
     assert loss.layout.yaxis.range[0] == 0 and list(loss.layout.xaxis.range) == [0, 500]
 

@@ -137,7 +137,8 @@ def accuracy_figure(rows: list[dict[str, float]], changes: Changes = (), total_s
         figure.add_hline(y=chance_accuracy * 100, line={"color": "#999", "dash": "dash", "width": 1},
                          annotation_text=f"chance: 1/|V| = {chance_accuracy:.1%}",
                          annotation_position="top right", annotation_font={"size": 10, "color": "#777"})
-    when = f"First evaluation at step {first_evaluation:,}." if first_evaluation else "At the first evaluation."
+    when = (f"The untrained model (step 0) is scored after the first step, then every {first_evaluation:,} steps."
+            if first_evaluation else "At the first evaluation.")
     return _waiting(figure, "Token and whole-sequence accuracy on validation examples.", when, total_steps, (0, 101))
 
 
