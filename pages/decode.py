@@ -58,19 +58,19 @@ def stepper(walk: StepThrough, target: list[str]) -> None:
     elif playing:
         st.session_state.dc_playing = False
         st.rerun()
-    columns = st.columns([1, 1, 1, 1, 4])
-    columns[0].button("Previous", key="dc_prev", on_click=move, args=(-1, last), disabled=playing,
-                      help="Back one decoder step", icon=":material/skip_previous:")
-    columns[1].button("Next", key="dc_next", on_click=move, args=(1, last), disabled=playing,
-                      help="Forward one decoder step", icon=":material/skip_next:")
-    if columns[2].button("Pause" if playing else "Play", key="dc_play", icon=":material/play_arrow:",
-                         help=f"Advance one step every {PLAY_SECONDS} s until the end"):
+    buttons = st.container(horizontal=True)  # one row that wraps at 800 px instead of cutting labels
+    buttons.button("Previous", key="dc_prev", on_click=move, args=(-1, last), disabled=playing, width="content",
+                   help="Back one decoder step", icon=":material/skip_previous:")
+    buttons.button("Next", key="dc_next", on_click=move, args=(1, last), disabled=playing, width="content",
+                   help="Forward one decoder step", icon=":material/skip_next:")
+    if buttons.button("Pause" if playing else "Play", key="dc_play", icon=":material/play_arrow:", width="content",
+                      help=f"Advance one step every {PLAY_SECONDS} s until the end"):
         st.session_state.dc_playing = not playing
         if not playing and st.session_state.dc_step >= last:
             st.session_state.dc_step = 0
         st.rerun()
-    columns[3].button("Restart", key="dc_restart", on_click=move, args=(-last, last), help="Back to step 0",
-                      icon=":material/first_page:")
+    buttons.button("Restart", key="dc_restart", on_click=move, args=(-last, last), help="Back to step 0",
+                   icon=":material/first_page:", width="content")
     t = st.session_state.dc_step
     step = walk.steps[t]
     st.markdown(f"**Step {t} of {last}** · fed **{step.fed}** {FED_BADGES[step.fed_from]} · chose "

@@ -201,7 +201,7 @@ def draw_progress_and_loss(run: Run, snapshot: TrainingSnapshot) -> None:
     changes = [(change.step, change.text) for change in snapshot.changes]
     note = f"diverged at step {snapshot.step + 1}" if status == "diverged" else ""
     chance = preview.chance_loss if preview else None
-    loss_column, gamma_column = st.columns([2, 1])
+    loss_column, gamma_column = st.columns([3, 2])  # at 800 px a third is too narrow for the toolbar
     chart(loss_column, loss_figure(snapshot.rows, st.session_state.smoothing, st.session_state.log_y, changes,
                                    note, snapshot.total_steps, chance), "loss_chart")
     chart(gamma_column, gamma_figure(snapshot.rows, changes, snapshot.total_steps), "gamma_chart")

@@ -1,7 +1,8 @@
 """What every chart shares: a title clear of Plotly's toolbar, legends below, honest empty states, downloads.
 
 Plotly's toolbar sits in the top-right corner of the figure; a centred title in a thin top margin runs under it.
-`tidy` puts the title left, just above the plot area, and leaves the toolbar its own strip. `empty_state` fixes
+`tidy` puts the title at the figure's left edge (so a narrow chart's title fits its width), just above the plot
+area, and leaves the toolbar its own strip. `empty_state` fixes
 the axes to the ranges the data will have (never plotly's -1..1) and says what will appear, and when.
 """
 
@@ -23,8 +24,8 @@ def tidy(figure: go.Figure, legend_below: bool = True) -> go.Figure:
     title = figure.layout.title.text or ""
     margin = figure.layout.margin
     figure.update_layout(
-        title={"text": title, "x": 0, "xref": "paper", "xanchor": "left", "y": 1, "yref": "paper",
-               "yanchor": "bottom", "pad": {"b": 8}, "font": {"size": 15}},
+        title={"text": title, "x": 0, "xref": "container", "xanchor": "left", "y": 1, "yref": "paper",
+               "yanchor": "bottom", "pad": {"b": 8, "l": 8}, "font": {"size": 15}},
         margin={"t": TOOLBAR_STRIP + TITLE_SPACE, "l": margin.l if margin.l is not None else 60,
                 "r": margin.r if margin.r is not None else 20,
                 "b": max(margin.b or 0, 90 if legend_below else 45)})
@@ -62,5 +63,6 @@ def chart_config(name: str) -> dict[str, Any]:
         "displayModeBar": "hover",
         "toImageButtonOptions": {"format": "png", "filename": name, "scale": 2},
         "modeBarButtonsToAdd": ["toImage"],
-        "modeBarButtonsToRemove": ["lasso2d", "select2d"],
+        # four buttons (camera, zoom, pan, reset): more wrap onto a second row over the title of a narrow chart
+        "modeBarButtonsToRemove": ["lasso2d", "select2d", "zoomIn2d", "zoomOut2d", "autoScale2d"],
     }

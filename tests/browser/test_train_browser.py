@@ -17,6 +17,13 @@ LOSS_POINTS = """() => {
   const line = plot._fullData.find(trace => trace.name === 'training loss');
   return line && line.x ? line.x.length : 0;
 }"""
+TITLES_AND_TOOLBARS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent).map(p => {
+  const title = p.querySelector('.gtitle'), bar = p.querySelector('.modebar');
+  if (!title || !bar) return null;
+  const a = title.getBoundingClientRect(), b = bar.getBoundingClientRect();
+  const overlap = a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  return {title: title.textContent, overlap};
+}).filter(chart => chart)"""  # the toolbar is laid out (transparent) before the pointer hovers
 
 
 
@@ -34,6 +41,12 @@ def test_start_watch_stop_reload(streamlit_server: str, browser_page) -> None:
     print(f"seconds from Start to the first point on the loss chart: {first_point:.2f}")
     page.wait_for_function(f"({LOSS_POINTS})() > 100")
     page.wait_for_selector(".st-key-preview_encoder .js-plotly-plot")
+    for width in (1400, 800):
+        page.set_viewport_size({"width": width, "height": 1100})
+        page.wait_for_timeout(1000)  # plotly re-lays out to the new width
+        charts = page.evaluate(TITLES_AND_TOOLBARS)
+        assert len(charts) >= 5 and not [chart["title"] for chart in charts if chart["overlap"]], (width, charts)
+    page.set_viewport_size({"width": 1500, "height": 1100})
     screenshot(page, "train-running")
     page.click(".st-key-stop button")
     page.wait_for_selector("text=stopped")
