@@ -425,12 +425,41 @@ def checkpoint_source(data: bytes) -> tuple[Seq2Seq, TrainConfig, Task, list[Pai
     return loaded.model, loaded.config, task, pairs, note
 
 
+INSPECTION_URL_KEYS = ("run", "model", "example", "source", "target")  # what an inspection page's link holds
+
+
+def link_choice(prefix: str, name: str, allowed: Iterable[Any], what: str) -> None:
+    """Seed widget `{prefix}_{name}` from the link's `name` once per session, if the value is one of `allowed`;
+    otherwise say, once, which value was ignored and what is allowed."""
+    widget = f"{prefix}_{name}"
+    if widget in st.session_state or name not in st.query_params:
+        return
+    text, choices = st.query_params[name], list(allowed)
+    chosen = next((choice for choice in choices if str(choice) == text), None)
+    if chosen is None:
+        shown = ", ".join(map(str, choices[:5])) + (" …" if len(choices) > 5 else "")
+        st.warning(f"The link's {what} {text!r} is not here (allowed: {shown}): showing the default instead.")
+        return
+    st.session_state[widget] = chosen
+
+
+def link_keep(**values: Any) -> None:
+    """The inspection page's link: these values, and none of the other INSPECTION_URL_KEYS."""
+    for name in INSPECTION_URL_KEYS:
+        value = values.get(name)
+        if value in (None, ""):
+            st.query_params.pop(name, None)
+        elif st.query_params.get(name) != str(value):
+            st.query_params[name] = str(value)
+
+
 def pick_source(prefix: str) -> Source | None:
     """A run of any kind (and, for a comparison, one of its models) or an uploaded checkpoint; widget keys start
     with `prefix` so two pages keep their own choices."""
     kind = st.radio("Model from", ["a training run", "a checkpoint file"], horizontal=True, key=f"{prefix}_from",
                     help="A run from the Train or Compare page (or the CLI), or a checkpoint file downloaded from one")
     if kind == "a checkpoint file":
+        link_keep()  # an upload cannot travel in a link
         upload = st.file_uploader("Checkpoint (.pt, saved by the Train page)", type=["pt"], key=f"{prefix}_upload",
                                   help="Read with torch.load(weights_only=True): data only, never code")
         if upload is None:
@@ -448,6 +477,7 @@ def pick_source(prefix: str) -> Source | None:
         st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
         return None
     names = {summary.id: f"{summary.name} ({summary.kind}, {summary.status})" for summary in summaries}
+    link_choice(prefix, "run", names, "run")
     if st.session_state.get(f"{prefix}_run") not in names:  # the run looked at last, else the best finished one
         st.session_state[f"{prefix}_run"] = first_run(
             [summary.id for summary in summaries if summary.status in FINAL_STATUSES], list(names))
@@ -462,9 +492,11 @@ def pick_source(prefix: str) -> Source | None:
         return None
     index = 0
     if len(models) > 1:
+        link_choice(prefix, "model", range(len(models)), "model number")
         index = st.selectbox("Model", range(len(models)), format_func=lambda k: models[k].label,
                              key=f"{prefix}_model", help="A comparison trains several models: pick which one")
     index = min(index, len(models) - 1)
+    st.session_state[f"{prefix}_link"] = {"run": run_id, "model": index if len(models) > 1 else None}
     chosen = models[index]
     label = names[run_id] + (f" — {chosen.label}" if chosen.label else "")
     return Source(label, chosen.config, chosen.task, chosen.val_pairs, run.status == RunStatus.RUNNING,
@@ -488,14 +520,22 @@ def first_run(finished: list[str], listed: list[str]) -> str:
 def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
     """The chosen example, or None with the problems to show (tokens outside the vocabulary)."""
     choices = ["a validation example", "type a source"] if source.val_pairs else ["type a source"]
+    if f"{prefix}_how" not in st.session_state and "source" in st.query_params:  # a link to a typed source
+        st.session_state[f"{prefix}_how"] = "type a source"
+        st.session_state[f"{prefix}_source"] = st.query_params["source"]
+        st.session_state[f"{prefix}_target"] = st.query_params.get("target", "")
+    link = st.session_state.pop(f"{prefix}_link", {})
     how = st.radio("Example", choices, horizontal=True, key=f"{prefix}_how",
                    help="Validation examples were never trained on; a typed source may be anything in the vocabulary")
     if how == "a validation example":
         pairs = source.val_pairs[:MAX_EXAMPLES]
+        link_choice(prefix, "example", range(len(pairs)), "validation example number")
         index = st.selectbox("Validation example", range(len(pairs)), key=f"{prefix}_example",
                              format_func=lambda i: f"{source.src_vocab.join(pairs[i][0])} → "
                                                    f"{source.tgt_vocab.join(pairs[i][1])}",
                              help=f"The first {MAX_EXAMPLES} of the run's validation set, source → target")
+        if link:  # from a run (an uploaded checkpoint has no link)
+            link_keep(**link, example=index)
         return pairs[index], []
     symbols = source.src_vocab.itos[4:]
     text = st.text_input("Source", key=f"{prefix}_source", placeholder=f"e.g. {source.src_vocab.join(symbols[:5])}",
@@ -507,6 +547,8 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
                "Try an input longer than the training ones.")
     target_text = st.text_input("Target (optional; needed for teacher forcing)", key=f"{prefix}_target",
                                 help="The true output: teacher forcing feeds its tokens to the decoder")
+    if link:
+        link_keep(**link, source=text, target=target_text)
     src = source.src_vocab.tokenize(text)
     if not src:
         return None, []

@@ -85,3 +85,25 @@ def test_a_running_run_is_followed_live() -> None:
         run.join(30)
     at.run()
     assert not any("live" in caption.value for caption in at.caption)
+
+
+def test_the_link_holds_the_run_and_the_example_and_restores_them(trained_run: BackgroundRun) -> None:
+    other = runs.registry().launch("other", TrainingEngine.create(CONFIG.replace(seed=1)), CONFIG)
+    other.join(120)
+    at = states_page()
+    at.selectbox(key="hs_run").set_value(trained_run.id).run()
+    at.selectbox(key="hs_example").set_value(3).run()
+    assert (at.query_params["run"], at.query_params["example"]) == (trained_run.id, "3")
+    at.radio(key="hs_how").set_value("type a source").run()
+    at.text_input(key="hs_source").input("abcab").run()
+    assert at.query_params["source"] == "abcab" and "example" not in at.query_params
+    opened = new_app()  # a fresh session opening that link
+    opened.query_params.update(run=trained_run.id, example="3")
+    opened.switch_page("pages/hidden_states.py").run()
+    assert opened.selectbox(key="hs_run").value == trained_run.id and opened.selectbox(key="hs_example").value == 3
+    bad = new_app()
+    bad.query_params.update(run="no-such-run", example="9999")
+    bad.switch_page("pages/hidden_states.py").run()
+    assert not bad.exception
+    assert any("run 'no-such-run' is not here" in warning.value for warning in bad.warning)
+    assert any("validation example number '9999' is not here" in warning.value for warning in bad.warning)
