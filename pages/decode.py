@@ -19,7 +19,7 @@ from playground.analysis.decode import (
 )
 from playground.plots.decode import position_errors_figure, top_k_figure
 from playground.plots.states import state_heatmap
-from playground.ui import Source, inspection_sidebar
+from playground.ui import Source, chart, inspection_sidebar
 
 PLAY_SECONDS = 0.8
 FED_BADGES = {FED_TRUE: ":green-badge[true token (teacher-forced)]", FED_OWN: ":orange-badge[model's own output]",
@@ -79,13 +79,11 @@ def stepper(walk: StepThrough, target: list[str]) -> None:
     st.caption("Emitted so far: " + " ".join(walk.emitted[: t + 1]))
     left, right = st.columns(2)
     left.caption("Orange: the token chosen (argmax); green outline: the target's token at this step.")
-    left.plotly_chart(top_k_figure(step, target[t] if t < len(target) else None), key="dc_top_k_chart",
-                      width="stretch")
+    chart(left, top_k_figure(step, target[t] if t < len(target) else None), "dc_top_k_chart")
     labels = [f"{s.fed}→{s.chosen}" for s in walk.steps[: t + 1]]
     for index, layer in enumerate(walk.capture.decoder):
-        right.plotly_chart(state_heatmap(layer.h[: t + 1], labels, f"Decoder layer {index + 1}: h_t so far",
-                                         height=320, value_name="h", x_title="step (input → prediction)"),
-                           key=f"dc_h_{index}", width="stretch")
+        chart(right, state_heatmap(layer.h[: t + 1], labels, f"Decoder layer {index + 1}: h_t so far",
+                                   height=320, value_name="h", x_title="step (input → prediction)"), f"dc_h_{index}")
 
 
 def beam_view(source: Source, src: list[str], limit: int, width: int, length_norm: bool) -> None:
@@ -149,7 +147,7 @@ if source and example:
         errors = ({arm.label: position_errors(arm.model, arm.task, arm.val_pairs) for arm in source.arms()}
                   if every_arm and source.arms else
                   {"": position_errors(source.model(), source.task, source.val_pairs)})
-        st.plotly_chart(position_errors_figure(errors), key="dc_positions", width="stretch")
+        chart(st, position_errors_figure(errors), "dc_positions")
         st.caption("Teacher-forced: fed the true prefix. Free-running: fed its own outputs, so one mistake can cause "
                    "the next. The dashed line is the free-running error among examples whose earlier positions were "
                    "all right; the gap above it is what earlier mistakes add.")

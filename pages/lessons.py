@@ -11,7 +11,7 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
-from playground.ui import glossary_link
+from playground.ui import chart, glossary_link
 
 POLL_SECONDS = 2.0
 RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session
@@ -58,13 +58,13 @@ if message := st.session_state.pop("lesson_error", None):
 st.markdown("**Questions to answer from the charts**\n" + "\n".join(f"1. {q}" for q in lesson.questions))
 
 
-def chart(snapshot: CompareSnapshot, name: str, index: int) -> None:
+def draw_chart(snapshot: CompareSnapshot, name: str, index: int) -> None:
     if name == LENGTHS:
         figure = length_figure(snapshot)
     else:
         title, y_title, percent = CHART_TITLES[name]
         figure = curve_figure(snapshot, gap if name == GAP else metric(name), title, y_title, percent)
-    st.plotly_chart(figure, key=f"lesson_chart_{index}", width="stretch")
+    chart(st, figure, f"lesson_chart_{index}")
 
 
 @st.fragment(run_every=POLL_SECONDS if running else None)
@@ -77,7 +77,7 @@ def live() -> None:
     columns = st.columns(2)
     for index, name in enumerate(lesson.charts):
         with columns[index % 2]:
-            chart(snapshot, name, index)
+            draw_chart(snapshot, name, index)
     if run.status in FINAL_STATUSES:
         reading = lesson.read(snapshot)
         st.subheader("What this run shows")

@@ -37,6 +37,8 @@ class BackgroundRun(Generic[SnapshotT]):
         self.id, self.name, self.run_dir, self.owner = run_id, name, run_dir, owner
         self.status, self.message = RunStatus(status), message
         self._engine = engine
+        self.kind: RunKind = engine.kind
+        self.size = engine.size  # models it trains: what admission control multiplies a model's cost by
         self._lock = threading.Lock()  # guards the engine; held for one step at a time
         self._control = threading.Condition()
         self._stop_requested = False
@@ -46,14 +48,6 @@ class BackgroundRun(Generic[SnapshotT]):
         self.admit: Callable[[BackgroundRun[Any]], None] = lambda run: None  # raises RunError to refuse a start
         self.peak_memory_bytes = 0.0  # the estimate admission control counts while the run trains
         self.on_end: Callable[[BackgroundRun[Any]], None] = lambda run: None  # the registry starts a queued run
-
-    @property
-    def size(self) -> int:
-        return self._engine.size
-
-    @property
-    def kind(self) -> RunKind:
-        return self._engine.kind
 
     @property
     def active(self) -> bool:

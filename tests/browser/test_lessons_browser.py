@@ -70,5 +70,6 @@ def test_a_lesson_runs_to_a_reading_computed_from_its_numbers(restarted_server: 
     page.wait_for_selector("text=What this run shows", timeout=90_000)
     reading = page.locator("[data-testid=stAlert]").last.inner_text()
     assert "After 60 steps, γ = 1 gets" in reading and "γ = 0 gets" in reading
-    assert page.locator(".st-key-lesson_chart_1 .js-plotly-plot").count() == 1
+    wait_idle(page)  # the rerun after the end may briefly hold the old chart beside the new one
+    page.wait_for_function("() => document.querySelectorAll('.st-key-lesson_chart_1 .js-plotly-plot').length === 1")
     screenshot(page, "lesson-exposure-bias")
