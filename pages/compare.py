@@ -23,7 +23,7 @@ from playground.core.forcing import SCHEDULES
 from playground.core.tasks import CustomPairs, TaskError
 from playground.plots.compare import curve_figure, gap, length_figure, metric
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import RunKind
+from playground.runs.engine import FINAL_STATUSES, RunKind
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
 from playground.training.rules import Metric
@@ -32,6 +32,7 @@ from playground.ui import (
     chart,
     chart_format_picker,
     checked_config,
+    compounding_errors,
     keep_widget_state,
     live_run_view,
     load_settings,
@@ -198,6 +199,8 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
                               empty_range=(0.0, 1.0) if percent else LOSS_RANGE)
         chart(columns[i % 2], figure, f"compare_chart_{i}")
     chart(columns[1], length_figure(snapshot), "compare_lengths")
+    if status in FINAL_STATUSES and run is not None:  # scored once the models stop changing
+        compounding_errors(columns[0], run, "compare_positions")
     st.caption("The gap uses token accuracy: with greedy decoding a sequence that is fully right under teacher "
                "forcing fed itself the true tokens, so its free-running copy is right too and an exact-match gap "
                "is always 0.")

@@ -23,6 +23,7 @@ from playground.ui import (
     chart,
     chart_format_picker,
     checked_config,
+    compounding_errors,
     keep_widget_state,
     load_settings,
     open_run,
@@ -231,6 +232,9 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
         else:
             st.caption("Predictions appear at the first evaluation.")
     state_preview(snapshot)
+    if run is not None and run.status in FINAL_STATUSES:  # scored once the model stops changing
+        left, _ = st.columns(2)
+        compounding_errors(left, run, "train_positions")
 
 
 preview = preview_of(config, custom) if config is not None else None

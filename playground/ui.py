@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from playground.analysis.decode import position_errors
 from playground.analysis.states import best_by_free_running
 from playground.core.config import (
     DEFAULTS,
@@ -29,6 +30,7 @@ from playground.core.devices import available_devices
 from playground.core.model import Seq2Seq
 from playground.core.tasks import TASKS, CustomPairs, Pair, Task, TaskData, TaskError, Vocab, parse_custom_csv
 from playground.plots.common import chart_config, file_name
+from playground.plots.decode import position_errors_figure
 from playground.plots.states import state_heatmap
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
@@ -304,6 +306,18 @@ def live_run_view(run: BackgroundRun[Any] | None, polling: bool, seconds: float,
                 st.rerun()
 
     live()
+
+
+def compounding_errors(container: Any, run: BackgroundRun[Any], key: str) -> None:
+    """Where exposure bias compounds: error by output position, teacher-forced against free-running, for every
+    model of an ended run, on its validation set; computed once per run and step (a few forward passes)."""
+    cached = st.session_state.get(f"{key}_errors")
+    if cached is None or cached[0] != (run.id, run.step):
+        errors = {model.label: position_errors(model.model, model.task, model.val_pairs) for model in run.models()
+                  if model.val_pairs}
+        cached = st.session_state[f"{key}_errors"] = ((run.id, run.step), errors)
+    if cached[1]:
+        chart(container, position_errors_figure(cached[1]), key)
 
 
 def chart_format_picker() -> None:

@@ -42,10 +42,12 @@ def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None
     at.run()
     assert run.status == "finished" and not at.exception
     charts = {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
-    assert {f"compare_chart_{i}" for i in range(5)} | {"compare_lengths"} <= charts.keys()
+    assert {f"compare_chart_{i}" for i in range(5)} | {"compare_lengths", "compare_positions"} <= charts.keys()
     named = [trace["name"] for trace in charts["compare_chart_0"]["data"] if trace.get("showlegend", True)]
     assert named == ["γ = 0", "γ = 1"]
     assert "mean ± std over 2 seeds" in charts["compare_chart_0"]["layout"]["title"]["text"]
+    positions = {trace["name"] for trace in charts["compare_positions"]["data"]}  # every model, both ways
+    assert len(positions) == 3 * 4 and any("γ = 1, seed 1" in name for name in positions)
     table = at.dataframe[0].value
     assert list(table["teacher forcing"]) == ["γ = 0", "γ = 1"]
     assert (table["step"] == 30).all()

@@ -37,7 +37,8 @@ def test_start_trains_in_the_background_and_the_page_shows_it() -> None:
     at.run()
     assert run.status == "finished" and not at.exception
     chart_keys = {chart.key for chart in at.get("plotly_chart")}
-    assert {"loss_chart", "accuracy_chart", "gamma_chart", "preview_encoder", "preview_decoder"} <= chart_keys
+    assert {"loss_chart", "accuracy_chart", "gamma_chart", "preview_encoder", "preview_decoder",
+            "train_positions"} <= chart_keys  # errors by position once the run has ended
     loss = next(chart for chart in at.get("plotly_chart") if chart.key == "loss_chart")
     assert "training loss" in loss.proto.spec
     assert at.metric[0].label == "Validation loss, free-running"
