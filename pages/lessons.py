@@ -11,7 +11,7 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
-from playground.ui import chart, glossary_link
+from playground.ui import chart, glossary_link, link_settings, url_problems
 
 POLL_SECONDS = 2.0
 RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session
@@ -20,6 +20,8 @@ st.title("Lessons")
 st.caption("Each lesson is a short experiment with a question behind it. Press its button, watch the charts while it "
            "trains (about a minute), answer the questions, then read what this run's own numbers say.")
 glossary_link()
+link_settings({"lesson": next(iter(LESSONS))}, {"lesson": "lesson"}, {"lesson": list(LESSONS)}, {})
+url_problems()
 chosen = st.radio("Lesson", list(LESSONS), format_func=lambda key: LESSONS[key].title, horizontal=True,
                   key="lesson", help="Each lesson trains its own small models; its run stays here when you switch.")
 lesson: Lesson = LESSONS[chosen]

@@ -17,7 +17,7 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import RunKind
 from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
-from playground.ui import chart, live_run_view, session_owner, visible_runs
+from playground.ui import chart, link_settings, live_run_view, session_owner, share_link, url_problems, visible_runs
 
 Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
@@ -31,9 +31,19 @@ st.caption("A grid of comparisons. In every cell (task, setting, hidden size) al
            "in one Ray task, on the same batches and initial weights per seed, so arms are compared seed by seed.")
 
 runs = registry()
+STEP_BOUNDS = (1, 1_000_000)
+link_settings(DEFAULTS, {"study_tasks": "tasks", "study_max_lens": "max_len", "study_digits": "digits",
+                         "study_hiddens": "hidden", "study_ratios": "ratios", "study_schedules": "schedules",
+                         "study_seeds": "seeds", "study_steps": "steps", "study_eval_every": "eval_every"},
+              {"study_tasks": [name for name in TASKS if name != "custom"], "study_max_lens": range(2, 51),
+               "study_digits": range(1, 10), "study_hiddens": HIDDEN_CHOICES, "study_ratios": RATIO_CHOICES,
+               "study_schedules": [s for s in SCHEDULES if s != "constant"]},
+              {"study_seeds": (2, MAX_SEEDS), "study_steps": STEP_BOUNDS, "study_eval_every": STEP_BOUNDS})
+url_problems()
 for name, default in DEFAULTS.items():  # the widgets' values survive a visit to another page
     st.session_state.setdefault(name, default)
     st.session_state[name] = st.session_state[name]
+share_link("study")
 run: Run | None = None
 if run_id := st.session_state.get("study_run_id"):
     try:

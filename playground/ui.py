@@ -457,6 +457,55 @@ def link_choice(prefix: str, name: str, allowed: Iterable[Any], what: str) -> No
     st.session_state[widget] = chosen
 
 
+def link_settings(defaults: dict[str, Any], names: dict[str, str], options: dict[str, Iterable[Any]],
+                  bounds: dict[str, tuple[int, int]]) -> None:
+    """For a page whose settings are not a TrainConfig (the Study grid, the chosen lesson): widget key ->
+    URL `names`, seeded once per session from the link (lists as comma-separated values, each one of its
+    `options`; whole numbers within `bounds`; one message naming a value that is not allowed, whose widget keeps
+    its default), then the link rewritten with every value that differs from `defaults`."""
+    flag = f"linked_{next(iter(names))}"
+    if not st.session_state.get(flag):
+        st.session_state[flag] = True
+        for widget, name in names.items():
+            if name in st.query_params:
+                _seed_from_link(widget, name, st.query_params[name], defaults[widget], options, bounds)
+    for widget, name in names.items():
+        value = st.session_state.get(widget, defaults[widget])
+        if value == defaults[widget]:
+            st.query_params.pop(name, None)
+        else:
+            text = ",".join(map(_link_text, value)) if isinstance(value, list) else _link_text(value)
+            if st.query_params.get(name) != text:
+                st.query_params[name] = text
+
+
+def _link_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _seed_from_link(widget: str, name: str, text: str, default: Any, options: dict[str, Iterable[Any]],
+                    bounds: dict[str, tuple[int, int]]) -> None:
+    if widget in options:
+        allowed = list(options[widget])
+        by_text = {_link_text(option): option for option in allowed}
+        parts = [part for part in text.split(",") if part] if isinstance(default, list) else [text]
+        if parts and all(part in by_text for part in parts):
+            chosen = [by_text[part] for part in parts]
+            st.session_state[widget] = chosen if isinstance(default, list) else chosen[0]
+            return
+        shown = ", ".join(map(_link_text, allowed[:12])) + (" …" if len(allowed) > 12 else "")
+        st.session_state.setdefault("url_problems", []).append(
+            f"The link's {name} = {text!r} is not allowed (choose from {shown}): it keeps its default.")
+        return
+    low, high = bounds[widget]
+    if text.isdigit() and low <= int(text) <= high:
+        st.session_state[widget] = int(text)
+        return
+    st.session_state.setdefault("url_problems", []).append(
+        f"The link's {name} = {text!r} is not allowed (a whole number from {low:,} to {high:,}): it keeps its "
+        "default.")
+
+
 def link_keep(**values: Any) -> None:
     """The inspection page's link: these values, and none of the other INSPECTION_URL_KEYS."""
     for name in INSPECTION_URL_KEYS:

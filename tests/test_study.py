@@ -132,3 +132,21 @@ def test_study_page_defaults_and_messages_without_ray() -> None:
     assert "no task chosen: choose at least one" in errors and "no hidden size chosen: choose at least one" in errors
     assert at.button(key="study_start").disabled
     assert not ray.is_initialized()
+
+
+@pytest.mark.usefixtures("fresh_app")
+def test_the_study_link_holds_the_grid_and_names_a_value_it_cannot_use() -> None:
+    at = study_page()
+    at.multiselect(key="study_tasks").set_value(["copy"])
+    at.number_input(key="study_seeds").set_value(3)
+    at.run()
+    assert (at.query_params["tasks"], at.query_params["seeds"]) == ("copy", "3")
+    assert "max_len" not in at.query_params  # at its default
+    opened = new_app()
+    opened.query_params.update(tasks="copy,sort", seeds="40", ratios="0,1")
+    opened.switch_page("pages/study.py").run()
+    assert not opened.exception
+    assert opened.multiselect(key="study_tasks").value == ["copy", "sort"]
+    assert opened.multiselect(key="study_ratios").value == [0.0, 1.0]
+    assert opened.number_input(key="study_seeds").value == 5  # 40 is past the limit: the default stays
+    assert any("seeds = '40' is not allowed" in warning.value for warning in opened.warning)
