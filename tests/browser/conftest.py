@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,23 @@ def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         finally:
             log.seek(0)
             print(log.read()[-4000:])
+
+
+@contextmanager
+def another_server(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]) -> Iterator[str]:
+    """A second `streamlit run` with its own empty runs folder and these environment variables."""
+    monkeypatch = pytest.MonkeyPatch()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    folder = tmp_path_factory.mktemp(name)
+    with (folder / "streamlit.log").open("w+") as log:
+        try:
+            with streamlit_app(folder / "runs", log) as url:
+                yield url
+        except ServerError as error:
+            pytest.fail(str(error))
+        finally:
+            monkeypatch.undo()
 
 
 @pytest.fixture(scope="session")

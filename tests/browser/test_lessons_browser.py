@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from playground.analysis.lessons import STEPS_ENV
-from tests.browser.conftest import screenshot
-from tests.browser.harness import ServerError, set_number, streamlit_app, wait_idle
+from tests.browser.conftest import another_server, screenshot
+from tests.browser.harness import set_number, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -21,17 +20,8 @@ CHANGED = {"Hidden size": ("hidden_dim", 32), "Max length": ("max_len", 12), "Ba
 @pytest.fixture(scope="module")
 def restarted_server(tmp_path_factory: pytest.TempPathFactory, streamlit_server: str) -> Iterator[str]:
     """A second server with its own empty runs folder (a restart, or a colleague's machine); lessons are short."""
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv(STEPS_ENV, "60")
-    folder = tmp_path_factory.mktemp("restarted")
-    with (folder / "streamlit.log").open("w+") as log:
-        try:
-            with streamlit_app(Path(folder / "runs"), log) as url:
-                yield url
-        except ServerError as error:
-            pytest.fail(str(error))
-        finally:
-            monkeypatch.undo()
+    with another_server(tmp_path_factory, "restarted", {STEPS_ENV: "60"}) as url:
+        yield url
 
 
 def test_a_link_restores_every_changed_setting_on_a_restarted_server(streamlit_server: str, restarted_server: str,

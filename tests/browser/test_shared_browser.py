@@ -4,30 +4,19 @@ B does not see A's run, and B's Start waits in the queue with its place shown.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import screenshot
-from tests.browser.harness import ServerError, set_number, streamlit_app, wait_idle
+from tests.browser.conftest import another_server, screenshot
+from tests.browser.harness import set_number, wait_idle
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("PLAYGROUND_SHARED", "1")
-    monkeypatch.setenv("PLAYGROUND_MAX_ACTIVE", "1")
-    folder = tmp_path_factory.mktemp("shared")
-    with (folder / "streamlit.log").open("w+") as log:
-        try:
-            with streamlit_app(Path(folder / "runs"), log) as url:
-                yield url
-        except ServerError as error:
-            pytest.fail(str(error))
-        finally:
-            monkeypatch.undo()
+    with another_server(tmp_path_factory, "shared", {"PLAYGROUND_SHARED": "1", "PLAYGROUND_MAX_ACTIVE": "1"}) as url:
+        yield url
 
 
 def listed_runs(page: object) -> str:
