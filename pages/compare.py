@@ -27,17 +27,19 @@ from playground.runs.engine import FINAL_STATUSES, RunKind
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
 from playground.training.rules import Metric
-from playground.ui import (
+from playground.ui.runs import (
     attached_run,
     chart,
     chart_format_picker,
-    checked_config,
     compounding_errors,
-    keep_widget_state,
     live_run_view,
-    load_settings,
     runs_panel,
     session_owner,
+)
+from playground.ui.settings import (
+    checked_config,
+    keep_widget_state,
+    load_settings,
     setting_widget,
     settings_sidebar,
     share_link,

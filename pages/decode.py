@@ -19,7 +19,8 @@ from playground.analysis.decode import (
 )
 from playground.plots.decode import position_errors_figure, top_k_figure
 from playground.plots.states import state_heatmap
-from playground.ui import Source, chart, inspection_sidebar
+from playground.ui.inspection import Source, inspection_sidebar
+from playground.ui.runs import chart
 
 PLAY_SECONDS = 0.8
 FED_BADGES = {FED_TRUE: ":green-badge[true token (teacher-forced)]", FED_OWN: ":orange-badge[model's own output]",

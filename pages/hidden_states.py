@@ -28,7 +28,8 @@ from playground.plots.states import (
     state_heatmap,
     unit_lines_figure,
 )
-from playground.ui import chart, chart_format_picker, inspection_sidebar
+from playground.ui.inspection import inspection_sidebar
+from playground.ui.runs import chart, chart_format_picker
 
 REFRESH_SECONDS = 3.0
 PROJECTED = 300  # validation examples in the PCA plane

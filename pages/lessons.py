@@ -11,7 +11,8 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
-from playground.ui import chart, glossary_link, link_settings, url_problems
+from playground.ui.runs import chart, live_run_view
+from playground.ui.settings import glossary_link, link_settings, url_problems
 
 POLL_SECONDS = 2.0
 RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session
@@ -69,25 +70,17 @@ def draw_chart(snapshot: CompareSnapshot, name: str, index: int) -> None:
     chart(st, figure, f"lesson_chart_{index}")
 
 
-@st.fragment(run_every=POLL_SECONDS if running else None)
-def live() -> None:
-    if run is None:
-        return
-    snapshot = run.snapshot()
+def show(snapshot: CompareSnapshot, status: str) -> None:
     st.progress(min(snapshot.step / snapshot.total_steps, 1.0),
-                text=f"{run.status}: step {snapshot.step} of {snapshot.total_steps} · {snapshot.seconds:.0f} s")
+                text=f"{status}: step {snapshot.step} of {snapshot.total_steps} · {snapshot.seconds:.0f} s")
     columns = st.columns(2)
     for index, name in enumerate(lesson.charts):
         with columns[index % 2]:
             draw_chart(snapshot, name, index)
-    if run.status in FINAL_STATUSES:
+    if status in FINAL_STATUSES:
         reading = lesson.read(snapshot)
         st.subheader("What this run shows")
         (st.success if reading.appeared else st.warning)(reading.text)
-        if run.message:
-            st.warning(f"The run ended ({run.status}): {run.message}")
-        if running:
-            st.rerun()
 
 
-live()
+live_run_view(run, running, POLL_SECONDS, None, "run", show)

@@ -17,7 +17,8 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import RunKind
 from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
-from playground.ui import chart, link_settings, live_run_view, session_owner, share_link, url_problems, visible_runs
+from playground.ui.runs import chart, live_run_view, session_owner, visible_runs
+from playground.ui.settings import link_settings, share_link, url_problems
 
 Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
@@ -75,9 +76,9 @@ arms[1].multiselect("Decaying schedules", [s for s in SCHEDULES if s != "constan
 arms[2].number_input("Seeds", 2, MAX_SEEDS, key="study_seeds",
                      help="Repeats of every arm with its own initial weights and batches; the confidence intervals "
                           "and paired tests are over seeds (at least 2, more for narrower intervals).")
-arms[3].number_input("Steps per cell", 1, 1_000_000, step=100, key="study_steps",
+arms[3].number_input("Steps per cell", *STEP_BOUNDS, step=100, key="study_steps",
                      help="Training steps of every model in every cell (the step budget).")
-arms[4].number_input("Evaluate every", 1, 1_000_000, step=10, key="study_eval_every",
+arms[4].number_input("Evaluate every", *STEP_BOUNDS, step=10, key="study_eval_every",
                      help="Steps between evaluations; each one reports the cell's partial results here.")
 st.text_input("Ray cluster address", key="study_address", placeholder="empty: this machine",
               help=f"Empty: a local Ray instance (one worker per CPU core), or ${ADDRESS_ENV} when it is set. "

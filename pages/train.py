@@ -18,21 +18,23 @@ from playground.training.cost import WARN_SECONDS_PER_STEP, estimate
 from playground.training.rules import EVALUATED, Metric
 from playground.training.storage import metrics_csv
 from playground.training.trainer import build_task
-from playground.ui import (
+from playground.ui.runs import (
     attached_run,
     chart,
     chart_format_picker,
-    checked_config,
     compounding_errors,
-    keep_widget_state,
-    load_settings,
     open_run,
     run_label,
     runs_panel,
     session_owner,
+    state_preview,
+)
+from playground.ui.settings import (
+    checked_config,
+    keep_widget_state,
+    load_settings,
     settings_sidebar,
     share_link,
-    state_preview,
     sync_url,
     url_problems,
 )

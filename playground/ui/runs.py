@@ -1,0 +1,194 @@
+"""What the pages show of runs: the run a session or a link attaches, the live view, the shared chart helper,
+the state preview and the runs panel (open, rename, delete, download)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from playground.analysis.decode import position_errors
+from playground.plots.common import chart_config, file_name
+from playground.plots.decode import position_errors_figure
+from playground.plots.states import state_heatmap
+from playground.runs.background import BackgroundRun, RunError
+from playground.runs.engine import FINAL_STATUSES, RunKind
+from playground.runs.engines import TrainingSnapshot
+from playground.runs.registry import RunSummary, registry
+from playground.ui.settings import key
+
+
+def attached_run(kind: RunKind, session_key: str, url_key: str,
+                 show_settings: Callable[[BackgroundRun[Any]], None]) -> BackgroundRun[Any] | None:
+    """The run a page shows: the session's, else the URL's (which survives a reload); forgotten if it is gone.
+
+    A fresh session (a reload) calls `show_settings` so the sidebar shows the run's own settings; call this
+    before `keep_widget_state`.
+    """
+    fresh_session = key("task") not in st.session_state
+    run_id = st.session_state.get(session_key, st.query_params.get(url_key))
+    if not run_id:
+        return None
+    run = open_run(run_id, kind)
+    if run is None:  # a deleted or damaged run, or a foreign id in the URL
+        st.session_state.pop(session_key, None)
+        st.query_params.pop(url_key, None)
+        return None
+    st.session_state[session_key] = st.query_params[url_key] = run_id
+    if fresh_session:
+        show_settings(run)
+    return run
+
+
+def session_owner() -> str:
+    """Who owns the runs this browser session starts (what shared mode filters by)."""
+    return st.session_state.setdefault("session_owner", uuid.uuid4().hex)
+
+
+def visible_runs() -> list[RunSummary]:
+    """The runs this session may see: all of them, or in shared mode its own and those opened by a link."""
+    return registry().list(session_owner(), frozenset(st.session_state.get("opened_runs", ())))
+
+
+def open_run(run_id: str, kind: RunKind) -> BackgroundRun[Any] | None:
+    """A run of this kind by id, or None (the reason is kept for `run_problem`); opening grants this session
+    sight of it (a link is how a run is shared)."""
+    st.session_state.setdefault("opened_runs", set()).add(run_id)
+    try:
+        run = registry().get(run_id)
+    except (RunError, ValueError) as error:  # ValueError: a damaged run (config, checkpoint, task)
+        st.session_state.run_problem = f"Cannot open run {run_id}: {error}"
+        return None
+    if run.kind != kind:
+        st.session_state.run_problem = f"Run {run_id} is a {run.kind} run, not a {kind} run."
+        return None
+    return run
+
+
+CHART_FORMATS = {"png": "PNG (picture)", "svg": "SVG (vector, for slides and papers)"}
+
+
+def chart(container: Any, figure: Any, key: str, name: str | None = None) -> None:
+    """Every page's one way to draw a plotly figure: the shared toolbar and download settings, full width.
+
+    The toolbar's camera saves the chart as PNG or SVG (the sidebar's "Chart downloads" choice) under a name
+    taken from the title, so a saved file says what it shows.
+    """
+    config = chart_config(name or file_name(figure.layout.title.text or key))
+    config["toImageButtonOptions"]["format"] = st.session_state.get("chart_format", "png")
+    container.plotly_chart(figure, key=key, width="stretch", config=config)
+
+
+def live_run_view(run: BackgroundRun[Any] | None, polling: bool, seconds: float, waiting: str | None, noun: str,
+                  show: Callable[[Any, str], None]) -> None:
+    """A run's view, redrawn every `seconds` while it trains (`show(snapshot, status)`), with one warning when it
+    ended with a message, and a rerun then so the fragment re-registers without a timer. Before there is a run it
+    says `waiting` (nothing when None)."""
+    @st.fragment(run_every=seconds if polling else None)
+    def live() -> None:
+        if run is None:
+            if waiting:
+                st.info(waiting)
+            return
+        show(run.snapshot(), run.status)
+        if run.status in FINAL_STATUSES:
+            if run.message:
+                st.warning(f"The {noun} ended ({run.status}): {run.message}")
+            if polling:
+                st.rerun()
+
+    live()
+
+
+def compounding_errors(container: Any, run: BackgroundRun[Any], key: str) -> None:
+    """Where exposure bias compounds: error by output position, teacher-forced against free-running, for every
+    model of an ended run, on its validation set; computed once per run and step (a few forward passes)."""
+    cached = st.session_state.get(f"{key}_errors")
+    if cached is None or cached[0] != (run.id, run.step):
+        errors = {model.label: position_errors(model.model, model.task, model.val_pairs) for model in run.models()
+                  if model.val_pairs}
+        cached = st.session_state[f"{key}_errors"] = ((run.id, run.step), errors)
+    if cached[1]:
+        chart(container, position_errors_figure(cached[1]), key)
+
+
+def chart_format_picker() -> None:
+    """The format the charts' camera button saves (plotly offers one per button)."""
+    st.sidebar.radio("Chart downloads (camera button)", list(CHART_FORMATS), format_func=CHART_FORMATS.get,
+                     key="chart_format", horizontal=True,
+                     help="What the camera button in a chart's toolbar saves: a PNG picture or an SVG drawing "
+                          "that scales without blur; the file is named after the chart")
+
+
+def run_label(run: BackgroundRun[Any]) -> str:
+    return run.name if run.name != run.id else run.id
+
+
+def state_preview(snapshot: TrainingSnapshot) -> None:
+    """Encoder and decoder h_t (top layer) on one fixed validation example."""
+    capture = snapshot.preview
+    if capture is None:
+        return
+    st.markdown(f"**Hidden states h_t** of the top layer on one validation example, refreshed at each evaluation "
+                f"(step {snapshot.rows[-1]['step']:.0f} or earlier). The **Hidden states** page shows more.")
+    left, right = st.columns(2)
+    chart(left, state_heatmap(capture.encoder[-1].h, capture.src_tokens, "Encoder h_t (reads the source)",
+                              height=300, value_name="h"), "preview_encoder")
+    labels = [f"{fed}→{out}" for fed, out in zip(capture.decoder_inputs, capture.predicted, strict=True)]
+    chart(right, state_heatmap(capture.decoder[-1].h, labels, "Decoder h_t (input → prediction)",
+                               height=300, value_name="h"), "preview_decoder")
+
+
+def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Callable[[BackgroundRun[Any]], None],
+               live_metrics: Callable[[], str | bytes], current: str | None) -> None:
+    """The runs of one kind: open, rename, delete, download (the run on screen downloads its live rows)."""
+    runs = registry()
+
+    def open_listed(run_id: str) -> None:
+        if (opened := open_run(run_id, kind)) is None:
+            return
+        st.session_state[session_key] = run_id
+        show_settings(opened)
+
+    with st.expander("Runs: open, rename, delete, download"):
+        if problem := st.session_state.pop("run_problem", None):
+            st.error(problem)
+        labels = {summary.id: f"{summary.name} ({summary.status}, step {summary.step:,} of "
+                              f"{summary.total_steps:,}) — {summary.id}"
+                  for summary in visible_runs() if summary.kind == kind}
+        if not labels:
+            st.caption("No runs yet.")
+            return
+        chosen = st.selectbox("Run", list(labels), format_func=labels.get, key=f"manage_{kind}",
+                              help="A run of this kind, newest first: its name, status, steps and folder id")
+        columns = st.columns(4)
+        columns[0].button("Open", key=f"open_{kind}", on_click=open_listed, args=(chosen,),
+                      help="Show this run on the page, with its settings in the sidebar")
+        new_name = columns[1].text_input("New name", key=f"new_name_{kind}", label_visibility="collapsed",
+                                         placeholder="new name",
+                                         help="A new name for the chosen run (its folder id stays the same)")
+        if columns[2].button("Rename", key=f"rename_{kind}", help="Give the chosen run the name typed on the left"):
+            try:
+                runs.rename(chosen, new_name)
+                st.rerun()
+            except RunError as error:
+                st.error(str(error))
+        if columns[3].button("Delete", key=f"delete_{kind}",
+                             help="Stop the chosen run if it trains and delete its folder: this cannot be undone"):
+            try:
+                runs.delete(chosen)
+            except RunError as error:
+                st.error(str(error))
+            else:
+                if st.session_state.get(session_key) == chosen:
+                    st.session_state.pop(session_key)
+                    st.query_params.pop(url_key, None)
+                st.rerun()
+        downloads = st.columns(2)  # the files are read only when a download is clicked
+        downloads[0].download_button("Metrics (CSV)", lambda: live_metrics() if chosen == current
+                                     else runs.metrics_file(chosen), f"{chosen}-metrics.csv", "text/csv",
+                                     key=f"download_metrics_{kind}")
+        downloads[1].download_button("Checkpoint (.pt)", lambda: runs.checkpoint_file(chosen), f"{chosen}.pt",
+                                     "application/octet-stream", key=f"download_checkpoint_{kind}")
