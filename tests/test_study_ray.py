@@ -186,3 +186,22 @@ def test_a_killed_study_resumes_with_its_done_cells_reused_and_ends_as_if_never_
     whole = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (whole["groups_reused"], whole["groups_run"]) == (0, 2)
     assert resumed["cells"] == whole["cells"]
+
+
+RAY_FROM_A_THREAD_THAT_ENDS = """
+import threading, time, ray
+from playground.runs.ray_study import connect
+starter = threading.Thread(target=connect, kwargs={"num_cpus": 1})
+starter.start()
+starter.join()  # as a run's thread ends when its study is done
+time.sleep(2)
+print(ray.get(ray.remote(lambda: "still up").remote(), timeout=60))
+"""
+
+
+def test_ray_outlives_the_thread_that_started_it() -> None:
+    """Linux sends the parent-death signal when the *thread* that started a process ends: Ray's local processes
+    must not be children of a run's thread, or the app server's driver exits a minute after a study ends."""
+    done = subprocess.run([sys.executable, "-c", RAY_FROM_A_THREAD_THAT_ENDS], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, start_new_session=True)
+    assert done.stdout.strip().splitlines()[-1:] == ["still up"], done.stderr[-2000:]

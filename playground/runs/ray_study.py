@@ -11,8 +11,10 @@ unfinished study submits only the cells that are not done (a cell stopped half-w
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,20 +37,28 @@ POLL_SECONDS = 0.2  # how long one advance() waits for a report: BackgroundRun h
 ROOT = Path(__file__).resolve().parents[2]
 # what a cluster's workers need of this folder (the code); environments, runs and caches stay here
 UPLOAD_EXCLUDES = [".venv", ".git", "runs", "**/__pycache__", ".pytest_cache", ".ruff_cache", "tests/browser"]
+_RAY_HOST = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-host")  # its one thread never ends
+_CONNECTING = threading.Lock()
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     """Ray on this machine (`num_cpus` workers, default one per core), or the cluster at `address` (else
-    PLAYGROUND_RAY_ADDRESS); once per process."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get(ADDRESS_ENV) or None
-    if address:  # the code travels with the job; torch and the requirements must be installed on every node
-        ray.init(address=address, log_to_driver=False, ignore_reinit_error=True,
-                 runtime_env={"working_dir": str(ROOT), "excludes": UPLOAD_EXCLUDES})
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 ignore_reinit_error=True, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    PLAYGROUND_RAY_ADDRESS); once per process.
+
+    `ray.init` runs on a thread that lives as long as this process: the local instance's processes get Linux's
+    parent-death signal when the *thread* that started them ends, and the driver exits a minute after they die.
+    Started from a run's thread, the first study to end would take the whole app server down with it.
+    """
+    with _CONNECTING:
+        if ray.is_initialized():
+            return
+        address = address or os.environ.get(ADDRESS_ENV) or None
+        if address:  # the code travels with the job; torch and the requirements must be installed on every node
+            options = {"address": address, "runtime_env": {"working_dir": str(ROOT), "excludes": UPLOAD_EXCLUDES}}
+        else:
+            options = {"num_cpus": num_cpus or os.cpu_count(), "include_dashboard": False,
+                       "runtime_env": {"env_vars": {"PYTHONPATH": str(ROOT)}}}
+        _RAY_HOST.submit(ray.init, log_to_driver=False, ignore_reinit_error=True, **options).result()
 
 
 def cell_reports(compare: CompareConfig) -> Iterator[dict[str, Any]]:

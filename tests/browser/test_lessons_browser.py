@@ -35,8 +35,11 @@ def test_a_link_restores_every_changed_setting_on_a_restarted_server(streamlit_s
     linked = parse_qs(urlsplit(page.url).query)
     assert {name: values[0] for name, values in linked.items()} == {
         name: str(value) for name, value in CHANGED.values()}
-    share = page.locator("[data-testid=stSidebar] [data-testid=stCode]").inner_text()
-    assert all(f"{name}={value}" in share for name, value in CHANGED.values())
+    pairs = [f"{name}={value}" for name, value in CHANGED.values()]
+    # the link updates as the rerun starts, the Share box as it ends: wait for the box, not for the link
+    page.wait_for_function("pairs => { const box = document.querySelector('[data-testid=stSidebar] "
+                           "[data-testid=stCode]'); return box && pairs.every(pair => box.innerText.includes(pair)); }",
+                           arg=pairs)
 
     context = browser.new_context(viewport={"width": 1500, "height": 1100})  # no cookies, no session
     try:
