@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from playground.analysis.states import StateCapture, capture_states
 from playground.core.config import TrainConfig, label
 from playground.core.model import Seq2Seq
 from playground.core.tasks import CustomPairs
-from playground.runs.engine import Engine, LiveChange, RunKind
+from playground.runs.engine import LiveChange, RunKind
 from playground.training.batched import BatchedTrainer
 from playground.training.rules import Metric
 from playground.training.storage import (
@@ -294,14 +294,3 @@ class CompareEngine(_Progress):
 
 
 METRIC_COLUMNS_OF_COMPARE = tuple(metric for metric in Metric if metric != Metric.LR)
-
-
-def load_study(run_dir: Path) -> Engine[Any]:
-    """Imported when a study is opened: ray_study builds on this module, and ray loads only when needed."""
-    from playground.runs.ray_study import StudyEngine
-
-    return StudyEngine.load(run_dir)
-
-
-ENGINE_LOADERS: dict[RunKind, Callable[[Path], Engine[Any]]] = {
-    RunKind.TRAIN: TrainingEngine.load, RunKind.COMPARE: CompareEngine.load, RunKind.STUDY: load_study}

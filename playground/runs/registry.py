@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
 from playground.runs.background import RUN_FILE, BackgroundRun, RunError, read_run_file
 from playground.runs.engine import Engine, RunKind, RunStatus
-from playground.runs.engines import COMPARE_FILE, ENGINE_LOADERS
+from playground.runs.engines import COMPARE_FILE, CompareEngine, TrainingEngine
 from playground.training.cost import estimate, gigabytes, memory_budget
 from playground.training.storage import (
     CHECKPOINT_FILE,
@@ -36,6 +37,17 @@ from playground.training.storage import (
 from playground.training.trainer import build_task
 
 MAX_NAME = 80
+
+
+def load_study(run_dir: Path) -> Engine[Any]:
+    """Ray is imported when a study is opened, not when the app starts."""
+    from playground.runs.ray_study import StudyEngine
+
+    return StudyEngine.load(run_dir)
+
+
+ENGINE_LOADERS: dict[RunKind, Callable[[Path], Engine[Any]]] = {
+    RunKind.TRAIN: TrainingEngine.load, RunKind.COMPARE: CompareEngine.load, RunKind.STUDY: load_study}
 
 
 @dataclass(frozen=True)
