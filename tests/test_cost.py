@@ -40,9 +40,10 @@ def test_a_larger_setting_costs_more(change: dict) -> None:
 
 
 def test_the_largest_size_matches_its_measured_memory_within_2x() -> None:
-    """Measured on a 2-core, 24 GB machine: 12.6 GB for one step of the largest allowed settings."""
+    """Measured on a 2-core, 24 GB machine: 17.2 GB above an idle process for a step and an evaluation of the
+    largest allowed settings (the encoder in one-step chunks, `interrupt`; 13.6 GB in one call)."""
     cost = estimate(LARGEST, build_task(LARGEST), FIXED)
-    assert 12.6 / 2 <= cost.peak_memory_bytes / 1024**3 <= 12.6 * 2
+    assert 17.2 / 2 <= cost.peak_memory_bytes / 1024**3 <= 17.2 * 2
 
 
 def test_a_start_past_the_memory_budget_is_refused_with_its_numbers(tmp_path: Path) -> None:

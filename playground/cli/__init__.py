@@ -39,6 +39,11 @@ def bench_command(args: argparse.Namespace) -> int:
 
         bench_study(args.quick, args.json)
         return EXIT_OK
+    if args.stop:
+        from bench.stop_latency import bench_stop
+
+        bench_stop(args.largest, args.json)
+        return EXIT_OK
     from bench.steps import bench_command as bench
 
     bench(args.quick, args.json, args.device, args.threads)
@@ -57,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="end with one JSON line of results")
     bench.add_argument("--quick", action="store_true", help="a few steps per case: checks, not measurements")
     bench.add_argument("--study", action="store_true", help="instead: a small study on Ray, 1 worker against 2")
+    bench.add_argument("--stop", action="store_true", help="instead: how long Stop takes against a step's length")
+    bench.add_argument("--largest", action="store_true", help="with --stop: the largest allowed size too (14 GB)")
     bench.add_argument("--device", default="cpu", choices=device_choices(), help="default cpu")
     bench.add_argument("--threads", type=threads, default=1, help="torch CPU threads (default 1; 0: torch's choice)")
     return parser

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playground.core.recurrence import layers_of, unroll
+from playground.core import interrupt
+from playground.core.recurrence import flops_per_token, layers_of, unroll
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -39,9 +40,22 @@ class _EmbeddedLSTM(nn.Module):
 
 class Encoder(_EmbeddedLSTM):
     def forward(self, src: torch.Tensor) -> tuple[torch.Tensor, State]:
-        """Per-step outputs (B, T, H) for inspection, and the final (h_T, c_T)."""
-        outputs, state = self.lstm(self.dropout(self.embedding(src)))
-        return outputs, state
+        """Per-step outputs (B, T, H) for inspection, and the final (h_T, c_T).
+
+        One LSTM call, except at sizes where it would run for seconds: there the same LSTM reads the source a
+        few steps at a time, carrying (h, c), so that a stop can land in between (`interrupt`).
+        """
+        lstm = self.lstm
+        embedded = self.dropout(self.embedding(src))
+        chunk = interrupt.time_chunk(src.shape[0] * flops_per_token(lstm.input_size, lstm.hidden_size,
+                                                                    lstm.num_layers))
+        outputs, state = [], None
+        for part in embedded.split(chunk, dim=1):
+            interrupt.check()
+            out, state = lstm(part, state)
+            interrupt.check_on_gradient(state[0])
+            outputs.append(out)
+        return torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0], state
 
 
 class Decoder(_EmbeddedLSTM):

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from playground.core import interrupt
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -76,6 +78,11 @@ def lstm_layers(weights: Mapping[str, torch.Tensor], prefix: str, num_layers: in
 
     return [LayerWeights(weight("weight_ih", k).transpose(-1, -2), weight("weight_hh", k).transpose(-1, -2),
                          weight("bias_ih", k) + weight("bias_hh", k)) for k in range(num_layers)]
+
+
+def flops_per_token(input_size: int, hidden: int, layers: int) -> int:
+    """The matrix products of one token through a stacked LSTM, forward: 2 x 4H x (D + H) per layer."""
+    return sum(2 * 4 * hidden * ((input_size if layer == 0 else hidden) + hidden) for layer in range(layers))
 
 
 def layers_of(lstm: nn.LSTM) -> list[LayerWeights]:
@@ -185,6 +192,7 @@ class _Unrolled(torch.autograd.Function):
         steps = length
         finished = torch.zeros(shape, dtype=torch.bool, device=tokens.device)
         for t in range(length):
+            interrupt.check()
             if t in plan.free_steps:
                 weight, bias = plan.readout
                 own = (torch.matmul(h_t[-1][t], weight.transpose(-1, -2)) + bias.unsqueeze(-2)).argmax(-1)
@@ -242,6 +250,7 @@ class _Unrolled(torch.autograd.Function):
         w_hh_t = [layer.w_hh.transpose(-1, -2).contiguous() for layer in layers]
         w_ih_t = [layer.w_ih.transpose(-1, -2).contiguous() for layer in layers]
         for t in reversed(range(steps)):
+            interrupt.check()
             d_below = None
             for k in reversed(range(count)):
                 dh = dh_next[k]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic
 
+from playground.core import interrupt
 from playground.runs.engine import ACTIVE_STATUSES, FINAL_STATUSES, Engine, RunKind, RunStatus, SnapshotT
 from playground.training.rules import DivergedError
 from playground.training.storage import read_json, write_json
@@ -41,7 +42,7 @@ class BackgroundRun(Generic[SnapshotT]):
         self.size = engine.size  # models it trains: what admission control multiplies a model's cost by
         self._lock = threading.Lock()  # guards the engine; held for one step at a time
         self._control = threading.Condition()
-        self._stop_requested = False
+        self._stop_requested = threading.Event()  # also reaches into a step in progress (`interrupt`)
         self._pending_steps = 0
         self._thread: threading.Thread | None = None
         self._models: tuple[int, list[TrainedModel]] | None = None
@@ -103,7 +104,8 @@ class BackgroundRun(Generic[SnapshotT]):
                 self.status = RunStatus.QUEUED
 
     def stop(self, wait: float = 0.0) -> None:
-        """Takes effect within one step; the thread saves and sets 'stopped' (a queued run leaves the queue).
+        """Takes effect at the next time step: the step in progress is undone (`interrupt`); the thread saves and
+        sets 'stopped' (a queued run leaves the queue).
         With `wait`, returns once the run has ended or after that many seconds (so a page redraws in the new
         state)."""
         with self._control:
@@ -114,7 +116,7 @@ class BackgroundRun(Generic[SnapshotT]):
             if self._thread is None or not self._thread.is_alive():
                 self._finish(RunStatus.STOPPED, "")
                 return
-            self._stop_requested = True
+            self._stop_requested.set()
             self._control.notify_all()
         if wait > 0:
             self.join(wait)
@@ -184,9 +186,9 @@ class BackgroundRun(Generic[SnapshotT]):
 
     def _next_action(self) -> str:
         with self._control:
-            while self.status == RunStatus.PAUSED and not self._pending_steps and not self._stop_requested:
+            while self.status == RunStatus.PAUSED and not self._pending_steps and not self._stop_requested.is_set():
                 self._control.wait(timeout=1.0)
-            if self._stop_requested:
+            if self._stop_requested.is_set():
                 return "stop"
             if self.status == RunStatus.PAUSED:
                 self._pending_steps -= 1
@@ -197,9 +199,11 @@ class BackgroundRun(Generic[SnapshotT]):
         final, message = RunStatus.STOPPED, ""
         while self._next_action() == "step":
             try:
-                with self._lock:
+                with self._lock, interrupt.requests(self._stop_requested):
                     self._engine.advance()
                     done = self._engine.finished
+            except interrupt.Interrupted:  # the step in progress was undone
+                break
             except DivergedError as error:
                 final, message = RunStatus.DIVERGED, str(error)
                 break
@@ -222,7 +226,7 @@ class BackgroundRun(Generic[SnapshotT]):
     def _finish(self, status: RunStatus, message: str) -> None:
         """The final status; a save that fails marks the run failed (what it had stays in memory)."""
         self.status, self.message = status, message
-        self._stop_requested = False
+        self._stop_requested.clear()
         with self._lock:
             self._engine.halt()
         if (problem := self.save()) and problem != message:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from playground.core import interrupt
 from playground.core.config import FORCING_SETTINGS, ConfigError, TrainConfig
 from playground.core.devices import resolve_device
 from playground.core.model import Seq2Seq
@@ -157,10 +158,13 @@ class BatchedTrainer:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="k-models") if self.workers > 1 else None
 
     def _each_group(self, work: Callable[[_Group], T]) -> list[T]:
-        """work(group) for every group, in parallel threads when there are several."""
+        """work(group) for every group, in parallel threads when there are several (each listening to a stop as
+        this thread does), all ended before the first failure, if any, is raised."""
         if self._pool is None:
             return [work(group) for group in self.groups]
-        return list(self._pool.map(work, self.groups))
+        futures = [self._pool.submit(interrupt.in_this_context(work), group) for group in self.groups]
+        wait(futures)
+        return [future.result() for future in futures]
 
     def _locate(self, k: int) -> tuple[_Group, int]:
         for group in self.groups:
@@ -221,22 +225,23 @@ class BatchedTrainer:
 
     def train_step(self) -> BatchedStep:
         """One optimizer step of all K models on one batch (what `bench` times)."""
-        batch = next(self.batches)
-        src, tgt = batch.src.to(self.device), batch.tgt.to(self.device)
         ratios = self.ratios()
-        draws = rules.draw_coins(self.coins, self.config.coin, tgt.shape)
-        teacher = draws[None] < torch.tensor(ratios).view(-1, *[1] * draws.dim())
-        self.optimizer.zero_grad(set_to_none=True)
+        with rules.undone_if_interrupted(self.optimizer, self.coins, self.data):
+            batch = next(self.batches)
+            src, tgt = batch.src.to(self.device), batch.tgt.to(self.device)
+            draws = rules.draw_coins(self.coins, self.config.coin, tgt.shape)
+            teacher = draws[None] < torch.tensor(ratios).view(-1, *[1] * draws.dim())
+            self.optimizer.zero_grad(set_to_none=True)
 
-        def backward(group: _Group) -> tuple[torch.Tensor, torch.Tensor]:
-            members = group.members
-            losses = model_losses(group.forward(self.config, src, tgt, teacher[members.start:members.stop], True),
-                                  tgt)
-            losses.sum().backward()
-            squares = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in group.params.values()])
-            return losses.detach(), squares.sum(0).sqrt()
+            def backward(group: _Group) -> tuple[torch.Tensor, torch.Tensor]:
+                members = group.members
+                losses = model_losses(group.forward(self.config, src, tgt, teacher[members.start:members.stop],
+                                                    True), tgt)
+                losses.sum().backward()
+                squares = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in group.params.values()])
+                return losses.detach(), squares.sum(0).sqrt()
 
-        results = self._each_group(backward)
+            results = self._each_group(backward)
         norms = torch.cat([norm for _, norm in results])
         values = torch.cat([torch.cat([losses for losses, _ in results]), norms]).tolist()
         try:

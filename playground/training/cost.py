@@ -22,6 +22,7 @@ from functools import cache
 import torch
 
 from playground.core.config import TrainConfig
+from playground.core.recurrence import flops_per_token
 from playground.core.tasks import Task
 from playground.training.rules import EVAL_CHUNK
 
@@ -70,7 +71,7 @@ def estimate(config: TrainConfig, task: Task, calibration: Calibration | None = 
     batch, hidden, layers, emb = config.batch_size, config.hidden_dim, config.num_layers, config.emb_dim
     src_tokens, tgt_tokens = task.max_src_len, task.max_tgt_len + 1  # targets end with <eos>
     vocab = len(task.tgt_vocab)
-    per_token = sum(2 * 4 * hidden * ((emb if layer == 0 else hidden) + hidden) for layer in range(layers))
+    per_token = flops_per_token(emb, hidden, layers)
     forward = batch * ((src_tokens + tgt_tokens) * per_token + tgt_tokens * 2 * hidden * vocab)
     flops = 3.0 * forward
     parameters = parameter_count(config, len(task.src_vocab), vocab)

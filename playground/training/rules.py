@@ -8,13 +8,15 @@ same numbers under the same names.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import torch
 
+from playground.core import interrupt
 from playground.core.model import sequence_loss
 from playground.core.tasks import PAD_ID, TaskData
 
@@ -107,6 +109,22 @@ def resume_state(optimizer: torch.optim.Optimizer, coins: torch.Generator, data:
     """Everything besides the weights that the next step depends on (dropout's draws excepted: they come from
     torch's process-wide generator, which concurrent runs share)."""
     return {"optimizer": optimizer.state_dict(), "coins": coins.get_state(), "data": data.stream_state()}
+
+
+@contextmanager
+def undone_if_interrupted(optimizer: torch.optim.Optimizer, coins: torch.Generator, data: TaskData) -> Iterator[None]:
+    """The work of a step before it touches the weights: a stop may interrupt it (`interrupt`), and then its draws
+    (batch, coins, dropout) are taken back and its gradients dropped, as if it had never started."""
+    batches, coin_draws, dropout = data.stream_state(), coins.get_state(), torch.get_rng_state()
+    try:
+        with interrupt.undoable():
+            yield
+    except interrupt.Interrupted:
+        optimizer.zero_grad(set_to_none=True)
+        data.restore_stream(batches)
+        coins.set_state(coin_draws)
+        torch.set_rng_state(dropout)
+        raise
 
 
 def restore_state(state: dict[str, Any], optimizer: torch.optim.Optimizer, coins: torch.Generator,

@@ -29,6 +29,7 @@ from playground.training.rules import (
     restore_state,
     resume_state,
     step_row,
+    undone_if_interrupted,
 )
 
 _SEEDED_INIT = threading.Lock()  # model init draws from torch's global RNG
@@ -116,14 +117,15 @@ class Trainer:
             group["lr"] = self.config.lr
 
     def train_step(self) -> StepResult:
-        batch = next(self.batches)
-        src, tgt = self._to_device(batch)
         ratio = self.teacher_forcing_ratio()
-        self.model.train()
-        logits = self.model(src, tgt, ratio, self.config.coin, draw_coins(self.coins, self.config.coin, tgt.shape))
-        loss = sequence_loss(logits, tgt)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with undone_if_interrupted(self.optimizer, self.coins, self.data):
+            src, tgt = self._to_device(next(self.batches))
+            self.model.train()
+            logits = self.model(src, tgt, ratio, self.config.coin,
+                                draw_coins(self.coins, self.config.coin, tgt.shape))
+            loss = sequence_loss(logits, tgt)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         # One host sync for both checks; a finite loss can still have overflowing gradients.
         value, grad_norm = torch.stack([loss.detach(), norm.to(loss.device)]).tolist()
