@@ -11,8 +11,15 @@ import torch
 
 from playground.training.trainer import warm_imports
 
-torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
-warm_imports()
+
+@st.cache_resource(show_spinner=False)
+def set_up_process() -> None:
+    """Once per server process, not at every rerun of this script."""
+    torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
+    warm_imports()
+
+
+set_up_process()
 page = st.navigation([
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("pages/hidden_states.py", title="Hidden states", icon=":material/grid_on:"),
