@@ -7,6 +7,8 @@ import streamlit as st
 
 from playground.analysis.compare import (
     DEFAULT_RATIOS,
+    GAP,
+    LENGTHS,
     MAX_SEEDS,
     RATIO_CHOICES,
     TRADE_OFF_EXAMPLE,
@@ -21,7 +23,8 @@ from playground.analysis.compare import (
 from playground.core.config import FORCING_SETTINGS, ConfigError
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import CustomPairs, TaskError
-from playground.plots.compare import curve_figure, gap, length_figure, metric
+from playground.plots import notes
+from playground.plots.compare import arm_figure
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind
 from playground.runs.engines import CompareEngine
@@ -54,14 +57,14 @@ URL_KEYS = ("ratios", "schedules", "seeds", "compare")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
 TABLE_NAMES = {"ratio": "teacher forcing", Metric.FR_EXACT: "free-running exact",
                Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",
-               "gap": "gap (tokens)", Metric.TRAIN_LOSS: "train loss", Metric.TF_LOSS: "TF val loss",
+               GAP: "gap (tokens)", Metric.TRAIN_LOSS: "train loss", Metric.TF_LOSS: "TF val loss",
                Metric.FR_LOSS: "FR val loss", "steps_to_90": "steps to 90% FR exact", "wall_seconds": "wall time (s)",
                "step": "step", "seeds": "seeds", "gap_peak": "gap peak", "gap_peak_step": "gap peak step"}
 # the columns that answer the question first, so they stay in view on a 1400 px screen
 TABLE_ORDER = ("ratio", Metric.FR_EXACT, "gap", "steps_to_90", "wall_seconds", "gap_peak", "gap_peak_step",
                Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS, "step",
                "seeds")
-LOSS_RANGE = (0.0, 3.5)  # an empty loss chart's y axis: from 0 to a little above ln|V| of the default tasks
+CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GAP, LENGTHS)
 
 st.title("Compare teacher-forcing ratios")
 st.caption("Every ratio trains at once in one batched computation: same task, same batches, same coin draws, "
@@ -188,19 +191,9 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     st.progress(min(snapshot.step / snapshot.total_steps, 1.0),
                 text=f"{status}: step {snapshot.step} of {snapshot.total_steps} · {len(snapshot.rows)} models · "
                      f"{snapshot.seconds:.1f} s")
-    charts = [
-        (metric(Metric.TRAIN_LOSS), "Training loss (each model's own ratio)", "cross-entropy (nats/token)", False),
-        (metric(Metric.FR_EXACT), "Free-running exact match (validation)", "sequences fully right", True),
-        (metric(Metric.TF_LOSS), "Validation loss, teacher-forced (γ = 1)", "cross-entropy (nats/token)", False),
-        (metric(Metric.FR_LOSS), "Validation loss, free-running (greedy)", "cross-entropy (nats/token)", False),
-        (gap, "Exposure-bias gap: teacher-forced minus free-running tokens", "accuracy gap", True),
-    ]
     columns = st.columns(2)
-    for i, (value, title, y_title, percent) in enumerate(charts):
-        figure = curve_figure(snapshot, value, title, y_title, percent, evaluated=i > 0,
-                              empty_range=(0.0, 1.0) if percent else LOSS_RANGE)
-        chart(columns[i % 2], figure, f"compare_chart_{i}")
-    chart(columns[1], length_figure(snapshot), "compare_lengths")
+    for i, name in enumerate(CHARTS):
+        chart(columns[i % 2], arm_figure(snapshot, name), f"compare_{name}", notes.ARM_CHARTS[name])
     if status in FINAL_STATUSES and run is not None:  # scored once the models stop changing
         compounding_errors(columns[0], run, "compare_positions")
     st.caption("The gap uses token accuracy: with greedy decoding a sequence that is fully right under teacher "
@@ -212,10 +205,12 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     st.subheader("Result")
     st.markdown(reading(table))
     frame = pd.DataFrame(table)[list(TABLE_ORDER)].rename(columns=TABLE_NAMES)
-    percent_columns = [TABLE_NAMES[n] for n in (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, "gap",
+    percent_columns = [TABLE_NAMES[n] for n in (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, GAP,
                                                 "gap_peak")]
     st.dataframe(frame.style.format("{:.1%}", subset=percent_columns).format(
-        "{:.4f}", subset=[TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]),
+        "{:.4f}", subset=[TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]).format(
+        "{:.1f}", subset=[TABLE_NAMES["wall_seconds"]]).format("{:,.0f}", subset=[TABLE_NAMES["steps_to_90"]],
+                                                            na_rep="not yet"),
         hide_index=True, width="stretch")
     st.download_button("Download CSV", summary_csv(table), file_name="compare.csv", mime="text/csv",
                        key="compare_download")

@@ -17,6 +17,7 @@ from playground.analysis.decode import (
     position_errors,
     step_through,
 )
+from playground.plots import notes
 from playground.plots.decode import position_errors_figure, top_k_figure
 from playground.plots.states import state_heatmap
 from playground.ui.inspection import Source, inspection_sidebar
@@ -80,11 +81,12 @@ def stepper(walk: StepThrough, target: list[str]) -> None:
     st.caption("Emitted so far: " + " ".join(walk.emitted[: t + 1]))
     left, right = st.columns(2)
     left.caption("Orange: the token chosen (argmax); green outline: the target's token at this step.")
-    chart(left, top_k_figure(step, target[t] if t < len(target) else None), "dc_top_k_chart")
+    chart(left, top_k_figure(step, target[t] if t < len(target) else None), "dc_top_k_chart", notes.TOP_K)
     labels = [f"{s.fed}→{s.chosen}" for s in walk.steps[: t + 1]]
     for index, layer in enumerate(walk.capture.decoder):
         chart(right, state_heatmap(layer.h[: t + 1], labels, f"Decoder layer {index + 1}: h_t so far",
-                                   height=320, value_name="h", x_title="step (input → prediction)"), f"dc_h_{index}")
+                                   height=320, value_name="h", x_title="step (input → prediction)"), f"dc_h_{index}",
+              notes.STATES)
 
 
 def beam_view(source: Source, src: list[str], limit: int, width: int, length_norm: bool) -> None:
@@ -116,11 +118,11 @@ if source and example:
     with st.sidebar:
         gamma, seed, top_k, width, length_norm = decoding_settings(bool(tgt))
     try:
-        notes = check_source(source.task, source.src_vocab, src)
+        source_notes = check_source(source.task, source.src_vocab, src)
     except ValueError as error:
         st.error(str(error))
         st.stop()
-    for note in notes:
+    for note in source_notes:
         st.info(f"Note: {note}.")
     limit = source.task.decode_limit(len(src))
     forced = tgt if tgt and gamma > 0 else None
@@ -148,7 +150,7 @@ if source and example:
         errors = ({arm.label: position_errors(arm.model, arm.task, arm.val_pairs) for arm in source.arms()}
                   if every_arm and source.arms else
                   {"": position_errors(source.model(), source.task, source.val_pairs)})
-        chart(st, position_errors_figure(errors), "dc_positions")
+        chart(st, position_errors_figure(errors), "dc_positions", notes.POSITIONS)
         st.caption("Teacher-forced: fed the true prefix. Free-running: fed its own outputs, so one mistake can cause "
                    "the next. The dashed line is the free-running error among examples whose earlier positions were "
                    "all right; the gap above it is what earlier mistakes add.")

@@ -20,6 +20,7 @@ from playground.analysis.states import (
     informative_units,
     unit_order,
 )
+from playground.plots import notes
 from playground.plots.states import (
     mark_step,
     mark_units,
@@ -51,7 +52,7 @@ def heatmaps(capture: StateCapture, part: str, labels: list[str], order_mode: st
             if part == "decoder":
                 mark_step(figure, divergence, "diverges")
             with columns[position % 2]:
-                chart(st, figure, f"{key}_{part}_{index}_{name}")
+                chart(st, figure, f"{key}_{part}_{index}_{name}", notes.STATES)
                 if marked:
                     st.caption("Outlined: " + "; ".join(f"unit {unit} {why}" for unit, why in marked.items())
                                + " (largest variance over steps / strongest correlation with position).")
@@ -95,9 +96,11 @@ if source and example:
         if units:
             left, right = st.columns(2)
             chart(left, unit_lines_figure(shown.encoder[-1].h, units, shown.src_tokens,
-                                          "Encoder top layer h_t, chosen units", "h"), "hs_lines_enc")
+                                          "Encoder top layer h_t, chosen units", "h"), "hs_lines_enc",
+                  notes.UNIT_LINES)
             chart(right, unit_lines_figure(shown.decoder[-1].h, units, dec_labels,
-                                           "Decoder top layer h_t, chosen units", "h"), "hs_lines_dec")
+                                           "Decoder top layer h_t, chosen units", "h"), "hs_lines_dec",
+                  notes.UNIT_LINES)
 
         st.subheader("Teacher-forced vs free-running, same example")
         if forced is None:
@@ -114,7 +117,7 @@ if source and example:
             labels = [f"{fed}→{out}" for fed, out in zip(capture.decoder_inputs, capture.predicted, strict=True)]
             figure = probs_figure(capture.probs, source.tgt_vocab.itos, labels, capture.predicted,
                                   f"Output probabilities, {name}")
-            chart(column, mark_step(figure, diverge, "diverges"), f"hs_probs_{name}")
+            chart(column, mark_step(figure, diverge, "diverges"), f"hs_probs_{name}", notes.PROBABILITIES)
 
         st.subheader("Context vectors in a plane")
         pairs = source.val_pairs[:PROJECTED]
@@ -129,7 +132,7 @@ if source and example:
             paths = {f"decoder, {n}": (projection.apply(decoder_path(c)), ["context", *c.predicted])
                      for n, c in (("free-running", free), ("teacher-forced", forced)) if c is not None}
             chart(st, projection_figure(projection.apply(contexts), colour, name, labels, paths,
-                                        projection.explained), "hs_pca")
+                                        projection.explained), "hs_pca", notes.PLANE)
 
         left, right = st.columns(2)
         left.download_button("Download states (.npz)", capture_npz(shown), "states.npz",

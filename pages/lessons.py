@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from playground.analysis.compare import CompareSnapshot
-from playground.analysis.lessons import CHART_TITLES, GAP, LENGTHS, LESSONS, Lesson, prepared
-from playground.plots.compare import curve_figure, gap, length_figure, metric
+from playground.analysis.lessons import LESSONS, Lesson, prepared
+from playground.plots import notes
+from playground.plots.compare import arm_figure
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES
 from playground.runs.engines import CompareEngine
@@ -61,22 +62,13 @@ if message := st.session_state.pop("lesson_error", None):
 st.markdown("**Questions to answer from the charts**\n" + "\n".join(f"1. {q}" for q in lesson.questions))
 
 
-def draw_chart(snapshot: CompareSnapshot, name: str, index: int) -> None:
-    if name == LENGTHS:
-        figure = length_figure(snapshot)
-    else:
-        title, y_title, percent = CHART_TITLES[name]
-        figure = curve_figure(snapshot, gap if name == GAP else metric(name), title, y_title, percent)
-    chart(st, figure, f"lesson_chart_{index}")
-
-
 def show(snapshot: CompareSnapshot, status: str) -> None:
     st.progress(min(snapshot.step / snapshot.total_steps, 1.0),
                 text=f"{status}: step {snapshot.step} of {snapshot.total_steps} · {snapshot.seconds:.0f} s")
     columns = st.columns(2)
     for index, name in enumerate(lesson.charts):
         with columns[index % 2]:
-            draw_chart(snapshot, name, index)
+            chart(st, arm_figure(snapshot, name), f"lesson_chart_{index}", notes.ARM_CHARTS[name])
     if status in FINAL_STATUSES:
         reading = lesson.read(snapshot)
         st.subheader("What this run shows")

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pandas as pd
 import streamlit as st
+from pandas.io.formats.style import Styler
 
-from playground.analysis.compare import RATIO_CHOICES, summary_csv
-from playground.analysis.study import MAX_SEEDS, StudyConfig, reading, table_rows
+from playground.analysis.compare import GAP, RATIO_CHOICES, summary_csv
+from playground.analysis.study import MAX_SEEDS, STEPS_TO_TARGET, StudyConfig, reading, table_rows
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import TASKS
+from playground.plots import notes
 from playground.plots.study import study_figure
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import RunKind
 from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
+from playground.training.rules import Metric
 from playground.ui.runs import chart, live_run_view, session_owner, visible_runs
 from playground.ui.settings import link_settings, share_link, url_problems
 
@@ -140,6 +144,18 @@ if message := st.session_state.pop("study_error", None):
     st.error(message)
 
 
+def readable_table(rows: list[dict[str, Any]]) -> Styler:
+    """The table as a person reads it: named columns, shares in %; the CSV keeps the plain names and numbers."""
+    names = {Metric.FR_EXACT: "free-running exact", Metric.FR_TOKEN_ACC: "free-running tokens",
+             Metric.TF_TOKEN_ACC: "teacher-forced tokens", GAP: "gap (tokens)"}
+    columns = {f"{name}{suffix}": f"{label}{words}" for name, label in names.items()
+               for suffix, words in (("", ""), ("_ci_low", ", CI low"), ("_ci_high", ", CI high"))}
+    frame = pd.DataFrame(rows).rename(columns=columns | {STEPS_TO_TARGET: "steps to 90% FR exact",
+                                                         "seeds_reaching_90": "seeds reaching 90%"})
+    return frame.style.format("{:.1%}", subset=list(columns.values()), na_rep="—").format(
+        "{:,.0f}", subset=["steps to 90% FR exact"], na_rep="not reached")
+
+
 def show(snapshot: StudySnapshot, status: str) -> None:
     eta = snapshot.eta_seconds
     st.progress(snapshot.cells_done / max(snapshot.cells_total, 1),
@@ -152,14 +168,14 @@ def show(snapshot: StudySnapshot, status: str) -> None:
     for summary in snapshot.summaries:
         if summary["failed"]:
             st.warning(f"Cell {summary['label']} failed twice and is left out: {summary['failed']}")
-    chart(st, study_figure(snapshot.summaries), "study_chart")
+    chart(st, study_figure(snapshot.summaries), "study_chart", notes.STUDY)
     st.subheader("Reading")
     st.markdown(reading(snapshot.summaries))
     rows = table_rows(snapshot.summaries)
     st.markdown("**Every arm of every cell** (means over seeds; the CI columns are the 95% intervals; gap = "
                 "teacher-forced minus free-running token accuracy; steps to 90% over the seeds that got there)")
     with st.container(key="study_table"):
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.dataframe(readable_table(rows), hide_index=True, width="stretch")
     st.download_button("Download CSV", summary_csv(rows), file_name="study.csv", mime="text/csv",
                        key="study_download", icon=":material/download:",
                        help="The whole table, one row per cell and arm, for a spreadsheet or a paper")

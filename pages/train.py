@@ -8,6 +8,7 @@ import streamlit as st
 from playground.analysis.preview import TaskPreview, parameter_counts, task_preview
 from playground.core.config import LIVE_SETTINGS, ConfigError, TrainConfig, label
 from playground.core.tasks import TASKS, CustomPairs, TaskError
+from playground.plots import notes
 from playground.plots.curves import accuracy_figure, gamma_figure, loss_figure
 from playground.plots.diagram import DiagramSizes, model_diagram
 from playground.runs.background import BackgroundRun, RunError
@@ -23,6 +24,7 @@ from playground.ui.runs import (
     chart,
     chart_format_picker,
     compounding_errors,
+    explained,
     open_run,
     run_label,
     runs_panel,
@@ -172,6 +174,7 @@ def draw_model_and_task(config: TrainConfig, preview: TaskPreview, gamma: float,
     with st.container(key="model_diagram"):  # the whole width: a left-to-right drawing needs it to be legible
         st.markdown(f"**The model: {sum(parts.values()):,} parameters**")
         st.graphviz_chart(model_diagram(sizes, gamma, gamma_note), width="stretch")
+        explained(st, notes.DIAGRAM)
     with st.container(key="task_preview"):
         st.markdown("**The task, as these settings make it**")
         pairs, facts = st.columns([2, 3])
@@ -206,8 +209,8 @@ def draw_progress_and_loss(run: Run, snapshot: TrainingSnapshot) -> None:
     chance = preview.chance_loss if preview else None
     loss_column, gamma_column = st.columns([3, 2])  # at 800 px a third is too narrow for the toolbar
     chart(loss_column, loss_figure(snapshot.rows, st.session_state.smoothing, st.session_state.log_y, changes,
-                                   note, snapshot.total_steps, chance), "loss_chart")
-    chart(gamma_column, gamma_figure(snapshot.rows, changes, snapshot.total_steps), "gamma_chart")
+                                   note, snapshot.total_steps, chance), "loss_chart", notes.LOSS)
+    chart(gamma_column, gamma_figure(snapshot.rows, changes, snapshot.total_steps), "gamma_chart", notes.GAMMA)
 
 
 def draw_evaluation(snapshot: TrainingSnapshot) -> None:
@@ -225,7 +228,8 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
     changes = [(change.step, change.text) for change in snapshot.changes]
     eval_every = snapshot.config.eval_every
     chart(accuracy_column, accuracy_figure(snapshot.rows, changes, snapshot.total_steps, eval_every,
-                                           preview.chance_accuracy if preview else None), "accuracy_chart")
+                                           preview.chance_accuracy if preview else None), "accuracy_chart",
+          notes.ACCURACY)
     with predictions_column:
         st.markdown("**Sample predictions** (free-running, validation examples)")
         if snapshot.predictions:
@@ -276,9 +280,11 @@ else:
         gamma_note = "set" if config.schedule == "constant" else f"start of the {config.schedule} schedule"
         draw_model_and_task(config, preview, config.forcing_schedule().ratio(0), gamma_note)
         empty_loss, empty_accuracy = st.columns(2)
-        chart(empty_loss, loss_figure([], total_steps=config.steps, chance_loss=preview.chance_loss), "loss_chart")
+        chart(empty_loss, loss_figure([], total_steps=config.steps, chance_loss=preview.chance_loss), "loss_chart",
+              notes.LOSS)
         chart(empty_accuracy, accuracy_figure([], total_steps=config.steps, first_evaluation=config.eval_every,
-                                              chance_accuracy=preview.chance_accuracy), "accuracy_chart")
+                                              chance_accuracy=preview.chance_accuracy), "accuracy_chart",
+              notes.ACCURACY)
 
 runs_panel(RunKind.TRAIN, "train_run_id", "run", lambda opened: load_settings(opened.snapshot().config),
            live_metrics=lambda: metrics_csv(run.snapshot().rows) if run is not None else "",

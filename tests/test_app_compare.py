@@ -42,10 +42,11 @@ def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None
     at.run()
     assert run.status == "finished" and not at.exception
     charts = {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
-    assert {f"compare_chart_{i}" for i in range(5)} | {"compare_lengths", "compare_positions"} <= charts.keys()
-    named = [trace["name"] for trace in charts["compare_chart_0"]["data"] if trace.get("showlegend", True)]
+    assert {"compare_train_loss", "compare_val_fr_exact", "compare_val_tf_loss", "compare_val_fr_loss", "compare_gap",
+            "compare_lengths", "compare_positions"} <= charts.keys()
+    named = [trace["name"] for trace in charts["compare_train_loss"]["data"] if trace.get("showlegend", True)]
     assert named == ["γ = 0", "γ = 1"]
-    assert "mean ± std over 2 seeds" in charts["compare_chart_0"]["layout"]["title"]["text"]
+    assert "mean ± std over 2 seeds" in charts["compare_train_loss"]["layout"]["title"]["text"]
     positions = {trace["name"] for trace in charts["compare_positions"]["data"]}  # every model, both ways
     assert len(positions) == 3 * 4 and any("γ = 1, seed 1" in name for name in positions)
     table = at.dataframe[0].value
@@ -102,7 +103,7 @@ def test_a_comparison_reopens_with_its_curves_and_deletes_after_a_restart() -> N
     restarted.button(key="open_compare").click().run()
     assert restarted.session_state.compare_run_id == run_id and not restarted.exception
     charts = {chart.key: json.loads(chart.proto.spec) for chart in restarted.get("plotly_chart")}
-    named = [trace["name"] for trace in charts["compare_chart_0"]["data"] if trace.get("showlegend", True)]
+    named = [trace["name"] for trace in charts["compare_train_loss"]["data"] if trace.get("showlegend", True)]
     assert named == ["γ = 0", "γ = 1"]
     assert list(restarted.dataframe[0].value["step"]) == [30, 30]
     restarted.button(key="delete_compare").click().run()

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from playground.analysis.lessons import LESSONS, STEPS_ENV
 from playground.glossary import TERMS
 from playground.runs import registry as runs
+from playground.ui.runs import LOOKING_AT
 from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
@@ -87,6 +88,30 @@ def test_every_widget_on_every_page_has_help() -> None:
         missing += [f"{page}: {kind} {widget.label!r} ({widget.key})" for kind in WIDGETS for widget in at.get(kind)
                     if not (widget.help or "").strip()]
     assert not missing, "widgets without help:\n" + "\n".join(missing)
+
+
+def test_every_chart_on_every_page_says_what_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each plotly chart has its "What am I looking at?" (a popover right after it) with words inside."""
+    monkeypatch.setenv(STEPS_ENV, "4")
+    at = new_app().run()
+    for key, value in (("cfg_hidden_dim", 8), ("cfg_emb_dim", 8), ("cfg_steps", 4), ("cfg_eval_every", 2)):
+        at.number_input(key=key).set_value(value)
+    at.button(key="start").click().run()
+    runs.registry().get(at.session_state.train_run_id).join(60)
+    at.switch_page("pages/lessons.py").run()
+    at.button(key="lesson_start").click().run()
+    runs.registry().get(at.session_state.lesson_runs[next(iter(LESSONS))]).join(60)
+    shown = {}
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, page
+        charts = at.get("plotly_chart")
+        notes = [block for block in at.get("popover") if block.proto.popover.label == LOOKING_AT]
+        shown[page] = len(charts)
+        assert len(notes) >= len(charts), page
+        assert all(any(len(markdown.value) > 100 for markdown in note.markdown) for note in notes), page
+    assert all(shown[page] for page in ("pages/train.py", "pages/hidden_states.py", "pages/decode.py",
+                                        "pages/lessons.py")), shown
 
 
 def test_the_glossary_page_shows_every_term() -> None:

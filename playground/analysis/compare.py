@@ -29,6 +29,8 @@ MAX_ARMS = 8
 RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))  # what the pages offer
 MAX_SEEDS = 3
 TARGET_ACCURACY = 0.9
+GAP = "gap"  # the exposure-bias gap: teacher-forced minus free-running token accuracy (a column, a chart)
+LENGTHS = "lengths"  # the chart of free-running exact match by output length
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
             Metric.TF_LOSS: final(Metric.TF_LOSS), Metric.FR_LOSS: final(Metric.FR_LOSS),
             Metric.FR_EXACT: final(Metric.FR_EXACT),
             Metric.TF_TOKEN_ACC: final(Metric.TF_TOKEN_ACC), Metric.FR_TOKEN_ACC: final(Metric.FR_TOKEN_ACC),
-            "gap": final(Metric.TF_TOKEN_ACC) - final(Metric.FR_TOKEN_ACC),
+            GAP: final(Metric.TF_TOKEN_ACC) - final(Metric.FR_TOKEN_ACC),
             "gap_peak": peak[1], "gap_peak_step": peak[0],
             "fr_exact_spread": _spread([row[Metric.FR_EXACT] for row in finals]),
             "gap_spread": _spread([row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in finals]),
@@ -221,7 +223,7 @@ def reading(table: list[dict[str, Any]]) -> str:
         sentences.append(f"After {step} steps, {best['ratio']} decodes best on its own: "
                          f"{_share(best['val_fr_exact'])} free-running exact match, against "
                          f"{_share(worst['val_fr_exact'])} for {worst['ratio']}.")
-    by_gap = sorted(table, key=lambda row: row["gap"], reverse=True)
+    by_gap = sorted(table, key=lambda row: row[GAP], reverse=True)
     widest, narrowest = by_gap[0], by_gap[-1]
     sentences.append(f"The exposure-bias gap (teacher-forced minus free-running token accuracy) is widest for "
                      f"{widest['ratio']} ({_points(widest['gap'])}: {_share(widest['val_tf_token_acc'])} of tokens "
@@ -256,7 +258,7 @@ def _trade_off(table: list[dict[str, Any]]) -> str:
                else min(table, key=lambda row: row[Metric.TF_LOSS]))
     speed = (f"reached {TARGET_ACCURACY:.0%} first (step {fastest['steps_to_90']:.0f})" if reached
              else f"has the lowest teacher-forced loss ({fastest[Metric.TF_LOSS]:.3f})")
-    widest = max(table, key=lambda row: row["gap"])
+    widest = max(table, key=lambda row: row[GAP])
     why = ("Feeding the true previous token makes every training step an easy, well-aimed lesson, so the model "
            "learns fast; but it never practises continuing from its own mistakes, and that shows as a gap between "
            "teacher-forced and free-running accuracy (exposure bias).")
@@ -273,7 +275,7 @@ def _gap_over_time(table: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     row = max(rows, key=lambda row: row["gap_peak"])
-    end = row["gap"]
+    end = row[GAP]
     trend = ("it has mostly closed since" if end < 0.5 * row["gap_peak"]
              else "it is still about as wide" if end > 0.8 * row["gap_peak"] else "it has narrowed since")
     return (f"Over time, the gap of {row['ratio']} peaked at {_points(row['gap_peak'])} at step "

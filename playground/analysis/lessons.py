@@ -13,22 +13,11 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from playground.analysis.compare import CompareConfig, CompareSnapshot, evaluated, summary_rows
+from playground.analysis.compare import GAP, LENGTHS, CompareConfig, CompareSnapshot, evaluated, summary_rows
 from playground.core.config import TrainConfig
 from playground.training.rules import Metric
 
 STEPS_ENV = "PLAYGROUND_LESSON_STEPS"  # tests: train every lesson this many steps instead of its own
-GAP = "gap"  # chart of teacher-forced minus free-running token accuracy
-LENGTHS = "lengths"  # chart of free-running exact match by output length
-CHART_TITLES: dict[str, tuple[str, str, bool]] = {  # chart -> title, y axis, percent
-    Metric.FR_TOKEN_ACC: ("Free-running token accuracy (validation)", "tokens right", True),
-    Metric.TF_TOKEN_ACC: ("Teacher-forced token accuracy (validation)", "tokens right", True),
-    GAP: ("Exposure-bias gap: teacher-forced minus free-running token accuracy", "accuracy gap", True),
-    Metric.GAMMA: ("Teacher-forcing ratio γ during training", "γ", False),
-    Metric.FR_EXACT: ("Free-running exact match (validation)", "sequences fully right", True),
-    Metric.TRAIN_LOSS: ("Training loss", "cross-entropy (nats/token)", False),
-    LENGTHS: ("", "", True),
-}
 CLEAR = 0.02  # two points of accuracy: smaller differences are within seed noise at these sizes
 CEILING = 0.97  # free-running token accuracy above which every arm is near perfect and nothing can differ
 LEARNED = 0.5  # teacher-forced token accuracy below which a run has not learned enough to say anything
@@ -89,7 +78,7 @@ def read_exposure_bias(snapshot: CompareSnapshot) -> Reading:
         return Reading(False, f"{numbers} γ = 1 has not learned enough yet (under {LEARNED:.0%} of tokens right even "
                               "when fed the truth) for its gap to mean anything: the run was too short for this "
                               "task; train for more steps.")
-    difference = forced["gap"] - free["gap"]
+    difference = forced[GAP] - free[GAP]
     if difference >= CLEAR:
         return Reading(True, f"{numbers} The expected effect appeared: the model trained only on true histories "
                              f"loses {_points(difference)} more when it must read its own predictions. That is "

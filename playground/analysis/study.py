@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.analysis.compare import CompareConfig, evaluated, steps_to_reach
+from playground.analysis.compare import GAP, CompareConfig, evaluated, steps_to_reach
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import TASKS
 from playground.training.rules import Metric
@@ -24,7 +24,6 @@ MAX_SEEDS = 30
 MAX_CELLS = 64
 LEVEL = 0.95  # confidence of the intervals; a paired test's p below 1 - LEVEL is "more than seed noise"
 MEASURES = (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC)
-GAP = "gap"  # exposure-bias gap: teacher-forced minus free-running token accuracy, per seed
 STEPS_TO_TARGET = "steps_to_90"  # first evaluated step at TARGET_ACCURACY free-running exact match, over the seeds
 # that reached it
 

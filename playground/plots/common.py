@@ -28,9 +28,12 @@ def tidy(figure: go.Figure, legend_below: bool = True) -> go.Figure:
                "yanchor": "bottom", "pad": {"b": 8, "l": 8}, "font": {"size": 15}},
         margin={"t": TOOLBAR_STRIP + TITLE_SPACE, "l": margin.l if margin.l is not None else 60,
                 "r": margin.r if margin.r is not None else 20,
-                "b": max(margin.b or 0, 90 if legend_below else 45)})
+                "b": max(margin.b or 0, 100 if legend_below else 45)})
     if legend_below:
-        figure.update_layout(legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.22, "yanchor": "top"})
+        # at the figure's bottom edge, not below the plot by a share of its height: a legend that wraps onto a
+        # second row in a narrow chart then grows upwards into the margin, never over the x axis title
+        figure.update_layout(legend={"orientation": "h", "x": 0, "xanchor": "left", "yref": "container", "y": 0,
+                                     "yanchor": "bottom"})
     return figure
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 
-from playground.analysis.compare import CompareSnapshot
+from playground.analysis.compare import GAP, LENGTHS, CompareSnapshot
 from playground.plots.common import empty_state, has_points, tidy
 from playground.training.rules import Metric
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MAX_POINTS = 2000
+LOSS_RANGE = (0.0, 3.5)  # an empty loss chart's y axis: from 0 to a little above ln|V| of the default tasks
 Value = Callable[[dict[str, float]], float | None]
 
 
@@ -93,3 +95,42 @@ def length_figure(snapshot: CompareSnapshot, height: int = 340) -> go.Figure:
         empty_state(figure, f"Exact match per target length, at the first evaluation (step {base.eval_every:,}).",
                     (0, max(base.max_len, 1) + 1), (0, 1.02))
     return figure
+
+
+@dataclass(frozen=True)
+class ArmCurve:
+    """One metric of every arm over training, as the Compare page and the lessons draw it."""
+
+    value: Value
+    title: str
+    y_title: str
+    percent: bool = False
+    evaluated: bool = True  # logged at evaluations; else every few steps
+    empty_range: tuple[float, float] = (0.0, 1.0)
+
+
+ARM_CURVES: dict[str, ArmCurve] = {
+    Metric.TRAIN_LOSS: ArmCurve(metric(Metric.TRAIN_LOSS), "Training loss (each model's own ratio)",
+                                "cross-entropy (nats/token)", evaluated=False, empty_range=LOSS_RANGE),
+    Metric.FR_EXACT: ArmCurve(metric(Metric.FR_EXACT), "Free-running exact match (validation)",
+                              "sequences fully right", percent=True),
+    Metric.TF_LOSS: ArmCurve(metric(Metric.TF_LOSS), "Validation loss, teacher-forced (γ = 1)",
+                             "cross-entropy (nats/token)", empty_range=LOSS_RANGE),
+    Metric.FR_LOSS: ArmCurve(metric(Metric.FR_LOSS), "Validation loss, free-running (greedy)",
+                             "cross-entropy (nats/token)", empty_range=LOSS_RANGE),
+    GAP: ArmCurve(gap, "Exposure-bias gap: teacher-forced minus free-running tokens", "accuracy gap", percent=True),
+    Metric.TF_TOKEN_ACC: ArmCurve(metric(Metric.TF_TOKEN_ACC), "Teacher-forced token accuracy (validation)",
+                                  "tokens right", percent=True),
+    Metric.FR_TOKEN_ACC: ArmCurve(metric(Metric.FR_TOKEN_ACC), "Free-running token accuracy (validation)",
+                                  "tokens right", percent=True),
+    Metric.GAMMA: ArmCurve(metric(Metric.GAMMA), "Teacher-forcing ratio γ during training", "γ", evaluated=False),
+}
+
+
+def arm_figure(snapshot: CompareSnapshot, name: str) -> go.Figure:
+    """The chart `name` (a key of ARM_CURVES, or LENGTHS) of every arm."""
+    if name == LENGTHS:
+        return length_figure(snapshot)
+    curve = ARM_CURVES[name]
+    return curve_figure(snapshot, curve.value, curve.title, curve.y_title, curve.percent, evaluated=curve.evaluated,
+                        empty_range=curve.empty_range)

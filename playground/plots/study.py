@@ -30,6 +30,6 @@ def study_figure(summaries: list[dict[str, Any]]) -> go.Figure:
             offsetgroup=str(arm), hovertemplate="%{x}<br>" + label + ": %{y:.1f}%<extra></extra>"))
     figure.update_layout(title="Free-running exact match per arm (mean over seeds, 95% CI)", scattermode="group",
                          xaxis_title="cell (task, setting, hidden size)",
-                         yaxis_title="free-running exact match (% of validation sequences)",
+                         yaxis_title="validation sequences fully right (%)",
                          legend_title="teacher forcing", height=460)
     return tidy(figure)

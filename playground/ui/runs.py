@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from playground.analysis.decode import position_errors
+from playground.plots import notes
 from playground.plots.common import chart_config, file_name
 from playground.plots.decode import position_errors_figure
 from playground.plots.states import state_heatmap
@@ -68,10 +69,12 @@ def open_run(run_id: str, kind: RunKind) -> BackgroundRun[Any] | None:
 
 
 CHART_FORMATS = {"png": "PNG (picture)", "svg": "SVG (vector, for slides and papers)"}
+LOOKING_AT = "What am I looking at?"
 
 
-def chart(container: Any, figure: Any, key: str, name: str | None = None) -> None:
-    """Every page's one way to draw a plotly figure: the shared toolbar and download settings, full width.
+def chart(container: Any, figure: Any, key: str, note: str, name: str | None = None) -> None:
+    """Every page's one way to draw a plotly figure: the shared toolbar and download settings, full width, and
+    under it its "What am I looking at?" (`note`, from `plots.notes`).
 
     The toolbar's camera saves the chart as PNG or SVG (the sidebar's "Chart downloads" choice) under a name
     taken from the title, so a saved file says what it shows.
@@ -79,6 +82,12 @@ def chart(container: Any, figure: Any, key: str, name: str | None = None) -> Non
     config = chart_config(name or file_name(figure.layout.title.text or key))
     config["toImageButtonOptions"]["format"] = st.session_state.get("chart_format", "png")
     container.plotly_chart(figure, key=key, width="stretch", config=config)
+    explained(container, note)
+
+
+def explained(container: Any, note: str) -> None:
+    """A figure's "What am I looking at?": its axes, colours, and what a good and a bad picture look like."""
+    container.popover(LOOKING_AT, icon=":material/help:").markdown(note)
 
 
 def live_run_view(run: BackgroundRun[Any] | None, polling: bool, seconds: float, waiting: str | None, noun: str,
@@ -111,7 +120,7 @@ def compounding_errors(container: Any, run: BackgroundRun[Any], key: str) -> Non
                   if model.val_pairs}
         cached = st.session_state[f"{key}_errors"] = ((run.id, run.step), errors)
     if cached[1]:
-        chart(container, position_errors_figure(cached[1]), key)
+        chart(container, position_errors_figure(cached[1]), key, notes.POSITIONS)
 
 
 def chart_format_picker() -> None:
@@ -135,10 +144,10 @@ def state_preview(snapshot: TrainingSnapshot) -> None:
                 f"(step {snapshot.rows[-1]['step']:.0f} or earlier). The **Hidden states** page shows more.")
     left, right = st.columns(2)
     chart(left, state_heatmap(capture.encoder[-1].h, capture.src_tokens, "Encoder h_t (reads the source)",
-                              height=300, value_name="h"), "preview_encoder")
+                              height=300, value_name="h"), "preview_encoder", notes.STATES)
     labels = [f"{fed}→{out}" for fed, out in zip(capture.decoder_inputs, capture.predicted, strict=True)]
     chart(right, state_heatmap(capture.decoder[-1].h, labels, "Decoder h_t (input → prediction)",
-                               height=300, value_name="h"), "preview_decoder")
+                               height=300, value_name="h"), "preview_decoder", notes.STATES)
 
 
 def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Callable[[BackgroundRun[Any]], None],

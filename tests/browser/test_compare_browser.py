@@ -10,7 +10,7 @@ from tests.browser.harness import set_number, wait_idle
 pytestmark = pytest.mark.browser
 
 CURVES = """() => {
-  const plot = document.querySelector('.st-key-compare_chart_0 .js-plotly-plot');
+  const plot = document.querySelector('.st-key-compare_train_loss .js-plotly-plot');
   if (!plot || !plot._fullData) return [];
   return plot._fullData.filter(t => t.showlegend !== false && t.x && t.x.length > 1)
     .map(t => [t.name, t.line.color, t.x.length]);

@@ -1,0 +1,152 @@
+"""What every chart shows, for its "What am I looking at?": the axes, the colours, a good and a bad picture.
+
+Written for a student who knows what a neural network is but not a seq2seq model; the Glossary page explains
+the words. `ui.runs.chart` draws no chart without one of these.
+"""
+
+from __future__ import annotations
+
+from playground.analysis.compare import GAP, LENGTHS
+from playground.training.rules import Metric
+
+DIAGRAM = (
+    "**Boxes**: the model these settings build, left to right: the source tokens, the encoder's embedding and LSTM "
+    "layers, their final state (h_T, c_T), which is all the decoder learns of the source, then the decoder's own "
+    "embedding and LSTM layers, a Linear layer and a softmax over the target vocabulary. Each box gives its sizes "
+    "and parameter count.\n\n"
+    "**The diamond**: teacher forcing. At each decoder step a coin with chance γ decides whether the input is the "
+    "true previous token or the model's own previous prediction (its argmax), fed back from the softmax.")
+
+LOSS = (
+    "**Axes**: training step against cross-entropy in nats per target token (lower is better).\n\n"
+    "**Lines**: blue, the training loss of each batch (smoothed by the slider above); green dots, the validation "
+    "loss when the decoder is fed the true previous tokens (teacher-forced); red dots, the same examples when it is "
+    "fed its own predictions (free-running). The dashed grey line is a random model's loss, ln |V|; dotted "
+    "vertical lines mark settings moved while it trained.\n\n"
+    "**Good**: all three fall well below the dashed line and red stays close to green.\n\n"
+    "**Bad**: flat at the dashed line (not learning: raise the learning rate or train longer); jagged or rising "
+    "(the learning rate is too high); red far above green (exposure bias: the model cannot recover from its own "
+    "mistakes).")
+
+GAMMA = (
+    "**Axes**: training step against γ, the chance that a decoder step reads the true previous token rather than "
+    "its own prediction.\n\n"
+    "**Line**: flat for a constant ratio, falling for a decaying schedule (scheduled sampling); markers where γ was "
+    "moved while training.\n\n"
+    "It shows what the model was fed, not how well it learned: read it beside the loss and accuracy (does "
+    "free-running accuracy keep up as γ falls?).")
+
+ACCURACY = (
+    "**Axes**: training step against the share right, in %, of validation examples (never trained on).\n\n"
+    "**Lines**: green, tokens right when fed the true previous tokens (teacher-forced); red, tokens right when fed "
+    "its own predictions (free-running); black dashes, whole sequences right (exact match, the same both ways "
+    "under greedy decoding). The dashed grey line is chance, 1/|V|.\n\n"
+    "**Good**: all rise towards 100% and red stays close to green.\n\n"
+    "**Bad**: red well under green (exposure bias); exact match far below token accuracy (most sequences have one "
+    "wrong token somewhere, common on long sequences); flat near chance (not learning yet).")
+
+STATES = (
+    "**Axes**: one column per time step (the token read; for the decoder, input → prediction), one row per hidden "
+    "unit.\n\n"
+    "**Colour**: the unit's value, red positive, blue negative (h lies between -1 and 1; the cell state c is "
+    "unbounded; the gates between 0 and 1). Outlined rows, where shown, are the most informative units.\n\n"
+    "**Good**: structure along the rows: units that grow or shrink step by step (they count, or track the "
+    "position) and units that switch at one token (they react to it).\n\n"
+    "**Bad**: every column alike, or noise without a pattern: the model has not learned much yet.")
+
+UNIT_LINES = (
+    "**Axes**: time step (the token read) against the value of each chosen unit (the sidebar picks them).\n\n"
+    "**Good**: a unit that rises or falls steadily along the sequence tracks the position; one that jumps at the "
+    "same token each time detects that token.\n\n"
+    "**Bad**: lines that wander with no relation to the tokens: pick other units (the outlined rows of the "
+    "heatmaps).")
+
+PROBABILITIES = (
+    "**Axes**: decoder step (input → prediction) against every token of the target vocabulary; the colour is the "
+    "probability the model gives that token (dark: near 1).\n\n"
+    "**Marks**: crosses are the tokens chosen (argmax). Free-running: fed its own predictions; teacher-forced: fed "
+    "the true previous token. The dashed line marks the first step where the two choose differently.\n\n"
+    "**Good**: one dark cell per column, on the right token, the same in both charts.\n\n"
+    "**Bad**: pale, spread columns (the model is unsure); the two parting early: one wrong token fed back makes "
+    "the next steps drift (exposure bias).")
+
+PLANE = (
+    "**Axes**: the two directions along which the encoder's final states (h_T, the context vector the decoder "
+    "starts from) of validation examples vary most (PCA); the percentages say how much of the variation each "
+    "holds.\n\n"
+    "**Colour**: a property of each example (the sidebar picks it, for example the source length). The paths are "
+    "this example's decoder states step by step, free-running and teacher-forced.\n\n"
+    "**Good**: the colours in order along a direction (the context vector encodes that property), and a decoder "
+    "path that moves steadily through them.\n\n"
+    "**Bad**: colours mixed at random: the encoder has not organised its states around that property (yet).")
+
+TOP_K = (
+    "**Bars**: the k most probable next tokens at this step and their probabilities (0 to 1). Orange is the token "
+    "chosen (the argmax); a green outline marks the target's token at this step.\n\n"
+    "**Good**: one long orange bar with the green outline: sure, and right.\n\n"
+    "**Bad**: short bars of similar length (unsure), or orange without the outline: a wrong choice, which "
+    "free-running decoding feeds back as the next input.")
+
+POSITIONS = (
+    "**Axes**: position in the output (0 is the first target token, the last is <eos>) against the share of "
+    "validation examples wrong at that position.\n\n"
+    "**Lines**: blue dots, teacher-forced (fed the true prefix); red, free-running (fed its own outputs); green "
+    "dashes, free-running among the examples whose earlier positions were all right.\n\n"
+    "**Good**: all three low and close together.\n\n"
+    "**Bad**: red climbing above blue along the output while green stays near blue: the extra errors come from "
+    "earlier mistakes fed back, errors that compound (exposure bias).")
+
+STUDY = (
+    "**Axes**: one group per cell (task, setting, hidden size) against free-running exact match on validation, "
+    "in %. A marker is one arm's mean over its seeds; its bar is the 95% confidence interval.\n\n"
+    "**Colours**: one per teacher-forcing arm, as in the legend.\n\n"
+    "**Reading**: bars that overlap a lot may differ by seed noise only; the paired tests below compare arms seed "
+    "by seed, which is sharper than the bars.\n\n"
+    "**Bad**: very wide bars: too few seeds or steps to tell the arms apart.")
+
+_ARMS = (" One colour per teacher-forcing arm (the legend); with several seeds the band is ± one standard "
+         "deviation. Every arm reads the same batches from the same initial weights: the differences come from "
+         "teacher forcing alone.")
+
+ARM_CHARTS = {  # the Compare page's and the lessons' charts, by the name the lessons use
+    Metric.TRAIN_LOSS: (
+        "**Axes**: training step against each model's training loss (cross-entropy, nats per token)." + _ARMS
+        + "\n\nEach model is scored under its own γ: a high-γ model is graded on the easier, teacher-forced task, "
+        "so a lower curve here does not mean it decodes better on its own (see the free-running charts)."),
+    Metric.FR_EXACT: (
+        "**Axes**: training step against the share of validation sequences decoded fully right on the model's own "
+        "(greedy, no help): what it can really do at test time." + _ARMS
+        + "\n\n**Good**: curves rising to 100%. The first to rise learned fastest; the highest at the end decodes "
+        "best."),
+    Metric.TF_LOSS: (
+        "**Axes**: training step against the validation loss when every step is fed the true previous token "
+        "(γ = 1); lower is better." + _ARMS
+        + "\n\nSet beside the free-running loss: the distance between the two is what reading its own predictions "
+        "costs each arm."),
+    Metric.FR_LOSS: (
+        "**Axes**: training step against the validation loss when every step is fed the model's own previous "
+        "prediction (greedy, γ = 0); lower is better." + _ARMS
+        + "\n\n**Bad**: an arm whose free-running loss stays far above its teacher-forced loss never learned to "
+        "recover from its own mistakes (exposure bias)."),
+    GAP: (
+        "**Axes**: training step against the exposure-bias gap: teacher-forced minus free-running token accuracy "
+        "on validation, in points." + _ARMS
+        + "\n\n**Good**: near 0, the model does as well on its own as when helped. **Bad**: high, the arm relies "
+        "on being fed the truth. The gap often peaks while a model is half-trained, then closes as its own "
+        "predictions become the true tokens."),
+    Metric.TF_TOKEN_ACC: (
+        "**Axes**: training step against validation token accuracy when every step is fed the true previous token: "
+        "how well each arm learned the task with help." + _ARMS),
+    Metric.FR_TOKEN_ACC: (
+        "**Axes**: training step against validation token accuracy when every step is fed the model's own "
+        "prediction: how well each arm does alone." + _ARMS
+        + "\n\nSet beside the teacher-forced accuracy: the difference is the exposure-bias gap."),
+    Metric.GAMMA: (
+        "**Axes**: training step against γ, each arm's chance of reading the true previous token." + _ARMS
+        + "\n\nConstant arms are flat; decaying schedules fall from 1 towards 0 (scheduled sampling)."),
+    LENGTHS: (
+        "**Axes**: target length in tokens against the share of validation sequences of that length decoded fully "
+        "right, free-running, at the latest evaluation." + _ARMS
+        + "\n\n**Good**: flat near 100%. **Bad**: falling with length: a long output gives a mistake more chances "
+        "and more steps to compound, and the encoder's final state must hold more (the bottleneck)."),
+}
