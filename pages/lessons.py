@@ -73,6 +73,9 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         reading = lesson.read(snapshot)
         st.subheader("What this run shows")
         (st.success if reading.appeared else st.warning)(reading.text)
+        st.download_button("Metrics (CSV)", lambda: registry().metrics_file(run.id), f"lesson-{lesson.key}.csv",
+                           "text/csv", key="lesson_metrics", icon=":material/download:",
+                           help="Every model's metrics at every logged step, to plot or check elsewhere")
 
 
 live_run_view(run, running, POLL_SECONDS, None, "run", show)

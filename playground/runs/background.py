@@ -75,15 +75,10 @@ class BackgroundRun(Generic[SnapshotT]):
             self._control.notify_all()
 
     def pause(self) -> None:
-        with self._control:
-            if self.status == RunStatus.RUNNING:
-                self.status = RunStatus.PAUSED
+        self._move(RunStatus.RUNNING, RunStatus.PAUSED)
 
     def resume(self) -> None:
-        with self._control:
-            if self.status == RunStatus.PAUSED:
-                self.status = RunStatus.RUNNING
-                self._control.notify_all()
+        self._move(RunStatus.PAUSED, RunStatus.RUNNING)
 
     def step_once(self) -> None:
         """One step from idle or paused; the run stays paused afterwards."""
@@ -99,9 +94,14 @@ class BackgroundRun(Generic[SnapshotT]):
 
     def queue(self) -> None:
         """Wait for a free slot (shared mode): the registry starts the run when one frees."""
+        self._move(RunStatus.IDLE, RunStatus.QUEUED)
+
+    def _move(self, before: RunStatus, after: RunStatus) -> None:
+        """From `before` to `after`, waking the thread; from any other status, nothing."""
         with self._control:
-            if self.status == RunStatus.IDLE:
-                self.status = RunStatus.QUEUED
+            if self.status == before:
+                self.status = after
+                self._control.notify_all()
 
     def stop(self, wait: float = 0.0) -> None:
         """Takes effect at the next time step: the step in progress is undone (`interrupt`); the thread saves and
