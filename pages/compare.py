@@ -181,8 +181,8 @@ buttons[2].button("Example: longer sequences", key="compare_example", on_click=l
                   icon=":material/science:",
                   help=f"Reverse {TRADE_OFF_EXAMPLE.min_len} to {TRADE_OFF_EXAMPLE.max_len} symbols, hidden size "
                        f"{TRADE_OFF_EXAMPLE.hidden_dim}, {TRADE_OFF_EXAMPLE.steps} steps, γ = 0, 0.5 and 1: about a "
-                       "minute on 2 CPU cores (53 s measured), and the ratios differ (the default task is easy "
-                       "enough for all to reach ~99%)")
+                       "minute on 2 CPU cores (38 s measured with the page open), and the ratios differ (the "
+                       "default task is easy enough for all to reach ~99%)")
 if message := st.session_state.pop("compare_error", None):
     st.error(message)
 
