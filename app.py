@@ -21,13 +21,13 @@ def set_up_process() -> None:
 
 set_up_process()
 page = st.navigation([
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
-    st.Page("pages/hidden_states.py", title="Hidden states", icon=":material/grid_on:"),
-    st.Page("pages/decode.py", title="Decode", icon=":material/step:"),
-    st.Page("pages/compare.py", title="Compare ratios", icon=":material/compare_arrows:"),
-    st.Page("pages/study.py", title="Study", icon=":material/query_stats:"),
-    st.Page("pages/lessons.py", title="Lessons", icon=":material/school:"),
-    st.Page("pages/glossary.py", title="Glossary", icon=":material/menu_book:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", default=True),
+    st.Page("app_pages/hidden_states.py", title="Hidden states", icon=":material/grid_on:"),
+    st.Page("app_pages/decode.py", title="Decode", icon=":material/step:"),
+    st.Page("app_pages/compare.py", title="Compare ratios", icon=":material/compare_arrows:"),
+    st.Page("app_pages/study.py", title="Study", icon=":material/query_stats:"),
+    st.Page("app_pages/lessons.py", title="Lessons", icon=":material/school:"),
+    st.Page("app_pages/glossary.py", title="Glossary", icon=":material/menu_book:"),
 ])
 st.set_page_config(page_title=f"{page.title} · Seq2Seq Playground", page_icon=":material/swap_horiz:", layout="wide")
 page.run()

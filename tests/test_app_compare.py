@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("fresh_app")
 
 def compare_page() -> AppTest:
     at = new_app().run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     for key, value in (("cfg_hidden_dim", 16), ("cfg_emb_dim", 8), ("cfg_steps", 30), ("cfg_eval_every", 10),
                        ("cfg_batch_size", 16)):
         at.number_input(key=key).set_value(value)

@@ -14,8 +14,8 @@ from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
 
-PAGES = ("pages/train.py", "pages/hidden_states.py", "pages/decode.py", "pages/compare.py", "pages/study.py",
-         "pages/lessons.py", "pages/glossary.py")
+PAGES = tuple(f"app_pages/{name}.py" for name in ("train", "hidden_states", "decode", "compare", "study", "lessons",
+                                                 "glossary"))
 WIDGETS = ("number_input", "slider", "select_slider", "selectbox", "multiselect", "radio", "text_input", "toggle",
            "checkbox", "button")
 
@@ -58,7 +58,7 @@ def test_a_bad_link_value_keeps_its_default_with_one_message_naming_its_range() 
 
 def test_a_compare_link_restores_its_arms() -> None:
     at = linked({"ratios": "0,1", "schedules": "linear", "seeds": "2", "hidden_dim": "32"})
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert not at.exception and not at.warning
     assert at.multiselect(key="compare_ratios").value == [0.0, 1.0]
     assert at.multiselect(key="compare_schedules").value == ["linear"]
@@ -70,7 +70,7 @@ def test_a_compare_link_restores_its_arms() -> None:
 
 def test_a_bad_compare_link_is_explained() -> None:
     at = linked({"ratios": "0,7"})
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert len(at.warning) == 1 and "ratio '7' is not allowed: it must be between 0 and 1" in at.warning[0].value
     assert at.multiselect(key="compare_ratios").value == [0.0, 0.25, 0.5, 0.75, 1.0]
 
@@ -98,7 +98,7 @@ def test_every_chart_on_every_page_says_what_it_shows(monkeypatch: pytest.Monkey
         at.number_input(key=key).set_value(value)
     at.button(key="start").click().run()
     runs.registry().get(at.session_state.train_run_id).join(60)
-    at.switch_page("pages/lessons.py").run()
+    at.switch_page("app_pages/lessons.py").run()
     at.button(key="lesson_start").click().run()
     runs.registry().get(at.session_state.lesson_runs[next(iter(LESSONS))]).join(60)
     shown = {}
@@ -110,13 +110,13 @@ def test_every_chart_on_every_page_says_what_it_shows(monkeypatch: pytest.Monkey
         shown[page] = len(charts)
         assert len(notes) >= len(charts), page
         assert all(any(len(markdown.value) > 100 for markdown in note.markdown) for note in notes), page
-    assert all(shown[page] for page in ("pages/train.py", "pages/hidden_states.py", "pages/decode.py",
-                                        "pages/lessons.py")), shown
+    assert all(shown[page] for page in ("app_pages/train.py", "app_pages/hidden_states.py", "app_pages/decode.py",
+                                        "app_pages/lessons.py")), shown
 
 
 def test_the_glossary_page_shows_every_term() -> None:
     at = new_app().run()
-    at.switch_page("pages/glossary.py").run()
+    at.switch_page("app_pages/glossary.py").run()
     assert not at.exception
     assert [header.value for header in at.subheader] == [term.title for term in TERMS.values()]
     assert len(at.latex) == sum(bool(term.formula) for term in TERMS.values())
@@ -126,7 +126,7 @@ def test_the_glossary_page_shows_every_term() -> None:
 def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(STEPS_ENV, "20")
     at = new_app().run()
-    at.switch_page("pages/lessons.py").run()
+    at.switch_page("app_pages/lessons.py").run()
     at.radio(key="lesson").set_value(lesson).run()
     assert not at.exception and LESSONS[lesson].story in [markdown.value for markdown in at.markdown]
     at.button(key="lesson_start").click().run()

@@ -28,7 +28,7 @@ def trained_run() -> BackgroundRun:
 
 def states_page() -> AppTest:
     at = new_app().run()
-    at.switch_page("pages/hidden_states.py")
+    at.switch_page("app_pages/hidden_states.py")
     return at.run()
 
 
@@ -99,11 +99,11 @@ def test_the_link_holds_the_run_and_the_example_and_restores_them(trained_run: B
     assert at.query_params["source"] == "abcab" and "example" not in at.query_params
     opened = new_app()  # a fresh session opening that link
     opened.query_params.update(run=trained_run.id, example="3")
-    opened.switch_page("pages/hidden_states.py").run()
+    opened.switch_page("app_pages/hidden_states.py").run()
     assert opened.selectbox(key="hs_run").value == trained_run.id and opened.selectbox(key="hs_example").value == 3
     bad = new_app()
     bad.query_params.update(run="no-such-run", example="9999")
-    bad.switch_page("pages/hidden_states.py").run()
+    bad.switch_page("app_pages/hidden_states.py").run()
     assert not bad.exception
     assert any("run 'no-such-run' is not here" in warning.value for warning in bad.warning)
     assert any("validation example number '9999' is not here" in warning.value for warning in bad.warning)

@@ -181,7 +181,7 @@ def test_decode_page_steps_and_shows_beams() -> None:
     config = CONFIG.replace(steps=4)
     runs.registry().launch("tiny", TrainingEngine.create(config), config).join(60)
     at = new_app().run()
-    at.switch_page("pages/decode.py")
+    at.switch_page("app_pages/decode.py")
     at.run()
     assert not at.exception and not at.error
     assert any("**Step 0 of" in m.value for m in at.markdown)
@@ -201,7 +201,7 @@ def test_decode_page_shows_every_arm_of_a_comparison() -> None:
     config = CONFIG.replace(steps=4, eval_every=2)
     runs.registry().launch("arms", CompareEngine(CompareConfig.build(config, [0.0, 1.0], seeds=1)), config).join(60)
     at = new_app().run()
-    at.switch_page("pages/decode.py")
+    at.switch_page("app_pages/decode.py")
     at.run()
     assert not at.exception and not at.error
     at.toggle(key="dc_all_arms").set_value(True).run()

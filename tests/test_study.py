@@ -112,7 +112,7 @@ def test_cell_summary_and_reading_from_results() -> None:
 
 def study_page() -> AppTest:
     at = new_app().run()
-    at.switch_page("pages/study.py").run()
+    at.switch_page("app_pages/study.py").run()
     return at
 
 
@@ -144,7 +144,7 @@ def test_the_study_link_holds_the_grid_and_names_a_value_it_cannot_use() -> None
     assert "max_len" not in at.query_params  # at its default
     opened = new_app()
     opened.query_params.update(tasks="copy,sort", seeds="40", ratios="0,1")
-    opened.switch_page("pages/study.py").run()
+    opened.switch_page("app_pages/study.py").run()
     assert not opened.exception
     assert opened.multiselect(key="study_tasks").value == ["copy", "sort"]
     assert opened.multiselect(key="study_ratios").value == [0.0, 1.0]

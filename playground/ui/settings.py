@@ -119,7 +119,7 @@ def share_link(page: str = "", leave_out: Iterable[str] = ()) -> None:
 
 def glossary_link() -> None:
     """A link to the Glossary page, for pages whose words need explaining."""
-    st.page_link("pages/glossary.py", label="Glossary: the words explained", icon=":material/menu_book:")
+    st.page_link("app_pages/glossary.py", label="Glossary: the words explained", icon=":material/menu_book:")
 
 
 def url_problems() -> None:

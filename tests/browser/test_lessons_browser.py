@@ -45,6 +45,10 @@ def test_a_link_restores_every_changed_setting_on_a_restarted_server(streamlit_s
     try:
         fresh = context.new_page()
         fresh.set_default_timeout(60_000)
+        # a fresh server's first request is a deep link: it must run through app.py's navigation too
+        fresh.goto(restarted_server + "/lessons")
+        fresh.wait_for_function("() => document.title === 'Lessons · Seq2Seq Playground'")
+        assert "Compare ratios" in fresh.get_by_test_id("stSidebarNav").inner_text()
         fresh.goto(restarted_server + "/?" + urlsplit(page.url).query)
         wait_idle(fresh)
         for label, (_, value) in CHANGED.items():
