@@ -50,8 +50,7 @@ def bench_stop(largest: bool, as_json: bool) -> None:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for name, config in cases.items():
-            results[name] = stop_latency(config, Path(folder))
-            figures = results[name]
+            figures = results[name] = stop_latency(config, Path(folder))
             print(f"{name}: a step {figures['step_s']:.2f} s, Stop {figures['stop_s']:.2f} s "
                   f"({figures['stop_s'] / figures['step_s']:.2f} of a step), saved after {figures['saved_s']:.2f} s",
                   flush=True)
