@@ -1,5 +1,6 @@
-"""Fault injection: real training processes killed at random moments, run files damaged one at a time, a full
-disk. After each, the run list opens, every run is listed, damaged files are named and nothing saved is lost."""
+"""Fault injection: real training processes (one model, a comparison) killed at random moments, run files damaged
+one at a time, a full disk. After each, the run list opens, every run is listed, damaged files are named and
+nothing saved is lost."""
 
 from __future__ import annotations
 
@@ -70,6 +71,40 @@ def test_a_killed_cli_run_keeps_its_files_is_listed_and_resumes_exactly(tmp_path
     resumed_weights = load_checkpoint(run_dir / CHECKPOINT_FILE).model.state_dict()
     fresh_weights = load_checkpoint(fresh_dir / CHECKPOINT_FILE).model.state_dict()
     assert all(torch.equal(resumed_weights[name], fresh_weights[name]) for name in fresh_weights)
+
+
+def test_a_killed_cli_comparison_is_listed_as_stopped_and_resumes_to_the_same_final_metrics(tmp_path: Path) -> None:
+    runs_dir, arms = tmp_path / "runs", ["--ratios", "0,1", "--schedules", "linear", "--decay-steps", "200"]
+    process = subprocess.Popen(cli("compare", *TINY, *arms, "--steps", "100000", "--quiet", "--runs-dir",
+                                   str(runs_dir)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(runs_dir.glob(f"*/{CHECKPOINT_FILE}")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(KILL_AFTER)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (run_dir,) = runs_dir.iterdir()
+    listed = json.loads(run_cli("runs", "--runs-dir", str(runs_dir), "--json").stdout.splitlines()[-1])
+    saved_step = load_checkpoint(run_dir / CHECKPOINT_FILE).step
+    assert [(run["id"], run["kind"], run["status"]) for run in listed] == [(run_dir.name, "compare", "stopped")]
+    assert saved_step > 0 and listed[0]["step"] == saved_step
+    total = str(saved_step + 40)
+    resumed = run_cli("compare", "--resume", str(run_dir), "--steps", total, "--quiet", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    fresh = run_cli("compare", *TINY, *arms, "--steps", total, "--quiet", "--json", "--runs-dir",
+                    str(tmp_path / "fresh"))
+    resumed_summary, fresh_summary = (json.loads(result.stdout.splitlines()[-1]) for result in (resumed, fresh))
+    assert (resumed_summary["status"], resumed_summary["steps"]) == ("finished", int(total))
+    final = [[{key: value for key, value in row.items() if key != "wall_seconds"} for row in summary["rows"]]
+             for summary in (resumed_summary, fresh_summary)]
+    assert final[0] == final[1] and len(final[0]) == 3  # every arm's final metrics
+    fresh_dir = Path(fresh_summary["run_dir"])
+    fresh_dir = fresh_dir if fresh_dir.is_absolute() else ROOT / fresh_dir
+    assert metric_rows(run_dir) == metric_rows(fresh_dir)  # and every row before them
+    fresh_models = load_checkpoint(fresh_dir / CHECKPOINT_FILE).models
+    for mine, theirs in zip(load_checkpoint(run_dir / CHECKPOINT_FILE).models, fresh_models, strict=True):
+        weights = theirs.model.state_dict()
+        assert all(torch.equal(value, weights[name]) for name, value in mine.model.state_dict().items())
 
 
 @pytest.fixture(scope="module")

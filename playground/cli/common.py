@@ -6,12 +6,14 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from playground.core.config import DEFAULTS, SETTINGS, TrainConfig
 from playground.core.tasks import CustomPairs, load_custom_csv
-from playground.runs.background import BackgroundRun
-from playground.runs.engine import RunStatus
+from playground.runs.background import BackgroundRun, RunError, read_run_file
+from playground.runs.engine import RunKind, RunStatus
+from playground.runs.registry import RunRegistry
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_FAILED = 0, 1, 2, 3, 4
 EXIT_CODES = {RunStatus.DIVERGED: EXIT_DIVERGED, RunStatus.FAILED: EXIT_FAILED}
@@ -45,6 +47,36 @@ def config_from_args(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> tu
         custom = load_custom_csv(args.custom_csv, values.get("custom_tokenization", DEFAULTS.custom_tokenization))
         values["custom_data"] = custom.fingerprint
     return TrainConfig.from_dict(values), custom
+
+
+def resume_run(run_dir: Path, steps: str | None, kind: RunKind) -> BackgroundRun[Any]:
+    """Continue a saved run of `kind` exactly where it was saved, up to `steps` in all (default: its own total),
+    and start it; a folder of another kind or one that cannot be loaded is bad input, said in one line."""
+    info = read_run_file(run_dir)
+    if info is not None and info["kind"] != kind:  # said before loading: a study's loader would start Ray
+        raise BadInput(f"{run_dir} holds a {info['kind']} run: continue it with "
+                       f"`{resume_command(RunKind(info['kind']), run_dir)}`")
+    try:
+        run = RunRegistry(run_dir.parent).get(run_dir.name)
+    except (ValueError, RuntimeError) as error:  # RunError, a damaged file, weights that do not fit the config
+        first_line = next(iter(str(error).strip().splitlines()), type(error).__name__)
+        raise BadInput(f"{run_dir} is not a run folder that can be resumed: {first_line}") from None
+    total = TrainConfig.from_dict({"steps": steps}).steps if steps is not None else run.total_steps
+    if total <= run.step:
+        raise BadInput(f"the run has done {run.step:,} of {run.total_steps:,} steps: give --steps N "
+                       f"with N above {run.step:,} to train on")
+    try:
+        run.train_on(total)
+    except RunError as error:
+        raise BadInput(str(error)) from None
+    return run
+
+
+def resume_command(kind: RunKind, run_dir: Path) -> str:
+    """The command that continues a run of `kind` in `run_dir`."""
+    if kind == RunKind.STUDY:
+        return f"python -m playground study --resume {run_dir.name} --runs-dir {run_dir.parent}"
+    return f"python -m playground {kind} --resume {run_dir}"
 
 
 def threads(text: str) -> int:

@@ -1,4 +1,5 @@
-"""`compare`: several teacher-forcing arms side by side in one run folder, as the Compare page makes."""
+"""`compare`: several teacher-forcing arms side by side in one run folder, as the Compare page makes, and
+`--resume`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from playground.analysis.compare import CompareConfig, format_table, parse_ratios, reading, summary_rows
-from playground.cli.common import EXIT_CODES, EXIT_OK, add_config_options, config_from_args, follow, print_json
+from playground.cli.common import (
+    EXIT_CODES,
+    EXIT_OK,
+    add_config_options,
+    config_from_args,
+    follow,
+    print_json,
+    resume_run,
+)
+from playground.runs.engine import RunKind
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import RunRegistry
 
@@ -23,15 +33,22 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds per ratio, 1 to 3 (default 1)")
     parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
     parser.add_argument("--name", default="", help="run name (default: TASK-compare)")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue a stopped, crashed or finished comparison (or lesson) exactly where it was "
+                             "saved, with its own settings (with --steps N: up to N steps in all)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="end with one JSON line: a row per ratio")
 
 
 def run(args: argparse.Namespace) -> int:
-    base, custom = config_from_args(args, skip=PER_ARM)
-    config = CompareConfig.build(base, parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds)
-    registry = RunRegistry(Path(args.runs_dir))
-    comparison = registry.launch(args.name or f"{base.task}-compare", CompareEngine(config, custom), base, custom)
+    if args.resume:
+        comparison = resume_run(Path(args.resume), args.steps, RunKind.COMPARE)
+    else:
+        base, custom = config_from_args(args, skip=PER_ARM)
+        config = CompareConfig.build(base, parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds)
+        registry = RunRegistry(Path(args.runs_dir))
+        comparison = registry.launch(args.name or f"{base.task}-compare", CompareEngine(config, custom), base,
+                                     custom)
     status = follow(comparison, args.quiet)
     snapshot = comparison.snapshot()
     table = summary_rows(snapshot)
@@ -40,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{status}; run folder: {comparison.run_dir}")
     if args.json:
         print_json({"status": str(status), "message": comparison.message, "id": comparison.id,
-                    "task": base.task, "steps": snapshot.step, "seconds": round(snapshot.seconds, 2),
+                    "task": snapshot.config.base.task, "steps": snapshot.step,
+                    "total_steps": snapshot.total_steps, "seconds": round(snapshot.seconds, 2),
                     "run_dir": str(comparison.run_dir), "rows": table})
     return EXIT_CODES.get(status, EXIT_OK)

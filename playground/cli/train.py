@@ -9,13 +9,13 @@ from typing import Any
 from playground.cli.common import (
     EXIT_CODES,
     EXIT_OK,
-    BadInput,
     add_config_options,
     config_from_args,
     follow,
     print_json,
+    resume_run,
 )
-from playground.runs.background import BackgroundRun, RunError
+from playground.runs.background import BackgroundRun
 from playground.runs.engine import RunKind
 from playground.runs.engines import TrainingEngine, TrainingSnapshot
 from playground.runs.registry import RunRegistry
@@ -36,7 +36,7 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.resume:
-        training = resume(Path(args.resume), args.steps)
+        training = resume_run(Path(args.resume), args.steps, RunKind.TRAIN)
     else:
         config, custom = config_from_args(args)
         registry = RunRegistry(Path(args.runs_dir))
@@ -55,23 +55,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     return EXIT_CODES.get(status, EXIT_OK)
-
-
-def resume(run_dir: Path, steps: str | None) -> BackgroundRun[Any]:
-    registry = RunRegistry(run_dir.parent)
-    try:
-        training = registry.get(run_dir.name)
-    except RunError as error:
-        raise BadInput(f"{run_dir} is not a run folder: {error}") from None
-    if training.kind != RunKind.TRAIN:
-        raise BadInput(f"{run_dir} holds a {training.kind} run; --resume continues training runs")
-    total = int(steps) if steps is not None else training.total_steps
-    if total <= training.step:
-        raise BadInput(f"the run has done {training.step:,} of {training.total_steps:,} steps: give --steps N "
-                       f"with N above {training.step:,} to train on")
-    training.continue_to(total)
-    training.start()
-    return training
 
 
 def summarise(training: BackgroundRun[Any], snapshot: TrainingSnapshot) -> dict[str, Any]:
