@@ -313,6 +313,40 @@ def test_a_comparison_is_listed_reopened_by_a_new_registry_and_deleted(runs: Run
     assert fresh.list() == [] and not run.run_dir.exists()
 
 
+def test_a_stopped_comparison_reopened_after_a_restart_trains_on_to_the_same_final_metrics(
+        runs: RunRegistry) -> None:
+    """A comparison stopped mid-way, reopened by a new registry (the app restarted) and continued to its total
+    ends exactly where one that was never interrupted ends: every model's rows and weights."""
+    config = CompareConfig.build(TINY.replace(steps=200, eval_every=25, decay_steps=150), [0.0, 1.0], ["linear"])
+    run = runs.launch("stopped half-way", CompareEngine(config), config.base)
+    wait_for(lambda: run.step >= 30)
+    run.stop()
+    run.join(30)
+    stopped_at = run.step
+    assert run.status == RunStatus.STOPPED and 30 <= stopped_at < 200
+    assert load_checkpoint(run.run_dir / CHECKPOINT_FILE).step == stopped_at
+
+    restarted = RunRegistry(runs.runs_dir)
+    reopened = restarted.get(run.id)
+    assert (reopened.kind, reopened.status, reopened.step, reopened.total_steps) == (
+        RunKind.COMPARE, RunStatus.STOPPED, stopped_at, 200)
+    reopened.train_on(200)
+    reopened.join(120)
+    assert reopened.status == RunStatus.FINISHED and reopened.step == 200
+
+    uninterrupted = CompareEngine(config)
+    expected = uninterrupted.run_to_end()
+
+    def without_time(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{name: value for name, value in row.items() if name != "seconds"} for row in rows]
+
+    resumed = reopened.snapshot()
+    assert [without_time(rows) for rows in resumed.rows] == [without_time(rows) for rows in expected.rows]
+    for mine, theirs in zip(reopened.models(), uninterrupted.models(), strict=True):
+        weights = theirs.model.state_dict()
+        assert all(torch.equal(value, weights[name]) for name, value in mine.model.state_dict().items())
+
+
 def test_unknown_run_is_a_clear_error(runs: RunRegistry) -> None:
     with pytest.raises(RunError, match="no run"):
         runs.get("nope")
