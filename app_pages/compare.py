@@ -201,6 +201,12 @@ buttons[3].button("Example: longer sequences", key="compare_example", on_click=l
                        "default task is easy enough for all to reach ~99%)")
 if message := st.session_state.pop("compare_error", None):
     st.error(message)
+if resumable and run is not None and config is not None:
+    own = run.snapshot().config
+    if (own.base.replace(steps=config.base.steps), sorted(own.ratios), own.schedules, own.seeds) != (
+            config.base, sorted(config.ratios), config.schedules, config.seeds):
+        st.info("The settings on this page differ from this comparison's own: **Train on** continues it with its "
+                "own settings, **Start** begins a new comparison with the page's.")
 
 
 def show(snapshot: CompareSnapshot, status: str) -> None:

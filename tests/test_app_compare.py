@@ -138,12 +138,16 @@ def test_a_stopped_comparison_trains_on_after_a_restart_to_the_same_numbers_as_o
     assert not restarted.button(key="compare_train_on").disabled
     total = stopped_at + 20
     restarted.number_input(key="cfg_steps").set_value(total).run()
+    assert not [info for info in restarted.info if "differ from this comparison's own" in info.value]
+    restarted.multiselect(key="compare_ratios").set_value([0.5]).run()  # Train on keeps the run's own arms
+    assert [info for info in restarted.info if "differ from this comparison's own" in info.value]
     restarted.button(key="compare_train_on").click().run()
     resumed = runs.registry().get(run.id)
     resumed.join(120)
     restarted.run()
     assert resumed.status == "finished" and resumed.step == total and not restarted.exception
     assert list(restarted.dataframe[0].value["step"]) == [total, total]
+    assert list(restarted.dataframe[0].value["teacher forcing"]) == ["γ = 0", "γ = 1"]
     assert restarted.button(key="compare_train_on").disabled  # done up to the Steps setting
 
     uninterrupted = CompareEngine(resumed.snapshot().config).run_to_end()
