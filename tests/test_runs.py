@@ -356,6 +356,24 @@ def test_a_comparison_killed_after_a_save_is_listed_as_stopped_and_resumes_to_th
         assert all(torch.equal(value, weights[name]) for name, value in mine.model.state_dict().items())
 
 
+@pytest.mark.parametrize("left", ["running", "paused", "queued", "idle"])
+def test_a_run_file_that_says_it_trains_is_a_stopped_run_that_resumes(runs: RunRegistry, left: str) -> None:
+    """Only a process that is gone (or a hand) leaves such a run.json: it must neither hold a slot nor refuse to
+    resume."""
+    config = CompareConfig.build(TINY.replace(steps=4, eval_every=2), [0.0, 1.0])
+    run = runs.launch("left behind", CompareEngine(config), config.base)
+    run.join(60)
+    info = json.loads((run.run_dir / RUN_FILE).read_text())
+    (run.run_dir / RUN_FILE).write_text(json.dumps(info | {"status": left}))
+    restarted = RunRegistry(runs.runs_dir, max_active=1)
+    assert [(summary.id, summary.status) for summary in restarted.list()] == [(run.id, RunStatus.STOPPED)]
+    reopened = restarted.get(run.id)
+    assert reopened.status == RunStatus.STOPPED and not reopened.active
+    reopened.train_on(6)
+    reopened.join(60)
+    assert (reopened.status, reopened.step) == (RunStatus.FINISHED, 6)
+
+
 def test_unknown_run_is_a_clear_error(runs: RunRegistry) -> None:
     with pytest.raises(RunError, match="no run"):
         runs.get("nope")
