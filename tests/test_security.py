@@ -18,7 +18,7 @@ import torch
 
 from playground.cli import main
 from playground.core.config import TrainConfig
-from playground.core.tasks import MAX_CUSTOM_VOCAB, TaskError, load_custom_csv, parse_custom_csv
+from playground.core.tasks import MAX_CUSTOM_BYTES, MAX_CUSTOM_VOCAB, TaskError, load_custom_csv, parse_custom_csv
 from playground.runs.registry import RunRegistry
 from playground.training.storage import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from playground.training.trainer import Trainer
@@ -96,9 +96,17 @@ def test_custom_pairs_travel_inside_the_checkpoint(tmp_path: Path) -> None:
     assert loaded.custom == pairs and loaded.config.custom_data == pairs.fingerprint
 
 
-def test_dev_zero_is_refused_at_its_size_limit_without_reading_it_whole() -> None:
-    with pytest.raises(TaskError, match="larger than 10,485,760 bytes"):
+def test_dev_zero_is_refused_without_reading_it() -> None:
+    with pytest.raises(TaskError, match="the CSV file is not a regular file"):
         load_custom_csv("/dev/zero")
+
+
+def test_a_csv_over_its_size_limit_is_refused_at_the_limit(tmp_path: Path) -> None:
+    large = tmp_path / "large.csv"
+    with open(large, "wb") as file:
+        file.truncate(MAX_CUSTOM_BYTES + 1)  # sparse: nothing written
+    with pytest.raises(TaskError, match="larger than 10,485,760 bytes"):
+        load_custom_csv(large)
 
 
 def test_a_giant_vocabulary_is_refused_with_its_limit() -> None:
