@@ -285,7 +285,8 @@ def _vocab(tokens: Any, separator: Any) -> Vocab:
     if not isinstance(tokens, list | tuple) or not all(isinstance(t, str) for t in tokens):
         raise TypeError("a vocabulary is not a list of text tokens")
     if len(tokens) > MAX_VOCAB:
-        raise ValueError(f"a vocabulary holds {len(tokens):,} tokens; at most {MAX_VOCAB:,} are allowed")
+        raise CheckpointError(f"refused: a vocabulary holds {len(tokens):,} tokens; at most {MAX_VOCAB:,} are "
+                              "allowed (the most any task builds)")
     if not isinstance(separator, str):
         raise TypeError("a vocabulary separator is not text")
     return Vocab(list(tokens), separator)
