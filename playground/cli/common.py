@@ -8,7 +8,7 @@ import math
 import sys
 from typing import Any
 
-from playground.core.config import DEFAULTS, SETTINGS, TrainConfig
+from playground.core.config import DEFAULTS, SETTINGS, TrainConfig, whole_number
 from playground.core.tasks import CustomPairs, load_custom_csv
 from playground.runs.background import BackgroundRun
 from playground.runs.engine import RunStatus
@@ -48,9 +48,9 @@ def config_from_args(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> tu
 
 
 def threads(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 1024:
+    if (number := whole_number(text)) is None or not 0 <= number <= 1024:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a whole number, 0 (torch's choice) to 1024")
-    return int(text)
+    return number
 
 
 def strict(value: Any) -> Any:

@@ -15,6 +15,7 @@ from playground.cli.common import (
     follow,
     print_json,
 )
+from playground.core.config import whole_number
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import RunKind
 from playground.runs.engines import TrainingEngine, TrainingSnapshot
@@ -65,7 +66,9 @@ def resume(run_dir: Path, steps: str | None) -> BackgroundRun[Any]:
         raise BadInput(f"{run_dir} is not a run folder: {error}") from None
     if training.kind != RunKind.TRAIN:
         raise BadInput(f"{run_dir} holds a {training.kind} run; --resume continues training runs")
-    total = int(steps) if steps is not None else training.total_steps
+    total = whole_number(steps) if steps is not None else training.total_steps
+    if total is None:
+        raise BadInput(f"--steps {steps!r} is not allowed: use a whole number")
     if total <= training.step:
         raise BadInput(f"the run has done {training.step:,} of {training.total_steps:,} steps: give --steps N "
                        f"with N above {training.step:,} to train on")

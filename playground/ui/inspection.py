@@ -18,10 +18,11 @@ from playground.core.tasks import Pair, Task, TaskData, TaskError, Vocab
 from playground.runs.background import RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.registry import registry
-from playground.training.storage import CheckpointError, load_checkpoint
+from playground.training.storage import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from playground.training.trainer import TrainedModel, build_task
 from playground.ui.runs import visible_runs
 from playground.ui.settings import allowed_text, link_text
+from playground.ui.text import plain
 
 MAX_EXAMPLES = 200  # validation examples offered in the example picker
 
@@ -74,8 +75,8 @@ def link_choice(prefix: str, name: str, allowed: Iterable[Any], what: str) -> No
     text, choices = st.query_params[name], list(allowed)
     chosen = {link_text(choice): choice for choice in choices}.get(text)
     if chosen is None:
-        st.warning(f"The link's {what} {text!r} is not here (allowed: {allowed_text(choices, 5)}): showing the "
-                   "default instead.")
+        st.warning(plain(f"The link's {what} {text!r} is not here (allowed: {allowed_text(choices, 5)}): showing "
+                         "the default instead."))
         return
     st.session_state[widget] = chosen
 
@@ -98,6 +99,7 @@ def pick_source(prefix: str) -> Source | None:
     if kind == "a checkpoint file":
         link_keep()  # an upload cannot travel in a link
         upload = st.file_uploader("Checkpoint (.pt, saved by the Train page)", type=["pt"], key=f"{prefix}_upload",
+                                  max_upload_size=MAX_CHECKPOINT_BYTES // 1024**2,
                                   help="Read with torch.load(weights_only=True): data only, never code")
         if upload is None:
             return None
@@ -125,7 +127,7 @@ def pick_source(prefix: str) -> Source | None:
         run = registry().get(run_id)
         models = run.models()
     except (RunError, CheckpointError, TaskError, ValueError) as error:
-        st.error(f"cannot open run {run_id}: {error}")
+        st.error(plain(f"cannot open run {run_id}: {error}"))
         return None
     index = 0
     if len(models) > 1:
