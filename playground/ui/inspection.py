@@ -9,6 +9,7 @@ from typing import Any
 
 import streamlit as st
 
+from playground.analysis.decode import check_source
 from playground.analysis.states import best_by_free_running
 from playground.core.config import (
     TrainConfig,
@@ -195,7 +196,15 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
     problems = [f"{side} has tokens outside the model's vocabulary: {', '.join(map(repr, bad))}"
                 for side, bad in (("The source", source.src_vocab.unknown(src)),
                                   ("The target", source.tgt_vocab.unknown(tgt))) if bad]
-    return (None if problems else (src, tgt)), problems
+    if not problems:  # one bound for typed and linked sources on every page: a long one costs minutes of CPU
+        try:
+            check_source(source.task, source.src_vocab, src)
+        except ValueError as error:
+            problems.append(f"The source cannot be shown: {error}.")
+        if len(tgt) > (longest := source.task.decode_limit(len(src))):
+            problems.append(f"The target has {len(tgt):,} symbols; at most {longest:,} are allowed for this source "
+                            "(the decoding limit).")
+    return (None if problems else (src, tgt)), [plain(problem) for problem in problems]
 
 
 def inspection_sidebar(prefix: str) -> tuple[Source | None, Pair | None]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 
-MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:&=])")
+MARKDOWN_SIGNS = re.compile(r"([\\`*_\[\]<>$~|])")  # links and images need [ ], Streamlit's :color[] too
 
 
 def plain(text: str) -> str:
-    """`text` with every Markdown sign (and Streamlit's `:color[...]`, `:emoji:` and `$math$`) backslash-escaped,
-    on one line: it shows exactly as typed."""
+    """`text` on one line with the signs of inline Markdown backslash-escaped: no link, image, emphasis, code,
+    `$math$` or Streamlit `:color[...]` can form, so it shows as typed (line-start signs such as # cannot act
+    inside one line of a message)."""
     return MARKDOWN_SIGNS.sub(r"\\\1", " ".join(str(text).splitlines()))
