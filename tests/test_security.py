@@ -23,6 +23,7 @@ import torch
 from playground.cli import main
 from playground.core.config import TrainConfig
 from playground.core.tasks import MAX_CUSTOM_BYTES, MAX_CUSTOM_VOCAB, TaskError, load_custom_csv, parse_custom_csv
+from playground.runs.engines import TrainingEngine
 from playground.runs.registry import RunRegistry
 from playground.training.storage import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from playground.training.trainer import Trainer
@@ -292,3 +293,43 @@ def test_crafted_run_folders_and_checkpoints_are_refused_with_their_message_in_b
         assert "Traceback" not in result["message"] and str(tmp_path) not in result["message"]
         assert result["growth"] < MAX_GROWTH, (action, argument, result["growth"] / 1024**2)
     assert (elsewhere / CHECKPOINT_FILE).is_file()  # Delete refused; the folder the link names is untouched
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    (lambda folder: (folder / "config.json").write_text(
+        (folder / "config.json").read_text().replace('"hidden_dim": 8', '"hidden_dim": 16')),
+     "config.json does not match checkpoint.pt"),
+    (lambda folder: (folder / "metrics.csv").write_text("step,train_loss\n1,not-a-number\n"),
+     "metrics.csv is damaged"),
+], ids=["config disagrees with checkpoint", "damaged metrics"])
+def test_resuming_a_damaged_run_folder_exits_2_with_one_line(damage, expected: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tiny_run(tmp_path / "runs")
+    damage(run_dir)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--steps", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and expected in err and err.count("\n") == 1
+
+
+def test_a_run_json_saying_running_from_a_dead_process_resumes_and_holds_no_slot(tmp_path: Path) -> None:
+    run_dir = tiny_run(tmp_path / "runs")
+    info = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps(info | {"status": "running"}))
+    registry = RunRegistry(tmp_path / "runs", max_active=1)
+    assert [summary.status for summary in registry.list()] == ["stopped"]
+    stale = registry.get(run_dir.name)
+    assert stale.status == "stopped" and not stale.active
+    other = registry.launch("other", TrainingEngine.create(TINY), TINY)  # the one slot is free
+    other.join(60)
+    stale.continue_to(4)
+    stale.start()
+    stale.join(60)
+    assert (stale.status, stale.step) == ("finished", 4)
+
+
+def test_study_address_too_long_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--address", "a" * 5000, "--runs-dir", str(tmp_path / "runs"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --address") and "5,000 characters" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()

@@ -202,6 +202,17 @@ def test_a_failed_write_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.
         write_json(path, {"step": 2})
     monkeypatch.undo()
     assert read_json(path) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # the temporary file went with the failure
+
+
+def test_a_write_that_fails_midway_removes_its_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_json(tmp_path / "run.json", {"step": 2})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_checkpoint_round_trip(trainer: Trainer, checkpoint: bytes, tmp_path: Path) -> None:
