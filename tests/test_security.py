@@ -22,6 +22,7 @@ import torch
 
 from playground.cli import main
 from playground.core.config import TrainConfig
+from playground.core.files import DamagedFile
 from playground.core.tasks import MAX_CUSTOM_BYTES, MAX_CUSTOM_VOCAB, TaskError, load_custom_csv, parse_custom_csv
 from playground.runs.engines import TrainingEngine
 from playground.runs.registry import RunRegistry
@@ -333,3 +334,13 @@ def test_study_address_too_long_exits_2_with_one_line(tmp_path: Path, capsys: py
     err = capsys.readouterr().err
     assert err.startswith("error: --address") and "5,000 characters" in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_study_file_naming_a_cell_in_superscript_digits_is_damaged_not_a_crash(tmp_path: Path) -> None:
+    from playground.analysis.study import StudyConfig
+    from playground.runs.ray_study import STUDY_FILE, StudyEngine
+
+    config = StudyConfig.build(TINY, ["reverse"], [6], [], [8], [0.0, 1.0], [], 2)
+    (tmp_path / STUDY_FILE).write_text(json.dumps({"config": config.as_dict(), "results": {"²": {}}}))
+    with pytest.raises(DamagedFile, match="names cell '²', which this study does not have"):
+        StudyEngine.load(tmp_path)
