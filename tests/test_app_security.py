@@ -69,3 +69,14 @@ def test_each_uploader_has_its_own_size_bound() -> None:
     at.radio(key="hs_from").set_value("a checkpoint file").run()
     (checkpoint_uploader,) = at.get("file_uploader")
     assert checkpoint_uploader.proto.max_upload_size_mb == 2048
+
+
+def test_a_run_folder_whose_config_disagrees_with_its_checkpoint_is_one_message_never_a_traceback() -> None:
+    run = finished_run("tiny")
+    config_file = run.run_dir / "config.json"
+    config_file.write_text(config_file.read_text().replace('"hidden_dim": 8', '"hidden_dim": 16'))
+    runs.reset_registry()  # a fresh process: the run is read from its folder
+    at = opened("app_pages/train.py", run=run.id)
+    assert not at.exception
+    assert [error.value for error in at.error if "config.json does not match checkpoint.pt" in error.value]
+    assert not at.run().exception  # the next rerun of that session too (it used to raise at every one)

@@ -76,8 +76,8 @@ def _mismatch_is_damage() -> Iterator[None]:
     try:
         yield
     except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
-        first_line = next(iter(str(error).strip().splitlines()), type(error).__name__)
-        raise CheckpointError(f"{CONFIG_FILE} does not match {CHECKPOINT_FILE}: {first_line}") from None
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        raise CheckpointError(f"{CONFIG_FILE} does not match {CHECKPOINT_FILE}: {' '.join(lines[:2])}") from None
 
 
 def _rows_up_to(rows: list[dict[str, float]], step: int) -> list[dict[str, float]]:
