@@ -344,3 +344,14 @@ def test_a_study_file_naming_a_cell_in_superscript_digits_is_damaged_not_a_crash
     (tmp_path / STUDY_FILE).write_text(json.dumps({"config": config.as_dict(), "results": {"²": {}}}))
     with pytest.raises(DamagedFile, match="names cell '²', which this study does not have"):
         StudyEngine.load(tmp_path)
+
+
+def test_decode_of_a_checkpoint_with_nan_weights_exits_2_instead_of_an_empty_answer(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tiny_run(tmp_path / "runs")
+    poisoned = tmp_path / "nan.pt"
+    poisoned.write_bytes(resaved_payload(run_dir / CHECKPOINT_FILE, poisoned_weights))
+    capsys.readouterr()
+    assert main(["decode", str(poisoned), "--source", "abc", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "not finite" in err and err.count("\n") == 1
