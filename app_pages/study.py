@@ -23,6 +23,7 @@ from playground.runs.registry import registry
 from playground.training.rules import Metric
 from playground.ui.runs import chart, live_run_view, session_owner, visible_runs
 from playground.ui.settings import link_settings, share_link, url_problems
+from playground.ui.text import plain
 
 Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
@@ -54,7 +55,7 @@ if run_id := st.session_state.get("study_run_id"):
     try:
         run = runs.get(run_id)
     except (RunError, ValueError) as error:
-        st.error(f"Cannot open study {run_id}: {error}")
+        st.error(plain(f"Cannot open study {run_id}: {error}"))
         st.session_state.pop("study_run_id")
 
 length_tasks = [name for name, info in TASKS.items() if info.uses_lengths]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from playground.core.config import DEFAULTS, SETTINGS, TrainConfig
+from playground.core.config import DEFAULTS, SETTINGS, TrainConfig, whole_number
 from playground.core.tasks import CustomPairs, load_custom_csv
 from playground.runs.background import BackgroundRun, RunError, read_run_file
 from playground.runs.engine import RunKind, RunStatus
@@ -80,9 +80,9 @@ def resume_command(kind: RunKind, run_dir: Path) -> str:
 
 
 def threads(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 1024:
+    if (number := whole_number(text)) is None or not 0 <= number <= 1024:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a whole number, 0 (torch's choice) to 1024")
-    return int(text)
+    return number
 
 
 def strict(value: Any) -> Any:

@@ -19,6 +19,7 @@ from playground.runs.engine import FINAL_STATUSES, RunKind
 from playground.runs.engines import TrainingSnapshot
 from playground.runs.registry import RunSummary, registry
 from playground.ui.settings import key
+from playground.ui.text import plain
 
 
 def attached_run(kind: RunKind, session_key: str, url_key: str,
@@ -60,10 +61,10 @@ def open_run(run_id: str, kind: RunKind) -> BackgroundRun[Any] | None:
     try:
         run = registry().get(run_id)
     except (RunError, ValueError) as error:  # ValueError: a damaged run (config, checkpoint, task)
-        st.session_state.run_problem = f"Cannot open run {run_id}: {error}"
+        st.session_state.run_problem = plain(f"Cannot open run {run_id}: {error}")
         return None
     if run.kind != kind:
-        st.session_state.run_problem = f"Run {run_id} is a {run.kind} run, not a {kind} run."
+        st.session_state.run_problem = plain(f"Run {run_id} is a {run.kind} run, not a {kind} run.")
         return None
     return run
 
@@ -132,7 +133,8 @@ def chart_format_picker() -> None:
 
 
 def run_label(run: BackgroundRun[Any]) -> str:
-    return run.name if run.name != run.id else run.id
+    """The run's name (or id) as Markdown that shows it as typed."""
+    return plain(run.name if run.name != run.id else run.id)
 
 
 def state_preview(snapshot: TrainingSnapshot) -> None:
