@@ -19,7 +19,7 @@ from playground.core.config import TrainConfig
 from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
 from playground.runs.background import RUN_FILE, BackgroundRun, RunError, read_run_file
-from playground.runs.engine import FINAL_STATUSES, Engine, RunKind, RunStatus
+from playground.runs.engine import Engine, RunKind, RunStatus
 from playground.runs.engines import COMPARE_FILE, CompareEngine, TrainingEngine
 from playground.training.cost import estimate, gigabytes, memory_budget
 from playground.training.storage import (
@@ -164,7 +164,7 @@ class RunRegistry:
                     continue
                 if info := read_run_file(path):
                     found[path.name] = (RunSummary(path.name, str(info["name"]), RunKind(info["kind"]),
-                                                   _saved_status(info["status"]), _count(info.get("step")),
+                                                   RunStatus(info["status"]), _count(info.get("step")),
                                                    _count(info.get("total_steps"))), str(info.get("owner", "")))
                 elif (path / CONFIG_FILE).is_file():  # a run whose run.json is damaged is still shown, as such
                     kind = RunKind.COMPARE if (path / COMPARE_FILE).is_file() else RunKind.TRAIN
@@ -186,7 +186,7 @@ class RunRegistry:
                 raise RunError(f"{RUN_FILE} of run {run_id} is damaged" if damaged
                                else f"no run {run_id!r} in {self.runs_dir}")
             run = BackgroundRun(run_id, str(info["name"]), ENGINE_LOADERS[RunKind(info["kind"])](run_dir), run_dir,
-                                _saved_status(info["status"]), str(info.get("message", "")), str(info.get("owner", "")))
+                                RunStatus(info["status"]), str(info.get("message", "")), str(info.get("owner", "")))
             run.admit = self._admit
             run.on_end = self._start_queued
             config = read_config(run_dir)
@@ -252,13 +252,6 @@ class RunRegistry:
 
 def _peak_memory(config: TrainConfig, custom: CustomPairs | None, models: int) -> float:
     return estimate(config, build_task(config, custom)).peak_memory_bytes * models
-
-
-def _saved_status(value: str) -> RunStatus:
-    """A status read from a run folder: one that says the run trains or waits was left by a process that is gone
-    (runs write `stopped` while they train), so the run is stopped and can be continued."""
-    status = RunStatus(value)
-    return status if status in FINAL_STATUSES else RunStatus.STOPPED
 
 
 def _count(value: Any) -> int:
