@@ -93,6 +93,11 @@ class CompareConfig:
         return [self.base.replace(**dict(arm.changes), seed=self.base.seed + s)
                 for arm in self.arms() for s in range(self.seeds)]
 
+    def model_labels(self) -> list[str]:
+        """One per model of `configs()`: the arm's label, and the seed where an arm has several."""
+        return [arm.label + (f", seed {self.base.seed + s}" if self.seeds > 1 else "")
+                for arm in self.arms() for s in range(self.seeds)]
+
     def as_dict(self) -> dict[str, Any]:
         return {"base": self.base.as_dict(), "ratios": list(self.ratios), "schedules": list(self.schedules),
                 "seeds": self.seeds}
