@@ -136,6 +136,22 @@ def test_tensorboard_holds_every_arms_scalars_and_settings(tmp_path: Path,
         assert "val_fr_exact" in {metric.name.tag for metric in experiment.metric_infos}
 
 
+def test_training_logs_to_tensorboard_as_it_goes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_dir = tmp_path / "tb"
+    for _ in range(2):  # the same name twice: two folders, not one mixed
+        run_dir = trained(["train", "--steps", "12", *SMALL, "--name", "live", "--tensorboard", str(log_dir)],
+                          tmp_path, capsys)
+    assert sorted(folder.name for folder in log_dir.iterdir()) == ["live", "live-2"]
+    events = EventAccumulator(str(log_dir / "live-2" / "00-live")).Reload()
+    rows = read_metrics(run_dir)
+    assert [s.step for s in events.Scalars("train_loss")] == [row["step"] for row in rows if "train_loss" in row]
+    assert [s.value for s in events.Scalars("val_tf_exact")] == pytest.approx(
+        [row["val_tf_exact"] for row in rows if EVALUATED in row], rel=1e-6)
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     ([], "nothing to export"),
     (["--script", "x.py", "--cell", "0"], "not a study"),

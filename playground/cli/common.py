@@ -6,10 +6,13 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from playground.core.config import DEFAULTS, SETTINGS, TrainConfig
 from playground.core.tasks import CustomPairs, load_custom_csv
+from playground.export.experiment import Experiment
+from playground.export.tensorboard import TensorBoardLog, TensorBoardMissing, live_rows
 from playground.runs.background import BackgroundRun
 from playground.runs.engine import RunStatus
 
@@ -47,6 +50,22 @@ def config_from_args(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> tu
     return TrainConfig.from_dict(values), custom
 
 
+def add_tensorboard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensorboard", metavar="DIR", default=None,
+                        help="log every model's metrics and settings to TensorBoard under DIR while training "
+                             "(needs the tensorboard package of requirements-dev.txt)")
+
+
+def tensorboard_log(args: argparse.Namespace, experiment: Experiment) -> TensorBoardLog | None:
+    """The run's TensorBoard log when --tensorboard asks for one."""
+    if not args.tensorboard:
+        return None
+    try:
+        return TensorBoardLog(Path(args.tensorboard), experiment)
+    except TensorBoardMissing as error:
+        raise BadInput(str(error)) from None
+
+
 def threads(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 1024:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a whole number, 0 (torch's choice) to 1024")
@@ -68,16 +87,22 @@ def print_json(value: Any) -> None:
     print(json.dumps(strict(value), allow_nan=False))
 
 
-def follow(run: BackgroundRun[Any], quiet: bool) -> RunStatus:
-    """Wait for a started run, drawing a progress bar; Ctrl-C stops it (it saves what it has)."""
+def follow(run: BackgroundRun[Any], quiet: bool, tensorboard: TensorBoardLog | None = None) -> RunStatus:
+    """Wait for a started run, drawing a progress bar (and logging its rows to TensorBoard as they come); Ctrl-C
+    stops it (it saves what it has)."""
     try:
         while run.active:
             if not quiet:
                 print(progress_line(run.step, run.total_steps), end="", file=sys.stderr, flush=True)
             run.join(timeout=0.25)
+            if tensorboard:
+                tensorboard.write_models(live_rows(run))
     except KeyboardInterrupt:
         run.stop()
     run.join()
+    if tensorboard:
+        tensorboard.write_models(live_rows(run))
+        tensorboard.close()
     if not quiet:
         print(progress_line(run.step, run.total_steps), file=sys.stderr)
     return run.status

@@ -7,7 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from playground.analysis.compare import CompareConfig, format_table, parse_ratios, reading, summary_rows
-from playground.cli.common import EXIT_CODES, EXIT_OK, add_config_options, config_from_args, follow, print_json
+from playground.cli.common import (
+    EXIT_CODES,
+    EXIT_OK,
+    add_config_options,
+    add_tensorboard_option,
+    config_from_args,
+    follow,
+    print_json,
+    tensorboard_log,
+)
+from playground.export.experiment import Experiment
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import RunRegistry
 
@@ -23,6 +33,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds per ratio, 1 to 3 (default 1)")
     parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
     parser.add_argument("--name", default="", help="run name (default: TASK-compare)")
+    add_tensorboard_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="end with one JSON line: a row per ratio")
 
@@ -31,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     base, custom = config_from_args(args, skip=PER_ARM)
     config = CompareConfig.build(base, parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds)
     registry = RunRegistry(Path(args.runs_dir))
-    comparison = registry.launch(args.name or f"{base.task}-compare", CompareEngine(config, custom), base, custom)
-    status = follow(comparison, args.quiet)
+    name = args.name or f"{base.task}-compare"
+    log = tensorboard_log(args, Experiment.of_comparison(name, config))
+    comparison = registry.launch(name, CompareEngine(config, custom), base, custom)
+    status = follow(comparison, args.quiet, log)
     snapshot = comparison.snapshot()
     table = summary_rows(snapshot)
     print(format_table(table))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import pprint
 from string import Template
 
 from playground.core import tasks
@@ -267,20 +268,20 @@ def pytorch_script(experiment: Experiment) -> str:
     header = _HEADER.substitute(
         title=f"{experiment.name}: {len(experiment.configs)} model(s) on the {base.task} task, {base.steps:,} steps",
         tolerance=TOLERANCE,
-        settings=_literal({name: value for name, value in base.as_dict().items() if name not in NOT_SHARED}),
-        models=_literal([{"label": label, **{name: getattr(config, name) for name in PER_MODEL}}
-                         for label, config in zip(experiment.labels, experiment.configs, strict=True)]),
+        settings=_one_per_line([f"{name!r}: {value!r}" for name, value in base.as_dict().items()
+                                if name not in NOT_SHARED], "{}"),
+        models=_one_per_line([repr({"label": label, **{name: getattr(config, name) for name in PER_MODEL}})
+                              for label, config in zip(experiment.labels, experiment.configs, strict=True)], "[]"),
         data_seed=base.seed, task_description=task.description, buckets=VALIDATION_BUCKETS,
         pad=PAD_ID, sos=SOS_ID, eos=EOS_ID, unk=UNK_ID,
-        source_vocabulary=_literal(task.src_vocab.itos), target_vocabulary=_literal(task.tgt_vocab.itos))
+        source_vocabulary=pprint.pformat(task.src_vocab.itos, width=116, compact=True),
+        target_vocabulary=pprint.pformat(task.tgt_vocab.itos, width=116, compact=True))
     schedule = f"SCHEDULES = {SCHEDULES!r}\n\n\n{inspect.getsource(ForcingSchedule)}"
     return header + _task_code(experiment) + _DATA + schedule + _REST
 
 
-def _literal(value: object) -> str:
-    """A Python literal a person can read: JSON's layout, Python's spelling of true, false and null."""
-    text = json.dumps(value, indent=4, ensure_ascii=False)
-    return text.replace(": true", ": True").replace(": false", ": False").replace(": null", ": None")
+def _one_per_line(items: list[str], brackets: str) -> str:
+    return brackets[0] + "\n" + "".join(f"    {item},\n" for item in items) + brackets[1]
 
 
 def _task_code(experiment: Experiment) -> str:
@@ -336,7 +337,9 @@ def sample(rng):
     return list(f"{a}+{b}"), list(str(a + b))
 '''
     words = "\n".join(f"{name} = {getattr(tasks, name)!r}" for name in ("_ONES", "_TENS", "_SCALES"))
-    return code + number + f'''{words}
+    return code + number + f'''
+
+{words}
 
 
 {inspect.getsource(number_to_words)}

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from playground.export.experiment import Experiment, read_experiment
+from playground.runs.background import BackgroundRun
+from playground.runs.engine import RunKind
 from playground.runs.engines import MODEL_COLUMN
 from playground.training.rules import METRIC_COLUMNS, Metric
 from playground.training.storage import read_metrics
@@ -32,6 +34,15 @@ def folder_name(text: str) -> str:
     return re.sub(r"[^\w.=+-]+", "_", re.sub(r"\s+", "", text.replace("γ", "gamma"))).strip("_") or "run"
 
 
+def _free_folder(path: Path) -> Path:
+    """`path`, or path-2, path-3, ... where a run of the same name has logged before (TensorBoard would mix them)."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}-{number}")
+    return candidate
+
+
 class TensorBoardLog:
     """Event files for every model of an experiment under log_dir/<run>/<kk-label>; rows may come in any order
     and more than once (a live run is polled), each step is written once per model."""
@@ -43,7 +54,7 @@ class TensorBoardLog:
         except ImportError:
             raise TensorBoardMissing("TensorBoard export needs the tensorboard package: "
                                      "pip install -r requirements-dev.txt") from None
-        root = Path(log_dir) / folder_name(experiment.name)
+        root = _free_folder(Path(log_dir) / folder_name(experiment.name))
         self.folders = [root / f"{k:02d}-{folder_name(label)}" for k, label in enumerate(experiment.labels)]
         self._writers = [SummaryWriter(log_dir=str(folder)) for folder in self.folders]
         self._written: list[set[int]] = [set() for _ in self.folders]
@@ -66,6 +77,10 @@ class TensorBoardLog:
                     writer.add_scalar(name, value, step)
         writer.flush()
 
+    def write_models(self, rows_by_model: list[list[dict[str, float]]]) -> None:
+        for model, rows in enumerate(rows_by_model):
+            self.write(model, rows)
+
     def close(self) -> None:
         for writer in self._writers:
             writer.close()
@@ -87,8 +102,13 @@ def export_tensorboard(run_dir: Path, log_dir: Path) -> list[Path]:
     experiment = read_experiment(run_dir)
     log = TensorBoardLog(log_dir, experiment)
     try:
-        for model, rows in enumerate(rows_by_model(run_dir, len(experiment.configs))):
-            log.write(model, rows)
+        log.write_models(rows_by_model(run_dir, len(experiment.configs)))
     finally:
         log.close()
     return log.folders
+
+
+def live_rows(run: BackgroundRun[Any]) -> list[list[dict[str, float]]]:
+    """The rows so far of a training run or a comparison that is training, one list per model."""
+    snapshot = run.snapshot()
+    return [snapshot.rows] if run.kind == RunKind.TRAIN else snapshot.rows
