@@ -8,12 +8,13 @@ a plain-language reading computed from those numbers.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import pandas as pd
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
@@ -130,20 +131,41 @@ def evaluated(rows: list[dict[str, float]]) -> list[dict[str, float]]:
     return [row for row in rows if Metric.FR_EXACT in row]
 
 
-def steps_to_reach(rows_by_seed: list[list[dict[str, float]]], level: float = TARGET_ACCURACY) -> float | None:
+Value = Callable[[dict[str, float]], float | None]
+
+
+def token_gap(row: dict[str, float]) -> float | None:
+    """Teacher-forced minus free-running token accuracy, in an evaluated row (exact match cannot differ, see
+    `summary_rows`)."""
+    if Metric.TF_TOKEN_ACC not in row:
+        return None
+    return row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC]
+
+
+def shared_keys(values_by_seed: list[dict[Any, float]]) -> pd.DataFrame:
+    """One column per seed, one row per key (a step, a target length) that every seed has a value for, sorted."""
+    if not values_by_seed:
+        return pd.DataFrame(dtype=float)
+    return pd.concat([pd.Series(values, dtype=float) for values in values_by_seed], axis=1, join="inner",
+                     ignore_index=True).sort_index()
+
+
+def by_step(rows_by_seed: list[list[dict[str, float]]], value: Value) -> pd.DataFrame:
+    """`value` of each seed's rows at the steps every seed has logged it: the one alignment of seeds by step."""
+    return shared_keys([{row["step"]: v for row in rows if (v := value(row)) is not None} for rows in rows_by_seed])
+
+
+def steps_to_reach(rows_by_seed: list[list[dict[str, float]]], level: float = TARGET_ACCURACY) -> int | None:
     """First evaluated step where the seeds' mean free-running exact match reaches `level`."""
-    for rows in zip(*(evaluated(rows) for rows in rows_by_seed), strict=False):
-        if _mean([row[Metric.FR_EXACT] for row in rows]) >= level:
-            return rows[0]["step"]
-    return None
+    means = by_step(rows_by_seed, lambda row: row.get(Metric.FR_EXACT)).mean(axis=1)
+    reached = means.index[means >= level]
+    return int(reached[0]) if len(reached) else None
 
 
 def gap_over_time(rows_by_seed: list[list[dict[str, float]]]) -> list[tuple[float, float]]:
     """(step, seed-mean gap) at every evaluation all seeds share: teacher-forced minus free-running tokens."""
-    per_seed = [{row["step"]: row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in evaluated(rows)}
-                for rows in rows_by_seed]
-    steps = sorted(set.intersection(*(set(gaps) for gaps in per_seed))) if per_seed else []
-    return [(step, _mean([gaps[step] for gaps in per_seed])) for step in steps]
+    means = by_step(rows_by_seed, token_gap).mean(axis=1)
+    return list(zip(means.index.tolist(), means.tolist(), strict=True))
 
 
 def _spread(values: list[float]) -> float:
@@ -187,12 +209,10 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
 
 
 def summary_csv(table: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    if table:
-        writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
-    return buffer.getvalue()
+    """The table as CSV, each value as written (object columns: a whole number stays whole beside a blank)."""
+    if not table:
+        return ""
+    return pd.DataFrame(table, dtype=object).to_csv(index=False, lineterminator="\r\n")
 
 
 def _points(value: float) -> str:
