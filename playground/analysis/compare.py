@@ -155,6 +155,12 @@ def by_step(rows_by_seed: list[list[dict[str, float]]], value: Value) -> pd.Data
     return shared_keys([{row["step"]: v for row in rows if (v := value(row)) is not None} for rows in rows_by_seed])
 
 
+def mean_exact_by_length(snapshot: CompareSnapshot, arm: int = 0) -> pd.Series:
+    """Free-running exact match by target length at the latest evaluation, averaged over the arm's seeds (at the
+    lengths every seed has), indexed by length."""
+    return shared_keys(snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]).mean(axis=1)
+
+
 def steps_to_reach(rows_by_seed: list[list[dict[str, float]]], level: float = TARGET_ACCURACY) -> int | None:
     """First evaluated step where the seeds' mean free-running exact match reaches `level`."""
     means = by_step(rows_by_seed, lambda row: row.get(Metric.FR_EXACT)).mean(axis=1)

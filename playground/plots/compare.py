@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from playground.analysis.compare import GAP, LENGTHS, CompareSnapshot, Value, by_step, shared_keys, token_gap
+from playground.analysis.compare import GAP, LENGTHS, CompareSnapshot, Value, by_step, mean_exact_by_length, token_gap
 from playground.plots.common import empty_state, has_points, tidy
 from playground.training.rules import Metric
 
@@ -70,8 +70,7 @@ def length_figure(snapshot: CompareSnapshot, height: int = 340) -> go.Figure:
     """Free-running exact match by target length at the latest evaluation: where errors compound."""
     figure = go.Figure()
     for arm, label in enumerate(snapshot.labels):
-        by_seed = snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]
-        means = shared_keys(by_seed).mean(axis=1)
+        means = mean_exact_by_length(snapshot, arm)
         figure.add_trace(go.Scatter(x=means.index.to_numpy(dtype=float), y=means.to_numpy(dtype=float),
                                     mode="lines+markers", name=label,
                                     line={"color": colour(arm), "width": 2}))
