@@ -1,6 +1,7 @@
 """Metrics computed with pandas keep the numbers the hand-written loops gave: a comparison's recorded rows
 (tests/fixtures/compare_metrics.json, 3 arms x 2 seeds, and a ragged copy where every second seed stopped early)
-and what the old code computed from them (EMA, seeds aligned by step and by length, steps to a level, the CSV)."""
+and what the old code computed from them (EMA, seeds aligned by step and by length, steps to a level, the CSV
+and the terminal table)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from playground.analysis.compare import (
     CompareConfig,
     CompareSnapshot,
+    format_table,
     gap_over_time,
     steps_to_reach,
     summary_csv,
@@ -73,3 +75,5 @@ def test_lengths_aligned_over_seeds_and_the_csv_keep_the_recorded_numbers() -> N
     table = summary_rows(shown)
     assert summary_csv(table) == RECORDED["summary_csv"]
     assert summary_csv([]) == ""
+    printed = [line.split() for line in format_table(table).splitlines()]
+    assert printed == [line.split() for line in RECORDED["terminal_table"].splitlines()]  # cells, not padding

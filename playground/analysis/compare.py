@@ -331,14 +331,18 @@ def _noise(table: list[dict[str, Any]]) -> str:
             f"({_points(difference)}) is {verdict}.")
 
 
+TERMINAL_COLUMNS = {"ratio": ("ratio", str), Metric.TRAIN_LOSS: ("train loss", "{:.4f}".format),
+                    Metric.TF_TOKEN_ACC: ("TF tokens", "{:.1%}".format),
+                    Metric.FR_TOKEN_ACC: ("FR tokens", "{:.1%}".format),
+                    GAP: ("gap", lambda value: f"{value * 100:+.1f}p"), Metric.FR_EXACT: ("FR exact", "{:.1%}".format),
+                    Metric.FR_LOSS: ("FR loss", "{:.3f}".format),
+                    "steps_to_90": ("steps to 90%", "{:.0f}".format)}
+
+
 def format_table(table: list[dict[str, Any]]) -> str:
     """The summary as aligned text for the terminal."""
-    header = (f"{'ratio':<24} {'train loss':>10} {'TF tokens':>9} {'FR tokens':>9} {'gap':>7} {'FR exact':>9} "
-              f"{'FR loss':>8} {'steps to 90%':>12}")
-    lines = [header]
-    for row in table:
-        reached = "-" if row["steps_to_90"] is None else f"{row['steps_to_90']:.0f}"
-        lines.append(f"{row['ratio']:<24} {row['train_loss']:>10.4f} {row['val_tf_token_acc']:>9.1%} "
-                     f"{row['val_fr_token_acc']:>9.1%} {row['gap'] * 100:>+6.1f}p {row['val_fr_exact']:>9.1%} "
-                     f"{row['val_fr_loss']:>8.3f} {reached:>12}")
-    return "\n".join(lines)
+    if not table:
+        return "  ".join(name for name, _ in TERMINAL_COLUMNS.values())
+    frame = pd.DataFrame(table)[list(TERMINAL_COLUMNS)].astype({"steps_to_90": float})  # None: not reached
+    return frame.to_string(index=False, header=[name for name, _ in TERMINAL_COLUMNS.values()],
+                           formatters=[format for _, format in TERMINAL_COLUMNS.values()], na_rep="-")
