@@ -56,8 +56,7 @@ import json
 import math
 import random
 import zlib
-from collections import Counter
-from dataclasses import dataclass
+${counter}from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -266,6 +265,7 @@ def pytorch_script(experiment: Experiment) -> str:
     base = experiment.base
     task = build_task(base, experiment.custom)
     header = _HEADER.substitute(
+        counter="from collections import Counter\n" if base.task == "count" else "",
         title=f"{experiment.name}: {len(experiment.configs)} model(s) on the {base.task} task, {base.steps:,} steps",
         tolerance=TOLERANCE,
         settings=_one_per_line([f"{name!r}: {value!r}" for name, value in base.as_dict().items()
