@@ -34,8 +34,8 @@ def series(rows_by_seed: list[list[dict[str, float]]], value: Value) -> tuple[np
     frame = by_step(rows_by_seed, value)
     if len(frame) > MAX_POINTS:
         frame = frame.iloc[[*range(0, len(frame), len(frame) // MAX_POINTS + 1), len(frame) - 1]]
-    return (frame.index.to_numpy(dtype=float), frame.mean(axis=1).to_numpy(dtype=float),
-            frame.std(axis=1, ddof=0).to_numpy(dtype=float))
+    values = frame.to_numpy(dtype=float)  # (steps, seeds): numpy's reductions, cheaper per live tick than pandas'
+    return frame.index.to_numpy(dtype=float), values.mean(1), values.std(1)
 
 
 def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: str, percent: bool = False,
