@@ -12,7 +12,7 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
-from playground.ui.runs import chart, live_run_view, visible_runs
+from playground.ui.runs import chart, live_run_view, script_download, visible_runs
 from playground.ui.settings import glossary_link, link_settings, url_problems
 
 POLL_SECONDS = 2.0
@@ -101,9 +101,11 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         reading = lesson.read(snapshot)
         st.subheader("What this run shows")
         (st.success if reading.appeared else st.warning)(reading.text)
-        st.download_button("Metrics (CSV)", lambda: registry().metrics_file(run.id), f"lesson-{lesson.key}.csv",
-                           "text/csv", key="lesson_metrics", icon=":material/download:",
-                           help="Every model's metrics at every logged step, to plot or check elsewhere")
+        metrics, script = st.columns(2)
+        metrics.download_button("Metrics (CSV)", lambda: registry().metrics_file(run.id), f"lesson-{lesson.key}.csv",
+                                "text/csv", key="lesson_metrics", icon=":material/download:",
+                                help="Every model's metrics at every logged step, to plot or check elsewhere")
+        script_download(script, run.id, "lesson_script")
 
 
 live_run_view(run, running, POLL_SECONDS, None, "run", show)

@@ -21,7 +21,7 @@ from playground.runs.engine import RunKind
 from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
 from playground.training.rules import Metric
-from playground.ui.runs import chart, live_run_view, session_owner, visible_runs
+from playground.ui.runs import chart, live_run_view, script_download, session_owner, visible_runs
 from playground.ui.settings import link_settings, share_link, url_problems
 from playground.ui.text import plain
 
@@ -180,6 +180,11 @@ def show(snapshot: StudySnapshot, status: str) -> None:
     st.download_button("Download CSV", summary_csv(rows), file_name="study.csv", mime="text/csv",
                        key="study_download", icon=":material/download:",
                        help="The whole table, one row per cell and arm, for a spreadsheet or a paper")
+    labels = {summary["cell"]: summary["label"] for summary in snapshot.summaries}
+    chosen, download = st.columns([3, 1], vertical_alignment="bottom")
+    cell = chosen.selectbox("A cell as a PyTorch script", list(labels), format_func=labels.get, key="study_script_cell",
+                            help="Every arm and seed of one cell, trained one after another by a standalone script")
+    script_download(download, run.id, "study_script", cell)
 
 
 live_run_view(run, running, POLL_SECONDS, "Choose the grid and press Start. Results appear as cells evaluate.",

@@ -142,7 +142,9 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
     shown = [element.value for element in (*at.success, *at.warning)]
     assert shown == [expected.text]
     assert {f"lesson_chart_{i}" for i in range(len(LESSONS[lesson].charts))} <= {c.key for c in at.get("plotly_chart")}
-    assert [button.proto.label for button in at.get("download_button")] == ["Metrics (CSV)"]
+    assert [button.proto.label for button in at.get("download_button")] == ["Metrics (CSV)", "PyTorch script"]
+    script = runs.registry().script_file(run.id).decode()
+    assert all(repr(label) in script for label in run.snapshot().config.model_labels())
 
 
 def test_a_lesson_stopped_by_a_restart_is_continued_from_the_lessons_page(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 from playground.core.config import DEFAULTS, SETTINGS, TrainConfig, whole_number
 from playground.core.tasks import CustomPairs, load_custom_csv
+from playground.export.experiment import Experiment
+from playground.export.tensorboard import TensorBoardLog, TensorBoardMissing, live_rows
 from playground.runs.background import BackgroundRun, RunError, read_run_file
 from playground.runs.engine import RunKind, RunStatus
 from playground.runs.registry import RunRegistry
@@ -77,6 +79,20 @@ def resume_command(kind: RunKind, run_dir: Path) -> str:
     if kind == RunKind.STUDY:
         return f"python -m playground study --resume {run_dir.name} --runs-dir {run_dir.parent}"
     return f"python -m playground {kind} --resume {run_dir}"
+def add_tensorboard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensorboard", metavar="DIR", default=None,
+                        help="log every model's metrics and settings to TensorBoard under DIR while training "
+                             "(needs the tensorboard package of requirements-dev.txt)")
+
+
+def tensorboard_log(args: argparse.Namespace, experiment: Experiment) -> TensorBoardLog | None:
+    """The run's TensorBoard log when --tensorboard asks for one."""
+    if not args.tensorboard:
+        return None
+    try:
+        return TensorBoardLog(Path(args.tensorboard), experiment)
+    except TensorBoardMissing as error:
+        raise BadInput(str(error)) from None
 
 
 def threads(text: str) -> int:
@@ -100,16 +116,22 @@ def print_json(value: Any) -> None:
     print(json.dumps(strict(value), allow_nan=False))
 
 
-def follow(run: BackgroundRun[Any], quiet: bool) -> RunStatus:
-    """Wait for a started run, drawing a progress bar; Ctrl-C stops it (it saves what it has)."""
+def follow(run: BackgroundRun[Any], quiet: bool, tensorboard: TensorBoardLog | None = None) -> RunStatus:
+    """Wait for a started run, drawing a progress bar (and logging its rows to TensorBoard as they come); Ctrl-C
+    stops it (it saves what it has)."""
     try:
         while run.active:
             if not quiet:
                 print(progress_line(run.step, run.total_steps), end="", file=sys.stderr, flush=True)
             run.join(timeout=0.25)
+            if tensorboard:
+                tensorboard.write_models(live_rows(run))
     except KeyboardInterrupt:
         run.stop()
     run.join()
+    if tensorboard:
+        tensorboard.write_models(live_rows(run))
+        tensorboard.close()
     if not quiet:
         print(progress_line(run.step, run.total_steps), file=sys.stderr)
     return run.status

@@ -12,11 +12,14 @@ from playground.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     add_config_options,
+    add_tensorboard_option,
     config_from_args,
     follow,
     print_json,
     resume_run,
+    tensorboard_log,
 )
+from playground.export.experiment import Experiment, read_experiment
 from playground.runs.engine import RunKind
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import RunRegistry
@@ -36,6 +39,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue a stopped, crashed or finished comparison (or lesson) exactly where it was "
                              "saved, with its own settings (with --steps N: up to N steps in all)")
+    add_tensorboard_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="end with one JSON line: a row per ratio")
 
@@ -43,13 +47,14 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         comparison = resume_run(Path(args.resume), args.steps, RunKind.COMPARE)
+        log = tensorboard_log(args, read_experiment(Path(args.resume)))
     else:
         base, custom = config_from_args(args, skip=PER_ARM)
         config = CompareConfig.build(base, parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds)
-        registry = RunRegistry(Path(args.runs_dir))
-        comparison = registry.launch(args.name or f"{base.task}-compare", CompareEngine(config, custom), base,
-                                     custom)
-    status = follow(comparison, args.quiet)
+        name = args.name or f"{base.task}-compare"
+        log = tensorboard_log(args, Experiment.of_comparison(name, config))  # before the start: a refusal leaves no run
+        comparison = RunRegistry(Path(args.runs_dir)).launch(name, CompareEngine(config, custom), base, custom)
+    status = follow(comparison, args.quiet, log)
     snapshot = comparison.snapshot()
     table = summary_rows(snapshot)
     print(format_table(table))

@@ -10,11 +10,14 @@ from playground.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     add_config_options,
+    add_tensorboard_option,
     config_from_args,
     follow,
     print_json,
     resume_run,
+    tensorboard_log,
 )
+from playground.export.experiment import Experiment, read_experiment
 from playground.runs.background import BackgroundRun
 from playground.runs.engine import RunKind
 from playground.runs.engines import TrainingEngine, TrainingSnapshot
@@ -30,6 +33,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue a stopped, crashed or finished run exactly where it was saved "
                              "(with --steps N: up to N steps in all)")
+    add_tensorboard_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
@@ -37,12 +41,14 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         training = resume_run(Path(args.resume), args.steps, RunKind.TRAIN)
+        log = tensorboard_log(args, read_experiment(Path(args.resume)))
     else:
         config, custom = config_from_args(args)
-        registry = RunRegistry(Path(args.runs_dir))
-        training = registry.launch(args.name or f"{config.task}-cli", TrainingEngine.create(config, custom),
-                                   config, custom)
-    status = follow(training, args.quiet)
+        name = args.name or f"{config.task}-cli"
+        log = tensorboard_log(args, Experiment.of_run(name, config))  # before the start: a refusal leaves no run
+        training = RunRegistry(Path(args.runs_dir)).launch(name, TrainingEngine.create(config, custom), config,
+                                                           custom)
+    status = follow(training, args.quiet, log)
     snapshot: TrainingSnapshot = training.snapshot()
     summary = summarise(training, snapshot)
     print(f"{status}: {snapshot.config.task}, {snapshot.step} of {snapshot.total_steps} steps in "

@@ -273,8 +273,7 @@ class CompareEngine(_Progress):
         self.trainer.config = self.config.base
 
     def model_label(self, k: int) -> str:
-        seeds = self.config.seeds
-        return self.labels[k // seeds] + (f", seed {self.config.base.seed + k % seeds}" if seeds > 1 else "")
+        return self.config.model_labels()[k]
 
     def models(self) -> list[TrainedModel]:
         trainer = self.trainer

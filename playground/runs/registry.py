@@ -18,6 +18,8 @@ from typing import Any
 from playground.core.config import TrainConfig
 from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
+from playground.export.experiment import read_experiment
+from playground.export.script import pytorch_script
 from playground.runs.background import RUN_FILE, BackgroundRun, RunError, read_run_file
 from playground.runs.engine import Engine, RunKind, RunStatus
 from playground.runs.engines import COMPARE_FILE, CompareEngine, TrainingEngine
@@ -237,6 +239,13 @@ class RunRegistry:
 
     def checkpoint_file(self, run_id: str) -> bytes:
         return self._file(run_id, CHECKPOINT_FILE, MAX_CHECKPOINT_BYTES)
+
+    def script_file(self, run_id: str, cell: int | None = None) -> bytes:
+        """The run (a study: its `cell`) as a standalone PyTorch script (`export.script`)."""
+        try:
+            return pytorch_script(read_experiment(self._folder(run_id), cell)).encode()
+        except ValueError as error:
+            raise RunError(f"cannot export run {run_id}: {error}") from None
 
     def _file(self, run_id: str, name: str, limit: int) -> bytes:
         try:

@@ -69,6 +69,17 @@ def open_run(run_id: str, kind: RunKind) -> BackgroundRun[Any] | None:
     return run
 
 
+SCRIPT_HELP = ("One self-contained .py file (torch and the standard library only) that trains this experiment with "
+               "the same seeds and prints the same validation figures; or: python -m playground export RUN --script")
+
+
+def script_download(container: Any, run_id: str, widget_key: str, cell: int | None = None) -> None:
+    """The "PyTorch script" download of a run (of a study: one cell), written only when clicked."""
+    name = f"{run_id}-cell-{cell}.py" if cell is not None else f"{run_id}.py"
+    container.download_button("PyTorch script", lambda: registry().script_file(run_id, cell), name,
+                              "text/x-python", key=widget_key, icon=":material/code:", help=SCRIPT_HELP)
+
+
 CHART_FORMATS = {"png": "PNG (picture)", "svg": "SVG (vector, for slides and papers)"}
 LOOKING_AT = "What am I looking at?"
 
@@ -197,9 +208,10 @@ def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Cal
                     st.session_state.pop(session_key)
                     st.query_params.pop(url_key, None)
                 st.rerun()
-        downloads = st.columns(2)  # the files are read only when a download is clicked
+        downloads = st.columns(3)  # the files are read only when a download is clicked
         downloads[0].download_button("Metrics (CSV)", lambda: live_metrics() if chosen == current
                                      else runs.metrics_file(chosen), f"{chosen}-metrics.csv", "text/csv",
                                      key=f"download_metrics_{kind}")
         downloads[1].download_button("Checkpoint (.pt)", lambda: runs.checkpoint_file(chosen), f"{chosen}.pt",
                                      "application/octet-stream", key=f"download_checkpoint_{kind}")
+        script_download(downloads[2], chosen, f"download_script_{kind}")
