@@ -53,9 +53,10 @@ def kill_session(session: int) -> None:
 class LocalCluster:
     """A head and worker nodes on 127.0.0.1; `env` is what a driver needs to join (the token)."""
 
-    def __init__(self) -> None:
+    def __init__(self, node_env: dict[str, str] | None = None) -> None:
         self.token = secrets.token_hex(32)  # as `ray get-auth-token --generate` makes one
         self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+        self.node_env = node_env or {}  # more environment for the nodes' processes (and so their workers)
         self.temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
         self.address = ""
         self.nodes: list[int] = []  # each node's session id (the pid of its `ray start`)
@@ -65,7 +66,7 @@ class LocalCluster:
         command = [*RAY, "start", "--num-cpus", str(num_cpus), "--object-store-memory", str(OBJECT_STORE_BYTES),
                    "--node-ip-address", "127.0.0.1", "--node-manager-port", str(free_port()),
                    "--object-manager-port", str(free_port()), "--disable-usage-stats", *options]
-        starter = subprocess.Popen(command, env=os.environ | self.env, stdout=subprocess.PIPE,
+        starter = subprocess.Popen(command, env=os.environ | self.env | self.node_env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
         output, _ = starter.communicate(timeout=180)
         if starter.returncode != 0:

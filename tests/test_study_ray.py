@@ -235,8 +235,9 @@ def test_a_local_ray_ends_with_its_study_and_with_a_killed_cli(tmp_path: Path) -
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not list((tmp_path / "b").glob(f"*/{STUDY_FILE}")):
         time.sleep(0.2)
-    while time.monotonic() < deadline and not read_json(next((tmp_path / "b").glob(f"*/{STUDY_FILE}")))["results"]:
-        time.sleep(0.2)
+    while time.monotonic() < deadline and not any(
+            result["step"] for result in read_json(next((tmp_path / "b").glob(f"*/{STUDY_FILE}")))["results"].values()):
+        time.sleep(0.2)  # a cell reported: Ray and its worker are up
     assert len(marked_processes(killed)) > 3  # the CLI, its driver and Ray's processes
     os.killpg(interrupted.pid, signal.SIGKILL)
     interrupted.wait()
@@ -247,3 +248,26 @@ def test_a_local_ray_ends_with_its_study_and_with_a_killed_cli(tmp_path: Path) -
     for pid in left:  # never leave them behind, even when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not left
+
+
+def test_a_clusters_pickle_runs_nothing_in_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster whose workers return, in every result, an object whose `__reduce__` runs code: the code runs in
+    the study's driver process, never in this one (the server), and the study is failed, every cell with why."""
+    mark = tmp_path / "unpickled_in"
+    hostile = LocalCluster(node_env={"PYTHONPATH": str(ROOT / "tests" / "hostile_cluster"),
+                                     "HOSTILE_MARK": str(mark)})
+    try:
+        address = hostile.start_head(num_cpus=1)
+        for name, value in hostile.env.items():
+            monkeypatch.setenv(name, value)
+        config = StudyConfig.build(TrainConfig(steps=20, eval_every=10, val_size=32, batch_size=16), ["reverse"],
+                                   [4], [2], [8], [0, 1], [], 2)
+        study = RunRegistry(tmp_path / "runs").launch("hostile", StudyEngine(config, address=address), config.base)
+        study.join(120)
+    finally:
+        hostile.stop()
+    pids = {int(line) for line in mark.read_text().split()}  # the payload arrived and ran: this test can fail
+    assert pids and os.getpid() not in pids
+    assert study.status == "failed" and "every cell failed" in study.message
+    assert "is not a result" in read_json(study.run_dir / STUDY_FILE)["results"]["0"]["failed"]
+    assert not hostile.processes()
