@@ -21,6 +21,7 @@ import pytest
 
 from bench.ray_cluster import LocalCluster
 from playground import cli
+from playground.analysis.compare import CompareConfig
 from playground.analysis.study import StudyConfig
 from playground.core.config import TrainConfig
 from playground.runs import registry as runs
@@ -271,3 +272,67 @@ def test_a_clusters_pickle_runs_nothing_in_the_server(tmp_path: Path, monkeypatc
     assert study.status == "failed" and "every cell failed" in study.message
     assert "is not a result" in read_json(study.run_dir / STUDY_FILE)["results"]["0"]["failed"]
     assert not hostile.processes()
+
+
+@pytest.fixture
+def this_process_drives(cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For the driver's own logic: this process joins the cluster as the driver process would (from an empty
+    working directory, which Ray adds to its workers' import path)."""
+    import ray
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    from playground.runs.ray_study import RUNTIME_ENV
+
+    monkeypatch.chdir(tmp_path)
+    Config.initialize("")  # Ray read RAY_AUTH_MODE when this process imported it, before the token was set
+    AuthenticationTokenLoader.instance().reset_cache()
+    ray.init(address=cluster.address, runtime_env=RUNTIME_ENV, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.usefixtures("this_process_drives")
+def test_workers_receive_and_import_the_whole_package() -> None:
+    """The package reaches a cluster's worker whole (playground/runs/ included, which a `runs` exclude dropped),
+    and the worker imports the shipped copy, not this checkout."""
+    import ray
+
+    def shipped() -> tuple[str, list[str], str]:
+        import playground
+        import playground.runs.engines as engines
+
+        package = Path(playground.__file__).parent
+        return (str(package), sorted(str(path.relative_to(package)) for path in package.rglob("*.py")),
+                engines.__file__)
+
+    package, files, imported = ray.get(ray.remote(num_cpus=1)(shipped).remote(), timeout=120)
+    here = ROOT / "playground"
+    assert sorted(str(path.relative_to(here)) for path in here.rglob("*.py")) == files
+    assert {"runs/ray_study.py", "runs/study.py", "runs/engines.py", "analysis/study.py"} <= set(files)
+    assert not package.startswith(str(ROOT)) and imported.startswith(package)
+
+
+@pytest.mark.usefixtures("this_process_drives")
+def test_a_failing_cell_is_tried_twice_then_recorded_and_the_rest_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    from playground.runs import ray_study
+
+    def fails_at_hidden_12(compare: CompareConfig) -> Iterator[dict[str, object]]:
+        """A cell task that dies (as a lost worker or an exception would) for hidden size 12, trains otherwise."""
+        if compare.base.hidden_dim == 12:
+            raise RuntimeError("simulated failure of the worker")
+        yield from ray_study.cell_reports(compare)
+
+    monkeypatch.setattr(ray_study, "train_cell",
+                        ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)(fails_at_hidden_12))
+    config = StudyConfig.build(TrainConfig(steps=20, eval_every=10, val_size=32, batch_size=16), ["reverse"], [4],
+                               [2], [8, 12], [0, 1], [], 2)
+    cells = ray_study.StudyCells(config, {})
+    cells.submit_pending()
+    deadline = time.monotonic() + 120
+    while not cells.finished and time.monotonic() < deadline:
+        cells.poll()
+    assert cells._attempts == {0: 1, 1: 2}
+    assert cells.results[0].done and cells.results[0].node
+    assert "simulated failure" in cells.results[1].failed and not cells.results[1].finals

@@ -21,6 +21,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -37,6 +38,7 @@ from playground.training.cost import estimate
 from playground.training.storage import read_json, write_json
 from playground.training.trainer import TrainedModel, build_task
 
+ROOT = Path(__file__).resolve().parents[2]  # where `playground` is imported from
 ADDRESS_ENV = "PLAYGROUND_RAY_ADDRESS"
 CONNECT_ENV = "PLAYGROUND_RAY_CONNECT_SECONDS"
 CONNECT_SECONDS = 20.0  # to reach a cluster; a local Ray's own start is not bounded by it (see LOCAL_START_SECONDS)
@@ -86,6 +88,7 @@ class StudyEngine:
         self.num_cpus = num_cpus
         self.seconds = 0.0
         self._driver: subprocess.Popen[str] | None = None
+        self._driver_folder: tempfile.TemporaryDirectory[str] | None = None
         self._lines: queue.Queue[object] = queue.Queue()
         self._last_words: deque[str] = deque(maxlen=20)
         self._started = 0.0
@@ -183,9 +186,13 @@ class StudyEngine:
         command += ["--address", self.address] if self.address else []
         command += ["--num-cpus", str(self.num_cpus)] if self.num_cpus else []
         self.ran_on = ""
+        # an empty folder as its working directory: Ray adds the driver's to its workers' import path, where this
+        # checkout would hide a package that did not reach them whole
+        self._driver_folder = tempfile.TemporaryDirectory(prefix="study-driver-")
+        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         self._driver = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, errors="replace",
-                                        start_new_session=True, cwd=Path(__file__).parents[2])
+                                        stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True,
+                                        cwd=self._driver_folder.name, env=os.environ | {"PYTHONPATH": python_path})
         self._started = time.monotonic()
         assert self._driver.stdin is not None and self._driver.stdout is not None and self._driver.stderr is not None
         self._driver.stdin.write(json.dumps({"config": self.config.as_dict(), "results": {
@@ -251,6 +258,8 @@ class StudyEngine:
         driver.wait()
         if driver.stdin is not None:
             driver.stdin.close()
+        if self._driver_folder is not None:
+            self._driver_folder.cleanup()
 
     def snapshot(self) -> StudySnapshot:
         return StudySnapshot(self.config, [cell_summary(cell, self.results.get(cell.index)) for cell in self.cells],
