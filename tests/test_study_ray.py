@@ -223,14 +223,11 @@ def test_two_nodes_share_the_cells_and_a_killed_node_loses_nothing(cluster: Loca
     assert not [pid for pid in cluster.processes() if pid in (second,)]
 
 
-def test_a_local_ray_ends_with_its_study_and_with_a_killed_cli(tmp_path: Path) -> None:
-    """Without an address the driver starts Ray on this machine: when the study ends, and when the process that
-    started it is killed mid-study, no process it started (driver, Ray) is left."""
-    env = {name: "" for name in (ADDRESS_ENV,)}
-    ended, killed = uuid.uuid4().hex, uuid.uuid4().hex
-    done = study_cli(*TINY, "--hidden", "8", "--runs-dir", str(tmp_path / "a"), env=env | {MARK: ended})
-    done.communicate(timeout=240)
-    assert done.returncode == 0 and not marked_processes(ended)
+def test_a_local_ray_ends_with_the_process_that_started_its_study(tmp_path: Path) -> None:
+    """Without an address the driver starts Ray on this machine; when the process that started the study is killed
+    mid-study (kill -9: nothing of it runs again), no process it started (driver, Ray) is left."""
+    env = {ADDRESS_ENV: ""}
+    killed = uuid.uuid4().hex
     interrupted = study_cli(*TINY, "--steps", "100000", "--hidden", "8", "--runs-dir", str(tmp_path / "b"),
                             env=env | {MARK: killed})
     deadline = time.monotonic() + 180
