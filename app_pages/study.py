@@ -86,8 +86,7 @@ arms[4].number_input("Evaluate every", *STEP_BOUNDS, step=10, key="study_eval_ev
 if not runs.shared:  # a class's server: only whoever starts it names a cluster (PLAYGROUND_RAY_ADDRESS)
     st.text_input("Ray cluster address", key="study_address", placeholder="empty: this machine",
                   help=f"Empty: a local Ray instance (one worker per CPU core), or ${ADDRESS_ENV} when it is set. "
-                       "Otherwise HEAD:6379 of a cluster this machine is a node of, or ray://HEAD:10001 of a "
-                       "cluster's Ray Client server (README, Studies on a cluster).")
+                       "Otherwise HEAD:6379 of a cluster this machine is a node of (README, Studies on a cluster).")
 
 
 def checked_study() -> tuple[StudyConfig | None, list[str]]:

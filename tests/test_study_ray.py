@@ -111,6 +111,8 @@ def test_bad_grid_and_bad_address_exit_2(tmp_path: Path, capsys: pytest.CaptureF
     assert cli.main(["study", *TINY, "--address", "x" * 5000, "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is not allowed: give HOST:PORT" in err and len(err.splitlines()) == 1 and not list(tmp_path.iterdir())
+    assert cli.main(["study", *TINY, "--address", "ray://10.0.0.5:10001", "--runs-dir", str(tmp_path)]) == 2
+    assert "Ray Client (ray://) cannot stream" in capsys.readouterr().err
 
 
 def test_reopened_unfinished_study_trains_only_cells_not_done(study_run: dict[str, object]) -> None:

@@ -37,8 +37,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per arm, 2 to 30 (default 5)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--address", default=None,
-                        help=f"a Ray cluster: HEAD:6379 from a node of it, ray://HEAD:10001 from elsewhere; default "
-                             f"${ADDRESS_ENV}, else a local Ray started for the study")
+                        help=f"a Ray cluster this machine is a node of: HEAD:6379; default ${ADDRESS_ENV}, else a "
+                             "local Ray started for the study")
     parser.add_argument("--resume", default=None, metavar="RUN_ID",
                         help="train the cells of an unfinished study that are not done (in --runs-dir)")
     parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")

@@ -42,15 +42,13 @@ RUNTIME_ENV = {"py_modules": [str(PACKAGE)], "excludes": ["__pycache__", "*.pyc"
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> str:
-    """Ray on this machine (`num_cpus` workers, default one per core) or the cluster at `address`; the address it
-    really runs on (the cluster's GCS address, or the ray:// address of a Ray Client connection)."""
+    """Ray on this machine (`num_cpus` workers, default one per core) or the cluster at `address` (this machine is
+    one of its nodes); the address it really runs on (the cluster's GCS address as Ray reports it)."""
     if address:
         ray.init(address=address, runtime_env=RUNTIME_ENV, log_to_driver=False)
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=RUNTIME_ENV,
                  log_to_driver=False)
-    if address and address.startswith("ray://"):
-        return address
     return ray.get_runtime_context().gcs_address
 
 

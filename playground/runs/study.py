@@ -47,20 +47,24 @@ STUDY_FILE = "study.json"
 POLL_SECONDS = 0.2  # how long one advance() waits for a report: BackgroundRun holds the engine's lock meanwhile
 DRIVER_EXIT_SECONDS = 15.0  # after SIGTERM, how long the driver may take to cancel its cells and stop its Ray
 MAX_LINE = 1_000_000  # one cell's result is a few KB; a longer line is not a result
-ADDRESS_PATTERN = re.compile(r"(ray://)?[A-Za-z0-9._\-]{1,253}:[0-9]{1,5}|auto")
+ADDRESS_PATTERN = re.compile(r"[A-Za-z0-9._\-]{1,253}:[0-9]{1,5}|auto")
 _ENDED = object()  # what the reader thread queues when the driver's stdout closes
 
 
 def check_address(address: str | None) -> str | None:
-    """A Ray address as `ray.init` takes it (host:port of a cluster's GCS, ray://host:port of its Ray Client
-    server, or auto), or None for a local Ray; ConfigError names what is allowed."""
+    """A Ray address as `ray.init` takes it (HOST:PORT of a cluster's head, or auto), or None for a local Ray;
+    ConfigError names what is allowed. Not ray://: Ray Client cannot stream a cell's results."""
     address = (address or "").strip()
     if not address:
         return None
+    shown = address if len(address) <= 60 else f"{address[:60]}..."
+    if address.startswith("ray://"):
+        raise ConfigError([f"Ray address {shown!r} is not allowed: Ray Client (ray://) cannot stream a study's "
+                           "results; make this machine a node of the cluster (`ray start --address HEAD:6379 "
+                           "--num-cpus 0`) and give HEAD:6379"])
     if len(address) > 300 or not ADDRESS_PATTERN.fullmatch(address):
-        shown = address if len(address) <= 60 else f"{address[:60]}..."
-        raise ConfigError([f"Ray address {shown!r} is not allowed: give HOST:PORT (a cluster's head, e.g. "
-                           "10.0.0.5:6379), ray://HOST:PORT (its Ray Client server) or auto"])
+        raise ConfigError([f"Ray address {shown!r} is not allowed: give HOST:PORT of the cluster's head (e.g. "
+                           "10.0.0.5:6379) or auto, from a machine that is a node of the cluster"])
     return address
 
 
