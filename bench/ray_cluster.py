@@ -77,7 +77,6 @@ class LocalCluster:
     def start_head(self, num_cpus: int = 1) -> str:
         port = free_port()
         self.nodes.append(self._start_node(["--head", "--port", str(port), "--include-dashboard", "false",
-                                            "--ray-client-server-port", str(free_port()),
                                             "--temp-dir", self.temp_dir], num_cpus))
         self.address = f"127.0.0.1:{port}"
         return self.address

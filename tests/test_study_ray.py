@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.ray_cluster import LocalCluster
+from bench.ray_cluster import LocalCluster, free_port
 from playground import cli
 from playground.analysis.compare import CompareConfig
 from playground.analysis.study import StudyConfig
@@ -183,6 +183,23 @@ def test_stop_cancels_the_cells_and_keeps_what_was_reported(cluster: LocalCluste
     saved = read_json(study.run_dir / STUDY_FILE)["results"]["0"]
     assert not saved["done"] and saved["step"] >= 10
     assert len(cluster.processes()) <= processes  # the cluster's worker is idle again or gone, none was added
+
+
+@pytest.mark.usefixtures("cluster")
+def test_an_unreachable_cluster_fails_its_study_and_holds_up_no_other(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAYGROUND_RAY_CONNECT_SECONDS", "3")
+    config = StudyConfig.build(TrainConfig(steps=20, eval_every=10, val_size=32, batch_size=16), ["reverse"],
+                               [4], [2], [8], [0, 1], [], 2)
+    registry = RunRegistry(tmp_path)
+    nowhere = f"127.0.0.1:{free_port()}"
+    lost = registry.launch("lost", StudyEngine(config, address=nowhere), config.base)
+    other = registry.launch("other", StudyEngine(config), config.base)  # on the module's cluster, meanwhile
+    other.join(120)
+    lost.join(60)
+    assert lost.status == "failed" and f"could not reach the Ray cluster at {nowhere} within 3 s" in lost.message
+    assert other.status == "finished"  # no lock held it up
+    assert read_json(lost.run_dir / STUDY_FILE)["address"] == ""  # it ran nowhere
 
 
 def test_budget_counts_a_local_studys_cells_not_a_clusters(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

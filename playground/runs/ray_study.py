@@ -155,9 +155,10 @@ def _input_closed() -> bool:
 
 def drive(config: StudyConfig, results: dict[int, CellResult], address: str | None, num_cpus: int | None,
           channel: IO[str]) -> None:
+    address = connect(address, num_cpus)  # a SIGTERM meanwhile ends this process at once: nothing to cancel yet
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    _send(channel, {"address": connect(address, num_cpus)})
+    _send(channel, {"address": address})
     cells = StudyCells(config, results)
     cells.submit_pending()
     try:
