@@ -2,7 +2,8 @@
 
 The app and the CLI never talk to Ray: `StudyEngine` (playground/runs/study.py) starts this module as a child
 process, writes the study (its grid and the results it has) to its stdin as one JSON line, and reads JSON lines
-back from its stdout: first the address it really ran on, then every cell's latest result as it arrives. So
+back from its stdout: that it is connecting, the address it really ran on, then every cell's latest result as it
+arrives. So
 whatever Ray or a cluster does (a worker returning a pickle, Ray's processes dying, a cluster going away) happens
 in this process; what reaches the app is JSON, validated by `CellResult.from_dict`. It ends, cancelling its
 cells and shutting its Ray down, when its cells are done, on SIGTERM (a stop), or when its stdin closes (the app
@@ -155,6 +156,7 @@ def _input_closed() -> bool:
 
 def drive(config: StudyConfig, results: dict[int, CellResult], address: str | None, num_cpus: int | None,
           channel: IO[str]) -> None:
+    _send(channel, {"connecting": address or "local"})  # started and imported: the connect timeout runs from here
     address = connect(address, num_cpus)  # a SIGTERM meanwhile ends this process at once: nothing to cancel yet
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -95,7 +95,7 @@ class StudyEngine:
         self._driver_folder: tempfile.TemporaryDirectory[str] | None = None
         self._lines: queue.Queue[object] = queue.Queue()
         self._last_words: deque[str] = deque(maxlen=20)
-        self._started = 0.0
+        self._connecting_since: float | None = None  # when the driver, started and imported, began to connect
         self._submitted = False  # this engine's cells went to a driver (once: a resumed study gets a new engine)
         self.groups_run = self.groups_reused = 0  # cells submitted, and cells done before, in this session
         self.wants_save = False
@@ -164,7 +164,8 @@ class StudyEngine:
                 line = self._lines.get_nowait()
             except queue.Empty:
                 line = None
-        if self._driver is not None and not self.ran_on and time.monotonic() - self._started > self._connect_deadline():
+        waited = time.monotonic() - self._connecting_since if self._connecting_since and not self.ran_on else 0.0
+        if self._driver is not None and waited > self._connect_deadline():
             self.halt()
             raise RunError(f"could not reach the Ray cluster at {self.address} within {self._connect_deadline():.0f}"
                            f" s ({CONNECT_ENV}); is `ray start --head` running there, with the same RAY_AUTH_TOKEN?")
@@ -189,7 +190,7 @@ class StudyEngine:
         self.address = check_address(self.address or os.environ.get(ADDRESS_ENV))
         command += ["--address", self.address] if self.address else []
         command += ["--num-cpus", str(self.num_cpus)] if self.num_cpus else []
-        self.ran_on = ""
+        self.ran_on, self._connecting_since = "", None
         # an empty folder as its working directory: Ray adds the driver's to its workers' import path, where this
         # checkout would hide a package that did not reach them whole
         self._driver_folder = tempfile.TemporaryDirectory(prefix="study-driver-")
@@ -197,7 +198,6 @@ class StudyEngine:
         self._driver = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True,
                                         cwd=self._driver_folder.name, env=os.environ | {"PYTHONPATH": python_path})
-        self._started = time.monotonic()
         assert self._driver.stdin is not None and self._driver.stdout is not None and self._driver.stderr is not None
         self._driver.stdin.write(json.dumps({"config": self.config.as_dict(), "results": {
             str(k): r.as_dict() for k, r in self.results.items() if r.done}}) + "\n")
@@ -219,12 +219,16 @@ class StudyEngine:
                 self._last_words.append(line.strip()[:300])
 
     def _take(self, line: object) -> None:
-        """One line from the driver: JSON with `address`, or `cell` and `result`; anything else ends the study."""
+        """One line from the driver: JSON with `connecting`, `address`, or `cell` and `result`; anything else ends
+        the study."""
         if line is _ENDED:
             self._driver_ended()
             return
         try:
             message = json.loads(str(line))
+            if "connecting" in message:
+                self._connecting_since = time.monotonic()
+                return
             if "address" in message:
                 self.ran_on = str(message["address"])[:300]
                 self.wants_save = True
