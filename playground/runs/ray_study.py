@@ -23,6 +23,7 @@ import select
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {int(key): CellResult.from_dict(value) for key, value in study["results"].items()}
     try:
         drive(config, results, args.address, args.num_cpus, channel)
-    except Exception as error:  # one line for the app: the whole traceback stays in this process's stderr
+    except Exception as error:  # the traceback for a person reading stderr, then one last line for the app
+        traceback.print_exc()
         first_line = next(iter(str(error).strip().splitlines()), "")
         print(f"{type(error).__name__}: {first_line}", file=sys.stderr, flush=True)
         return 1
