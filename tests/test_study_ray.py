@@ -213,6 +213,14 @@ def test_stop_cancels_the_cells_and_keeps_what_was_reported(cluster: LocalCluste
     saved = read_json(study.run_dir / STUDY_FILE)["results"]["0"]
     assert not saved["done"] and saved["step"] >= 10
     assert len(cluster.processes()) <= processes  # the cluster's worker is idle again or gone, none was added
+    study.train_on(study.total_steps)  # Resume, as the page's button: a new driver trains the cell again
+    for _ in range(1200):
+        if engine._driver is not None and study.step > 0:  # the new driver reported (the cell starts from 0)
+            break
+        study.join(0.1)
+    study.stop()
+    study.join(30)
+    assert study.status == "stopped" and study.step > 0 and engine._driver is None
 
 
 @pytest.mark.usefixtures("cluster")

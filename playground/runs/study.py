@@ -96,7 +96,7 @@ class StudyEngine:
         self._lines: queue.Queue[object] = queue.Queue()
         self._last_words: deque[str] = deque(maxlen=20)
         self._connecting_since: float | None = None  # when the driver, started and imported, began to connect
-        self._submitted = False  # this engine's cells went to a driver (once: a resumed study gets a new engine)
+        self._submitted = False  # this engine's cells went to a driver (until it is halted)
         self.groups_run = self.groups_reused = 0  # cells submitted, and cells done before, in this session
         self.wants_save = False
 
@@ -191,6 +191,7 @@ class StudyEngine:
         command += ["--address", self.address] if self.address else []
         command += ["--num-cpus", str(self.num_cpus)] if self.num_cpus else []
         self.ran_on, self._connecting_since = "", None
+        self._lines, self._last_words = queue.Queue(), deque(maxlen=20)  # this driver's own: none of an earlier one
         # an empty folder as its working directory: Ray adds the driver's to its workers' import path, where this
         # checkout would hide a package that did not reach them whole
         self._driver_folder = tempfile.TemporaryDirectory(prefix="study-driver-")
@@ -202,21 +203,10 @@ class StudyEngine:
         self._driver.stdin.write(json.dumps({"config": self.config.as_dict(), "results": {
             str(k): r.as_dict() for k, r in self.results.items() if r.done}}) + "\n")
         self._driver.stdin.flush()  # stdin stays open: the driver stops when it closes (this process is gone)
-        threading.Thread(target=self._read, args=(self._driver.stdout,), name="study-driver-out",
+        threading.Thread(target=_read, args=(self._driver.stdout, self._lines), name="study-driver-out",
                          daemon=True).start()
-        threading.Thread(target=self._keep_last_words, args=(self._driver.stderr,), name="study-driver-err",
-                         daemon=True).start()
-
-    def _read(self, stdout: IO[str]) -> None:
-        for line in iter(lambda: stdout.readline(MAX_LINE), ""):
-            self._lines.put(line)
-        self._lines.put(_ENDED)
-
-    def _keep_last_words(self, stderr: IO[str]) -> None:
-        """Ray's and the driver's messages: the last few lines say why a driver ended."""
-        for line in iter(lambda: stderr.readline(MAX_LINE), ""):
-            if line.strip():
-                self._last_words.append(line.strip()[:300])
+        threading.Thread(target=_keep_last_words, args=(self._driver.stderr, self._last_words),
+                         name="study-driver-err", daemon=True).start()
 
     def _take(self, line: object) -> None:
         """One line from the driver: JSON with `connecting`, `address`, or `cell` and `result`; anything else ends
@@ -253,7 +243,9 @@ class StudyEngine:
                        + (f": {last}" if last else ""))
 
     def halt(self) -> None:
-        """End the driver (it cancels its cells and stops its Ray), then kill what is left of its process group."""
+        """End the driver (it cancels its cells and stops its Ray), then kill what is left of its process group.
+        A later advance() (Resume) starts a new driver for the cells not done."""
+        self._submitted = False
         driver, self._driver = self._driver, None
         if driver is None:
             return
@@ -288,6 +280,19 @@ class StudyEngine:
         write_json(run_dir / STUDY_FILE, {"config": self.config.as_dict(), "address": self.ran_on,
                                           "seconds": self.seconds,
                                           "results": {str(k): r.as_dict() for k, r in self.results.items()}})
+
+
+def _read(stdout: IO[str], lines: queue.Queue[object]) -> None:
+    for line in iter(lambda: stdout.readline(MAX_LINE), ""):
+        lines.put(line)
+    lines.put(_ENDED)
+
+
+def _keep_last_words(stderr: IO[str], last_words: deque[str]) -> None:
+    """Ray's and the driver's messages: the last few lines say why a driver ended."""
+    for line in iter(lambda: stderr.readline(MAX_LINE), ""):
+        if line.strip():
+            last_words.append(line.strip()[:300])
 
 
 @dataclass
