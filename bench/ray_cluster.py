@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -101,3 +102,4 @@ class LocalCluster:
                 kill_session(node)
             time.sleep(0.5)
         self.nodes.clear()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
