@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pandas as pd
@@ -18,8 +17,8 @@ from playground.plots import notes
 from playground.plots.study import study_figure
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import RunKind
-from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
+from playground.runs.study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.training.rules import Metric
 from playground.ui.runs import chart, live_run_view, script_download, session_owner, visible_runs
 from playground.ui.settings import link_settings, share_link, url_problems
@@ -85,9 +84,10 @@ arms[3].number_input("Steps per cell", *STEP_BOUNDS, step=100, key="study_steps"
                      help="Training steps of every model in every cell (the step budget).")
 arms[4].number_input("Evaluate every", *STEP_BOUNDS, step=10, key="study_eval_every",
                      help="Steps between evaluations; each one reports the cell's partial results here.")
-st.text_input("Ray cluster address", key="study_address", placeholder="empty: this machine",
-              help=f"Empty: a local Ray instance (one worker per CPU core), or ${ADDRESS_ENV} when it is set. "
-                   "Otherwise ray://host:10001 of a cluster started with `ray start --head`.")
+if not runs.shared:  # a class's server: only whoever starts it names a cluster (PLAYGROUND_RAY_ADDRESS)
+    st.text_input("Ray cluster address", key="study_address", placeholder="empty: this machine",
+                  help=f"Empty: a local Ray instance (one worker per CPU core), or ${ADDRESS_ENV} when it is set. "
+                       "Otherwise HEAD:6379 of a cluster this machine is a node of (README, Studies on a cluster).")
 
 
 def checked_study() -> tuple[StudyConfig | None, list[str]]:
@@ -114,7 +114,7 @@ def start() -> None:
     config, _ = checked_study()
     if config is None:
         return
-    address = st.session_state.study_address.strip() or os.environ.get(ADDRESS_ENV) or None
+    address = None if runs.shared else st.session_state.study_address
     try:
         new_run = runs.launch("study", StudyEngine(config, address=address), config.base, owner=session_owner())
         st.session_state.study_run_id = new_run.id
@@ -163,6 +163,8 @@ def show(snapshot: StudySnapshot, status: str) -> None:
                 text=f"{status}: {snapshot.cells_done} of {snapshot.cells_total} cells done · step "
                      f"{snapshot.step:,} of {snapshot.total_steps:,} · {snapshot.seconds:.0f} s"
                      + (f" · about {eta:.0f} s left" if eta is not None and status == "running" else ""))
+    if snapshot.address:
+        st.caption(f"Ray cluster: {snapshot.address}")
     if not any(summary["arms"] for summary in snapshot.summaries):
         st.info("Waiting for the first evaluation of a cell (Ray and its workers take a few seconds to start).")
         return

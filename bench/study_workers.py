@@ -1,19 +1,22 @@
-"""Study speed-up from Ray workers: the same small study on a local Ray with 1 worker, then 2, as a ratio.
+"""Study speed-up from Ray nodes: the same small study on a cluster of 1 node (1 CPU), then of 2 nodes, as a ratio.
 
-Each figure is the wall time from submitting the cells to the last report, Ray's own start excluded (worker
-processes, which import torch, are started within it for both). Run by `python -m playground bench --study`.
+The cluster is started on this machine as the README's steps start one on several (`ray start --head`, then
+`ray start --address`, with token authentication; bench/ray_cluster.py), and the study runs as the app runs it:
+`StudyEngine`, its driver process, `--address` of the head. Each figure is the wall time from the driver's
+connection to the last report (starting the driver and Ray's nodes excluded; their workers start within it for
+both). Run by `python -m playground bench --study`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 
-import ray
-
+from bench.ray_cluster import LocalCluster
 from playground.analysis.study import StudyConfig
 from playground.core.config import TrainConfig
-from playground.runs.ray_study import StudyEngine, connect
+from playground.runs.study import StudyEngine
 
 STUDY = StudyConfig.build(TrainConfig(steps=300, eval_every=100, val_size=128, batch_size=32), ["reverse", "sort"],
                           [8], [3], [32, 48], [0.0, 0.5, 1.0], [], 2)  # 4 cells of 6 models
@@ -21,23 +24,36 @@ QUICK = StudyConfig.build(STUDY.base.replace(steps=20, eval_every=10), ["reverse
                           [0.0, 1.0], [], 2)
 
 
-def timed(config: StudyConfig, workers: int) -> float:
-    connect(num_cpus=workers)
-    engine = StudyEngine(config)
-    started = time.perf_counter()
-    while not engine.finished:
-        engine.advance()
-    seconds = time.perf_counter() - started
-    ray.shutdown()
-    return seconds
+def timed(config: StudyConfig, address: str) -> float:
+    """Seconds from the driver's connection to the study's end."""
+    engine = StudyEngine(config, address=address)
+    connected = None
+    try:
+        while not engine.finished:
+            engine.advance()
+            if connected is None and engine.ran_on:
+                connected = time.perf_counter()
+    finally:
+        engine.halt()
+    if engine.cells_done < len(engine.cells) or connected is None:
+        raise RuntimeError(f"the study did not finish: {engine.cells_done} of {len(engine.cells)} cells done")
+    return time.perf_counter() - connected
 
 
 def bench_study(quick: bool, as_json: bool) -> None:
     config = QUICK if quick else STUDY
-    one, two = timed(config, 1), timed(config, 2)
+    cluster = LocalCluster()
+    os.environ.update(cluster.env)  # the token, for the study's driver
+    try:
+        address = cluster.start_head(num_cpus=1)
+        one = timed(config, address)
+        cluster.add_node(num_cpus=1)
+        two = timed(config, address)
+    finally:
+        cluster.stop()
     cells = len(config.grid())
     print(f"study of {cells} cells x {config.models_per_cell} models, {config.base.steps} steps: "
-          f"1 worker {one:.1f} s, 2 workers {two:.1f} s, speed-up {one / two:.2f}x")
+          f"1 node {one:.1f} s, 2 nodes {two:.1f} s, speed-up {one / two:.2f}x")
     if as_json:
-        print(json.dumps({"cells": cells, "one_worker_s": round(one, 2), "two_workers_s": round(two, 2),
+        print(json.dumps({"cells": cells, "one_node_s": round(one, 2), "two_nodes_s": round(two, 2),
                           "speedup": round(one / two, 3)}))

@@ -338,7 +338,7 @@ def test_study_address_too_long_exits_2_with_one_line(tmp_path: Path, capsys: py
 
 def test_a_study_file_naming_a_cell_in_superscript_digits_is_damaged_not_a_crash(tmp_path: Path) -> None:
     from playground.analysis.study import StudyConfig
-    from playground.runs.ray_study import STUDY_FILE, StudyEngine
+    from playground.runs.study import STUDY_FILE, StudyEngine
 
     config = StudyConfig.build(TINY, ["reverse"], [6], [], [8], [0.0, 1.0], [], 2)
     (tmp_path / STUDY_FILE).write_text(json.dumps({"config": config.as_dict(), "results": {"²": {}}}))

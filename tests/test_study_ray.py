@@ -1,5 +1,9 @@
-"""Studies on a local Ray instance (started once for this module, 2 workers): CLI end to end, reopen, resume,
-and the Study page (its defaults and messages need no Ray; a tiny study started from it does)."""
+"""Studies on a real Ray cluster on this machine (`ray start`, token authentication, started once for this module,
+stopped by PID): CLI end to end, reopen, resume, stop, the Study page, two nodes and a node killed; plus a local
+Ray that a driver starts and takes down with it.
+
+Every study runs in its own driver process (playground/runs/ray_study.py); this test process is the "server".
+"""
 
 from __future__ import annotations
 
@@ -9,67 +13,106 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 
+from bench.ray_cluster import LocalCluster, free_port
 from playground import cli
 from playground.analysis.compare import CompareConfig
-from playground.runs import ray_study
+from playground.analysis.study import StudyConfig
+from playground.core.config import TrainConfig
 from playground.runs import registry as runs
-from playground.runs.ray_study import STUDY_FILE, cell_reports, connect
 from playground.runs.registry import RunRegistry
+from playground.runs.study import ADDRESS_ENV, STUDY_FILE, StudyEngine
 from playground.training.storage import read_json, write_json
 from tests.test_study import study_page
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--tasks", "reverse", "--max-len", "4", "--hidden", "8,12", "--ratios", "0,1", "--seeds", "2",
         "--steps", "20", "--eval-every", "10", "--val-size", "32", "--batch-size", "16", "--quiet"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    connect(num_cpus=2)
-    yield
-    ray.shutdown()
+MARK = "PLAYGROUND_TEST_MARK"  # an environment variable every process a test starts inherits: how it counts them
 
 
 @pytest.fixture(scope="module")
-def study_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def cluster() -> Iterator[LocalCluster]:
+    """A head node of 1 CPU with token authentication; studies of this module run on it (PLAYGROUND_RAY_ADDRESS
+    and the token in the environment, as the README says for a server)."""
+    nodes = LocalCluster()
+    saved = {name: os.environ.get(name) for name in (*nodes.env, ADDRESS_ENV)}
+    try:
+        os.environ.update(nodes.env | {ADDRESS_ENV: nodes.start_head(num_cpus=1)})
+        yield nodes
+    finally:
+        nodes.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    assert not nodes.processes()
+
+
+def study_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "playground", "--threads", "1", "study", *args], cwd=ROOT,
+                            env=os.environ | (env or {}), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def marked_processes(mark: str) -> list[int]:
+    """Live processes whose environment holds MARK=mark: a study's CLI, its driver, Ray's processes it started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"{MARK}={mark}".encode() in (entry / "environ").read_bytes().split(b"\0") \
+                    and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def study_run(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     runs_dir = tmp_path_factory.mktemp("runs")
-    captured = {}
-    code = cli.main(["study", *TINY, "--runs-dir", str(runs_dir), "--json"])
-    captured["code"], captured["runs_dir"] = code, runs_dir
-    return captured
+    process = study_cli(*TINY, "--runs-dir", str(runs_dir), "--json")
+    out, err = process.communicate(timeout=180)
+    return {"code": process.returncode, "runs_dir": runs_dir, "result": json.loads(out.splitlines()[-1]),
+            "err": err}
 
 
-def test_cli_study_ends_with_strict_json(study_run: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
-    assert study_run["code"] == 0
+def test_cli_study_on_the_cluster_ends_with_strict_json(study_run: dict[str, object], cluster: LocalCluster,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert study_run["code"] == 0, study_run["err"]
+    result = study_run["result"]
+    assert isinstance(result, dict)
+    assert (result["status"], result["cells_done"], result["cells_total"]) == ("finished", 2, 2)
+    assert result["address"].endswith(cluster.address.rsplit(":", 1)[1])  # the head's GCS port: where it ran
+    cell = result["cells"][0]
+    assert [arm["arm"] for arm in cell["arms"]] == ["γ = 0", "γ = 1"] and cell["step"] == 20
+    assert len(cell["arms"][0]["val_fr_exact"]["ci"]) == 2 and len(cell["node"]) == 56  # a Ray node id
+    assert {"a", "b", "p", "within_seed_noise"} <= cell["tests"][0].keys()
     runs_dir = Path(str(study_run["runs_dir"]))
     (run_dir,) = runs_dir.iterdir()
     saved = read_json(run_dir / STUDY_FILE)
-    assert sorted(saved["results"]) == ["0", "1"] and all(r["done"] for r in saved["results"].values())
+    assert saved["address"] == result["address"]
+    assert sorted(saved["results"]) == ["0", "1"] and all(r["done"] and r["node"] for r in saved["results"].values())
     assert cli.main(["runs", "--runs-dir", str(runs_dir), "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (listed["kind"], listed["status"], listed["step"], listed["total_steps"]) == ("study", "finished", 40, 40)
 
 
-def test_cli_json_line_has_cells_means_cis_and_tests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["study", *TINY, "--hidden", "8", "--runs-dir", str(tmp_path), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert (result["status"], result["cells_done"], result["cells_total"]) == ("finished", 1, 1)
-    (cell,) = result["cells"]
-    assert [arm["arm"] for arm in cell["arms"]] == ["γ = 0", "γ = 1"] and cell["step"] == 20
-    assert len(cell["arms"][0]["val_fr_exact"]["ci"]) == 2
-    assert {"a", "b", "p", "within_seed_noise"} <= cell["tests"][0].keys()
-
-
-def test_bad_grid_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_grid_and_bad_address_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["study", "--tasks", "reverse,nope", "--seeds", "1", "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "task 'nope' is not allowed" in err and "at least two seeds" in err
+    assert cli.main(["study", *TINY, "--address", "x" * 5000, "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not allowed: give HOST:PORT" in err and len(err.splitlines()) == 1 and not list(tmp_path.iterdir())
+    assert cli.main(["study", *TINY, "--address", "ray://10.0.0.5:10001", "--runs-dir", str(tmp_path)]) == 2
+    assert "Ray Client (ray://) cannot stream" in capsys.readouterr().err
 
 
 def test_reopened_unfinished_study_trains_only_cells_not_done(study_run: dict[str, object]) -> None:
@@ -90,7 +133,7 @@ def test_reopened_unfinished_study_trains_only_cells_not_done(study_run: dict[st
     assert results["0"] == kept and results["1"]["done"] and results["1"]["step"] == 20
 
 
-@pytest.mark.usefixtures("fresh_app")
+@pytest.mark.usefixtures("fresh_app", "cluster")
 def test_a_tiny_study_from_the_page() -> None:
     at = study_page()
     for key, value in (("study_tasks", ["reverse"]), ("study_max_lens", [4]), ("study_hiddens", [8]),
@@ -105,68 +148,32 @@ def test_a_tiny_study_from_the_page() -> None:
     study.join(120)
     at.run()
     assert study.status == "finished" and not at.exception
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()  # the server is no Ray driver
     (chart,) = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
     assert [trace["name"] for trace in chart["data"]] == ["γ = 0", "γ = 1"]
-    assert "%" in chart["layout"]["yaxis"]["title"]["text"]
     assert any("95% confidence interval" in markdown.value for markdown in at.markdown)
+    assert any("Ray cluster: " in caption.value for caption in at.caption)
 
 
-def test_stop_cancels_the_cells_and_keeps_what_was_reported(tmp_path: Path) -> None:
-    from playground.analysis.study import StudyConfig
-    from playground.core.config import TrainConfig
-    from playground.runs.ray_study import StudyEngine
-
-    config = StudyConfig.build(TrainConfig(steps=100_000, eval_every=10, val_size=32, batch_size=16), ["reverse"],
-                               [4], [2], [8], [0, 1], [], 2)
-    engine = StudyEngine(config)
-    study = RunRegistry(tmp_path).launch("long", engine, config.base)
-    for _ in range(600):
-        if study.step > 0:
-            break
-        study.join(0.1)
-    study.stop()
-    study.join(30)
-    assert study.status == "stopped" and 0 < study.step < study.total_steps
-    assert not engine._running  # halted: the Ray task is cancelled
-    saved = read_json(study.run_dir / STUDY_FILE)["results"]["0"]
-    assert not saved["done"] and saved["step"] >= 10
-
-
-@ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)
-def fails_at_hidden_12(compare: CompareConfig) -> Iterator[dict[str, object]]:
-    """A cell task that dies (as a lost worker or an exception would) for hidden size 12, trains otherwise."""
-    if compare.base.hidden_dim == 12:
-        raise RuntimeError("simulated failure of the worker")
-    yield from cell_reports(compare)
-
-
-def test_a_failing_cell_is_tried_twice_then_recorded_and_the_rest_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(ray_study, "train_cell", fails_at_hidden_12)
-    submitted: list[int] = []
-    submit = ray_study.StudyEngine._submit
-    monkeypatch.setattr(ray_study.StudyEngine, "_submit",
-                        lambda engine, cell: (submitted.append(cell.hidden), submit(engine, cell))[1])
-    code = cli.main(["study", *TINY, "--runs-dir", str(tmp_path), "--json"])
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert code == 4  # finished, but not every cell
-    assert sorted(submitted) == [8, 12, 12]
-    assert (result["status"], result["groups_failed"], result["cells_done"]) == ("finished", 1, 1)
-    failed = next(cell for cell in result["cells"] if cell["hidden"] == 12)
-    assert "simulated failure" in failed["failed"] and failed["arms"] == []
-    assert next(cell for cell in result["cells"] if cell["hidden"] == 8)["done"]
+@pytest.mark.usefixtures("fresh_app")
+def test_a_shared_server_offers_no_address_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAYGROUND_SHARED", "1")
+    runs.reset_registry()
+    at = study_page()
+    assert not at.error and not [box for box in at.text_input if box.key == "study_address"]
+    monkeypatch.delenv("PLAYGROUND_SHARED")
+    runs.reset_registry()
+    assert [box.key for box in study_page().text_input] == ["study_address"]  # what the shared page leaves out
 
 
 def test_a_killed_study_resumes_with_its_done_cells_reused_and_ends_as_if_never_killed(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """SIGKILL of a real `study` process (and its Ray) once a save shows the quick cell done and the slow one not;
-    `--resume` trains only the slow cell, and the final table equals an uninterrupted run's."""
+        cluster: LocalCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGKILL of a real `study` process once a save shows the quick cell done and the slow one not; `--resume`
+    trains only the slow cell, and the final table equals an uninterrupted run's."""
     grid = ["--tasks", "reverse", "--max-len", "4", "--hidden", "8,96", "--ratios", "0,1", "--seeds", "2",
-            "--steps", "160", "--eval-every", "40", "--val-size", "32", "--batch-size", "16", "--quiet"]
+            "--steps", "120", "--eval-every", "40", "--val-size", "32", "--batch-size", "16", "--quiet"]
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
-    process = subprocess.Popen([sys.executable, "-m", "playground", "--threads", "1", "study", *grid, "--runs-dir",
-                                str(killed_dir)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # its own process group: Ray's processes die with it
+    process = study_cli(*grid, "--runs-dir", str(killed_dir))
     deadline, saved = time.monotonic() + 120, {}
     while time.monotonic() < deadline and process.poll() is None:
         files = list(killed_dir.glob(f"*/{STUDY_FILE}"))
@@ -185,23 +192,201 @@ def test_a_killed_study_resumes_with_its_done_cells_reused_and_ends_as_if_never_
     assert cli.main(["study", *grid, "--runs-dir", str(whole_dir), "--json"]) == 0
     whole = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (whole["groups_reused"], whole["groups_run"]) == (0, 2)
-    assert resumed["cells"] == whole["cells"]
+    strip = [{key: value for key, value in cell.items() if key != "node"} for cell in whole["cells"]]
+    assert [{key: value for key, value in cell.items() if key != "node"} for cell in resumed["cells"]] == strip
 
 
-RAY_FROM_A_THREAD_THAT_ENDS = """
-import threading, time, ray
-from playground.runs.ray_study import connect
-starter = threading.Thread(target=connect, kwargs={"num_cpus": 1})
-starter.start()
-starter.join()  # as a run's thread ends when its study is done
-time.sleep(2)
-print(ray.get(ray.remote(lambda: "still up").remote(), timeout=60))
-"""
+def test_stop_cancels_the_cells_and_keeps_what_was_reported(cluster: LocalCluster, tmp_path: Path) -> None:
+    config = StudyConfig.build(TrainConfig(steps=100_000, eval_every=10, val_size=32, batch_size=16), ["reverse"],
+                               [4], [2], [8], [0, 1], [], 2)
+    engine = StudyEngine(config)
+    study = RunRegistry(tmp_path).launch("long", engine, config.base)
+    for _ in range(1200):
+        if study.step > 0:
+            break
+        study.join(0.1)
+    processes = len(cluster.processes())
+    study.stop()
+    study.join(30)
+    assert study.status == "stopped" and 0 < study.step < study.total_steps
+    assert engine._driver is None  # halted: its driver cancelled the cell and ended
+    saved = read_json(study.run_dir / STUDY_FILE)["results"]["0"]
+    assert not saved["done"] and saved["step"] >= 10
+    assert len(cluster.processes()) <= processes  # the cluster's worker is idle again or gone, none was added
+    study.train_on(study.total_steps)  # Resume, as the page's button: a new driver trains the cell again
+    for _ in range(1200):
+        if engine._driver is not None and study.step > 0:  # the new driver reported (the cell starts from 0)
+            break
+        study.join(0.1)
+    study.stop()
+    study.join(30)
+    assert study.status == "stopped" and study.step > 0 and engine._driver is None
 
 
-def test_ray_outlives_the_thread_that_started_it() -> None:
-    """Linux sends the parent-death signal when the *thread* that started a process ends: Ray's local processes
-    must not be children of a run's thread, or the app server's driver exits a minute after a study ends."""
-    done = subprocess.run([sys.executable, "-c", RAY_FROM_A_THREAD_THAT_ENDS], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, start_new_session=True)
-    assert done.stdout.strip().splitlines()[-1:] == ["still up"], done.stderr[-2000:]
+@pytest.mark.usefixtures("cluster")
+def test_an_unreachable_cluster_fails_its_study_and_holds_up_no_other(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAYGROUND_RAY_CONNECT_SECONDS", "8")
+    config = StudyConfig.build(TrainConfig(steps=20, eval_every=10, val_size=32, batch_size=16), ["reverse"],
+                               [4], [2], [8], [0, 1], [], 2)
+    registry = RunRegistry(tmp_path)
+    nowhere = f"127.0.0.1:{free_port()}"
+    lost = registry.launch("lost", StudyEngine(config, address=nowhere), config.base)
+    other = registry.launch("other", StudyEngine(config), config.base)  # on the module's cluster, meanwhile
+    other.join(120)
+    lost.join(60)
+    assert lost.status == "failed" and f"could not reach the Ray cluster at {nowhere} within 8 s" in lost.message
+    assert other.status == "finished"  # no lock held it up
+    assert read_json(lost.run_dir / STUDY_FILE)["address"] == ""  # it ran nowhere
+
+
+def test_budget_counts_a_local_studys_cells_not_a_clusters(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(ADDRESS_ENV, raising=False)
+    big = StudyConfig.build(TrainConfig(steps=100), ["reverse"], [40], [3], [512, 256], [0, 0.5, 1], [], 30)
+    assert StudyEngine(big, num_cpus=1).size < StudyEngine(big, num_cpus=2).size  # the largest cells, one per worker
+    assert StudyEngine(big, address="10.0.0.5:6379").size == 0
+    monkeypatch.setenv("PLAYGROUND_MEMORY_BUDGET_GB", "1")
+    with pytest.raises(runs.RunError, match="memory"):
+        RunRegistry(tmp_path).launch("big", StudyEngine(big, num_cpus=2), big.base)
+    assert not list(tmp_path.iterdir())
+
+
+def test_two_nodes_share_the_cells_and_a_killed_node_loses_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The second node joins with the token; a study's cells land on both; killing that node in the middle of a
+    second study retries its cells on the head, and every cell finishes."""
+    second = cluster.add_node(num_cpus=1)
+    grid = ["--tasks", "reverse", "--max-len", "4", "--hidden", "8,12,16", "--ratios", "0,1", "--seeds", "2",
+            "--eval-every", "10", "--val-size", "32", "--batch-size", "16", "--quiet", "--json"]
+    first = study_cli(*grid, "--steps", "20", "--runs-dir", str(tmp_path / "first"))
+    out, err = first.communicate(timeout=180)
+    result = json.loads(out.splitlines()[-1])
+    assert first.returncode == 0, err
+    assert all(cell["done"] for cell in result["cells"]) and len({cell["node"] for cell in result["cells"]}) >= 2
+
+    faulted = study_cli(*grid, "--steps", "400", "--runs-dir", str(tmp_path / "second"))
+    deadline, nodes = time.monotonic() + 120, set()
+    while time.monotonic() < deadline and len(nodes) < 2 and faulted.poll() is None:
+        files = list((tmp_path / "second").glob(f"*/{STUDY_FILE}"))
+        saved = read_json(files[0])["results"] if files else {}
+        nodes = {r["node"] for r in saved.values() if r["node"] and not r["done"]}  # cells training on both
+        time.sleep(0.2)
+    assert len(nodes) == 2, f"no save showed cells training on both nodes: {nodes}"
+    cluster.kill_node(second)
+    out, err = faulted.communicate(timeout=240)
+    result = json.loads(out.splitlines()[-1])
+    assert faulted.returncode == 0, err
+    assert result["status"] == "finished" and result["groups_failed"] == 0
+    assert [cell["step"] for cell in result["cells"]] == [400, 400, 400] and all(c["done"] for c in result["cells"])
+    assert not [pid for pid in cluster.processes() if pid in (second,)]
+
+
+def test_a_local_ray_ends_with_the_process_that_started_its_study(tmp_path: Path) -> None:
+    """Without an address the driver starts Ray on this machine; when the process that started the study is killed
+    mid-study (kill -9: nothing of it runs again), no process it started (driver, Ray) is left."""
+    env = {ADDRESS_ENV: ""}
+    killed = uuid.uuid4().hex
+    interrupted = study_cli(*TINY, "--steps", "100000", "--hidden", "8", "--runs-dir", str(tmp_path / "b"),
+                            env=env | {MARK: killed})
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not list((tmp_path / "b").glob(f"*/{STUDY_FILE}")):
+        time.sleep(0.2)
+    while time.monotonic() < deadline and not any(
+            result["step"] for result in read_json(next((tmp_path / "b").glob(f"*/{STUDY_FILE}")))["results"].values()):
+        time.sleep(0.2)  # a cell reported: Ray and its worker are up
+    assert len(marked_processes(killed)) > 3  # the CLI, its driver and Ray's processes
+    os.killpg(interrupted.pid, signal.SIGKILL)
+    interrupted.wait()
+    deadline = time.monotonic() + 60
+    while marked_processes(killed) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = marked_processes(killed)
+    for pid in left:  # never leave them behind, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+
+
+def test_a_clusters_pickle_runs_nothing_in_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster whose workers return, in every result, an object whose `__reduce__` runs code: the code runs in
+    the study's driver process, never in this one (the server), and the study is failed, every cell with why."""
+    mark = tmp_path / "unpickled_in"
+    hostile = LocalCluster(node_env={"PYTHONPATH": str(ROOT / "tests" / "hostile_cluster"),
+                                     "HOSTILE_MARK": str(mark)})
+    try:
+        address = hostile.start_head(num_cpus=1)
+        for name, value in hostile.env.items():
+            monkeypatch.setenv(name, value)
+        config = StudyConfig.build(TrainConfig(steps=20, eval_every=10, val_size=32, batch_size=16), ["reverse"],
+                                   [4], [2], [8], [0, 1], [], 2)
+        study = RunRegistry(tmp_path / "runs").launch("hostile", StudyEngine(config, address=address), config.base)
+        study.join(120)
+    finally:
+        hostile.stop()
+    pids = {int(line) for line in mark.read_text().split()}  # the payload arrived and ran: this test can fail
+    assert pids and os.getpid() not in pids
+    assert study.status == "failed" and "every cell failed" in study.message
+    assert "is not a result" in read_json(study.run_dir / STUDY_FILE)["results"]["0"]["failed"]
+    assert not hostile.processes()
+
+
+@pytest.fixture
+def this_process_drives(cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For the driver's own logic: this process joins the cluster as the driver process would (from an empty
+    working directory, which Ray adds to its workers' import path)."""
+    import ray
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    from playground.runs.ray_study import RUNTIME_ENV
+
+    monkeypatch.chdir(tmp_path)
+    Config.initialize("")  # Ray read RAY_AUTH_MODE when this process imported it, before the token was set
+    AuthenticationTokenLoader.instance().reset_cache()
+    ray.init(address=cluster.address, runtime_env=RUNTIME_ENV, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.usefixtures("this_process_drives")
+def test_workers_receive_and_import_the_whole_package() -> None:
+    """The package reaches a cluster's worker whole (playground/runs/ included, which a `runs` exclude dropped),
+    and the worker imports the shipped copy, not this checkout."""
+    import ray
+
+    def shipped() -> tuple[str, list[str], str]:
+        import playground
+        import playground.runs.engines as engines
+
+        package = Path(playground.__file__).parent
+        return (str(package), sorted(str(path.relative_to(package)) for path in package.rglob("*.py")),
+                engines.__file__)
+
+    package, files, imported = ray.get(ray.remote(num_cpus=1)(shipped).remote(), timeout=120)
+    here = ROOT / "playground"
+    assert sorted(str(path.relative_to(here)) for path in here.rglob("*.py")) == files
+    assert {"runs/ray_study.py", "runs/study.py", "runs/engines.py", "analysis/study.py"} <= set(files)
+    assert not package.startswith(str(ROOT)) and imported.startswith(package)
+
+
+@pytest.mark.usefixtures("this_process_drives")
+def test_a_failing_cell_is_tried_twice_then_recorded_and_the_rest_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    from playground.runs import ray_study
+
+    def fails_at_hidden_12(compare: CompareConfig) -> Iterator[dict[str, object]]:
+        """A cell task that dies (as a lost worker or an exception would) for hidden size 12, trains otherwise."""
+        if compare.base.hidden_dim == 12:
+            raise RuntimeError("simulated failure of the worker")
+        yield from ray_study.cell_reports(compare)
+
+    monkeypatch.setattr(ray_study, "train_cell",
+                        ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)(fails_at_hidden_12))
+    config = StudyConfig.build(TrainConfig(steps=20, eval_every=10, val_size=32, batch_size=16), ["reverse"], [4],
+                               [2], [8, 12], [0, 1], [], 2)
+    cells = ray_study.StudyCells(config, {})
+    cells.submit_pending()
+    deadline = time.monotonic() + 120
+    while not cells.finished and time.monotonic() < deadline:
+        cells.poll()
+    assert cells._attempts == {0: 1, 1: 2}
+    assert cells.results[0].done and cells.results[0].node
+    assert "simulated failure" in cells.results[1].failed and not cells.results[1].finals

@@ -142,8 +142,8 @@ class StudyConfig:
 @dataclass(frozen=True)
 class CellResult:
     """What a cell has reported so far: each model's latest evaluation (arm-major, seed-minor), the first step
-    at which each reached TARGET_ACCURACY free-running exact match (None: not yet), and, for a cell that failed
-    twice, why."""
+    at which each reached TARGET_ACCURACY free-running exact match (None: not yet), the Ray node that reported
+    it, and, for a cell that failed twice, why."""
 
     step: int = 0
     done: bool = False
@@ -151,6 +151,7 @@ class CellResult:
     finals: list[dict[str, float]] = field(default_factory=list)
     reached: list[float | None] = field(default_factory=list)
     failed: str = ""
+    node: str = ""
 
     @property
     def ended(self) -> bool:
@@ -158,7 +159,7 @@ class CellResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.step, "done": self.done, "seconds": self.seconds, "finals": self.finals,
-                "reached": self.reached, "failed": self.failed}
+                "reached": self.reached, "failed": self.failed, "node": self.node}
 
     @classmethod
     def from_dict(cls, values: Any) -> CellResult:
@@ -167,7 +168,7 @@ class CellResult:
         return cls(int(values.get("step", 0)), bool(values.get("done", False)), float(values.get("seconds", 0.0)),
                    [{str(k): float(v) for k, v in row.items()} for row in values.get("finals", [])],
                    [None if step is None else float(step) for step in values.get("reached", [])],
-                   str(values.get("failed", "")))
+                   str(values.get("failed", "")), str(values.get("node", "")))
 
     @classmethod
     def from_rows(cls, rows: list[list[dict[str, float]]], step: int, done: bool, seconds: float) -> CellResult:
@@ -239,6 +240,7 @@ def cell_summary(cell: Cell, result: CellResult | None) -> dict[str, Any]:
     summary: dict[str, Any] = {"cell": cell.index, "label": cell.label, "task": cell.task, cell.setting: cell.value,
                                "hidden": cell.hidden, "step": result.step if result else 0,
                                "done": bool(result and result.done), "failed": result.failed if result else "",
+                               "node": result.node if result else "",
                                "arms": [], "tests": []}
     if result is None or not result.finals:
         return summary

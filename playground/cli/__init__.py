@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="training-step speed against fused and naive references")
     bench.add_argument("--json", action="store_true", help="end with one JSON line of results")
     bench.add_argument("--quick", action="store_true", help="a few steps per case: checks, not measurements")
-    bench.add_argument("--study", action="store_true", help="instead: a small study on Ray, 1 worker against 2")
+    bench.add_argument("--study", action="store_true", help="instead: a study on a Ray cluster here, 1 node vs 2")
     bench.add_argument("--stop", action="store_true", help="instead: how long Stop takes against a step's length")
     bench.add_argument("--largest", action="store_true", help="with --stop: the largest allowed size too (14 GB)")
     bench.add_argument("--device", default="cpu", choices=device_choices(), help="default cpu")

@@ -20,8 +20,8 @@ from playground.cli.common import (
     print_json,
 )
 from playground.runs.background import BackgroundRun
-from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.registry import RunRegistry
+from playground.runs.study import ADDRESS_ENV, StudyEngine, StudySnapshot
 
 GRID = ("task", "max_len", "max_digits", "hidden_dim", "teacher_forcing_ratio", "schedule", "seed")
 
@@ -38,7 +38,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per arm, 2 to 30 (default 5)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--address", default=None,
-                        help=f"a Ray cluster (ray://host:10001 or host:6379); default ${ADDRESS_ENV}, else here")
+                        help=f"a Ray cluster this machine is a node of: HEAD:6379; default ${ADDRESS_ENV}, else a "
+                             "local Ray started for the study")
     parser.add_argument("--resume", default=None, metavar="RUN_ID",
                         help="train the cells of an unfinished study that are not done (in --runs-dir)")
     parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
@@ -111,12 +112,15 @@ def run(args: argparse.Namespace) -> int:
     print(format_summaries(snapshot.summaries))
     print(reading(snapshot.summaries).replace("**", ""))
     print(f"{study.status}; {snapshot.cells_done} of {snapshot.cells_total} cells done; run folder: {study.run_dir}")
+    if study.message:
+        print(study.message, file=sys.stderr)
     if args.json:
         print_json({"status": str(study.status), "message": study.message, "id": study.id,
                     "cells_done": snapshot.cells_done, "cells_total": snapshot.cells_total,
                     "groups_total": snapshot.cells_total, "groups_run": snapshot.groups_run,
                     "groups_reused": snapshot.groups_reused, "groups_failed": snapshot.groups_failed,
                     "seconds": round(snapshot.seconds, 2), "run_dir": str(study.run_dir),
+                    "address": snapshot.address,
                     "cells": snapshot.summaries})
     if snapshot.groups_failed and study.status == "finished":
         return EXIT_FAILED  # the rest finished; the failed cells are in the table with their reason

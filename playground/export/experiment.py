@@ -17,6 +17,7 @@ from playground.core.tasks import CustomPairs
 from playground.runs.background import read_run_file
 from playground.runs.engine import RunKind
 from playground.runs.engines import COMPARE_FILE
+from playground.runs.study import STUDY_FILE
 from playground.training.storage import CONFIG_FILE, portable, read_config, read_custom, read_json
 
 
@@ -49,8 +50,6 @@ def read_experiment(run_dir: Path, cell: int | None = None) -> Experiment:
     info = read_run_file(run_dir) or {}
     name = str(info.get("name") or run_dir.name)
     if info.get("kind") == RunKind.STUDY:
-        from playground.runs.ray_study import STUDY_FILE  # imports Ray: only for a study
-
         values = read_json(run_dir / STUDY_FILE)
         study = StudyConfig.from_dict(values.get("config") if isinstance(values, dict) else None)
         cells = study.cells()

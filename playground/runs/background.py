@@ -207,6 +207,9 @@ class BackgroundRun(Generic[SnapshotT]):
             except DivergedError as error:
                 final, message = RunStatus.DIVERGED, str(error)
                 break
+            except RunError as error:  # the engine's own account of why it cannot go on (a study's driver ended)
+                final, message = RunStatus.FAILED, str(error)
+                break
             except Exception as error:  # keep what the run had; tell the page in one line
                 traceback.print_exc(file=sys.stderr)
                 final, message = RunStatus.FAILED, f"{type(error).__name__}: {error}"

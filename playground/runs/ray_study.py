@@ -1,148 +1,99 @@
-"""A study on Ray: one Ray task per cell, its evaluations streamed back while it trains.
+"""A study's Ray driver: a process of its own, `python -m playground.runs.ray_study`, one streaming task per cell.
 
-Ray runs on this machine (started on demand, one worker per core) unless an address is given (`--address`, or
-PLAYGROUND_RAY_ADDRESS), then on that cluster. Each task trains one cell's arms x seeds as a `CompareEngine`
-in a Ray worker process (never in the app's process) and yields a `CellResult` at every evaluation: a streaming
-generator task, so the driver polls with `ray.wait` and a stop cancels it. `StudyEngine` is the run's engine:
-`BackgroundRun` calls `advance()`, which polls; it saves the grid and every cell's latest result, and a reopened
-unfinished study submits only the cells that are not done (a cell stopped half-way trains again from step 0).
+The app and the CLI never talk to Ray: `StudyEngine` (playground/runs/study.py) starts this module as a child
+process, writes the study (its grid and the results it has) to its stdin as one JSON line, and reads JSON lines
+back from its stdout: that it is connecting, the address it really ran on, then every cell's latest result as it
+arrives. So
+whatever Ray or a cluster does (a worker returning a pickle, Ray's processes dying, a cluster going away) happens
+in this process; what reaches the app is JSON, validated by `CellResult.from_dict`. It ends, cancelling its
+cells and shutting its Ray down, when its cells are done, on SIGTERM (a stop), or when its stdin closes (the app
+or the CLI that started it is gone).
+
+Ray runs on this machine (a local instance started here, `--num-cpus` workers) unless `--address` names a
+cluster. Either way the package `playground/` is shipped to the workers as a Ray `py_modules` entry, so a
+local study's workers import exactly what a cluster's would.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import select
+import signal
+import sys
 import threading
-import time
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+import traceback
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import ray
 import torch
 from ray.exceptions import RayError, RayTaskError
 
 from playground.analysis.compare import CompareConfig
-from playground.analysis.study import Cell, CellResult, StudyConfig, cell_summary
-from playground.core.config import whole_number
-from playground.core.files import DamagedFile
-from playground.runs.engine import RunKind
+from playground.analysis.study import Cell, CellResult, StudyConfig
 from playground.runs.engines import CompareEngine
-from playground.training.storage import read_json, write_json
-from playground.training.trainer import TrainedModel
 
-ADDRESS_ENV = "PLAYGROUND_RAY_ADDRESS"
-STUDY_FILE = "study.json"
-ATTEMPTS = 2  # a failing cell is trained again once, then recorded as failed
-POLL_SECONDS = 0.2  # how long one advance() waits for a report: BackgroundRun holds the engine's lock meanwhile
-ROOT = Path(__file__).resolve().parents[2]
-# what a cluster's workers need of this folder (the code); environments, runs and caches stay here
-UPLOAD_EXCLUDES = [".venv", ".git", "runs", "**/__pycache__", ".pytest_cache", ".ruff_cache", "tests/browser"]
-_RAY_HOST = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-host")  # its one thread never ends
-_CONNECTING = threading.Lock()
+ATTEMPTS = 2  # a failing cell (its exception, a lost worker or node) is trained again once, then recorded as failed
+POLL_SECONDS = 0.2
+PACKAGE = Path(__file__).resolve().parents[1]  # playground/: the code every worker imports
+RUNTIME_ENV = {"py_modules": [str(PACKAGE)], "excludes": ["__pycache__", "*.pyc"]}
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Ray on this machine (`num_cpus` workers, default one per core), or the cluster at `address` (else
-    PLAYGROUND_RAY_ADDRESS); once per process.
-
-    `ray.init` runs on a thread that lives as long as this process: the local instance's processes get Linux's
-    parent-death signal when the *thread* that started them ends, and the driver exits a minute after they die.
-    Started from a run's thread, the first study to end would take the whole app server down with it.
-    """
-    with _CONNECTING:
-        if ray.is_initialized():
-            return
-        address = address or os.environ.get(ADDRESS_ENV) or None
-        if address:  # the code travels with the job; torch and the requirements must be installed on every node
-            options = {"address": address, "runtime_env": {"working_dir": str(ROOT), "excludes": UPLOAD_EXCLUDES}}
-        else:
-            options = {"num_cpus": num_cpus or os.cpu_count(), "include_dashboard": False,
-                       "runtime_env": {"env_vars": {"PYTHONPATH": str(ROOT)}}}
-        _RAY_HOST.submit(ray.init, log_to_driver=False, ignore_reinit_error=True, **options).result()
+def connect(address: str | None = None, num_cpus: int | None = None) -> str:
+    """Ray on this machine (`num_cpus` workers, default one per core) or the cluster at `address` (this machine is
+    one of its nodes); the address it really runs on (the cluster's GCS address as Ray reports it)."""
+    if address:
+        ray.init(address=address, runtime_env=RUNTIME_ENV, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=RUNTIME_ENV,
+                 log_to_driver=False)
+    return ray.get_runtime_context().gcs_address
 
 
 def cell_reports(compare: CompareConfig) -> Iterator[dict[str, Any]]:
-    """Train one cell's models together; yield each model's latest evaluation at every evaluation."""
+    """Train one cell's models together; yield each model's latest evaluation (and this worker's Ray node) at every
+    evaluation."""
     torch.set_num_threads(1)  # this worker process's setting: one core per task
+    node = ray.get_runtime_context().get_node_id()
     # only evaluations are reported; one thread of models, as Ray counts this task as one CPU
     engine = CompareEngine(compare, log_every=compare.base.steps, workers=1)
     while not engine.finished:
         engine.advance()
         if engine.step % compare.base.eval_every == 0 or engine.finished:
-            yield CellResult.from_rows(engine.rows, engine.step, engine.finished, engine.seconds).as_dict()
+            report = CellResult.from_rows(engine.rows, engine.step, engine.finished, engine.seconds)
+            yield replace(report, node=node).as_dict()
 
 
-# Ray retries nothing itself: the engine trains a failed cell once more, then records why it failed
+# Ray retries nothing itself: the driver trains a failed cell once more, then records why it failed
 train_cell = ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)(cell_reports)
 
 
-class StudyEngine:
-    """The grid's cells on Ray, in the `Engine` shape: steps are summed over cells."""
+class StudyCells:
+    """The grid's cells on Ray: submit those not done, take reports as they come, retry a failed cell once."""
 
-    kind = RunKind.STUDY
-    size = 0  # its models train in Ray workers, never in this process: nothing here for admission to count
-
-    def __init__(self, config: StudyConfig, results: dict[int, CellResult] | None = None,
-                 address: str | None = None) -> None:
-        self.config = config
+    def __init__(self, config: StudyConfig, results: dict[int, CellResult]) -> None:
         self.cells: list[Cell] = config.cells()
-        self.results: dict[int, CellResult] = results or {}
-        self.address = address
-        self.seconds = 0.0
+        self.results = dict(results)
         self._running: dict[Any, int] = {}  # streaming generator -> cell index
         self._attempts: dict[int, int] = {}
-        self._submitted = False  # this engine's cells went to Ray (once: a resumed study gets a new engine)
-        self.groups_run = self.groups_reused = 0  # cells submitted, and cells done before, in this session
-        self.wants_save = False
-
-    @classmethod
-    def load(cls, run_dir: Path) -> StudyEngine:
-        values = read_json(run_dir / STUDY_FILE)
-        if not isinstance(values, dict) or not isinstance(values.get("results"), dict):
-            raise DamagedFile(f"{STUDY_FILE} is damaged: it holds no results")
-        engine = cls(StudyConfig.from_dict(values.get("config")), address=values.get("address") or None)
-        for key, result in values["results"].items():
-            if (cell := whole_number(str(key))) is None or cell >= len(engine.cells):
-                raise DamagedFile(f"{STUDY_FILE} names cell {key!r}, which this study does not have")
-            engine.results[cell] = CellResult.from_dict(result)
-        engine.seconds = float(values.get("seconds", 0.0))
-        return engine
-
-    @property
-    def step(self) -> int:
-        return sum(result.step for result in self.results.values())
-
-    @property
-    def total_steps(self) -> int:
-        return len(self.cells) * self.config.base.steps
-
-    @property
-    def cells_done(self) -> int:
-        return sum(result.done for result in self.results.values())
-
-    @property
-    def groups_failed(self) -> int:
-        return sum(bool(result.failed) for result in self.results.values())
 
     @property
     def finished(self) -> bool:
-        """Every cell done, or failed twice."""
         return all(self.results.get(cell.index, CellResult()).ended for cell in self.cells)
 
-    def advance(self) -> None:
-        """Submit the cells not done (first call), then take whatever reports arrive within POLL_SECONDS."""
-        started = time.perf_counter()
-        if not self._submitted:
-            connect(self.address)
-            pending = [cell for cell in self.cells if not self.results.get(cell.index, CellResult()).done]
-            self.groups_reused = len(self.cells) - len(pending)
-            for cell in pending:
+    def submit_pending(self) -> None:
+        for cell in self.cells:
+            if not self.results.get(cell.index, CellResult()).done:
                 self._submit(cell)
-            self.groups_run = len(pending)
-            self._submitted = True
-        ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=POLL_SECONDS)
+
+    def poll(self, timeout: float = POLL_SECONDS) -> list[int]:
+        """Take the reports that arrive within `timeout`; the cells whose result changed."""
+        ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=timeout)
+        changed = []
         for generator in ready:
             index = self._running[generator]
             try:
@@ -150,13 +101,19 @@ class StudyEngine:
             except StopIteration:
                 del self._running[generator]
                 continue
-            except RayError as error:  # the cell's own exception (DivergedError...), a lost worker, out of memory
+            except RayError as error:  # the cell's own exception (DivergedError...), a lost worker or node, OOM
                 del self._running[generator]
                 self._failed(self.cells[index], error)
+                changed.append(index)
                 continue
-            self.results[index] = CellResult.from_dict(report)
-            self.wants_save = True  # results are written as they arrive
-        self.seconds += time.perf_counter() - started
+            try:
+                self.results[index] = CellResult.from_dict(report)
+            except (ValueError, TypeError, AttributeError) as error:  # not what a cell reports
+                ray.cancel(generator, force=True)
+                del self._running[generator]
+                self.results[index] = CellResult(failed=f"its worker sent something that is not a result: {error}")
+            changed.append(index)
+        return changed
 
     def _submit(self, cell: Cell) -> None:
         self.results[cell.index] = CellResult()
@@ -164,7 +121,7 @@ class StudyEngine:
         self._running[train_cell.remote(cell.compare)] = cell.index
 
     def _failed(self, cell: Cell, error: RayError) -> None:
-        """Once: train the cell again from step 0. Twice: record why, keep what it reported, go on."""
+        """Once: train the cell again from step 0 (on whichever node has room). Twice: record why."""
         if self._attempts.get(cell.index, 0) < ATTEMPTS:
             self._submit(cell)
             return
@@ -178,45 +135,62 @@ class StudyEngine:
             ray.cancel(generator, force=True)
         self._running.clear()
 
-    def snapshot(self) -> StudySnapshot:
-        return StudySnapshot(self.config, [cell_summary(cell, self.results.get(cell.index)) for cell in self.cells],
-                             self.cells_done, len(self.cells), self.step, self.total_steps, self.seconds,
-                             self.groups_run, self.groups_reused, self.groups_failed)
 
-    def set_live(self, changes: Mapping[str, float]) -> None:
-        raise ValueError("a study's settings are fixed while it trains")
-
-    def extend(self, total_steps: int) -> None:
-        """Resuming trains the cells not done to the study's own step budget; the budget itself stays."""
-
-    def models(self) -> list[TrainedModel]:
-        return []  # the models live and die in the workers; a study keeps their numbers
-
-    def save(self, run_dir: Path) -> None:
-        self.wants_save = False
-        write_json(run_dir / STUDY_FILE, {"config": self.config.as_dict(), "address": self.address or "",
-                                          "seconds": self.seconds,
-                                          "results": {str(k): r.as_dict() for k, r in self.results.items()}})
+def _channel() -> IO[str]:
+    """The JSON lines go to a private copy of stdout; fd 1 then points at stderr, so nothing Ray or a library
+    prints can be mistaken for a result."""
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return channel
 
 
-@dataclass
-class StudySnapshot:
-    """What the page and the CLI show: every cell's summary (means, CIs, paired tests) and the progress."""
+def _send(channel: IO[str], message: dict[str, Any]) -> None:
+    channel.write(json.dumps(message) + "\n")
+    channel.flush()
 
-    config: StudyConfig
-    summaries: list[dict[str, Any]]
-    cells_done: int
-    cells_total: int
-    step: int
-    total_steps: int
-    seconds: float
-    groups_run: int = 0  # cells trained in this session (the rest were done before it)
-    groups_reused: int = 0
-    groups_failed: int = 0
 
-    @property
-    def eta_seconds(self) -> float | None:
-        """Time left at the pace so far (steps summed over cells); None before the first report."""
-        if self.step == 0 or self.seconds <= 0:
-            return None
-        return self.seconds * (self.total_steps - self.step) / self.step
+def _input_closed() -> bool:
+    """Whether the process that started this driver has gone (its end of our stdin closed)."""
+    readable, _, _ = select.select([sys.stdin], [], [], 0)
+    return bool(readable) and not sys.stdin.readline()
+
+
+def drive(config: StudyConfig, results: dict[int, CellResult], address: str | None, num_cpus: int | None,
+          channel: IO[str]) -> None:
+    _send(channel, {"connecting": address or "local"})  # started and imported: the connect timeout runs from here
+    address = connect(address, num_cpus)  # a SIGTERM meanwhile ends this process at once: nothing to cancel yet
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    _send(channel, {"address": address})
+    cells = StudyCells(config, results)
+    cells.submit_pending()
+    try:
+        while not cells.finished and not stop.is_set() and not _input_closed():
+            for index in cells.poll():
+                _send(channel, {"cell": index, "result": cells.results[index].as_dict()})
+    finally:
+        cells.halt()
+        ray.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m playground.runs.ray_study", description=__doc__)
+    parser.add_argument("--address", default=None, help="a Ray cluster; default: a local Ray started here")
+    parser.add_argument("--num-cpus", type=int, default=None, help="workers of a local Ray (default: one per core)")
+    args = parser.parse_args(argv)
+    channel = _channel()
+    study = json.loads(sys.stdin.readline())
+    config = StudyConfig.from_dict(study["config"])
+    results = {int(key): CellResult.from_dict(value) for key, value in study["results"].items()}
+    try:
+        drive(config, results, args.address, args.num_cpus, channel)
+    except Exception as error:  # the traceback for a person reading stderr, then one last line for the app
+        traceback.print_exc()
+        first_line = next(iter(str(error).strip().splitlines()), "")
+        print(f"{type(error).__name__}: {first_line}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

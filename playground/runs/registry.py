@@ -43,8 +43,8 @@ MAX_NAME = 80
 
 
 def load_study(run_dir: Path) -> Engine[Any]:
-    """Ray is imported when a study is opened, not when the app starts."""
-    from playground.runs.ray_study import StudyEngine
+    """A study's module is imported when a study is opened, not when the app starts."""
+    from playground.runs.study import StudyEngine
 
     return StudyEngine.load(run_dir)
 

@@ -1,14 +1,22 @@
 """A small study from the Study page in a real browser: Ray starts on demand, the progress bar and the results
-(the chart with its intervals, the reading, the table) are drawn, and a cell downloads as a PyTorch script."""
+(the chart with its intervals, the reading, the table) are drawn, a cell downloads as a PyTorch script, and the
+server outlives Ray's processes killed."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from playground.runs.study import ADDRESS_ENV
+from tests.browser.conftest import another_server, screenshot
 from tests.browser.harness import set_number, wait_idle
+from tests.browser.test_faults_browser import server_pid
+from tests.test_study_ray import MARK, marked_processes
 
 pytestmark = pytest.mark.browser
 
@@ -48,3 +56,34 @@ def test_a_small_study_runs_with_progress_and_results(streamlit_server: str, bro
     assert "the task: Reverse the sequence" in script
     assert all(f"'label': 'γ = {ratio}, seed {seed}'" in script for ratio in (0, 1) for seed in (0, 1))
     screenshot(page, "study-finished")
+
+
+def test_the_server_outlives_every_ray_process_killed_during_a_study(tmp_path_factory: pytest.TempPathFactory,
+                                                                     browser: object) -> None:
+    """kill -9 of the study's driver and of every Ray process (its local instance) while a study started from the
+    Study page trains: the server lives on, the study is marked failed with why, and other pages keep working."""
+    mark = uuid.uuid4().hex
+    with another_server(tmp_path_factory, "raykill", {MARK: mark, ADDRESS_ENV: ""}) as url:
+        server = server_pid(url)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(f"{url}/study?tasks=reverse&max_len=4&hidden=8&ratios=0,1&schedules=&seeds=2&steps=100000"
+                  "&eval_every=10")
+        wait_idle(page)
+        page.click(".st-key-study_start button")
+        page.wait_for_selector("text=Ray cluster:", timeout=180_000)  # the driver has connected to its Ray
+        page.wait_for_function("() => /running: 0 of 1 cells done · step [1-9]/.test(document.body.innerText)",
+                               timeout=120_000)
+        killed = [pid for pid in marked_processes(mark) if pid != server]
+        assert len(killed) > 3  # the driver and Ray's processes (GCS, raylet, workers...)
+        for pid in killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        page.wait_for_selector("text=failed: 0 of 1 cells done", timeout=60_000)
+        page.wait_for_selector("text=the study's driver process ended")
+        page.get_by_test_id("stSidebarNav").get_by_text("Train", exact=True).click()
+        page.wait_for_selector(".st-key-start button")
+        wait_idle(page)
+        os.kill(server, 0)  # still the same process
+        assert marked_processes(mark) == [server]
+        page.close()
