@@ -32,7 +32,7 @@ from torch.func import functional_call
 from playground.core import interrupt
 from playground.core.config import FORCING_SETTINGS, ConfigError, TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.model import Seq2Seq
+from playground.core.model import Seq2Seq, reversal_index
 from playground.core.recurrence import LayerWeights, lstm_layers, unroll
 from playground.core.tasks import PAD_ID, SOS_ID, CustomPairs, TaskData
 from playground.training import rules
@@ -51,9 +51,15 @@ PARALLEL_MIN_HIDDEN = 64
 T = TypeVar("T")
 
 
+def stackable(config: TrainConfig) -> bool:
+    """Whether the stacked forward, written for the specification's LSTM without attention, runs this model."""
+    return config.cell == "lstm" and config.attention == "none"
+
+
 def choose_path(config: TrainConfig, size: int) -> ForwardPath:
-    """The faster forward for a group of `size` models of `config`'s size."""
-    return "stacked" if config.hidden_dim <= STACKED_MAX_HIDDEN and size > 1 else "each"
+    """The faster forward for a group of `size` models of `config`'s size; `stacked` is written for the LSTM
+    without attention only."""
+    return "stacked" if stackable(config) and config.hidden_dim <= STACKED_MAX_HIDDEN and size > 1 else "each"
 
 
 def choose_workers(config: TrainConfig, size: int) -> int:
@@ -103,7 +109,8 @@ class _Group:
         dropout = config.dropout if training else 0.0
         zeros = torch.zeros(config.num_layers, len(self.members), src.shape[0], config.hidden_dim,
                             device=src.device)
-        _, state = unroll(self.params["encoder.embedding.weight"], self._layers("encoder", config), src,
+        read = src.gather(1, reversal_index(src)) if config.reverse_source == "on" else src
+        _, state = unroll(self.params["encoder.embedding.weight"], self._layers("encoder", config), read,
                           (zeros, zeros), dropout=dropout, pad_id=PAD_ID)
         teacher = teacher.clone()
         teacher[..., 0] = True
@@ -145,6 +152,8 @@ class BatchedTrainer:
         self.task = build_task(base, custom)
         self.data = TaskData(self.task, base.seed, base.val_size)
         models = [build_model(config, len(self.task.src_vocab), len(self.task.tgt_vocab)) for config in self.configs]
+        if path == "stacked" and not stackable(base):
+            raise ValueError("the stacked path runs LSTMs without attention; use `each` for this model")
         self.workers = min(workers or choose_workers(base, self.size), self.size)
         bounds = [round(g * self.size / self.workers) for g in range(self.workers + 1)]
         self.groups = [_Group(range(start, end), models, path or choose_path(base, end - start), self.device)

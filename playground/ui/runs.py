@@ -143,7 +143,7 @@ def state_preview(snapshot: TrainingSnapshot) -> None:
     st.markdown(f"**Hidden states h_t** of the top layer on one validation example, refreshed at each evaluation "
                 f"(step {snapshot.rows[-1]['step']:.0f} or earlier). The **Hidden states** page shows more.")
     left, right = st.columns(2)
-    chart(left, state_heatmap(capture.encoder[-1].h, capture.src_tokens, "Encoder h_t (reads the source)",
+    chart(left, state_heatmap(capture.encoder[-1].h, capture.encoder_tokens, "Encoder h_t (reads the source)",
                               height=300, value_name="h"), "preview_encoder", notes.STATES)
     labels = [f"{fed}→{out}" for fed, out in zip(capture.decoder_inputs, capture.predicted, strict=True)]
     chart(right, state_heatmap(capture.decoder[-1].h, labels, "Decoder h_t (input → prediction)",
