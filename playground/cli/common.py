@@ -8,7 +8,7 @@ import math
 import sys
 from typing import Any
 
-from playground.core.config import DEFAULTS, SETTINGS, TrainConfig
+from playground.core.config import DEFAULTS, SETTINGS, SWITCH, TrainConfig
 from playground.core.tasks import CustomPairs, load_custom_csv
 from playground.runs.background import BackgroundRun
 from playground.runs.engine import RunStatus
@@ -30,8 +30,10 @@ def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
         if name in skip or name in NOT_FLAGS:
             continue
         default = getattr(DEFAULTS, name)
+        switch = {"nargs": "?", "const": "on"} if setting.choices == SWITCH else {}  # --reverse-source alone: on
         parser.add_argument(f"--{name.replace('_', '-')}", *ALIASES.get(name, []), dest=name, default=None,
-                            metavar=setting.kind.__name__.upper(), help=f"{setting.help} Default {default!r}.")
+                            metavar=setting.kind.__name__.upper(), help=f"{setting.help} Default {default!r}.",
+                            **switch)
     if "task" not in skip:
         parser.add_argument("--custom-csv", default=None, metavar="PATH",
                             help="source,target pairs for --task custom (read once; the pairs go into the run)")

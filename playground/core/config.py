@@ -229,6 +229,9 @@ class Setting:
         return None
 
 
+SWITCH = ("off", "on")  # the choices of a setting that is on or off (a bare CLI flag turns it on)
+
+
 def _task_uses(what: str) -> Callable[[Values], bool]:
     def applies(values: Values) -> bool:
         info = TASKS.get(values.get("task", ""))
@@ -280,7 +283,7 @@ _TABLE = (
                          "vector.", choices=ATTENTIONS),
     Setting("reverse_source", "model", "Reverse source", "On: the encoder reads each source's tokens last to first "
                               "(Sutskever et al. 2014), so the first tokens it needs to output are the last it "
-                              "read; padding stays where it is.", choices=("off", "on")),
+                              "read; padding stays where it is.", choices=SWITCH),
     Setting("optimizer", "optimizer", "Optimizer", "How gradients become weight updates: Adam adapts a step size per "
                          "weight and is the safe choice; SGD with momentum needs a larger learning rate.",
                          choices=("adam", "adamw", "sgd")),

@@ -1,0 +1,222 @@
+"""The model family against an independent plain-torch implementation of its equations (README, "The model").
+
+The reference below reads the weights by their state_dict names and runs one example at a time with Python lists:
+the LSTM and GRU equations as torch.nn documents them, Luong attention over the real source positions, the source
+read last to first with its left padding kept. Every path of the model (fused, unrolled, `Decoder.step`, the
+K-model engine, the CLI's train and decode) is held to it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from playground import cli
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.model import Seq2Seq, sequence_loss
+from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
+from playground.training.batched import BatchedTrainer
+from playground.training.cost import estimate
+from playground.training.storage import load_checkpoint
+from playground.training.trainer import build_task
+
+VOCAB, EMB, HIDDEN = 9, 5, 6
+VARIANTS = [("lstm", "dot", False), ("lstm", "general", True), ("lstm", "additive", False), ("gru", "none", False),
+            ("gru", "additive", True), ("lstm", "none", True)]
+
+
+def _cell_step(weights: dict[str, torch.Tensor], cell: str, x: torch.Tensor,
+               state: list[torch.Tensor]) -> list[torch.Tensor]:
+    """One layer, one step, for x (D,): torch.nn.LSTM's or torch.nn.GRU's equations, written out."""
+    h = state[0]
+    hidden = h.shape[0]
+    x_part = weights["weight_ih"] @ x + weights["bias_ih"]
+    h_part = weights["weight_hh"] @ h + weights["bias_hh"]
+    if cell == "lstm":
+        total = x_part + h_part
+        i, f = torch.sigmoid(total[:hidden]), torch.sigmoid(total[hidden:2 * hidden])
+        g, o = torch.tanh(total[2 * hidden:3 * hidden]), torch.sigmoid(total[3 * hidden:])
+        c = f * state[1] + i * g
+        return [o * torch.tanh(c), c]
+    r = torch.sigmoid(x_part[:hidden] + h_part[:hidden])
+    z = torch.sigmoid(x_part[hidden:2 * hidden] + h_part[hidden:2 * hidden])
+    n = torch.tanh(x_part[2 * hidden:] + r * h_part[2 * hidden:])
+    return [(1 - z) * n + z * h]
+
+
+def _layers_step(weights: dict[str, torch.Tensor], side: str, cell: str, layers: int, x: torch.Tensor,
+                 states: list[list[torch.Tensor]]) -> torch.Tensor:
+    prefix = f"{side}.{cell}."
+    for k in range(layers):
+        layer = {name: weights[f"{prefix}{name}_l{k}"] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        states[k] = _cell_step(layer, cell, x, states[k])
+        x = states[k][0]
+    return x
+
+
+def _attend(weights: dict[str, torch.Tensor], kind: str, h: torch.Tensor, memory: list[torch.Tensor]) -> torch.Tensor:
+    """h̃_t = tanh(W_c [c_t; h_t]) over the real source positions' encoder outputs."""
+    if kind == "none":
+        return h
+    prefix = "decoder.attention."
+    scores = []
+    for h_bar in memory:
+        if kind == "dot":
+            scores.append(h @ h_bar)
+        elif kind == "general":
+            scores.append(h @ (weights[f"{prefix}w_a.weight"] @ h_bar))
+        else:
+            mixed = torch.tanh(weights[f"{prefix}w_a.weight"] @ h + weights[f"{prefix}u_a.weight"] @ h_bar)
+            scores.append((weights[f"{prefix}v_a.weight"] @ mixed)[0])
+    alpha = torch.softmax(torch.stack(scores), dim=0)
+    context = sum(a * h_bar for a, h_bar in zip(alpha, memory, strict=True))
+    return torch.tanh(weights[f"{prefix}w_c.weight"] @ torch.cat([context, h]))
+
+
+def reference_logits(model: Seq2Seq, cell: str, attention: str, reverse: bool, layers: int, src: torch.Tensor,
+                     tgt: torch.Tensor, teacher: list[bool]) -> torch.Tensor:
+    """Logits (B, L, V), one row at a time; teacher[t] says whether step t reads y_{t-1} (else its own argmax)."""
+    weights = dict(model.named_parameters())
+    hidden = weights["decoder.fc_out.weight"].shape[1]
+    rows = []
+    for row_src, row_tgt in zip(src.tolist(), tgt.tolist(), strict=True):
+        real = [t for t in row_src if t != PAD_ID]
+        pads = [PAD_ID] * (len(row_src) - len(real))  # sources are left-padded
+        read = pads + (real[::-1] if reverse else real)
+        zero = weights["decoder.fc_out.bias"].new_zeros(hidden)
+        states = [[zero] * (2 if cell == "lstm" else 1) for _ in range(layers)]
+        table = weights["encoder.embedding.weight"]  # the <pad> row is all zeros and never trained (padding_idx)
+        outputs = [_layers_step(weights, "encoder", cell, layers,
+                                table[token].detach() if token == PAD_ID else table[token], states) for token in read]
+        real_outputs = outputs[len(pads):]
+        memory = real_outputs[::-1] if reverse else real_outputs  # in source order
+        token, logits = SOS_ID, []
+        for t in range(len(row_tgt)):
+            if t > 0:
+                token = row_tgt[t - 1] if teacher[t] else int(logits[-1].argmax())
+            x = weights["decoder.embedding.weight"][token]
+            top = _layers_step(weights, "decoder", cell, layers, x.detach() if token == PAD_ID else x, states)
+            logits.append(weights["decoder.fc_out.weight"] @ _attend(weights, attention, top, memory)
+                          + weights["decoder.fc_out.bias"])
+        rows.append(torch.stack(logits))
+    return torch.stack(rows)
+
+
+def _model(cell: str, attention: str, reverse: bool, layers: int, seed: int = 0) -> Seq2Seq:
+    torch.manual_seed(seed)
+    return Seq2Seq(VOCAB, VOCAB, EMB, HIDDEN, layers, cell=cell, attention=attention,
+                   reverse_source=reverse).double()
+
+
+SRC = torch.tensor([[0, 0, 4, 5, 6], [4, 7, 5, 8, 6], [0, 5, 5, 7, 4]])
+TGT = torch.tensor([[6, 5, 4, 2, 0, 0], [6, 8, 5, 7, 4, 2], [4, 7, 5, 5, 2, 0]])
+
+
+@pytest.mark.parametrize(("cell", "attention", "reverse"), VARIANTS)
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("ratio", [1.0, 0.0, 0.5])
+def test_forward_and_gradients_follow_the_equations(cell: str, attention: str, reverse: bool, layers: int,
+                                                    ratio: float) -> None:
+    model = _model(cell, attention, reverse, layers)
+    draws = torch.rand(TGT.shape[1], generator=torch.Generator().manual_seed(3))
+    teacher = [True] + [bool(d < ratio) for d in draws[1:]]
+    logits = model(SRC, TGT, ratio, coin_draws=draws)
+    expected = reference_logits(model, cell, attention, reverse, layers, SRC, TGT, teacher)
+    torch.testing.assert_close(logits, expected, atol=1e-9, rtol=1e-7)
+    params = list(model.parameters())
+    got = torch.autograd.grad(sequence_loss(logits, TGT), params, allow_unused=True)
+    want = torch.autograd.grad(sequence_loss(expected, TGT), params, allow_unused=True)
+    for name, mine, theirs in zip(dict(model.named_parameters()), got, want, strict=True):
+        if theirs is None:
+            assert mine is None or not mine.any(), name
+        else:
+            torch.testing.assert_close(mine, theirs, atol=1e-9, rtol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize(("cell", "attention", "reverse"), VARIANTS[:4])
+def test_the_decoder_step_is_the_fused_decoder(cell: str, attention: str, reverse: bool) -> None:
+    """`Decoder.step`, looped, gives the fused teacher-forced logits; attention weights sum to 1 over real tokens."""
+    model = _model(cell, attention, reverse, 2).eval()
+    state, memory = model.encode(SRC)
+    inputs = torch.cat([torch.full((3, 1), SOS_ID), TGT[:, :-1]], dim=1)
+    fused, _ = model.decoder(inputs, state, memory)
+    stepped = []
+    for t in range(inputs.shape[1]):
+        logits, state, extras = model.decoder.step(inputs[:, t], state, memory)
+        stepped.append(logits)
+        assert set(extras.layers[0]) == {*model.decoder.cell.state_names, *model.decoder.cell.gate_names}
+        if attention != "none":
+            torch.testing.assert_close(extras.attention.sum(-1), torch.ones(3, dtype=torch.float64))
+            assert not extras.attention[SRC == PAD_ID].any()
+    torch.testing.assert_close(torch.stack(stepped, 1), fused)
+
+
+def test_weights_keep_the_documented_names() -> None:
+    gru = Seq2Seq(VOCAB, VOCAB, EMB, HIDDEN, 2, cell="gru", attention="additive").state_dict()
+    assert {"encoder.gru.weight_ih_l0", "decoder.gru.bias_hh_l1", "decoder.fc_out.weight"} <= set(gru)
+    assert gru["decoder.attention.v_a.weight"].shape == (1, HIDDEN)
+    assert gru["decoder.attention.w_c.weight"].shape == (HIDDEN, 2 * HIDDEN)
+    assert {"decoder.attention.w_a.weight", "decoder.attention.u_a.weight"} <= set(gru)
+    assert not any(name.startswith("decoder.attention.") and name.endswith("bias") for name in gru)
+    general = Seq2Seq(VOCAB, VOCAB, EMB, HIDDEN, attention="general").state_dict()
+    assert {name for name in general if "attention" in name} == {"decoder.attention.w_a.weight",
+                                                                 "decoder.attention.w_c.weight"}
+    default = Seq2Seq(VOCAB, VOCAB, EMB, HIDDEN).state_dict()
+    assert not any("attention" in name or "gru" in name for name in default)
+
+
+def test_k_models_of_a_variant_are_each_its_own_model() -> None:
+    config = TrainConfig(cell="gru", attention="dot", reverse_source="on", hidden_dim=HIDDEN, emb_dim=EMB,
+                         batch_size=4, val_size=16, max_len=5, device="cpu")
+    trainer = BatchedTrainer([config.replace(teacher_forcing_ratio=r) for r in (0.0, 1.0)])
+    trainer.train_step()
+    batch = trainer.data.validation
+    src, tgt = batch.src[:3], batch.tgt[:3]
+    teacher = torch.tensor([[True] + [False] * (tgt.shape[1] - 1), [True] * tgt.shape[1]])
+    logits = trainer.forward(src, tgt, teacher, training=False)
+    for k in range(2):
+        model = Seq2Seq(len(trainer.task.src_vocab), len(trainer.task.tgt_vocab), EMB, HIDDEN, cell="gru",
+                        attention="dot", reverse_source=True)
+        model.load_state_dict(trainer.model_state(k))
+        expected = reference_logits(model, "gru", "dot", True, 1, src, tgt, teacher[k].tolist())
+        torch.testing.assert_close(logits[k], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_variants_are_settings_with_messages() -> None:
+    assert TrainConfig().cell == "lstm" and TrainConfig().attention == "none"
+    with pytest.raises(ConfigError, match="attention = 'luong' is not allowed: choose one of none, dot"):
+        TrainConfig.from_dict({"attention": "luong"})
+    plain, attending = TrainConfig(max_len=16, min_len=12), TrainConfig(max_len=16, min_len=12, attention="additive")
+    task = build_task(plain)
+    assert estimate(attending, task).flops_per_step > estimate(plain, task).flops_per_step
+    # additive attention adds W_a, U_a (H x H), v_a (1 x H) and W_c (H x 2H)
+    assert estimate(attending, task).parameters == estimate(plain, task).parameters + 4 * 128**2 + 128
+    assert estimate(TrainConfig(cell="gru"), task).parameters < estimate(plain, task).parameters
+
+
+@pytest.mark.parametrize("flags", [["--cell", "gru", "--reverse-source"], ["--attention", "general"],
+                                   ["--attention", "additive", "--layers", "2"]])
+def test_train_then_decode_agrees_with_the_equations(flags: list[str], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train", *flags, "--runs-dir", str(tmp_path), "--steps", "30", "--hidden", "16", "--emb", "8",
+                     "--batch-size", "16", "--val-size", "16", "--eval-every", "30", "--max-len", "5", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    run_dir = Path(run["run_dir"])
+    assert cli.main(["decode", str(run_dir), "--source", "cabd", "--beam", "1", "--json"]) == 0
+    decoded = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    loaded = load_checkpoint(run_dir / "checkpoint.pt")
+    config, model = loaded.config, loaded.model
+    src = torch.tensor([loaded.src_vocab.encode(list("cabd"))])
+    limit = len(decoded["greedy"]["tokens"])
+    with torch.no_grad():
+        logits = reference_logits(model, config.cell, config.attention, config.reverse_source == "on",
+                                  config.num_layers, src, torch.zeros(1, limit, dtype=torch.long),
+                                  [True] + [False] * (limit - 1))
+    ids = logits[0].argmax(-1).tolist()
+    ids = ids[: ids.index(EOS_ID) + 1] if EOS_ID in ids else ids
+    assert decoded["greedy"]["tokens"] == [loaded.tgt_vocab.itos[i] for i in ids]
+    assert decoded["beams"][0]["tokens"] == decoded["greedy"]["tokens"]
+    assert decoded["beams"][0]["logprob"] == pytest.approx(decoded["greedy"]["logprob"], abs=1e-5)
