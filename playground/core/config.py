@@ -336,6 +336,19 @@ LIVE_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.live
 FORCING_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.group == "forcing")
 
 
+VARIANT_SETTINGS = ("cell", "attention", "reverse_source")  # what makes a model of the family other than the seed's
+
+
+def variant_label(values: Values) -> str:
+    """The model's variant in a few words: "LSTM", "GRU, dot attention, source reversed"."""
+    parts = [str(values.get("cell", DEFAULTS.cell)).upper()]
+    if values.get("attention", DEFAULTS.attention) != "none":
+        parts.append(f"{values['attention']} attention")
+    if values.get("reverse_source", DEFAULTS.reverse_source) == "on":
+        parts.append("source reversed")
+    return ", ".join(parts)
+
+
 def applicable(values: Values) -> list[str]:
     """The settings that matter given these values (the sidebar shows these; the others keep their defaults)."""
     return [name for name, setting in SETTINGS.items() if setting.applies(values)]
