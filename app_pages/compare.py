@@ -55,13 +55,13 @@ PER_ARM = ("teacher_forcing_ratio", "schedule")  # each arm sets these; the othe
 SCHEDULE_SETTINGS = {"linear": ("decay_steps",), "exponential": ("exp_k",), "inverse_sigmoid": ("sigmoid_k",)}
 URL_KEYS = ("ratios", "schedules", "seeds", "compare")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
-TABLE_NAMES = {"ratio": "teacher forcing", Metric.FR_EXACT: "free-running exact",
+TABLE_NAMES = {"label": "arm", Metric.FR_EXACT: "free-running exact",
                Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",
                GAP: "gap (tokens)", Metric.TRAIN_LOSS: "train loss", Metric.TF_LOSS: "TF val loss",
                Metric.FR_LOSS: "FR val loss", "steps_to_90": "steps to 90% FR exact", "wall_seconds": "wall time (s)",
                "step": "step", "seeds": "seeds", "gap_peak": "gap peak", "gap_peak_step": "gap peak step"}
 # the columns that answer the question first, so they stay in view on a 1400 px screen
-TABLE_ORDER = ("ratio", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "gap_peak", "gap_peak_step",
+TABLE_ORDER = ("label", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "gap_peak", "gap_peak_step",
                Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS, "step",
                "seeds")
 CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GAP, LENGTHS)

@@ -21,7 +21,7 @@ from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
 from playground.training.batched import BatchedTrainer
 from playground.training.cost import estimate
 from playground.training.storage import load_checkpoint
-from playground.training.trainer import build_task
+from playground.training.trainer import Trainer, build_task
 
 VOCAB, EMB, HIDDEN = 9, 5, 6
 VARIANTS = [("lstm", "dot", False), ("lstm", "general", True), ("lstm", "additive", False), ("gru", "none", False),
@@ -225,3 +225,35 @@ def test_train_then_decode_agrees_with_the_equations(flags: list[str], tmp_path:
     assert decoded["greedy"]["tokens"] == [loaded.tgt_vocab.itos[i] for i in ids]
     assert decoded["beams"][0]["tokens"] == decoded["greedy"]["tokens"]
     assert decoded["beams"][0]["logprob"] == pytest.approx(decoded["greedy"]["logprob"], abs=1e-5)
+
+
+def test_arms_that_differ_by_model_train_as_if_alone() -> None:
+    """Models of different shapes train in groups of their own, on the same batches and coins as single runs."""
+    base = TrainConfig(emb_dim=8, hidden_dim=12, batch_size=8, val_size=16, max_len=5, steps=3, eval_every=3,
+                       device="cpu")
+    configs = [base.replace(teacher_forcing_ratio=0.5), base.replace(attention="dot", teacher_forcing_ratio=0.5),
+               base.replace(cell="gru", reverse_source="on", teacher_forcing_ratio=0.0)]
+    batched = BatchedTrainer(configs, workers=1)
+    assert [len(group.members) for group in batched.groups] == [1, 1, 1]
+    singles = [Trainer(config) for config in configs]
+    for _ in range(3):
+        losses = batched.train_step().losses
+        for trainer, loss in zip(singles, losses, strict=True):
+            assert loss == pytest.approx(trainer.train_step().loss, abs=1e-5)
+    for k, trainer in enumerate(singles):
+        for name, value in batched.model_state(k).items():
+            torch.testing.assert_close(value, trainer.model.state_dict()[name], atol=1e-5, rtol=1e-4)
+
+
+def test_compare_trains_the_product_of_the_lists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["compare", "--attention", "none,dot", "--cell", "lstm", "--ratios", "1", "--seeds", "3",
+                     "--steps", "4", "--eval-every", "2", "--hidden", "8", "--emb", "4", "--val-size", "16",
+                     "--batch-size", "8", "--runs-dir", str(tmp_path), "--quiet", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [(row["label"], row["ratio"], row["schedule"], row["cell"], row["attention"], row["reverse_source"])
+            for row in result["rows"]] == [("γ = 1, no attention", 1.0, "constant", "lstm", "none", "off"),
+                                          ("γ = 1, dot attention", 1.0, "constant", "lstm", "dot", "off")]
+    dot = result["rows"][1]
+    assert dot["fr_exact_ci_low"] <= dot["val_fr_exact"] <= dot["fr_exact_ci_high"]
+    assert cli.main(["compare", "--attention", "none,luong", "--runs-dir", str(tmp_path), "--quiet"]) == 2
+    assert "attention 'luong' is not allowed" in capsys.readouterr().err

@@ -50,7 +50,7 @@ def _points(value: float) -> str:
 
 def _final(snapshot: CompareSnapshot, name: str) -> dict[str, float]:
     """Each arm's final value of a metric, averaged over seeds (arms not evaluated yet are left out)."""
-    return {row["ratio"]: row[name] for row in summary_rows(snapshot)}
+    return {row["label"]: row[name] for row in summary_rows(snapshot)}
 
 
 def final_gamma(snapshot: CompareSnapshot) -> dict[str, float]:
@@ -65,8 +65,9 @@ def final_gamma(snapshot: CompareSnapshot) -> dict[str, float]:
 
 def read_exposure_bias(snapshot: CompareSnapshot) -> Reading:
     """Expected: γ = 1 has a wider teacher-forced vs free-running gap than γ = 0."""
-    table = {row["ratio"]: row for row in summary_rows(snapshot)}
-    forced, free = table.get("γ = 1"), table.get("γ = 0")
+    table = summary_rows(snapshot)
+    forced, free = (next((row for row in table if row["ratio"] == ratio and row["schedule"] == "constant"), None)
+                    for ratio in (1.0, 0.0))
     if forced is None or free is None:
         return Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
     step = forced["step"]
@@ -210,4 +211,4 @@ def prepared(lesson: Lesson, steps: int | None = None) -> CompareConfig:
     if not steps:
         return config
     base = config.base.replace(steps=steps, eval_every=min(config.base.eval_every, steps))
-    return CompareConfig.build(base, config.ratios, config.schedules, config.seeds)
+    return config.with_base(base)

@@ -8,7 +8,7 @@ import math
 import sys
 from typing import Any
 
-from playground.core.config import DEFAULTS, SETTINGS, SWITCH, TrainConfig
+from playground.core.config import DEFAULTS, SETTINGS, SWITCH, VARIANT_SETTINGS, TrainConfig
 from playground.core.tasks import CustomPairs, load_custom_csv
 from playground.runs.background import BackgroundRun
 from playground.runs.engine import RunStatus
@@ -37,6 +37,22 @@ def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
     if "task" not in skip:
         parser.add_argument("--custom-csv", default=None, metavar="PATH",
                             help="source,target pairs for --task custom (read once; the pairs go into the run)")
+
+
+def add_variant_lists(parser: argparse.ArgumentParser) -> None:
+    """--cell, --attention, --reverse-source as comma-separated lists: the models to compare (the product of the
+    lists, with the ratios and schedules); pass `skip=VARIANT_SETTINGS` to `add_config_options` beside it."""
+    for name in VARIANT_SETTINGS:
+        setting = SETTINGS[name]
+        switch = {"nargs": "?", "const": "on"} if setting.choices == SWITCH else {}
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default="", metavar="LIST", **switch,
+                            help=f"comma-separated, to compare several: {', '.join(setting.options)} "
+                                 f"(default {getattr(DEFAULTS, name)}). {setting.help}")
+
+
+def variant_lists(args: argparse.Namespace) -> list[list[str]]:
+    """The lists `add_variant_lists` read, in VARIANT_SETTINGS order (an empty list: the default)."""
+    return [[part.strip() for part in getattr(args, name).split(",") if part.strip()] for name in VARIANT_SETTINGS]
 
 
 def config_from_args(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> tuple[TrainConfig, CustomPairs | None]:

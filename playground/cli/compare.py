@@ -7,7 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from playground.analysis.compare import CompareConfig, format_table, parse_ratios, reading, summary_rows
-from playground.cli.common import EXIT_CODES, EXIT_OK, add_config_options, config_from_args, follow, print_json
+from playground.cli.common import (
+    EXIT_CODES,
+    EXIT_OK,
+    add_config_options,
+    add_variant_lists,
+    config_from_args,
+    follow,
+    print_json,
+    variant_lists,
+)
+from playground.core.config import VARIANT_SETTINGS
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import RunRegistry
 
@@ -15,8 +25,10 @@ PER_ARM = ("teacher_forcing_ratio", "schedule")
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("compare", help="train several teacher-forcing ratios side by side, batched")
-    add_config_options(parser, skip=PER_ARM)
+    parser = commands.add_parser("compare",
+                                 help="train several teacher-forcing ratios (and models) side by side, batched")
+    add_config_options(parser, skip=PER_ARM + VARIANT_SETTINGS)
+    add_variant_lists(parser)
     parser.add_argument("--ratios", default="0,0.25,0.5,0.75,1",
                         help="comma-separated ratios (default 0,0.25,0.5,0.75,1)")
     parser.add_argument("--schedules", default="", help="comma-separated decaying schedules from 1 to --tf-end")
@@ -24,12 +36,14 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
     parser.add_argument("--name", default="", help="run name (default: TASK-compare)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line: a row per ratio")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line: a row per arm, its settings "
+                        "(ratio, schedule, cell, attention, reverse_source) beside its label")
 
 
 def run(args: argparse.Namespace) -> int:
-    base, custom = config_from_args(args, skip=PER_ARM)
-    config = CompareConfig.build(base, parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds)
+    base, custom = config_from_args(args, skip=PER_ARM + VARIANT_SETTINGS)
+    config = CompareConfig.build(base, parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds,
+                                 variants=variant_lists(args))
     registry = RunRegistry(Path(args.runs_dir))
     comparison = registry.launch(args.name or f"{base.task}-compare", CompareEngine(config, custom), base, custom)
     status = follow(comparison, args.quiet)
