@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.steps import Plan, family_cases, family_ratios, measure
 from playground import cli
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.model import Seq2Seq, sequence_loss
@@ -257,3 +258,14 @@ def test_compare_trains_the_product_of_the_lists(tmp_path: Path, capsys: pytest.
     assert dot["fr_exact_ci_low"] <= dot["val_fr_exact"] <= dot["fr_exact_ci_high"]
     assert cli.main(["compare", "--attention", "none,luong", "--runs-dir", str(tmp_path), "--quiet"]) == 2
     assert "attention 'luong' is not allowed" in capsys.readouterr().err
+
+
+def test_bench_times_the_family_against_the_lstm() -> None:
+    plan = Plan(warmup=1, steps=1, repeats=1, scaling_lengths=(), scaling_hidden=())
+    rates = measure(family_cases(TrainConfig(hidden_dim=8, emb_dim=4, batch_size=4, val_size=16, device="cpu")),
+                    plan)
+    ratios = family_ratios(rates)
+    assert set(ratios) == {"attention_vs_none", "gru_vs_lstm"}
+    for key, name in (("attention_vs_none", "attention"), ("gru_vs_lstm", "gru")):
+        assert ratios[key]["gamma_1"] == pytest.approx(rates[f"{name}_gamma_1"] / rates["lstm_gamma_1"], rel=1e-2)
+        assert ratios[key]["gamma_0.5"] > 0

@@ -81,7 +81,7 @@ def estimate(config: TrainConfig, task: Task, calibration: Calibration | None = 
     flops = 3.0 * forward
     parameters = parameter_count(config, len(task.src_vocab), vocab)
     tokens = batch * (src_tokens + tgt_tokens)
-    saved = SAVED_PER_HIDDEN * len(cell.gate_names + cell.state_names) / len(LSTM_SAVED)
+    saved = SAVED_PER_HIDDEN * len(cell.gate_names + cell.state_names) // len(LSTM_SAVED)
     activations = (tokens * (layers * saved * hidden + emb) + 3 * batch * tgt_tokens * vocab
                    + batch * attention_activations(config.attention, hidden, src_tokens, tgt_tokens))
     evaluation = 2 * min(config.val_size, EVAL_CHUNK) * tgt_tokens * vocab
