@@ -21,6 +21,7 @@ from playground.analysis.states import (
 )
 from playground.plots import notes
 from playground.plots.states import (
+    alignment_heatmap,
     mark_step,
     mark_units,
     probs_figure,
@@ -92,6 +93,11 @@ if source and example:
         heatmaps(shown, "encoder", shown.encoder_tokens, order_mode, show_gates, "hs")
         st.subheader(f"Decoder, {'teacher-forced' if shown is forced else 'free-running'} (input → prediction)")
         heatmaps(shown, "decoder", dec_labels, order_mode, show_gates, "hs", diverge if shown is free else None)
+        if shown.attention is not None:
+            st.subheader("Attention: where each output step looked in the source")
+            chart(st, alignment_heatmap(shown.attention, shown.src_tokens, dec_labels,
+                                        f"Alignment α, {'teacher-forced' if shown is forced else 'free-running'}"),
+                  "hs_alignment", notes.ALIGNMENT)
         if units:
             left, right = st.columns(2)
             chart(left, unit_lines_figure(shown.encoder[-1].h, units, shown.encoder_tokens,

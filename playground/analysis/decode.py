@@ -36,6 +36,7 @@ class DecodeStep:
     chosen: str  # the argmax: what the model emits at this step
     logprob: float  # natural log p(chosen)
     running_logprob: float  # sum of logprob over this and every earlier step
+    attention: list[tuple[str, float]] | None = None  # each source token with its weight α (with attention only)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ def step_through(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens:
         running += logprob
         fed_from = FED_START if t == 0 else FED_TRUE if capture.teacher_used[t] else FED_OWN
         top = [(tgt_vocab.itos[i], float(capture.probs[t, i])) for i in ranked[t]]
-        steps.append(DecodeStep(t, fed, fed_from, top, chosen, logprob, running))
+        attention = None if capture.attention is None else [
+            (token, float(weight)) for token, weight in zip(capture.src_tokens, capture.attention[t], strict=True)]
+        steps.append(DecodeStep(t, fed, fed_from, top, chosen, logprob, running, attention))
     return StepThrough(steps, capture)
 
 

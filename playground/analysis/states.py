@@ -7,9 +7,11 @@ alignment). Tests hold both equal to the fused modules' own outputs.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,11 +91,17 @@ class _Recorder:
 def capture_states(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: list[str],
                    tgt_tokens: list[str] | None = None, teacher_forcing_ratio: float = 0.0,
                    max_len: int = 64, seed: int = 0) -> StateCapture:
-    """One example through the model; gamma 0 decodes greedily until <eos> or max_len.
+    """One example through the model (without dropout); gamma 0 decodes greedily until <eos> or max_len.
 
     With target tokens, decoding runs over target + <eos>, and step t reads the
     true previous token where a coin (seeded by `seed`) falls below gamma.
     """
+    with _evaluating(model):
+        return _capture(model, src_vocab, tgt_vocab, src_tokens, tgt_tokens, teacher_forcing_ratio, max_len, seed)
+
+
+def _capture(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: list[str],
+             tgt_tokens: list[str] | None, teacher_forcing_ratio: float, max_len: int, seed: int) -> StateCapture:
     if not src_tokens:
         raise ValueError("the source is empty: type at least one token")
     device = next(model.parameters()).device
@@ -130,6 +138,18 @@ def capture_states(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_token
                         torch.stack(probs).cpu().numpy(), [tgt_vocab.itos[i] for i in predicted], teacher_used,
                         [src_vocab.itos[i] for i in read[0].tolist()] if model.reverse_source else None,
                         torch.stack(alignments).cpu().numpy() if alignments else None)
+
+
+@contextlib.contextmanager
+def _evaluating(model: Seq2Seq) -> Iterator[None]:
+    """The model without dropout (which would also draw from torch's generator) whatever its mode, restored after:
+    a run's preview is captured between its training steps."""
+    training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(training)
 
 
 def decoded_text(capture: StateCapture, tgt_vocab: Vocab) -> str:
