@@ -16,11 +16,15 @@ import torch
 
 from bench.steps import Plan, family_cases, family_ratios, measure
 from playground import cli
+from playground.analysis.compare import CompareSnapshot
+from playground.analysis.lessons import LESSONS, read_attention_cure, read_gru_or_lstm, read_reversal
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.model import Seq2Seq, sequence_loss
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
+from playground.glossary import TERMS
 from playground.training.batched import BatchedTrainer
 from playground.training.cost import estimate
+from playground.training.rules import Metric
 from playground.training.storage import load_checkpoint
 from playground.training.trainer import Trainer, build_task
 
@@ -269,3 +273,43 @@ def test_bench_times_the_family_against_the_lstm() -> None:
     for key, name in (("attention_vs_none", "attention"), ("gru_vs_lstm", "gru")):
         assert ratios[key]["gamma_1"] == pytest.approx(rates[f"{name}_gamma_1"] / rates["lstm_gamma_1"], rel=1e-2)
         assert ratios[key]["gamma_0.5"] > 0
+
+
+def _seeded_snapshot(lesson: str, exact: list[list[float]], by_length: list[list[dict[int, float]]] | None = None,
+                     ) -> CompareSnapshot:
+    """A finished lesson run: `exact[arm][seed]` its final free-running exact match (and exact match by length)."""
+    config = LESSONS[lesson].config
+    rows = [[{Metric.STEP: 500.0, Metric.TRAIN_LOSS: 0.5, Metric.FR_EXACT: value, Metric.TF_TOKEN_ACC: 0.9,
+              Metric.FR_TOKEN_ACC: 0.8}] for values in exact for value in values]
+    lengths = [d for arm in by_length for d in arm] if by_length else [{} for _ in rows]
+    return CompareSnapshot([arm.label for arm in config.arms()], config.seeds, rows, lengths, 500, 500, 60.0, config)
+
+
+def _lengths(short: float, long: list[float]) -> list[dict[int, float]]:
+    return [{4: short, 6: short, 8: short, 12: (short + value) / 2, 16: value, 20: value} for value in long]
+
+
+def test_the_cure_appears_when_attention_holds_long_outputs_beyond_seed_noise() -> None:
+    cured = read_attention_cure(_seeded_snapshot("attention", [[0.2, 0.25, 0.2], [0.9, 0.95, 0.92]],
+                                                 [_lengths(0.95, [0.05, 0.1, 0.08]), _lengths(1.0, [0.9, 0.88, 0.93])]))
+    assert cured.appeared is True and "outputs of 16 to 20 tokens" in cured.text and "95% interval" in cured.text
+    noisy = read_attention_cure(_seeded_snapshot("attention", [[0.5] * 3, [0.5] * 3],
+                                                 [_lengths(0.95, [0.1, 0.6, 0.3]), _lengths(0.95, [0.5, 0.1, 0.5])]))
+    assert noisy.appeared is False and "did not appear clearly" in noisy.text
+    assert read_attention_cure(CompareSnapshot(["a", "b"], 3, [[]] * 6, [{}] * 6, 0, 500, 0.0,
+                                               LESSONS["attention"].config)).appeared is None
+
+
+def test_reversal_and_the_cell_say_honestly_when_seeds_cannot_rank_them() -> None:
+    helped = read_reversal(_seeded_snapshot("reversal", [[0.4, 0.45, 0.5], [0.8, 0.82, 0.86]]))
+    assert helped.appeared is True and "the source reversed minus the source in order" in helped.text
+    hurt = read_reversal(_seeded_snapshot("reversal", [[0.8, 0.82, 0.86], [0.4, 0.45, 0.5]]))
+    assert hurt.appeared is False and "reversal hurt here" in hurt.text
+    tie = read_gru_or_lstm(_seeded_snapshot("gru_or_lstm", [[0.8, 0.6, 0.7], [0.7, 0.72, 0.66]]))
+    assert tie.appeared is False and "cannot be ranked" in tie.text
+    gru = read_gru_or_lstm(_seeded_snapshot("gru_or_lstm", [[0.5, 0.52, 0.55], [0.8, 0.83, 0.85]]))
+    assert gru.appeared is True and "the GRU did better" in gru.text
+
+
+def test_the_glossary_explains_the_family() -> None:
+    assert {"attention", "alignment", "context vector", "gru"} <= TERMS.keys()
