@@ -18,6 +18,7 @@ from bench.steps import Plan, family_cases, family_ratios, measure
 from playground import cli
 from playground.analysis.compare import CompareSnapshot
 from playground.analysis.lessons import LESSONS, read_attention_cure, read_gru_or_lstm, read_reversal
+from playground.analysis.study import StudyConfig
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.model import Seq2Seq, sequence_loss
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
@@ -313,3 +314,15 @@ def test_reversal_and_the_cell_say_honestly_when_seeds_cannot_rank_them() -> Non
 
 def test_the_glossary_explains_the_family() -> None:
     assert {"attention", "alignment", "context vector", "gru"} <= TERMS.keys()
+
+
+def test_a_study_compares_models_in_every_cell() -> None:
+    study = StudyConfig.build(TrainConfig(hidden_dim=8), ["reverse", "copy"], (6,), (3,), (8,), (1.0,), (), 2,
+                              variants=[[], ["none", "dot"], ["off", "on"]])
+    assert study.models_per_cell == 4 * 2
+    arms = study.cells()[0].compare.arms()
+    assert [(arm.settings()["attention"], arm.settings()["reverse_source"]) for arm in arms] == [
+        ("none", "off"), ("none", "on"), ("dot", "off"), ("dot", "on")]
+    assert StudyConfig.from_dict(json.loads(json.dumps(study.as_dict()))) == study
+    with pytest.raises(ConfigError, match="cell 'rnn' is not allowed"):
+        StudyConfig.build(TrainConfig(), ["reverse"], variants=[["rnn"], [], []])

@@ -26,7 +26,8 @@ DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # step 100 (the defaults are too easy: every ratio ends near 99%).
 TRADE_OFF_EXAMPLE = TrainConfig(min_len=8, max_len=16, hidden_dim=64, steps=600)
 TRADE_OFF_RATIOS = (0.0, 0.5, 1.0)
-MAX_ARMS = 8
+MAX_ARMS = 8  # ratios and schedules
+MAX_MODEL_ARMS = 24  # ratios and schedules x models (cells x attentions x source orders)
 RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))  # what the pages offer
 MAX_SEEDS = 3
 TARGET_ACCURACY = 0.9
@@ -100,11 +101,11 @@ class CompareConfig:
                          if value not in SETTINGS[name].options]
         models = math.prod(max(len(values), 1) for values in listed)
         forcing = len(parsed) + len(set(schedules))
-        arms = forcing * models
-        if not problems and not 1 <= arms <= MAX_ARMS:
-            what = (f"{arms} ratios and schedules" if models == 1
-                    else f"{arms} arms ({forcing} ratios and schedules x {models} models)")
-            problems.append(f"{what} chosen: choose between 1 and {MAX_ARMS}")
+        if not problems and not 1 <= forcing <= MAX_ARMS:
+            problems.append(f"{forcing} ratios and schedules chosen: choose between 1 and {MAX_ARMS}")
+        elif not problems and forcing * models > MAX_MODEL_ARMS:
+            problems.append(f"{forcing * models} arms chosen ({forcing} ratios and schedules x {models} models): "
+                            f"at most {MAX_MODEL_ARMS}")
         if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= max_seeds:
             problems.append(f"seeds = {seeds!r} is not allowed: it must be a whole number between 1 and {max_seeds}")
         elif base.seed + seeds - 1 > 2**31 - 1:
