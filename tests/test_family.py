@@ -23,11 +23,13 @@ from playground.core.config import ConfigError, TrainConfig
 from playground.core.model import Seq2Seq, sequence_loss
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
 from playground.glossary import TERMS
+from playground.runs.registry import registry
 from playground.training.batched import BatchedTrainer
 from playground.training.cost import estimate
 from playground.training.rules import Metric
 from playground.training.storage import load_checkpoint
 from playground.training.trainer import Trainer, build_task
+from tests.conftest import new_app
 
 VOCAB, EMB, HIDDEN = 9, 5, 6
 VARIANTS = [("lstm", "dot", False), ("lstm", "general", True), ("lstm", "additive", False), ("gru", "none", False),
@@ -326,3 +328,22 @@ def test_a_study_compares_models_in_every_cell() -> None:
     assert StudyConfig.from_dict(json.loads(json.dumps(study.as_dict()))) == study
     with pytest.raises(ConfigError, match="cell 'rnn' is not allowed"):
         StudyConfig.build(TrainConfig(), ["reverse"], variants=[["rnn"], [], []])
+
+
+@pytest.mark.usefixtures("fresh_app")
+def test_the_compare_page_trains_arms_that_differ_by_model() -> None:
+    at = new_app().run()
+    at.switch_page("app_pages/compare.py").run()
+    for key, value in (("cfg_hidden_dim", 8), ("cfg_emb_dim", 4), ("cfg_steps", 4), ("cfg_eval_every", 2),
+                       ("cfg_batch_size", 8), ("cfg_val_size", 16)):
+        at.number_input(key=key).set_value(value)
+    at.multiselect(key="compare_ratios").set_value([1.0]).run()
+    at.multiselect(key="compare_attentions").set_value(["none", "dot"]).run()
+    assert not at.exception and not at.error
+    assert at.query_params["attentions"] == "none,dot" and at.query_params["ratios"] == "1"
+    at.button(key="compare_start").click().run()
+    run = registry().get(at.session_state.compare_run_id)
+    run.join(120)
+    at.run()
+    assert run.status == "finished" and not at.exception
+    assert list(at.dataframe[0].value["arm"]) == ["γ = 1, no attention", "γ = 1, dot attention"]
