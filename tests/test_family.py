@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,11 +19,13 @@ from bench.steps import Plan, family_cases, family_ratios, measure
 from playground import cli
 from playground.analysis.compare import CompareSnapshot
 from playground.analysis.lessons import LESSONS, read_attention_cure, read_gru_or_lstm, read_reversal
+from playground.analysis.states import capture_arrays, capture_csv
 from playground.analysis.study import StudyConfig
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.model import Seq2Seq, sequence_loss
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
 from playground.glossary import TERMS
+from playground.runs.engines import TrainingEngine
 from playground.runs.registry import registry
 from playground.training.batched import BatchedTrainer
 from playground.training.cost import estimate
@@ -347,3 +350,18 @@ def test_the_compare_page_trains_arms_that_differ_by_model() -> None:
     at.run()
     assert run.status == "finished" and not at.exception
     assert list(at.dataframe[0].value["arm"]) == ["γ = 1, no attention", "γ = 1, dot attention"]
+
+
+def test_a_training_run_previews_its_alignment_without_disturbing_training() -> None:
+    engine = TrainingEngine.create(TrainConfig(attention="general", cell="gru", dropout=0.3, hidden_dim=8, emb_dim=4,
+                                               batch_size=4, val_size=16, max_len=5, device="cpu"))
+    engine.trainer.model.train()
+    engine.refresh_views()
+    capture = engine.preview
+    assert engine.trainer.model.training
+    assert capture.attention.shape == (len(capture.predicted), len(capture.src_tokens))
+    np.testing.assert_allclose(capture.attention.sum(1), 1.0, rtol=1e-5)
+    assert set(capture.decoder[0].gates) == {"r", "z", "n"} and capture.decoder[0].c is None
+    assert capture_arrays(capture)["attention"].shape == capture.attention.shape
+    rows = [line for line in capture_csv(capture).splitlines() if line.startswith("attention,")]
+    assert len(rows) == capture.attention.size

@@ -247,7 +247,8 @@ def capture_npz(capture: StateCapture) -> bytes:
 
 
 def capture_csv(capture: StateCapture) -> str:
-    """Long format, one value a row: part, layer, quantity, step, token, unit, value."""
+    """Long format, one value a row: part, layer, quantity, step, token, unit, value. With attention, the
+    alignment's rows are part "attention", quantity "alpha", unit = the source position."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["part", "layer", "quantity", "step", "token", "unit", "value"])
@@ -259,6 +260,9 @@ def capture_csv(capture: StateCapture) -> str:
                 for step, row in enumerate(values):
                     writer.writerows([part, index, quantity, step, tokens[step], unit, f"{value:.6g}"]
                                      for unit, value in enumerate(row))
+    for step, row in enumerate(capture.attention if capture.attention is not None else []):
+        writer.writerows(["attention", "", "alpha", step, capture.decoder_inputs[step], position, f"{value:.6g}"]
+                         for position, value in enumerate(row))
     return out.getvalue()
 
 
