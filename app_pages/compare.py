@@ -177,6 +177,16 @@ def start() -> None:
         st.session_state.compare_error = str(error)
 
 
+def train_on(ended: Run) -> None:
+    """Continue an ended comparison exactly where it was saved, with its own arms, up to the Steps setting."""
+    config, _, _ = checked_compare_config()
+    try:
+        if config is not None:
+            ended.train_on(config.base.steps)
+    except RunError as error:
+        st.session_state.compare_error = str(error)
+
+
 def load_example() -> None:
     load_settings(TRADE_OFF_EXAMPLE)
     st.session_state.update(compare_ratios=list(TRADE_OFF_RATIOS), compare_schedules=[], compare_seeds=1,
@@ -184,14 +194,20 @@ def load_example() -> None:
 
 
 running = run is not None and run.active
-buttons = [st.container(horizontal=True)] * 3  # one row that wraps at 800 px instead of cutting labels
+resumable = (run is not None and run.status in FINAL_STATUSES and config is not None
+             and config.base.steps > run.step)
+buttons = [st.container(horizontal=True)] * 4  # one row that wraps at 800 px instead of cutting labels
 buttons[0].button("Start", key="compare_start", type="primary", on_click=start, disabled=config is None or running,
                   icon=":material/play_arrow:", width="content",
                   help="Train every ratio and schedule with the settings shown")
 buttons[1].button("Stop", key="compare_stop", on_click=run.stop if run is not None else None,
                   kwargs={"wait": 3.0}, disabled=not running, icon=":material/stop:",
-                  width="content", help="End the comparison; its curves and table stay")
-buttons[2].button("Example: longer sequences", key="compare_example", on_click=load_example, disabled=running,
+                  width="content", help="End the comparison; its curves and table stay, and Train on continues it")
+buttons[2].button("Train on", key="compare_train_on", on_click=train_on, args=(run,), disabled=not resumable,
+                  icon=":material/fast_forward:", width="content",
+                  help="Continue the comparison on screen exactly where it was saved (a stopped one, or one from "
+                       "before a restart), with its own ratios and seeds, up to the Steps setting")
+buttons[3].button("Example: longer sequences", key="compare_example", on_click=load_example, disabled=running,
                   icon=":material/science:",
                   help=f"Reverse {TRADE_OFF_EXAMPLE.min_len} to {TRADE_OFF_EXAMPLE.max_len} symbols, hidden size "
                        f"{TRADE_OFF_EXAMPLE.hidden_dim}, {TRADE_OFF_EXAMPLE.steps} steps, γ = 0, 0.5 and 1: about a "
@@ -199,6 +215,12 @@ buttons[2].button("Example: longer sequences", key="compare_example", on_click=l
                        "default task is easy enough for all to reach ~99%)")
 if message := st.session_state.pop("compare_error", None):
     st.error(message)
+if resumable and run is not None and config is not None:
+    own = run.snapshot().config
+    if (own.base.replace(steps=config.base.steps), sorted(own.ratios), own.schedules, own.seeds) != (
+            config.base, sorted(config.ratios), config.schedules, config.seeds):
+        st.info("The settings on this page differ from this comparison's own: **Train on** continues it with its "
+                "own settings, **Start** begins a new comparison with the page's.")
 
 
 def show(snapshot: CompareSnapshot, status: str) -> None:

@@ -9,10 +9,10 @@ from playground.analysis.lessons import LESSONS, Lesson, prepared
 from playground.plots import notes
 from playground.plots.compare import arm_figure
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES
+from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
-from playground.ui.runs import chart, live_run_view
+from playground.ui.runs import chart, live_run_view, script_download, visible_runs
 from playground.ui.settings import glossary_link, link_settings, url_problems
 
 POLL_SECONDS = 2.0
@@ -48,6 +48,28 @@ def start(lesson: Lesson) -> None:
     st.session_state[RUNS_KEY][lesson.key] = run.id
 
 
+def stopped_run(lesson: Lesson, run: BackgroundRun[CompareSnapshot] | None) -> tuple[str, int, int] | None:
+    """(id, step, total) of this lesson's run to continue: the session's own if it was stopped before its end,
+    else, when the session has none (after a restart, in a new tab), the newest such run it may see."""
+    if run is not None:
+        ended_early = run.status == RunStatus.STOPPED and run.step < run.total_steps
+        return (run.id, run.step, run.total_steps) if ended_early else None
+    return next(((summary.id, summary.step, summary.total_steps) for summary in visible_runs()
+                 if summary.kind == RunKind.COMPARE and summary.name == f"lesson-{lesson.key}"
+                 and summary.status == RunStatus.STOPPED and summary.step < summary.total_steps), None)
+
+
+def continue_run(lesson: Lesson, run_id: str) -> None:
+    """Train a stopped lesson run on to its own end, exactly where it was saved."""
+    try:
+        run = registry().get(run_id)
+        run.train_on(run.total_steps)
+    except (RunError, ValueError) as error:
+        st.session_state.lesson_error = str(error)
+        return
+    st.session_state[RUNS_KEY][lesson.key] = run_id
+
+
 run = current(lesson)
 running = run is not None and run.active
 st.subheader(lesson.title)
@@ -57,6 +79,12 @@ st.button("Start this experiment" if run is None else "Run it again", key="lesso
           on_click=start, args=(lesson,), disabled=running,
           help=f"Trains {len(config.configs())} models for {config.base.steps} steps (hidden size "
                f"{config.base.hidden_dim}, sequences of {config.base.min_len} to {config.base.max_len} symbols)")
+if (stopped := stopped_run(lesson, run)) is not None:
+    stopped_id, stopped_step, stopped_total = stopped
+    st.button("Continue where it stopped", key="lesson_continue", on_click=continue_run, args=(lesson, stopped_id),
+              icon=":material/fast_forward:",
+              help=f"The run {stopped_id} of this lesson stopped at step {stopped_step:,} of {stopped_total:,}: "
+                   "train it on to its end exactly where it was saved (the same numbers as a run never stopped)")
 if message := st.session_state.pop("lesson_error", None):
     st.error(message)
 st.markdown("**Questions to answer from the charts**\n" + "\n".join(f"1. {q}" for q in lesson.questions))
@@ -73,9 +101,11 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         reading = lesson.read(snapshot)
         st.subheader("What this run shows")
         (st.success if reading.appeared else st.warning)(reading.text)
-        st.download_button("Metrics (CSV)", lambda: registry().metrics_file(run.id), f"lesson-{lesson.key}.csv",
-                           "text/csv", key="lesson_metrics", icon=":material/download:",
-                           help="Every model's metrics at every logged step, to plot or check elsewhere")
+        metrics, script = st.columns(2)
+        metrics.download_button("Metrics (CSV)", lambda: registry().metrics_file(run.id), f"lesson-{lesson.key}.csv",
+                                "text/csv", key="lesson_metrics", icon=":material/download:",
+                                help="Every model's metrics at every logged step, to plot or check elsewhere")
+        script_download(script, run.id, "lesson_script")
 
 
 live_run_view(run, running, POLL_SECONDS, None, "run", show)

@@ -21,8 +21,9 @@ from playground.runs.engine import RunKind
 from playground.runs.ray_study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
 from playground.training.rules import Metric
-from playground.ui.runs import chart, live_run_view, session_owner, visible_runs
+from playground.ui.runs import chart, live_run_view, script_download, session_owner, visible_runs
 from playground.ui.settings import link_settings, share_link, url_problems
+from playground.ui.text import plain
 
 Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
@@ -54,7 +55,7 @@ if run_id := st.session_state.get("study_run_id"):
     try:
         run = runs.get(run_id)
     except (RunError, ValueError) as error:
-        st.error(f"Cannot open study {run_id}: {error}")
+        st.error(plain(f"Cannot open study {run_id}: {error}"))
         st.session_state.pop("study_run_id")
 
 length_tasks = [name for name, info in TASKS.items() if info.uses_lengths]
@@ -179,6 +180,11 @@ def show(snapshot: StudySnapshot, status: str) -> None:
     st.download_button("Download CSV", summary_csv(rows), file_name="study.csv", mime="text/csv",
                        key="study_download", icon=":material/download:",
                        help="The whole table, one row per cell and arm, for a spreadsheet or a paper")
+    labels = {summary["cell"]: summary["label"] for summary in snapshot.summaries}
+    chosen, download = st.columns([3, 1], vertical_alignment="bottom")
+    cell = chosen.selectbox("A cell as a PyTorch script", list(labels), format_func=labels.get, key="study_script_cell",
+                            help="Every arm and seed of one cell, trained one after another by a standalone script")
+    script_download(download, run.id, "study_script", cell)
 
 
 live_run_view(run, running, POLL_SECONDS, "Choose the grid and press Start. Results appear as cells evaluate.",

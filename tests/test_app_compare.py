@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from playground.analysis.compare import reading, summary_rows
 from playground.runs import registry as runs
+from playground.runs.engines import CompareEngine
 from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
@@ -110,3 +112,48 @@ def test_a_comparison_reopens_with_its_curves_and_deletes_after_a_restart() -> N
     assert not restarted.exception
     assert run_id not in [summary.id for summary in runs.registry().list()]
     assert "compare_run_id" not in restarted.session_state
+
+
+def test_a_stopped_comparison_trains_on_after_a_restart_to_the_same_numbers_as_one_never_stopped() -> None:
+    at = compare_page()
+    at.multiselect(key="compare_ratios").set_value([0.0, 1.0]).run()
+    at.number_input(key="cfg_steps").set_value(2000).run()
+    assert at.button(key="compare_train_on").disabled  # nothing to continue yet
+    at.button(key="compare_start").click().run()
+    run = runs.registry().get(at.session_state.compare_run_id)
+    deadline = time.monotonic() + 60
+    while run.step < 12 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    at.button(key="compare_stop").click().run()
+    run.join(30)
+    stopped_at = run.step
+    assert run.status == "stopped" and 12 <= stopped_at < 2000
+    runs.reset_registry()  # a server restart: the registry forgets every run in memory
+
+    restarted = compare_page()
+    panel = restarted.selectbox(key="manage_compare")
+    assert panel.value == run.id and f"stopped, step {stopped_at:,} of 2,000" in panel.format_func(run.id)
+    restarted.button(key="open_compare").click().run()
+    assert restarted.number_input(key="cfg_steps").value == 2000  # the run's own settings
+    assert not restarted.button(key="compare_train_on").disabled
+    total = stopped_at + 20
+    restarted.number_input(key="cfg_steps").set_value(total).run()
+    assert not [info for info in restarted.info if "differ from this comparison's own" in info.value]
+    restarted.multiselect(key="compare_ratios").set_value([0.5]).run()  # Train on keeps the run's own arms
+    assert [info for info in restarted.info if "differ from this comparison's own" in info.value]
+    restarted.button(key="compare_train_on").click().run()
+    resumed = runs.registry().get(run.id)
+    resumed.join(120)
+    restarted.run()
+    assert resumed.status == "finished" and resumed.step == total and not restarted.exception
+    assert list(restarted.dataframe[0].value["step"]) == [total, total]
+    assert list(restarted.dataframe[0].value["teacher forcing"]) == ["γ = 0", "γ = 1"]
+    assert restarted.button(key="compare_train_on").disabled  # done up to the Steps setting
+
+    uninterrupted = CompareEngine(resumed.snapshot().config).run_to_end()
+
+    def without_time(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{name: value for name, value in row.items() if name != "seconds"} for row in rows]
+
+    assert [without_time(rows) for rows in resumed.snapshot().rows] == [
+        without_time(rows) for rows in uninterrupted.rows]

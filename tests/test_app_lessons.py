@@ -1,7 +1,10 @@
 """Lessons, Glossary, links and help texts through AppTest: a lesson's computed reading, a link restores the
-widgets (a bad value is named with its range), and every widget of every page explains itself."""
+widgets (a bad value is named with its range), every widget of every page explains itself, and a lesson stopped by
+a restart is continued from its page."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -139,4 +142,37 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
     shown = [element.value for element in (*at.success, *at.warning)]
     assert shown == [expected.text]
     assert {f"lesson_chart_{i}" for i in range(len(LESSONS[lesson].charts))} <= {c.key for c in at.get("plotly_chart")}
-    assert [button.proto.label for button in at.get("download_button")] == ["Metrics (CSV)"]
+    assert [button.proto.label for button in at.get("download_button")] == ["Metrics (CSV)", "PyTorch script"]
+    script = runs.registry().script_file(run.id).decode()
+    assert all(repr(label) in script for label in run.snapshot().config.model_labels())
+
+
+def test_a_lesson_stopped_by_a_restart_is_continued_from_the_lessons_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(STEPS_ENV, "40")
+    lesson = next(iter(LESSONS))
+    at = new_app().run()
+    at.switch_page("app_pages/lessons.py").run()
+    assert "lesson_continue" not in [button.key for button in at.button]  # nothing to continue yet
+    at.button(key="lesson_start").click().run()
+    run = runs.registry().get(at.session_state.lesson_runs[lesson])
+    deadline = time.monotonic() + 60
+    while run.step < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.stop(wait=30)
+    stopped_at = run.step
+    assert run.status == "stopped" and 3 <= stopped_at < 40
+    runs.reset_registry()  # a server restart: the session and the registry forget the run
+
+    reopened = new_app().run()
+    reopened.switch_page("app_pages/lessons.py").run()
+    continue_button = reopened.button(key="lesson_continue")
+    assert f"stopped at step {stopped_at:,} of 40" in continue_button.help
+    continue_button.click().run()
+    assert reopened.session_state.lesson_runs[lesson] == run.id and not reopened.exception
+    resumed = runs.registry().get(run.id)
+    resumed.join(120)
+    reopened.run()
+    assert resumed.status == "finished" and resumed.step == 40
+    assert [element.value for element in (*reopened.success, *reopened.warning)] == [
+        LESSONS[lesson].read(resumed.snapshot()).text]
+    assert "lesson_continue" not in [button.key for button in reopened.button]  # nothing left to continue

@@ -44,6 +44,10 @@ def test_start_trains_in_the_background_and_the_page_shows_it() -> None:
     assert at.metric[0].label == "Validation loss, free-running"
     assert len(at.dataframe[0].value) == 8  # sample predictions
     assert "finished" in at.get("progress")[0].proto.text
+    downloads = {button.proto.label for button in at.get("download_button")}
+    assert {"Metrics (CSV)", "Checkpoint (.pt)", "PyTorch script"} <= downloads
+    script = runs.registry().script_file(run.id).decode()  # what the button hands out when clicked
+    assert "'hidden_dim': 16" in script and "'steps': 40" in script
 
 
 def test_start_uses_a_setting_changed_in_the_same_rerun() -> None:

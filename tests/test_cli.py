@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -259,10 +260,70 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, capsys: pytest.C
     for argv, message in [
         (["--resume", trained["run_dir"]], "give --steps N with N above 2"),
         (["--resume", trained["run_dir"], "--steps", "2"], "give --steps N with N above 2"),
-        (["--resume", compared["run_dir"], "--steps", "5"], "holds a compare run; --resume continues training runs"),
+        (["--resume", compared["run_dir"], "--steps", "5"],
+         "holds a compare run: continue it with `python -m playground compare --resume"),
+        (["--resume", trained["run_dir"], "--steps", "zero"], "steps"),
         (["--resume", str(runs_dir / "nope"), "--steps", "5"], "is not a run folder"),
     ]:
         assert cli.main(["train", *argv, "--quiet"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err, err
     assert load_checkpoint(Path(trained["run_dir"]) / CHECKPOINT_FILE).step == 2  # untouched
+
+
+def test_compare_resume_ends_exactly_where_an_uninterrupted_comparison_ends(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = [*TINY, "--ratios", "0,1", "--schedules", "linear", "--decay-steps", "30", "--eval-every", "10",
+              "--seed", "5", "--quiet", "--json"]
+    assert cli.main(["compare", *common, "--steps", "20", "--runs-dir", str(tmp_path / "stopped")]) == 0
+    stopped = last_json(capsys.readouterr().out)
+    assert cli.main(["compare", "--resume", stopped["run_dir"], "--steps", "40", "--quiet", "--json"]) == 0
+    resumed = last_json(capsys.readouterr().out)
+    assert (resumed["id"], resumed["steps"], resumed["total_steps"], resumed["status"]) == (
+        stopped["id"], 40, 40, "finished")
+    assert cli.main(["compare", *common, "--steps", "40", "--runs-dir", str(tmp_path / "fresh")]) == 0
+    fresh = last_json(capsys.readouterr().out)
+    without_time = [{name: value for name, value in row.items() if name != "wall_seconds"} for row in fresh["rows"]]
+    assert [{name: value for name, value in row.items() if name != "wall_seconds"} for row in resumed["rows"]] == (
+        without_time)
+    resumed_dir, fresh_dir = Path(resumed["run_dir"]), Path(fresh["run_dir"])
+    assert metric_rows(resumed_dir) == metric_rows(fresh_dir)
+    resumed_models = load_checkpoint(resumed_dir / CHECKPOINT_FILE).models
+    fresh_models = load_checkpoint(fresh_dir / CHECKPOINT_FILE).models
+    assert len(resumed_models) == len(fresh_models) == 3
+    for mine, theirs in zip(resumed_models, fresh_models, strict=True):
+        weights = theirs.model.state_dict()
+        assert all(torch.equal(value, weights[name]) for name, value in mine.model.state_dict().items())
+
+
+def test_compare_resume_refuses_other_kinds_and_damaged_folders(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    runs_dir = tmp_path / "runs"
+    assert cli.main(["train", *TINY, "--steps", "2", "--quiet", "--json", "--runs-dir", str(runs_dir)]) == 0
+    trained = last_json(capsys.readouterr().out)
+    assert cli.main(["compare", *TINY, "--ratios", "0,1", "--steps", "2", "--quiet", "--json",
+                     "--runs-dir", str(runs_dir)]) == 0
+    compared = Path(last_json(capsys.readouterr().out)["run_dir"])
+    study = runs_dir / "a-study"
+    study.mkdir()
+    (study / RUN_FILE).write_text(json.dumps({"name": "study", "kind": "study", "status": "stopped", "step": 0,
+                                              "total_steps": 4}))
+    damaged = runs_dir / "damaged"
+    shutil.copytree(compared, damaged)
+    (damaged / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    mismatched = runs_dir / "mismatched"  # its settings say hidden 32, its weights are hidden 16
+    shutil.copytree(compared, mismatched)
+    saved = json.loads((mismatched / "compare.json").read_text())
+    (mismatched / "compare.json").write_text(json.dumps(saved | {"base": saved["base"] | {"hidden_dim": 32}}))
+    for folder, message in [
+        (compared, "give --steps N with N above 2"),
+        (Path(trained["run_dir"]), "holds a train run: continue it with `python -m playground train --resume"),
+        (study, "holds a study run: continue it with `python -m playground study --resume a-study"),
+        (damaged, "is not a run folder that can be resumed"),
+        (mismatched, "is not a run folder that can be resumed"),
+        (runs_dir / "nope", "is not a run folder that can be resumed"),
+    ]:
+        assert cli.main(["compare", "--resume", str(folder), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert load_checkpoint(compared / CHECKPOINT_FILE).step == 2  # untouched

@@ -1,5 +1,6 @@
-"""Fault injection: real training processes killed at random moments, run files damaged one at a time, a full
-disk. After each, the run list opens, every run is listed, damaged files are named and nothing saved is lost."""
+"""Fault injection: real training processes (one model, a comparison) killed at random moments, run files damaged
+one at a time, a full disk. After each, the run list opens, every run is listed, damaged files are named and
+nothing saved is lost."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from playground.analysis.compare import summary_rows
 from playground.core.config import TrainConfig
 from playground.runs.background import RUN_FILE, RunError
-from playground.runs.engines import TrainingEngine
+from playground.runs.engines import CompareEngine, TrainingEngine
 from playground.runs.registry import RunRegistry
 from playground.training import storage
 from playground.training.storage import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, load_checkpoint
@@ -70,6 +72,45 @@ def test_a_killed_cli_run_keeps_its_files_is_listed_and_resumes_exactly(tmp_path
     resumed_weights = load_checkpoint(run_dir / CHECKPOINT_FILE).model.state_dict()
     fresh_weights = load_checkpoint(fresh_dir / CHECKPOINT_FILE).model.state_dict()
     assert all(torch.equal(resumed_weights[name], fresh_weights[name]) for name in fresh_weights)
+
+
+def test_a_killed_cli_comparison_is_listed_as_stopped_and_resumes_to_the_same_final_metrics(tmp_path: Path) -> None:
+    """Killed by SIGKILL, resumed by `compare --resume`, against the same comparison trained here uninterrupted."""
+    runs_dir, arms = tmp_path / "runs", ["--ratios", "0,1", "--schedules", "linear", "--decay-steps", "200"]
+    process = subprocess.Popen(cli("compare", *TINY, *arms, "--steps", "100000", "--quiet", "--runs-dir",
+                                   str(runs_dir)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(runs_dir.glob(f"*/{CHECKPOINT_FILE}")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(KILL_AFTER)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (run_dir,) = runs_dir.iterdir()
+    saved_step = load_checkpoint(run_dir / CHECKPOINT_FILE).step
+    (listed,) = RunRegistry(runs_dir).list()
+    assert (listed.id, listed.kind, listed.status, listed.step) == (run_dir.name, "compare", "stopped", saved_step)
+    assert saved_step > 0
+    total = saved_step + 40
+    resumed = run_cli("compare", "--resume", str(run_dir), "--steps", str(total), "--quiet", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout.splitlines()[-1])
+    assert (summary["status"], summary["steps"]) == ("finished", total)
+
+    uninterrupted = CompareEngine(CompareEngine.load(run_dir).snapshot().config)
+    assert uninterrupted.config.base.steps == total
+    uninterrupted.run_to_end()
+    (tmp_path / "uninterrupted").mkdir()
+    uninterrupted.save(tmp_path / "uninterrupted")
+
+    def without_time(rows: list[dict]) -> list[dict]:
+        return [{key: value for key, value in row.items() if key != "wall_seconds"} for row in rows]
+
+    assert without_time(summary["rows"]) == without_time(summary_rows(uninterrupted.snapshot()))  # final metrics
+    assert len(summary["rows"]) == 3
+    assert metric_rows(run_dir) == metric_rows(tmp_path / "uninterrupted")  # and every row before them
+    weights = [model.model.state_dict() for model in uninterrupted.models()]
+    for mine, theirs in zip(load_checkpoint(run_dir / CHECKPOINT_FILE).models, weights, strict=True):
+        assert all(torch.equal(value, theirs[name]) for name, value in mine.model.state_dict().items())
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from playground.analysis.compare import CompareConfig
 from playground.core.config import TrainConfig
 from playground.runs import background
-from playground.runs.background import RUN_FILE, RunError
+from playground.runs.background import RUN_FILE, BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import CompareEngine, TrainingEngine
 from playground.runs.registry import RunRegistry
@@ -311,6 +312,66 @@ def test_a_comparison_is_listed_reopened_by_a_new_registry_and_deleted(runs: Run
 
     fresh.delete(run.id)
     assert fresh.list() == [] and not run.run_dir.exists()
+
+
+def test_a_comparison_killed_after_a_save_is_listed_as_stopped_and_resumes_to_the_same_final_metrics(
+        runs: RunRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder as a kill leaves it (copied right after a save, while the run trains on) opens in a new registry
+    (the restarted server) as stopped at that save, and trains on to exactly the rows and weights of the run that
+    was never interrupted."""
+    killed = tmp_path / "after-a-kill"
+    save = BackgroundRun.save
+
+    def save_then_copy_once(run: BackgroundRun) -> str:
+        problem = save(run)
+        if not killed.exists() and run.step >= 30:
+            shutil.copytree(run.run_dir, killed / run.id)
+        return problem
+
+    monkeypatch.setattr(BackgroundRun, "save", save_then_copy_once)
+    monkeypatch.setattr(background, "SAVE_EVERY_SECONDS", 0.1)
+    config = CompareConfig.build(TINY.replace(steps=200, eval_every=25, decay_steps=150), [0.0, 1.0], ["linear"])
+    uninterrupted = runs.launch("never stopped", CompareEngine(config), config.base)
+    uninterrupted.join(120)
+    assert uninterrupted.status == RunStatus.FINISHED
+
+    restarted = RunRegistry(killed)
+    (summary,) = restarted.list()
+    killed_at = load_checkpoint(killed / uninterrupted.id / CHECKPOINT_FILE).step
+    assert (summary.id, summary.kind, summary.status, summary.step) == (
+        uninterrupted.id, RunKind.COMPARE, RunStatus.STOPPED, killed_at)
+    assert 30 <= killed_at < 200
+    resumed = restarted.get(uninterrupted.id)
+    resumed.train_on(200)
+    resumed.join(120)
+    assert resumed.status == RunStatus.FINISHED and resumed.step == 200
+
+    def without_time(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{name: value for name, value in row.items() if name != "seconds"} for row in rows]
+
+    assert [without_time(rows) for rows in resumed.snapshot().rows] == [
+        without_time(rows) for rows in uninterrupted.snapshot().rows]
+    for mine, theirs in zip(resumed.models(), uninterrupted.models(), strict=True):
+        weights = theirs.model.state_dict()
+        assert all(torch.equal(value, weights[name]) for name, value in mine.model.state_dict().items())
+
+
+@pytest.mark.parametrize("left", ["running", "paused", "queued", "idle"])
+def test_a_run_file_that_says_it_trains_is_a_stopped_run_that_resumes(runs: RunRegistry, left: str) -> None:
+    """Only a process that is gone (or a hand) leaves such a run.json: it must neither hold a slot nor refuse to
+    resume."""
+    config = CompareConfig.build(TINY.replace(steps=4, eval_every=2), [0.0, 1.0])
+    run = runs.launch("left behind", CompareEngine(config), config.base)
+    run.join(60)
+    info = json.loads((run.run_dir / RUN_FILE).read_text())
+    (run.run_dir / RUN_FILE).write_text(json.dumps(info | {"status": left}))
+    restarted = RunRegistry(runs.runs_dir, max_active=1)
+    assert [(summary.id, summary.status) for summary in restarted.list()] == [(run.id, RunStatus.STOPPED)]
+    reopened = restarted.get(run.id)
+    assert reopened.status == RunStatus.STOPPED and not reopened.active
+    reopened.train_on(6)
+    reopened.join(60)
+    assert (reopened.status, reopened.step) == (RunStatus.FINISHED, 6)
 
 
 def test_unknown_run_is_a_clear_error(runs: RunRegistry) -> None:

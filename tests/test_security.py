@@ -9,8 +9,12 @@ from __future__ import annotations
 import builtins
 import io
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,9 @@ import torch
 
 from playground.cli import main
 from playground.core.config import TrainConfig
-from playground.core.tasks import MAX_CUSTOM_VOCAB, TaskError, load_custom_csv, parse_custom_csv
+from playground.core.files import DamagedFile
+from playground.core.tasks import MAX_CUSTOM_BYTES, MAX_CUSTOM_VOCAB, TaskError, load_custom_csv, parse_custom_csv
+from playground.runs.engines import TrainingEngine
 from playground.runs.registry import RunRegistry
 from playground.training.storage import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from playground.training.trainer import Trainer
@@ -96,9 +102,17 @@ def test_custom_pairs_travel_inside_the_checkpoint(tmp_path: Path) -> None:
     assert loaded.custom == pairs and loaded.config.custom_data == pairs.fingerprint
 
 
-def test_dev_zero_is_refused_at_its_size_limit_without_reading_it_whole() -> None:
-    with pytest.raises(TaskError, match="larger than 10,485,760 bytes"):
+def test_dev_zero_is_refused_without_reading_it() -> None:
+    with pytest.raises(TaskError, match="the CSV file is not a regular file"):
         load_custom_csv("/dev/zero")
+
+
+def test_a_csv_over_its_size_limit_is_refused_at_the_limit(tmp_path: Path) -> None:
+    large = tmp_path / "large.csv"
+    with open(large, "wb") as file:
+        file.truncate(MAX_CUSTOM_BYTES + 1)  # sparse: nothing written
+    with pytest.raises(TaskError, match="larger than 10,485,760 bytes"):
+        load_custom_csv(large)
 
 
 def test_a_giant_vocabulary_is_refused_with_its_limit() -> None:
@@ -141,3 +155,203 @@ def test_an_unexpected_error_is_one_line_and_non_zero(monkeypatch: pytest.Monkey
     assert code == 1
     assert capsys.readouterr().err == "error: RuntimeError: out of memory\n"
     assert not (tmp_path / "runs").exists()
+
+
+# Crafted run folders and checkpoints (issue 25): each is refused with its message, and the process that refuses
+# them allocates little: the probe runs in a subprocess and reports its peak resident memory (ru_maxrss) after each
+# case against its own peak once everything is imported.
+
+PROBE = r"""
+import json, resource, sys
+from pathlib import Path
+from playground.runs.registry import RunRegistry
+from playground.training.storage import load_checkpoint
+
+def peak() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+runs = RunRegistry(Path(sys.argv[1]))
+actions = {"checkpoint": lambda arg: load_checkpoint(Path(arg)), "open": runs.get, "metrics": runs.metrics_file,
+           "download": runs.checkpoint_file, "delete": runs.delete,
+           "list": lambda arg: " ".join(sorted(summary.id for summary in runs.list()))}
+baseline = peak()
+results = []
+for action, arg in json.loads(sys.argv[2]):
+    try:
+        message = f"returned: {actions[action](arg)}"
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}"
+    results.append({"message": message, "growth": peak() - baseline})
+print(json.dumps(results))
+"""
+MAX_GROWTH = 200 * 1024**2
+
+
+def tiny_run(runs_dir: Path) -> Path:
+    """A real two-step training run folder, made by the CLI."""
+    assert main(["train", "--hidden-dim", "8", "--emb-dim", "4", "--steps", "2", "--val-size", "16", "--batch-size",
+                 "4", "--device", "cpu", "--runs-dir", str(runs_dir), "--name", "tiny", "--quiet"]) == 0
+    (run_dir,) = runs_dir.iterdir()
+    return run_dir
+
+
+def variant(run_dir: Path, name: str, change) -> str:
+    """A copy of the run folder under another id, changed by `change(folder)`."""
+    copy = run_dir.with_name(name)
+    shutil.copytree(run_dir, copy)
+    change(copy)
+    return name
+
+
+def resaved_payload(checkpoint: Path, change) -> bytes:
+    payload = torch.load(checkpoint, weights_only=True)
+    change(payload)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def poisoned_weights(payload: dict) -> None:
+    payload["models"][0]["state_dict"]["decoder.fc_out.bias"].fill_(float("nan"))
+
+
+def huge_vocabulary(payload: dict) -> None:
+    """200,000 more tokens on each side and the largest sizes: building this model would take about 1.6 GB."""
+    for side in ("src_vocab", "tgt_vocab"):
+        payload[side] = payload[side] + [f"t{index}" for index in range(200_000)]
+    payload["models"][0]["config"] |= {"hidden_dim": 1024, "emb_dim": 512}
+
+
+def deflated_gigabyte(checkpoint: Path, target: Path) -> None:
+    """The checkpoint with its largest tensor's storage replaced by 1 GiB of zeros, DEFLATE-compressed to a few
+    megabytes (torch's zip reader inflates it when the tensor is loaded)."""
+    with (zipfile.ZipFile(checkpoint) as source,
+          zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive):
+        largest = max((entry for entry in source.infolist() if "/data/" in entry.filename),
+                      key=lambda entry: entry.file_size)
+        for entry in source.infolist():
+            if entry is not largest:
+                archive.writestr(entry, source.read(entry))  # stored, as torch wrote it
+        with archive.open(largest.filename, "w", force_zip64=True) as stream:
+            chunk = bytes(16 * 1024**2)
+            for _ in range(64):
+                stream.write(chunk)
+
+
+def symlink(link: Path, target: str | Path) -> None:
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+
+
+def fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def test_crafted_run_folders_and_checkpoints_are_refused_with_their_message_in_bounded_memory(
+        tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    run_dir = tiny_run(runs_dir)
+    checkpoint = run_dir / CHECKPOINT_FILE
+    crafted = tmp_path / "crafted"
+    crafted.mkdir()
+    (crafted / "vocabulary.pt").write_bytes(resaved_payload(checkpoint, huge_vocabulary))
+    (crafted / "nan.pt").write_bytes(resaved_payload(checkpoint, poisoned_weights))
+    deflated_gigabyte(checkpoint, crafted / "deflated.pt")
+    assert (crafted / "deflated.pt").stat().st_size < 8 * 1024**2
+    linked = variant(run_dir, "linked-files", lambda folder: (symlink(folder / "metrics.csv", "/etc/passwd"),
+                                                              symlink(folder / CHECKPOINT_FILE, "/dev/zero")))
+    fifo_run = variant(run_dir, "fifo-run", lambda folder: fifo(folder / "run.json"))
+    mismatch = variant(run_dir, "mismatch", lambda folder: (folder / "config.json").write_text(
+        (folder / "config.json").read_text().replace('"hidden_dim": 8', '"hidden_dim": 16')))
+    damaged = variant(run_dir, "damaged-metrics", lambda folder: (folder / "metrics.csv").write_text(
+        "step,train_loss\n1,not-a-number\n"))
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(run_dir, elsewhere)
+    symlink(runs_dir / "linked-folder", elsewhere)
+    cases = [
+        (("checkpoint", str(crafted / "vocabulary.pt")), "refused: a vocabulary holds 200,0[0-9]+ tokens; at most"),
+        (("checkpoint", str(crafted / "deflated.pt")), "holds compressed entries"),
+        (("checkpoint", str(crafted / "nan.pt")), "decoder.fc_out.bias hold values that are not finite"),
+        (("checkpoint", "/dev/zero"), "is not a regular file"),
+        (("metrics", linked), "metrics.csv is a symbolic link"),
+        (("download", linked), "checkpoint.pt is a symbolic link"),
+        (("open", linked), "the checkpoint is a symbolic link"),
+        (("list", ""), "returned: " + " ".join(sorted([run_dir.name, linked, fifo_run, mismatch, damaged])) + "$"),
+        (("open", fifo_run), "run.json of run fifo-run is damaged"),
+        (("open", "linked-folder"), "run linked-folder is not a real folder inside the runs folder"),
+        (("delete", "linked-folder"), "run linked-folder is not a real folder inside the runs folder"),
+        (("open", mismatch), "config.json does not match checkpoint.pt: Error"),
+        (("open", damaged), "metrics.csv is damaged"),
+        (("open", "x" * 300), "is not a run id"),
+    ]
+    probe = subprocess.run([sys.executable, "-c", PROBE, str(runs_dir), json.dumps([case for case, _ in cases])],
+                           capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert probe.returncode == 0, probe.stderr
+    results = json.loads(probe.stdout.splitlines()[-1])
+    for ((action, argument), expected), result in zip(cases, results, strict=True):
+        assert re.search(expected, result["message"]), (action, argument, result["message"])
+        assert "Traceback" not in result["message"] and str(tmp_path) not in result["message"]
+        assert result["growth"] < MAX_GROWTH, (action, argument, result["growth"] / 1024**2)
+    assert (elsewhere / CHECKPOINT_FILE).is_file()  # Delete refused; the folder the link names is untouched
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    (lambda folder: (folder / "config.json").write_text(
+        (folder / "config.json").read_text().replace('"hidden_dim": 8', '"hidden_dim": 16')),
+     "config.json does not match checkpoint.pt"),
+    (lambda folder: (folder / "metrics.csv").write_text("step,train_loss\n1,not-a-number\n"),
+     "metrics.csv is damaged"),
+], ids=["config disagrees with checkpoint", "damaged metrics"])
+def test_resuming_a_damaged_run_folder_exits_2_with_one_line(damage, expected: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tiny_run(tmp_path / "runs")
+    damage(run_dir)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--steps", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and expected in err and err.count("\n") == 1
+
+
+def test_a_run_json_saying_running_from_a_dead_process_resumes_and_holds_no_slot(tmp_path: Path) -> None:
+    run_dir = tiny_run(tmp_path / "runs")
+    info = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps(info | {"status": "running"}))
+    registry = RunRegistry(tmp_path / "runs", max_active=1)
+    assert [summary.status for summary in registry.list()] == ["stopped"]
+    stale = registry.get(run_dir.name)
+    assert stale.status == "stopped" and not stale.active
+    other = registry.launch("other", TrainingEngine.create(TINY), TINY)  # the one slot is free
+    other.join(60)
+    stale.continue_to(4)
+    stale.start()
+    stale.join(60)
+    assert (stale.status, stale.step) == ("finished", 4)
+
+
+def test_study_address_too_long_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--address", "a" * 5000, "--runs-dir", str(tmp_path / "runs"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --address") and "5,000 characters" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_study_file_naming_a_cell_in_superscript_digits_is_damaged_not_a_crash(tmp_path: Path) -> None:
+    from playground.analysis.study import StudyConfig
+    from playground.runs.ray_study import STUDY_FILE, StudyEngine
+
+    config = StudyConfig.build(TINY, ["reverse"], [6], [], [8], [0.0, 1.0], [], 2)
+    (tmp_path / STUDY_FILE).write_text(json.dumps({"config": config.as_dict(), "results": {"²": {}}}))
+    with pytest.raises(DamagedFile, match="names cell '²', which this study does not have"):
+        StudyEngine.load(tmp_path)
+
+
+def test_decode_of_a_checkpoint_with_nan_weights_exits_2_instead_of_an_empty_answer(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tiny_run(tmp_path / "runs")
+    poisoned = tmp_path / "nan.pt"
+    poisoned.write_bytes(resaved_payload(run_dir / CHECKPOINT_FILE, poisoned_weights))
+    capsys.readouterr()
+    assert main(["decode", str(poisoned), "--source", "abc", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "not finite" in err and err.count("\n") == 1

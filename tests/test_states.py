@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import numpy as np
@@ -169,6 +170,19 @@ def test_exports_round_trip() -> None:
     per_layer = 6 * 10 * (len(SRC) + len(TGT) + 1)
     assert len(lines) == 1 + 2 * per_layer
     assert f"encoder,1,h,5,b,3,{capture.encoder[1].h[5, 3]:.6g}" in lines
+
+
+def test_exported_tokens_cannot_start_a_formula_and_numbers_stay_numbers() -> None:
+    tokens = ["=HYPERLINK(\"http://x\")", "+1", "-", "@SUM(A1)", "\tx", "a"]
+    torch.manual_seed(0)
+    src_vocab, tgt_vocab = Vocab(tokens), Vocab(list("ab"))
+    model = Seq2Seq(src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab), emb_dim=4, hidden_dim=3).eval()
+    capture = capture_states(model, src_vocab, tgt_vocab, tokens, list("ab"), teacher_forcing_ratio=1.0)
+    rows = list(csv.reader(io.StringIO(capture_csv(capture))))[1:]
+    encoder_tokens = list(dict.fromkeys(row[4] for row in rows if row[0] == "encoder"))
+    assert encoder_tokens == ["'=HYPERLINK(\"http://x\")", "'+1", "'-", "'@SUM(A1)", "'\tx", "a"]
+    assert any(row[6].startswith("-") for row in rows)  # a negative value is a number, never quoted
+    assert not [row for row in rows if row[6].startswith("'")]
 
 
 def test_state_heatmap_is_centred_and_hovers_unit_step_token() -> None:

@@ -181,8 +181,8 @@ def test_json_round_trip_is_atomic_and_reads_are_bounded(tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # the temporary file was renamed
     with pytest.raises(ValueError, match="larger than 8 bytes"):
         read_json(path, limit=8)
-    with pytest.raises(ValueError, match="larger than 1,024 bytes"):
-        read_json(Path("/dev/zero"), limit=1024)  # never read whole
+    with pytest.raises(ValueError, match="zero is not a regular file"):
+        read_json(Path("/dev/zero"), limit=1024)  # never read at all
     with pytest.raises(ValueError, match=r"cannot read nope\.json: No such file"):
         read_json(tmp_path / "nope.json")
     (tmp_path / "bad.json").write_text("{nope")
@@ -202,6 +202,17 @@ def test_a_failed_write_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.
         write_json(path, {"step": 2})
     monkeypatch.undo()
     assert read_json(path) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # the temporary file went with the failure
+
+
+def test_a_write_that_fails_midway_removes_its_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_json(tmp_path / "run.json", {"step": 2})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_checkpoint_round_trip(trainer: Trainer, checkpoint: bytes, tmp_path: Path) -> None:

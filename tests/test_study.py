@@ -1,11 +1,14 @@
-"""Study statistics against textbook numbers, and the grid's expansion and messages (no Ray here)."""
+"""Study statistics against textbook numbers, scipy.stats and recorded results; the grid and its messages."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import ray
+from scipy import stats
 from streamlit.testing.v1 import AppTest
 
 from playground.analysis.study import (
@@ -16,8 +19,6 @@ from playground.analysis.study import (
     mean_ci,
     paired_test,
     reading,
-    t_quantile,
-    t_two_sided_p,
 )
 from playground.core.config import ConfigError, TrainConfig
 from playground.training.rules import Metric
@@ -26,14 +27,37 @@ from tests.conftest import new_app
 BASE = TrainConfig(steps=20, eval_every=10, val_size=32)
 
 
+RECORDED = json.loads((Path(__file__).parent / "fixtures" / "study_statistics.json").read_text())
+
+
+@pytest.mark.parametrize("case", RECORDED["cases"], ids=lambda case: f"{len(case['a'])} seeds")
+def test_intervals_and_p_values_keep_the_numbers_recorded_before_scipy(case: dict[str, list[float]]) -> None:
+    """The hand-written incomplete beta and bisection gave these; scipy.stats must give them again."""
+    estimate, test = mean_ci(case["a"]), paired_test(case["a"], case["b"])
+    assert [estimate.mean, estimate.low, estimate.high, estimate.n] == pytest.approx(case["mean_ci"], rel=1e-9)
+    assert [test.difference.mean, test.difference.low, test.difference.high, test.t, test.p] == pytest.approx(
+        case["paired"], rel=1e-9)
+
+
+@pytest.mark.parametrize("case", RECORDED["cases"], ids=lambda case: f"{len(case['a'])} seeds")
+def test_intervals_and_p_values_are_scipys(case: dict[str, list[float]]) -> None:
+    a, b = case["a"], case["b"]
+    n = len(a)
+    low, high = stats.t.interval(0.95, n - 1, loc=stats.tmean(a), scale=stats.sem(a))
+    estimate = mean_ci(a)
+    assert (estimate.low, estimate.high) == pytest.approx((low, high), rel=1e-12)
+    half = stats.t.ppf(0.975, n - 1) * stats.tstd(a) / math.sqrt(n)
+    assert estimate.high - estimate.mean == pytest.approx(half, rel=1e-9)
+    expected = stats.ttest_rel(a, b)
+    test = paired_test(a, b)
+    assert (test.t, test.p) == pytest.approx((expected.statistic, expected.pvalue), rel=1e-12)
+
+
 @pytest.mark.parametrize(("df", "expected"), [(1, 12.706205), (4, 2.776445), (9, 2.262157), (29, 2.045230)])
-def test_t_quantile_matches_the_tables(df: int, expected: float) -> None:
-    assert t_quantile(0.95, df) == pytest.approx(expected, abs=1e-5)
-
-
-@pytest.mark.parametrize(("t", "df", "expected"), [(2.0, 10, 0.073388), (1.0, 1, 0.5), (3.182446, 3, 0.05)])
-def test_two_sided_p_matches_the_tables(t: float, df: int, expected: float) -> None:
-    assert t_two_sided_p(t, df) == pytest.approx(expected, abs=1e-5)
+def test_recorded_t_quantiles_match_the_tables_and_scipy(df: int, expected: float) -> None:
+    recorded = RECORDED["t_quantile_95"][str(df)]
+    assert recorded == pytest.approx(expected, abs=1e-5)
+    assert stats.t.ppf(0.975, df) == pytest.approx(recorded, rel=1e-9)
 
 
 def test_mean_ci_by_hand() -> None:
@@ -51,7 +75,7 @@ def test_paired_t_test_by_hand() -> None:
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 4)
     test = paired_test(a, b)
     assert test.t == pytest.approx(mean / (sd / math.sqrt(5)))
-    assert test.p == pytest.approx(t_two_sided_p(test.t, 4))
+    assert test.p == pytest.approx(2 * stats.t.sf(test.t, 4))
     assert test.t == pytest.approx(2.3247, abs=1e-3)
     assert test.p == pytest.approx(0.0807, abs=5e-4) and test.within_noise  # t tables: between 0.05 and 0.1
 

@@ -8,13 +8,14 @@ a plain-language reading computed from those numbers.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import pandas as pd
 
 from playground.core.config import SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
@@ -148,6 +149,11 @@ class CompareConfig:
         return [self.base.replace(**dict(arm.changes), seed=self.base.seed + s)
                 for arm in self.arms() for s in range(self.seeds)]
 
+    def model_labels(self) -> list[str]:
+        """One per model of `configs()`: the arm's label, and the seed where an arm has several."""
+        return [arm.label + (f", seed {self.base.seed + s}" if self.seeds > 1 else "")
+                for arm in self.arms() for s in range(self.seeds)]
+
     def as_dict(self) -> dict[str, Any]:
         return {"base": self.base.as_dict(), "ratios": list(self.ratios), "schedules": list(self.schedules),
                 "seeds": self.seeds} | {key: list(values) for key, values in zip(VARIANT_KEYS, self.variants,
@@ -184,20 +190,47 @@ def evaluated(rows: list[dict[str, float]]) -> list[dict[str, float]]:
     return [row for row in rows if Metric.FR_EXACT in row]
 
 
-def steps_to_reach(rows_by_seed: list[list[dict[str, float]]], level: float = TARGET_ACCURACY) -> float | None:
+Value = Callable[[dict[str, float]], float | None]
+
+
+def token_gap(row: dict[str, float]) -> float | None:
+    """Teacher-forced minus free-running token accuracy, in an evaluated row (exact match cannot differ, see
+    `summary_rows`)."""
+    if Metric.TF_TOKEN_ACC not in row:
+        return None
+    return row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC]
+
+
+def shared_keys(values_by_seed: list[dict[Any, float]]) -> pd.DataFrame:
+    """One column per seed, one row per key (a step, a target length) that every seed has a value for, sorted."""
+    if not values_by_seed:
+        return pd.DataFrame(dtype=float)
+    return pd.concat([pd.Series(values, dtype=float) for values in values_by_seed], axis=1, join="inner",
+                     ignore_index=True).sort_index()
+
+
+def by_step(rows_by_seed: list[list[dict[str, float]]], value: Value) -> pd.DataFrame:
+    """`value` of each seed's rows at the steps every seed has logged it: the one alignment of seeds by step."""
+    return shared_keys([{row["step"]: v for row in rows if (v := value(row)) is not None} for rows in rows_by_seed])
+
+
+def mean_exact_by_length(snapshot: CompareSnapshot, arm: int = 0) -> pd.Series:
+    """Free-running exact match by target length at the latest evaluation, averaged over the arm's seeds (at the
+    lengths every seed has), indexed by length."""
+    return shared_keys(snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]).mean(axis=1)
+
+
+def steps_to_reach(rows_by_seed: list[list[dict[str, float]]], level: float = TARGET_ACCURACY) -> int | None:
     """First evaluated step where the seeds' mean free-running exact match reaches `level`."""
-    for rows in zip(*(evaluated(rows) for rows in rows_by_seed), strict=False):
-        if _mean([row[Metric.FR_EXACT] for row in rows]) >= level:
-            return rows[0]["step"]
-    return None
+    means = by_step(rows_by_seed, lambda row: row.get(Metric.FR_EXACT)).mean(axis=1)
+    reached = means.index[means >= level]
+    return int(reached[0]) if len(reached) else None
 
 
 def gap_over_time(rows_by_seed: list[list[dict[str, float]]]) -> list[tuple[float, float]]:
     """(step, seed-mean gap) at every evaluation all seeds share: teacher-forced minus free-running tokens."""
-    per_seed = [{row["step"]: row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in evaluated(rows)}
-                for rows in rows_by_seed]
-    steps = sorted(set.intersection(*(set(gaps) for gaps in per_seed))) if per_seed else []
-    return [(step, _mean([gaps[step] for gaps in per_seed])) for step in steps]
+    means = by_step(rows_by_seed, token_gap).mean(axis=1)
+    return list(zip(means.index.tolist(), means.tolist(), strict=True))
 
 
 def _spread(values: list[float]) -> float:
@@ -252,12 +285,10 @@ def _interval(name: str, estimate: Any) -> dict[str, float]:
 
 
 def summary_csv(table: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    if table:
-        writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
-    return buffer.getvalue()
+    """The table as CSV, each value as written (object columns: a whole number stays whole beside a blank)."""
+    if not table:
+        return ""
+    return pd.DataFrame(table, dtype=object).to_csv(index=False, lineterminator="\r\n")
 
 
 def _points(value: float) -> str:
@@ -370,14 +401,18 @@ def _noise(table: list[dict[str, Any]]) -> str:
             f"({_points(difference)}) is {verdict}.")
 
 
+TERMINAL_COLUMNS = {"label": ("arm", str), Metric.TRAIN_LOSS: ("train loss", "{:.4f}".format),
+                    Metric.TF_TOKEN_ACC: ("TF tokens", "{:.1%}".format),
+                    Metric.FR_TOKEN_ACC: ("FR tokens", "{:.1%}".format),
+                    GAP: ("gap", lambda value: f"{value * 100:+.1f}p"), Metric.FR_EXACT: ("FR exact", "{:.1%}".format),
+                    Metric.FR_LOSS: ("FR loss", "{:.3f}".format),
+                    "steps_to_90": ("steps to 90%", "{:.0f}".format)}
+
+
 def format_table(table: list[dict[str, Any]]) -> str:
     """The summary as aligned text for the terminal."""
-    header = (f"{'arm':<24} {'train loss':>10} {'TF tokens':>9} {'FR tokens':>9} {'gap':>7} {'FR exact':>9} "
-              f"{'FR loss':>8} {'steps to 90%':>12}")
-    lines = [header]
-    for row in table:
-        reached = "-" if row["steps_to_90"] is None else f"{row['steps_to_90']:.0f}"
-        lines.append(f"{row['label']:<24} {row['train_loss']:>10.4f} {row['val_tf_token_acc']:>9.1%} "
-                     f"{row['val_fr_token_acc']:>9.1%} {row['gap'] * 100:>+6.1f}p {row['val_fr_exact']:>9.1%} "
-                     f"{row['val_fr_loss']:>8.3f} {reached:>12}")
-    return "\n".join(lines)
+    if not table:
+        return "  ".join(name for name, _ in TERMINAL_COLUMNS.values())
+    frame = pd.DataFrame(table)[list(TERMINAL_COLUMNS)].astype({"steps_to_90": float})  # None: not reached
+    return frame.to_string(index=False, header=[name for name, _ in TERMINAL_COLUMNS.values()],
+                           formatters=[format for _, format in TERMINAL_COLUMNS.values()], na_rep="-")

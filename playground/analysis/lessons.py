@@ -13,7 +13,15 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from playground.analysis.compare import GAP, LENGTHS, CompareConfig, CompareSnapshot, evaluated, summary_rows
+from playground.analysis.compare import (
+    GAP,
+    LENGTHS,
+    CompareConfig,
+    CompareSnapshot,
+    evaluated,
+    mean_exact_by_length,
+    summary_rows,
+)
 from playground.analysis.study import paired_test
 from playground.core.config import TrainConfig
 from playground.training.rules import Metric
@@ -126,16 +134,9 @@ def read_scheduled_sampling(snapshot: CompareSnapshot) -> Reading:
     return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
 
 
-def mean_exact_by_length(snapshot: CompareSnapshot, arm: int = 0) -> dict[int, float]:
-    """Free-running exact match by target length at the latest evaluation, averaged over the arm's seeds."""
-    by_seed = snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]
-    lengths = sorted(set.intersection(*(set(d) for d in by_seed))) if by_seed else []
-    return {n: statistics.fmean(d[n] for d in by_seed) for n in lengths}
-
-
 def read_bottleneck(snapshot: CompareSnapshot) -> Reading:
     """Expected: exact match falls as the output grows past what the final state (h_T, c_T) can hold."""
-    by_length = mean_exact_by_length(snapshot)
+    by_length = mean_exact_by_length(snapshot).to_dict()
     if len(by_length) < 2 or not evaluated(snapshot.arm_rows(0)[0]):
         return Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
     lengths = sorted(by_length)
@@ -202,7 +203,7 @@ def read_attention_cure(snapshot: CompareSnapshot) -> Reading:
     plain, attending = _arm_of(snapshot, attention="none"), _arm_of(snapshot, attention="dot")
     if plain is None or attending is None:
         return NOT_YET
-    lengths = sorted(mean_exact_by_length(snapshot, plain))
+    lengths = sorted(mean_exact_by_length(snapshot, plain).index)
     if len(lengths) < 2 or len(_per_seed(snapshot, attending, Metric.FR_EXACT)) < snapshot.seeds:
         return NOT_YET
     long = lengths[-max(len(lengths) // 3, 1):]

@@ -15,6 +15,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from scipy import stats
+
 from playground.analysis.compare import GAP, VARIANT_KEYS, CompareConfig, evaluated, steps_to_reach
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import TASKS
@@ -183,51 +185,6 @@ class CellResult:
 # --- statistics -----------------------------------------------------------------------------------------------
 
 
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        for numerator in (m * (b - m) * x / ((qam + 2 * m) * (a + 2 * m)),
-                          -(a + m) * (qab + m) * x / ((a + 2 * m) * (qap + 2 * m))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_fraction(a, b, x) / a
-    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
-
-
-def t_two_sided_p(t: float, df: int) -> float:
-    """P(|T| >= |t|) for Student's t with `df` degrees of freedom."""
-    return _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
-
-
-def t_quantile(level: float, df: int) -> float:
-    """The t value with a two-sided tail of 1 - level (e.g. 2.776 for 95% and df = 4), by bisection."""
-    low, high = 0.0, 1e4
-    for _ in range(200):
-        middle = (low + high) / 2
-        low, high = (middle, high) if t_two_sided_p(middle, df) > 1.0 - level else (low, middle)
-    return (low + high) / 2
-
-
 @dataclass(frozen=True)
 class Estimate:
     mean: float
@@ -244,7 +201,7 @@ def mean_ci(values: list[float], level: float = LEVEL) -> Estimate:
     mean = statistics.fmean(values)
     if n == 1:
         return Estimate(mean, math.nan, math.nan, 1)
-    half = t_quantile(level, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    half = float(stats.t.ppf((1.0 + level) / 2.0, n - 1) * stats.sem(values))
     return Estimate(mean, mean - half, mean + half, n)
 
 
@@ -266,12 +223,11 @@ def paired_test(a: list[float], b: list[float]) -> Paired:
     n = len(differences)
     if n < 2:
         return Paired(estimate, math.nan, math.nan)
-    spread = statistics.stdev(differences)
-    if spread == 0.0:
+    if statistics.stdev(differences) == 0.0:  # scipy answers nan (and warns) where no spread is left to test
         return Paired(estimate, 0.0 if estimate.mean == 0 else math.copysign(math.inf, estimate.mean),
                       1.0 if estimate.mean == 0 else 0.0)
-    t = estimate.mean / (spread / math.sqrt(n))
-    return Paired(estimate, t, t_two_sided_p(t, n - 1))
+    result = stats.ttest_rel(a, b)
+    return Paired(estimate, float(result.statistic), float(result.pvalue))
 
 
 # --- tables and reading ---------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Headless use, the twin of every page: python -m playground tasks | train | compare | runs | decode | estimate |
-study | bench.
+study | export | bench.
 
 Each command is a module with `add_parser` and `run`; train and compare go through the same run registry as the
 app, so their folders are app runs. Exit codes: 0 done or stopped, 1 unexpected error, 2 bad input, 3 diverged,
@@ -14,16 +14,16 @@ from typing import Any
 
 import torch
 
-from playground.cli import compare, decode, estimate, runs, study, train
+from playground.cli import compare, decode, estimate, export, runs, study, train
 from playground.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_FAILED, EXIT_OK, BadInput, threads
 from playground.core.config import ConfigError
 from playground.core.devices import device_choices
+from playground.core.files import DamagedFile, FileTooLarge
 from playground.core.tasks import TASKS, TaskError
 from playground.runs.background import RunError
-from playground.training.storage import CheckpointError
 
 COMMANDS = {"train": train, "compare": compare, "runs": runs, "decode": decode, "estimate": estimate,
-            "study": study}
+            "study": study, "export": export}
 
 
 def tasks_command(_: argparse.Namespace) -> int:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                                 **{name: module.run for name, module in COMMANDS.items()}}
     try:
         return handlers[args.command](args)
-    except (ConfigError, TaskError, CheckpointError, BadInput, RunError) as error:
+    except (ConfigError, TaskError, DamagedFile, FileTooLarge, BadInput, RunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as error:  # e.g. a runs folder that cannot be written

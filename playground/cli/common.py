@@ -6,12 +6,16 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
-from playground.core.config import DEFAULTS, SETTINGS, SWITCH, VARIANT_SETTINGS, TrainConfig
+from playground.core.config import DEFAULTS, SETTINGS, SWITCH, VARIANT_SETTINGS, TrainConfig, whole_number
 from playground.core.tasks import CustomPairs, load_custom_csv
-from playground.runs.background import BackgroundRun
-from playground.runs.engine import RunStatus
+from playground.export.experiment import Experiment
+from playground.export.tensorboard import TensorBoardLog, TensorBoardMissing, live_rows
+from playground.runs.background import BackgroundRun, RunError, read_run_file
+from playground.runs.engine import RunKind, RunStatus
+from playground.runs.registry import RunRegistry
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_FAILED = 0, 1, 2, 3, 4
 EXIT_CODES = {RunStatus.DIVERGED: EXIT_DIVERGED, RunStatus.FAILED: EXIT_FAILED}
@@ -65,10 +69,54 @@ def config_from_args(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> tu
     return TrainConfig.from_dict(values), custom
 
 
+def resume_run(run_dir: Path, steps: str | None, kind: RunKind) -> BackgroundRun[Any]:
+    """Continue a saved run of `kind` exactly where it was saved, up to `steps` in all (default: its own total),
+    and start it; a folder of another kind or one that cannot be loaded is bad input, said in one line."""
+    info = read_run_file(run_dir)
+    if info is not None and info["kind"] != kind:  # said before loading: a study's loader would start Ray
+        raise BadInput(f"{run_dir} holds a {info['kind']} run: continue it with "
+                       f"`{resume_command(RunKind(info['kind']), run_dir)}`")
+    try:
+        run = RunRegistry(run_dir.parent).get(run_dir.name)
+    except (ValueError, RuntimeError) as error:  # RunError, a damaged file, weights that do not fit the config
+        first_line = next(iter(str(error).strip().splitlines()), type(error).__name__)
+        raise BadInput(f"{run_dir} is not a run folder that can be resumed: {first_line}") from None
+    total = TrainConfig.from_dict({"steps": steps}).steps if steps is not None else run.total_steps
+    if total <= run.step:
+        raise BadInput(f"the run has done {run.step:,} of {run.total_steps:,} steps: give --steps N "
+                       f"with N above {run.step:,} to train on")
+    try:
+        run.train_on(total)
+    except RunError as error:
+        raise BadInput(str(error)) from None
+    return run
+
+
+def resume_command(kind: RunKind, run_dir: Path) -> str:
+    """The command that continues a run of `kind` in `run_dir`."""
+    if kind == RunKind.STUDY:
+        return f"python -m playground study --resume {run_dir.name} --runs-dir {run_dir.parent}"
+    return f"python -m playground {kind} --resume {run_dir}"
+def add_tensorboard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensorboard", metavar="DIR", default=None,
+                        help="log every model's metrics and settings to TensorBoard under DIR while training "
+                             "(needs the tensorboard package of requirements-dev.txt)")
+
+
+def tensorboard_log(args: argparse.Namespace, experiment: Experiment) -> TensorBoardLog | None:
+    """The run's TensorBoard log when --tensorboard asks for one."""
+    if not args.tensorboard:
+        return None
+    try:
+        return TensorBoardLog(Path(args.tensorboard), experiment)
+    except TensorBoardMissing as error:
+        raise BadInput(str(error)) from None
+
+
 def threads(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 1024:
+    if (number := whole_number(text)) is None or not 0 <= number <= 1024:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a whole number, 0 (torch's choice) to 1024")
-    return int(text)
+    return number
 
 
 def strict(value: Any) -> Any:
@@ -86,16 +134,22 @@ def print_json(value: Any) -> None:
     print(json.dumps(strict(value), allow_nan=False))
 
 
-def follow(run: BackgroundRun[Any], quiet: bool) -> RunStatus:
-    """Wait for a started run, drawing a progress bar; Ctrl-C stops it (it saves what it has)."""
+def follow(run: BackgroundRun[Any], quiet: bool, tensorboard: TensorBoardLog | None = None) -> RunStatus:
+    """Wait for a started run, drawing a progress bar (and logging its rows to TensorBoard as they come); Ctrl-C
+    stops it (it saves what it has)."""
     try:
         while run.active:
             if not quiet:
                 print(progress_line(run.step, run.total_steps), end="", file=sys.stderr, flush=True)
             run.join(timeout=0.25)
+            if tensorboard:
+                tensorboard.write_models(live_rows(run))
     except KeyboardInterrupt:
         run.stop()
     run.join()
+    if tensorboard:
+        tensorboard.write_models(live_rows(run))
+        tensorboard.close()
     if not quiet:
         print(progress_line(run.step, run.total_steps), file=sys.stderr)
     return run.status

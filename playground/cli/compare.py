@@ -1,4 +1,5 @@
-"""`compare`: several teacher-forcing arms side by side in one run folder, as the Compare page makes."""
+"""`compare`: several teacher-forcing arms side by side in one run folder, as the Compare page makes, and
+`--resume`."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ from playground.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     add_config_options,
+    add_tensorboard_option,
     add_variant_lists,
     config_from_args,
     follow,
     print_json,
+    resume_run,
+    tensorboard_log,
     variant_lists,
 )
 from playground.core.config import VARIANT_SETTINGS
+from playground.export.experiment import Experiment, read_experiment
+from playground.runs.engine import RunKind
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import RunRegistry
 
@@ -35,18 +41,27 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds per ratio, 1 to 3 (default 1)")
     parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
     parser.add_argument("--name", default="", help="run name (default: TASK-compare)")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue a stopped, crashed or finished comparison (or lesson) exactly where it was "
+                             "saved, with its own settings (with --steps N: up to N steps in all)")
+    add_tensorboard_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="end with one JSON line: a row per arm, its settings "
                         "(ratio, schedule, cell, attention, reverse_source) beside its label")
 
 
 def run(args: argparse.Namespace) -> int:
-    base, custom = config_from_args(args, skip=PER_ARM + VARIANT_SETTINGS)
-    config = CompareConfig.build(base, parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds,
-                                 variants=variant_lists(args))
-    registry = RunRegistry(Path(args.runs_dir))
-    comparison = registry.launch(args.name or f"{base.task}-compare", CompareEngine(config, custom), base, custom)
-    status = follow(comparison, args.quiet)
+    if args.resume:
+        comparison = resume_run(Path(args.resume), args.steps, RunKind.COMPARE)
+        log = tensorboard_log(args, read_experiment(Path(args.resume)))
+    else:
+        base, custom = config_from_args(args, skip=PER_ARM + VARIANT_SETTINGS)
+        config = CompareConfig.build(base, parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds,
+                                     variants=variant_lists(args))
+        name = args.name or f"{base.task}-compare"
+        log = tensorboard_log(args, Experiment.of_comparison(name, config))  # before the start: a refusal leaves no run
+        comparison = RunRegistry(Path(args.runs_dir)).launch(name, CompareEngine(config, custom), base, custom)
+    status = follow(comparison, args.quiet, log)
     snapshot = comparison.snapshot()
     table = summary_rows(snapshot)
     print(format_table(table))
@@ -54,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{status}; run folder: {comparison.run_dir}")
     if args.json:
         print_json({"status": str(status), "message": comparison.message, "id": comparison.id,
-                    "task": base.task, "steps": snapshot.step, "seconds": round(snapshot.seconds, 2),
+                    "task": snapshot.config.base.task, "steps": snapshot.step,
+                    "total_steps": snapshot.total_steps, "seconds": round(snapshot.seconds, 2),
                     "run_dir": str(comparison.run_dir), "rows": table})
     return EXIT_CODES.get(status, EXIT_OK)

@@ -8,6 +8,7 @@ from typing import Any
 
 from playground.analysis.decode import MAX_BEAM_WIDTH, beam_search, check_source, greedy
 from playground.cli.common import EXIT_OK, BadInput, print_json
+from playground.core.config import whole_number
 from playground.runs.background import RunError
 from playground.runs.registry import RunRegistry
 from playground.training.storage import load_checkpoint
@@ -27,9 +28,9 @@ def add_parser(commands: Any) -> None:
 
 
 def beam_width(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_BEAM_WIDTH:
+    if (number := whole_number(text)) is None or not 1 <= number <= MAX_BEAM_WIDTH:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a whole number from 1 to {MAX_BEAM_WIDTH}")
-    return int(text)
+    return number
 
 
 def load_trained(path: Path, index: int) -> TrainedModel:

@@ -9,13 +9,16 @@ from typing import Any
 from playground.cli.common import (
     EXIT_CODES,
     EXIT_OK,
-    BadInput,
     add_config_options,
+    add_tensorboard_option,
     config_from_args,
     follow,
     print_json,
+    resume_run,
+    tensorboard_log,
 )
-from playground.runs.background import BackgroundRun, RunError
+from playground.export.experiment import Experiment, read_experiment
+from playground.runs.background import BackgroundRun
 from playground.runs.engine import RunKind
 from playground.runs.engines import TrainingEngine, TrainingSnapshot
 from playground.runs.registry import RunRegistry
@@ -30,19 +33,22 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue a stopped, crashed or finished run exactly where it was saved "
                              "(with --steps N: up to N steps in all)")
+    add_tensorboard_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.resume:
-        training = resume(Path(args.resume), args.steps)
+        training = resume_run(Path(args.resume), args.steps, RunKind.TRAIN)
+        log = tensorboard_log(args, read_experiment(Path(args.resume)))
     else:
         config, custom = config_from_args(args)
-        registry = RunRegistry(Path(args.runs_dir))
-        training = registry.launch(args.name or f"{config.task}-cli", TrainingEngine.create(config, custom),
-                                   config, custom)
-    status = follow(training, args.quiet)
+        name = args.name or f"{config.task}-cli"
+        log = tensorboard_log(args, Experiment.of_run(name, config))  # before the start: a refusal leaves no run
+        training = RunRegistry(Path(args.runs_dir)).launch(name, TrainingEngine.create(config, custom), config,
+                                                           custom)
+    status = follow(training, args.quiet, log)
     snapshot: TrainingSnapshot = training.snapshot()
     summary = summarise(training, snapshot)
     print(f"{status}: {snapshot.config.task}, {snapshot.step} of {snapshot.total_steps} steps in "
@@ -55,23 +61,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     return EXIT_CODES.get(status, EXIT_OK)
-
-
-def resume(run_dir: Path, steps: str | None) -> BackgroundRun[Any]:
-    registry = RunRegistry(run_dir.parent)
-    try:
-        training = registry.get(run_dir.name)
-    except RunError as error:
-        raise BadInput(f"{run_dir} is not a run folder: {error}") from None
-    if training.kind != RunKind.TRAIN:
-        raise BadInput(f"{run_dir} holds a {training.kind} run; --resume continues training runs")
-    total = int(steps) if steps is not None else training.total_steps
-    if total <= training.step:
-        raise BadInput(f"the run has done {training.step:,} of {training.total_steps:,} steps: give --steps N "
-                       f"with N above {training.step:,} to train on")
-    training.continue_to(total)
-    training.start()
-    return training
 
 
 def summarise(training: BackgroundRun[Any], snapshot: TrainingSnapshot) -> dict[str, Any]:

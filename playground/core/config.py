@@ -174,6 +174,12 @@ def _not_a_choice(name: str, value: Any, choices: tuple[str, ...]) -> Problem:
     return Problem(f"{{0}} = {_escape(repr(value))} is not allowed: choose one of {', '.join(choices)}", (name,))
 
 
+def whole_number(text: str) -> int | None:
+    """`text` as a whole number written in ASCII digits, else None. str.isdigit alone also passes "²", which int()
+    then refuses with a ValueError (a traceback on a page that trusted it)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def show_bound(bound: float) -> str:
     """2147483647, not 2.14748e+09: bounds are printed in full."""
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"

@@ -298,7 +298,7 @@ def parse_custom_csv(data: bytes, tokenization: str = "char") -> CustomPairs:
 def load_custom_csv(path: Path | str, tokenization: str = "char") -> CustomPairs:
     """A CSV named by the person at the keyboard, read no further than its size limit."""
     try:
-        data = read_bounded(path, MAX_CUSTOM_BYTES, "the CSV file")
+        data = read_bounded(path, MAX_CUSTOM_BYTES, "the CSV file", follow_links=True)
     except FileTooLarge as error:
         raise TaskError(str(error)) from None
     except OSError as error:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 
-from playground.analysis.compare import GAP, LENGTHS, CompareSnapshot
+from playground.analysis.compare import GAP, LENGTHS, CompareSnapshot, Value, by_step, mean_exact_by_length, token_gap
 from playground.plots.common import empty_state, has_points, tidy
 from playground.training.rules import Metric
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MAX_POINTS = 2000
 LOSS_RANGE = (0.0, 3.5)  # an empty loss chart's y axis: from 0 to a little above ln|V| of the default tasks
-Value = Callable[[dict[str, float]], float | None]
 
 
 def colour(arm: int) -> str:
@@ -31,21 +29,13 @@ def metric(name: str) -> Value:
     return lambda row: row.get(name)
 
 
-def gap(row: dict[str, float]) -> float | None:
-    """Teacher-forced minus free-running token accuracy (exact match cannot differ, see compare.summary_rows)."""
-    if Metric.TF_TOKEN_ACC not in row:
-        return None
-    return row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC]
-
-
 def series(rows_by_seed: list[list[dict[str, float]]], value: Value) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps, mean over seeds and the seeds' spread (std) at the steps every seed has logged."""
-    per_seed = [{row["step"]: v for row in rows if (v := value(row)) is not None} for rows in rows_by_seed]
-    steps = sorted(set.intersection(*(set(values) for values in per_seed))) if per_seed else []
-    if len(steps) > MAX_POINTS:
-        steps = steps[:: len(steps) // MAX_POINTS + 1] + steps[-1:]
-    values = np.array([[seed[step] for step in steps] for seed in per_seed], dtype=float).reshape(len(per_seed), -1)
-    return np.array(steps, dtype=float), values.mean(0), values.std(0)
+    frame = by_step(rows_by_seed, value)
+    if len(frame) > MAX_POINTS:
+        frame = frame.iloc[[*range(0, len(frame), len(frame) // MAX_POINTS + 1), len(frame) - 1]]
+    values = frame.to_numpy(dtype=float)  # (steps, seeds): numpy's reductions, cheaper per live tick than pandas'
+    return frame.index.to_numpy(dtype=float), values.mean(1), values.std(1)
 
 
 def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: str, percent: bool = False,
@@ -80,10 +70,9 @@ def length_figure(snapshot: CompareSnapshot, height: int = 340) -> go.Figure:
     """Free-running exact match by target length at the latest evaluation: where errors compound."""
     figure = go.Figure()
     for arm, label in enumerate(snapshot.labels):
-        by_seed = snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]
-        lengths = sorted(set.intersection(*(set(d) for d in by_seed))) if by_seed else []
-        means = np.array([np.mean([d[n] for d in by_seed]) for n in lengths], dtype=float)
-        figure.add_trace(go.Scatter(x=np.array(lengths, dtype=float), y=means, mode="lines+markers", name=label,
+        means = mean_exact_by_length(snapshot, arm)
+        figure.add_trace(go.Scatter(x=means.index.to_numpy(dtype=float), y=means.to_numpy(dtype=float),
+                                    mode="lines+markers", name=label,
                                     line={"color": colour(arm), "width": 2}))
     figure.update_layout(title="Free-running exact match by output length (latest evaluation)", height=height,
                          margin={"l": 60, "r": 10}, legend={"title": "teacher forcing"})
@@ -118,7 +107,8 @@ ARM_CURVES: dict[str, ArmCurve] = {
                              "cross-entropy (nats/token)", empty_range=LOSS_RANGE),
     Metric.FR_LOSS: ArmCurve(metric(Metric.FR_LOSS), "Validation loss, free-running (greedy)",
                              "cross-entropy (nats/token)", empty_range=LOSS_RANGE),
-    GAP: ArmCurve(gap, "Exposure-bias gap: teacher-forced minus free-running tokens", "accuracy gap", percent=True),
+    GAP: ArmCurve(token_gap, "Exposure-bias gap: teacher-forced minus free-running tokens", "accuracy gap",
+                  percent=True),
     Metric.TF_TOKEN_ACC: ArmCurve(metric(Metric.TF_TOKEN_ACC), "Teacher-forced token accuracy (validation)",
                                   "tokens right", percent=True),
     Metric.FR_TOKEN_ACC: ArmCurve(metric(Metric.FR_TOKEN_ACC), "Free-running token accuracy (validation)",

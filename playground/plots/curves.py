@@ -7,6 +7,7 @@ thousand points, since the whole figure is re-sent on every live refresh.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from playground.plots.common import empty_state, has_points, tidy
@@ -19,16 +20,11 @@ TRAIN_COLOR, TF_COLOR, FR_COLOR, GAMMA_COLOR = "#636efa", "#00a884", "#ef553b", 
 
 
 def ema(values: np.ndarray, smoothing: float) -> np.ndarray:
-    """TensorBoard's debiased exponential moving average; smoothing 0 returns the values."""
+    """TensorBoard's debiased exponential moving average (pandas' adjusted `ewm` is the same average); smoothing 0
+    returns the values."""
     if smoothing <= 0 or values.size == 0:
         return values
-    smoothed = np.empty_like(values, dtype=float)
-    last, weight = 0.0, 0.0
-    for i, value in enumerate(values):
-        last = smoothing * last + (1 - smoothing) * value
-        weight = smoothing * weight + (1 - smoothing)
-        smoothed[i] = last / weight
-    return smoothed
+    return pd.Series(values, dtype=float).ewm(alpha=1 - smoothing, adjust=True).mean().to_numpy()
 
 
 def column(rows: list[dict[str, float]], name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -234,6 +234,9 @@ class BackgroundRun(Generic[SnapshotT]):
 
 
 def read_run_file(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's run.json, or None when it is missing, damaged or not a regular file. A status that says
+    the run trains (written by a process that died, or by hand) reads as stopped: it can be resumed and holds no
+    slot."""
     try:
         info = read_json(run_dir / RUN_FILE)
     except ValueError:
@@ -242,4 +245,6 @@ def read_run_file(run_dir: Path) -> dict[str, Any] | None:
         return None
     if info["kind"] not in set(RunKind) or info["status"] not in set(RunStatus):
         return None
+    if info["status"] not in FINAL_STATUSES:  # no process trains a run it reads from disk: it was stopped
+        info["status"] = RunStatus.STOPPED
     return info

@@ -6,9 +6,10 @@ metrics and training state included, so a run reopens, resumes and deletes after
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from playground.analysis.compare import CompareConfig, CompareSnapshot
 from playground.analysis.states import StateCapture, capture_states
 from playground.core.config import TrainConfig, label
+from playground.core.files import DamagedFile
 from playground.core.model import Seq2Seq
 from playground.core.tasks import CustomPairs
 from playground.runs.engine import LiveChange, RunKind
@@ -65,6 +67,17 @@ def _checkpoint(run_dir: Path) -> LoadedCheckpoint:
         return load_checkpoint(run_dir / CHECKPOINT_FILE)
     except CheckpointError as error:
         raise CheckpointError(f"{CHECKPOINT_FILE}: {error}") from None
+
+
+@contextlib.contextmanager
+def _mismatch_is_damage() -> Iterator[None]:
+    """A checkpoint that does not fit the folder's config (torch's many-line RuntimeError, a missing optimizer
+    state) is a damaged run folder: one line, bad input."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        raise CheckpointError(f"{CONFIG_FILE} does not match {CHECKPOINT_FILE}: {' '.join(lines[:2])}") from None
 
 
 def _rows_up_to(rows: list[dict[str, float]], step: int) -> list[dict[str, float]]:
@@ -120,7 +133,8 @@ class TrainingEngine(_Progress):
         config = read_config(run_dir)
         checkpoint = _checkpoint(run_dir)
         trainer = Trainer(config, read_custom(run_dir, config))
-        trainer.restore(checkpoint.model.state_dict(), checkpoint.step, checkpoint.resume)
+        with _mismatch_is_damage():
+            trainer.restore(checkpoint.model.state_dict(), checkpoint.step, checkpoint.resume)
         engine = cls(trainer, _rows_up_to(read_metrics(run_dir), checkpoint.step))
         engine.exact_by_length = trainer.evaluate().exact_by_length
         engine.refresh_views()
@@ -206,17 +220,18 @@ class CompareEngine(_Progress):
     def load(cls, run_dir: Path) -> CompareEngine:
         values = read_json(run_dir / COMPARE_FILE)
         if not isinstance(values, dict) or not isinstance(values.get("base"), dict):
-            raise ValueError(f"{COMPARE_FILE} is damaged: it holds no base config")
+            raise DamagedFile(f"{COMPARE_FILE} is damaged: it holds no base config")
         base = TrainConfig.from_dict(portable(values["base"]))
         config = CompareConfig.from_dict(values, base)
         checkpoint = _checkpoint(run_dir)
         engine = cls(config, read_custom(run_dir, base))
-        engine.trainer.restore([saved.model.state_dict() for saved in checkpoint.models], checkpoint.step,
-                               checkpoint.resume)
+        with _mismatch_is_damage():
+            engine.trainer.restore([saved.model.state_dict() for saved in checkpoint.models], checkpoint.step,
+                                   checkpoint.resume)
         for row in _rows_up_to(read_metrics(run_dir), checkpoint.step):
             model = int(row.pop(MODEL_COLUMN, -1))
             if not 0 <= model < engine.trainer.size:
-                raise ValueError(f"metrics.csv names model {model}, which this comparison does not have")
+                raise DamagedFile(f"metrics.csv names model {model}, which this comparison does not have")
             engine.rows[model].append(row)
         engine.seconds = max((rows[-1].get(Metric.SECONDS, 0.0) for rows in engine.rows if rows), default=0.0)
         engine.exact_by_length = [evaluation.exact_by_length for evaluation in engine.trainer.evaluate()]
@@ -256,8 +271,7 @@ class CompareEngine(_Progress):
         self.trainer.config = self.config.base
 
     def model_label(self, k: int) -> str:
-        seeds = self.config.seeds
-        return self.labels[k // seeds] + (f", seed {self.config.base.seed + k % seeds}" if seeds > 1 else "")
+        return self.config.model_labels()[k]
 
     def models(self) -> list[TrainedModel]:
         trainer = self.trainer

@@ -25,6 +25,8 @@ from ray.exceptions import RayError, RayTaskError
 
 from playground.analysis.compare import CompareConfig
 from playground.analysis.study import Cell, CellResult, StudyConfig, cell_summary
+from playground.core.config import whole_number
+from playground.core.files import DamagedFile
 from playground.runs.engine import RunKind
 from playground.runs.engines import CompareEngine
 from playground.training.storage import read_json, write_json
@@ -99,12 +101,12 @@ class StudyEngine:
     def load(cls, run_dir: Path) -> StudyEngine:
         values = read_json(run_dir / STUDY_FILE)
         if not isinstance(values, dict) or not isinstance(values.get("results"), dict):
-            raise ValueError(f"{STUDY_FILE} is damaged: it holds no results")
+            raise DamagedFile(f"{STUDY_FILE} is damaged: it holds no results")
         engine = cls(StudyConfig.from_dict(values.get("config")), address=values.get("address") or None)
         for key, result in values["results"].items():
-            if not str(key).isdigit() or int(key) >= len(engine.cells):
-                raise ValueError(f"{STUDY_FILE} names cell {key!r}, which this study does not have")
-            engine.results[int(key)] = CellResult.from_dict(result)
+            if (cell := whole_number(str(key))) is None or cell >= len(engine.cells):
+                raise DamagedFile(f"{STUDY_FILE} names cell {key!r}, which this study does not have")
+            engine.results[cell] = CellResult.from_dict(result)
         engine.seconds = float(values.get("seconds", 0.0))
         return engine
 

@@ -18,6 +18,8 @@ from typing import Any
 from playground.core.config import TrainConfig
 from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
+from playground.export.experiment import read_experiment
+from playground.export.script import pytorch_script
 from playground.runs.background import RUN_FILE, BackgroundRun, RunError, read_run_file
 from playground.runs.engine import Engine, RunKind, RunStatus
 from playground.runs.engines import COMPARE_FILE, CompareEngine, TrainingEngine
@@ -31,6 +33,7 @@ from playground.training.storage import (
     create_run_dir,
     read_config,
     read_custom,
+    run_folder,
     write_config,
     write_json,
 )
@@ -159,7 +162,7 @@ class RunRegistry:
                               run.owner) for run in self._runs.values()}
         if self.runs_dir.is_dir():
             for path in self.runs_dir.iterdir():
-                if path.name in found:
+                if path.name in found or path.is_symlink() or not path.is_dir():  # only real run folders
                     continue
                 if info := read_run_file(path):
                     found[path.name] = (RunSummary(path.name, str(info["name"]), RunKind(info["kind"]),
@@ -194,10 +197,11 @@ class RunRegistry:
             return run
 
     def _folder(self, run_id: str) -> Path:
-        """A run's folder; an id is a plain folder name (it may come from a URL), never a path."""
-        if not run_id or Path(run_id).name != run_id or run_id in (".", ".."):
-            raise RunError(f"{run_id!r} is not a run id")
-        return self.runs_dir / run_id
+        """A run's real folder (`storage.run_folder`); an id may come from a URL."""
+        try:
+            return run_folder(self.runs_dir, run_id)
+        except ValueError as error:
+            raise RunError(str(error)) from None
 
     def rename(self, run_id: str, name: str) -> None:
         """A new display name; a run on disk is renamed in its run.json without being loaded."""
@@ -224,7 +228,10 @@ class RunRegistry:
             run.join(timeout=10)
         elif read_run_file(self._folder(run_id)) is None and not (self._folder(run_id) / CONFIG_FILE).is_file():
             raise RunError(f"no run {run_id!r} in {self.runs_dir}")
-        shutil.rmtree(self._folder(run_id), ignore_errors=True)
+        try:
+            shutil.rmtree(self._folder(run_id))
+        except OSError as error:
+            raise RunError(f"run {run_id} could not be deleted: {error.strerror or error}") from None
 
     def metrics_file(self, run_id: str) -> bytes:
         """A run's metrics.csv as saved last (a run saves every few seconds)."""
@@ -232,6 +239,13 @@ class RunRegistry:
 
     def checkpoint_file(self, run_id: str) -> bytes:
         return self._file(run_id, CHECKPOINT_FILE, MAX_CHECKPOINT_BYTES)
+
+    def script_file(self, run_id: str, cell: int | None = None) -> bytes:
+        """The run (a study: its `cell`) as a standalone PyTorch script (`export.script`)."""
+        try:
+            return pytorch_script(read_experiment(self._folder(run_id), cell)).encode()
+        except ValueError as error:
+            raise RunError(f"cannot export run {run_id}: {error}") from None
 
     def _file(self, run_id: str, name: str, limit: int) -> bytes:
         try:

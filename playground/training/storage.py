@@ -2,8 +2,12 @@
 
 Checkpoints hold only tensors and plain data (state dicts, config dicts, vocab token lists, random-number
 states) and are read with `torch.load(weights_only=True)`, so a file can never run code; anything unexpected is
-refused with a `CheckpointError`. Every file is written atomically (`core.files.atomic_write`) and read no
-further than its size limit. Nothing read from a run folder or a checkpoint is ever used as a path.
+refused with a `CheckpointError`, bounded before it is allocated: its zip entries must be stored uncompressed (as
+torch.save writes them), so what torch inflates is no larger than the bytes read; its vocabularies and every tensor's
+shape are checked against what its validated config builds (on the meta device) before a module is built; weights
+that are not finite are refused. Every file is written atomically (`core.files.atomic_write`) and read only if it
+is a regular file, no further than its size limit. Nothing read from a run folder or a checkpoint is ever used as a
+path.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ import torch
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.devices import device_choices
-from playground.core.files import FileTooLarge, atomic_write, read_bounded
+from playground.core.files import DamagedFile, FileTooLarge, atomic_write, read_bounded
 from playground.core.model import Seq2Seq
-from playground.core.tasks import MAX_CUSTOM_BYTES, CustomPairs, Task, TaskError, Vocab
+from playground.core.tasks import MAX_CUSTOM_BYTES, MAX_CUSTOM_VOCAB, SPECIALS, CustomPairs, Task, TaskError, Vocab
 from playground.training.rules import METRIC_COLUMNS
 from playground.training.trainer import build_model
 
@@ -37,10 +41,12 @@ READABLE_FORMATS = ("seq2seq-playground/1", CHECKPOINT_FORMAT)
 MAX_CHECKPOINT_BYTES = 2 * 1024**3  # the largest allowed model (about 60 M parameters) with Adam's state
 MAX_SMALL_FILE_BYTES = 1024**2  # config.json, run.json, compare.json
 MAX_METRICS_BYTES = 256 * 1024**2
+MAX_RUN_ID = 120  # a folder name: far below the file system's 255 bytes, far above the ids the registry makes
+MAX_VOCAB = MAX_CUSTOM_VOCAB + len(SPECIALS)  # the largest vocabulary any task builds
 WHOLE_COLUMNS = ("step", "model")  # read back as they were written, so a resumed run's file equals a fresh one's
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DamagedFile):
     """A checkpoint file is corrupt, foreign, unsafe or does not match its config."""
 
 
@@ -58,6 +64,21 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
     raise FileExistsError(f"no free run folder name under {runs_dir}")
 
 
+def run_folder(runs_dir: Path, run_id: str) -> Path:
+    """A run's folder by id, or ValueError: an id is a plain folder name (it may come from a URL), never a path,
+    and names a real folder inside the runs folder, never a link to one elsewhere (whose files would be read and
+    deleted there) nor a file."""
+    if (not run_id or len(run_id) > MAX_RUN_ID or not run_id.isprintable() or Path(run_id).name != run_id
+            or run_id in (".", "..")):
+        shown = run_id if len(run_id) <= MAX_RUN_ID else f"{run_id[:40]}... ({len(run_id):,} characters)"
+        raise ValueError(f"{shown!r} is not a run id (a folder name of at most {MAX_RUN_ID} characters)")
+    path = Path(runs_dir) / run_id
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ValueError(f"run {run_id} is not a real folder inside the runs folder (a link or a file is never "
+                         "opened)")
+    return path
+
+
 def write_json(path: Path, value: Any) -> None:
     atomic_write(path, json.dumps(value, indent=2).encode())
 
@@ -67,9 +88,9 @@ def read_json(path: Path, limit: int = MAX_SMALL_FILE_BYTES) -> Any:
     try:
         return json.loads(read_bounded(path, limit, path.name).decode("utf-8"))
     except FileTooLarge as error:
-        raise ValueError(str(error)) from None
+        raise DamagedFile(str(error)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read {path.name}: {getattr(error, 'strerror', None) or error}") from None
+        raise DamagedFile(f"cannot read {path.name}: {getattr(error, 'strerror', None) or error}") from None
 
 
 def write_config(run_dir: Path, config: TrainConfig, custom: CustomPairs | None = None) -> None:
@@ -113,7 +134,7 @@ def write_metrics(run_dir: Path, rows: Iterable[dict[str, Any]], columns: tuple[
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    """The rows of metrics.csv as numbers; a damaged file is a ValueError naming it."""
+    """The rows of metrics.csv as numbers; a damaged file is a DamagedFile naming it."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
@@ -122,7 +143,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
         return [{key: int(value) if key in WHOLE_COLUMNS else float(value) for key, value in row.items()
                  if value not in ("", None)} for row in csv.DictReader(io.StringIO(text))]
     except (OSError, FileTooLarge, UnicodeDecodeError, ValueError, TypeError, AttributeError) as error:
-        raise ValueError(f"{METRICS_FILE} is damaged: {error}") from None
+        raise DamagedFile(f"{METRICS_FILE} is damaged: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -181,6 +202,7 @@ def load_checkpoint(source: Path | bytes) -> LoadedCheckpoint:
         raise CheckpointError(f"cannot read the checkpoint: {error.strerror}") from None
     if not zipfile.is_zipfile(io.BytesIO(raw)):  # torch.save writes zip archives; anything else is not ours
         raise CheckpointError("not a readable PyTorch checkpoint: the file is corrupt, truncated or another format")
+    _check_entries(raw)
     try:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -204,6 +226,8 @@ def load_checkpoint(source: Path | bytes) -> LoadedCheckpoint:
         pairs = CustomPairs.from_json(custom.encode()) if isinstance(custom, str) else None
         resume = payload.get("resume")
         step = int(payload.get("step", 0))
+    except CheckpointError:
+        raise
     except ConfigError as error:
         raise CheckpointError(f"the checkpoint's config is invalid: {error}") from None
     except TaskError as error:
@@ -215,12 +239,44 @@ def load_checkpoint(source: Path | bytes) -> LoadedCheckpoint:
     return LoadedCheckpoint(models, src_vocab, tgt_vocab, step, pairs, resume if isinstance(resume, dict) else None)
 
 
+def _check_entries(raw: bytes) -> None:
+    """Every entry stored uncompressed (torch.save never compresses), its stated size its stored size, and all of
+    them within the checkpoint's limit, so loading allocates no more than was read: a DEFLATE-compressed entry
+    of a few megabytes could inflate to gigabytes. Only the zip's directory is read here, nothing is inflated."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        raise CheckpointError("not a readable PyTorch checkpoint: its zip directory is damaged") from None
+    if any(entry.compress_type != zipfile.ZIP_STORED or entry.file_size != entry.compress_size for entry in entries):
+        raise CheckpointError("refused: the checkpoint holds compressed entries, which could inflate far beyond the "
+                              "file's size; torch.save stores tensors uncompressed")
+    if sum(entry.file_size for entry in entries) > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"refused: the checkpoint's tensors are larger than {MAX_CHECKPOINT_BYTES:,} bytes, "
+                              "the most allowed")
+
+
 def _model(entry: Any, src_size: int, tgt_size: int) -> SavedModel:
+    """The model, once its config is valid and every tensor has the shape that config builds and finite values."""
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         raise TypeError("a model entry is not a dictionary with a config")
     config = TrainConfig.from_dict(portable(entry["config"]))
+    state = entry.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise TypeError("a model's state_dict is not a dictionary of tensors")
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        expected = {name: tuple(value.shape) for name, value in build_model(config, src_size, tgt_size)
+                    .state_dict().items()}
+    if found := sorted(set(state) ^ set(expected)):
+        raise ValueError(f"unexpected or missing weights {', '.join(map(str, found[:3]))}")
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(state[name].shape)}, its config builds {shape}")
+        if state[name].is_floating_point() and not bool(torch.isfinite(state[name]).all()):
+            raise CheckpointError(f"refused: the weights {name} hold values that are not finite (NaN or infinity); "
+                                  "such a model cannot be inspected or decoded")
     model = build_model(config, src_size, tgt_size)
-    model.load_state_dict(entry["state_dict"])
+    model.load_state_dict(state)
     model.eval()
     return SavedModel(str(entry.get("label", "")), config, model)
 
@@ -228,6 +284,9 @@ def _model(entry: Any, src_size: int, tgt_size: int) -> SavedModel:
 def _vocab(tokens: Any, separator: Any) -> Vocab:
     if not isinstance(tokens, list | tuple) or not all(isinstance(t, str) for t in tokens):
         raise TypeError("a vocabulary is not a list of text tokens")
+    if len(tokens) > MAX_VOCAB:
+        raise CheckpointError(f"refused: a vocabulary holds {len(tokens):,} tokens; at most {MAX_VOCAB:,} are "
+                              "allowed (the most any task builds)")
     if not isinstance(separator, str):
         raise TypeError("a vocabulary separator is not text")
     return Vocab(list(tokens), separator)

@@ -9,6 +9,7 @@ from typing import Any
 
 import streamlit as st
 
+from playground.analysis.decode import check_source
 from playground.analysis.states import best_by_free_running
 from playground.core.config import (
     TrainConfig,
@@ -18,10 +19,11 @@ from playground.core.tasks import Pair, Task, TaskData, TaskError, Vocab
 from playground.runs.background import RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.registry import registry
-from playground.training.storage import CheckpointError, load_checkpoint
+from playground.training.storage import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from playground.training.trainer import TrainedModel, build_task
 from playground.ui.runs import visible_runs
 from playground.ui.settings import allowed_text, link_text
+from playground.ui.text import plain
 
 MAX_EXAMPLES = 200  # validation examples offered in the example picker
 
@@ -74,8 +76,8 @@ def link_choice(prefix: str, name: str, allowed: Iterable[Any], what: str) -> No
     text, choices = st.query_params[name], list(allowed)
     chosen = {link_text(choice): choice for choice in choices}.get(text)
     if chosen is None:
-        st.warning(f"The link's {what} {text!r} is not here (allowed: {allowed_text(choices, 5)}): showing the "
-                   "default instead.")
+        st.warning(plain(f"The link's {what} {text!r} is not here (allowed: {allowed_text(choices, 5)}): showing "
+                         "the default instead."))
         return
     st.session_state[widget] = chosen
 
@@ -98,6 +100,7 @@ def pick_source(prefix: str) -> Source | None:
     if kind == "a checkpoint file":
         link_keep()  # an upload cannot travel in a link
         upload = st.file_uploader("Checkpoint (.pt, saved by the Train page)", type=["pt"], key=f"{prefix}_upload",
+                                  max_upload_size=MAX_CHECKPOINT_BYTES // 1024**2,
                                   help="Read with torch.load(weights_only=True): data only, never code")
         if upload is None:
             return None
@@ -125,7 +128,7 @@ def pick_source(prefix: str) -> Source | None:
         run = registry().get(run_id)
         models = run.models()
     except (RunError, CheckpointError, TaskError, ValueError) as error:
-        st.error(f"cannot open run {run_id}: {error}")
+        st.error(plain(f"cannot open run {run_id}: {error}"))
         return None
     index = 0
     if len(models) > 1:
@@ -193,7 +196,15 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
     problems = [f"{side} has tokens outside the model's vocabulary: {', '.join(map(repr, bad))}"
                 for side, bad in (("The source", source.src_vocab.unknown(src)),
                                   ("The target", source.tgt_vocab.unknown(tgt))) if bad]
-    return (None if problems else (src, tgt)), problems
+    if not problems:  # one bound for typed and linked sources on every page: a long one costs minutes of CPU
+        try:
+            check_source(source.task, source.src_vocab, src)
+        except ValueError as error:
+            problems.append(f"The source cannot be shown: {error}.")
+        if len(tgt) > (longest := source.task.decode_limit(len(src))):
+            problems.append(f"The target has {len(tgt):,} symbols; at most {longest:,} are allowed for this source "
+                            "(the decoding limit).")
+    return (None if problems else (src, tgt)), [plain(problem) for problem in problems]
 
 
 def inspection_sidebar(prefix: str) -> tuple[Source | None, Pair | None]:

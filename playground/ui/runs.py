@@ -19,6 +19,7 @@ from playground.runs.engine import FINAL_STATUSES, RunKind
 from playground.runs.engines import TrainingSnapshot
 from playground.runs.registry import RunSummary, registry
 from playground.ui.settings import key
+from playground.ui.text import plain
 
 
 def attached_run(kind: RunKind, session_key: str, url_key: str,
@@ -60,12 +61,23 @@ def open_run(run_id: str, kind: RunKind) -> BackgroundRun[Any] | None:
     try:
         run = registry().get(run_id)
     except (RunError, ValueError) as error:  # ValueError: a damaged run (config, checkpoint, task)
-        st.session_state.run_problem = f"Cannot open run {run_id}: {error}"
+        st.session_state.run_problem = plain(f"Cannot open run {run_id}: {error}")
         return None
     if run.kind != kind:
-        st.session_state.run_problem = f"Run {run_id} is a {run.kind} run, not a {kind} run."
+        st.session_state.run_problem = plain(f"Run {run_id} is a {run.kind} run, not a {kind} run.")
         return None
     return run
+
+
+SCRIPT_HELP = ("One self-contained .py file (torch and the standard library only) that trains this experiment with "
+               "the same seeds and prints the same validation figures; or: python -m playground export RUN --script")
+
+
+def script_download(container: Any, run_id: str, widget_key: str, cell: int | None = None) -> None:
+    """The "PyTorch script" download of a run (of a study: one cell), written only when clicked."""
+    name = f"{run_id}-cell-{cell}.py" if cell is not None else f"{run_id}.py"
+    container.download_button("PyTorch script", lambda: registry().script_file(run_id, cell), name,
+                              "text/x-python", key=widget_key, icon=":material/code:", help=SCRIPT_HELP)
 
 
 CHART_FORMATS = {"png": "PNG (picture)", "svg": "SVG (vector, for slides and papers)"}
@@ -132,7 +144,8 @@ def chart_format_picker() -> None:
 
 
 def run_label(run: BackgroundRun[Any]) -> str:
-    return run.name if run.name != run.id else run.id
+    """The run's name (or id) as Markdown that shows it as typed."""
+    return plain(run.name if run.name != run.id else run.id)
 
 
 def state_preview(snapshot: TrainingSnapshot) -> None:
@@ -199,9 +212,10 @@ def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Cal
                     st.session_state.pop(session_key)
                     st.query_params.pop(url_key, None)
                 st.rerun()
-        downloads = st.columns(2)  # the files are read only when a download is clicked
+        downloads = st.columns(3)  # the files are read only when a download is clicked
         downloads[0].download_button("Metrics (CSV)", lambda: live_metrics() if chosen == current
                                      else runs.metrics_file(chosen), f"{chosen}-metrics.csv", "text/csv",
                                      key=f"download_metrics_{kind}")
         downloads[1].download_button("Checkpoint (.pt)", lambda: runs.checkpoint_file(chosen), f"{chosen}.pt",
                                      "application/octet-stream", key=f"download_checkpoint_{kind}")
+        script_download(downloads[2], chosen, f"download_script_{kind}")

@@ -17,10 +17,12 @@ from playground.core.config import (
     applicable,
     coerce,
     label,
+    whole_number,
 )
 from playground.core.devices import available_devices
-from playground.core.tasks import TASKS, CustomPairs, TaskError, parse_custom_csv
+from playground.core.tasks import MAX_CUSTOM_BYTES, TASKS, CustomPairs, TaskError, parse_custom_csv
 from playground.training.trainer import build_task
+from playground.ui.text import plain
 
 SETTING_PREFIX = "cfg_"
 
@@ -124,7 +126,7 @@ def glossary_link() -> None:
 
 def url_problems() -> None:
     for problem in st.session_state.pop("url_problems", []):
-        st.warning(problem)
+        st.warning(plain(problem))  # a problem quotes the link's value: shown as typed, never as Markdown
 
 
 def load_settings(config: TrainConfig) -> None:
@@ -221,6 +223,7 @@ def settings_sidebar(skip: Iterable[str] = ()) -> None:
                 st.caption(TASKS[st.session_state[key("task")]].description)
                 if st.session_state[key("task")] == "custom":
                     st.file_uploader("CSV of source,target pairs", type=["csv", "txt"], key="custom_upload",
+                                     max_upload_size=MAX_CUSTOM_BYTES // 1024**2,  # the browser refuses more
                                      help="One pair a row, source then target; at most 10 MB, 200,000 rows, "
                                           "64 tokens a side and 5,000 different tokens a side.")
 
@@ -272,8 +275,8 @@ def _seed_from_link(widget: str, name: str, text: str, default: Any, options: di
             "default.")
         return
     low, high = bounds[widget]
-    if text.isdigit() and low <= int(text) <= high:
-        st.session_state[widget] = int(text)
+    if (number := whole_number(text)) is not None and low <= number <= high:
+        st.session_state[widget] = number
         return
     st.session_state.setdefault("url_problems", []).append(
         f"The link's {name} = {text!r} is not allowed (a whole number from {low:,} to {high:,}): it keeps its "

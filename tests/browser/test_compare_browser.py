@@ -47,4 +47,5 @@ def test_three_ratios_train_live(streamlit_server: str, browser_page) -> None:
     assert page.locator(".st-key-compare_ratios [data-tag]").count() == 3  # the run's own settings are shown
     assert page.get_by_label("Hidden size", exact=True).input_value() == "32"
     assert page.get_by_text("stopped: step").count() == 1
+    page.wait_for_selector(".st-key-compare_train_on button:not([disabled])", timeout=2000)  # it can be continued
     screenshot(page, "compare-after-reload")

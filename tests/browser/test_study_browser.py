@@ -1,7 +1,9 @@
 """A small study from the Study page in a real browser: Ray starts on demand, the progress bar and the results
-(the chart with its intervals, the reading, the table) are drawn."""
+(the chart with its intervals, the reading, the table) are drawn, and a cell downloads as a PyTorch script."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -40,4 +42,9 @@ def test_a_small_study_runs_with_progress_and_results(streamlit_server: str, bro
     assert page.get_by_text("95% confidence interval").count() >= 1
     page.wait_for_selector(".st-key-study_table [data-testid=stDataFrame]", state="attached")
     assert page.get_by_role("button", name="Download CSV").count() == 1
+    with page.expect_download() as download:  # the cell's script, written when clicked
+        page.click(".st-key-study_script button")
+    script = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "the task: Reverse the sequence" in script
+    assert all(f"'label': 'γ = {ratio}, seed {seed}'" in script for ratio in (0, 1) for seed in (0, 1))
     screenshot(page, "study-finished")

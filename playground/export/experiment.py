@@ -1,0 +1,73 @@
+"""What an export carries out of a run folder: every model's settings and label, and a custom task's pairs.
+
+A training run is one model; a comparison (and each cell of a study) is K models that read one data stream and
+one coin stream, picked by the first model's seed (`BatchedTrainer`). Read from the run's own files, validated
+as the app validates them; nothing read is used as a path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from playground.analysis.compare import CompareConfig
+from playground.analysis.study import StudyConfig
+from playground.core.config import TrainConfig
+from playground.core.tasks import CustomPairs
+from playground.runs.background import read_run_file
+from playground.runs.engine import RunKind
+from playground.runs.engines import COMPARE_FILE
+from playground.training.storage import CONFIG_FILE, portable, read_config, read_custom, read_json
+
+
+class ExportError(ValueError):
+    """The folder holds nothing an export can read, or the cell asked for does not exist."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    labels: tuple[str, ...]
+    configs: tuple[TrainConfig, ...]  # model k's settings; configs[0].seed picks the batches and coins of all
+    custom: CustomPairs | None = None
+
+    @property
+    def base(self) -> TrainConfig:
+        return self.configs[0]
+
+    @classmethod
+    def of_run(cls, name: str, config: TrainConfig, custom: CustomPairs | None = None) -> Experiment:
+        return cls(name, (name,), (config,), custom)
+
+    @classmethod
+    def of_comparison(cls, name: str, compare: CompareConfig, custom: CustomPairs | None = None) -> Experiment:
+        return cls(name, tuple(compare.model_labels()), tuple(compare.configs()), custom)
+
+
+def read_experiment(run_dir: Path, cell: int | None = None) -> Experiment:
+    """The experiment of a training run, a comparison, or (with `cell`, counted from 0) one cell of a study."""
+    info = read_run_file(run_dir) or {}
+    name = str(info.get("name") or run_dir.name)
+    if info.get("kind") == RunKind.STUDY:
+        from playground.runs.ray_study import STUDY_FILE  # imports Ray: only for a study
+
+        values = read_json(run_dir / STUDY_FILE)
+        study = StudyConfig.from_dict(values.get("config") if isinstance(values, dict) else None)
+        cells = study.cells()
+        if cell is None or not 0 <= cell < len(cells):
+            raise ExportError(f"{run_dir.name} is a study of {len(cells)} cells: choose one with --cell 0 to "
+                              f"{len(cells) - 1}")
+        return Experiment.of_comparison(f"{name}: {cells[cell].label}", cells[cell].compare)
+    if cell is not None:
+        raise ExportError(f"{run_dir.name} is not a study: --cell applies to studies only")
+    if (run_dir / COMPARE_FILE).is_file():
+        values = read_json(run_dir / COMPARE_FILE)
+        if not isinstance(values, dict) or not isinstance(values.get("base"), dict):
+            raise ExportError(f"{COMPARE_FILE} is damaged: it holds no base config")
+        base = TrainConfig.from_dict(portable(values["base"]))
+        compare = CompareConfig.from_dict(values, base)
+        return Experiment.of_comparison(name, compare, read_custom(run_dir, base))
+    if (run_dir / CONFIG_FILE).is_file():
+        config = read_config(run_dir)
+        return Experiment.of_run(name, config, read_custom(run_dir, config))
+    raise ExportError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}")
