@@ -147,7 +147,7 @@ def test_a_stopped_comparison_trains_on_after_a_restart_to_the_same_numbers_as_o
     restarted.run()
     assert resumed.status == "finished" and resumed.step == total and not restarted.exception
     assert list(restarted.dataframe[0].value["step"]) == [total, total]
-    assert list(restarted.dataframe[0].value["teacher forcing"]) == ["γ = 0", "γ = 1"]
+    assert list(restarted.dataframe[0].value["arm"]) == ["γ = 0", "γ = 1"]
     assert restarted.button(key="compare_train_on").disabled  # done up to the Steps setting
 
     uninterrupted = CompareEngine(resumed.snapshot().config).run_to_end()
