@@ -13,6 +13,7 @@ from playground.analysis.compare import (
     RATIO_CHOICES,
     TRADE_OFF_EXAMPLE,
     TRADE_OFF_RATIOS,
+    VARIANT_KEYS,
     CompareConfig,
     CompareSnapshot,
     parse_ratios,
@@ -20,7 +21,7 @@ from playground.analysis.compare import (
     summary_csv,
     summary_rows,
 )
-from playground.core.config import FORCING_SETTINGS, ConfigError
+from playground.core.config import FORCING_SETTINGS, SETTINGS, VARIANT_SETTINGS, ConfigError
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import CustomPairs, TaskError
 from playground.plots import notes
@@ -53,15 +54,16 @@ from playground.ui.settings import (
 Run = BackgroundRun[CompareSnapshot]
 PER_ARM = ("teacher_forcing_ratio", "schedule")  # each arm sets these; the other forcing settings are shared
 SCHEDULE_SETTINGS = {"linear": ("decay_steps",), "exponential": ("exp_k",), "inverse_sigmoid": ("sigmoid_k",)}
-URL_KEYS = ("ratios", "schedules", "seeds", "compare")
+MODEL_KEYS = ("compare_cells", "compare_attentions", "compare_reverse_sources")  # widgets, in VARIANT_SETTINGS order
+URL_KEYS = ("ratios", "schedules", "seeds", *VARIANT_KEYS, "compare")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
-TABLE_NAMES = {"ratio": "teacher forcing", Metric.FR_EXACT: "free-running exact",
+TABLE_NAMES = {"label": "arm", Metric.FR_EXACT: "free-running exact",
                Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",
                GAP: "gap (tokens)", Metric.TRAIN_LOSS: "train loss", Metric.TF_LOSS: "TF val loss",
                Metric.FR_LOSS: "FR val loss", "steps_to_90": "steps to 90% FR exact", "wall_seconds": "wall time (s)",
                "step": "step", "seeds": "seeds", "gap_peak": "gap peak", "gap_peak_step": "gap peak step"}
 # the columns that answer the question first, so they stay in view on a 1400 px screen
-TABLE_ORDER = ("ratio", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "gap_peak", "gap_peak_step",
+TABLE_ORDER = ("label", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "gap_peak", "gap_peak_step",
                Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS, "step",
                "seeds")
 CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GAP, LENGTHS)
@@ -75,7 +77,8 @@ def show_comparison_settings(run: Run) -> None:
     shown = run.snapshot().config
     load_settings(shown.base)
     st.session_state.update(compare_ratios=list(shown.ratios), compare_schedules=list(shown.schedules),
-                            compare_seeds=shown.seeds)
+                            compare_seeds=shown.seeds,
+                            **{key: list(values) for key, values in zip(MODEL_KEYS, shown.variants, strict=True)})
 
 
 def arms_from_url() -> dict[str, object]:
@@ -84,13 +87,15 @@ def arms_from_url() -> dict[str, object]:
     try:
         linked = CompareConfig.build(TRADE_OFF_EXAMPLE.replace(steps=1),
                                      parse_ratios(params.get("ratios", ",".join(map(str, DEFAULT_RATIOS)))),
-                                     parse_ratios(params.get("schedules", "")), int(params.get("seeds", "1")))
+                                     parse_ratios(params.get("schedules", "")), int(params.get("seeds", "1")),
+                                     variants=[parse_ratios(params.get(key, "")) for key in VARIANT_KEYS])
     except (ConfigError, ValueError) as error:
         st.session_state.setdefault("url_problems", []).append(
             f"The link's ratios, schedules or seeds are not allowed ({error}): the defaults are used instead.")
         return {}
     return {"compare_ratios": [r for r in RATIO_CHOICES if r in linked.ratios],
-            "compare_schedules": list(linked.schedules), "compare_seeds": linked.seeds}
+            "compare_schedules": list(linked.schedules), "compare_seeds": linked.seeds,
+            **{key: list(values) for key, values in zip(MODEL_KEYS, linked.variants, strict=True)}}
 
 
 fresh_session = "compare_ratios" not in st.session_state
@@ -100,7 +105,8 @@ if fresh_session and run is None:
 keep_widget_state()
 url_problems()
 runs = registry()
-for key, default in (("compare_ratios", list(DEFAULT_RATIOS)), ("compare_schedules", []), ("compare_seeds", 1)):
+for key, default in (("compare_ratios", list(DEFAULT_RATIOS)), ("compare_schedules", []), ("compare_seeds", 1),
+                     *((key, []) for key in MODEL_KEYS)):
     st.session_state.setdefault(key, default)
     st.session_state[key] = st.session_state[key]
 settings_sidebar(skip=FORCING_SETTINGS)  # the forcing settings are drawn on the page, next to the arms
@@ -118,6 +124,11 @@ setting_widget(coin, "coin")
 right.number_input("Seeds", 1, MAX_SEEDS, key="compare_seeds",
                    help="Each seed starts from its own initial weights and draws its own batches; curves show "
                         "the mean and a band of ± one standard deviation, so you can see seed noise.")
+models = st.columns(len(MODEL_KEYS))  # arms may also differ by model: the product with the ratios and schedules
+for column, key, name in zip(models, MODEL_KEYS, VARIANT_SETTINGS, strict=True):
+    column.multiselect(f"Compare {SETTINGS[name].label.lower()}", SETTINGS[name].options, key=key,
+                       help=f"Each choice is one more model per ratio and schedule (empty: the sidebar's). "
+                            f"{SETTINGS[name].help}")
 chosen_schedules = st.session_state.compare_schedules
 schedule_settings = [*(("tf_end",) if chosen_schedules else ()),
                      *(name for schedule in chosen_schedules for name in SCHEDULE_SETTINGS.get(schedule, ()))]
@@ -135,7 +146,7 @@ def checked_compare_config() -> tuple[CompareConfig | None, CustomPairs | None, 
     state = st.session_state
     try:
         return CompareConfig.build(base, sorted(state.compare_ratios), state.compare_schedules,
-                                   int(state.compare_seeds)), custom, []
+                                   int(state.compare_seeds), variants=[state[key] for key in MODEL_KEYS]), custom, []
     except ConfigError as error:
         return None, None, error.problems
 
@@ -145,8 +156,10 @@ for problem in problems:
     st.error(problem)
 if config is not None:
     arms = {"ratios": ",".join(f"{r:g}" for r in config.ratios), "schedules": ",".join(config.schedules),
-            "seeds": str(config.seeds)}
-    defaults = {"ratios": ",".join(f"{r:g}" for r in DEFAULT_RATIOS), "schedules": "", "seeds": "1"}
+            "seeds": str(config.seeds)} | {key: ",".join(values) for key, values in zip(VARIANT_KEYS, config.variants,
+                                                                                         strict=True)}
+    defaults = {"ratios": ",".join(f"{r:g}" for r in DEFAULT_RATIOS), "schedules": "", "seeds": "1"} | {
+        key: "" for key in VARIANT_KEYS}
     linked = {name: value for name, value in arms.items() if value != defaults[name]}
     sync_url(config.base, linked | ({"compare": run.id} if run is not None else {}), owned=URL_KEYS)
 share_link("compare", leave_out=("compare",))
@@ -176,7 +189,8 @@ def train_on(ended: Run) -> None:
 
 def load_example() -> None:
     load_settings(TRADE_OFF_EXAMPLE)
-    st.session_state.update(compare_ratios=list(TRADE_OFF_RATIOS), compare_schedules=[], compare_seeds=1)
+    st.session_state.update(compare_ratios=list(TRADE_OFF_RATIOS), compare_schedules=[], compare_seeds=1,
+                            **{key: [] for key in MODEL_KEYS})
 
 
 running = run is not None and run.active

@@ -18,7 +18,7 @@ from playground.analysis.decode import (
     step_through,
 )
 from playground.plots import notes
-from playground.plots.decode import position_errors_figure, top_k_figure
+from playground.plots.decode import attention_row_figure, position_errors_figure, top_k_figure
 from playground.plots.states import state_heatmap
 from playground.ui.inspection import Source, inspection_sidebar
 from playground.ui.runs import chart
@@ -82,6 +82,8 @@ def stepper(walk: StepThrough, target: list[str]) -> None:
     left, right = st.columns(2)
     left.caption("Orange: the token chosen (argmax); green outline: the target's token at this step.")
     chart(left, top_k_figure(step, target[t] if t < len(target) else None), "dc_top_k_chart", notes.TOP_K)
+    if step.attention is not None:
+        chart(left, attention_row_figure(step), "dc_attention_row", notes.ATTENTION_ROW)
     labels = [f"{s.fed}→{s.chosen}" for s in walk.steps[: t + 1]]
     for index, layer in enumerate(walk.capture.decoder):
         chart(right, state_heatmap(layer.h[: t + 1], labels, f"Decoder layer {index + 1}: h_t so far",

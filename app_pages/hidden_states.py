@@ -6,7 +6,6 @@ import numpy as np
 import streamlit as st
 
 from playground.analysis.states import (
-    GATES,
     UNIT_ORDERS,
     StateCapture,
     capture_csv,
@@ -22,6 +21,7 @@ from playground.analysis.states import (
 )
 from playground.plots import notes
 from playground.plots.states import (
+    alignment_heatmap,
     mark_step,
     mark_units,
     probs_figure,
@@ -40,14 +40,14 @@ def heatmaps(capture: StateCapture, part: str, labels: list[str], order_mode: st
              key: str, divergence: int | None = None) -> None:
     layers = capture.encoder if part == "encoder" else capture.decoder
     for index, layer in enumerate(layers):
-        quantities = [("h", layer.h), ("c", layer.c)] + ([(g, layer.gates[g]) for g in GATES] if show_gates else [])
+        quantities = list((layer.quantities() if show_gates else layer.states).items())
         columns = st.columns(2)
         for position, (name, values) in enumerate(quantities):
             order = unit_order(values, order_mode)
             figure = state_heatmap(values, labels, f"{part.title()} layer {index + 1}: {name}_t", order,
                                    height=300, value_name=name,
                                    x_title="step (input token)" if part == "encoder" else "step (input → prediction)")
-            marked = informative_units(values) if name in ("h", "c") else {}
+            marked = informative_units(values) if name in layer.states else {}
             mark_units(figure, order, marked)
             if part == "decoder":
                 mark_step(figure, divergence, "diverges")
@@ -90,12 +90,17 @@ if source and example:
         dec_labels = [f"{fed}→{out}" for fed, out in zip(shown.decoder_inputs, shown.predicted, strict=True)]
 
         st.subheader("Encoder (reads the source)")
-        heatmaps(shown, "encoder", shown.src_tokens, order_mode, show_gates, "hs")
+        heatmaps(shown, "encoder", shown.encoder_tokens, order_mode, show_gates, "hs")
         st.subheader(f"Decoder, {'teacher-forced' if shown is forced else 'free-running'} (input → prediction)")
         heatmaps(shown, "decoder", dec_labels, order_mode, show_gates, "hs", diverge if shown is free else None)
+        if shown.attention is not None:
+            st.subheader("Attention: where each output step looked in the source")
+            chart(st, alignment_heatmap(shown.attention, shown.src_tokens, dec_labels,
+                                        f"Alignment α, {'teacher-forced' if shown is forced else 'free-running'}"),
+                  "hs_alignment", notes.ALIGNMENT)
         if units:
             left, right = st.columns(2)
-            chart(left, unit_lines_figure(shown.encoder[-1].h, units, shown.src_tokens,
+            chart(left, unit_lines_figure(shown.encoder[-1].h, units, shown.encoder_tokens,
                                           "Encoder top layer h_t, chosen units", "h"), "hs_lines_enc",
                   notes.UNIT_LINES)
             chart(right, unit_lines_figure(shown.decoder[-1].h, units, dec_labels,

@@ -170,7 +170,7 @@ def draw_model_and_task(config: TrainConfig, preview: TaskPreview, gamma: float,
     """The model the settings build (with its sizes and parameter count) and the task it will learn."""
     parts = parameter_counts(config, preview.src_vocab_size, preview.tgt_vocab_size)
     sizes = DiagramSizes(preview.src_vocab_size, preview.tgt_vocab_size, config.emb_dim, config.hidden_dim,
-                         config.num_layers, parts)
+                         config.num_layers, parts, config.cell, config.attention, config.reverse_source == "on")
     with st.container(key="model_diagram"):  # the whole width: a left-to-right drawing needs it to be legible
         st.markdown(f"**The model: {sum(parts.values()):,} parameters**")
         st.graphviz_chart(model_diagram(sizes, gamma, gamma_note), width="stretch")

@@ -34,6 +34,9 @@ from playground.training.trainer import Trainer
 DEFAULT = TrainConfig()  # reverse, len 3..8, alphabet 10, emb 32, hidden 128, 1 layer, batch 64
 LARGE = DEFAULT.replace(max_len=12, emb_dim=64, hidden_dim=256, num_layers=2)
 RATIOS = (0.0, 0.5, 1.0)
+FAMILY = {"lstm": {}, "attention": {"attention": "dot"}, "gru": {"cell": "gru"}}  # the variants timed against
+# the specification's model, at each of FAMILY_RATIOS
+FAMILY_RATIOS = (1.0, 0.5)
 K_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the compare page's K = 5 models; K = 15 is these x 3 seeds
 CLOCK: Callable[[], float] = time.process_time  # `run` picks the wall clock off the CPU
 
@@ -181,6 +184,20 @@ def size_cases(config: TrainConfig) -> tuple[dict[str, Callable[[], Any]], StepS
     return cases, step_shapes(config, batches, len(trainer.task.tgt_vocab))
 
 
+def family_cases(config: TrainConfig) -> dict[str, Callable[[], Any]]:
+    """Trainer.train_step of each FAMILY variant at each FAMILY_RATIOS gamma, on the same batches."""
+    batches = draw_batches(config)[1]
+    return {f"{name}_gamma_{ratio:g}": project_step(config.replace(teacher_forcing_ratio=ratio, **changes), batches)
+            for name, changes in FAMILY.items() for ratio in FAMILY_RATIOS}
+
+
+def family_ratios(rates: dict[str, float]) -> dict[str, dict[str, float]]:
+    """attention_vs_none and gru_vs_lstm: each variant's steps/s over the LSTM's, per gamma (above 1: faster)."""
+    return {key: {f"gamma_{ratio:g}": round(rates[f"{name}_gamma_{ratio:g}"] / rates[f"lstm_gamma_{ratio:g}"], 3)
+                  for ratio in FAMILY_RATIOS}
+            for key, name in (("attention_vs_none", "attention"), ("gru_vs_lstm", "gru"))}
+
+
 def batched_cases(config: TrainConfig, size: int,
                   batches: list[Batch] | None = None) -> tuple[dict[str, Callable[[], Any]], str]:
     """K models (K_RATIOS x K / 5 seeds) in the K-model engine (as it chooses to execute them, which it also
@@ -234,6 +251,9 @@ def run(plan: Plan = FULL, device: str = "cpu", threads: int = 1) -> dict[str, A
     result["partial_vs_fused_large"] = round(large_rates["project_gamma_0.5"] / large_rates["project_gamma_1"], 3)
     result["merged_vs_per_step"] = round(rates["project_gamma_0.5"] / rates["project_gamma_0"], 3)
     result["two_vs_one_thread"] = round(rates["threads_2"] / rates["threads_1"], 3)
+    family_rates = measure(family_cases(default), plan.shorter())
+    result["steps_per_second"]["family"] = _rounded(family_rates)
+    result |= family_ratios(family_rates)
     k5_cases, k5_execution = batched_cases(default, 5)
     batched_rates = measure(k5_cases, plan.shorter(), wall_clock=True)
     result["steps_per_second"]["k5"] = _rounded(batched_rates)
@@ -301,12 +321,15 @@ def report(result: dict[str, Any]) -> str:
     lines.append(f"K = {len(K_RATIOS)} models (ratios {', '.join(map(str, K_RATIOS))}) at the default size:")
     for k in ("k5", "k15"):
         lines += [f"  {name:<24} {rate:8.1f} steps/s" for name, rate in result["steps_per_second"][k].items()]
+    lines.append("the model family at the default size (attention: dot):")
+    lines += [f"  {name:<24} {rate:8.1f} steps/s" for name, rate in result["steps_per_second"]["family"].items()]
     lines.append(f"GEMM roofline at the step's shapes: {result['roofline_gflops']} GFLOP/s")
     for size, cases in result["arithmetic"].items():
         lines += [f"  {size:<8} {name:<20} {row['gflops']:7.2f} GFLOP/s {row['roofline_fraction']:6.3f} of roofline"
                   for name, row in cases.items()]
     lines.append("ratios: " + ", ".join(f"{key} {value}" for key, value in result.items()
                                         if isinstance(value, float) and key != "seconds"))
+    lines += [f"{key}: {result[key]}" for key in ("attention_vs_none", "gru_vs_lstm")]
     lines += [f"  {name:<16} " + ", ".join(f"{k} {v}" for k, v in row.items())
               for name, row in result["scaling"].items()]
     lines.append(f"total {result['seconds']} s")

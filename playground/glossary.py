@@ -82,8 +82,33 @@ TERMS: dict[str, Term] = {term.title.lower(): term for term in (
     Term("Bottleneck",
          "The decoder starts from the encoder's final (h_T, c_T) alone. A fixed-size vector can hold a short "
          "sequence exactly but not an arbitrarily long one, so accuracy falls with length once the sequence "
-         "outgrows the hidden size. (Attention, not used here, removes the bottleneck by letting the decoder look "
-         "back at every encoder state.)"),
+         "outgrows the hidden size. Attention (the Attention setting) removes the bottleneck by letting the decoder "
+         "look back at every encoder state."),
+    Term("Attention",
+         "A way for the decoder to look back at the whole source at every output step instead of relying on the "
+         "final state alone (Bahdanau et al. 2015; Luong et al. 2015). Here it is Luong's global attention, after "
+         "the recurrence: the decoder's top h_t scores every encoder output h̄_s (dot: their dot product; general: "
+         "through a matrix W_a; additive: a small network v_aᵀ tanh(W_a h_t + U_a h̄_s)), a softmax turns the "
+         "scores into weights α over the source positions (padding excluded), and the output layer reads "
+         "h̃_t = tanh(W_c [c_t; h_t]) instead of h_t.",
+         r"lpha_{ts} = rac{e^{\mathrm{score}(h_t, ar h_s)}}{\sum_{s'} e^{\mathrm{score}(h_t, ar h_{s'})}}, "
+         r"\qquad 	ilde h_t = 	anh(W_c [c_t; h_t])"),
+    Term("Alignment",
+         "The attention weights α_ts drawn as a table, output step t by source position s: which source tokens "
+         "each output was made from. For reverse, a trained model's alignment is the anti-diagonal (the first "
+         "output looks at the last source token); for copy, the diagonal. It starts flat and sharpens as the model "
+         "learns."),
+    Term("Context vector",
+         "With attention, c_t: the α-weighted sum of the encoder's outputs at output step t, a summary of the "
+         "source made for that step. (Without attention, the encoder's final state is sometimes called the "
+         "context vector: one summary for all steps, the bottleneck.)",
+         r"c_t = \sum_s lpha_{ts}\, ar h_s"),
+    Term("GRU",
+         "The gated recurrent unit (Cho et al. 2014), the Cell setting's other choice: like an LSTM without a "
+         "separate cell state. A reset gate r decides how much of h_{t-1} the candidate n sees; an update gate z "
+         "mixes the old state and the candidate. Three gates instead of four: a quarter fewer weights.",
+         r"r, z = \sigma(W x_t + U h_{t-1} + b), \quad n = 	anh(W_n x_t + r \odot (U_n h_{t-1} + b_n)), "
+         r"\quad h_t = (1 - z) \odot n + z \odot h_{t-1}"),
     Term("Cross-entropy loss",
          "The training loss: minus the log of the probability the model gave the right token, averaged over every "
          "non-padding target token. 0 means certain and right; ln V (V = vocabulary size) is a uniform guess.",

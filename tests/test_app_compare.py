@@ -52,7 +52,7 @@ def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None
     positions = {trace["name"] for trace in charts["compare_positions"]["data"]}  # every model, both ways
     assert len(positions) == 3 * 4 and any("γ = 1, seed 1" in name for name in positions)
     table = at.dataframe[0].value
-    assert list(table["teacher forcing"]) == ["γ = 0", "γ = 1"]
+    assert list(table["arm"]) == ["γ = 0", "γ = 1"]
     assert (table["step"] == 30).all()
     text = " ".join(markdown.value for markdown in at.markdown)
     assert reading(summary_rows(run.snapshot())) in text
@@ -147,7 +147,7 @@ def test_a_stopped_comparison_trains_on_after_a_restart_to_the_same_numbers_as_o
     restarted.run()
     assert resumed.status == "finished" and resumed.step == total and not restarted.exception
     assert list(restarted.dataframe[0].value["step"]) == [total, total]
-    assert list(restarted.dataframe[0].value["teacher forcing"]) == ["γ = 0", "γ = 1"]
+    assert list(restarted.dataframe[0].value["arm"]) == ["γ = 0", "γ = 1"]
     assert restarted.button(key="compare_train_on").disabled  # done up to the Steps setting
 
     uninterrupted = CompareEngine(resumed.snapshot().config).run_to_end()

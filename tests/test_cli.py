@@ -211,11 +211,12 @@ def test_runs_lists_train_and_compare_runs_of_one_folder(tmp_path: Path,
     assert cli.main(["runs", "--runs-dir", runs_dir, "--json"]) == 0
     out = capsys.readouterr().out
     listed = last_json(out)
+    seed_model = {"cell": "lstm", "attention": "none", "reverse_source": "off"}
     assert sorted(listed, key=lambda run: run["kind"]) == [
         {"id": compared["id"], "name": "reverse-compare", "kind": "compare", "status": "finished", "step": 2,
-         "total_steps": 2},
+         "total_steps": 2, "model": seed_model},
         {"id": trained["id"], "name": "one model", "kind": "train", "status": "finished", "step": 3,
-         "total_steps": 3}]
+         "total_steps": 3, "model": seed_model}]
     assert [run["id"] for run in listed] == sorted((trained["id"], compared["id"]), reverse=True)  # newest first
     assert trained["id"] in out.splitlines()[0] + out.splitlines()[1]
 

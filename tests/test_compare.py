@@ -55,14 +55,17 @@ def test_engine_history_feeds_table_and_reading() -> None:
     assert [row["step"] for row in snapshot.rows[0]] == [0, 1, 4, 6, 8, 12]
     assert all("val_fr_exact" in row for row in snapshot.rows[1] if row["step"] in (0, 6, 12))
     table = summary_rows(snapshot)
-    assert [row["ratio"] for row in table] == ["γ = 0", "γ = 1"]
+    assert [row["label"] for row in table] == ["γ = 0", "γ = 1"]
+    assert [(row["ratio"], row["schedule"], row["cell"], row["attention"], row["reverse_source"]) for row in table] == [
+        (0.0, "constant", "lstm", "none", "off"), (1.0, "constant", "lstm", "none", "off")]
     assert table[1]["gap"] == pytest.approx(table[1]["val_tf_token_acc"] - table[1]["val_fr_token_acc"])
-    assert summary_csv(table).splitlines()[0].startswith("ratio,seeds,step,train_loss")
+    assert summary_csv(table).splitlines()[0].startswith(
+        "label,ratio,schedule,cell,attention,reverse_source,seeds,step,train_loss")
     assert reading(table).startswith("After 12 steps")
 
 
 def _row(label: str, fr: float, tf_tokens: float, fr_tokens: float, reached: float | None) -> dict:
-    return {"ratio": label, "seeds": 1, "step": 500, "val_fr_exact": fr, "val_tf_token_acc": tf_tokens,
+    return {"label": label, "seeds": 1, "step": 500, "val_fr_exact": fr, "val_tf_token_acc": tf_tokens,
             "val_fr_token_acc": fr_tokens, "gap": tf_tokens - fr_tokens, "steps_to_90": reached,
             "val_tf_exact": fr, "val_tf_loss": 0.1, "val_fr_loss": 0.1 + (tf_tokens - fr_tokens)}
 
@@ -142,9 +145,10 @@ def test_cli_prints_the_table_then_one_json_object(tmp_path: Path, capsys: pytes
                  "--runs-dir", str(tmp_path), "--name", "three ratios", "--quiet"])
     captured = capsys.readouterr()
     out = captured.out.strip().splitlines()
-    assert code == 0 and out[0].startswith("ratio") and captured.err == ""  # --quiet: no progress bar
+    assert code == 0 and out[0].startswith("arm") and captured.err == ""  # --quiet: no progress bar
     result = json.loads(out[-1])
-    assert [row["ratio"] for row in result["rows"]] == ["γ = 0", "γ = 0.5", "γ = 1"]
+    assert [row["label"] for row in result["rows"]] == ["γ = 0", "γ = 0.5", "γ = 1"]
+    assert [row["ratio"] for row in result["rows"]] == [0.0, 0.5, 1.0]
     assert result["steps"] == 6 and all(row["seeds"] == 2 for row in result["rows"])
     assert result["status"] == "finished"
     run_dir = Path(result["run_dir"])

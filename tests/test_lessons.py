@@ -41,7 +41,9 @@ def test_every_lesson_is_valid_has_questions_and_charts_it_can_draw() -> None:
     for lesson in LESSONS.values():
         assert lesson.story and len(lesson.questions) >= 2 and lesson.charts
         assert lesson.config.base.steps <= 800 and lesson.config.base.hidden_dim <= 64  # about a minute, 2 cores
-        assert CompareConfig.build(lesson.config.base, lesson.config.ratios, lesson.config.schedules) == lesson.config
+        config = lesson.config
+        assert CompareConfig.build(config.base, config.ratios, config.schedules, config.seeds,
+                                   variants=config.variants) == config
 
 
 def test_the_steps_override_shortens_every_lesson(monkeypatch: pytest.MonkeyPatch) -> None:

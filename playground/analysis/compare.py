@@ -8,6 +8,7 @@ a plain-language reading computed from those numbers.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from playground.core.config import ConfigError, TrainConfig
+from playground.core.config import SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
 from playground.training.rules import Metric
 
@@ -26,7 +27,8 @@ DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # step 100 (the defaults are too easy: every ratio ends near 99%).
 TRADE_OFF_EXAMPLE = TrainConfig(min_len=8, max_len=16, hidden_dim=64, steps=600)
 TRADE_OFF_RATIOS = (0.0, 0.5, 1.0)
-MAX_ARMS = 8
+MAX_ARMS = 8  # ratios and schedules
+MAX_MODEL_ARMS = 24  # ratios and schedules x models (cells x attentions x source orders)
 RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))  # what the pages offer
 MAX_SEEDS = 3
 TARGET_ACCURACY = 0.9
@@ -34,12 +36,27 @@ GAP = "gap"  # the exposure-bias gap: teacher-forced minus free-running token ac
 LENGTHS = "lengths"  # the chart of free-running exact match by output length
 
 
+ARM_FIELDS = ("ratio", "schedule", *VARIANT_SETTINGS)  # what names an arm in a table row, beside its label
+
+
 @dataclass(frozen=True)
 class Arm:
-    """One curve: a constant ratio, or a schedule decaying from 1 to the base config's final gamma."""
+    """One curve: a constant ratio, or a schedule decaying from 1 to the base config's final gamma, on one model
+    of the family (its cell, attention and source order)."""
 
     label: str
     changes: tuple[tuple[str, Any], ...]
+
+    def settings(self) -> dict[str, Any]:
+        """The arm's own settings as table fields: ratio (γ at the start), schedule, cell, attention, reverse_source."""
+        changes = dict(self.changes)
+        return dict(zip(ARM_FIELDS, (changes[Metric.GAMMA], changes["schedule"],
+                                     *(changes[name] for name in VARIANT_SETTINGS)), strict=True))
+
+
+_VARIANT_WORDS = {"cell": lambda value: value.upper(),
+                  "attention": lambda value: "no attention" if value == "none" else f"{value} attention",
+                  "reverse_source": lambda value: "source reversed" if value == "on" else "source in order"}
 
 
 @dataclass(frozen=True)
@@ -48,13 +65,16 @@ class CompareConfig:
     ratios: tuple[float, ...] = DEFAULT_RATIOS
     schedules: tuple[str, ...] = ()
     seeds: int = 1
+    variants: tuple[tuple[str, ...], ...] = ((), (), ())  # cells, attentions, reverse_sources; () = the base's
 
     @classmethod
     def build(cls, base: TrainConfig, ratios: Any = DEFAULT_RATIOS, schedules: Any = (), seeds: Any = 1,
-              max_seeds: int = MAX_SEEDS) -> CompareConfig:
+              max_seeds: int = MAX_SEEDS, variants: Any = ((), (), ())) -> CompareConfig:
         """Coerce and validate; every problem is reported at once, as `ConfigError` does for one run.
 
         `max_seeds` is the page's limit (curves stay readable); a study, which reports statistics, allows more.
+        `variants` lists, per model setting (cell, attention, reverse_source), the values to compare (empty: the
+        base's); the arms are every combination of them with the ratios and schedules.
         """
         problems: list[str] = []
         parsed: list[float] = []
@@ -73,21 +93,56 @@ class CompareConfig:
         decaying = [s for s in SCHEDULES if s != "constant"]
         problems += [f"schedule {s!r} is not allowed: choose from {', '.join(decaying)}"
                      for s in schedules if s not in decaying]
-        arms = len(parsed) + len(set(schedules))
-        if not problems and not 1 <= arms <= MAX_ARMS:
-            problems.append(f"{arms} ratios and schedules chosen: choose between 1 and {MAX_ARMS}")
+        listed = tuple(tuple(dict.fromkeys(values)) for values in variants)
+        if len(listed) != len(VARIANT_SETTINGS):
+            problems.append(f"variants must list {', '.join(VARIANT_SETTINGS)}")
+        else:
+            problems += [f"{name} {value!r} is not allowed: choose from {', '.join(SETTINGS[name].options)}"
+                         for name, values in zip(VARIANT_SETTINGS, listed, strict=True) for value in values
+                         if value not in SETTINGS[name].options]
+        models = math.prod(max(len(values), 1) for values in listed)
+        forcing = len(parsed) + len(set(schedules))
+        if not problems and not 1 <= forcing <= MAX_ARMS:
+            problems.append(f"{forcing} ratios and schedules chosen: choose between 1 and {MAX_ARMS}")
+        elif not problems and forcing * models > MAX_MODEL_ARMS:
+            problems.append(f"{forcing * models} arms chosen ({forcing} ratios and schedules x {models} models): "
+                            f"at most {MAX_MODEL_ARMS}")
         if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= max_seeds:
             problems.append(f"seeds = {seeds!r} is not allowed: it must be a whole number between 1 and {max_seeds}")
         elif base.seed + seeds - 1 > 2**31 - 1:
             problems.append(f"seed {base.seed} + {seeds} seeds runs past the largest seed (2147483647)")
         if problems:
             raise ConfigError(problems)
-        return cls(base.validate(), tuple(parsed), tuple(dict.fromkeys(schedules)), seeds)
+        return cls(base.validate(), tuple(parsed), tuple(dict.fromkeys(schedules)), seeds, listed)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], base: TrainConfig) -> CompareConfig:
+        """As `as_dict` wrote it (compare.json); a file from before model variants compares the base's model."""
+        return cls.build(base, values.get("ratios", ()), values.get("schedules", ()), values.get("seeds", 1),
+                         variants=[values.get(key, ()) for key in VARIANT_KEYS])
+
+    def with_base(self, base: TrainConfig) -> CompareConfig:
+        """The same arms on another base (more steps, a lesson shortened for tests)."""
+        return CompareConfig.build(base, self.ratios, self.schedules, self.seeds, max(self.seeds, MAX_SEEDS),
+                                   self.variants)
+
+    def models(self) -> list[dict[str, str]]:
+        """Every combination of the listed model settings (the base's where none is listed)."""
+        choices = [values or (getattr(self.base, name),) for name, values in zip(VARIANT_SETTINGS, self.variants,
+                                                                                 strict=True)]
+        return [dict(zip(VARIANT_SETTINGS, combination, strict=True)) for combination in itertools.product(*choices)]
 
     def arms(self) -> list[Arm]:
-        arms = [Arm(f"γ = {r:g}", ((Metric.GAMMA, r), ("schedule", "constant"))) for r in self.ratios]
-        return arms + [Arm(f"{s.replace('_', ' ')} 1→{self.base.tf_end:g}",
-                           ((Metric.GAMMA, 1.0), ("schedule", s))) for s in self.schedules]
+        """Model-major (so models of one shape sit together and train stacked), then ratios, then schedules."""
+        varying = [name for name, values in zip(VARIANT_SETTINGS, self.variants, strict=True) if len(values) > 1]
+        arms = []
+        for model in self.models():
+            model_text = "".join(f", {_VARIANT_WORDS[name](model[name])}" for name in varying)
+            arms += [Arm(f"γ = {r:g}{model_text}", ((Metric.GAMMA, r), ("schedule", "constant"), *model.items()))
+                     for r in self.ratios]
+            arms += [Arm(f"{s.replace('_', ' ')} 1→{self.base.tf_end:g}{model_text}",
+                         ((Metric.GAMMA, 1.0), ("schedule", s), *model.items())) for s in self.schedules]
+        return arms
 
     def configs(self) -> list[TrainConfig]:
         """Arm-major, seed-minor: model k is arm k // seeds with seed base.seed + k % seeds."""
@@ -101,7 +156,11 @@ class CompareConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {"base": self.base.as_dict(), "ratios": list(self.ratios), "schedules": list(self.schedules),
-                "seeds": self.seeds}
+                "seeds": self.seeds} | {key: list(values) for key, values in zip(VARIANT_KEYS, self.variants,
+                                                                                 strict=True)}
+
+
+VARIANT_KEYS = ("cells", "attentions", "reverse_sources")  # compare.json's lists of the model settings compared
 
 
 def parse_ratios(text: str) -> list[str]:
@@ -183,9 +242,14 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
 
     The gap is in token accuracy: a sequence exactly right under teacher forcing is exactly right free-running
     too (every fed token equals its own argmax), so exact match cannot show exposure bias and the teacher-forced
-    exact column is left out. `fr_exact_spread` and `gap_spread` (std over seeds) tell a difference from noise.
+    exact column is left out. `fr_exact_spread` and `gap_spread` (std over seeds) and the 95% interval of the
+    free-running exact match over seeds (`fr_exact_ci_low`, `fr_exact_ci_high`) tell a difference from noise.
+    Each row names its arm by its settings (`ARM_FIELDS`) beside its display `label`.
     """
+    from playground.analysis.study import mean_ci  # study builds on this module
+
     table = []
+    arms = snapshot.config.arms()
     for arm, label in enumerate(snapshot.labels):
         rows_by_seed = snapshot.arm_rows(arm)
         finals = [evaluated(rows)[-1] for rows in rows_by_seed if evaluated(rows)]
@@ -199,7 +263,7 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
             return _mean([row[name] for row in finals])
 
         table.append({
-            "ratio": label, "seeds": snapshot.seeds, "step": int(finals[0]["step"]),
+            "label": label, **arms[arm].settings(), "seeds": snapshot.seeds, "step": int(finals[0]["step"]),
             Metric.TRAIN_LOSS: _mean([rows[-1][Metric.TRAIN_LOSS] for rows in trained if rows]),
             Metric.TF_LOSS: final(Metric.TF_LOSS), Metric.FR_LOSS: final(Metric.FR_LOSS),
             Metric.FR_EXACT: final(Metric.FR_EXACT),
@@ -207,11 +271,17 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
             GAP: final(Metric.TF_TOKEN_ACC) - final(Metric.FR_TOKEN_ACC),
             "gap_peak": peak[1], "gap_peak_step": peak[0],
             "fr_exact_spread": _spread([row[Metric.FR_EXACT] for row in finals]),
+            **_interval("fr_exact", mean_ci([row[Metric.FR_EXACT] for row in finals])),
             "gap_spread": _spread([row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in finals]),
             "steps_to_90": steps_to_reach(rows_by_seed),
             "wall_seconds": round(snapshot.seconds, 2),
         })
     return table
+
+
+def _interval(name: str, estimate: Any) -> dict[str, float]:
+    """A 95% confidence interval over seeds as two fields (NaN, null in JSON, from one seed)."""
+    return {f"{name}_ci_low": estimate.low, f"{name}_ci_high": estimate.high}
 
 
 def summary_csv(table: list[dict[str, Any]]) -> str:
@@ -231,7 +301,7 @@ def _share(value: float) -> str:
 
 
 def _names(rows: list[dict[str, Any]]) -> str:
-    labels = [row["ratio"] for row in rows]
+    labels = [row["label"] for row in rows]
     return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
 
 
@@ -244,22 +314,22 @@ def reading(table: list[dict[str, Any]]) -> str:
     step = best["step"]
     sentences = []
     if len(table) == 1:
-        sentences.append(f"After {step} steps, {best['ratio']} gets {_share(best['val_fr_exact'])} of validation "
+        sentences.append(f"After {step} steps, {best['label']} gets {_share(best['val_fr_exact'])} of validation "
                          f"sequences exactly right when it decodes on its own (free-running).")
     elif best[Metric.FR_EXACT] - worst[Metric.FR_EXACT] < 0.02:
         sentences.append(f"After {step} steps, all ratios are within 2 points on free-running exact match "
-                         f"({_share(worst['val_fr_exact'])} for {worst['ratio']} to {_share(best['val_fr_exact'])} "
-                         f"for {best['ratio']}): no clear winner.")
+                         f"({_share(worst['val_fr_exact'])} for {worst['label']} to {_share(best['val_fr_exact'])} "
+                         f"for {best['label']}): no clear winner.")
     else:
-        sentences.append(f"After {step} steps, {best['ratio']} decodes best on its own: "
+        sentences.append(f"After {step} steps, {best['label']} decodes best on its own: "
                          f"{_share(best['val_fr_exact'])} free-running exact match, against "
-                         f"{_share(worst['val_fr_exact'])} for {worst['ratio']}.")
+                         f"{_share(worst['val_fr_exact'])} for {worst['label']}.")
     by_gap = sorted(table, key=lambda row: row[GAP], reverse=True)
     widest, narrowest = by_gap[0], by_gap[-1]
     sentences.append(f"The exposure-bias gap (teacher-forced minus free-running token accuracy) is widest for "
-                     f"{widest['ratio']} ({_points(widest['gap'])}: {_share(widest['val_tf_token_acc'])} of tokens "
+                     f"{widest['label']} ({_points(widest['gap'])}: {_share(widest['val_tf_token_acc'])} of tokens "
                      f"right when fed the true previous tokens, {_share(widest['val_fr_token_acc'])} on its own)"
-                     + (f" and narrowest for {narrowest['ratio']} ({_points(narrowest['gap'])})."
+                     + (f" and narrowest for {narrowest['label']} ({_points(narrowest['gap'])})."
                         if len(table) > 1 else "."))
     if len(table) > 1:
         def loss_ratio(row: dict[str, Any]) -> float:
@@ -267,7 +337,7 @@ def reading(table: list[dict[str, Any]]) -> str:
 
         most, least = max(table, key=loss_ratio), min(table, key=loss_ratio)
         sentences.append(f"In validation loss, free-running is {loss_ratio(most):.1f}x the teacher-forced loss for "
-                         f"{most['ratio']} and {loss_ratio(least):.1f}x for {least['ratio']}.")
+                         f"{most['label']} and {loss_ratio(least):.1f}x for {least['label']}.")
     reached = [row for row in table if row["steps_to_90"] is not None]
     if reached:
         first_step = min(row["steps_to_90"] for row in reached)
@@ -294,9 +364,9 @@ def _trade_off(table: list[dict[str, Any]]) -> str:
            "learns fast; but it never practises continuing from its own mistakes, and that shows as a gap between "
            "teacher-forced and free-running accuracy (exposure bias).")
     if fastest is widest:
-        return (f"The trade-off: {fastest['ratio']} learns fastest (it {speed}) and pays with the widest gap "
+        return (f"The trade-off: {fastest['label']} learns fastest (it {speed}) and pays with the widest gap "
                 f"({_points(widest['gap'])}). {why}")
-    return (f"The trade-off: {fastest['ratio']} learns fastest (it {speed}), while {widest['ratio']} has the widest "
+    return (f"The trade-off: {fastest['label']} learns fastest (it {speed}), while {widest['label']} has the widest "
             f"gap ({_points(widest['gap'])}), so here speed and gap are not bought together. {why}")
 
 
@@ -309,7 +379,7 @@ def _gap_over_time(table: list[dict[str, Any]]) -> str:
     end = row[GAP]
     trend = ("it has mostly closed since" if end < 0.5 * row["gap_peak"]
              else "it is still about as wide" if end > 0.8 * row["gap_peak"] else "it has narrowed since")
-    return (f"Over time, the gap of {row['ratio']} peaked at {_points(row['gap_peak'])} at step "
+    return (f"Over time, the gap of {row['label']} peaked at {_points(row['gap_peak'])} at step "
             f"{row['gap_peak_step']:.0f} and ends at {_points(end)} at step {row['step']}: {trend}.")
 
 
@@ -327,11 +397,11 @@ def _noise(table: list[dict[str, Any]]) -> str:
     verdict = ("within seed noise: the top two cannot be ranked" if difference <= 2 * spread
                else "larger than the seed noise")
     return (f"Numbers are means over {seeds} seeds; seeds spread free-running exact match by up to "
-            f"{_points(spread)} (std), so the lead of {by_fr[0]['ratio']} over {by_fr[1]['ratio']} "
+            f"{_points(spread)} (std), so the lead of {by_fr[0]['label']} over {by_fr[1]['label']} "
             f"({_points(difference)}) is {verdict}.")
 
 
-TERMINAL_COLUMNS = {"ratio": ("ratio", str), Metric.TRAIN_LOSS: ("train loss", "{:.4f}".format),
+TERMINAL_COLUMNS = {"label": ("arm", str), Metric.TRAIN_LOSS: ("train loss", "{:.4f}".format),
                     Metric.TF_TOKEN_ACC: ("TF tokens", "{:.1%}".format),
                     Metric.FR_TOKEN_ACC: ("FR tokens", "{:.1%}".format),
                     GAP: ("gap", lambda value: f"{value * 100:+.1f}p"), Metric.FR_EXACT: ("FR exact", "{:.1%}".format),

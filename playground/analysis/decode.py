@@ -1,9 +1,9 @@
 """Decoding one source, made visible: step by step, greedy against beam search, and where errors compound.
 
 Greedy decoding picks the argmax at every step and never looks back; beam search keeps the `width` best
-prefixes by summed log-probability. The step-through reuses `states.capture_states` (the one hand-written
-recurrence), so its h and c columns are the ones the Hidden states page shows. Beam search runs the decoder's
-own nn.LSTM one step at a time over every live beam at once. The per-position error analysis scores validation
+prefixes by summed log-probability. The step-through reuses `states.capture_states`, so its state columns (and
+attention rows) are the ones the Hidden states page shows. Beam search runs `Decoder.step`, the one decoder step,
+over every live beam at once. The per-position error analysis scores validation
 data teacher-forced and free-running by output position: under free running an early mistake is fed back, so
 later positions err more often than they would after a right prefix (exposure bias compounding).
 """
@@ -36,6 +36,7 @@ class DecodeStep:
     chosen: str  # the argmax: what the model emits at this step
     logprob: float  # natural log p(chosen)
     running_logprob: float  # sum of logprob over this and every earlier step
+    attention: list[tuple[str, float]] | None = None  # each source token with its weight α (with attention only)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ def step_through(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens:
         running += logprob
         fed_from = FED_START if t == 0 else FED_TRUE if capture.teacher_used[t] else FED_OWN
         top = [(tgt_vocab.itos[i], float(capture.probs[t, i])) for i in ranked[t]]
-        steps.append(DecodeStep(t, fed, fed_from, top, chosen, logprob, running))
+        attention = None if capture.attention is None else [
+            (token, float(weight)) for token, weight in zip(capture.src_tokens, capture.attention[t], strict=True)]
+        steps.append(DecodeStep(t, fed, fed_from, top, chosen, logprob, running, attention))
     return StepThrough(steps, capture)
 
 
@@ -130,7 +133,7 @@ def beam_search(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: 
     if not 1 <= width <= MAX_BEAM_WIDTH:
         raise ValueError(f"beam width {width} is not allowed: use 1 to {MAX_BEAM_WIDTH}")
     src = encode_source(model, src_vocab, src_tokens)
-    _, state = model.encoder(src)
+    state, memory = model.encode(src)
     prefixes: list[list[int]] = [[]]
     scores = torch.zeros(1, device=src.device)
     last = torch.full((1,), model.sos_id, dtype=torch.long, device=src.device)
@@ -141,8 +144,8 @@ def beam_search(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: 
         return Hypothesis([tgt_vocab.itos[i] for i in ids], logprob, done)
 
     for _ in range(max_len):
-        logits, state = model.decoder(last[:, None], state)
-        candidates = (scores[:, None] + torch.log_softmax(logits[:, 0].float(), dim=-1)).flatten()
+        logits, state, _ = model.decoder.step(last, state, memory)
+        candidates = (scores[:, None] + torch.log_softmax(logits.float(), dim=-1)).flatten()
         best = candidates.topk(width - len(finished))
         vocab_size = logits.shape[-1]
         parents, tokens = best.indices // vocab_size, best.indices % vocab_size
@@ -158,7 +161,8 @@ def beam_search(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: 
         prefixes = [[*prefixes[p], t] for p, t, _ in kept]
         scores = torch.tensor([v for _, _, v in kept], device=src.device)
         last = torch.tensor([t for _, t, _ in kept], device=src.device)
-        state = (state[0].index_select(1, index), state[1].index_select(1, index))
+        state = tuple(part.index_select(1, index) for part in state)
+        memory = memory.select(index)
     else:  # max_len reached: the beams still alive are kept, marked unfinished
         finished += [hypothesis(ids, float(v), False) for ids, v in zip(prefixes, scores.tolist(), strict=True)]
     ranked = sorted(finished, key=lambda h: -h.score(length_norm))[:width]

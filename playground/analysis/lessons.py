@@ -22,6 +22,7 @@ from playground.analysis.compare import (
     mean_exact_by_length,
     summary_rows,
 )
+from playground.analysis.study import paired_test
 from playground.core.config import TrainConfig
 from playground.training.rules import Metric
 
@@ -58,7 +59,7 @@ def _points(value: float) -> str:
 
 def _final(snapshot: CompareSnapshot, name: str) -> dict[str, float]:
     """Each arm's final value of a metric, averaged over seeds (arms not evaluated yet are left out)."""
-    return {row["ratio"]: row[name] for row in summary_rows(snapshot)}
+    return {row["label"]: row[name] for row in summary_rows(snapshot)}
 
 
 def final_gamma(snapshot: CompareSnapshot) -> dict[str, float]:
@@ -73,8 +74,9 @@ def final_gamma(snapshot: CompareSnapshot) -> dict[str, float]:
 
 def read_exposure_bias(snapshot: CompareSnapshot) -> Reading:
     """Expected: γ = 1 has a wider teacher-forced vs free-running gap than γ = 0."""
-    table = {row["ratio"]: row for row in summary_rows(snapshot)}
-    forced, free = table.get("γ = 1"), table.get("γ = 0")
+    table = summary_rows(snapshot)
+    forced, free = (next((row for row in table if row["ratio"] == ratio and row["schedule"] == "constant"), None)
+                    for ratio in (1.0, 0.0))
     if forced is None or free is None:
         return Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
     step = forced["step"]
@@ -163,7 +165,127 @@ def read_bottleneck(snapshot: CompareSnapshot) -> Reading:
     return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
 
 
+def _arm_of(snapshot: CompareSnapshot, **settings: object) -> int | None:
+    """The arm whose settings (ratio, schedule, cell, attention, reverse_source) include these: arms are found by
+    what they are, never by their label."""
+    for index, arm in enumerate(snapshot.config.arms()):
+        if all(arm.settings()[name] == value for name, value in settings.items()):
+            return index
+    return None
+
+
+def _per_seed(snapshot: CompareSnapshot, arm: int, name: str) -> list[float]:
+    """An arm's final value of a metric on each seed (the seeds evaluated so far)."""
+    return [evaluated(rows)[-1][name] for rows in snapshot.arm_rows(arm) if evaluated(rows)]
+
+
+def _long_exact(snapshot: CompareSnapshot, arm: int, lengths: list[int]) -> list[float]:
+    """Free-running exact match over the given output lengths, one value per seed."""
+    by_seed = snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]
+    return [statistics.fmean(d[n] for n in lengths) for d in by_seed if all(n in d for n in lengths)]
+
+
+def _versus(name_a: str, a: list[float], name_b: str, b: list[float], what: str) -> tuple[float, str, bool]:
+    """The paired difference a - b over seeds, a sentence with its 95% interval, and whether it is more than
+    seed noise (paired t-test, same seed = same initial weights, batches and coins)."""
+    test = paired_test(a, b)
+    interval = test.difference
+    sentence = (f"{name_a} minus {name_b}, {what}: {_points(interval.mean)} on average over {interval.n} seeds "
+                f"(95% interval {_points(interval.low)} to {_points(interval.high)}, paired t-test p = {test.p:.3f})")
+    return interval.mean, sentence, interval.n >= 2 and not test.within_noise
+
+
+NOT_YET = Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
+
+
+def read_attention_cure(snapshot: CompareSnapshot) -> Reading:
+    """Expected: with attention, long outputs stay right where the final state alone fails."""
+    plain, attending = _arm_of(snapshot, attention="none"), _arm_of(snapshot, attention="dot")
+    if plain is None or attending is None:
+        return NOT_YET
+    lengths = sorted(mean_exact_by_length(snapshot, plain).index)
+    if len(lengths) < 2 or len(_per_seed(snapshot, attending, Metric.FR_EXACT)) < snapshot.seeds:
+        return NOT_YET
+    long = lengths[-max(len(lengths) // 3, 1):]
+    without, with_attention = _long_exact(snapshot, plain, long), _long_exact(snapshot, attending, long)
+    span = f"{long[0]} to {long[-1]}" if len(long) > 1 else f"{long[0]}"
+    lead, sentence, clear = _versus("Attention", with_attention, "no attention", without,
+                                    f"free-running exact match on outputs of {span} tokens")
+    numbers = (f"After {snapshot.step} steps, outputs of {span} tokens are exactly right "
+               f"{statistics.fmean(without):.1%} of the time without attention and "
+               f"{statistics.fmean(with_attention):.1%} with it. {sentence}.")
+    if clear and lead >= CLEAR:
+        return Reading(True, f"{numbers} The expected effect appeared, beyond seed noise: reading every encoder "
+                             "output, not only the final state, the decoder no longer has to squeeze the whole "
+                             "sequence into one vector, so long outputs stay right. See the alignment on the Hidden "
+                             "states page: each output step looks at the source token it reverses.")
+    if statistics.fmean(with_attention) < LEARNED and statistics.fmean(without) < LEARNED:
+        reason = "neither model has learned the long outputs yet: train for more steps"
+    elif lead >= CLEAR:
+        reason = "attention leads, but the seeds disagree too much to call it more than noise; run more steps"
+    else:
+        reason = ("attention does not lead on long outputs in this run: the final state still holds these lengths, "
+                  "or attention has not yet learned where to look (its alignment is still flat)")
+    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
+
+
+def _two_arms(snapshot: CompareSnapshot, setting: str, first: str, second: str, names: tuple[str, str]) -> tuple[
+        str, float, bool, list[float], list[float]] | None:
+    """The second arm against the first on free-running exact match: a sentence, the lead, whether it is clear."""
+    a, b = _arm_of(snapshot, **{setting: first}), _arm_of(snapshot, **{setting: second})
+    if a is None or b is None:
+        return None
+    values_a, values_b = _per_seed(snapshot, a, Metric.FR_EXACT), _per_seed(snapshot, b, Metric.FR_EXACT)
+    if len(values_a) < snapshot.seeds or len(values_b) < snapshot.seeds:
+        return None
+    lead, sentence, clear = _versus(names[1], values_b, names[0], values_a, "free-running exact match")
+    numbers = (f"After {snapshot.step} steps, {names[0]} gets {statistics.fmean(values_a):.1%} of validation "
+               f"sequences exactly right free-running, {names[1]} {statistics.fmean(values_b):.1%}. {sentence}.")
+    return numbers, lead, clear, values_a, values_b
+
+
+def read_reversal(snapshot: CompareSnapshot) -> Reading:
+    """Expected (Sutskever et al. 2014): reading the source backwards helps a copy, whose first outputs are its
+    first inputs, which a reversed reading puts right before the decoder starts."""
+    found = _two_arms(snapshot, "reverse_source", "off", "on", ("the source in order", "the source reversed"))
+    if found is None:
+        return NOT_YET
+    numbers, lead, clear, _, reversed_values = found
+    if clear and lead >= CLEAR:
+        return Reading(True, f"{numbers} The expected effect appeared, beyond seed noise: reversed, the first "
+                             "source token is the last the encoder reads, so the first output depends on something "
+                             "one step back instead of a whole sequence back; the short dependencies make learning "
+                             "easier.")
+    if clear and lead <= -CLEAR:
+        reason = ("reversal hurt here, beyond noise: on this task the dependencies reversal shortens are not the ones "
+                  "that were hard")
+    elif min(reversed_values) >= CEILING:
+        reason = "both orders are near perfect, so the task is too easy for the order to matter"
+    else:
+        reason = ("the difference is within seed noise: with an LSTM this size the long dependency is learnable "
+                  "either way in this many steps, which is the honest answer for this run")
+    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
+
+
+def read_gru_or_lstm(snapshot: CompareSnapshot) -> Reading:
+    """A question, not a prediction: on the same budget, does the cell matter? Often it does not."""
+    found = _two_arms(snapshot, "cell", "lstm", "gru", ("the LSTM", "the GRU"))
+    if found is None:
+        return NOT_YET
+    numbers, lead, clear, _, _ = found
+    if clear:
+        winner = "the GRU" if lead > 0 else "the LSTM"
+        return Reading(True, f"{numbers} The difference is more than seed noise: {winner} did better on this task "
+                             "and budget. The GRU has a quarter fewer weights and no separate cell state, which can "
+                             "make it learn faster early; the LSTM's cell can carry information further.")
+    return Reading(False, f"{numbers} The difference is within seed noise: on this task and budget the two cells "
+                          "cannot be ranked, which is the usual finding (Chung et al. 2014; Jozefowicz et al. "
+                          "2015); choose by speed or size.")
+
+
 LONG = TrainConfig(min_len=8, max_len=16, emb_dim=16, hidden_dim=64, steps=600, eval_every=50, val_size=200)
+SEEDED = TrainConfig(emb_dim=16, hidden_dim=32, steps=500, eval_every=50, val_size=200)  # the family's lessons:
+# 2 arms x 3 seeds, so that each reading can say whether a difference is more than seed noise
 LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
     Lesson(
         "exposure_bias", "1. Exposure bias",
@@ -201,6 +323,45 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
                                         val_size=300), (0.5,)),
         (LENGTHS, Metric.FR_EXACT, Metric.TRAIN_LOSS),
         read_bottleneck),
+    Lesson(
+        "attention", "4. The bottleneck and its cure",
+        "Lesson 3 showed the final state running out of room. Attention lets the decoder look back at *every* "
+        "encoder output at every step, weighted by how much each matters now. Here the same small model (hidden "
+        "size 32) reverses sequences of 4 to 20 symbols with and without dot attention, 3 seeds each, on the same "
+        "batches. Watch exact match by output length, then open the attention run on the Hidden states page to see "
+        "its alignment.",
+        ("Which model holds long outputs better, and from which length on do they part?",
+         "Early in training, which model learns faster? Attention has to learn where to look first.",
+         "Is the difference larger than the spread between seeds (the bands)?"),
+        CompareConfig.build(SEEDED.replace(min_len=4, max_len=20), (1.0,), seeds=3,
+                            variants=((), ("none", "dot"), ())),
+        (LENGTHS, Metric.FR_EXACT, Metric.TRAIN_LOSS),
+        read_attention_cure),
+    Lesson(
+        "reversal", "5. Reversing the source",
+        "Sutskever et al. (2014) found that simply reading the source backwards made their translation model "
+        "better: the first words of the output then sit right next to the first words of the input, at the end of "
+        "what the encoder read. Here two models learn to *copy* sequences of 6 to 14 symbols, one reading the "
+        "source in order, one reversed (3 seeds each).",
+        ("Which model's training loss falls first?",
+         "For a copy, how far apart are the first input token and the first output token in each model?",
+         "Would you expect the same for the reverse task? Why not?"),
+        CompareConfig.build(SEEDED.replace(task="copy", min_len=6, max_len=14), (1.0,), seeds=3,
+                            variants=((), (), ("off", "on"))),
+        (Metric.TRAIN_LOSS, Metric.FR_EXACT, LENGTHS),
+        read_reversal),
+    Lesson(
+        "gru_or_lstm", "6. GRU or LSTM",
+        "The GRU (Cho et al. 2014) drops the LSTM's separate cell state and one gate: a quarter fewer weights. Is it "
+        "worse, better, or the same? Here an LSTM and a GRU of the same hidden size learn the same task on the "
+        "same batches for the same number of steps (3 seeds each).",
+        ("Which cell's loss falls first?",
+         "At the end, is the gap between the two larger than the spread between seeds?",
+         "Which would you pick for a bigger model, and why (speed, size, accuracy)?"),
+        CompareConfig.build(SEEDED.replace(min_len=4, max_len=12), (1.0,), seeds=3,
+                            variants=(("lstm", "gru"), (), ())),
+        (Metric.TRAIN_LOSS, Metric.FR_EXACT, LENGTHS),
+        read_gru_or_lstm),
 )}
 
 
@@ -211,4 +372,4 @@ def prepared(lesson: Lesson, steps: int | None = None) -> CompareConfig:
     if not steps:
         return config
     base = config.base.replace(steps=steps, eval_every=min(config.base.eval_every, steps))
-    return CompareConfig.build(base, config.ratios, config.schedules, config.seeds)
+    return config.with_base(base)

@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass
 
 from playground.core.config import TrainConfig
-from playground.core.tasks import SPECIALS, CustomPairs, Pair, Task, Vocab
-from playground.training.trainer import build_task
+from playground.core.tasks import SPECIALS, TASKS, CustomPairs, Pair, Task, Vocab
+from playground.training.trainer import build_task, meta_model
 
 EXAMPLES = 4
 
@@ -49,8 +49,9 @@ def task_preview(config: TrainConfig, custom: CustomPairs | None = None, count: 
     task = build_task(config, custom)
     pairs = sample_pairs(task, config.seed, count)
     lengths = [(len(s), len(t)) for s, t in sample_pairs(task, config.seed + 1, 200)]
-    src_low = config.min_len if task.name in ("copy", "reverse", "sort", "count") else min(n for n, _ in lengths)
-    tgt_low = min(n for _, n in lengths) if task.name not in ("copy", "reverse", "sort") else config.min_len
+    info = TASKS[config.task]
+    src_low = config.min_len if info.uses_lengths else min(n for n, _ in lengths)
+    tgt_low = config.min_len if info.target_as_long_as_source else min(n for _, n in lengths)
     size = len(task.tgt_vocab)
     return TaskPreview(
         examples=[(task.src_vocab.join(s), task.tgt_vocab.join(t)) for s, t in pairs],
@@ -60,19 +61,6 @@ def task_preview(config: TrainConfig, custom: CustomPairs | None = None, count: 
         chance_accuracy=1.0 / size, chance_loss=math.log(size))
 
 
-def lstm_parameters(input_size: int, hidden: int, layers: int) -> int:
-    """nn.LSTM's weights: per layer 4 gates x (W_ih, W_hh and two biases)."""
-    first = 4 * hidden * (input_size + hidden + 2)
-    return first + (layers - 1) * 4 * hidden * (hidden + hidden + 2)
-
-
 def parameter_counts(config: TrainConfig, src_vocab_size: int, tgt_vocab_size: int) -> dict[str, int]:
-    """Parameters per part of `Seq2Seq` (checked against a built model in the tests)."""
-    emb, hidden, layers = config.emb_dim, config.hidden_dim, config.num_layers
-    return {
-        "encoder embedding": src_vocab_size * emb,
-        "encoder LSTM": lstm_parameters(emb, hidden, layers),
-        "decoder embedding": tgt_vocab_size * emb,
-        "decoder LSTM": lstm_parameters(emb, hidden, layers),
-        "output layer": hidden * tgt_vocab_size + tgt_vocab_size,
-    }
+    """Parameters per part of the model `config` builds, counted on a model built on the meta device."""
+    return meta_model(config, src_vocab_size, tgt_vocab_size).parameter_parts()

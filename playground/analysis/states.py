@@ -1,32 +1,44 @@
-"""Step-by-step capture of h_t, c_t and the gates i, f, g, o, with the model's own weights.
+"""Step-by-step capture of every layer's state (h_t, and c_t for an LSTM) and gates, with the model's own weights.
 
-nn.LSTM hides its gates, so this runs each layer one step at a time through `recurrence.LayerWeights.step`
-(the one hand-written recurrence). Tests hold it equal to nn.LSTM's own outputs.
+A fused nn.LSTM or nn.GRU hides its gates, so the encoder runs its cell's reference step (`cells.CellKind`) one
+step at a time, and the decoder runs `Decoder.step`, the one decoder step (which also gives attention's
+alignment). Tests hold both equal to the fused modules' own outputs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
-from playground.core.model import Seq2Seq
-from playground.core.recurrence import layers_of
-from playground.core.tasks import EOS, EOS_ID, SOS, Vocab
-
-GATES = ("i", "f", "g", "o")
+from playground.core.cells import State, StepValues
+from playground.core.model import Seq2Seq, reversal_index
+from playground.core.tasks import EOS, EOS_ID, SOS, TASKS, Vocab
 
 
 @dataclass(frozen=True)
 class LayerStates:
-    h: np.ndarray  # (steps, hidden)
-    c: np.ndarray  # (steps, hidden)
-    gates: dict[str, np.ndarray]  # i, f, g, o after their activations: (steps, hidden)
+    states: dict[str, np.ndarray]  # the cell's state names (h, c for an LSTM; h for a GRU): (steps, hidden)
+    gates: dict[str, np.ndarray]  # the cell's gates after their activations (i, f, g, o; r, z, n): (steps, hidden)
+
+    @property
+    def h(self) -> np.ndarray:
+        return self.states["h"]
+
+    @property
+    def c(self) -> np.ndarray | None:
+        """An LSTM's cell state; None for a cell without one."""
+        return self.states.get("c")
+
+    def quantities(self) -> dict[str, np.ndarray]:
+        """Every recorded quantity by name: states first, then gates."""
+        return self.states | self.gates
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,13 @@ class StateCapture:
     probs: np.ndarray  # (steps, target vocabulary)
     predicted: list[str]  # argmax token at each step
     teacher_used: list[bool]  # whether step t's input was the true token
+    encoder_inputs: list[str] | None = None  # the source in the order the encoder read it (reversed or not)
+    attention: np.ndarray | None = None  # (steps, source positions): each step's alignment, with attention only
+
+    @property
+    def encoder_tokens(self) -> list[str]:
+        """The labels of the encoder's steps."""
+        return self.encoder_inputs if self.encoder_inputs is not None else self.src_tokens
 
     @property
     def context(self) -> np.ndarray:
@@ -46,31 +65,25 @@ class StateCapture:
 
 
 class _Recorder:
-    """Runs a stacked LSTM one step at a time and keeps every layer's h, c and gates."""
+    """Keeps every layer's state and gates, step after step, from a cell's `StepValues`."""
 
-    def __init__(self, lstm: nn.LSTM, state: tuple[torch.Tensor, torch.Tensor]) -> None:
-        self.layers_weights = layers_of(lstm)
-        self.h, self.c = list(state[0].unbind(0)), list(state[1].unbind(0))
-        self.records: list[dict[str, list[torch.Tensor]]] = [
-            {name: [] for name in ("h", "c", *GATES)} for _ in range(lstm.num_layers)]
+    def __init__(self, state_names: tuple[str, ...]) -> None:
+        self.state_names = state_names
+        self.records: list[dict[str, list[torch.Tensor]]] = []
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
-        for layer, weights in enumerate(self.layers_weights):
-            cell = weights.step(weights.project(x), self.h[layer], self.c[layer])
-            self.h[layer], self.c[layer] = cell.h, cell.c
-            for name in ("h", "c", *GATES):
-                self.records[layer][name].append(getattr(cell, name))
-            x = cell.h
-        return x
-
-    def state(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.stack(self.h), torch.stack(self.c)
+    def add(self, layers: list[StepValues]) -> None:
+        if not self.records:
+            self.records = [{name: [] for name in values} for values in layers]
+        for record, values in zip(self.records, layers, strict=True):
+            for name, value in values.items():
+                record[name].append(value)
 
     def layers(self) -> list[LayerStates]:
         def array(values: list[torch.Tensor]) -> np.ndarray:
             return torch.stack(values)[:, 0].cpu().numpy()  # (steps, hidden): batch of one
 
-        return [LayerStates(array(record["h"]), array(record["c"]), {gate: array(record[gate]) for gate in GATES})
+        return [LayerStates({name: array(record[name]) for name in self.state_names},
+                            {name: array(values) for name, values in record.items() if name not in self.state_names})
                 for record in self.records]
 
 
@@ -78,42 +91,65 @@ class _Recorder:
 def capture_states(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: list[str],
                    tgt_tokens: list[str] | None = None, teacher_forcing_ratio: float = 0.0,
                    max_len: int = 64, seed: int = 0) -> StateCapture:
-    """One example through the model; gamma 0 decodes greedily until <eos> or max_len.
+    """One example through the model (without dropout); gamma 0 decodes greedily until <eos> or max_len.
 
     With target tokens, decoding runs over target + <eos>, and step t reads the
     true previous token where a coin (seeded by `seed`) falls below gamma.
     """
+    with _evaluating(model):
+        return _capture(model, src_vocab, tgt_vocab, src_tokens, tgt_tokens, teacher_forcing_ratio, max_len, seed)
+
+
+def _capture(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: list[str],
+             tgt_tokens: list[str] | None, teacher_forcing_ratio: float, max_len: int, seed: int) -> StateCapture:
     if not src_tokens:
         raise ValueError("the source is empty: type at least one token")
     device = next(model.parameters()).device
     src = torch.tensor([src_vocab.encode(src_tokens)], device=device)
-    encoder = _Recorder(model.encoder.lstm, _zero_state(model.encoder.lstm, device))
-    for x in model.encoder.embedding(src).unbind(1):
-        encoder.step(x)
+    read = src.gather(1, reversal_index(src)) if model.reverse_source else src
+    cell, rnn = model.encoder.cell, model.encoder.rnn
+    encoder, weights = _Recorder(cell.state_names), cell.layers(rnn)
+    state: State = cell.zero_state(rnn.num_layers, 1, rnn.hidden_size, device)
+    for x in model.encoder.embedding(read).unbind(1):
+        state, layers = cell.run_step(weights, x, state)
+        encoder.add(layers)
+    _, memory = model.encode(src)
     targets = [*tgt_vocab.encode(tgt_tokens), EOS_ID] if tgt_tokens is not None else None
     steps = len(targets) if targets is not None else max_len
     coins = random.Random(seed)
-    decoder = _Recorder(model.decoder.lstm, encoder.state())
-    token, inputs, teacher_used, probs, predicted = model.sos_id, [SOS], [False], [], []
+    decoder = _Recorder(model.decoder.cell.state_names)
+    token, inputs, teacher_used, probs, predicted, alignments = model.sos_id, [SOS], [False], [], [], []
     for t in range(steps):
         if t > 0:
             use_teacher = targets is not None and coins.random() < teacher_forcing_ratio
             token = targets[t - 1] if use_teacher else predicted[-1]
             inputs.append(tgt_vocab.itos[token])
             teacher_used.append(use_teacher)
-        top = decoder.step(model.decoder.embedding(torch.tensor([token], device=device)))
-        distribution = torch.softmax(model.decoder.fc_out(top), dim=-1)[0]
+        logits, state, extras = model.decoder.step(torch.tensor([token], device=device), state, memory)
+        decoder.add(extras.layers)
+        if extras.attention is not None:
+            alignments.append(extras.attention[0])
+        distribution = torch.softmax(logits, dim=-1)[0]
         probs.append(distribution)
         predicted.append(int(distribution.argmax()))
         if targets is None and predicted[-1] == EOS_ID:
             break
     return StateCapture(list(src_tokens), encoder.layers(), inputs, decoder.layers(),
-                        torch.stack(probs).cpu().numpy(), [tgt_vocab.itos[i] for i in predicted], teacher_used)
+                        torch.stack(probs).cpu().numpy(), [tgt_vocab.itos[i] for i in predicted], teacher_used,
+                        [src_vocab.itos[i] for i in read[0].tolist()] if model.reverse_source else None,
+                        torch.stack(alignments).cpu().numpy() if alignments else None)
 
 
-def _zero_state(lstm: nn.LSTM, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    zeros = torch.zeros(lstm.num_layers, 1, lstm.hidden_size, device=device)
-    return zeros, zeros.clone()
+@contextlib.contextmanager
+def _evaluating(model: Seq2Seq) -> Iterator[None]:
+    """The model without dropout (which would also draw from torch's generator) whatever its mode, restored after:
+    a run's preview is captured between its training steps."""
+    training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(training)
 
 
 def decoded_text(capture: StateCapture, tgt_vocab: Vocab) -> str:
@@ -182,12 +218,9 @@ def fit_projection(points: np.ndarray) -> Projection:
 
 
 def example_property(task: str, src: list[str], tgt: list[str]) -> tuple[str, float | str]:
-    """What to colour an example by: the sum for addition, the first token for sort, else the length."""
-    if task == "addition":
-        return "sum", float("".join(tgt)) if tgt and "".join(tgt).isdigit() else float("nan")
-    if task == "sort":
-        return "first token", src[0]
-    return "source length", float(len(src))
+    """What to colour an example by, as the task's entry says (the sum for addition, the first token for sort,
+    else the source's length)."""
+    return TASKS[task].example_property(src, tgt)
 
 
 def capture_arrays(capture: StateCapture) -> dict[str, np.ndarray]:
@@ -195,9 +228,11 @@ def capture_arrays(capture: StateCapture) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for part, layers in (("encoder", capture.encoder), ("decoder", capture.decoder)):
         for index, layer in enumerate(layers):
-            arrays[f"{part}_l{index}_h"], arrays[f"{part}_l{index}_c"] = layer.h, layer.c
-            arrays |= {f"{part}_l{index}_gate_{gate}": layer.gates[gate] for gate in GATES}
+            arrays |= {f"{part}_l{index}_{name}": values for name, values in layer.states.items()}
+            arrays |= {f"{part}_l{index}_gate_{gate}": values for gate, values in layer.gates.items()}
     arrays["probs"] = capture.probs
+    if capture.attention is not None:
+        arrays["attention"] = capture.attention
     arrays["src_tokens"] = np.array(capture.src_tokens, dtype=str)
     arrays["decoder_inputs"] = np.array(capture.decoder_inputs, dtype=str)
     arrays["predicted"] = np.array(capture.predicted, dtype=str)
@@ -221,18 +256,23 @@ def text_cell(token: str) -> str:
 
 
 def capture_csv(capture: StateCapture) -> str:
-    """Long format, one value a row: part, layer, quantity, step, token, unit, value (tokens as `text_cell`s)."""
+    """Long format, one value a row: part, layer, quantity, step, token, unit, value (tokens as `text_cell`s). With
+    attention, the alignment's rows are part "attention", quantity "alpha", unit = the source position."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["part", "layer", "quantity", "step", "token", "unit", "value"])
-    for part, layers, tokens in (("encoder", capture.encoder, capture.src_tokens),
+    for part, layers, tokens in (("encoder", capture.encoder, capture.encoder_tokens),
                                  ("decoder", capture.decoder, capture.decoder_inputs)):
         for index, layer in enumerate(layers):
-            for quantity, values in (("h", layer.h), ("c", layer.c),
+            for quantity, values in (*layer.states.items(),
                                      *((f"gate_{gate}", v) for gate, v in layer.gates.items())):
                 for step, row in enumerate(values):
                     writer.writerows([part, index, quantity, step, text_cell(tokens[step]), unit, f"{value:.6g}"]
                                      for unit, value in enumerate(row))
+    for step, row in enumerate(capture.attention if capture.attention is not None else []):
+        token = text_cell(capture.decoder_inputs[step])
+        writer.writerows(["attention", "", "alpha", step, token, position, f"{value:.6g}"]
+                         for position, value in enumerate(row))
     return out.getvalue()
 
 
@@ -244,13 +284,13 @@ def context_vectors(model: Seq2Seq, src_vocab: Vocab, sources: list[list[str]]) 
     row equals what `capture_states` gives for that source alone.
     """
     device = next(model.parameters()).device
-    rows = np.zeros((len(sources), model.encoder.lstm.num_layers * model.encoder.lstm.hidden_size), np.float32)
+    rows = np.zeros((len(sources), model.encoder.rnn.num_layers * model.encoder.rnn.hidden_size), np.float32)
     by_length: dict[int, list[int]] = {}
     for index, tokens in enumerate(sources):
         by_length.setdefault(len(tokens), []).append(index)
     for indices in by_length.values():
         src = torch.tensor([src_vocab.encode(sources[i]) for i in indices], device=device)
-        _, (h, _) = model.encoder(src)
+        (h, *_), _ = model.encode(src)
         rows[indices] = h.permute(1, 0, 2).reshape(len(indices), -1).cpu().numpy()
     return rows
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from scipy import stats
 
-from playground.analysis.compare import GAP, CompareConfig, evaluated, steps_to_reach
+from playground.analysis.compare import GAP, VARIANT_KEYS, CompareConfig, evaluated, steps_to_reach
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import TASKS
 from playground.training.rules import Metric
@@ -57,11 +57,14 @@ class StudyConfig:
     ratios: tuple[float, ...]
     schedules: tuple[str, ...]
     seeds: int
+    variants: tuple[tuple[str, ...], ...] = ((), (), ())  # the model settings compared in every cell (as Compare)
 
     @classmethod
     def build(cls, base: TrainConfig, tasks: Any, max_lens: Any = (8,), digits: Any = (3,), hiddens: Any = (64,),
-              ratios: Any = (0.0, 0.5, 1.0), schedules: Any = (), seeds: Any = 5) -> StudyConfig:
-        """Coerce and validate the grid; every problem at once, each cell checked as a comparison would be."""
+              ratios: Any = (0.0, 0.5, 1.0), schedules: Any = (), seeds: Any = 5,
+              variants: Any = ((), (), ())) -> StudyConfig:
+        """Coerce and validate the grid; every problem at once, each cell checked as a comparison would be.
+        `variants` lists the cells, attentions and source orders whose arms every cell compares (empty: the base's)."""
         problems: list[str] = []
         tasks = tuple(dict.fromkeys(tasks))
         if not tasks:
@@ -85,13 +88,13 @@ class StudyConfig:
         if problems:
             raise ConfigError(problems)
         config = cls(base.validate(), tasks, parsed["max length"], parsed["digits"], parsed["hidden size"],
-                     (), tuple(dict.fromkeys(schedules)), seeds)
+                     (), tuple(dict.fromkeys(schedules)), seeds, tuple(tuple(values) for values in variants))
         if len(config.grid()) > MAX_CELLS:
             raise ConfigError([f"{len(config.grid())} cells (tasks x settings x hidden sizes) chosen: at most "
                                f"{MAX_CELLS}"])
         cells = config.cells(ratios)  # validates every cell's config and arms, with their own messages
         return cls(config.base, tasks, config.max_lens, config.digits, config.hiddens, cells[0].compare.ratios,
-                   config.schedules, seeds)
+                   config.schedules, seeds, cells[0].compare.variants)
 
     def grid(self) -> list[tuple[str, str, int, int]]:
         """(task, setting, value, hidden) for every cell: a length task varies max_len, a number task digits."""
@@ -112,7 +115,7 @@ class StudyConfig:
             try:
                 compare = CompareConfig.build(self.base.replace(**changes),
                                               self.ratios if ratios is None else ratios, self.schedules, self.seeds,
-                                              max_seeds=MAX_SEEDS)
+                                              max_seeds=MAX_SEEDS, variants=self.variants)
             except ConfigError as error:
                 problems += [problem for problem in error.problems if problem not in problems]
                 continue
@@ -123,12 +126,13 @@ class StudyConfig:
 
     @property
     def models_per_cell(self) -> int:
-        return (len(self.ratios) + len(self.schedules)) * self.seeds
+        return len(self.cells()[0].compare.configs())
 
     def as_dict(self) -> dict[str, Any]:
         return {"base": self.base.as_dict(), "tasks": list(self.tasks), "max_lens": list(self.max_lens),
                 "digits": list(self.digits), "hiddens": list(self.hiddens), "ratios": list(self.ratios),
-                "schedules": list(self.schedules), "seeds": self.seeds}
+                "schedules": list(self.schedules), "seeds": self.seeds} | {
+                    key: list(values) for key, values in zip(VARIANT_KEYS, self.variants, strict=True)}
 
     @classmethod
     def from_dict(cls, values: Any) -> StudyConfig:
@@ -136,7 +140,8 @@ class StudyConfig:
             raise ValueError("the study file is damaged: it holds no base config")
         return cls.build(TrainConfig.from_dict(values["base"]), values.get("tasks", ()), values.get("max_lens", ()),
                          values.get("digits", ()), values.get("hiddens", ()), values.get("ratios", ()),
-                         values.get("schedules", ()), values.get("seeds", 0))
+                         values.get("schedules", ()), values.get("seeds", 0),
+                         [values.get(key, ()) for key in VARIANT_KEYS])
 
 
 @dataclass(frozen=True)
@@ -244,10 +249,11 @@ def cell_summary(cell: Cell, result: CellResult | None) -> dict[str, Any]:
                                "arms": [], "tests": []}
     if result is None or not result.finals:
         return summary
-    labels = [arm.label for arm in cell.compare.arms()]
+    arms = cell.compare.arms()
+    labels = [arm.label for arm in arms]
     seeds = cell.compare.seeds
     for arm, label in enumerate(labels):
-        row: dict[str, Any] = {"arm": label}
+        row: dict[str, Any] = {"arm": label, **arms[arm].settings()}
         gaps = [tf - fr for tf, fr in zip(_arm_values(cell, result, arm, Metric.TF_TOKEN_ACC),
                                           _arm_values(cell, result, arm, Metric.FR_TOKEN_ACC), strict=True)]
         for name, values in [*((name, _arm_values(cell, result, arm, name)) for name in MEASURES), (GAP, gaps)]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from playground.core.config import DEFAULTS, SETTINGS, TrainConfig, whole_number
+from playground.core.config import DEFAULTS, SETTINGS, SWITCH, VARIANT_SETTINGS, TrainConfig, whole_number
 from playground.core.tasks import CustomPairs, load_custom_csv
 from playground.export.experiment import Experiment
 from playground.export.tensorboard import TensorBoardLog, TensorBoardMissing, live_rows
@@ -34,11 +34,29 @@ def add_config_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
         if name in skip or name in NOT_FLAGS:
             continue
         default = getattr(DEFAULTS, name)
+        switch = {"nargs": "?", "const": "on"} if setting.choices == SWITCH else {}  # --reverse-source alone: on
         parser.add_argument(f"--{name.replace('_', '-')}", *ALIASES.get(name, []), dest=name, default=None,
-                            metavar=setting.kind.__name__.upper(), help=f"{setting.help} Default {default!r}.")
+                            metavar=setting.kind.__name__.upper(), help=f"{setting.help} Default {default!r}.",
+                            **switch)
     if "task" not in skip:
         parser.add_argument("--custom-csv", default=None, metavar="PATH",
                             help="source,target pairs for --task custom (read once; the pairs go into the run)")
+
+
+def add_variant_lists(parser: argparse.ArgumentParser) -> None:
+    """--cell, --attention, --reverse-source as comma-separated lists: the models to compare (the product of the
+    lists, with the ratios and schedules); pass `skip=VARIANT_SETTINGS` to `add_config_options` beside it."""
+    for name in VARIANT_SETTINGS:
+        setting = SETTINGS[name]
+        switch = {"nargs": "?", "const": "on"} if setting.choices == SWITCH else {}
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default="", metavar="LIST", **switch,
+                            help=f"comma-separated, to compare several: {', '.join(setting.options)} "
+                                 f"(default {getattr(DEFAULTS, name)}). {setting.help}")
+
+
+def variant_lists(args: argparse.Namespace) -> list[list[str]]:
+    """The lists `add_variant_lists` read, in VARIANT_SETTINGS order (an empty list: the default)."""
+    return [[part.strip() for part in getattr(args, name).split(",") if part.strip()] for name in VARIANT_SETTINGS]
 
 
 def config_from_args(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> tuple[TrainConfig, CustomPairs | None]:

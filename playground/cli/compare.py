@@ -13,12 +13,15 @@ from playground.cli.common import (
     EXIT_OK,
     add_config_options,
     add_tensorboard_option,
+    add_variant_lists,
     config_from_args,
     follow,
     print_json,
     resume_run,
     tensorboard_log,
+    variant_lists,
 )
+from playground.core.config import VARIANT_SETTINGS
 from playground.export.experiment import Experiment, read_experiment
 from playground.runs.engine import RunKind
 from playground.runs.engines import CompareEngine
@@ -28,8 +31,10 @@ PER_ARM = ("teacher_forcing_ratio", "schedule")
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("compare", help="train several teacher-forcing ratios side by side, batched")
-    add_config_options(parser, skip=PER_ARM)
+    parser = commands.add_parser("compare",
+                                 help="train several teacher-forcing ratios (and models) side by side, batched")
+    add_config_options(parser, skip=PER_ARM + VARIANT_SETTINGS)
+    add_variant_lists(parser)
     parser.add_argument("--ratios", default="0,0.25,0.5,0.75,1",
                         help="comma-separated ratios (default 0,0.25,0.5,0.75,1)")
     parser.add_argument("--schedules", default="", help="comma-separated decaying schedules from 1 to --tf-end")
@@ -41,7 +46,8 @@ def add_parser(commands: Any) -> None:
                              "saved, with its own settings (with --steps N: up to N steps in all)")
     add_tensorboard_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line: a row per ratio")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line: a row per arm, its settings "
+                        "(ratio, schedule, cell, attention, reverse_source) beside its label")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
         comparison = resume_run(Path(args.resume), args.steps, RunKind.COMPARE)
         log = tensorboard_log(args, read_experiment(Path(args.resume)))
     else:
-        base, custom = config_from_args(args, skip=PER_ARM)
-        config = CompareConfig.build(base, parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds)
+        base, custom = config_from_args(args, skip=PER_ARM + VARIANT_SETTINGS)
+        config = CompareConfig.build(base, parse_ratios(args.ratios), parse_ratios(args.schedules), args.seeds,
+                                     variants=variant_lists(args))
         name = args.name or f"{base.task}-compare"
         log = tensorboard_log(args, Experiment.of_comparison(name, config))  # before the start: a refusal leaves no run
         comparison = RunRegistry(Path(args.runs_dir)).launch(name, CompareEngine(config, custom), base, custom)

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from playground.cli.common import EXIT_OK, print_json
+from playground.core.config import VARIANT_SETTINGS, variant_label
 from playground.runs.registry import RunRegistry
+from playground.training.storage import read_config
 
 
 def add_parser(commands: Any) -> None:
@@ -20,9 +22,20 @@ def run(args: argparse.Namespace) -> int:
     summaries = RunRegistry(Path(args.runs_dir)).list()
     if not summaries:
         print(f"no runs in {args.runs_dir}")
+    models = {summary.id: model_of(Path(args.runs_dir) / summary.id) for summary in summaries}
     for summary in summaries:
+        model = variant_label(models[summary.id]) if models[summary.id] else "?"
         print(f"{summary.id}  {summary.kind:<8} {summary.status:<9} {summary.step:>7}/{summary.total_steps:<7} "
-              f"{summary.name}")
+              f"{model:<12} {summary.name}")
     if args.json:
-        print_json([summary.as_dict() for summary in summaries])
+        print_json([summary.as_dict() | {"model": models[summary.id]} for summary in summaries])
     return EXIT_OK
+
+
+def model_of(run_dir: Path) -> dict[str, str] | None:
+    """The run's model settings (cell, attention, reverse_source) from its config, None where it cannot be read."""
+    try:
+        config = read_config(run_dir).as_dict()
+    except (OSError, ValueError):  # ConfigError and FileTooLarge are ValueErrors
+        return None
+    return {name: config[name] for name in VARIANT_SETTINGS}

@@ -16,19 +16,23 @@ from playground.cli.common import (
     EXIT_OK,
     BadInput,
     add_config_options,
+    add_variant_lists,
     config_from_args,
     print_json,
+    variant_lists,
 )
+from playground.core.config import VARIANT_SETTINGS
 from playground.runs.background import BackgroundRun
 from playground.runs.registry import RunRegistry
 from playground.runs.study import ADDRESS_ENV, StudyEngine, StudySnapshot
 
-GRID = ("task", "max_len", "max_digits", "hidden_dim", "teacher_forcing_ratio", "schedule", "seed")
+GRID = ("task", "max_len", "max_digits", "hidden_dim", "teacher_forcing_ratio", "schedule", "seed", *VARIANT_SETTINGS)
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("study", help="a grid of teacher-forcing comparisons over seeds, on Ray")
+    parser = commands.add_parser("study", help="a grid of teacher-forcing (and model) comparisons over seeds, on Ray")
     add_config_options(parser, skip=GRID)
+    add_variant_lists(parser)
     parser.add_argument("--tasks", default="reverse", help="comma-separated tasks (default reverse)")
     parser.add_argument("--max-len", default="8", help="comma-separated max lengths for length tasks (default 8)")
     parser.add_argument("--digits", default="3", help="comma-separated digits for number tasks (default 3)")
@@ -62,7 +66,7 @@ def config_from(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig.build(base.replace(seed=args.first_seed), parse_ratios(args.tasks),
                              _numbers(args.max_len, "max-len"), _numbers(args.digits, "digits"),
                              _numbers(args.hidden, "hidden"), parse_ratios(args.ratios),
-                             parse_ratios(args.schedules), args.seeds)
+                             parse_ratios(args.schedules), args.seeds, variant_lists(args))
 
 
 def follow(study: BackgroundRun[StudySnapshot], quiet: bool) -> None:

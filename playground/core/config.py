@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from playground.core.attention import ATTENTIONS
+from playground.core.cells import CELLS
 from playground.core.devices import device_choices
 from playground.core.forcing import SCHEDULES, ForcingSchedule
 from playground.core.model import COIN_MODES
@@ -67,6 +69,9 @@ class TrainConfig:
     hidden_dim: int = 128
     num_layers: int = 1
     dropout: float = 0.0
+    cell: str = "lstm"
+    attention: str = "none"
+    reverse_source: str = "off"
     # optimizer
     optimizer: str = "adam"
     lr: float = 0.005
@@ -230,6 +235,9 @@ class Setting:
         return None
 
 
+SWITCH = ("off", "on")  # the choices of a setting that is on or off (a bare CLI flag turns it on)
+
+
 def _task_uses(what: str) -> Callable[[Values], bool]:
     def applies(values: Values) -> bool:
         info = TASKS.get(values.get("task", ""))
@@ -271,6 +279,17 @@ _TABLE = (
                           1, 4),
     Setting("dropout", "model", "Dropout", "Share of activations zeroed at random during training (0 to 0.9), a "
                        "guard against memorising; 0 is right for these endless synthetic tasks.", 0.0, 0.9),
+    Setting("cell", "model", "Cell", "The recurrent cell of the encoder and the decoder. LSTM (the specification's) "
+                    "carries h_t and a cell state c_t through four gates; GRU (Cho et al. 2014) carries only h_t "
+                    "through three gates and has a quarter fewer weights.", choices=tuple(CELLS)),
+    Setting("attention", "model", "Attention", "None: the decoder sees the source only through the encoder's final "
+                         "state (the bottleneck). Dot, general or additive (Luong et al. 2015, Bahdanau et al. "
+                         "2015): at every output step the decoder also looks back at every source position, weighs "
+                         "them (the alignment) and reads their weighted sum, so long sequences need not fit in one "
+                         "vector.", choices=ATTENTIONS),
+    Setting("reverse_source", "model", "Reverse source", "On: the encoder reads each source's tokens last to first "
+                              "(Sutskever et al. 2014), so the first tokens it needs to output are the last it "
+                              "read; padding stays where it is.", choices=SWITCH),
     Setting("optimizer", "optimizer", "Optimizer", "How gradients become weight updates: Adam adapts a step size per "
                          "weight and is the safe choice; SGD with momentum needs a larger learning rate.",
                          choices=("adam", "adamw", "sgd")),
@@ -321,6 +340,19 @@ SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _TABLE}
 DEFAULTS = TrainConfig()
 LIVE_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.live)
 FORCING_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.group == "forcing")
+
+
+VARIANT_SETTINGS = ("cell", "attention", "reverse_source")  # what makes a model of the family other than the seed's
+
+
+def variant_label(values: Values) -> str:
+    """The model's variant in a few words: "LSTM", "GRU, dot attention, source reversed"."""
+    parts = [str(values.get("cell", DEFAULTS.cell)).upper()]
+    if values.get("attention", DEFAULTS.attention) != "none":
+        parts.append(f"{values['attention']} attention")
+    if values.get("reverse_source", DEFAULTS.reverse_source) == "on":
+        parts.append("source reversed")
+    return ", ".join(parts)
 
 
 def applicable(values: Values) -> list[str]:

@@ -1,4 +1,4 @@
-"""The specification's LSTM encoder-decoder, readable next to its equations.
+"""The specification's LSTM encoder-decoder, readable next to its equations, and its variants as settings.
 
 Encoder: x_t = E_src[s_t]; (h_t, c_t) = LSTM(x_t, h_{t-1}, c_{t-1}); it hands
 (h_T, c_T) to the decoder. Decoder: starts from (h_T, c_T) with input <sos>;
@@ -6,82 +6,156 @@ at step t its input is the true y_{t-1} with probability gamma, otherwise the
 argmax of its own previous logits; o_t = W_o h_t + b_o, p_t = softmax(o_t).
 The loss is cross-entropy averaged over every non-<pad> target token.
 
-Speed (issues #6, #12), same numbers: gamma = 1 is one fused nn.LSTM call over
+Variants (defaults: the specification's model exactly): `cell` = "gru" (`cells.GRU_CELL`), `attention` = "dot",
+"general" or "additive" (`attention.Attention`, Luong global attention after the recurrence, no input feeding, so
+o_t = W_o h̃_t), `reverse_source` (the encoder reads the real tokens last to first; padding stays where it is).
+
+Speed (issues #6, #12), same numbers: gamma = 1 is one fused recurrent call over
 the shifted target. Below 1 a step may read the model's own argmax, which is
-known only once the step before has run, so the decoder's LSTM runs step by
+known only once the step before has run, so an LSTM decoder runs step by
 step through `recurrence.unroll` (its weights, its gate equations, a
-hand-written backward); fc_out runs once over all steps.
+hand-written backward) and another cell through `Decoder.step`; fc_out (and attention) runs once over all steps.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from playground.core import interrupt
-from playground.core.recurrence import flops_per_token, layers_of, unroll
+from playground.core.attention import ATTENTIONS, Attention, Memory
+from playground.core.cells import CELLS, State, StepValues
+from playground.core.recurrence import unroll
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
 
-State = tuple[torch.Tensor, torch.Tensor]
 COIN_MODES = ("step", "token")
 
 
-class _EmbeddedLSTM(nn.Module):
-    """What both sides are made of: their own embedding (dropout on it), then a stacked LSTM."""
+class _EmbeddedRNN(nn.Module):
+    """What both sides are made of: their own embedding (dropout on it), then a stacked recurrent cell, registered
+    under the cell's name (`lstm`, `gru`) so its weights keep torch's names."""
 
-    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, num_layers: int, dropout: float) -> None:
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, num_layers: int, dropout: float,
+                 cell: str) -> None:
         super().__init__()
+        self.cell = CELLS[cell]
         self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(emb_dim, hidden_dim, num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
+        self.add_module(cell, self.cell.build(emb_dim, hidden_dim, num_layers, dropout))
+
+    @property
+    def rnn(self) -> nn.LSTM | nn.GRU:
+        return getattr(self, self.cell.name)
 
 
-class Encoder(_EmbeddedLSTM):
+class Encoder(_EmbeddedRNN):
     def forward(self, src: torch.Tensor) -> tuple[torch.Tensor, State]:
-        """Per-step outputs (B, T, H) for inspection, and the final (h_T, c_T).
+        """Per-step outputs (B, T, H) of the top layer, and the final state ((h_T, c_T) for an LSTM).
 
-        One LSTM call, except at sizes where it would run for seconds: there the same LSTM reads the source a
-        few steps at a time, carrying (h, c), so that a stop can land in between (`interrupt`).
+        One fused call, except at sizes where it would run for seconds: there the same module reads the source a
+        few steps at a time, carrying its state, so that a stop can land in between (`interrupt`).
         """
-        lstm = self.lstm
+        rnn = self.rnn
         embedded = self.dropout(self.embedding(src))
-        chunk = interrupt.time_chunk(src.shape[0] * flops_per_token(lstm.input_size, lstm.hidden_size,
-                                                                    lstm.num_layers))
+        chunk = interrupt.time_chunk(src.shape[0] * self.cell.flops_per_token(rnn.input_size, rnn.hidden_size,
+                                                                              rnn.num_layers))
         outputs, state = [], None
         for part in embedded.split(chunk, dim=1):
             interrupt.check()
-            out, state = lstm(part, state)
-            interrupt.check_on_gradient(state[0])
+            out, state = rnn(part, state)
+            interrupt.check_on_gradient(self.cell.unpack(state)[0])
             outputs.append(out)
-        return torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0], state
+        return torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0], self.cell.unpack(state)
 
 
-class Decoder(_EmbeddedLSTM):
-    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, num_layers: int, dropout: float) -> None:
-        super().__init__(vocab_size, emb_dim, hidden_dim, num_layers, dropout)
+@dataclass(frozen=True)
+class StepExtras:
+    """What one decoder step shows beyond its logits: every layer's state and gates, and the attention weights."""
+
+    layers: list[StepValues]  # per layer: the cell's state names and gate names -> (B, H)
+    attention: torch.Tensor | None  # (B, T) over source positions, or None without attention
+
+
+class Decoder(_EmbeddedRNN):
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, num_layers: int, dropout: float,
+                 cell: str = "lstm", attention: str = "none") -> None:
+        super().__init__(vocab_size, emb_dim, hidden_dim, num_layers, dropout, cell)
         self.fc_out = nn.Linear(hidden_dim, vocab_size)
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
+        self.attention = Attention(attention, hidden_dim) if attention != "none" else None
 
-    def forward(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """Logits (B, S, V) for S known input tokens, run as one fused LSTM call."""
-        outputs, state = self.lstm(self.dropout(self.embedding(inputs)), state)
-        return self.fc_out(outputs), state
+    def readout(self, outputs: torch.Tensor, memory: Memory | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, S, V) of the top layer's h (B, S, H), through attention when the model has it, and the
+        alignment (B, S, T) (None without attention)."""
+        if self.attention is None:
+            return self.fc_out(outputs), None
+        if memory is None:
+            raise ValueError("a decoder with attention needs the encoder's outputs (memory)")
+        attended, weights = self.attention(outputs, memory)
+        return self.fc_out(attended), weights
 
-    def decode(self, inputs: torch.Tensor, state: State, teacher: torch.Tensor,
+    def forward(self, inputs: torch.Tensor, state: State, memory: Memory | None = None) -> tuple[torch.Tensor, State]:
+        """Logits (B, S, V) for S known input tokens, the recurrence run as one fused call."""
+        outputs, state = self.rnn(self.dropout(self.embedding(inputs)), self.cell.pack(state))
+        return self.readout(outputs, memory)[0], self.cell.unpack(state)
+
+    def step(self, token: torch.Tensor, state: State, memory: Memory | None = None) -> tuple[
+            torch.Tensor, State, StepExtras]:
+        """The one decoder step: logits (B, V) for the tokens (B,) fed in, the new state, and what it shows.
+
+        Runs the cell's reference step (its gates visible); `forward` (fused) and `decode` (an LSTM's unrolled
+        recurrence) are tested optimizations of a loop of these steps."""
+        x = self.dropout(self.embedding(token))
+        state, layers = self.cell.run_step(self.cell.layers(self.rnn), x, state, self.rnn.dropout, self.training)
+        logits, weights = self.readout(layers[-1]["h"].unsqueeze(1), memory)
+        return logits[:, 0], state, StepExtras(layers, weights[:, 0] if weights is not None else None)
+
+    def decode(self, inputs: torch.Tensor, state: State, teacher: torch.Tensor, memory: Memory | None = None,
                stop_id: int | None = None) -> torch.Tensor:
         """Logits (B, S, V); step t reads inputs[:, t] where `teacher` is true, else its own previous argmax.
 
         `teacher` is (S,), one coin per step for the whole batch, or (B, S), one per token, on the CPU; step 0
-        always reads inputs[:, 0]. The same LSTM (its own weights, its dropout), run step by step by
-        `recurrence.unroll`. With `stop_id`, decoding may end early once every row has produced it.
+        always reads inputs[:, 0]. An LSTM runs through `recurrence.unroll` (its own weights, its dropout), other
+        cells through `step`. With `stop_id`, decoding may end early once every row has produced it.
         """
         teacher = teacher.clone()
         teacher[..., 0] = True
+        if self.cell.name != "lstm":
+            return self._decode_by_steps(inputs, state, teacher, memory, stop_id)
         dropout = self.dropout.p if self.training else 0.0
-        outputs, _ = unroll(self.embedding.weight, layers_of(self.lstm), inputs, state, teacher,
-                            (self.fc_out.weight, self.fc_out.bias), dropout, stop_id, PAD_ID)
-        return self.fc_out(outputs)
+        outputs, _ = unroll(self.embedding.weight, self.cell.layers(self.rnn), inputs, state, teacher,
+                            lambda h: self.readout(h.unsqueeze(1), memory)[0][:, 0], dropout, stop_id, PAD_ID)
+        return self.readout(outputs, memory)[0]
+
+    def _decode_by_steps(self, inputs: torch.Tensor, state: State, teacher: torch.Tensor, memory: Memory | None,
+                         stop_id: int | None) -> torch.Tensor:
+        forced = teacher.to(inputs.device).expand(inputs.shape)
+        logits: list[torch.Tensor] = []
+        finished = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device)
+        for t in range(inputs.shape[1]):
+            interrupt.check()
+            token = inputs[:, t] if t == 0 else torch.where(forced[:, t], inputs[:, t], logits[-1].argmax(-1))
+            if stop_id is not None:
+                finished |= token == stop_id
+                if bool(finished.all()):
+                    break
+            step_logits, state, _ = self.step(token, state, memory)
+            logits.append(step_logits)
+        return torch.stack(logits, dim=1)
+
+
+def reversal_index(src: torch.Tensor) -> torch.Tensor:
+    """Where each position reads from when the real tokens of each row go in reverse order, left padding where it
+    was: [pad a b c] -> [pad c b a]. A permutation that is its own inverse, so the same index brings outputs read
+    in reverse back to source order."""
+    length = src.shape[1]
+    pads = (src == PAD_ID).long().cumprod(1).sum(1, keepdim=True)  # left padding: the leading pads
+    positions = torch.arange(length, device=src.device).expand_as(src)
+    return torch.where(positions < pads, positions, length - 1 + pads - positions)
 
 
 class Seq2Seq(nn.Module):
@@ -94,11 +168,36 @@ class Seq2Seq(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.0,
         sos_id: int = SOS_ID,
+        cell: str = "lstm",
+        attention: str = "none",
+        reverse_source: bool = False,
     ) -> None:
         super().__init__()
-        self.encoder = Encoder(src_vocab_size, emb_dim, hidden_dim, num_layers, dropout)
-        self.decoder = Decoder(tgt_vocab_size, emb_dim, hidden_dim, num_layers, dropout)
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
+        self.encoder = Encoder(src_vocab_size, emb_dim, hidden_dim, num_layers, dropout, cell)
+        self.decoder = Decoder(tgt_vocab_size, emb_dim, hidden_dim, num_layers, dropout, cell, attention)
         self.sos_id = sos_id
+        self.reverse_source = reverse_source
+
+    def parameter_parts(self) -> dict[str, int]:
+        """Parameters per part, as the diagram names them (also on the meta device: shapes only)."""
+        parts = {"encoder embedding": self.encoder.embedding, "encoder cell": self.encoder.rnn,
+                 "decoder embedding": self.decoder.embedding, "decoder cell": self.decoder.rnn,
+                 "output layer": self.decoder.fc_out}
+        if self.decoder.attention is not None:
+            parts["attention"] = self.decoder.attention
+        return {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
+
+    def encode(self, src: torch.Tensor) -> tuple[State, Memory]:
+        """The state handed to the decoder and the memory attention reads (outputs in source order)."""
+        if not self.reverse_source:
+            outputs, state = self.encoder(src)
+            return state, Memory(outputs, src != PAD_ID)
+        index = reversal_index(src)
+        outputs, state = self.encoder(src.gather(1, index))
+        outputs = outputs.gather(1, index.unsqueeze(-1).expand_as(outputs))
+        return state, Memory(outputs, src != PAD_ID)
 
     def forward(
         self,
@@ -116,28 +215,28 @@ class Seq2Seq(nn.Module):
         (B, L); a step is teacher-forced where draw < ratio. Passing them lets
         several models share one stream of coins.
         """
-        _, state = self.encoder(src)
+        state, memory = self.encode(src)
         batch, length = tgt.shape
         sos = torch.full((batch, 1), self.sos_id, dtype=torch.long, device=tgt.device)
         inputs = torch.cat([sos, tgt[:, :-1]], dim=1)
         if teacher_forcing_ratio >= 1.0:
-            logits, _ = self.decoder(inputs, state)
+            logits, _ = self.decoder(inputs, state, memory)
             return logits
         if coin not in COIN_MODES:
             raise ValueError(f"coin must be one of {COIN_MODES}, got {coin!r}")
         shape = (length,) if coin == "step" else (batch, length)
         if coin_draws is None:  # no draw at all when every step is free-running
             coin_draws = torch.rand(shape) if teacher_forcing_ratio > 0 else torch.ones(shape)
-        return self.decoder.decode(inputs, state, coin_draws.cpu() < teacher_forcing_ratio)
+        return self.decoder.decode(inputs, state, coin_draws.cpu() < teacher_forcing_ratio, memory)
 
     @torch.inference_mode()
     def greedy_decode(self, src: torch.Tensor, max_len: int) -> torch.Tensor:
         """Predicted ids (B, <= max_len), each row <pad> after its first <eos>."""
-        _, state = self.encoder(src)
+        state, memory = self.encode(src)
         inputs = torch.full((src.shape[0], max_len), self.sos_id, dtype=torch.long, device=src.device)
         teacher = torch.zeros(max_len, dtype=torch.bool)
         teacher[0] = True
-        predicted = self.decoder.decode(inputs, state, teacher, EOS_ID).argmax(-1)
+        predicted = self.decoder.decode(inputs, state, teacher, memory, EOS_ID).argmax(-1)
         is_eos = predicted == EOS_ID
         seen = is_eos.cumsum(1)
         predicted = predicted.masked_fill(seen - is_eos.long() > 0, PAD_ID)

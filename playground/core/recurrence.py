@@ -13,7 +13,7 @@ and tests hold every such loop equal to nn.LSTM.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,17 +80,13 @@ def lstm_layers(weights: Mapping[str, torch.Tensor], prefix: str, num_layers: in
                          weight("bias_ih", k) + weight("bias_hh", k)) for k in range(num_layers)]
 
 
-def flops_per_token(input_size: int, hidden: int, layers: int) -> int:
-    """The matrix products of one token through a stacked LSTM, forward: 2 x 4H x (D + H) per layer."""
-    return sum(2 * 4 * hidden * ((input_size if layer == 0 else hidden) + hidden) for layer in range(layers))
-
-
 def layers_of(lstm: nn.LSTM) -> list[LayerWeights]:
     """An nn.LSTM's own weights, as the loops read them."""
     return lstm_layers(dict(lstm.named_parameters()), "", lstm.num_layers)
 
 
 State = tuple[torch.Tensor, torch.Tensor]
+Readout = Callable[[torch.Tensor], torch.Tensor]  # the logits of the top h (..., B, H)
 STOP_CHECK_EVERY = 4  # early-stopping decoding asks the device whether every row has ended this often
 
 
@@ -102,7 +98,7 @@ class _Plan:
     ids: torch.Tensor  # (L, ..., B) input tokens
     teacher: torch.Tensor | None  # (L, ..., B) bool: step t reads ids[t]; elsewhere its own previous argmax
     free_steps: frozenset[int]  # the steps where at least one row reads its own argmax
-    readout: tuple[torch.Tensor, torch.Tensor] | None  # fc_out's (weight (..., V, H), bias (..., V)) for the argmax
+    readout: Readout | None  # the logits of the top h (..., B, H), whose argmax a free-running step reads
     input_mask: torch.Tensor | None  # dropout on the embedded inputs, (L, ..., B, E), already scaled
     layer_masks: tuple[torch.Tensor, ...]  # dropout between layers, (L, ..., B, H) each
     stop_id: int | None
@@ -110,13 +106,15 @@ class _Plan:
 
 
 def unroll(embedding: torch.Tensor, layers: list[LayerWeights], inputs: torch.Tensor, state: State,
-           teacher: torch.Tensor | None = None, readout: tuple[torch.Tensor, torch.Tensor] | None = None,
+           teacher: torch.Tensor | None = None,
+           readout: Readout | tuple[torch.Tensor, torch.Tensor] | None = None,
            dropout: float = 0.0, stop_id: int | None = None, pad_id: int = 0) -> tuple[torch.Tensor, State]:
     """A stacked LSTM over token ids, step by step, with a hand-written backward: the top layer's h at every step
     (..., B, L, H) and the final (h, c) (layers, ..., B, H).
 
     `teacher` (broadcastable to inputs' (..., B, L), on the CPU) says where step t reads inputs[t]; elsewhere it
-    reads the argmax of `readout` applied to the top h of step t - 1 (free-running), which has no gradient.
+    reads the argmax of `readout` applied to the top h of step t - 1 (free-running), without gradient: the model's
+    output layer, attention included, or an output layer's (weight (..., V, H), bias (..., V)).
     Why by hand: a free-running step splits nn.LSTM into one fused call per step, and each call pays oneDNN's
     fixed cost (about 0.7 ms fwd + bwd at the default size, issue #12), and autograd over the cell records ~25
     ops a step. Here the forward writes gates and states into buffers, the backward runs the recurrence back
@@ -141,10 +139,16 @@ def unroll(embedding: torch.Tensor, layers: list[LayerWeights], inputs: torch.Te
 
     masks = [mask(embedding.shape[-1])] + [mask(layer.w_hh.shape[-2]) for layer in layers[:-1]] \
         if dropout > 0.0 else [None]
+    if isinstance(readout, tuple):
+        readout = _linear(*readout)
     plan = _Plan(ids, teacher, free_steps, readout, masks[0], tuple(masks[1:]), stop_id, pad_id)
     weights = [tensor for layer in layers for tensor in (layer.w_ih, layer.w_hh, layer.bias)]
     outputs, h_n, c_n = _Unrolled.apply(plan, embedding, state[0], state[1], *weights)
     return outputs, (h_n, c_n)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> Readout:
+    return lambda h: torch.matmul(h, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
 
 
 def _lookup(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -194,8 +198,7 @@ class _Unrolled(torch.autograd.Function):
         for t in range(length):
             interrupt.check()
             if t in plan.free_steps:
-                weight, bias = plan.readout
-                own = (torch.matmul(h_t[-1][t], weight.transpose(-1, -2)) + bias.unsqueeze(-2)).argmax(-1)
+                own = plan.readout(h_t[-1][t]).argmax(-1)
                 token = torch.where(plan.teacher[t], plan.ids[t], own)
                 tokens[t] = token
                 x = _lookup(embedding, token)

@@ -104,18 +104,35 @@ class Task:
         return longest + 1
 
 
+def _source_length(src: list[str], tgt: list[str]) -> tuple[str, float | str]:
+    return "source length", float(len(src))
+
+
+def _sum(src: list[str], tgt: list[str]) -> tuple[str, float | str]:
+    return "sum", float("".join(tgt)) if tgt and "".join(tgt).isdigit() else float("nan")
+
+
+def _first_token(src: list[str], tgt: list[str]) -> tuple[str, float | str]:
+    return "first token", src[0]
+
+
 @dataclass(frozen=True)
 class TaskInfo:
+    """What the code needs to know about a task beyond its examples: each task's special cases live here."""
+
     description: str
-    uses_lengths: bool  # min_len / max_len / alphabet_size apply
+    uses_lengths: bool  # min_len / max_len / alphabet_size apply, and a source is min_len to max_len long
     uses_digits: bool  # max_digits applies
+    target_as_long_as_source: bool = False  # so the shortest target is min_len long too
+    example_property: Callable[[list[str], list[str]], tuple[str, float | str]] = _source_length  # what to colour
+    # an example by in a picture of many: its name and its value
 
 
 TASKS: dict[str, TaskInfo] = {
-    "copy": TaskInfo("Copy the sequence: abc -> abc", True, False),
-    "reverse": TaskInfo("Reverse the sequence: abc -> cba", True, False),
-    "sort": TaskInfo("Sort the symbols: cab -> abc", True, False),
-    "addition": TaskInfo("Add two numbers: 37+5 -> 42", False, True),
+    "copy": TaskInfo("Copy the sequence: abc -> abc", True, False, True),
+    "reverse": TaskInfo("Reverse the sequence: abc -> cba", True, False, True),
+    "sort": TaskInfo("Sort the symbols: cab -> abc", True, False, True, _first_token),
+    "addition": TaskInfo("Add two numbers: 37+5 -> 42", False, True, example_property=_sum),
     "number_words": TaskInfo(
         "Digits to English words (other vocabulary, longer output): 307 -> three hundred seven",
         False,

@@ -64,8 +64,7 @@ def read_experiment(run_dir: Path, cell: int | None = None) -> Experiment:
         if not isinstance(values, dict) or not isinstance(values.get("base"), dict):
             raise ExportError(f"{COMPARE_FILE} is damaged: it holds no base config")
         base = TrainConfig.from_dict(portable(values["base"]))
-        compare = CompareConfig.build(base, values.get("ratios", ()), values.get("schedules", ()),
-                                      values.get("seeds", 1))
+        compare = CompareConfig.from_dict(values, base)
         return Experiment.of_comparison(name, compare, read_custom(run_dir, base))
     if (run_dir / CONFIG_FILE).is_file():
         config = read_config(run_dir)

@@ -17,6 +17,7 @@ import pprint
 from string import Template
 
 from playground.core import tasks
+from playground.core.config import DEFAULTS, VARIANT_SETTINGS, variant_label
 from playground.core.forcing import SCHEDULES, ForcingSchedule
 from playground.core.tasks import (
     EOS_ID,
@@ -28,7 +29,7 @@ from playground.core.tasks import (
     count_symbols,
     number_to_words,
 )
-from playground.export.experiment import Experiment
+from playground.export.experiment import Experiment, ExportError
 from playground.training.batched import PER_MODEL
 from playground.training.trainer import build_task
 
@@ -261,7 +262,12 @@ if __name__ == "__main__":
 
 
 def pytorch_script(experiment: Experiment) -> str:
-    """The experiment as the text of one runnable .py file."""
+    """The experiment as the text of one runnable .py file (the specification's model only, so far)."""
+    variants = sorted({variant_label(config.as_dict()) for config in experiment.configs
+                       if any(getattr(config, name) != getattr(DEFAULTS, name) for name in VARIANT_SETTINGS)})
+    if variants:
+        raise ExportError(f"the script writes the specification's LSTM without attention, read in order; this "
+                          f"experiment trains {', '.join(variants)}, which a script cannot export yet")
     base = experiment.base
     task = build_task(base, experiment.custom)
     header = _HEADER.substitute(

@@ -54,7 +54,7 @@ def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: s
                                     line={"color": colour(arm), "width": 2}))
     band_note = f" (mean ± std over {snapshot.seeds} seeds)" if snapshot.seeds > 1 else ""
     figure.update_layout(title=title + band_note, height=height, margin={"l": 60, "r": 10},
-                         legend={"title": "teacher forcing"})
+                         legend={"title": "arm"})
     figure.update_xaxes(title="training step", rangemode="nonnegative")
     figure.update_yaxes(title=y_title, tickformat=".0%" if percent else None)
     tidy(figure)
@@ -75,7 +75,7 @@ def length_figure(snapshot: CompareSnapshot, height: int = 340) -> go.Figure:
                                     mode="lines+markers", name=label,
                                     line={"color": colour(arm), "width": 2}))
     figure.update_layout(title="Free-running exact match by output length (latest evaluation)", height=height,
-                         margin={"l": 60, "r": 10}, legend={"title": "teacher forcing"})
+                         margin={"l": 60, "r": 10}, legend={"title": "arm"})
     figure.update_xaxes(title="target length (tokens, without <eos>)", dtick=1)
     figure.update_yaxes(title="exact match (share of sequences)", tickformat=".0%", range=[0, 1.02])
     tidy(figure)

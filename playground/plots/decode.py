@@ -28,6 +28,20 @@ def top_k_figure(step: DecodeStep, target: str | None = None, height: int = 320)
     return figure
 
 
+def attention_row_figure(step: DecodeStep, height: int = 260) -> go.Figure:
+    """One step's attention weights over the source, a bar per source token in source order (darker: more)."""
+    tokens = [f"{position}: {token}" for position, (token, _) in enumerate(step.attention or [])]
+    weights = np.array([weight for _, weight in step.attention or []])
+    figure = go.Figure(go.Bar(x=np.array(tokens, dtype=object), y=weights, marker={
+        "color": weights, "colorscale": "Greens", "cmin": 0.0, "cmax": 1.0}, text=[f"{w:.0%}" for w in weights],
+        textposition="auto", hovertemplate="source %{x}<br>α %{y:.3f}<extra></extra>"))
+    figure.update_layout(title=f"Step {step.index}: where it looked in the source (attention α)", height=height,
+                         margin={"l": 55, "r": 10, "t": 40, "b": 45})
+    figure.update_xaxes(title_text="source position: token", type="category")
+    figure.update_yaxes(title_text="α", range=[0, 1])
+    return figure
+
+
 def position_errors_figure(errors: dict[str, PositionErrors], height: int = 380) -> go.Figure:
     """Per output position: teacher-forced and free-running error, and the error after a right prefix.
 

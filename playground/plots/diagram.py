@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from playground.core.cells import CELLS
+
 
 @dataclass(frozen=True)
 class DiagramSizes:
@@ -20,6 +22,9 @@ class DiagramSizes:
     hidden_dim: int
     num_layers: int
     parameters: dict[str, int]
+    cell: str = "lstm"
+    attention: str = "none"
+    reverse_source: bool = False
 
 
 def _count(n: int) -> str:
@@ -31,14 +36,16 @@ def _node(name: str, label: str, fill: str, shape: str = "box") -> str:
 
 
 def model_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str = "") -> str:
-    """DOT source, left to right: encoder on top, decoder below, (h_T, c_T) handed over, the switch on the left.
+    """DOT source, left to right: encoder on top, decoder below, its state handed over, the switch on the left,
+    and attention (when the model has it) reading the encoder's outputs between the decoder and its output layer.
 
     `gamma_note` says where gamma comes from ("set", "now", ...).
     """
-    p = sizes.parameters
+    p, cell = sizes.parameters, CELLS[sizes.cell]
     layers = f"{sizes.num_layers} layer{'s' if sizes.num_layers > 1 else ''}"
     total = sum(p.values())
     note = f" ({gamma_note})" if gamma_note else ""
+    reading = " (source reversed)" if sizes.reverse_source else ""
     lines = [
         "digraph seq2seq {",
         '  graph [rankdir=LR, fontname="sans-serif", fontsize=11, nodesep=0.25, ranksep=0.35, '
@@ -48,13 +55,14 @@ def model_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str = "") -> st
         _node("src", f"source tokens\\ns_1 … s_T\\n|V_src| = {sizes.src_vocab}", "#eeeeee", "note"),
         _node("enc_emb", f"embedding\\n{sizes.src_vocab} × {sizes.emb_dim}\\n{_count(p['encoder embedding'])}",
               "#dbe9f6"),
-        _node("enc_lstm", f"encoder LSTM\\n{layers}, hidden {sizes.hidden_dim}\\n{_count(p['encoder LSTM'])}",
-              "#9ecae1"),
-        _node("state", f"(h_T, c_T)\\n{sizes.num_layers} × 2 × {sizes.hidden_dim}", "#fdd0a2", "ellipse"),
+        _node("enc_lstm", f"encoder {cell.label}{reading}\\n{layers}, hidden {sizes.hidden_dim}\\n"
+                          f"{_count(p['encoder cell'])}", "#9ecae1"),
+        _node("state", f"{cell.state_label}\\n{sizes.num_layers} × {len(cell.state_names)} × {sizes.hidden_dim}",
+              "#fdd0a2", "ellipse"),
         _node("switch", f"teacher forcing\\nγ = {gamma:.2f}{note}", "#fff7bc", "diamond"),
         _node("dec_emb", f"embedding\\n{sizes.tgt_vocab} × {sizes.emb_dim}\\n{_count(p['decoder embedding'])}",
               "#dbe9f6"),
-        _node("dec_lstm", f"decoder LSTM\\n{layers}, hidden {sizes.hidden_dim}\\n{_count(p['decoder LSTM'])}",
+        _node("dec_lstm", f"decoder {cell.label}\\n{layers}, hidden {sizes.hidden_dim}\\n{_count(p['decoder cell'])}",
               "#9ecae1"),
         _node("linear", f"Linear\\n{sizes.hidden_dim} → {sizes.tgt_vocab}\\n{_count(p['output layer'])}",
               "#c7e9c0"),
@@ -65,9 +73,19 @@ def model_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str = "") -> st
         '  state -> dec_lstm [label="initial state"];',
         f'  truth -> switch [label="γ = {gamma:.2f}"];',
         f'  own -> switch [label="1 − γ = {1 - gamma:.2f}", style=dashed];',
-        "  switch -> dec_emb -> dec_lstm -> linear -> softmax;",
+        *_attention_lines(sizes, p),
         '  softmax -> own [style=dotted, constraint=false, label="next step"];',
         "  { rank=same; src; truth; own; }",
         "}",
     ]
     return "\n".join(lines)
+
+
+def _attention_lines(sizes: DiagramSizes, p: dict[str, int]) -> list[str]:
+    """The decoder's path to its output layer: straight, or through attention over the encoder's outputs."""
+    if sizes.attention == "none":
+        return ["  switch -> dec_emb -> dec_lstm -> linear -> softmax;"]
+    return [_node("attention", f"{sizes.attention} attention\\nα_t, c_t, h̃_t = tanh(W_c [c_t; h_t])\\n"
+                               f"{_count(p['attention'])}", "#fcbba1"),
+            '  enc_lstm -> attention [label="outputs h̄_s", style=dashed];',
+            "  switch -> dec_emb -> dec_lstm -> attention -> linear -> softmax;"]

@@ -54,6 +54,26 @@ STATES = (
     "position) and units that switch at one token (they react to it).\n\n"
     "**Bad**: every column alike, or noise without a pattern: the model has not learned much yet.")
 
+ALIGNMENT = (
+    "**Axes**: each row is one output step of the decoder (the token it was fed → the token it predicted); each "
+    "column is one position of the source, labelled with its token. Only runs with attention have this chart.\n\n"
+    "**Colours**: α, the attention weight, from white (0) to dark green (1). A row sums to 1: it says where in the "
+    "source the decoder looked when it made that prediction (its context vector is the weighted sum of the "
+    "encoder's outputs at those positions). Padding gets no weight.\n\n"
+    "**Good**: one dark cell per row, along the path the task needs: the anti-diagonal for reverse (the first output "
+    "reads the last source token), the diagonal for copy. During training the rows sharpen from flat to peaked.\n\n"
+    "**Bad**: flat rows (pale everywhere) mean the model has not learnt where to look yet, or relies on the final "
+    "state alone; dark cells off the task's path go with wrong predictions.")
+
+ATTENTION_ROW = (
+    "**Bars**: one per source position, labelled position: token, in the order the source was typed. Each bar is α, "
+    "the share of attention this decoder step gives that position (they sum to 1); darker green is more. The "
+    "decoder reads their weighted sum of the encoder's outputs (the context vector) before it predicts.\n\n"
+    "**Good**: one tall bar on the token this step must produce next (for reverse: the source's last tokens first, "
+    "moving left one position a step).\n\n"
+    "**Bad**: bars of equal height (it does not know where to look) or a tall bar on the wrong token, which usually "
+    "goes with a wrong prediction.")
+
 UNIT_LINES = (
     "**Axes**: time step (the token read) against the value of each chosen unit (the sidebar picks them).\n\n"
     "**Good**: a unit that rises or falls steadily along the sequence tracks the position; one that jumps at the "

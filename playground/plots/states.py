@@ -117,3 +117,22 @@ def mark_units(figure: go.Figure, order: np.ndarray, marked: dict[int, str]) -> 
         figure.add_shape(type="rect", xref="paper", x0=0, x1=1, yref="y", y0=row - 0.5, y1=row + 0.5,
                          line={"color": "black", "width": 1.5}, fillcolor="rgba(0,0,0,0)", name=f"unit {unit}: {why}")
     return figure
+
+
+def alignment_heatmap(weights: np.ndarray, source_tokens: list[str], step_labels: list[str], title: str,
+                      height: int = 320) -> go.Figure:
+    """Attention weights α (output steps, source positions) as output step x source position, 0 to 1."""
+    steps, positions = np.arange(weights.shape[0]), np.arange(weights.shape[1])
+    figure = go.Figure(go.Heatmap(
+        z=weights, x=positions, y=steps, colorscale="Greens", zmin=0.0, zmax=1.0,
+        colorbar={"title": {"text": "α"}, "thickness": 12},
+        customdata=np.stack(np.broadcast_arrays(np.array(step_labels, dtype=object)[:, None],
+                                                np.array(source_tokens, dtype=object)[None, :]), axis=-1),
+        hovertemplate="step %{y} (%{customdata[0]})<br>source %{x} (%{customdata[1]})<br>α %{z:.3f}<extra></extra>"))
+    figure.update_layout(title=title, height=height, margin={"l": 70, "r": 10, "b": 40})
+    tidy(figure, legend_below=False)
+    figure.update_xaxes(title_text="source position (token)", tickmode="array", tickvals=positions,
+                        ticktext=list(source_tokens))
+    figure.update_yaxes(title_text="output step (input → prediction)", tickmode="array", tickvals=steps,
+                        ticktext=list(step_labels), autorange="reversed")
+    return figure

@@ -222,8 +222,7 @@ class CompareEngine(_Progress):
         if not isinstance(values, dict) or not isinstance(values.get("base"), dict):
             raise DamagedFile(f"{COMPARE_FILE} is damaged: it holds no base config")
         base = TrainConfig.from_dict(portable(values["base"]))
-        config = CompareConfig.build(base, values.get("ratios", ()), values.get("schedules", ()),
-                                     values.get("seeds", 1))
+        config = CompareConfig.from_dict(values, base)
         checkpoint = _checkpoint(run_dir)
         engine = cls(config, read_custom(run_dir, base))
         with _mismatch_is_damage():
@@ -268,8 +267,7 @@ class CompareEngine(_Progress):
         raise ValueError("a comparison's settings are fixed while it trains")
 
     def extend(self, total_steps: int) -> None:
-        self.config = CompareConfig.build(self.config.base.replace(steps=total_steps), self.config.ratios,
-                                          self.config.schedules, self.config.seeds)
+        self.config = self.config.with_base(self.config.base.replace(steps=total_steps))
         self.trainer.config = self.config.base
 
     def model_label(self, k: int) -> str:

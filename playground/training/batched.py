@@ -1,4 +1,4 @@
-"""K models that differ only in their teacher-forcing ratio (or schedule, or seed) trained together.
+"""K models that differ only in their teacher-forcing ratio (or schedule, or seed, or model variant) trained together.
 
 All models read the same batches and the same coin draws (common random numbers: the base config's seed picks
 both); model k compares the shared draws with its own ratio, exactly as `Trainer` does for one model. The loss
@@ -8,11 +8,13 @@ optimizers.
 
 How it executes (issue #12: never slower than K `Trainer`s one after another) is chosen from the size, K and
 the device, and never changes the numbers beyond float rounding (tests hold every way equal to single runs):
-the models are split into `workers` groups that train in parallel threads (one torch thread each, on a CPU
-with cores to spare; torch releases the GIL inside its kernels), and each group's weights are stacked (G, ...).
+models of one shape (cell, attention, source order) are split into `workers` groups that train in parallel
+threads (one torch thread each, on a CPU with cores to spare; torch releases the GIL inside its kernels), and each
+group's weights are stacked (G, ...).
 A group's forward is `stacked` (the recurrence as bmm over the G models, one Python loop for all: wins where
 per-op overhead dominates, at small hidden sizes) or `each` (the one-model `Seq2Seq` on views of the stacked
 weights, model after model: wins where the arithmetic dominates, as oneDNN's fused LSTM is faster per step).
+Models of different shapes (arms that differ by `VARIANT_SETTINGS`) train in groups of their own, one per shape.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from torch import nn
 from torch.func import functional_call
 
 from playground.core import interrupt
-from playground.core.config import FORCING_SETTINGS, ConfigError, TrainConfig
+from playground.core.config import FORCING_SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.model import Seq2Seq
+from playground.core.model import Seq2Seq, reversal_index
 from playground.core.recurrence import LayerWeights, lstm_layers, unroll
 from playground.core.tasks import PAD_ID, SOS_ID, CustomPairs, TaskData
 from playground.training import rules
@@ -41,7 +43,7 @@ from playground.training.trainer import build_model, build_optimizer, build_task
 
 # the settings in which the K models may differ; everything else, the coin's kind included (one stream of draws
 # serves every model), is shared
-PER_MODEL = (*(name for name in FORCING_SETTINGS if name != "coin"), "seed")
+PER_MODEL = (*(name for name in FORCING_SETTINGS if name != "coin"), "seed", *VARIANT_SETTINGS)
 ForwardPath = Literal["stacked", "each"]
 STACKED_MAX_HIDDEN = 64  # measured by `bench` on 2 cores (AVX-512): above it `each` wins
 MAX_WORKERS = 4  # threads for the groups; measured on 2 cores only, and the GIL caps what more would give
@@ -51,9 +53,15 @@ PARALLEL_MIN_HIDDEN = 64
 T = TypeVar("T")
 
 
+def stackable(config: TrainConfig) -> bool:
+    """Whether the stacked forward, written for the specification's LSTM without attention, runs this model."""
+    return config.cell == "lstm" and config.attention == "none"
+
+
 def choose_path(config: TrainConfig, size: int) -> ForwardPath:
-    """The faster forward for a group of `size` models of `config`'s size."""
-    return "stacked" if config.hidden_dim <= STACKED_MAX_HIDDEN and size > 1 else "each"
+    """The faster forward for a group of `size` models of `config`'s size; `stacked` is written for the LSTM
+    without attention only."""
+    return "stacked" if stackable(config) and config.hidden_dim <= STACKED_MAX_HIDDEN and size > 1 else "each"
 
 
 def choose_workers(config: TrainConfig, size: int) -> int:
@@ -89,10 +97,11 @@ def check_compatible(configs: list[TrainConfig]) -> None:
 class _Group:
     """Some of the K models (`members`): their weights stacked (G, ...), and the way their forward runs."""
 
-    def __init__(self, members: range, models: list[Seq2Seq], path: ForwardPath, device: torch.device) -> None:
-        self.members, self.path = members, path
+    def __init__(self, members: range, models: list[Seq2Seq], path: ForwardPath, device: torch.device,
+                 config: TrainConfig) -> None:
+        self.members, self.path, self.config = members, path, config  # config: the members' shape
         self.params = {name: nn.Parameter(torch.stack([models[k].state_dict()[name] for k in members]).to(device))
-                       for name in models[0].state_dict()}
+                       for name in models[members.start].state_dict()}
         self.template = models[members.start].to(device)  # the module `each` runs on its models' weights
 
     def forward(self, config: TrainConfig, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor,
@@ -103,7 +112,8 @@ class _Group:
         dropout = config.dropout if training else 0.0
         zeros = torch.zeros(config.num_layers, len(self.members), src.shape[0], config.hidden_dim,
                             device=src.device)
-        _, state = unroll(self.params["encoder.embedding.weight"], self._layers("encoder", config), src,
+        read = src.gather(1, reversal_index(src)) if config.reverse_source == "on" else src
+        _, state = unroll(self.params["encoder.embedding.weight"], self._layers("encoder", config), read,
                           (zeros, zeros), dropout=dropout, pad_id=PAD_ID)
         teacher = teacher.clone()
         teacher[..., 0] = True
@@ -145,12 +155,14 @@ class BatchedTrainer:
         self.task = build_task(base, custom)
         self.data = TaskData(self.task, base.seed, base.val_size)
         models = [build_model(config, len(self.task.src_vocab), len(self.task.tgt_vocab)) for config in self.configs]
+        if path == "stacked" and not all(stackable(config) for config in self.configs):
+            raise ValueError("the stacked path runs LSTMs without attention; use `each` for this model")
         self.workers = min(workers or choose_workers(base, self.size), self.size)
-        bounds = [round(g * self.size / self.workers) for g in range(self.workers + 1)]
-        self.groups = [_Group(range(start, end), models, path or choose_path(base, end - start), self.device)
-                       for start, end in itertools.pairwise(bounds)]
+        self.groups = [_Group(members, models, path or choose_path(self.configs[members.start], len(members)),
+                              self.device, self.configs[members.start])
+                       for members in _split(self.configs, self.workers)]
         self.names = list(self.groups[0].params)
-        self.optimizer = build_optimizer(base, [group.params[name] for group in self.groups for name in self.names])
+        self.optimizer = build_optimizer(base, [param for group in self.groups for param in group.params.values()])
         self.coins = torch.Generator().manual_seed(base.seed + 1)
         self.batches = self.data.train_batches(base.batch_size)
         self.validation = (self.data.validation.src.to(self.device), self.data.validation.tgt.to(self.device))
@@ -177,10 +189,17 @@ class BatchedTrainer:
         group, index = self._locate(k)
         return {name: param[index].detach().clone() for name, param in group.params.items()}
 
+    @property
+    def one_shape(self) -> bool:
+        """Whether every model has the same shape, so groups are a split by cores that may differ on resume."""
+        return all(group.params.keys() == self.groups[0].params.keys() for group in self.groups)
+
     def resume_state(self) -> dict[str, Any]:
         """As `rules.resume_state`, its optimizer state written as one group would have it, whatever the groups
-        (a run saved on one machine resumes on another with a different number of cores)."""
-        return rules.resume_state(self.optimizer, self.coins, self.data) | {"optimizer": self._merged_optimizer()}
+        (a run saved on one machine resumes on another with a different number of cores). Models of several shapes
+        are grouped by shape alone, the same on every machine: their state is saved as it is."""
+        optimizer = self._merged_optimizer() if self.one_shape else self.optimizer.state_dict()
+        return rules.resume_state(self.optimizer, self.coins, self.data) | {"optimizer": optimizer}
 
     def restore(self, states: list[dict[str, torch.Tensor]], step: int, resume: dict[str, Any] | None) -> None:
         """Every model's weights and the shared step from a checkpoint (see `Trainer.restore`)."""
@@ -209,7 +228,8 @@ class BatchedTrainer:
 
     def _split_optimizer(self, merged: Any) -> Any:
         """The inverse of `_merged_optimizer` for these groups; what does not fit is left to fail in loading."""
-        if not isinstance(merged, dict) or not isinstance(merged.get("state"), dict) or len(self.groups) == 1:
+        if not isinstance(merged, dict) or not isinstance(merged.get("state"), dict) or len(self.groups) == 1 \
+                or not self.one_shape:
             return merged
         count, sizes = len(self.names), [len(group.members) for group in self.groups]
         state = {}
@@ -235,7 +255,7 @@ class BatchedTrainer:
 
             def backward(group: _Group) -> tuple[torch.Tensor, torch.Tensor]:
                 members = group.members
-                losses = model_losses(group.forward(self.config, src, tgt, teacher[members.start:members.stop],
+                losses = model_losses(group.forward(group.config, src, tgt, teacher[members.start:members.stop],
                                                     True), tgt)
                 losses.sum().backward()
                 squares = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in group.params.values()])
@@ -268,7 +288,7 @@ class BatchedTrainer:
         @torch.inference_mode()
         def logits(group: _Group) -> dict[str, torch.Tensor]:
             size = len(group.members)
-            return {prefix: torch.cat([group.forward(self.config, s, t, torch.full((size, t.shape[1]), ratio >= 1.0),
+            return {prefix: torch.cat([group.forward(group.config, s, t, torch.full((size, t.shape[1]), ratio >= 1.0),
                                                      False)
                                        for s, t in zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)],
                                       dim=1)
@@ -281,7 +301,22 @@ class BatchedTrainer:
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor, training: bool) -> torch.Tensor:
         """Logits (K, B, L, V) of every model; teacher (K, L) or (K, B, L)."""
         return torch.cat(self._each_group(lambda group: group.forward(
-            self.config, src, tgt, teacher[group.members.start:group.members.stop], training)))
+            group.config, src, tgt, teacher[group.members.start:group.members.stop], training)))
+
+
+def _split(configs: list[TrainConfig], workers: int) -> list[range]:
+    """The groups: runs of models of one shape, one shape split into `workers` groups (several shapes: one group
+    each, as their weights cannot be stacked together)."""
+    shapes = [tuple(getattr(config, name) for name in VARIANT_SETTINGS) for config in configs]
+    runs, start = [], 0
+    for _, members in itertools.groupby(shapes):
+        count = len(list(members))
+        runs.append(range(start, start + count))
+        start += count
+    if len(runs) > 1:
+        return runs
+    bounds = [round(g * len(configs) / workers) for g in range(workers + 1)]
+    return [range(start, end) for start, end in itertools.pairwise(bounds)]
 
 
 def model_losses(logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:

@@ -1,15 +1,17 @@
 """What a run will cost before it starts: FLOPs, peak memory and seconds per training step, from its config.
 
-FLOPs count the matrix products, 2*m*n*k each: every LSTM layer's input and recurrent projections
-(4H x (D + H) per token) on the encoder's and the decoder's tokens, and the output layer (V x H per target
-token); backward costs twice the forward, so a step is 3x. Memory is what the run adds above an idle process:
-weights, gradients and Adam's two moments (4 float32 copies of the parameters), the activations autograd keeps
-for backward (per token and layer the four gates, c, tanh(c) and h, 7H floats, and the gradients backward holds
-for a layer's outputs and cell, about 3H more: 10H; the embeddings; the logits three times: logits, log-softmax
-and their gradient), one validation chunk's logits, and a fixed overhead of the first run in a process
-(allocator arenas and kernel workspaces, measured: about 110 MB on a 2-core x86 CPU). Time is the FLOPs at
-this machine's measured matrix-product rate plus a per-token-and-layer overhead measured on a tiny model
-(`calibrate`, once per process). Checked against measured steps in the README's figures.
+FLOPs count the matrix products, 2*m*n*k each: every cell layer's input and recurrent projections
+(gates x H x (D + H) per token, `CellKind.flops_per_token`) on the encoder's and the decoder's tokens, attention's
+(`attention_flops`) and the output layer (V x H per target token); backward costs twice the forward, so a step is
+3x. Memory is what the run adds above an idle process: weights, gradients and Adam's two moments (4 float32 copies
+of the parameters), the activations autograd keeps for backward (per token and layer the four gates, c, tanh(c)
+and h, 7H floats, and the gradients backward holds for a layer's outputs and cell, about 3H more: 10H for an LSTM,
+in proportion for a cell with fewer gates and states; the embeddings; attention's alignments, and additive
+attention's H-wide tanh for every pair of steps; the logits three times: logits, log-softmax and their gradient),
+one validation chunk's logits, and a fixed overhead of the first run in a process (allocator arenas and kernel
+workspaces, measured: about 110 MB on a 2-core x86 CPU). Time is the FLOPs at this machine's measured
+matrix-product rate plus a per-token-and-layer overhead measured on a tiny model (`calibrate`, once per process).
+Checked against measured steps in the README's figures.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from functools import cache
 
 import torch
 
+from playground.core.attention import attention_activations, attention_flops
+from playground.core.cells import CELLS
 from playground.core.config import TrainConfig
-from playground.core.recurrence import flops_per_token
 from playground.core.tasks import Task
 from playground.training.rules import EVAL_CHUNK
+from playground.training.trainer import meta_model
 
 FLOAT_BYTES = 4
 SAVED_PER_HIDDEN = 10  # gates i, f, g, o, c, tanh(c), h per token and layer, and backward's gradients of them
+LSTM_SAVED = ("i", "f", "g", "o", "h", "c")  # what SAVED_PER_HIDDEN was measured for; other cells scale by theirs
 RUN_OVERHEAD_BYTES = 110 * 1024**2
 PARAMETER_COPIES = 4  # weights, gradients, Adam's two moments
 WARN_SECONDS_PER_STEP = 3.0
@@ -60,10 +65,8 @@ def gigabytes(size: float) -> str:
 
 
 def parameter_count(config: TrainConfig, src_vocab: int, tgt_vocab: int) -> int:
-    """Exactly `Seq2Seq`'s parameters (a test holds it equal to the model's own count)."""
-    hidden, layers, emb = config.hidden_dim, config.num_layers, config.emb_dim
-    lstm = sum(4 * hidden * ((emb if layer == 0 else hidden) + hidden + 2) for layer in range(layers))
-    return src_vocab * emb + tgt_vocab * emb + 2 * lstm + tgt_vocab * (hidden + 1)
+    """Exactly `Seq2Seq`'s parameters, counted on the model built on the meta device."""
+    return sum(meta_model(config, src_vocab, tgt_vocab).parameter_parts().values())
 
 
 def estimate(config: TrainConfig, task: Task, calibration: Calibration | None = None) -> Cost:
@@ -71,12 +74,16 @@ def estimate(config: TrainConfig, task: Task, calibration: Calibration | None = 
     batch, hidden, layers, emb = config.batch_size, config.hidden_dim, config.num_layers, config.emb_dim
     src_tokens, tgt_tokens = task.max_src_len, task.max_tgt_len + 1  # targets end with <eos>
     vocab = len(task.tgt_vocab)
-    per_token = flops_per_token(emb, hidden, layers)
-    forward = batch * ((src_tokens + tgt_tokens) * per_token + tgt_tokens * 2 * hidden * vocab)
+    cell = CELLS[config.cell]
+    per_token = cell.flops_per_token(emb, hidden, layers)
+    attention = attention_flops(config.attention, hidden, src_tokens, tgt_tokens)
+    forward = batch * ((src_tokens + tgt_tokens) * per_token + tgt_tokens * 2 * hidden * vocab + attention)
     flops = 3.0 * forward
     parameters = parameter_count(config, len(task.src_vocab), vocab)
     tokens = batch * (src_tokens + tgt_tokens)
-    activations = tokens * (layers * SAVED_PER_HIDDEN * hidden + emb) + 3 * batch * tgt_tokens * vocab
+    saved = SAVED_PER_HIDDEN * len(cell.gate_names + cell.state_names) // len(LSTM_SAVED)
+    activations = (tokens * (layers * saved * hidden + emb) + 3 * batch * tgt_tokens * vocab
+                   + batch * attention_activations(config.attention, hidden, src_tokens, tgt_tokens))
     evaluation = 2 * min(config.val_size, EVAL_CHUNK) * tgt_tokens * vocab
     memory = FLOAT_BYTES * (PARAMETER_COPIES * parameters + activations + evaluation) + RUN_OVERHEAD_BYTES
     seconds = flops / calibration.flops_per_second + (

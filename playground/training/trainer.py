@@ -57,9 +57,20 @@ def build_model(config: TrainConfig, src_vocab_size: int, tgt_vocab_size: int) -
     """The model with the weights `config.seed` gives, whatever other threads draw."""
     with _SEEDED_INIT, torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return Seq2Seq(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
-                       emb_dim=config.emb_dim, hidden_dim=config.hidden_dim,
-                       num_layers=config.num_layers, dropout=config.dropout)
+        return Seq2Seq(**model_arguments(config, src_vocab_size, tgt_vocab_size))
+
+
+def model_arguments(config: TrainConfig, src_vocab_size: int, tgt_vocab_size: int) -> dict[str, Any]:
+    """`Seq2Seq`'s keyword arguments for `config`: the one place a setting becomes part of the model."""
+    return {"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size, "emb_dim": config.emb_dim,
+            "hidden_dim": config.hidden_dim, "num_layers": config.num_layers, "dropout": config.dropout,
+            "cell": config.cell, "attention": config.attention, "reverse_source": config.reverse_source == "on"}
+
+
+def meta_model(config: TrainConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """The model of `config` built on the meta device: its shapes and parameter counts, no memory, no draws."""
+    with torch.device("meta"):
+        return Seq2Seq(**model_arguments(config, src_vocab_size, tgt_vocab_size))
 
 
 def build_optimizer(config: TrainConfig, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

@@ -13,7 +13,7 @@ from playground.analysis.decode import position_errors
 from playground.plots import notes
 from playground.plots.common import chart_config, file_name
 from playground.plots.decode import position_errors_figure
-from playground.plots.states import state_heatmap
+from playground.plots.states import alignment_heatmap, state_heatmap
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind
 from playground.runs.engines import TrainingSnapshot
@@ -156,11 +156,15 @@ def state_preview(snapshot: TrainingSnapshot) -> None:
     st.markdown(f"**Hidden states h_t** of the top layer on one validation example, refreshed at each evaluation "
                 f"(step {snapshot.rows[-1]['step']:.0f} or earlier). The **Hidden states** page shows more.")
     left, right = st.columns(2)
-    chart(left, state_heatmap(capture.encoder[-1].h, capture.src_tokens, "Encoder h_t (reads the source)",
+    chart(left, state_heatmap(capture.encoder[-1].h, capture.encoder_tokens, "Encoder h_t (reads the source)",
                               height=300, value_name="h"), "preview_encoder", notes.STATES)
     labels = [f"{fed}→{out}" for fed, out in zip(capture.decoder_inputs, capture.predicted, strict=True)]
     chart(right, state_heatmap(capture.decoder[-1].h, labels, "Decoder h_t (input → prediction)",
                                height=300, value_name="h"), "preview_decoder", notes.STATES)
+    if capture.attention is not None:  # sharpens from flat rows to the task's path as the model learns
+        chart(st, alignment_heatmap(capture.attention, capture.src_tokens, labels,
+                                    "Attention α on the same example (free-running)", height=300),
+              "preview_alignment", notes.ALIGNMENT)
 
 
 def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Callable[[BackgroundRun[Any]], None],

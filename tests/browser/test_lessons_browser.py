@@ -70,3 +70,16 @@ def test_a_lesson_runs_to_a_reading_computed_from_its_numbers(restarted_server: 
     wait_idle(page)  # the rerun after the end may briefly hold the old chart beside the new one
     page.wait_for_function("() => document.querySelectorAll('.st-key-lesson_chart_1 .js-plotly-plot').length === 1")
     screenshot(page, "lesson-exposure-bias")
+
+
+def test_the_attention_lesson_runs_to_its_reading(restarted_server: str, browser_page) -> None:
+    page = browser_page
+    page.goto(restarted_server + "/lessons")
+    wait_idle(page)
+    page.get_by_test_id("stRadio").get_by_text("4. The bottleneck and its cure", exact=True).click()
+    wait_idle(page)
+    page.click(".st-key-lesson_start button")
+    page.wait_for_selector("text=What this run shows", timeout=120_000)
+    reading = page.locator("[data-testid=stAlert]").last.inner_text()
+    assert "After 60 steps, outputs of" in reading and "without attention" in reading and "95% interval" in reading
+    screenshot(page, "lesson-attention")
