@@ -54,8 +54,10 @@ if busy:
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     chosen = left.selectbox("Training or waiting", [s.id for s in busy], key="class_stop_choice",
                             format_func=lambda run_id: next(f"{s.name} ({s.status}, {person(s)})"
-                                                            for s in busy if s.id == run_id))
-    if right.button("Stop", key="class_stop", icon=":material/stop:", help="End this run; it is saved"):
+                                                            for s in busy if s.id == run_id),
+                            help="Every run of the class that trains, is paused or waits in the queue")
+    if right.button("Stop", key="class_stop", icon=":material/stop:",
+                    help="End this run (or take it out of the queue); it is saved and its owner can continue it"):
         runs.get(chosen).stop(wait=3.0)
         st.rerun()
 
@@ -67,7 +69,8 @@ st.caption("Their owner has not opened a page since this server started (a new b
 if gone:
     chosen = st.selectbox("Run", [s.id for s in gone], key="class_gone_choice",
                           format_func=lambda run_id: next(f"{s.name} ({s.status}, {person(s)}) — {s.id}"
-                                                          for s in gone if s.id == run_id))
+                                                          for s in gone if s.id == run_id),
+                          help="A run whose owner has not come back: its control link below hands it back")
     kind = next(s.kind for s in gone if s.id == chosen)
     if link := control_link(LINK_PAGES[kind], "run" if kind == RunKind.TRAIN else "compare", chosen):
         st.code(link, language=None, wrap_lines=True)
@@ -76,7 +79,7 @@ else:
 
 st.subheader("A lesson, the whole class")
 lesson = LESSONS[st.selectbox("Lesson", list(LESSONS), format_func=lambda key: LESSONS[key].title,
-                              key="class_lesson")]
+                              key="class_lesson", help="Every student's run of this lesson, drawn together")]
 snapshots = []
 for summary in everything:
     if summary.kind == RunKind.COMPARE and summary.name == run_name(lesson):
