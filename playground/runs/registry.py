@@ -296,8 +296,10 @@ class RunRegistry:
     def _file(self, run_id: str, name: str, limit: int) -> bytes:
         try:
             return read_bounded(self._folder(run_id) / name, limit, name)
-        except (OSError, FileTooLarge) as error:
+        except FileTooLarge as error:
             raise RunError(f"cannot read {name} of run {run_id}: {error}") from None
+        except OSError as error:  # its strerror, not its str: that names the server's path
+            raise RunError(f"cannot read {name} of run {run_id}: {error.strerror or 'not readable'}") from None
 
     def stop_all(self) -> None:
         for run in list(self._runs.values()):
