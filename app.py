@@ -10,6 +10,7 @@ import streamlit as st
 import torch
 
 from playground.training.trainer import warm_imports
+from playground.ui.people import claim_link_secrets, is_teacher, remember_person
 
 
 @st.cache_resource(show_spinner=False)
@@ -20,6 +21,8 @@ def set_up_process() -> None:
 
 
 set_up_process()
+claim_link_secrets()
+class_page = [st.Page("app_pages/classroom.py", title="Class", icon=":material/groups:")] if is_teacher() else []
 page = st.navigation([
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("app_pages/hidden_states.py", title="Hidden states", icon=":material/grid_on:"),
@@ -28,6 +31,8 @@ page = st.navigation([
     st.Page("app_pages/study.py", title="Study", icon=":material/query_stats:"),
     st.Page("app_pages/lessons.py", title="Lessons", icon=":material/school:"),
     st.Page("app_pages/glossary.py", title="Glossary", icon=":material/menu_book:"),
+    *class_page,
 ])
 st.set_page_config(page_title=f"{page.title} · Seq2Seq Playground", page_icon=":material/swap_horiz:", layout="wide")
+remember_person()
 page.run()

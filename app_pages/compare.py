@@ -27,18 +27,19 @@ from playground.core.tasks import CustomPairs, TaskError
 from playground.plots import notes
 from playground.plots.compare import arm_figure
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES, RunKind
+from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
 from playground.training.rules import Metric
+from playground.ui.people import check_control, may_control, session_owner
 from playground.ui.runs import (
     attached_run,
     chart,
     chart_format_picker,
     compounding_errors,
     live_run_view,
+    polls,
     runs_panel,
-    session_owner,
 )
 from playground.ui.settings import (
     checked_config,
@@ -178,11 +179,23 @@ def start() -> None:
 
 
 def train_on(ended: Run) -> None:
-    """Continue an ended comparison exactly where it was saved, with its own arms, up to the Steps setting."""
+    """Continue an ended comparison exactly where it was saved, with its own arms, up to the Steps setting: its
+    owner's button only."""
     config, _, _ = checked_compare_config()
     try:
         if config is not None:
+            check_control(ended.id)
             ended.train_on(config.base.steps)
+    except RunError as error:
+        st.session_state.compare_error = str(error)
+
+
+def stop() -> None:
+    """End the comparison on screen (or take it out of the queue): its owner's button only."""
+    try:
+        if run is not None:
+            check_control(run.id)
+            run.stop(wait=3.0)
     except RunError as error:
         st.session_state.compare_error = str(error)
 
@@ -194,15 +207,16 @@ def load_example() -> None:
 
 
 running = run is not None and run.active
+stoppable = run is not None and (running or run.status == RunStatus.QUEUED) and may_control(run.id)
 resumable = (run is not None and run.status in FINAL_STATUSES and config is not None
-             and config.base.steps > run.step)
+             and config.base.steps > run.step and may_control(run.id))
 buttons = [st.container(horizontal=True)] * 4  # one row that wraps at 800 px instead of cutting labels
 buttons[0].button("Start", key="compare_start", type="primary", on_click=start, disabled=config is None or running,
                   icon=":material/play_arrow:", width="content",
                   help="Train every ratio and schedule with the settings shown")
-buttons[1].button("Stop", key="compare_stop", on_click=run.stop if run is not None else None,
-                  kwargs={"wait": 3.0}, disabled=not running, icon=":material/stop:",
-                  width="content", help="End the comparison; its curves and table stay, and Train on continues it")
+buttons[1].button("Stop", key="compare_stop", on_click=stop, disabled=not stoppable, icon=":material/stop:",
+                  width="content", help="End the comparison (or leave the queue); its curves and table stay, and "
+                                        "Train on continues it")
 buttons[2].button("Train on", key="compare_train_on", on_click=train_on, args=(run,), disabled=not resumable,
                   icon=":material/fast_forward:", width="content",
                   help="Continue the comparison on screen exactly where it was saved (a stopped one, or one from "
@@ -252,7 +266,7 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
                        key="compare_download")
 
 
-live_run_view(run, running, POLL_SECONDS, "Choose ratios and press Start. Curves appear after the first steps.",
+live_run_view(run, polls(run), POLL_SECONDS, "Choose ratios and press Start. Curves appear after the first steps.",
               "comparison", show)
 runs_panel(RunKind.COMPARE, "compare_run_id", "compare", show_comparison_settings,
            live_metrics=lambda: runs.metrics_file(run.id) if run is not None else b"",

@@ -5,18 +5,19 @@ from __future__ import annotations
 import streamlit as st
 
 from playground.analysis.compare import CompareSnapshot
-from playground.analysis.lessons import LESSONS, Lesson, prepared
+from playground.analysis.lessons import LESSONS, Lesson, prepared, run_name
 from playground.plots import notes
 from playground.plots.compare import arm_figure
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
-from playground.ui.runs import chart, live_run_view, script_download, visible_runs
+from playground.ui.people import check_control, session_owner
+from playground.ui.runs import chart, live_run_view, polls, script_download, visible_runs
 from playground.ui.settings import glossary_link, link_settings, url_problems
 
 POLL_SECONDS = 2.0
-RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session
+RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session (after a reload: the person's newest)
 
 st.title("Lessons")
 st.caption("Each lesson is a short experiment with a question behind it. Press its button, watch the charts while it "
@@ -31,7 +32,10 @@ st.session_state.setdefault(RUNS_KEY, {})
 
 
 def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
-    run_id = st.session_state[RUNS_KEY].get(lesson.key)
+    """This session's run of the lesson, else the person's newest one (a reload keeps the lesson's run)."""
+    run_id = st.session_state[RUNS_KEY].get(lesson.key) or next(
+        (summary.id for summary in visible_runs() if summary.kind == RunKind.COMPARE
+         and summary.name == run_name(lesson) and summary.owner == session_owner()), None)
     try:
         return registry().get(run_id) if run_id else None
     except (RunError, ValueError):
@@ -41,7 +45,7 @@ def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
 def start(lesson: Lesson) -> None:
     config = prepared(lesson)
     try:
-        run = registry().launch(f"lesson-{lesson.key}", CompareEngine(config), config.base)
+        run = registry().launch(run_name(lesson), CompareEngine(config), config.base, owner=session_owner())
     except RunError as error:
         st.session_state.lesson_error = str(error)
         return
@@ -63,6 +67,7 @@ def continue_run(lesson: Lesson, run_id: str) -> None:
     """Train a stopped lesson run on to its own end, exactly where it was saved."""
     try:
         run = registry().get(run_id)
+        check_control(run.id)
         run.train_on(run.total_steps)
     except (RunError, ValueError) as error:
         st.session_state.lesson_error = str(error)
@@ -70,21 +75,33 @@ def continue_run(lesson: Lesson, run_id: str) -> None:
     st.session_state[RUNS_KEY][lesson.key] = run_id
 
 
+def stop(lesson: Lesson) -> None:
+    try:
+        if (run := current(lesson)) is not None:
+            check_control(run.id)
+            run.stop(wait=3.0)
+    except RunError as error:
+        st.session_state.lesson_error = str(error)
+
+
 run = current(lesson)
-running = run is not None and run.active
+busy = run is not None and (run.active or run.status == RunStatus.QUEUED)  # one run of a lesson at a time
 st.subheader(lesson.title)
 st.markdown(lesson.story)
 config = prepared(lesson)
-st.button("Start this experiment" if run is None else "Run it again", key="lesson_start", type="primary",
-          on_click=start, args=(lesson,), disabled=running,
-          help=f"Trains {len(config.configs())} models for {config.base.steps} steps (hidden size "
-               f"{config.base.hidden_dim}, sequences of {config.base.min_len} to {config.base.max_len} symbols)")
+buttons = st.container(horizontal=True)
+buttons.button("Start this experiment" if run is None else "Run it again", key="lesson_start", type="primary",
+               on_click=start, args=(lesson,), disabled=busy, width="content",
+               help=f"Trains {len(config.configs())} models for {config.base.steps} steps (hidden size "
+                    f"{config.base.hidden_dim}, sequences of {config.base.min_len} to {config.base.max_len} symbols)")
+buttons.button("Stop", key="lesson_stop", on_click=stop, args=(lesson,), disabled=not busy, icon=":material/stop:",
+               width="content", help="End this lesson's run (or leave the queue); its charts stay")
 if (stopped := stopped_run(lesson, run)) is not None:
     stopped_id, stopped_step, stopped_total = stopped
-    st.button("Continue where it stopped", key="lesson_continue", on_click=continue_run, args=(lesson, stopped_id),
-              icon=":material/fast_forward:",
-              help=f"The run {stopped_id} of this lesson stopped at step {stopped_step:,} of {stopped_total:,}: "
-                   "train it on to its end exactly where it was saved (the same numbers as a run never stopped)")
+    buttons.button("Continue where it stopped", key="lesson_continue", on_click=continue_run,
+                   args=(lesson, stopped_id), icon=":material/fast_forward:", width="content",
+                   help=f"The run {stopped_id} of this lesson stopped at step {stopped_step:,} of {stopped_total:,}: "
+                        "train it on to its end exactly where it was saved (the same numbers as a run never stopped)")
 if message := st.session_state.pop("lesson_error", None):
     st.error(message)
 st.markdown("**Questions to answer from the charts**\n" + "\n".join(f"1. {q}" for q in lesson.questions))
@@ -108,4 +125,4 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         script_download(script, run.id, "lesson_script")
 
 
-live_run_view(run, running, POLL_SECONDS, None, "run", show)
+live_run_view(run, polls(run), POLL_SECONDS, None, "run", show)

@@ -16,11 +16,12 @@ from playground.core.tasks import TASKS
 from playground.plots import notes
 from playground.plots.study import study_figure
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import RunKind
+from playground.runs.engine import RunKind, RunStatus
 from playground.runs.registry import registry
 from playground.runs.study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.training.rules import Metric
-from playground.ui.runs import chart, live_run_view, script_download, session_owner, visible_runs
+from playground.ui.people import check_control, may_control, session_owner
+from playground.ui.runs import chart, live_run_view, polls, script_download, visible_runs
 from playground.ui.settings import link_settings, share_link, url_problems
 from playground.ui.text import plain
 
@@ -126,20 +127,32 @@ def resume() -> None:
     """Train the cells of a stopped study that are not done; finished cells are kept."""
     try:
         if run is not None:
+            check_control(run.id)
             run.train_on(run.total_steps)
     except RunError as error:
         st.session_state.study_error = str(error)
 
 
+def stop() -> None:
+    """Cancel the study's cells (or take it out of the queue): its owner's button only."""
+    try:
+        if run is not None:
+            check_control(run.id)
+            run.stop(wait=5.0)
+    except RunError as error:
+        st.session_state.study_error = str(error)
+
+
 running = run is not None and run.active
+controls = run is not None and may_control(run.id)
 buttons = st.container(horizontal=True)  # one row that wraps at 800 px instead of cutting labels
 buttons.button("Start", key="study_start", type="primary", on_click=start, disabled=config is None or running,
                icon=":material/play_arrow:", width="content", help="Start Ray if needed and submit one task per cell.")
-buttons.button("Stop", key="study_stop", on_click=run.stop if run is not None else None,
-               kwargs={"wait": 5.0}, disabled=not running, icon=":material/stop:", width="content",
-               help="Cancel the cells still training; finished cells are kept.")
+buttons.button("Stop", key="study_stop", on_click=stop, icon=":material/stop:", width="content",
+               disabled=not (controls and (running or run.status == RunStatus.QUEUED)),
+               help="Cancel the cells still training (or leave the queue); finished cells are kept.")
 buttons.button("Resume", key="study_resume", on_click=resume, icon=":material/play_arrow:", width="content",
-               disabled=run is None or running or run.step >= run.total_steps,
+               disabled=not controls or running or run.step >= run.total_steps,
                help="Re-submit only the cells of this study that are not done (a stopped or reopened study).")
 if message := st.session_state.pop("study_error", None):
     st.error(message)
@@ -189,7 +202,7 @@ def show(snapshot: StudySnapshot, status: str) -> None:
     script_download(download, run.id, "study_script", cell)
 
 
-live_run_view(run, running, POLL_SECONDS, "Choose the grid and press Start. Results appear as cells evaluate.",
+live_run_view(run, polls(run), POLL_SECONDS, "Choose the grid and press Start. Results appear as cells evaluate.",
               "study", show)
 studies = [summary for summary in visible_runs() if summary.kind == RunKind.STUDY]
 if studies:

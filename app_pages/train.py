@@ -19,6 +19,7 @@ from playground.training.cost import WARN_SECONDS_PER_STEP, estimate
 from playground.training.rules import EVALUATED, Metric
 from playground.training.storage import metrics_csv
 from playground.training.trainer import build_task
+from playground.ui.people import check_control, may_control, session_owner
 from playground.ui.runs import (
     attached_run,
     chart,
@@ -26,9 +27,9 @@ from playground.ui.runs import (
     compounding_errors,
     explained,
     open_run,
+    queue_place,
     run_label,
     runs_panel,
-    session_owner,
     state_preview,
 )
 from playground.ui.settings import (
@@ -68,13 +69,14 @@ def current_run() -> Run | None:
 
 
 def act(action: str) -> None:
-    """Start, resume or step the current run, or launch a new one (nothing is created when it is refused)."""
+    """Start, resume or step the current run, or launch a new one (nothing is created when it is refused); a run
+    this person does not control (opened by its link) is left alone: Start trains the experiment as their own."""
     config, custom, _ = checked_config()
     if config is None:
         return  # the rerun shows the problems
     run = current_run()
     try:
-        if run is None or run.status in FINAL_STATUSES:
+        if run is None or run.status in FINAL_STATUSES or not may_control(run.id):
             run = runs.launch(st.session_state.get("run_name", ""), TrainingEngine.create(config, custom), config,
                               custom, one_step=action == "step", owner=session_owner())
             st.session_state.train_run_id = run.id
@@ -93,18 +95,28 @@ def train_on() -> None:
     run, (config, _, _) = current_run(), checked_config()
     try:
         if run is not None and config is not None:
+            check_control(run.id)
             run.train_on(config.steps)
     except RunError as error:
         st.session_state.train_error = str(error)
 
 
-def stop() -> None:
-    if (run := current_run()) is not None:
-        run.stop(wait=STOP_WAIT_SECONDS)
+def control(action: str) -> None:
+    """Stop, pause or resume the current run: its owner's (or a control link's) buttons only."""
+    if (run := current_run()) is None:
+        return
+    try:
+        check_control(run.id)
+    except RunError as error:
+        st.session_state.train_error = str(error)
+        return
+    {"stop": lambda: run.stop(wait=STOP_WAIT_SECONDS), "pause": run.pause, "resume": run.resume}[action]()
 
 
 def reset() -> None:
-    stop()
+    """Forget the current run (stopped first when this person controls it) so Start begins a new one."""
+    if (run := current_run()) is not None and may_control(run.id):
+        run.stop(wait=STOP_WAIT_SECONDS)
     st.session_state.pop("train_run_id", None)
     st.query_params.pop("run", None)
 
@@ -112,9 +124,15 @@ def reset() -> None:
 st.text_input("Name of the next run", key="run_name", placeholder="optional, e.g. small-lr",
               help="A name for the next run, shown in the runs list (the folder id stays unique)")
 buttons = [st.container(horizontal=True)] * 5  # wraps at 800 px instead of cutting labels
-running = run is not None and run.status == "running"
+controls = run is None or may_control(run.id)
+running = controls and run is not None and run.status == "running"
 ended = run is not None and run.status in FINAL_STATUSES and config is not None and config.steps > run.step
-if ended:
+if not controls:
+    buttons[0].button("Train this experiment yourself", key="start", type="primary", on_click=act,
+                      args=("start",), disabled=config is None, width="content", icon=":material/play_arrow:",
+                      help="You opened this run by its link: start a run of your own with its settings "
+                           "(its owner controls this one)")
+elif ended:
     buttons[0].button("Train on", key="start", type="primary", on_click=train_on, width="content",
                       icon=":material/fast_forward:",
                       help="Continue this run exactly where it stopped, up to the Steps setting")
@@ -122,17 +140,18 @@ else:
     buttons[0].button("Start", key="start", type="primary", on_click=act, args=("start",),
                       disabled=config is None or running, width="content", icon=":material/play_arrow:",
                       help="Train with the settings on the left (resumes a paused run)")
-if run is not None and run.status == RunStatus.PAUSED:
-    buttons[1].button("Resume", key="pause", on_click=run.resume, width="content", icon=":material/play_arrow:",
-                      help="Continue training the paused run")
+if controls and run is not None and run.status == RunStatus.PAUSED:
+    buttons[1].button("Resume", key="pause", on_click=control, args=("resume",), width="content",
+                      icon=":material/play_arrow:", help="Continue training the paused run")
 else:
-    buttons[1].button("Pause", key="pause", on_click=run.pause if run else None, disabled=not running,
+    buttons[1].button("Pause", key="pause", on_click=control, args=("pause",), disabled=not running,
                       width="content", icon=":material/pause:",
                       help="Halt training after the current step; Resume continues it")
-buttons[2].button("Step", key="step", on_click=act, args=("step",), disabled=config is None or running, width="content",
-                  icon=":material/skip_next:", help="One training step, then pause")
-buttons[3].button("Stop", key="stop", on_click=stop, icon=":material/stop:",
-                  disabled=run is None or not (run.active or run.status == RunStatus.QUEUED), width="content",
+buttons[2].button("Step", key="step", on_click=act, args=("step",), disabled=config is None or running or not controls,
+                  width="content", icon=":material/skip_next:", help="One training step, then pause")
+buttons[3].button("Stop", key="stop", on_click=control, args=("stop",), icon=":material/stop:",
+                  disabled=run is None or not controls or not (run.active or run.status == RunStatus.QUEUED),
+                  width="content",
                   help="End the run (it is saved and can be continued with Train on), or leave the queue")
 buttons[4].button("Reset", key="reset", on_click=reset, width="content", icon=":material/restart_alt:",
                   help="Forget the current run (it stays in the list) so Start begins a new one")
@@ -150,7 +169,7 @@ if run is not None and config is not None:
     run_config = run.snapshot().config
     live = {name: getattr(config, name) for name in LIVE_SETTINGS
             if getattr(config, name) != getattr(run_config, name)}
-    if live and run.active:
+    if live and run.active and controls:  # a viewer's sliders move only their own sidebar
         run.set_live(live)
     fixed = [label(name) for name, value in config.as_dict().items()
              if name not in (*LIVE_SETTINGS, "steps", "eval_every") and value != getattr(run_config, name)]
@@ -254,9 +273,7 @@ if run is not None:
 
     @st.fragment(run_every=CURVES_SECONDS if polling else None)
     def live_curves() -> None:
-        place, waiting = runs.queue_position(run)
-        if place:
-            st.info(f"Waiting for a free slot: place {place} of {waiting} in the queue. Training starts by itself.")
+        queue_place(run)
         draw_progress_and_loss(run, run.snapshot())
         if run.status != shown_status:
             st.rerun(scope="app")  # the buttons and the timers follow the new status at once

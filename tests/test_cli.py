@@ -66,7 +66,7 @@ def test_train_writes_a_run_folder_and_one_json_line(tmp_path: Path) -> None:
     assert summary["seconds"] > 0 and summary["message"] == ""
     assert 0 <= summary["free_running_exact_match"] <= 1 and 0 <= summary["teacher_forced_exact_match"] <= 1
     run_dir = Path(summary["run_dir"])
-    assert run_dir.parent == tmp_path and run_dir.name == summary["id"] and run_dir.name.endswith("reverse-cli")
+    assert run_dir.parent == tmp_path and run_dir.name == summary["id"] and "-reverse-cli-" in run_dir.name
     assert {CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, RUN_FILE} <= {p.name for p in run_dir.iterdir()}
     config = read_config(run_dir)
     assert (config.task, config.steps, config.hidden_dim) == ("reverse", 30, 16)

@@ -152,7 +152,7 @@ def test_cli_prints_the_table_then_one_json_object(tmp_path: Path, capsys: pytes
     assert result["steps"] == 6 and all(row["seeds"] == 2 for row in result["rows"])
     assert result["status"] == "finished"
     run_dir = Path(result["run_dir"])
-    assert run_dir.parent == tmp_path and run_dir.name == result["id"] and run_dir.name.endswith("three-ratios")
+    assert run_dir.parent == tmp_path and run_dir.name == result["id"] and "-three-ratios-" in run_dir.name
     assert {"compare.json", "config.json", "run.json", METRICS_FILE, CHECKPOINT_FILE} <= {
         path.name for path in run_dir.iterdir()}
     assert [saved.label for saved in load_checkpoint(run_dir / CHECKPOINT_FILE).models] == [

@@ -3,6 +3,7 @@
 import io
 import json
 import random
+import re
 import zipfile
 from pathlib import Path
 
@@ -112,8 +113,8 @@ def test_create_run_dir_is_unique_and_safe(tmp_path: Path) -> None:
     second = create_run_dir(tmp_path, "../my run: ratio 0.5")
     assert first != second and first.is_dir() and second.is_dir()
     assert first.parent == second.parent == tmp_path
-    assert first.name.endswith("-my-run-ratio-0.5")
-    assert create_run_dir(tmp_path, "///").name.endswith("-run")
+    assert re.fullmatch(r"\d{8}-\d{6}-\.*-?my-run-ratio-0\.5-[0-9a-f]{16}", first.name)  # 64 random bits end an id
+    assert re.fullmatch(r"\d{8}-\d{6}-run-[0-9a-f]{16}", create_run_dir(tmp_path, "///").name)
 
 
 def test_config_round_trip(tmp_path: Path) -> None:

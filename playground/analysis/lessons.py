@@ -11,7 +11,7 @@ import math
 import os
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from playground.analysis.compare import (
     GAP,
@@ -373,3 +373,26 @@ def prepared(lesson: Lesson, steps: int | None = None) -> CompareConfig:
         return config
     base = config.base.replace(steps=steps, eval_every=min(config.base.eval_every, steps))
     return config.with_base(base)
+
+
+def run_name(lesson: Lesson) -> str:
+    """The name a lesson's runs carry: how a reload and the teacher's page find them."""
+    return f"lesson-{lesson.key}"
+
+
+def class_snapshot(snapshots: list[CompareSnapshot]) -> CompareSnapshot | None:
+    """A class's runs of one lesson as one comparison whose seeds are the students' runs (each run's own seeds
+    included): the band on its charts is the lesson's seed noise. Runs with other arms than the first are left out;
+    curves reach as far as every run has come."""
+    same = [snapshot for snapshot in snapshots if snapshot.labels == snapshots[0].labels] if snapshots else []
+    if not same:
+        return None
+    arms = range(len(same[0].labels))
+    seeds = sum(snapshot.seeds for snapshot in same)
+    return CompareSnapshot(
+        labels=same[0].labels, seeds=seeds,
+        rows=[rows for arm in arms for snapshot in same for rows in snapshot.arm_rows(arm)],
+        exact_by_length=[exact for arm in arms for snapshot in same
+                         for exact in snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]],
+        step=min(snapshot.step for snapshot in same), total_steps=max(snapshot.total_steps for snapshot in same),
+        seconds=max(snapshot.seconds for snapshot in same), config=replace(same[0].config, seeds=seeds))

@@ -34,8 +34,11 @@ class BackgroundRun(Generic[SnapshotT]):
     """One engine, one thread, and the buttons: start, pause, resume, step_once, stop."""
 
     def __init__(self, run_id: str, name: str, engine: Engine[SnapshotT], run_dir: Path,
-                 status: RunStatus = RunStatus.IDLE, message: str = "", owner: str = "") -> None:
+                 status: RunStatus = RunStatus.IDLE, message: str = "", owner: str = "",
+                 control_key: str = "") -> None:
         self.id, self.name, self.run_dir, self.owner = run_id, name, run_dir, owner
+        self.control_key = control_key  # shared mode: a second secret whose link grants control (the owner's choice)
+        self.last_control = time.monotonic()  # when a button last moved it: shared mode expires idle paused runs
         self.status, self.message = RunStatus(status), message
         self._engine = engine
         self.kind: RunKind = engine.kind
@@ -70,7 +73,7 @@ class BackgroundRun(Generic[SnapshotT]):
             if self.status == RunStatus.RUNNING:
                 return
             self.admit(self)
-            self.status = RunStatus.RUNNING
+            self.status, self.last_control = RunStatus.RUNNING, time.monotonic()
             self._ensure_thread()
             self._control.notify_all()
 
@@ -87,7 +90,7 @@ class BackgroundRun(Generic[SnapshotT]):
                 return
             if self.status == RunStatus.IDLE:
                 self.admit(self)
-            self.status = RunStatus.PAUSED
+            self.status, self.last_control = RunStatus.PAUSED, time.monotonic()
             self._pending_steps += 1
             self._ensure_thread()
             self._control.notify_all()
@@ -100,7 +103,7 @@ class BackgroundRun(Generic[SnapshotT]):
         """From `before` to `after`, waking the thread; from any other status, nothing."""
         with self._control:
             if self.status == before:
-                self.status = after
+                self.status, self.last_control = after, time.monotonic()
                 self._control.notify_all()
 
     def stop(self, wait: float = 0.0) -> None:
@@ -174,7 +177,8 @@ class BackgroundRun(Generic[SnapshotT]):
         try:
             write_json(self.run_dir / RUN_FILE, {"id": self.id, "name": self.name, "kind": self.kind,
                                                  "status": status, "message": self.message, "step": self.step,
-                                                 "total_steps": self.total_steps, "owner": self.owner})
+                                                 "total_steps": self.total_steps, "owner": self.owner,
+                                                 "control": self.control_key})
         except OSError as error:
             return f"could not save the run: {error.strerror or error}"
         return ""

@@ -8,9 +8,11 @@ are listed after a restart and load lazily, by the loader of their kind, when op
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,7 @@ class RunSummary:
     status: RunStatus
     step: int
     total_steps: int
+    owner: str = ""  # shared mode: the person who started it (a secret identity: never in a page or a JSON line)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "kind": str(self.kind), "status": str(self.status),
@@ -74,9 +77,12 @@ class RunRegistry:
     runs_dir: Path
     max_active: int = 4
     memory_budget: float = field(default_factory=memory_budget)
-    shared: bool = False  # sessions see only their own runs (and runs opened by a link); starts past a limit queue
-    max_per_session: int = 1
+    shared: bool = False  # people see only their own runs (and runs opened by a link); starts past a limit queue
+    max_per_session: int = 1  # shared mode: runs one person may have training (or paused) at once
+    max_queued_per_person: int = 1  # shared mode: runs one person may have waiting in the queue
+    idle_seconds: float = 600.0  # shared mode: a paused run (or a queued one whose owner left) frees its slot after
     _runs: dict[str, BackgroundRun[Any]] = field(default_factory=dict)
+    _seen: dict[str, float] = field(default_factory=dict)  # person -> when one of their pages last ran
     _queue: list[BackgroundRun[Any]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -85,12 +91,17 @@ class RunRegistry:
         """A new run, started (or stepped once). When it may not start, nothing is created, except in shared mode,
         where it waits in the queue (`queue_position`) and starts when a slot frees."""
         peak = _peak_memory(config, custom, engine.size)
+        self.release_idle()
         with self._lock:
             try:
                 self._admit(None, peak, owner)
             except RunError:
                 if not self.shared:
                     raise
+                waiting = sum(queued.owner == owner and queued.status == RunStatus.QUEUED for queued in self._queue)
+                if waiting >= self.max_queued_per_person:
+                    raise RunError(f"you have {waiting} run(s) waiting in the queue already, the most one person "
+                                   "may: stop one or wait for it to start") from None
                 run = self._create(name, engine, config, custom, owner)
                 run.peak_memory_bytes = peak
                 run.queue()
@@ -102,7 +113,9 @@ class RunRegistry:
         return run
 
     def queue_position(self, run: BackgroundRun[Any]) -> tuple[int, int]:
-        """(1-based place, queue length); (0, length) for a run that does not wait."""
+        """(1-based place, queue length); (0, length) for a run that does not wait. Asked by every waiting page,
+        so it is also when idle runs release their slots."""
+        self.release_idle()
         with self._lock:
             waiting = [queued for queued in self._queue if queued.status == RunStatus.QUEUED]
             return (waiting.index(run) + 1 if run in waiting else 0), len(waiting)
@@ -125,7 +138,8 @@ class RunRegistry:
         run_dir = create_run_dir(self.runs_dir, name or config.task)
         try:
             write_config(run_dir, config, custom)
-            run = BackgroundRun(run_dir.name, (name or run_dir.name)[:MAX_NAME], engine, run_dir, owner=owner)
+            run = BackgroundRun(run_dir.name, (name or run_dir.name)[:MAX_NAME], engine, run_dir, owner=owner,
+                                control_key=secrets.token_urlsafe(16))
             if problem := run.write_run_file():
                 raise OSError(problem)
         except OSError:
@@ -146,7 +160,8 @@ class RunRegistry:
                            "stop or pause one first")
         owner = starting.owner if starting is not None else owner
         if self.shared and sum(run.owner == owner for run in active) >= self.max_per_session:
-            raise RunError(f"this session trains {self.max_per_session} run(s) already, the most one session may")
+            raise RunError(f"you have {self.max_per_session} run(s) training or paused already, the most one person "
+                           "may at once")
         needed = peak if peak is not None else starting.peak_memory_bytes if starting is not None else 0.0
         in_use = sum(run.peak_memory_bytes for run in active)
         if in_use + needed > self.memory_budget:
@@ -154,26 +169,71 @@ class RunRegistry:
                            f"{gigabytes(in_use)}: together more than the budget of {gigabytes(self.memory_budget)} "
                            "(PLAYGROUND_MEMORY_BUDGET_GB); stop a run or choose a smaller model, batch or length")
 
-    def list(self, viewer: str = "", opened: frozenset[str] = frozenset()) -> list[RunSummary]:
-        """Newest first: runs in memory and run folders on disk; in shared mode only the viewer's own runs and
-        those it opened by a link."""
+    def release_idle(self) -> None:
+        """Shared mode: a run paused for `idle_seconds` is stopped (saved: Train on continues it), and a queued run
+        whose owner has shown no page for that long leaves the queue, so nobody holds a slot with zero CPU."""
+        if not self.shared:
+            return
+        now = time.monotonic()
         with self._lock:
-            found = {run.id: (RunSummary(run.id, run.name, run.kind, run.status, run.step, run.total_steps),
-                              run.owner) for run in self._runs.values()}
+            runs = list(self._runs.values())
+            seen = dict(self._seen)
+        for run in runs:
+            if run.status == RunStatus.PAUSED and now - run.last_control > self.idle_seconds:
+                run.stop(wait=10.0)
+            elif (run.status == RunStatus.QUEUED
+                  and now - max(run.last_control, seen.get(run.owner, 0.0)) > self.idle_seconds):
+                run.stop()
+
+    def seen(self, person: str) -> None:
+        """A page of `person` ran now (their queued runs keep their place)."""
+        with self._lock:
+            self._seen[person] = time.monotonic()
+
+    def present(self, person: str) -> bool:
+        """Whether `person` has opened a page since this server started (else their runs can be handed back)."""
+        with self._lock:
+            return person in self._seen
+
+    def may_control(self, run_id: str, person: str, keys: Collection[str] = ()) -> bool:
+        """Stop, pause, resume, rename, delete: anyone outside shared mode; in shared mode the run's owner, or
+        whoever holds its control key (the link its owner chose to hand out)."""
+        if not self.shared:
+            return True
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is not None:
+            owner, key = run.owner, run.control_key
+        else:
+            try:
+                info = read_run_file(self._folder(run_id)) or {}
+            except RunError:
+                return False
+            owner, key = str(info.get("owner", "")), str(info.get("control", ""))
+        return (bool(person) and owner == person) or (bool(key) and key in keys)
+
+    def list(self, viewer: str = "", opened: frozenset[str] = frozenset(), everyone: bool = False
+             ) -> list[RunSummary]:
+        """Newest first: runs in memory and run folders on disk; in shared mode only the viewer's own runs and
+        those it opened by a link (`everyone`: the teacher's view)."""
+        with self._lock:
+            found = {run.id: (RunSummary(run.id, run.name, run.kind, run.status, run.step, run.total_steps,
+                                         run.owner), run.owner) for run in self._runs.values()}
         if self.runs_dir.is_dir():
             for path in self.runs_dir.iterdir():
                 if path.name in found or path.is_symlink() or not path.is_dir():  # only real run folders
                     continue
                 if info := read_run_file(path):
+                    owner = str(info.get("owner", ""))
                     found[path.name] = (RunSummary(path.name, str(info["name"]), RunKind(info["kind"]),
                                                    RunStatus(info["status"]), _count(info.get("step")),
-                                                   _count(info.get("total_steps"))), str(info.get("owner", "")))
+                                                   _count(info.get("total_steps")), owner), owner)
                 elif (path / CONFIG_FILE).is_file():  # a run whose run.json is damaged is still shown, as such
                     kind = RunKind.COMPARE if (path / COMPARE_FILE).is_file() else RunKind.TRAIN
                     found[path.name] = (RunSummary(path.name, f"{path.name} ({RUN_FILE} is damaged)", kind,
                                                    RunStatus.FAILED, 0, 0), "")
         shown = [summary for summary, owner in found.values()
-                 if not self.shared or owner == viewer or summary.id in opened]
+                 if not self.shared or everyone or owner == viewer or summary.id in opened]
         return sorted(shown, key=lambda summary: summary.id, reverse=True)
 
     def get(self, run_id: str) -> BackgroundRun[Any]:
@@ -185,10 +245,10 @@ class RunRegistry:
             info = read_run_file(run_dir)
             if info is None:
                 damaged = (run_dir / CONFIG_FILE).is_file()
-                raise RunError(f"{RUN_FILE} of run {run_id} is damaged" if damaged
-                               else f"no run {run_id!r} in {self.runs_dir}")
+                raise RunError(f"{RUN_FILE} of run {run_id} is damaged" if damaged else f"no run {run_id!r}")
             run = BackgroundRun(run_id, str(info["name"]), ENGINE_LOADERS[RunKind(info["kind"])](run_dir), run_dir,
-                                RunStatus(info["status"]), str(info.get("message", "")), str(info.get("owner", "")))
+                                RunStatus(info["status"]), str(info.get("message", "")), str(info.get("owner", "")),
+                                str(info.get("control", "")))
             run.admit = self._admit
             run.on_end = self._start_queued
             config = read_config(run_dir)
@@ -216,7 +276,7 @@ class RunRegistry:
             return
         info = read_run_file(self._folder(run_id))
         if info is None:
-            raise RunError(f"no run {run_id!r} in {self.runs_dir}")
+            raise RunError(f"no run {run_id!r}")
         write_json(self._folder(run_id) / RUN_FILE, info | {"name": name})
 
     def delete(self, run_id: str) -> None:
@@ -227,7 +287,7 @@ class RunRegistry:
             run.stop()
             run.join(timeout=10)
         elif read_run_file(self._folder(run_id)) is None and not (self._folder(run_id) / CONFIG_FILE).is_file():
-            raise RunError(f"no run {run_id!r} in {self.runs_dir}")
+            raise RunError(f"no run {run_id!r}")
         try:
             shutil.rmtree(self._folder(run_id))
         except OSError as error:
@@ -250,8 +310,10 @@ class RunRegistry:
     def _file(self, run_id: str, name: str, limit: int) -> bytes:
         try:
             return read_bounded(self._folder(run_id) / name, limit, name)
-        except (OSError, FileTooLarge) as error:
+        except FileTooLarge as error:
             raise RunError(f"cannot read {name} of run {run_id}: {error}") from None
+        except OSError as error:  # its strerror, not its str: that names the server's path
+            raise RunError(f"cannot read {name} of run {run_id}: {error.strerror or 'not readable'}") from None
 
     def stop_all(self) -> None:
         for run in list(self._runs.values()):
@@ -273,15 +335,18 @@ _REGISTRY_LOCK = threading.Lock()
 
 def registry() -> RunRegistry:
     """The process-wide registry over PLAYGROUND_RUNS_DIR (default: runs); PLAYGROUND_SHARED=1 serves a class:
-    each session sees its own runs, at most PLAYGROUND_RUNS_PER_SESSION (default 1) train per session, and starts
-    past a limit wait in a queue. PLAYGROUND_MAX_ACTIVE (default 4) caps the runs training at once."""
+    each person sees their own runs, at most PLAYGROUND_RUNS_PER_SESSION (default 1) train per person, starts past
+    a limit wait in a queue (PLAYGROUND_QUEUED_PER_PERSON, default 1, each), and idle runs release their slots
+    after PLAYGROUND_IDLE_MINUTES (default 10). PLAYGROUND_MAX_ACTIVE (default 4) caps the runs training at once."""
     global _REGISTRY
     with _REGISTRY_LOCK:
         if _REGISTRY is None:
             _REGISTRY = RunRegistry(Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs")),
                                     max_active=int(os.environ.get("PLAYGROUND_MAX_ACTIVE", "4")),
                                     shared=os.environ.get("PLAYGROUND_SHARED", "") == "1",
-                                    max_per_session=int(os.environ.get("PLAYGROUND_RUNS_PER_SESSION", "1")))
+                                    max_per_session=int(os.environ.get("PLAYGROUND_RUNS_PER_SESSION", "1")),
+                                    max_queued_per_person=int(os.environ.get("PLAYGROUND_QUEUED_PER_PERSON", "1")),
+                                    idle_seconds=60 * float(os.environ.get("PLAYGROUND_IDLE_MINUTES", "10")))
         return _REGISTRY
 
 

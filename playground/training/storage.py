@@ -17,6 +17,7 @@ import io
 import json
 import pickle
 import re
+import secrets
 import time
 import zipfile
 from collections.abc import Iterable
@@ -51,17 +52,13 @@ class CheckpointError(DamagedFile):
 
 
 def create_run_dir(runs_dir: Path, name: str) -> Path:
-    """A new, unique folder named by time and the run's name."""
+    """A new, unique folder: time, the run's name, then 64 random bits, so that an id cannot be guessed (in shared
+    mode a run's id is what a link to it holds)."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:60] or "run"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for attempt in range(1000):
-        path = Path(runs_dir) / f"{stamp}-{slug}" if attempt == 0 else Path(runs_dir) / f"{stamp}-{slug}-{attempt}"
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free run folder name under {runs_dir}")
+    path = Path(runs_dir) / f"{stamp}-{slug}-{secrets.token_hex(8)}"
+    path.mkdir(parents=True)
+    return path
 
 
 def run_folder(runs_dir: Path, run_id: str) -> Path:

@@ -3,7 +3,6 @@ the state preview and the runs panel (open, rename, delete, download)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -15,11 +14,14 @@ from playground.plots.common import chart_config, file_name
 from playground.plots.decode import position_errors_figure
 from playground.plots.states import alignment_heatmap, state_heatmap
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES, RunKind
+from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import TrainingSnapshot
 from playground.runs.registry import RunSummary, registry
+from playground.ui.people import check_control, control_link, is_teacher, may_control, session_owner
 from playground.ui.settings import key
 from playground.ui.text import plain
+
+LINK_PAGES = {RunKind.TRAIN: "", RunKind.COMPARE: "compare"}  # the page (URL path) that shows a run of a kind
 
 
 def attached_run(kind: RunKind, session_key: str, url_key: str,
@@ -44,14 +46,10 @@ def attached_run(kind: RunKind, session_key: str, url_key: str,
     return run
 
 
-def session_owner() -> str:
-    """Who owns the runs this browser session starts (what shared mode filters by)."""
-    return st.session_state.setdefault("session_owner", uuid.uuid4().hex)
-
-
 def visible_runs() -> list[RunSummary]:
-    """The runs this session may see: all of them, or in shared mode its own and those opened by a link."""
-    return registry().list(session_owner(), frozenset(st.session_state.get("opened_runs", ())))
+    """The runs this session may see: all of them, or in shared mode its own and those opened by a link (the
+    teacher: all)."""
+    return registry().list(session_owner(), frozenset(st.session_state.get("opened_runs", ())), everyone=is_teacher())
 
 
 def open_run(run_id: str, kind: RunKind) -> BackgroundRun[Any] | None:
@@ -113,6 +111,7 @@ def live_run_view(run: BackgroundRun[Any] | None, polling: bool, seconds: float,
             if waiting:
                 st.info(waiting)
             return
+        queue_place(run)
         show(run.snapshot(), run.status)
         if run.status in FINAL_STATUSES:
             if run.message:
@@ -121,6 +120,19 @@ def live_run_view(run: BackgroundRun[Any] | None, polling: bool, seconds: float,
                 st.rerun()
 
     live()
+
+
+def queue_place(run: BackgroundRun[Any]) -> None:
+    """A waiting run's place in the queue; asking also keeps the person's place (they are still here)."""
+    session_owner()
+    place, waiting = registry().queue_position(run)
+    if place:
+        st.info(f"Waiting for a free slot: place {place} of {waiting} in the queue. Training starts by itself.")
+
+
+def polls(run: BackgroundRun[Any] | None) -> bool:
+    """Whether a page redraws a run on a timer: while it trains or waits in the queue."""
+    return run is not None and run.status in (RunStatus.RUNNING, RunStatus.QUEUED)
 
 
 def compounding_errors(container: Any, run: BackgroundRun[Any], key: str) -> None:
@@ -189,21 +201,26 @@ def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Cal
             return
         chosen = st.selectbox("Run", list(labels), format_func=labels.get, key=f"manage_{kind}",
                               help="A run of this kind, newest first: its name, status, steps and folder id")
+        controls = may_control(chosen)
         columns = st.columns(4)
         columns[0].button("Open", key=f"open_{kind}", on_click=open_listed, args=(chosen,),
                       help="Show this run on the page, with its settings in the sidebar")
         new_name = columns[1].text_input("New name", key=f"new_name_{kind}", label_visibility="collapsed",
-                                         placeholder="new name",
+                                         placeholder="new name", disabled=not controls,
                                          help="A new name for the chosen run (its folder id stays the same)")
-        if columns[2].button("Rename", key=f"rename_{kind}", help="Give the chosen run the name typed on the left"):
+        if columns[2].button("Rename", key=f"rename_{kind}", disabled=not controls,
+                             help="Give the chosen run the name typed on the left (its owner only)"):
             try:
+                check_control(chosen)
                 runs.rename(chosen, new_name)
                 st.rerun()
             except RunError as error:
                 st.error(str(error))
-        if columns[3].button("Delete", key=f"delete_{kind}",
-                             help="Stop the chosen run if it trains and delete its folder: this cannot be undone"):
+        if columns[3].button("Delete", key=f"delete_{kind}", disabled=not controls,
+                             help="Stop the chosen run if it trains and delete its folder: this cannot be undone "
+                                  "(its owner only)"):
             try:
+                check_control(chosen)
                 runs.delete(chosen)
             except RunError as error:
                 st.error(str(error))
@@ -212,6 +229,11 @@ def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Cal
                     st.session_state.pop(session_key)
                     st.query_params.pop(url_key, None)
                 st.rerun()
+        if not controls:
+            st.caption("You opened this run by its link: you can look at it and train the experiment yourself "
+                       "(Reset, then Start); its owner controls it.")
+        elif link := control_link(LINK_PAGES.get(kind, ""), url_key, chosen):
+            st.popover("Control link", icon=":material/key:").code(link, language=None, wrap_lines=True)
         downloads = st.columns(3)  # the files are read only when a download is clicked
         downloads[0].download_button("Metrics (CSV)", lambda: live_metrics() if chosen == current
                                      else runs.metrics_file(chosen), f"{chosen}-metrics.csv", "text/csv",
