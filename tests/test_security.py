@@ -329,13 +329,6 @@ def test_a_run_json_saying_running_from_a_dead_process_resumes_and_holds_no_slot
     assert (stale.status, stale.step) == ("finished", 4)
 
 
-def test_study_address_too_long_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["study", "--address", "a" * 5000, "--runs-dir", str(tmp_path / "runs"), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: --address") and "5,000 characters" in err and err.count("\n") == 1
-    assert not (tmp_path / "runs").exists()
-
-
 def test_a_study_file_naming_a_cell_in_superscript_digits_is_damaged_not_a_crash(tmp_path: Path) -> None:
     from playground.analysis.study import StudyConfig
     from playground.runs.study import STUDY_FILE, StudyEngine
