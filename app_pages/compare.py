@@ -15,7 +15,6 @@ from playground.analysis.compare import (
     TRADE_OFF_RATIOS,
     CompareConfig,
     CompareSnapshot,
-    parse_ratios,
     reading,
     summary_csv,
     summary_rows,
@@ -40,20 +39,21 @@ from playground.ui.runs import (
     session_owner,
 )
 from playground.ui.settings import (
+    BOUND,
     checked_config,
-    keep_widget_state,
+    current_settings,
+    link_text,
     load_settings,
+    schedule_name,
     setting_widget,
+    settings_share,
     settings_sidebar,
-    share_link,
-    sync_url,
-    url_problems,
+    share_slot,
 )
 
 Run = BackgroundRun[CompareSnapshot]
 PER_ARM = ("teacher_forcing_ratio", "schedule")  # each arm sets these; the other forcing settings are shared
 SCHEDULE_SETTINGS = {"linear": ("decay_steps",), "exponential": ("exp_k",), "inverse_sigmoid": ("sigmoid_k",)}
-URL_KEYS = ("ratios", "schedules", "seeds", "compare")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
 TABLE_NAMES = {"ratio": "teacher forcing", Metric.FR_EXACT: "free-running exact",
                Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",
@@ -69,6 +69,7 @@ CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GA
 st.title("Compare teacher-forcing ratios")
 st.caption("Every ratio trains at once in one batched computation: same task, same batches, same coin draws, "
            "same initial weights for a seed. Only the chance of feeding the true previous token differs.")
+share = share_slot("compare")
 
 
 def show_comparison_settings(run: Run) -> None:
@@ -78,44 +79,21 @@ def show_comparison_settings(run: Run) -> None:
                             compare_seeds=shown.seeds)
 
 
-def arms_from_url() -> dict[str, object]:
-    """The arms a link holds (ratios, schedules, seeds); what cannot be read keeps its default, with a note."""
-    params = st.query_params
-    try:
-        linked = CompareConfig.build(TRADE_OFF_EXAMPLE.replace(steps=1),
-                                     parse_ratios(params.get("ratios", ",".join(map(str, DEFAULT_RATIOS)))),
-                                     parse_ratios(params.get("schedules", "")), int(params.get("seeds", "1")))
-    except (ConfigError, ValueError) as error:
-        st.session_state.setdefault("url_problems", []).append(
-            f"The link's ratios, schedules or seeds are not allowed ({error}): the defaults are used instead.")
-        return {}
-    return {"compare_ratios": [r for r in RATIO_CHOICES if r in linked.ratios],
-            "compare_schedules": list(linked.schedules), "compare_seeds": linked.seeds}
-
-
-fresh_session = "compare_ratios" not in st.session_state
 run: Run | None = attached_run(RunKind.COMPARE, "compare_run_id", "compare", show_comparison_settings)
-if fresh_session and run is None:
-    st.session_state.update(arms_from_url())
-keep_widget_state()
-url_problems()
 runs = registry()
-for key, default in (("compare_ratios", list(DEFAULT_RATIOS)), ("compare_schedules", []), ("compare_seeds", 1)):
-    st.session_state.setdefault(key, default)
-    st.session_state[key] = st.session_state[key]
 settings_sidebar(skip=FORCING_SETTINGS)  # the forcing settings are drawn on the page, next to the arms
 chart_format_picker()
 
 st.multiselect("Ratios γ (chance a decoder step reads the true previous token)", RATIO_CHOICES,
-                 key="compare_ratios", format_func=lambda ratio: f"{ratio:g}",
+               list(DEFAULT_RATIOS), key="compare_ratios", format_func=link_text, **BOUND,
                  help="Each ratio is one constant-γ model; all train together on the same batches")
 decaying = [s for s in SCHEDULES if s != "constant"]
 middle, coin, right = st.columns([2, 1.4, 1])  # the ratios take a row of their own: they stay readable at 800 px
-middle.multiselect("Decaying schedules (from γ = 1 to 0)", decaying, key="compare_schedules",
-                   format_func=lambda s: s.replace("_", " "),
+middle.multiselect("Decaying schedules (from γ = 1 to 0)", decaying, [], key="compare_schedules", **BOUND,
+                   format_func=schedule_name,
                    help="Scheduled sampling: γ starts at 1 and decays to the final γ (formulas in the Glossary)")
 setting_widget(coin, "coin")
-right.number_input("Seeds", 1, MAX_SEEDS, key="compare_seeds",
+right.number_input("Seeds", 1, MAX_SEEDS, 1, key="compare_seeds", **BOUND,
                    help="Each seed starts from its own initial weights and draws its own batches; curves show "
                         "the mean and a band of ± one standard deviation, so you can see seed noise.")
 chosen_schedules = st.session_state.compare_schedules
@@ -143,13 +121,14 @@ def checked_compare_config() -> tuple[CompareConfig | None, CustomPairs | None, 
 config, custom, problems = checked_compare_config()
 for problem in problems:
     st.error(problem)
-if config is not None:
-    arms = {"ratios": ",".join(f"{r:g}" for r in config.ratios), "schedules": ",".join(config.schedules),
-            "seeds": str(config.seeds)}
-    defaults = {"ratios": ",".join(f"{r:g}" for r in DEFAULT_RATIOS), "schedules": "", "seeds": "1"}
-    linked = {name: value for name, value in arms.items() if value != defaults[name]}
-    sync_url(config.base, linked | ({"compare": run.id} if run is not None else {}), owned=URL_KEYS)
-share_link("compare", leave_out=("compare",))
+arms = {"compare_ratios": [link_text(ratio) for ratio in st.session_state.compare_ratios],
+        "compare_schedules": [schedule_name(s) for s in st.session_state.compare_schedules],
+        "compare_seeds": str(st.session_state.compare_seeds)}
+settings_share(share, current_settings(skip=PER_ARM, force=schedule_settings), arms,
+               {"compare_ratios": [link_text(ratio) for ratio in DEFAULT_RATIOS], "compare_schedules": [],
+                "compare_seeds": "1"},
+               {"compare_ratios": ", ".join(map(link_text, RATIO_CHOICES)),
+                "compare_schedules": ", ".join(map(schedule_name, decaying)), "compare_seeds": f"1 to {MAX_SEEDS}"})
 
 
 def start() -> None:

@@ -31,6 +31,7 @@ from playground.plots.states import (
 )
 from playground.ui.inspection import inspection_sidebar
 from playground.ui.runs import chart, chart_format_picker
+from playground.ui.settings import BOUND, share_slot
 
 REFRESH_SECONDS = 3.0
 PROJECTED = 300  # validation examples in the PCA plane
@@ -61,16 +62,16 @@ def heatmaps(capture: StateCapture, part: str, labels: list[str], order_mode: st
 st.title("Hidden and cell states")
 st.caption("Every h_t, c_t and gate below is recomputed step by step with the model's own weights; "
            "it equals nn.LSTM's output.")
-source, example = inspection_sidebar("hs")
+source, example = inspection_sidebar("hs", share_slot("hidden-states"))
 chart_format_picker()
 if source and example:
     with st.sidebar:
         st.subheader("View")
-        order_mode = st.selectbox("Unit order", UNIT_ORDERS, key="hs_order",
+        order_mode = st.selectbox("Unit order", UNIT_ORDERS, key="hs_order", **BOUND,
                                     help="Sorting units makes structure visible; hover shows each unit's number")
-        show_gates = st.toggle("Show gates i, f, g, o", key="hs_gates",
+        show_gates = st.toggle("Show gates i, f, g, o", key="hs_gates", **BOUND,
                                help="Also draw the input, forget, candidate and output gates (see the Glossary)")
-        decoding = st.radio("Decoder in the heatmaps", ["free-running", "teacher-forced"], key="hs_decoding",
+        decoding = st.radio("Decoder in the heatmaps", ["free-running", "teacher-forced"], key="hs_decoding", **BOUND,
                                help="Which decoder run the heatmaps show: fed its own predictions, or the truth",
                                disabled=not example[1])
         units = st.multiselect("Units to follow as lines", range(source.config.hidden_dim), default=[0, 1, 2],

@@ -9,11 +9,11 @@ from playground.analysis.lessons import LESSONS, Lesson, prepared
 from playground.plots import notes
 from playground.plots.compare import arm_figure
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES
+from playground.runs.engine import FINAL_STATUSES, RunKind
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
-from playground.ui.runs import chart, live_run_view
-from playground.ui.settings import glossary_link, link_settings, url_problems
+from playground.ui.runs import chart, live_run_view, open_run, session_owner, visible_runs
+from playground.ui.settings import BOUND, glossary_link, share_link, share_slot
 
 POLL_SECONDS = 2.0
 RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session
@@ -21,27 +21,34 @@ RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session
 st.title("Lessons")
 st.caption("Each lesson is a short experiment with a question behind it. Press its button, watch the charts while it "
            "trains (about a minute), answer the questions, then read what this run's own numbers say.")
+share = share_slot("lessons")
 glossary_link()
-link_settings({"lesson": next(iter(LESSONS))}, {"lesson": "lesson"}, {"lesson": list(LESSONS)}, {})
-url_problems()
-chosen = st.radio("Lesson", list(LESSONS), format_func=lambda key: LESSONS[key].title, horizontal=True,
-                  key="lesson", help="Each lesson trains its own small models; its run stays here when you switch.")
+chosen = st.radio("Lesson", list(LESSONS), 0, format_func=lambda key: LESSONS[key].title, horizontal=True,
+                  key="lesson", **BOUND,
+                  help="Each lesson trains its own small models; its run stays here when you switch.")
 lesson: Lesson = LESSONS[chosen]
 st.session_state.setdefault(RUNS_KEY, {})
 
 
 def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
-    run_id = st.session_state[RUNS_KEY].get(lesson.key)
-    try:
-        return registry().get(run_id) if run_id else None
-    except (RunError, ValueError):
-        return None
+    """This lesson's run: the one this session started, else the link's, else its newest run (a reload or a
+    restarted server shows the last run and its reading, since the run is on disk)."""
+    name = f"lesson-{lesson.key}"
+    newest = next((summary.id for summary in visible_runs() if summary.kind == RunKind.COMPARE
+                   and summary.name == name), None)
+    for run_id in (st.session_state[RUNS_KEY].get(lesson.key), st.query_params.get("run"), newest):
+        run = open_run(run_id, RunKind.COMPARE) if run_id else None
+        if run is not None and run.name == name:
+            st.session_state[RUNS_KEY][lesson.key] = run.id
+            return run
+    st.session_state.pop("run_problem", None)  # a link's run of another lesson is simply not this lesson's
+    return None
 
 
 def start(lesson: Lesson) -> None:
     config = prepared(lesson)
     try:
-        run = registry().launch(f"lesson-{lesson.key}", CompareEngine(config), config.base)
+        run = registry().launch(f"lesson-{lesson.key}", CompareEngine(config), config.base, owner=session_owner())
     except RunError as error:
         st.session_state.lesson_error = str(error)
         return
@@ -50,6 +57,13 @@ def start(lesson: Lesson) -> None:
 
 run = current(lesson)
 running = run is not None and run.active
+if run is None:
+    st.query_params.pop("run", None)
+elif st.query_params.get("run") != run.id:
+    st.query_params["run"] = run.id
+titles = {key: LESSONS[key].title for key in LESSONS}
+share_link(share, {"lesson": titles[chosen]}, {"lesson": titles[next(iter(LESSONS))]},
+           {"run": run.id} if run is not None else None, {"lesson": ", ".join(titles.values())})
 st.subheader(lesson.title)
 st.markdown(lesson.story)
 config = prepared(lesson)

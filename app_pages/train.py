@@ -33,12 +33,12 @@ from playground.ui.runs import (
 )
 from playground.ui.settings import (
     checked_config,
-    keep_widget_state,
+    current_settings,
     load_settings,
+    setting_value,
+    settings_share,
     settings_sidebar,
-    share_link,
-    sync_url,
-    url_problems,
+    share_slot,
 )
 
 Run = BackgroundRun[TrainingSnapshot]
@@ -47,18 +47,16 @@ EVALUATION_SECONDS = 5.0  # accuracy, predictions and states only change at eval
 STOP_WAIT_SECONDS = 3.0  # Stop waits this long for the run to end, so the buttons redraw in their new state
 
 st.title("Train a seq2seq model")
+share = share_slot("train")
 run: Run | None = attached_run(RunKind.TRAIN, "train_run_id", "run",
                                lambda run: load_settings(run.snapshot().config))
-keep_widget_state()
-url_problems()
 runs = registry()
 settings_sidebar()
 chart_format_picker()
 config, custom, problems = checked_config()
 for problem in problems:
     st.error(problem)
-sync_url(config, {"run": run.id} if run is not None else {}, owned=("run",))
-share_link("", leave_out=("run",))
+settings_share(share, current_settings())
 
 
 def current_run() -> Run | None:
@@ -274,7 +272,7 @@ if run is not None:
         with st.expander("The model and the task", expanded=False):
             draw_model_and_task(snapshot.config, preview, gamma, f"at step {snapshot.step:,}; the γ chart is live")
 else:
-    st.markdown(f"**{TASKS[st.session_state.cfg_task].description}.** Press **Start** to train with the "
+    st.markdown(f"**{TASKS[setting_value('task')].description}.** Press **Start** to train with the "
                 "settings on the left; the curves, hidden states and predictions update live while it trains.")
     if config is not None and preview is not None:
         gamma_note = "set" if config.schedule == "constant" else f"start of the {config.schedule} schedule"

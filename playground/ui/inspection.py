@@ -21,7 +21,7 @@ from playground.runs.registry import registry
 from playground.training.storage import CheckpointError, load_checkpoint
 from playground.training.trainer import TrainedModel, build_task
 from playground.ui.runs import visible_runs
-from playground.ui.settings import allowed_text, link_text
+from playground.ui.settings import Share, allowed_text, link_text, share_link
 
 MAX_EXAMPLES = 200  # validation examples offered in the example picker
 
@@ -196,11 +196,15 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
     return (None if problems else (src, tgt)), problems
 
 
-def inspection_sidebar(prefix: str) -> tuple[Source | None, Pair | None]:
-    """The model and example pickers in the sidebar; when either is missing, the page says what to do next."""
+def inspection_sidebar(prefix: str, share: Share) -> tuple[Source | None, Pair | None]:
+    """The model and example pickers in the sidebar, and the page's Share box: the pickers' link (`link_keep`:
+    bind does not serve them, their choices depend on the run chosen) with the view's bound widgets, which
+    Streamlit has already written in the address; when a picker is empty, the page says what to do next."""
     with st.sidebar:
         source = pick_source(prefix)
         example, problems = pick_example(source, prefix) if source else (None, [])
+    current = {name: st.query_params.get_all(name) for name in st.query_params}
+    share_link(share, {name: values[0] if len(values) == 1 else values for name, values in current.items()}, {})
     for problem in problems:
         st.error(problem)
     if source is None:
