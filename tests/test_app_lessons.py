@@ -57,9 +57,8 @@ def test_a_bad_link_value_is_named_with_what_is_allowed() -> None:
     at = linked({"task": "nonsense", "max_len": "99", "hidden_dim": "16"})
     assert not at.exception
     assert [warning.value for warning in at.warning] == [
-        "The link's Task = 'nonsense' is not allowed (it must be copy, reverse, sort, addition, number words, "
-        "count, custom): the "
-        "default 'reverse' is used instead."]
+        "The link's Task = 'nonsense' cannot be used (allowed: copy, reverse, sort, addition, number words, count, "
+        "custom): the page shows 'reverse' instead."]
     assert at.selectbox(key="task").value == "reverse"
     assert any("Max length" in error.value and "between 1 and 50" in error.value for error in at.error)
     assert at.number_input(key="hidden_dim").value == 16

@@ -123,7 +123,7 @@ def share_link(share: Share, values: Texts, defaults: Texts, extra: dict[str, st
     params = {name: value if value != [] else "" for name, value in values.items()  # an empty list: `name=`
               if value != defaults.get(name)} | (extra or {})
     parts = urlsplit(st.context.url or "")
-    link = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(params, doseq=True), ""))
+    link = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(params, doseq=True), ""))
     with share.slot:
         st.subheader("Share")
         st.caption("This link is what you see: it opens this page with the same values in any browser.")
