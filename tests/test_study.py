@@ -107,7 +107,7 @@ def test_cell_summary_and_reading_from_results() -> None:
     assert test["difference"] == pytest.approx((-0.4 - 0.35 - 0.37) / 3)
     assert test["p"] < 0.05 and not test["within_seed_noise"]
     text = reading([summary])
-    assert "γ = 1 decodes best" in text and "more than seed noise" in text
+    assert "Beyond seed noise: γ = 1 leads γ = 0" in text and "more than seed noise" in text
     assert cell_summary(cell, None)["arms"] == []
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from playground.analysis.compare import GAP, CompareConfig, evaluated, steps_to_reach
+from playground.analysis.readings import difference, interval, noise_lead, points, trade_off
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import TASKS
 from playground.training.rules import Metric
@@ -351,17 +352,32 @@ def format_summaries(summaries: list[dict[str, Any]]) -> str:
 
 
 def reading(summaries: list[dict[str, Any]]) -> str:
-    """For a student: per cell, the best arm, its interval, and which differences the seeds can tell apart."""
+    """For a student, per cell: first whether the leader's lead over the next arm is beyond seed noise (their
+    paired test), then the leader with its interval (within 0-100%), the trade-off with token accuracy when the two
+    disagree, and which other differences the seeds can tell apart."""
     paragraphs = []
     for summary in summaries:
         if not summary["arms"]:
             continue
-        best = max(summary["arms"], key=lambda row: row[Metric.FR_EXACT]["mean"])
+        ranked = sorted(summary["arms"], key=lambda row: row[Metric.FR_EXACT]["mean"], reverse=True)
+        best = ranked[0]
         exact = best[Metric.FR_EXACT]
-        seeds = "" if math.isfinite(exact["ci"][0]) else " (one seed: no interval)"
-        sentence = (f"**{summary['label']}** (step {summary['step']}): {best['arm']} decodes best on its own, "
-                    f"{_share(exact['mean'])} free-running exact match, 95% CI {_share(exact['ci'][0])} to "
-                    f"{_share(exact['ci'][1])}{seeds}.")
+        sentence = f"**{summary['label']}** (step {summary['step']}): "
+        if len(ranked) > 1:
+            runner_up = ranked[1]
+            paired = next((test for test in summary["tests"]
+                           if {test["a"], test["b"]} == {best["arm"], runner_up["arm"]}), None)
+            within = None if paired is None or not math.isfinite(paired["p"]) else paired["within_seed_noise"]
+            sentence += noise_lead(best["arm"], runner_up["arm"],
+                                   difference(exact["mean"], runner_up[Metric.FR_EXACT]["mean"]), within,
+                                   f"paired test over seeds, p = {paired['p']:.3f}" if within is not None else "")
+            sentence += " "
+        seeds = interval(*exact["ci"]) if math.isfinite(exact["ci"][0]) else "one seed: no interval"
+        sentence += (f"{best['arm']} gets the most sequences exactly right on its own, {_share(exact['mean'])} "
+                     f"free-running exact match ({seeds}).")
+        if agree := trade_off({row["arm"]: row[Metric.FR_EXACT]["mean"] for row in ranked},
+                              {row["arm"]: row[Metric.FR_TOKEN_ACC]["mean"] for row in ranked}):
+            sentence += " " + agree
         against = [test for test in summary["tests"] if best["arm"] in (test["a"], test["b"])]
         clear = [test for test in against if not test["within_seed_noise"]]
         noise = [test for test in against if test["within_seed_noise"]]
@@ -377,7 +393,7 @@ def reading(summaries: list[dict[str, Any]]) -> str:
                          + " the difference is within seed noise: more seeds or steps could tell them apart.")
         widest = max(summary["arms"], key=lambda row: row[GAP]["mean"])
         sentence += (f" The widest exposure-bias gap (teacher-forced minus free-running token accuracy) is "
-                     f"{widest['arm']}'s, {widest[GAP]['mean'] * 100:.1f} points.")
+                     f"{widest['arm']}'s, {points(widest[GAP]['mean'])}.")
         paragraphs.append(sentence)
     paragraphs += [f"**{summary['label']}** failed twice and was left out: {summary['failed']}."
                    for summary in summaries if summary["failed"] and not summary["arms"]]
