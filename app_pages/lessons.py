@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from playground.analysis.answers import answers
 from playground.analysis.compare import CompareSnapshot
 from playground.analysis.lessons import LESSONS, Lesson, prepared
 from playground.plots import notes
@@ -87,6 +88,9 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         reading = lesson.read(snapshot)
         st.subheader("What this run shows")
         (st.success if reading.appeared else st.warning)(reading.text)
+        st.markdown("**The questions, answered from this run**\n" + "\n".join(
+            f"1. *{question}* {answer}" for question, answer in zip(lesson.questions, answers(lesson.key, snapshot),
+                                                                    strict=True)))
         st.download_button("Metrics (CSV)", lambda: registry().metrics_file(run.id), f"lesson-{lesson.key}.csv",
                            "text/csv", key="lesson_metrics", icon=":material/download:",
                            help="Every model's metrics at every logged step, to plot or check elsewhere")

@@ -165,8 +165,11 @@ def readable_table(rows: list[dict[str, Any]]) -> Styler:
              Metric.TF_TOKEN_ACC: "teacher-forced tokens", GAP: "gap (tokens)"}
     columns = {f"{name}{suffix}": f"{label}{words}" for name, label in names.items()
                for suffix, words in (("", ""), ("_ci_low", ", CI low"), ("_ci_high", ", CI high"))}
-    frame = pd.DataFrame(rows).rename(columns=columns | {STEPS_TO_TARGET: "steps to 90% FR exact",
-                                                         "seeds_reaching_90": "seeds reaching 90%"})
+    frame = pd.DataFrame(rows)
+    shares = [f"{name}{suffix}" for name in names if name != GAP for suffix in ("_ci_low", "_ci_high")]
+    frame[shares] = frame[shares].clip(0.0, 1.0)  # a share's interval stays within 0-100% (the reading says so)
+    frame = frame.rename(columns=columns | {STEPS_TO_TARGET: "steps to 90% FR exact",
+                                            "seeds_reaching_90": "seeds reaching 90%"})
     return frame.style.format("{:.1%}", subset=list(columns.values()), na_rep="—").format(
         "{:,.0f}", subset=["steps to 90% FR exact"], na_rep="not reached")
 
@@ -187,7 +190,8 @@ def show(snapshot: StudySnapshot, status: str) -> None:
     st.subheader("Reading")
     st.markdown(reading(snapshot.summaries))
     rows = table_rows(snapshot.summaries)
-    st.markdown("**Every arm of every cell** (means over seeds; the CI columns are the 95% intervals; gap = "
+    st.markdown("**Every arm of every cell** (means over seeds; the CI columns are the 95% intervals, clipped to "
+                "0-100% for shares; gap = "
                 "teacher-forced minus free-running token accuracy; steps to 90% over the seeds that got there)")
     with st.container(key="study_table"):
         st.dataframe(readable_table(rows), hide_index=True, width="stretch")

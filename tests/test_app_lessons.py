@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from playground.analysis.answers import answers
 from playground.analysis.lessons import LESSONS, STEPS_ENV
 from playground.glossary import TERMS
 from playground.runs import registry as runs
@@ -144,5 +145,7 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
     assert "after 20 steps" in expected.text.lower()
     shown = [element.value for element in (*at.success, *at.warning)]
     assert shown == [expected.text]
+    answered = [markdown.value for markdown in at.markdown if "answered from this run" in markdown.value]
+    assert answered and all(answer in answered[0] for answer in answers(lesson, run.snapshot()))
     assert {f"lesson_chart_{i}" for i in range(len(LESSONS[lesson].charts))} <= {c.key for c in at.get("plotly_chart")}
     assert [button.proto.label for button in at.get("download_button")] == ["Metrics (CSV)"]

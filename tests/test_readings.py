@@ -5,6 +5,7 @@ can redo from the shown figures, and intervals of a share within 0-100%."""
 from __future__ import annotations
 
 from playground.analysis import compare, lessons, study
+from playground.analysis.answers import answers
 from playground.analysis.compare import GAP, CompareConfig, CompareSnapshot
 from playground.analysis.readings import difference, interval, trade_off
 from playground.core.config import TrainConfig
@@ -54,7 +55,9 @@ def test_study_leads_with_noise_keeps_intervals_in_range_and_names_the_trade_off
 def lesson_snapshot(exact: dict[float, float], forced: dict[float, float], free: dict[float, float]) -> \
         CompareSnapshot:
     config = CompareConfig.build(TrainConfig(steps=600, eval_every=600), list(exact))
-    rows = [[[{"step": 600, Metric.TRAIN_LOSS: 0.1, Metric.FR_EXACT: exact[ratio], Metric.TF_TOKEN_ACC: forced[ratio],
+    rows = [[[{"step": 0, Metric.TRAIN_LOSS: 2.0, Metric.GAMMA: ratio},
+              {"step": 300, Metric.TRAIN_LOSS: 0.8 if ratio else 1.5, Metric.GAMMA: ratio},
+              {"step": 600, Metric.TRAIN_LOSS: 0.1, Metric.FR_EXACT: exact[ratio], Metric.TF_TOKEN_ACC: forced[ratio],
                Metric.FR_TOKEN_ACC: free[ratio], Metric.TF_LOSS: 0.1, Metric.FR_LOSS: 0.4, Metric.GAMMA: ratio}]]
             for ratio in exact]
     return CompareSnapshot([f"γ = {ratio:g}" for ratio in exact], 1, [r[0] for r in rows], [{}, {}], 600, 600,
@@ -67,6 +70,10 @@ def test_lesson_reading_redoes_its_arithmetic_from_shown_figures_and_names_the_t
     assert "a gap of 17.4 points" in text and "a gap of 3.0 points" in text
     assert "loses 14.4 points more" in text  # 17.4 - 3.0 as shown, not 14.5 from the unrounded figures
     assert "Exact match and token accuracy disagree: γ = 1 gets the most whole sequences right" in text
+    first, now, over_time = answers("exposure_bias", snapshot)  # every question answered from this run
+    assert first.startswith("γ = 1's training loss fell to half of its start first, at step 300 (γ = 0 at step 600)")
+    assert now.endswith("γ = 1 loses the most when it reads its own predictions.") and "a gap of 17.4 points" in now
+    assert "γ = 1's gap starts at 17.4 points" in over_time and "it stayed about the same" in over_time
 
 
 def test_the_shared_pieces() -> None:
