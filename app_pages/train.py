@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from playground.analysis.preview import TaskPreview, parameter_counts, task_preview
+from playground.analysis.readings import points
 from playground.core.config import LIVE_SETTINGS, ConfigError, TrainConfig, label
 from playground.core.tasks import TASKS, CustomPairs, TaskError
 from playground.plots import notes
@@ -219,8 +220,10 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
         cards[0].metric("Validation loss, free-running", f"{last[Metric.FR_LOSS]:.3f}")
         cards[1].metric("Token accuracy, teacher-forced", f"{last[Metric.TF_TOKEN_ACC]:.1%}")
         cards[2].metric("Token accuracy, free-running", f"{last[Metric.FR_TOKEN_ACC]:.1%}",
-                        delta=f"{last[Metric.FR_TOKEN_ACC] - last[Metric.TF_TOKEN_ACC]:+.1%} exposure-bias gap",
-                        delta_color="off")
+                        delta=f"gap {points(last[Metric.TF_TOKEN_ACC] - last[Metric.FR_TOKEN_ACC])}",
+                        delta_color="off", delta_arrow="off",
+                        help="The exposure-bias gap, as on every page: teacher-forced minus free-running token "
+                             "accuracy, in percentage points")
         cards[3].metric("Exact match (free-running)", f"{last[Metric.FR_EXACT]:.1%}")
     accuracy_column, predictions_column = st.columns(2)
     changes = [(change.step, change.text) for change in snapshot.changes]
