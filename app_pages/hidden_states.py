@@ -74,9 +74,12 @@ if source and example:
         decoding = st.radio("Decoder in the heatmaps", ["free-running", "teacher-forced"], key="hs_decoding", **BOUND,
                                help="Which decoder run the heatmaps show: fed its own predictions, or the truth",
                                disabled=not example[1])
-        units = st.multiselect("Units to follow as lines", range(source.config.hidden_dim), default=[0, 1, 2],
-                               key="hs_units",
-                               help="Units (rows of the heatmap) drawn as lines over the steps")
+        first_look = capture_states(source.model(), source.src_vocab, source.tgt_vocab, example[0],
+                                    max_len=source.config.max_len * 4 + 8)
+        units = st.multiselect("Units to follow as lines", range(source.config.hidden_dim),
+                               default=list(informative_units(first_look.encoder[-1].h))[:3], key="hs_units",
+                               help="Units (rows of the heatmap) drawn as lines over the steps; at first the "
+                                    "encoder's most informative ones (largest variance, strongest link to position)")
 
     @st.fragment(run_every=REFRESH_SECONDS if source.live else None)
     def views() -> None:

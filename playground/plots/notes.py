@@ -48,8 +48,11 @@ ACCURACY = (
 STATES = (
     "**Axes**: one column per time step (the token read; for the decoder, input → prediction), one row per hidden "
     "unit.\n\n"
-    "**Colour**: the unit's value, red positive, blue negative (h lies between -1 and 1; the cell state c is "
-    "unbounded; the gates between 0 and 1). Outlined rows, where shown, are the most informative units.\n\n"
+    "**Colour**: for h, c and the candidate g, the unit's value on a diverging scale, red positive, blue negative, "
+    "white zero (h and g lie between -1 and 1; the cell state c is unbounded); for the gates i, f and o, which lie "
+    "between 0 (closed) and 1 (open), white to dark blue. The unit numbers are on the vertical axis (sorted when a "
+    "unit order is chosen). Outlined rows, where shown, are the most informative units, also the lines followed "
+    "below by default.\n\n"
     "**Good**: structure along the rows: units that grow or shrink step by step (they count, or track the "
     "position) and units that switch at one token (they react to it).\n\n"
     "**Bad**: every column alike, or noise without a pattern: the model has not learned much yet.")
