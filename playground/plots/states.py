@@ -9,7 +9,7 @@ from playground.plots.common import tidy
 
 DIVERGING = "RdBu_r"  # red positive, blue negative, white at zero: h, c and the candidate g (signed)
 SIGMOID_GATES = ("i", "f", "o")  # between 0 and 1: a sequential scale from white (closed) to dark blue (open)
-MAX_UNIT_LABELS = 32  # unit numbers on a heatmap's axis: every k-th beyond this, so they stay readable
+MAX_UNIT_LABELS = 16  # unit numbers on a heatmap's axis: every k-th beyond this, so they stay readable
 
 
 def unit_ticks(order: np.ndarray) -> dict:
