@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from playground.analysis.answers import answers
+from playground.analysis.answers import PREDICTIONS, answers, prediction_verdict
 from playground.analysis.compare import CompareSnapshot
 from playground.analysis.lessons import LESSONS, Lesson, prepared
 from playground.plots import notes
@@ -68,8 +68,13 @@ share_link(share, {"lesson": titles[chosen]}, {"lesson": titles[next(iter(LESSON
 st.subheader(lesson.title)
 st.markdown(lesson.story)
 config = prepared(lesson)
+prediction = PREDICTIONS[lesson.key]
+predicted = st.radio(f"**Predict first:** {prediction.question}", range(len(prediction.choices)), index=None,
+                     format_func=prediction.choices.__getitem__, key=f"prediction_{lesson.key}",
+                     help="Commit to an answer before you watch: the reading compares it with what happened. "
+                          "Predicting first makes a demonstration teach more.")
 st.button("Start this experiment" if run is None else "Run it again", key="lesson_start", type="primary",
-          on_click=start, args=(lesson,), disabled=running,
+          on_click=start, args=(lesson,), disabled=running or predicted is None,
           help=f"Trains {len(config.configs())} models for {config.base.steps} steps (hidden size "
                f"{config.base.hidden_dim}, sequences of {config.base.min_len} to {config.base.max_len} symbols)")
 if message := st.session_state.pop("lesson_error", None):
@@ -87,6 +92,8 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     if status in FINAL_STATUSES:
         reading = lesson.read(snapshot)
         st.subheader("What this run shows")
+        if predicted is not None:
+            st.info(prediction_verdict(lesson.key, predicted, snapshot))
         (st.success if reading.appeared else st.warning)(reading.text)
         st.markdown("**The questions, answered from this run**\n" + "\n".join(
             f"1. *{question}* {answer}" for question, answer in zip(lesson.questions, answers(lesson.key, snapshot),

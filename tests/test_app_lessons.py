@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from playground.analysis.answers import answers
+from playground.analysis.answers import answers, prediction_verdict
 from playground.analysis.lessons import LESSONS, STEPS_ENV
 from playground.glossary import TERMS
 from playground.runs import registry as runs
@@ -106,6 +106,7 @@ def test_every_chart_on_every_page_says_what_it_shows(monkeypatch: pytest.Monkey
     at.button(key="start").click().run()
     runs.registry().get(at.session_state.train_run_id).join(60)
     at.switch_page("app_pages/lessons.py").run()
+    at.radio(key=f"prediction_{next(iter(LESSONS))}").set_value(0).run()
     at.button(key="lesson_start").click().run()
     runs.registry().get(at.session_state.lesson_runs[next(iter(LESSONS))]).join(60)
     shown = {}
@@ -136,6 +137,8 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
     at.switch_page("app_pages/lessons.py").run()
     at.radio(key="lesson").set_value(lesson).run()
     assert not at.exception and LESSONS[lesson].story in [markdown.value for markdown in at.markdown]
+    assert at.button(key="lesson_start").disabled  # predict first
+    at.radio(key=f"prediction_{lesson}").set_value(2).run()
     at.button(key="lesson_start").click().run()
     run = runs.registry().get(at.session_state.lesson_runs[lesson])
     run.join(120)
@@ -145,6 +148,7 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
     assert "after 20 steps" in expected.text.lower()
     shown = [element.value for element in (*at.success, *at.warning)]
     assert shown == [expected.text]
+    assert [element.value for element in at.info] == [prediction_verdict(lesson, 2, run.snapshot())]
     answered = [markdown.value for markdown in at.markdown if "answered from this run" in markdown.value]
     assert answered and all(answer in answered[0] for answer in answers(lesson, run.snapshot()))
     assert {f"lesson_chart_{i}" for i in range(len(LESSONS[lesson].charts))} <= {c.key for c in at.get("plotly_chart")}

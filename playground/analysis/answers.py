@@ -1,13 +1,16 @@
-"""Every lesson question answered after the run, from that run's own logged rows (seed 0 of each arm, the seed a
-lesson trains), so a student can check what they read off the charts."""
+"""The prediction a lesson asks for before it runs, and every lesson question answered after the run, from that
+run's own logged rows (seed 0 of each arm, the seed a lesson trains), so a student can check what they read off
+the charts."""
 
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from playground.analysis.compare import GAP, CompareSnapshot, evaluated, summary_rows
-from playground.analysis.lessons import mean_exact_by_length
+from playground.analysis.lessons import CLEAR, mean_exact_by_length
 from playground.analysis.readings import difference, points, share
 from playground.training.rules import Metric
 
@@ -160,3 +163,68 @@ ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], str], ...]] = {
 def answers(lesson_key: str, snapshot: CompareSnapshot) -> list[str]:
     """One answer per question of the lesson, in order, from this run."""
     return [answer(snapshot) for answer in ANSWERS[lesson_key]]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a student commits to before a lesson runs (predicting first makes a demonstration teach more), and
+    which choice the finished run bears out (None: too early to say)."""
+
+    question: str
+    choices: tuple[str, ...]
+    outcome: Callable[[CompareSnapshot], int | None]
+
+
+def _exposure_outcome(snapshot: CompareSnapshot) -> int | None:
+    table = {row["ratio"]: row for row in summary_rows(snapshot)}
+    if "γ = 1" not in table or "γ = 0" not in table:
+        return None
+    wider = difference(table["γ = 1"][GAP], table["γ = 0"][GAP])
+    return 0 if wider >= CLEAR else 1 if wider <= -CLEAR else 2
+
+
+def _schedule_outcome(snapshot: CompareSnapshot) -> int | None:
+    free = {row["ratio"]: row[Metric.FR_TOKEN_ACC] for row in summary_rows(snapshot)}
+    constant = next((label for label in free if label.startswith("γ")), None)
+    decayed = [value for label, value in free.items() if label != constant]
+    if constant is None or not decayed:
+        return None
+    lead = difference(max(decayed), free[constant])
+    return 1 if lead >= CLEAR else 0 if lead <= -CLEAR else 2
+
+
+def _length_outcome(snapshot: CompareSnapshot) -> int | None:
+    by_length = mean_exact_by_length(snapshot)
+    lengths = sorted(by_length)
+    if len(lengths) < 2:
+        return None
+    third = max(len(lengths) // 3, 1)
+    fall = (statistics.fmean(by_length[n] for n in lengths[:third])
+            - statistics.fmean(by_length[n] for n in lengths[-third:]))
+    return 0 if fall >= 0.2 else 2 if fall <= -0.2 else 1
+
+
+PREDICTIONS: dict[str, Prediction] = {
+    "exposure_bias": Prediction(
+        "Which model will lose more accuracy when it must read its own predictions (the wider gap)?",
+        ("γ = 1, always fed the true token", "γ = 0, always fed its own predictions", "about the same"),
+        _exposure_outcome),
+    "scheduled_sampling": Prediction(
+        "Which will decode best on its own (free-running) at the end?",
+        ("constant γ = 1", "a decaying schedule", "about the same"), _schedule_outcome),
+    "bottleneck": Prediction(
+        "How will exact match change as the outputs get longer?",
+        ("it falls with length", "it stays about the same", "it rises with length"), _length_outcome),
+}
+
+
+def prediction_verdict(lesson_key: str, chosen: int, snapshot: CompareSnapshot) -> str:
+    """The student's prediction beside what this run showed."""
+    prediction = PREDICTIONS[lesson_key]
+    happened = prediction.outcome(snapshot)
+    if happened is None:
+        return f"You predicted: {prediction.choices[chosen]}. This run was not evaluated enough to tell."
+    if happened == chosen:
+        return f"You predicted: {prediction.choices[chosen]}. This run agrees: {prediction.choices[happened]}."
+    return (f"You predicted: {prediction.choices[chosen]}. This run shows: {prediction.choices[happened]}. Read "
+            "the answers below to see why.")

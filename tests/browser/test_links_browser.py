@@ -174,6 +174,7 @@ def test_a_reload_of_lessons_shows_the_finished_lesson_and_its_reading(tmp_path:
             page = context.new_page()
             page.set_default_timeout(120_000)
             open_page(page, url, "Lessons")
+            click(page, ".st-key-prediction_exposure_bias [role=radiogroup] label >> nth=0")  # predict first
             click(page, ".st-key-lesson_start button")
             page.wait_for_selector("h3:has-text('What this run shows')")
             reading = page.locator("[data-testid=stAlert]").last.inner_text()
