@@ -22,6 +22,7 @@ from playground.analysis.compare import (
 from playground.core.config import FORCING_SETTINGS, ConfigError
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import CustomPairs, TaskError
+from playground.glossary import term_link
 from playground.plots import notes
 from playground.plots.compare import arm_figure
 from playground.runs.background import BackgroundRun, RunError
@@ -67,8 +68,9 @@ TABLE_ORDER = ("ratio", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "ga
 CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GAP, LENGTHS)
 
 st.title("Compare teacher-forcing ratios")
-st.caption("Every ratio trains at once in one batched computation: same task, same batches, same coin draws, "
-           "same initial weights for a seed. Only the chance of feeding the true previous token differs.")
+st.caption(f"Every ratio ({term_link('arm')}) trains at once in one batched computation: same task, same batches, "
+           f"same {term_link('coin')} draws, same initial weights for a {term_link('seed')}. Only the chance of "
+           f"feeding the true previous token ({term_link('teacher forcing')}) differs.")
 share = share_slot("compare")
 
 

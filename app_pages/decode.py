@@ -17,6 +17,7 @@ from playground.analysis.decode import (
     position_errors,
     step_through,
 )
+from playground.glossary import term_link
 from playground.plots import notes
 from playground.plots.decode import position_errors_figure, top_k_figure
 from playground.plots.states import state_heatmap
@@ -111,8 +112,9 @@ def beam_view(source: Source, src: list[str], limit: int, width: int, length_nor
 
 
 st.title("Decode, step by step")
-st.caption("Greedy decoding feeds the model its own argmax; teacher forcing feeds the true token. Step through one "
-           "source, then see where beam search and exposure bias change the answer.")
+st.caption(f"{term_link('greedy decoding', 'Greedy decoding')} feeds the model its own "
+           f"{term_link('argmax')}; {term_link('teacher forcing')} feeds the true token. Step through one source, "
+           f"then see where {term_link('beam search')} and {term_link('exposure bias')} change the answer.")
 source, example = inspection_sidebar("dc", share_slot("decode"))
 if source and example:
     src, tgt = example

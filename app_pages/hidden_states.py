@@ -20,6 +20,7 @@ from playground.analysis.states import (
     informative_units,
     unit_order,
 )
+from playground.glossary import term_link
 from playground.plots import notes
 from playground.plots.states import (
     mark_step,
@@ -60,8 +61,10 @@ def heatmaps(capture: StateCapture, part: str, labels: list[str], order_mode: st
 
 
 st.title("Hidden and cell states")
-st.caption("Every h_t, c_t and gate below is recomputed step by step with the model's own weights; "
-           "it equals nn.LSTM's output.")
+st.caption(f"Every {term_link('hidden state', 'h_t')}, {term_link('cell state', 'c_t')} and "
+           f"{term_link('gates', 'gate')} below is recomputed step by step with the model's own weights; it equals "
+           f"nn.LSTM's output. Below: the {term_link('context vector', 'context vectors')} in a "
+           f"{term_link('pca', 'PCA')} plane.")
 source, example = inspection_sidebar("hs", share_slot("hidden-states"))
 chart_format_picker()
 if source and example:

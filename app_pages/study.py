@@ -14,6 +14,7 @@ from playground.analysis.study import MAX_SEEDS, STEPS_TO_TARGET, StudyConfig, r
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import TASKS
+from playground.glossary import term_link
 from playground.plots import notes
 from playground.plots.study import study_figure
 from playground.runs.background import BackgroundRun, RunError
@@ -32,8 +33,10 @@ DEFAULTS = {"study_tasks": ["reverse", "sort"], "study_max_lens": [8, 16], "stud
             "study_seeds": 5, "study_steps": 1500, "study_eval_every": 100, "study_address": ""}
 
 st.title("Study: teacher forcing, measured")
-st.caption("A grid of comparisons. In every cell (task, setting, hidden size) all arms x seeds train together "
-           "in one Ray task, on the same batches and initial weights per seed, so arms are compared seed by seed.")
+st.caption(f"A grid of comparisons. In every cell (task, setting, hidden size) all {term_link('arm', 'arms')} x "
+           f"{term_link('seed', 'seeds')} train together in one Ray task, on the same batches and initial weights "
+           f"per seed, so arms are compared seed by seed ({term_link('paired test', 'paired tests')}, "
+           f"{term_link('p-value', 'p-values')}, {term_link('confidence interval', 'confidence intervals')}).")
 
 share = share_slot("study")
 GRID_ALLOWED = {"study_tasks": ", ".join(name for name in TASKS if name != "custom"), "study_max_lens": "2 to 50",
