@@ -9,6 +9,7 @@ from typing import Any
 
 import streamlit as st
 
+from playground.analysis.decode import free_running_mistakes
 from playground.analysis.states import best_by_free_running
 from playground.core.config import (
     TrainConfig,
@@ -167,10 +168,17 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
     if how == "a validation example":
         pairs = source.val_pairs[:MAX_EXAMPLES]
         link_choice(prefix, "example", range(len(pairs)), "validation example number")
+        wrong = free_running_mistakes(source.model(), source.task, pairs)
+        mistakes = [index for index, bad in enumerate(wrong) if bad]
         index = st.selectbox("Validation example", range(len(pairs)), key=f"{prefix}_example",
-                             format_func=lambda i: f"{source.src_vocab.join(pairs[i][0])} → "
+                             format_func=lambda i: f"{'✗ ' if wrong[i] else ''}{source.src_vocab.join(pairs[i][0])} → "
                                                    f"{source.tgt_vocab.join(pairs[i][1])}",
-                             help=f"The first {MAX_EXAMPLES} of the run's validation set, source → target")
+                             help=f"The first {MAX_EXAMPLES} of the run's validation set, source → target; ✗ marks "
+                                  "the examples this model gets wrong decoding on its own (free-running)")
+        st.button("Show me a mistake", key=f"{prefix}_mistake", on_click=next_mistake, args=(prefix, mistakes),
+                  disabled=not mistakes, icon=":material/search:",
+                  help=f"The next example this model gets wrong free-running ({len(mistakes)} of {len(pairs)}): "
+                       "where exposure bias shows" if mistakes else "This model gets every example here right")
         if link:  # from a run (an uploaded checkpoint has no link)
             link_keep(**link, example=index)
         return pairs[index], []
@@ -194,6 +202,12 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
                 for side, bad in (("The source", source.src_vocab.unknown(src)),
                                   ("The target", source.tgt_vocab.unknown(tgt))) if bad]
     return (None if problems else (src, tgt)), problems
+
+
+def next_mistake(prefix: str, mistakes: list[int]) -> None:
+    """Select the next example the model gets wrong after the one shown (from the first again at the end)."""
+    shown = st.session_state.get(f"{prefix}_example", -1)
+    st.session_state[f"{prefix}_example"] = next((index for index in mistakes if index > shown), mistakes[0])
 
 
 def inspection_sidebar(prefix: str, share: Share) -> tuple[Source | None, Pair | None]:
