@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from playground.analysis.answers import PREDICTIONS, answers, prediction_verdict
-from playground.analysis.compare import CompareSnapshot
+from playground.analysis.compare import GAP, CompareSnapshot, summary_rows
+from playground.analysis.decode import free_running_mistakes
 from playground.analysis.lessons import LESSONS, Lesson, prepared
 from playground.plots import notes
 from playground.plots.compare import arm_figure
@@ -13,6 +14,7 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
+from playground.ui.inspection import MAX_EXAMPLES
 from playground.ui.runs import chart, live_run_view, open_run, session_owner, visible_runs
 from playground.ui.settings import BOUND, glossary_link, share_link, share_slot
 
@@ -82,6 +84,26 @@ if message := st.session_state.pop("lesson_error", None):
 st.markdown("**Questions to answer from the charts**\n" + "\n".join(f"1. {q}" for q in lesson.questions))
 
 
+def where_to_look(run: BackgroundRun[CompareSnapshot]) -> None:
+    """Links to Decode and Hidden states on this lesson's model with the widest gap, at an example it gets wrong
+    free-running: the best picture of exposure bias the app has."""
+    table = summary_rows(run.snapshot())
+    if not table:
+        return
+    arm = max(range(len(table)), key=lambda index: table[index][GAP])
+    model = run.models()[arm]
+    mistakes = free_running_mistakes(model.model, model.task, model.val_pairs[:MAX_EXAMPLES])
+    params = {"run": run.id, "model": str(arm), "example": str(mistakes.index(True) if any(mistakes) else 0)}
+    st.markdown(f"**Where to look**: {table[arm]['ratio']} has the widest gap; "
+                + ("here is an example it gets wrong on its own." if any(mistakes) else "it gets every example right."))
+    links = st.container(horizontal=True)
+    with links:
+        st.page_link("app_pages/decode.py", label="Step through it on Decode", icon=":material/footprint:",
+                     query_params=params)
+        st.page_link("app_pages/hidden_states.py", label="Its hidden states", icon=":material/grid_on:",
+                     query_params=params)
+
+
 def show(snapshot: CompareSnapshot, status: str) -> None:
     st.progress(min(snapshot.step / snapshot.total_steps, 1.0),
                 text=f"{status}: step {snapshot.step} of {snapshot.total_steps} · {snapshot.seconds:.0f} s")
@@ -98,6 +120,7 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         st.markdown("**The questions, answered from this run**\n" + "\n".join(
             f"1. *{question}* {answer}" for question, answer in zip(lesson.questions, answers(lesson.key, snapshot),
                                                                     strict=True)))
+        where_to_look(run)
         st.download_button("Metrics (CSV)", lambda: registry().metrics_file(run.id), f"lesson-{lesson.key}.csv",
                            "text/csv", key="lesson_metrics", icon=":material/download:",
                            help="Every model's metrics at every logged step, to plot or check elsewhere")

@@ -149,6 +149,8 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
     shown = [element.value for element in (*at.success, *at.warning)]
     assert shown == [expected.text]
     assert [element.value for element in at.info] == [prediction_verdict(lesson, 2, run.snapshot())]
+    links = {link.proto.label: link.proto.page for link in at.get("page_link")}
+    assert {"Step through it on Decode", "Its hidden states"} <= set(links)  # where to look, on its own model
     answered = [markdown.value for markdown in at.markdown if "answered from this run" in markdown.value]
     assert answered and all(answer in answered[0] for answer in answers(lesson, run.snapshot()))
     assert {f"lesson_chart_{i}" for i in range(len(LESSONS[lesson].charts))} <= {c.key for c in at.get("plotly_chart")}

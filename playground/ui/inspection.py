@@ -67,11 +67,14 @@ INSPECTION_URL_KEYS = ("run", "model", "example", "source", "target")  # what an
 
 
 def link_choice(prefix: str, name: str, allowed: Iterable[Any], what: str) -> None:
-    """Seed widget `{prefix}_{name}` from the link's `name` once per session, if the value is one of `allowed`;
-    otherwise say, once, which value was ignored and what is allowed."""
+    """Set widget `{prefix}_{name}` from the link's `name` whenever the link brings a value this session has not
+    applied yet (a fresh session, or a page link from a lesson), if it is one of `allowed`; otherwise say, once,
+    which value was ignored and what is allowed."""
     widget = f"{prefix}_{name}"
-    if widget in st.session_state or name not in st.query_params:
-        return
+    if name not in st.query_params or st.session_state.get(f"{prefix}_link_written", {}).get(name) == \
+            st.query_params[name]:
+        return  # no link, or the link this page wrote itself
+    st.session_state.setdefault(f"{prefix}_link_written", {})[name] = st.query_params[name]
     text, choices = st.query_params[name], list(allowed)
     chosen = {link_text(choice): choice for choice in choices}.get(text)
     if chosen is None:
@@ -81,14 +84,17 @@ def link_choice(prefix: str, name: str, allowed: Iterable[Any], what: str) -> No
     st.session_state[widget] = chosen
 
 
-def link_keep(**values: Any) -> None:
-    """The inspection page's link: these values, and none of the other INSPECTION_URL_KEYS."""
+def link_keep(prefix: str, **values: Any) -> None:
+    """The inspection page's link: these values, and none of the other INSPECTION_URL_KEYS; what it writes is
+    remembered, so `link_choice` applies only a link that comes from elsewhere."""
+    written = st.session_state.setdefault(f"{prefix}_link_written", {})
     for name in INSPECTION_URL_KEYS:
         value = values.get(name)
-        if value in (None, ""):
+        written[name] = None if value in (None, "") else str(value)
+        if written[name] is None:
             st.query_params.pop(name, None)
-        elif st.query_params.get(name) != str(value):
-            st.query_params[name] = str(value)
+        elif st.query_params.get(name) != written[name]:
+            st.query_params[name] = written[name]
 
 
 def pick_source(prefix: str) -> Source | None:
@@ -97,7 +103,7 @@ def pick_source(prefix: str) -> Source | None:
     kind = st.radio("Model from", ["a training run", "a checkpoint file"], horizontal=True, key=f"{prefix}_from",
                     help="A run from the Train or Compare page (or the CLI), or a checkpoint file downloaded from one")
     if kind == "a checkpoint file":
-        link_keep()  # an upload cannot travel in a link
+        link_keep(prefix)  # an upload cannot travel in a link
         upload = st.file_uploader("Checkpoint (.pt, saved by the Train page)", type=["pt"], key=f"{prefix}_upload",
                                   help="Read with torch.load(weights_only=True): data only, never code")
         if upload is None:
@@ -180,7 +186,7 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
                   help=f"The next example this model gets wrong free-running ({len(mistakes)} of {len(pairs)}): "
                        "where exposure bias shows" if mistakes else "This model gets every example here right")
         if link:  # from a run (an uploaded checkpoint has no link)
-            link_keep(**link, example=index)
+            link_keep(prefix, **link, example=index)
         return pairs[index], []
     symbols = source.src_vocab.itos[4:]
     text = st.text_input("Source", key=f"{prefix}_source", placeholder=f"e.g. {source.src_vocab.join(symbols[:5])}",
@@ -193,7 +199,7 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
     target_text = st.text_input("Target (optional; needed for teacher forcing)", key=f"{prefix}_target",
                                 help="The true output: teacher forcing feeds its tokens to the decoder")
     if link:
-        link_keep(**link, source=text, target=target_text)
+        link_keep(prefix, **link, source=text, target=target_text)
     src = source.src_vocab.tokenize(text)
     if not src:
         return None, []

@@ -1,6 +1,7 @@
 """Links that always work, in a real browser: on every page, two changed values reach the address bar and the Share
 box (the same link, within 2 s), and the Share box opens the same page with the same values in a fresh browser on
-a restarted server; a reload of Lessons finds the reading of the lesson that finished."""
+a restarted server; a reload of Lessons finds the reading of the lesson that finished, and its link to Decode opens
+the lesson's model at an example it gets wrong."""
 
 from __future__ import annotations
 
@@ -176,13 +177,21 @@ def test_a_reload_of_lessons_shows_the_finished_lesson_and_its_reading(tmp_path:
             open_page(page, url, "Lessons")
             click(page, ".st-key-prediction_exposure_bias [role=radiogroup] label >> nth=0")  # predict first
             click(page, ".st-key-lesson_start button")
-            page.wait_for_selector("h3:has-text('What this run shows')")
-            reading = page.locator("[data-testid=stAlert]").last.inner_text()
+            reading = page.locator("[data-testid=stAlert]:has-text('After 20 steps')")
+            reading.wait_for()
+            text = reading.inner_text()
             page.reload()
             wait_idle(page)
-            page.wait_for_selector("h3:has-text('What this run shows')")
-            assert page.locator("[data-testid=stAlert]").last.inner_text() == reading
+            reading.wait_for()
+            assert reading.inner_text() == text
             assert "run" in address_query(page)[1]
+            page.get_by_text("Step through it on Decode").click()  # where to look: the lesson's own model
+            wait_idle(page)
+            page.wait_for_selector("h1:has-text('Decode, step by step')")
+            path, query = address_query(page)
+            assert path == "/decode" and {"run", "model", "example"} <= set(query)
+            settled(page, {"example": lambda p: p.locator(".st-key-dc_example input").input_value()[:2]},
+                    {"example": "✗ "})
             context.close()
     finally:
         del os.environ[STEPS_ENV]
