@@ -216,15 +216,15 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
     """What changes at each evaluation: accuracy, predictions, the state preview."""
     last = next((row for row in reversed(snapshot.rows) if EVALUATED in row), None)
     if last:
-        cards = st.columns(4)
-        cards[0].metric("Validation loss, free-running", f"{last[Metric.FR_LOSS]:.3f}")
-        cards[1].metric("Token accuracy, teacher-forced", f"{last[Metric.TF_TOKEN_ACC]:.1%}")
-        cards[2].metric("Token accuracy, free-running", f"{last[Metric.FR_TOKEN_ACC]:.1%}",
+        cards = st.container(horizontal=True, key="train_metrics")  # wraps at 800 px instead of cutting labels
+        cards.metric("Validation loss, free-running", f"{last[Metric.FR_LOSS]:.3f}", width="content")
+        cards.metric("Token accuracy, teacher-forced", f"{last[Metric.TF_TOKEN_ACC]:.1%}", width="content")
+        cards.metric("Token accuracy, free-running", f"{last[Metric.FR_TOKEN_ACC]:.1%}", width="content",
                         delta=f"gap {points(last[Metric.TF_TOKEN_ACC] - last[Metric.FR_TOKEN_ACC])}",
                         delta_color="off", delta_arrow="off",
                         help="The exposure-bias gap, as on every page: teacher-forced minus free-running token "
                              "accuracy, in percentage points")
-        cards[3].metric("Exact match (free-running)", f"{last[Metric.FR_EXACT]:.1%}")
+        cards.metric("Exact match (free-running)", f"{last[Metric.FR_EXACT]:.1%}", width="content")
     accuracy_column, predictions_column = st.columns(2)
     changes = [(change.step, change.text) for change in snapshot.changes]
     eval_every = snapshot.config.eval_every
