@@ -235,7 +235,8 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
         st.markdown("**Sample predictions** (free-running, validation examples)")
         if snapshot.predictions:
             st.dataframe(pd.DataFrame(snapshot.predictions), hide_index=True, width="stretch",
-                         column_config={"correct": st.column_config.CheckboxColumn("correct")})
+                         column_order=("correct", "source", "target", "prediction"),  # the verdict stays in view
+                         column_config={"correct": st.column_config.CheckboxColumn("correct", width="small")})
         else:
             st.caption("Predictions appear at the first evaluation.")
     state_preview(snapshot)
