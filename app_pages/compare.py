@@ -13,10 +13,8 @@ from playground.analysis.compare import (
     RATIO_CHOICES,
     TRADE_OFF_EXAMPLE,
     TRADE_OFF_RATIOS,
-    VARIANT_KEYS,
     CompareConfig,
     CompareSnapshot,
-    parse_ratios,
     reading,
     summary_csv,
     summary_rows,
@@ -24,6 +22,7 @@ from playground.analysis.compare import (
 from playground.core.config import FORCING_SETTINGS, SETTINGS, VARIANT_SETTINGS, ConfigError
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import CustomPairs, TaskError
+from playground.glossary import term_link
 from playground.plots import notes
 from playground.plots.compare import arm_figure
 from playground.runs.background import BackgroundRun, RunError
@@ -42,21 +41,22 @@ from playground.ui.runs import (
     runs_panel,
 )
 from playground.ui.settings import (
+    BOUND,
     checked_config,
-    keep_widget_state,
+    current_settings,
+    link_text,
     load_settings,
+    schedule_name,
     setting_widget,
+    settings_share,
     settings_sidebar,
-    share_link,
-    sync_url,
-    url_problems,
+    share_slot,
 )
 
 Run = BackgroundRun[CompareSnapshot]
 PER_ARM = ("teacher_forcing_ratio", "schedule")  # each arm sets these; the other forcing settings are shared
 SCHEDULE_SETTINGS = {"linear": ("decay_steps",), "exponential": ("exp_k",), "inverse_sigmoid": ("sigmoid_k",)}
 MODEL_KEYS = ("compare_cells", "compare_attentions", "compare_reverse_sources")  # widgets, in VARIANT_SETTINGS order
-URL_KEYS = ("ratios", "schedules", "seeds", *VARIANT_KEYS, "compare")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
 TABLE_NAMES = {"label": "arm", Metric.FR_EXACT: "free-running exact",
                Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",
@@ -70,8 +70,10 @@ TABLE_ORDER = ("label", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "ga
 CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GAP, LENGTHS)
 
 st.title("Compare teacher-forcing ratios")
-st.caption("Every ratio trains at once in one batched computation: same task, same batches, same coin draws, "
-           "same initial weights for a seed. Only the chance of feeding the true previous token differs.")
+st.caption(f"Every ratio ({term_link('arm')}) trains at once in one batched computation: same task, same batches, "
+           f"same {term_link('coin')} draws, same initial weights for a {term_link('seed')}. Only the chance of "
+           f"feeding the true previous token ({term_link('teacher forcing')}) differs.")
+share = share_slot("compare")
 
 
 def show_comparison_settings(run: Run) -> None:
@@ -82,52 +84,26 @@ def show_comparison_settings(run: Run) -> None:
                             **{key: list(values) for key, values in zip(MODEL_KEYS, shown.variants, strict=True)})
 
 
-def arms_from_url() -> dict[str, object]:
-    """The arms a link holds (ratios, schedules, seeds); what cannot be read keeps its default, with a note."""
-    params = st.query_params
-    try:
-        linked = CompareConfig.build(TRADE_OFF_EXAMPLE.replace(steps=1),
-                                     parse_ratios(params.get("ratios", ",".join(map(str, DEFAULT_RATIOS)))),
-                                     parse_ratios(params.get("schedules", "")), int(params.get("seeds", "1")),
-                                     variants=[parse_ratios(params.get(key, "")) for key in VARIANT_KEYS])
-    except (ConfigError, ValueError) as error:
-        st.session_state.setdefault("url_problems", []).append(
-            f"The link's ratios, schedules or seeds are not allowed ({error}): the defaults are used instead.")
-        return {}
-    return {"compare_ratios": [r for r in RATIO_CHOICES if r in linked.ratios],
-            "compare_schedules": list(linked.schedules), "compare_seeds": linked.seeds,
-            **{key: list(values) for key, values in zip(MODEL_KEYS, linked.variants, strict=True)}}
-
-
-fresh_session = "compare_ratios" not in st.session_state
 run: Run | None = attached_run(RunKind.COMPARE, "compare_run_id", "compare", show_comparison_settings)
-if fresh_session and run is None:
-    st.session_state.update(arms_from_url())
-keep_widget_state()
-url_problems()
 runs = registry()
-for key, default in (("compare_ratios", list(DEFAULT_RATIOS)), ("compare_schedules", []), ("compare_seeds", 1),
-                     *((key, []) for key in MODEL_KEYS)):
-    st.session_state.setdefault(key, default)
-    st.session_state[key] = st.session_state[key]
 settings_sidebar(skip=FORCING_SETTINGS)  # the forcing settings are drawn on the page, next to the arms
 chart_format_picker()
 
 st.multiselect("Ratios γ (chance a decoder step reads the true previous token)", RATIO_CHOICES,
-                 key="compare_ratios", format_func=lambda ratio: f"{ratio:g}",
+               list(DEFAULT_RATIOS), key="compare_ratios", format_func=link_text, **BOUND,
                  help="Each ratio is one constant-γ model; all train together on the same batches")
 decaying = [s for s in SCHEDULES if s != "constant"]
 middle, coin, right = st.columns([2, 1.4, 1])  # the ratios take a row of their own: they stay readable at 800 px
-middle.multiselect("Decaying schedules (from γ = 1 to 0)", decaying, key="compare_schedules",
-                   format_func=lambda s: s.replace("_", " "),
+middle.multiselect("Decaying schedules (from γ = 1 to 0)", decaying, [], key="compare_schedules", **BOUND,
+                   format_func=schedule_name,
                    help="Scheduled sampling: γ starts at 1 and decays to the final γ (formulas in the Glossary)")
 setting_widget(coin, "coin")
-right.number_input("Seeds", 1, MAX_SEEDS, key="compare_seeds",
+right.number_input("Seeds", 1, MAX_SEEDS, 1, key="compare_seeds", **BOUND,
                    help="Each seed starts from its own initial weights and draws its own batches; curves show "
                         "the mean and a band of ± one standard deviation, so you can see seed noise.")
 models = st.columns(len(MODEL_KEYS))  # arms may also differ by model: the product with the ratios and schedules
 for column, key, name in zip(models, MODEL_KEYS, VARIANT_SETTINGS, strict=True):
-    column.multiselect(f"Compare {SETTINGS[name].label.lower()}", SETTINGS[name].options, key=key,
+    column.multiselect(f"Compare {SETTINGS[name].label.lower()}", SETTINGS[name].options, [], key=key, **BOUND,
                        help=f"Each choice is one more model per ratio and schedule (empty: the sidebar's). "
                             f"{SETTINGS[name].help}")
 chosen_schedules = st.session_state.compare_schedules
@@ -155,15 +131,17 @@ def checked_compare_config() -> tuple[CompareConfig | None, CustomPairs | None, 
 config, custom, problems = checked_compare_config()
 for problem in problems:
     st.error(problem)
-if config is not None:
-    arms = {"ratios": ",".join(f"{r:g}" for r in config.ratios), "schedules": ",".join(config.schedules),
-            "seeds": str(config.seeds)} | {key: ",".join(values) for key, values in zip(VARIANT_KEYS, config.variants,
-                                                                                         strict=True)}
-    defaults = {"ratios": ",".join(f"{r:g}" for r in DEFAULT_RATIOS), "schedules": "", "seeds": "1"} | {
-        key: "" for key in VARIANT_KEYS}
-    linked = {name: value for name, value in arms.items() if value != defaults[name]}
-    sync_url(config.base, linked | ({"compare": run.id} if run is not None else {}), owned=URL_KEYS)
-share_link("compare", leave_out=("compare",))
+arms = {"compare_ratios": [link_text(ratio) for ratio in st.session_state.compare_ratios],
+        "compare_schedules": [schedule_name(s) for s in st.session_state.compare_schedules],
+        "compare_seeds": str(st.session_state.compare_seeds),
+        **{key: list(st.session_state[key]) for key in MODEL_KEYS}}
+settings_share(share, current_settings(skip=PER_ARM, force=schedule_settings), arms,
+               {"compare_ratios": [link_text(ratio) for ratio in DEFAULT_RATIOS], "compare_schedules": [],
+                "compare_seeds": "1", **{key: [] for key in MODEL_KEYS}},
+               {"compare_ratios": ", ".join(map(link_text, RATIO_CHOICES)),
+                "compare_schedules": ", ".join(map(schedule_name, decaying)), "compare_seeds": f"1 to {MAX_SEEDS}",
+                **{key: ", ".join(SETTINGS[name].options) for key, name in zip(MODEL_KEYS, VARIANT_SETTINGS,
+                                                                                strict=True)}})
 
 
 def start() -> None:

@@ -17,11 +17,13 @@ from playground.analysis.decode import (
     position_errors,
     step_through,
 )
+from playground.glossary import term_link
 from playground.plots import notes
 from playground.plots.decode import attention_row_figure, position_errors_figure, top_k_figure
 from playground.plots.states import state_heatmap
 from playground.ui.inspection import Source, inspection_sidebar
 from playground.ui.runs import chart
+from playground.ui.settings import BOUND, share_slot
 
 PLAY_SECONDS = 0.8
 FED_BADGES = {FED_TRUE: ":green-badge[true token (teacher-forced)]", FED_OWN: ":orange-badge[model's own output]",
@@ -30,17 +32,17 @@ FED_BADGES = {FED_TRUE: ":green-badge[true token (teacher-forced)]", FED_OWN: ":
 
 def decoding_settings(has_target: bool) -> tuple[float, int, int, int, bool]:
     st.subheader("Decoding")
-    gamma = st.slider("Teacher forcing (gamma)", 0.0, 1.0, 0.0, 0.05, key="dc_gamma", disabled=not has_target,
+    gamma = st.slider("Teacher forcing (gamma)", 0.0, 1.0, 0.0, 0.05, key="dc_gamma", **BOUND, disabled=not has_target,
                       help="Share of steps fed the target's true token instead of the model's own output; needs a "
                            "target. 0 is free-running (what the model does at test time)")
-    seed = st.number_input("Coin seed", 0, 1_000_000, 0, key="dc_seed",
+    seed = st.number_input("Coin seed", 0, 1_000_000, 0, key="dc_seed", **BOUND,
                            help="Seeds the coins that decide which steps are teacher-forced, so the same gamma "
                                 "always forces the same steps")
-    top_k = st.slider("Top-k shown", 2, 10, 5, key="dc_top_k", help="How many of the most probable next tokens "
-                                                                    "each step's bar chart shows")
-    width = st.slider("Beam width", 1, MAX_BEAM_WIDTH, 3, key="dc_width",
+    top_k = st.slider("Top-k shown", 2, 10, 5, key="dc_top_k", **BOUND,
+                      help="How many of the most probable next tokens each step's bar chart shows")
+    width = st.slider("Beam width", 1, MAX_BEAM_WIDTH, 3, key="dc_width", **BOUND,
                       help="How many prefixes beam search keeps at each step; 1 is exactly greedy decoding")
-    length_norm = st.toggle("Length normalisation", key="dc_length_norm",
+    length_norm = st.toggle("Length normalisation", key="dc_length_norm", **BOUND,
                             help="Rank finished beams by log-prob per token, so longer outputs are not "
                                  "penalised merely for multiplying more probabilities")
     return gamma, int(seed), top_k, width, length_norm
@@ -112,9 +114,10 @@ def beam_view(source: Source, src: list[str], limit: int, width: int, length_nor
 
 
 st.title("Decode, step by step")
-st.caption("Greedy decoding feeds the model its own argmax; teacher forcing feeds the true token. Step through one "
-           "source, then see where beam search and exposure bias change the answer.")
-source, example = inspection_sidebar("dc")
+st.caption(f"{term_link('greedy decoding', 'Greedy decoding')} feeds the model its own "
+           f"{term_link('argmax')}; {term_link('teacher forcing')} feeds the true token. Step through one source, "
+           f"then see where {term_link('beam search')} and {term_link('exposure bias')} change the answer.")
+source, example = inspection_sidebar("dc", share_slot("decode"))
 if source and example:
     src, tgt = example
     with st.sidebar:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from playground.glossary import TERMS
+from playground.glossary import TERMS, anchor
 
 st.title("Glossary")
 st.caption("The words of this app, for someone who knows what a neural network is but has not met a sequence-to-"
            "sequence model yet.")
 for term in TERMS.values():
-    st.subheader(term.title, anchor=term.title.lower().replace(" ", "-"))
+    st.subheader(term.title, anchor=anchor(term.title))
     st.markdown(term.text)
     if term.formula:
         st.latex(term.formula)

@@ -19,6 +19,7 @@ from playground.analysis.states import (
     informative_units,
     unit_order,
 )
+from playground.glossary import term_link
 from playground.plots import notes
 from playground.plots.states import (
     alignment_heatmap,
@@ -31,6 +32,7 @@ from playground.plots.states import (
 )
 from playground.ui.inspection import inspection_sidebar
 from playground.ui.runs import chart, chart_format_picker
+from playground.ui.settings import BOUND, share_slot
 
 REFRESH_SECONDS = 3.0
 PROJECTED = 300  # validation examples in the PCA plane
@@ -59,23 +61,28 @@ def heatmaps(capture: StateCapture, part: str, labels: list[str], order_mode: st
 
 
 st.title("Hidden and cell states")
-st.caption("Every h_t, c_t and gate below is recomputed step by step with the model's own weights; "
-           "it equals nn.LSTM's output.")
-source, example = inspection_sidebar("hs")
+st.caption(f"Every {term_link('hidden state', 'h_t')}, {term_link('cell state', 'c_t')} and "
+           f"{term_link('gates', 'gate')} below is recomputed step by step with the model's own weights; it equals "
+           f"nn.LSTM's output. Below: the {term_link('context vector', 'context vectors')} in a "
+           f"{term_link('pca', 'PCA')} plane.")
+source, example = inspection_sidebar("hs", share_slot("hidden-states"))
 chart_format_picker()
 if source and example:
     with st.sidebar:
         st.subheader("View")
-        order_mode = st.selectbox("Unit order", UNIT_ORDERS, key="hs_order",
+        order_mode = st.selectbox("Unit order", UNIT_ORDERS, key="hs_order", **BOUND,
                                     help="Sorting units makes structure visible; hover shows each unit's number")
-        show_gates = st.toggle("Show gates i, f, g, o", key="hs_gates",
+        show_gates = st.toggle("Show gates i, f, g, o", key="hs_gates", **BOUND,
                                help="Also draw the input, forget, candidate and output gates (see the Glossary)")
-        decoding = st.radio("Decoder in the heatmaps", ["free-running", "teacher-forced"], key="hs_decoding",
+        decoding = st.radio("Decoder in the heatmaps", ["free-running", "teacher-forced"], key="hs_decoding", **BOUND,
                                help="Which decoder run the heatmaps show: fed its own predictions, or the truth",
                                disabled=not example[1])
-        units = st.multiselect("Units to follow as lines", range(source.config.hidden_dim), default=[0, 1, 2],
-                               key="hs_units",
-                               help="Units (rows of the heatmap) drawn as lines over the steps")
+        first_look = capture_states(source.model(), source.src_vocab, source.tgt_vocab, example[0],
+                                    max_len=source.config.max_len * 4 + 8)
+        units = st.multiselect("Units to follow as lines", range(source.config.hidden_dim),
+                               default=list(informative_units(first_look.encoder[-1].h))[:3], key="hs_units",
+                               help="Units (rows of the heatmap) drawn as lines over the steps; at first the "
+                                    "encoder's most informative ones (largest variance, strongest link to position)")
 
     @st.fragment(run_every=REFRESH_SECONDS if source.live else None)
     def views() -> None:

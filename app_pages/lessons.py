@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from playground.analysis.compare import CompareSnapshot
+from playground.analysis.answers import PREDICTIONS, answers, prediction_verdict
+from playground.analysis.compare import GAP, CompareSnapshot, summary_rows
+from playground.analysis.decode import free_running_mistakes
 from playground.analysis.lessons import LESSONS, Lesson, prepared, run_name
 from playground.plots import notes
 from playground.plots.compare import arm_figure
@@ -12,9 +14,10 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import CompareEngine
 from playground.runs.registry import registry
+from playground.ui.inspection import MAX_EXAMPLES
 from playground.ui.people import check_control, session_owner
-from playground.ui.runs import chart, live_run_view, polls, script_download, visible_runs
-from playground.ui.settings import glossary_link, link_settings, url_problems
+from playground.ui.runs import chart, live_run_view, open_run, polls, script_download, visible_runs
+from playground.ui.settings import BOUND, glossary_link, share_link, share_slot
 
 POLL_SECONDS = 2.0
 RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session (after a reload: the person's newest)
@@ -22,24 +25,28 @@ RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session (after a relo
 st.title("Lessons")
 st.caption("Each lesson is a short experiment with a question behind it. Press its button, watch the charts while it "
            "trains (about a minute), answer the questions, then read what this run's own numbers say.")
+share = share_slot("lessons")
 glossary_link()
-link_settings({"lesson": next(iter(LESSONS))}, {"lesson": "lesson"}, {"lesson": list(LESSONS)}, {})
-url_problems()
-chosen = st.radio("Lesson", list(LESSONS), format_func=lambda key: LESSONS[key].title, horizontal=True,
-                  key="lesson", help="Each lesson trains its own small models; its run stays here when you switch.")
+chosen = st.radio("Lesson", list(LESSONS), 0, format_func=lambda key: LESSONS[key].title, horizontal=True,
+                  key="lesson", **BOUND,
+                  help="Each lesson trains its own small models; its run stays here when you switch.")
 lesson: Lesson = LESSONS[chosen]
 st.session_state.setdefault(RUNS_KEY, {})
 
 
 def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
-    """This session's run of the lesson, else the person's newest one (a reload keeps the lesson's run)."""
-    run_id = st.session_state[RUNS_KEY].get(lesson.key) or next(
-        (summary.id for summary in visible_runs() if summary.kind == RunKind.COMPARE
-         and summary.name == run_name(lesson) and summary.owner == session_owner()), None)
-    try:
-        return registry().get(run_id) if run_id else None
-    except (RunError, ValueError):
-        return None
+    """This lesson's run: the one this session started, else the link's, else its newest run (a reload or a
+    restarted server shows the last run and its reading, since the run is on disk)."""
+    name = run_name(lesson)
+    newest = next((summary.id for summary in visible_runs() if summary.kind == RunKind.COMPARE
+                   and summary.name == name), None)
+    for run_id in (st.session_state[RUNS_KEY].get(lesson.key), st.query_params.get("run"), newest):
+        run = open_run(run_id, RunKind.COMPARE) if run_id else None
+        if run is not None and run.name == name:
+            st.session_state[RUNS_KEY][lesson.key] = run.id
+            return run
+    st.session_state.pop("run_problem", None)  # a link's run of another lesson is simply not this lesson's
+    return None
 
 
 def start(lesson: Lesson) -> None:
@@ -86,12 +93,24 @@ def stop(lesson: Lesson) -> None:
 
 run = current(lesson)
 busy = run is not None and (run.active or run.status == RunStatus.QUEUED)  # one run of a lesson at a time
+if run is None:
+    st.query_params.pop("run", None)
+elif st.query_params.get("run") != run.id:
+    st.query_params["run"] = run.id
+titles = {key: LESSONS[key].title for key in LESSONS}
+share_link(share, {"lesson": titles[chosen]}, {"lesson": titles[next(iter(LESSONS))]},
+           {"run": run.id} if run is not None else None, {"lesson": ", ".join(titles.values())})
 st.subheader(lesson.title)
 st.markdown(lesson.story)
 config = prepared(lesson)
+prediction = PREDICTIONS[lesson.key]
+predicted = st.radio(f"**Predict first:** {prediction.question}", range(len(prediction.choices)), index=None,
+                     format_func=prediction.choices.__getitem__, key=f"prediction_{lesson.key}",
+                     help="Commit to an answer before you watch: the reading compares it with what happened. "
+                          "Predicting first makes a demonstration teach more.")
 buttons = st.container(horizontal=True)
 buttons.button("Start this experiment" if run is None else "Run it again", key="lesson_start", type="primary",
-               on_click=start, args=(lesson,), disabled=busy, width="content",
+               on_click=start, args=(lesson,), disabled=busy or predicted is None, width="content",
                help=f"Trains {len(config.configs())} models for {config.base.steps} steps (hidden size "
                     f"{config.base.hidden_dim}, sequences of {config.base.min_len} to {config.base.max_len} symbols)")
 buttons.button("Stop", key="lesson_stop", on_click=stop, args=(lesson,), disabled=not busy, icon=":material/stop:",
@@ -107,6 +126,27 @@ if message := st.session_state.pop("lesson_error", None):
 st.markdown("**Questions to answer from the charts**\n" + "\n".join(f"1. {q}" for q in lesson.questions))
 
 
+def where_to_look(run: BackgroundRun[CompareSnapshot]) -> None:
+    """Links to Decode and Hidden states on this lesson's model with the widest gap, at an example it gets wrong
+    free-running: the best picture of exposure bias the app has."""
+    table = summary_rows(run.snapshot())
+    if not table:
+        return
+    arm = max(range(len(table)), key=lambda index: table[index][GAP])
+    first_seed = arm * table[arm]["seeds"]  # models are arm-major: the arm's first seed
+    model = run.models()[first_seed]
+    mistakes = free_running_mistakes(model.model, model.task, model.val_pairs[:MAX_EXAMPLES])
+    params = {"run": run.id, "model": str(first_seed), "example": str(mistakes.index(True) if any(mistakes) else 0)}
+    st.markdown(f"**Where to look**: {table[arm]['label']} has the widest gap; "
+                + ("here is an example it gets wrong on its own." if any(mistakes) else "it gets every example right."))
+    links = st.container(horizontal=True)
+    with links:
+        st.page_link("app_pages/decode.py", label="Step through it on Decode", icon=":material/footprint:",
+                     query_params=params)
+        st.page_link("app_pages/hidden_states.py", label="Its hidden states", icon=":material/grid_on:",
+                     query_params=params)
+
+
 def show(snapshot: CompareSnapshot, status: str) -> None:
     st.progress(min(snapshot.step / snapshot.total_steps, 1.0),
                 text=f"{status}: step {snapshot.step} of {snapshot.total_steps} · {snapshot.seconds:.0f} s")
@@ -117,7 +157,13 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     if status in FINAL_STATUSES:
         reading = lesson.read(snapshot)
         st.subheader("What this run shows")
+        if predicted is not None:
+            st.info(prediction_verdict(lesson.key, predicted, snapshot))
         (st.success if reading.appeared else st.warning)(reading.text)
+        st.markdown("**The questions, answered from this run**\n" + "\n".join(
+            f"1. *{question}* {answer}" for question, answer in zip(lesson.questions, answers(lesson.key, snapshot),
+                                                                    strict=True)))
+        where_to_look(run)
         metrics, script = st.columns(2)
         metrics.download_button("Metrics (CSV)", lambda: registry().metrics_file(run.id), f"lesson-{lesson.key}.csv",
                                 "text/csv", key="lesson_metrics", icon=":material/download:",

@@ -13,6 +13,7 @@ from playground.analysis.study import MAX_SEEDS, STEPS_TO_TARGET, StudyConfig, r
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import TASKS
+from playground.glossary import term_link
 from playground.plots import notes
 from playground.plots.study import study_figure
 from playground.runs.background import BackgroundRun, RunError
@@ -21,9 +22,8 @@ from playground.runs.registry import registry
 from playground.runs.study import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.training.rules import Metric
 from playground.ui.people import check_control, may_control, session_owner
-from playground.ui.runs import chart, live_run_view, polls, script_download, visible_runs
-from playground.ui.settings import link_settings, share_link, url_problems
-from playground.ui.text import plain
+from playground.ui.runs import attached_run, chart, live_run_view, polls, script_download, visible_runs
+from playground.ui.settings import BOUND, link_text, schedule_name, share_link, share_slot
 
 Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
@@ -33,57 +33,72 @@ DEFAULTS = {"study_tasks": ["reverse", "sort"], "study_max_lens": [8, 16], "stud
             "study_seeds": 5, "study_steps": 1500, "study_eval_every": 100, "study_address": ""}
 
 st.title("Study: teacher forcing, measured")
-st.caption("A grid of comparisons. In every cell (task, setting, hidden size) all arms x seeds train together "
-           "in one Ray task, on the same batches and initial weights per seed, so arms are compared seed by seed.")
+st.caption(f"A grid of comparisons. In every cell (task, setting, hidden size) all {term_link('arm', 'arms')} x "
+           f"{term_link('seed', 'seeds')} train together in one Ray task, on the same batches and initial weights "
+           f"per seed, so arms are compared seed by seed ({term_link('paired test', 'paired tests')}, "
+           f"{term_link('p-value', 'p-values')}, {term_link('confidence interval', 'confidence intervals')}).")
 
+share = share_slot("study")
+GRID_ALLOWED = {"study_tasks": ", ".join(name for name in TASKS if name != "custom"), "study_max_lens": "2 to 50",
+                "study_digits": "1 to 9", "study_hiddens": ", ".join(map(str, HIDDEN_CHOICES)),
+                "study_ratios": ", ".join(map(link_text, RATIO_CHOICES)),
+                "study_schedules": ", ".join(schedule_name(s) for s in SCHEDULES if s != "constant"),
+                "study_seeds": f"2 to {MAX_SEEDS}", "study_steps": "1 to 1,000,000",
+                "study_eval_every": "1 to 1,000,000"}
 runs = registry()
 STEP_BOUNDS = (1, 1_000_000)
-link_settings(DEFAULTS, {"study_tasks": "tasks", "study_max_lens": "max_len", "study_digits": "digits",
-                         "study_hiddens": "hidden", "study_ratios": "ratios", "study_schedules": "schedules",
-                         "study_seeds": "seeds", "study_steps": "steps", "study_eval_every": "eval_every"},
-              {"study_tasks": [name for name in TASKS if name != "custom"], "study_max_lens": range(2, 51),
-               "study_digits": range(1, 10), "study_hiddens": HIDDEN_CHOICES, "study_ratios": RATIO_CHOICES,
-               "study_schedules": [s for s in SCHEDULES if s != "constant"]},
-              {"study_seeds": (2, MAX_SEEDS), "study_steps": STEP_BOUNDS, "study_eval_every": STEP_BOUNDS})
-url_problems()
-for name, default in DEFAULTS.items():  # the widgets' values survive a visit to another page
-    st.session_state.setdefault(name, default)
-    st.session_state[name] = st.session_state[name]
-share_link("study")
-run: Run | None = None
-if run_id := st.session_state.get("study_run_id"):
-    try:
-        run = runs.get(run_id)
-    except (RunError, ValueError) as error:
-        st.error(plain(f"Cannot open study {run_id}: {error}"))
-        st.session_state.pop("study_run_id")
+
+
+def show_study_settings(run: Run) -> None:
+    """The grid of an opened study, in its widgets (and so in the link)."""
+    shown = run.snapshot().config
+    st.session_state.update(study_tasks=list(shown.tasks), study_max_lens=list(shown.max_lens),
+                            study_digits=list(shown.digits), study_hiddens=list(shown.hiddens),
+                            study_ratios=list(shown.ratios), study_schedules=list(shown.schedules),
+                            study_seeds=shown.seeds, study_steps=shown.base.steps,
+                            study_eval_every=shown.base.eval_every)
+
+
+def grid_texts(values: dict[str, Any]) -> dict[str, str | list[str]]:
+    """The grid as its bound widgets write it in the link."""
+    shown = {"study_ratios": link_text, "study_schedules": schedule_name}
+    return {name: [shown.get(name, str)(item) for item in value] if isinstance(value, list)
+            else shown.get(name, str)(value) for name, value in values.items() if name != "study_address"}
+
+
+run: Run | None = attached_run(RunKind.STUDY, "study_run_id", "study", show_study_settings)
 
 length_tasks = [name for name, info in TASKS.items() if info.uses_lengths]
 number_tasks = [name for name, info in TASKS.items() if info.uses_digits]
 grid = [*st.columns(2), *st.columns(2)]  # two a row: at 800 px four would hide the chosen values
-grid[0].multiselect("Tasks", [name for name in TASKS if name != "custom"], key="study_tasks",
+grid[0].multiselect("Tasks", [name for name in TASKS if name != "custom"], DEFAULTS["study_tasks"], key="study_tasks",
+                    **BOUND,
                     help="Each task is its own set of cells. " + "; ".join(
                         f"{name}: {TASKS[name].description}" for name in TASKS if name != "custom"))
-grid[1].multiselect("Max lengths (symbols)", list(range(2, 51)), key="study_max_lens",
+grid[1].multiselect("Max lengths (symbols)", list(range(2, 51)), DEFAULTS["study_max_lens"], key="study_max_lens",
+                    **BOUND,
                     help=f"Longest source sequence for the length tasks ({', '.join(length_tasks)}); one cell "
                          "per value. Longer sequences make exposure bias show.")
-grid[2].multiselect("Digits per number", list(range(1, 10)), key="study_digits",
+grid[2].multiselect("Digits per number", list(range(1, 10)), DEFAULTS["study_digits"], key="study_digits", **BOUND,
                     help=f"Largest number of digits for the number tasks ({', '.join(number_tasks)}); one cell "
                          "per value.")
-grid[3].multiselect("Hidden sizes", HIDDEN_CHOICES, key="study_hiddens",
+grid[3].multiselect("Hidden sizes", HIDDEN_CHOICES, DEFAULTS["study_hiddens"], key="study_hiddens", **BOUND,
                     help="Units in each LSTM layer; one cell per size.")
 arms = [*st.columns(2), *st.columns(3)]
-arms[0].multiselect("Ratios γ", RATIO_CHOICES, key="study_ratios", format_func=lambda ratio: f"{ratio:g}",
+arms[0].multiselect("Ratios γ", RATIO_CHOICES, DEFAULTS["study_ratios"], key="study_ratios", **BOUND,
+                    format_func=link_text,
                     help="Constant teacher-forcing ratios: the chance a decoder step reads the true previous token.")
-arms[1].multiselect("Decaying schedules", [s for s in SCHEDULES if s != "constant"], key="study_schedules",
-                    format_func=lambda s: s.replace("_", " "),
+arms[1].multiselect("Decaying schedules", [s for s in SCHEDULES if s != "constant"], DEFAULTS["study_schedules"],
+                    key="study_schedules", **BOUND, format_func=schedule_name,
                     help="Schedules that start at γ = 1 and decay to 0 over training.")
-arms[2].number_input("Seeds", 2, MAX_SEEDS, key="study_seeds",
+arms[2].number_input("Seeds", 2, MAX_SEEDS, DEFAULTS["study_seeds"], key="study_seeds", **BOUND,
                      help="Repeats of every arm with its own initial weights and batches; the confidence intervals "
                           "and paired tests are over seeds (at least 2, more for narrower intervals).")
-arms[3].number_input("Steps per cell", *STEP_BOUNDS, step=100, key="study_steps",
+arms[3].number_input("Steps per cell", *STEP_BOUNDS, DEFAULTS["study_steps"], step=100, key="study_steps",
+                     **BOUND,
                      help="Training steps of every model in every cell (the step budget).")
-arms[4].number_input("Evaluate every", *STEP_BOUNDS, step=10, key="study_eval_every",
+arms[4].number_input("Evaluate every", *STEP_BOUNDS, DEFAULTS["study_eval_every"], step=10,
+                     key="study_eval_every", **BOUND,
                      help="Steps between evaluations; each one reports the cell's partial results here.")
 if not runs.shared:  # a class's server: only whoever starts it names a cluster (PLAYGROUND_RAY_ADDRESS)
     st.text_input("Ray cluster address", key="study_address", placeholder="empty: this machine",
@@ -105,6 +120,8 @@ def checked_study() -> tuple[StudyConfig | None, list[str]]:
 config, problems = checked_study()
 for problem in problems:
     st.error(problem)
+share_link(share, grid_texts({name: st.session_state.get(name, default) for name, default in DEFAULTS.items()}),
+           grid_texts(DEFAULTS), {"study": run.id} if run is not None else None, GRID_ALLOWED)
 if config is not None:
     cells = len(config.grid())
     st.caption(f"{cells} cells x {config.models_per_cell} models each ({len(config.ratios) + len(config.schedules)} "
@@ -164,8 +181,11 @@ def readable_table(rows: list[dict[str, Any]]) -> Styler:
              Metric.TF_TOKEN_ACC: "teacher-forced tokens", GAP: "gap (tokens)"}
     columns = {f"{name}{suffix}": f"{label}{words}" for name, label in names.items()
                for suffix, words in (("", ""), ("_ci_low", ", CI low"), ("_ci_high", ", CI high"))}
-    frame = pd.DataFrame(rows).rename(columns=columns | {STEPS_TO_TARGET: "steps to 90% FR exact",
-                                                         "seeds_reaching_90": "seeds reaching 90%"})
+    frame = pd.DataFrame(rows)
+    shares = [f"{name}{suffix}" for name in names if name != GAP for suffix in ("_ci_low", "_ci_high")]
+    frame[shares] = frame[shares].clip(0.0, 1.0)  # a share's interval stays within 0-100% (the reading says so)
+    frame = frame.rename(columns=columns | {STEPS_TO_TARGET: "steps to 90% FR exact",
+                                            "seeds_reaching_90": "seeds reaching 90%"})
     return frame.style.format("{:.1%}", subset=list(columns.values()), na_rep="—").format(
         "{:,.0f}", subset=["steps to 90% FR exact"], na_rep="not reached")
 
@@ -188,7 +208,8 @@ def show(snapshot: StudySnapshot, status: str) -> None:
     st.subheader("Reading")
     st.markdown(reading(snapshot.summaries))
     rows = table_rows(snapshot.summaries)
-    st.markdown("**Every arm of every cell** (means over seeds; the CI columns are the 95% intervals; gap = "
+    st.markdown("**Every arm of every cell** (means over seeds; the CI columns are the 95% intervals, clipped to "
+                "0-100% for shares; gap = "
                 "teacher-forced minus free-running token accuracy; steps to 90% over the seeds that got there)")
     with st.container(key="study_table"):
         st.dataframe(readable_table(rows), hide_index=True, width="stretch")
@@ -204,6 +225,18 @@ def show(snapshot: StudySnapshot, status: str) -> None:
 
 live_run_view(run, polls(run), POLL_SECONDS, "Choose the grid and press Start. Results appear as cells evaluate.",
               "study", show)
+
+
+def open_study(run_id: str) -> None:
+    try:
+        opened = runs.get(run_id)
+    except (RunError, ValueError) as error:
+        st.session_state.study_error = f"Cannot open study {run_id}: {error}"
+        return
+    st.session_state.study_run_id = run_id
+    show_study_settings(opened)
+
+
 studies = [summary for summary in visible_runs() if summary.kind == RunKind.STUDY]
 if studies:
     with st.expander("Studies: open one"):
@@ -211,6 +244,5 @@ if studies:
                               help="Studies of this runs folder, the CLI's included.",
                               format_func=lambda run_id: next(f"{s.name} ({s.status}, {s.id})"
                                                               for s in studies if s.id == run_id))
-        if st.button("Open", key="study_open", help="Show this study's results."):
-            st.session_state.study_run_id = chosen
-            st.rerun()
+        st.button("Open", key="study_open", help="Show this study's results and its grid.", on_click=open_study,
+                  args=(chosen,))

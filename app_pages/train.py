@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from playground.analysis.preview import TaskPreview, parameter_counts, task_preview
+from playground.analysis.readings import points
 from playground.core.config import LIVE_SETTINGS, ConfigError, TrainConfig, label
 from playground.core.tasks import TASKS, CustomPairs, TaskError
 from playground.plots import notes
@@ -34,12 +35,12 @@ from playground.ui.runs import (
 )
 from playground.ui.settings import (
     checked_config,
-    keep_widget_state,
+    current_settings,
     load_settings,
+    setting_value,
+    settings_share,
     settings_sidebar,
-    share_link,
-    sync_url,
-    url_problems,
+    share_slot,
 )
 
 Run = BackgroundRun[TrainingSnapshot]
@@ -48,18 +49,16 @@ EVALUATION_SECONDS = 5.0  # accuracy, predictions and states only change at eval
 STOP_WAIT_SECONDS = 3.0  # Stop waits this long for the run to end, so the buttons redraw in their new state
 
 st.title("Train a seq2seq model")
+share = share_slot("train")
 run: Run | None = attached_run(RunKind.TRAIN, "train_run_id", "run",
                                lambda run: load_settings(run.snapshot().config))
-keep_widget_state()
-url_problems()
 runs = registry()
 settings_sidebar()
 chart_format_picker()
 config, custom, problems = checked_config()
 for problem in problems:
     st.error(problem)
-sync_url(config, {"run": run.id} if run is not None else {}, owned=("run",))
-share_link("", leave_out=("run",))
+settings_share(share, current_settings())
 
 
 def current_run() -> Run | None:
@@ -236,13 +235,15 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
     """What changes at each evaluation: accuracy, predictions, the state preview."""
     last = next((row for row in reversed(snapshot.rows) if EVALUATED in row), None)
     if last:
-        cards = st.columns(4)
-        cards[0].metric("Validation loss, free-running", f"{last[Metric.FR_LOSS]:.3f}")
-        cards[1].metric("Token accuracy, teacher-forced", f"{last[Metric.TF_TOKEN_ACC]:.1%}")
-        cards[2].metric("Token accuracy, free-running", f"{last[Metric.FR_TOKEN_ACC]:.1%}",
-                        delta=f"{last[Metric.FR_TOKEN_ACC] - last[Metric.TF_TOKEN_ACC]:+.1%} exposure-bias gap",
-                        delta_color="off")
-        cards[3].metric("Exact match (free-running)", f"{last[Metric.FR_EXACT]:.1%}")
+        cards = st.container(horizontal=True, key="train_metrics")  # wraps at 800 px instead of cutting labels
+        cards.metric("Validation loss, free-running", f"{last[Metric.FR_LOSS]:.3f}", width="content")
+        cards.metric("Token accuracy, teacher-forced", f"{last[Metric.TF_TOKEN_ACC]:.1%}", width="content")
+        cards.metric("Token accuracy, free-running", f"{last[Metric.FR_TOKEN_ACC]:.1%}", width="content",
+                        delta=f"gap {points(last[Metric.TF_TOKEN_ACC] - last[Metric.FR_TOKEN_ACC])}",
+                        delta_color="off", delta_arrow="off",
+                        help="The exposure-bias gap, as on every page: teacher-forced minus free-running token "
+                             "accuracy, in percentage points")
+        cards.metric("Exact match (free-running)", f"{last[Metric.FR_EXACT]:.1%}", width="content")
     accuracy_column, predictions_column = st.columns(2)
     changes = [(change.step, change.text) for change in snapshot.changes]
     eval_every = snapshot.config.eval_every
@@ -253,7 +254,8 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
         st.markdown("**Sample predictions** (free-running, validation examples)")
         if snapshot.predictions:
             st.dataframe(pd.DataFrame(snapshot.predictions), hide_index=True, width="stretch",
-                         column_config={"correct": st.column_config.CheckboxColumn("correct")})
+                         column_order=("correct", "source", "target", "prediction"),  # the verdict stays in view
+                         column_config={"correct": st.column_config.CheckboxColumn("correct", width="small")})
         else:
             st.caption("Predictions appear at the first evaluation.")
     state_preview(snapshot)
@@ -291,7 +293,7 @@ if run is not None:
         with st.expander("The model and the task", expanded=False):
             draw_model_and_task(snapshot.config, preview, gamma, f"at step {snapshot.step:,}; the γ chart is live")
 else:
-    st.markdown(f"**{TASKS[st.session_state.cfg_task].description}.** Press **Start** to train with the "
+    st.markdown(f"**{TASKS[setting_value('task')].description}.** Press **Start** to train with the "
                 "settings on the left; the curves, hidden states and predictions update live while it trains.")
     if config is not None and preview is not None:
         gamma_note = "set" if config.schedule == "constant" else f"start of the {config.schedule} schedule"

@@ -121,4 +121,72 @@ TERMS: dict[str, Term] = {term.title.lower(): term for term in (
          "One whole number that fixes every random choice of a run: the synthetic data, the initial weights and "
          "the teacher-forcing coins. The same seed repeats a CPU run exactly; different seeds show how much of a "
          "difference between two settings is only luck."),
+    Term("Special tokens",
+         "Every vocabulary reserves four ids: `<pad>` (0) fills a short sequence up to the batch's length and is "
+         "ignored by the loss; `<sos>` (1), start of sequence, is the decoder's first input; `<eos>` (2), end of "
+         "sequence, is the last target token, and decoding stops when the model writes it; `<unk>` (3) stands for "
+         "a symbol outside the vocabulary."),
+    Term("Embedding",
+         "A learned vector per token (its row of nn.Embedding): the network reads tokens as these vectors. The "
+         "encoder and the decoder each have their own; the embedding size is their length."),
+    Term("Softmax",
+         "Turns the decoder's scores (logits) o_t into probabilities over the vocabulary that sum to 1.",
+         r"p_t(v) = \frac{e^{o_t(v)}}{\sum_{w} e^{o_t(w)}}"),
+    Term("Argmax",
+         "The token with the largest probability at a step. Greedy decoding feeds it back as the next input."),
+    Term("Greedy decoding",
+         "Free-running decoding that takes the argmax at every step: fast, and what the app's free-running scores "
+         "use. It can miss a better sequence whose first token was not the single most probable one."),
+    Term("Beam search",
+         "Decoding that keeps the `width` most probable prefixes (beams) at every step instead of one, extends "
+         "each by every token, and keeps the best `width` again. Width 1 is exactly greedy decoding."),
+    Term("Log-probability",
+         "The natural logarithm of a sequence's probability: the sum over its steps of log p(token). It is "
+         "negative, and closer to 0 is more probable; adding logs avoids multiplying many small numbers."),
+    Term("Length normalisation",
+         "Beam search compares finished beams by log-probability per token instead of in total, so a longer "
+         "output is not ranked lower merely because it multiplies more probabilities below 1."),
+    Term("Top-k",
+         "The k most probable next tokens at a step: what the Decode page's bar chart shows."),
+    Term("Context vector",
+         "The encoder's final state (h_T, c_T): all the decoder knows about the source (see Bottleneck). The "
+         "Hidden states page projects many of them onto a plane."),
+    Term("PCA",
+         "Principal component analysis: the plane (two directions) along which a cloud of vectors varies most. "
+         "Projecting context vectors onto it shows which examples the encoder holds apart; the axis titles say "
+         "how much of the variance each direction keeps."),
+    Term("Nats",
+         "The unit of a loss computed with the natural logarithm: cross-entropy in nats per token. A model that "
+         "guesses uniformly among |V| tokens scores ln |V| nats."),
+    Term("Arm",
+         "One setting of teacher forcing in a comparison or study (a constant γ, or a decaying schedule), trained "
+         "on the same batches and initial weights as the other arms, so only teacher forcing differs. Each arm "
+         "has one colour on every page, from γ = 0 blue to γ = 1 red."),
+    Term("Coin",
+         "The random draw that decides whether a decoder step is fed the true token (probability γ) or its own "
+         "prediction: once per step for the whole batch, or once per token."),
+    Term("FR and TF",
+         "Short for free-running (fed its own predictions) and teacher-forced (fed the true previous tokens): "
+         "the two ways every model is scored on the same validation examples."),
+    Term("Confidence interval",
+         "A 95% confidence interval over seeds: the range where the mean over all possible seeds would likely "
+         "be. A share's interval is kept within 0-100%. Two arms whose intervals overlap a lot may differ only "
+         "by seed noise."),
+    Term("Paired test",
+         "Compares two arms seed by seed (the same seed gives both the same initial weights and batches), so "
+         "the seed's own luck cancels out; a t-test on the per-seed differences."),
+    Term("p-value",
+         "How rare a difference at least this large would be if the two arms were equally good. p < 0.05: rare "
+         "enough to call the difference more than seed noise; p ≥ 0.05: within seed noise."),
 )}
+
+
+def anchor(title: str) -> str:
+    """The Glossary page's anchor of a term (its section id)."""
+    return title.lower().replace(" ", "-")
+
+
+def term_link(key: str, words: str | None = None) -> str:
+    """Markdown that links `words` (the term's title by default) to its Glossary entry, for a page's first use."""
+    term = TERMS[key]
+    return f"[{words or term.title.lower()}](glossary#{anchor(term.title)})"

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.usefixtures("fresh_app")
 def compare_page() -> AppTest:
     at = new_app().run()
     at.switch_page("app_pages/compare.py").run()
-    for key, value in (("cfg_hidden_dim", 16), ("cfg_emb_dim", 8), ("cfg_steps", 30), ("cfg_eval_every", 10),
-                       ("cfg_batch_size", 16)):
+    for key, value in (("hidden_dim", 16), ("emb_dim", 8), ("steps", 30), ("eval_every", 10),
+                       ("batch_size", 16)):
         at.number_input(key=key).set_value(value)
     return at.run()
 
@@ -62,7 +62,7 @@ def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None
 def test_start_uses_choices_changed_in_the_same_rerun() -> None:
     at = compare_page()
     at.multiselect(key="compare_ratios").set_value([0.25, 0.75])
-    at.number_input(key="cfg_hidden_dim").set_value(12)
+    at.number_input(key="hidden_dim").set_value(12)
     at.button(key="compare_start").click().run()
     run = runs.registry().get(at.session_state.compare_run_id)
     run.join(120)
@@ -76,7 +76,7 @@ def test_bad_choices_are_explained_and_block_start() -> None:
     assert [error.value for error in at.error] == ["0 ratios and schedules chosen: choose between 1 and 8"]
     assert at.button(key="compare_start").disabled
     at.multiselect(key="compare_ratios").set_value([0.5]).run()
-    at.number_input(key="cfg_min_len").set_value(9).run()
+    at.number_input(key="min_len").set_value(9).run()
     assert any("Min length = 9" in error.value for error in at.error)
     assert at.button(key="compare_start").disabled
 
@@ -86,7 +86,7 @@ def test_the_example_button_loads_the_trade_off_settings() -> None:
     at.multiselect(key="compare_ratios").set_value([0.5]).run()
     at.button(key="compare_example").click().run()
     assert not at.exception and not at.error
-    shown = {key: at.number_input(key=f"cfg_{key}").value for key in ("min_len", "max_len", "hidden_dim", "steps")}
+    shown = {key: at.number_input(key=f"{key}").value for key in ("min_len", "max_len", "hidden_dim", "steps")}
     assert shown == {"min_len": 8, "max_len": 16, "hidden_dim": 64, "steps": 600}
     assert at.multiselect(key="compare_ratios").value == [0.0, 0.5, 1.0]
 

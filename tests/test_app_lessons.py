@@ -5,10 +5,12 @@ a restart is continued from its page."""
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from playground.analysis.answers import answers, prediction_verdict
 from playground.analysis.lessons import LESSONS, STEPS_ENV
 from playground.glossary import TERMS
 from playground.runs import registry as runs
@@ -23,64 +25,68 @@ WIDGETS = ("number_input", "slider", "select_slider", "selectbox", "multiselect"
            "checkbox", "button")
 
 
-def linked(params: dict[str, str]) -> AppTest:
+def linked(params: dict[str, str | list[str]]) -> AppTest:
     at = new_app()
     for name, value in params.items():
         at.query_params[name] = value
     return at.run()
 
 
+def share_params(at: AppTest) -> dict[str, list[str]]:
+    """The Share box's link, read back as the address bar's query."""
+    return parse_qs(urlsplit(at.code[0].value).query, keep_blank_values=True)
+
+
 def test_a_link_restores_every_setting_it_holds_and_the_share_link_repeats_it() -> None:
     at = linked({"task": "copy", "hidden_dim": "32", "lr": "0.01", "teacher_forcing_ratio": "0.25",
-                 "schedule": "linear", "decay_steps": "300"})
+                 "schedule": "linear", "decay_steps": "300", "optimizer": "SGD + momentum"})
     assert not at.exception and not at.warning
-    assert at.selectbox(key="cfg_task").value == "copy"
-    assert at.number_input(key="cfg_hidden_dim").value == 32
-    assert at.select_slider(key="cfg_lr").value == 0.01
-    assert at.slider(key="cfg_teacher_forcing_ratio").value == 0.25
-    assert at.selectbox(key="cfg_schedule").value == "linear"
-    assert at.number_input(key="cfg_decay_steps").value == 300
-    share = at.code[-1].value
-    for part in ("task=copy", "hidden_dim=32", "lr=0.01", "teacher_forcing_ratio=0.25", "decay_steps=300"):
-        assert part in share
-    at.number_input(key="cfg_hidden_dim").set_value(48).run()  # the link follows the widgets
-    assert at.query_params["hidden_dim"] == "48" and "hidden_dim=48" in at.code[-1].value
-    at.selectbox(key="cfg_task").set_value("reverse").run()  # back to its default: out of the link
-    assert "task" not in at.query_params and "task=" not in at.code[-1].value
+    assert at.selectbox(key="task").value == "copy"
+    assert at.number_input(key="hidden_dim").value == 32
+    assert at.select_slider(key="lr").value == 0.01
+    assert at.slider(key="teacher_forcing_ratio").value == 0.25
+    assert at.selectbox(key="schedule").value == "linear"
+    assert at.number_input(key="decay_steps").value == 300
+    assert at.selectbox(key="optimizer").value == "sgd"
+    assert share_params(at) == {"task": ["copy"], "hidden_dim": ["32"], "lr": ["0.01"], "optimizer": ["SGD + momentum"],
+                                "teacher_forcing_ratio": ["0.25"], "schedule": ["linear"], "decay_steps": ["300"]}
+    at.number_input(key="hidden_dim").set_value(48).run()  # the link follows the widgets
+    assert share_params(at)["hidden_dim"] == ["48"]
+    at.selectbox(key="task").set_value("reverse").run()  # back to its default: out of the link
+    assert "task" not in share_params(at)
 
 
-def test_a_bad_link_value_keeps_its_default_with_one_message_naming_its_range() -> None:
-    at = linked({"max_len": "99", "hidden_dim": "16"})
+def test_a_bad_link_value_is_named_with_what_is_allowed() -> None:
+    at = linked({"task": "nonsense", "max_len": "99", "hidden_dim": "16"})
     assert not at.exception
     assert [warning.value for warning in at.warning] == [
-        "The link's Max length = '99' is not allowed (it must be between 1 and 50): the default 8 is used instead."]
-    assert at.number_input(key="cfg_max_len").value == 8
-    assert at.number_input(key="cfg_hidden_dim").value == 16
-    assert "max_len" not in at.query_params and "hidden_dim=16" in at.code[-1].value
+        "The link's Task = 'nonsense' cannot be used (allowed: copy, reverse, sort, addition, number words, count, "
+        "custom): the page shows 'reverse' instead."]
+    assert at.selectbox(key="task").value == "reverse"
+    assert any("Max length" in error.value and "between 1 and 50" in error.value for error in at.error)
+    assert at.number_input(key="hidden_dim").value == 16
+    assert share_params(at)["hidden_dim"] == ["16"]
 
 
 def test_a_compare_link_restores_its_arms() -> None:
-    at = linked({"ratios": "0,1", "schedules": "linear", "seeds": "2", "hidden_dim": "32"})
-    at.switch_page("app_pages/compare.py").run()
+    at = new_app()
+    at.switch_page("app_pages/compare.py")
+    for name, value in {"compare_ratios": ["0", "1"], "compare_schedules": "linear", "compare_seeds": "2",
+                        "hidden_dim": "32"}.items():
+        at.query_params[name] = value
+    at.run()
     assert not at.exception and not at.warning
     assert at.multiselect(key="compare_ratios").value == [0.0, 1.0]
     assert at.multiselect(key="compare_schedules").value == ["linear"]
     assert at.number_input(key="compare_seeds").value == 2
-    assert at.number_input(key="cfg_hidden_dim").value == 32
-    assert {"ratios=0%2C1", "schedules=linear", "seeds=2", "hidden_dim=32"} <= set(at.code[-1].value.split("?")[1]
-                                                                                   .split("&"))
-
-
-def test_a_bad_compare_link_is_explained() -> None:
-    at = linked({"ratios": "0,7"})
-    at.switch_page("app_pages/compare.py").run()
-    assert len(at.warning) == 1 and "ratio '7' is not allowed: it must be between 0 and 1" in at.warning[0].value
-    assert at.multiselect(key="compare_ratios").value == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert at.number_input(key="hidden_dim").value == 32
+    assert share_params(at) == {"compare_ratios": ["0", "1"], "compare_schedules": ["linear"],
+                                "compare_seeds": ["2"], "hidden_dim": ["32"]}
 
 
 def test_every_widget_on_every_page_has_help() -> None:
     at = new_app().run()
-    for key, value in (("cfg_hidden_dim", 8), ("cfg_emb_dim", 8), ("cfg_steps", 4), ("cfg_eval_every", 2)):
+    for key, value in (("hidden_dim", 8), ("emb_dim", 8), ("steps", 4), ("eval_every", 2)):
         at.number_input(key=key).set_value(value)
     at.button(key="start").click().run()
     runs.registry().get(at.session_state.train_run_id).join(60)  # a run: the runs panel and charts show all
@@ -97,11 +103,12 @@ def test_every_chart_on_every_page_says_what_it_shows(monkeypatch: pytest.Monkey
     """Each plotly chart has its "What am I looking at?" (a popover right after it) with words inside."""
     monkeypatch.setenv(STEPS_ENV, "4")
     at = new_app().run()
-    for key, value in (("cfg_hidden_dim", 8), ("cfg_emb_dim", 8), ("cfg_steps", 4), ("cfg_eval_every", 2)):
+    for key, value in (("hidden_dim", 8), ("emb_dim", 8), ("steps", 4), ("eval_every", 2)):
         at.number_input(key=key).set_value(value)
     at.button(key="start").click().run()
     runs.registry().get(at.session_state.train_run_id).join(60)
     at.switch_page("app_pages/lessons.py").run()
+    at.radio(key=f"prediction_{next(iter(LESSONS))}").set_value(0).run()
     at.button(key="lesson_start").click().run()
     runs.registry().get(at.session_state.lesson_runs[next(iter(LESSONS))]).join(60)
     shown = {}
@@ -132,6 +139,8 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
     at.switch_page("app_pages/lessons.py").run()
     at.radio(key="lesson").set_value(lesson).run()
     assert not at.exception and LESSONS[lesson].story in [markdown.value for markdown in at.markdown]
+    assert at.button(key="lesson_start").disabled  # predict first
+    at.radio(key=f"prediction_{lesson}").set_value(2).run()
     at.button(key="lesson_start").click().run()
     run = runs.registry().get(at.session_state.lesson_runs[lesson])
     run.join(120)
@@ -141,6 +150,11 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
     assert "after 20 steps" in expected.text.lower()
     shown = [element.value for element in (*at.success, *at.warning)]
     assert shown == [expected.text]
+    assert [element.value for element in at.info] == [prediction_verdict(lesson, 2, run.snapshot())]
+    links = {link.proto.label: link.proto.page for link in at.get("page_link")}
+    assert {"Step through it on Decode", "Its hidden states"} <= set(links)  # where to look, on its own model
+    answered = [markdown.value for markdown in at.markdown if "answered from this run" in markdown.value]
+    assert answered and all(answer in answered[0] for answer in answers(lesson, run.snapshot()))
     assert {f"lesson_chart_{i}" for i in range(len(LESSONS[lesson].charts))} <= {c.key for c in at.get("plotly_chart")}
     assert [button.proto.label for button in at.get("download_button")] == ["Metrics (CSV)", "PyTorch script"]
     script = runs.registry().script_file(run.id).decode()

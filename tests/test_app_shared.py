@@ -32,7 +32,7 @@ def shared_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
 
 def session(steps: int) -> AppTest:
     at = new_app().run()
-    for key, value in (("cfg_hidden_dim", 8), ("cfg_emb_dim", 4), ("cfg_val_size", 16), ("cfg_steps", steps)):
+    for key, value in (("hidden_dim", 8), ("emb_dim", 4), ("val_size", 16), ("steps", steps)):
         at.number_input(key=key).set_value(value)
     return at.run()
 

@@ -7,10 +7,12 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from playground.analysis.decode import free_running_mistakes
 from playground.core.config import TrainConfig
 from playground.runs import registry as runs
 from playground.runs.background import BackgroundRun
 from playground.runs.engines import TrainingEngine
+from playground.ui.inspection import MAX_EXAMPLES
 from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
@@ -107,3 +109,20 @@ def test_the_link_holds_the_run_and_the_example_and_restores_them(trained_run: B
     assert not bad.exception
     assert any("run 'no-such-run' is not here" in warning.value for warning in bad.warning)
     assert any("validation example number '9999' is not here" in warning.value for warning in bad.warning)
+
+
+def test_the_example_list_marks_the_mistakes_and_shows_one(trained_run: BackgroundRun) -> None:
+    at = states_page()
+    at.selectbox(key="hs_run").set_value(trained_run.id).run()
+    model = trained_run.models()[0]
+    pairs = model.val_pairs[:MAX_EXAMPLES]
+    wrong = free_running_mistakes(model.model, model.task, pairs)
+    assert any(wrong)  # 40 steps: the model still errs
+    options = at.selectbox(key="hs_example").options
+    assert [option.startswith("✗ ") for option in options] == wrong
+    mistakes = [index for index, bad in enumerate(wrong) if bad]
+    for _ in range(2):  # the next mistake after the example shown, from the first again at the end
+        shown = at.selectbox(key="hs_example").value
+        at.button(key="hs_mistake").click().run()
+        assert not at.exception
+        assert at.selectbox(key="hs_example").value == next((i for i in mistakes if i > shown), mistakes[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import ray
@@ -130,7 +131,7 @@ def test_cell_summary_and_reading_from_results() -> None:
     assert test["difference"] == pytest.approx((-0.4 - 0.35 - 0.37) / 3)
     assert test["p"] < 0.05 and not test["within_seed_noise"]
     text = reading([summary])
-    assert "γ = 1 decodes best" in text and "more than seed noise" in text
+    assert "Beyond seed noise: γ = 1 leads γ = 0" in text and "more than seed noise" in text
     assert cell_summary(cell, None)["arms"] == []
 
 
@@ -162,15 +163,20 @@ def test_study_page_defaults_and_messages_without_ray() -> None:
 def test_the_study_link_holds_the_grid_and_names_a_value_it_cannot_use() -> None:
     at = study_page()
     at.multiselect(key="study_tasks").set_value(["copy"])
+    at.multiselect(key="study_schedules").set_value([])
     at.number_input(key="study_seeds").set_value(3)
     at.run()
-    assert (at.query_params["tasks"], at.query_params["seeds"]) == ("copy", "3")
-    assert "max_len" not in at.query_params  # at its default
+    shared = parse_qs(urlsplit(at.code[0].value).query, keep_blank_values=True)
+    assert shared == {"study_tasks": ["copy"], "study_schedules": [""], "study_seeds": ["3"]}  # no schedule: empty
     opened = new_app()
-    opened.query_params.update(tasks="copy,sort", seeds="40", ratios="0,1")
-    opened.switch_page("app_pages/study.py").run()
+    opened.switch_page("app_pages/study.py")
+    opened.query_params.update(study_tasks=["copy", "sort"], study_seeds="40", study_ratios=["0", "1"],
+                               study_schedules="")
+    opened.run()
     assert not opened.exception
     assert opened.multiselect(key="study_tasks").value == ["copy", "sort"]
     assert opened.multiselect(key="study_ratios").value == [0.0, 1.0]
+    assert opened.multiselect(key="study_schedules").value == []  # an empty list stays empty
     assert opened.number_input(key="study_seeds").value == 5  # 40 is past the limit: the default stays
-    assert any("seeds = '40' is not allowed" in warning.value for warning in opened.warning)
+    assert [warning.value for warning in opened.warning] == [
+        "The link's study_seeds = '40' cannot be used (allowed: 2 to 30): the page shows '5' instead."]

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from playground.analysis.readings import difference, noise_lead, points, share, trade_off
 from playground.core.config import SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
 from playground.training.rules import Metric
@@ -291,13 +292,6 @@ def summary_csv(table: list[dict[str, Any]]) -> str:
     return pd.DataFrame(table, dtype=object).to_csv(index=False, lineterminator="\r\n")
 
 
-def _points(value: float) -> str:
-    return f"{value * 100:.1f} points"
-
-
-def _share(value: float) -> str:
-    """98.2%, not 98%: near the ceiling the differences that matter are tenths."""
-    return f"{value:.1%}"
 
 
 def _names(rows: list[dict[str, Any]]) -> str:
@@ -306,7 +300,8 @@ def _names(rows: list[dict[str, Any]]) -> str:
 
 
 def reading(table: list[dict[str, Any]]) -> str:
-    """A few sentences computed from the table: the winner on free-running accuracy, the gaps, the speed."""
+    """A few sentences computed from the table: first whether the leader's lead is beyond seed noise, then the
+    leader on free-running exact match, the trade-off with token accuracy when they disagree, the gaps, the speed."""
     if not table:
         return "No evaluation yet: the reading appears after the first evaluation."
     by_fr = sorted(table, key=lambda row: row[Metric.FR_EXACT], reverse=True)
@@ -314,22 +309,32 @@ def reading(table: list[dict[str, Any]]) -> str:
     step = best["step"]
     sentences = []
     if len(table) == 1:
-        sentences.append(f"After {step} steps, {best['label']} gets {_share(best['val_fr_exact'])} of validation "
+        sentences.append(f"After {step} steps, {best['label']} gets {share(best['val_fr_exact'])} of validation "
                          f"sequences exactly right when it decodes on its own (free-running).")
-    elif best[Metric.FR_EXACT] - worst[Metric.FR_EXACT] < 0.02:
-        sentences.append(f"After {step} steps, all ratios are within 2 points on free-running exact match "
-                         f"({_share(worst['val_fr_exact'])} for {worst['label']} to {_share(best['val_fr_exact'])} "
-                         f"for {best['label']}): no clear winner.")
     else:
-        sentences.append(f"After {step} steps, {best['label']} decodes best on its own: "
-                         f"{_share(best['val_fr_exact'])} free-running exact match, against "
-                         f"{_share(worst['val_fr_exact'])} for {worst['label']}.")
+        runner_up, seeds = by_fr[1], best["seeds"]
+        lead = difference(best[Metric.FR_EXACT], runner_up[Metric.FR_EXACT])
+        spread = max(row.get("fr_exact_spread", 0.0) for row in table)
+        within = None if seeds < 2 else lead <= 2 * spread
+        sentences.append(noise_lead(best["label"], runner_up["label"], lead, within,
+                                    f"means over {seeds} seeds, which spread free-running exact match by up to "
+                                    f"{points(spread)} (std)"))
+        if within is not False and difference(best[Metric.FR_EXACT], worst[Metric.FR_EXACT]) < 0.02:
+            sentences.append(f"After {step} steps, all ratios are within 2 points on free-running exact match "
+                             f"({share(worst['val_fr_exact'])} for {worst['label']} to "
+                             f"{share(best['val_fr_exact'])} for {best['label']}): no clear winner.")
+        else:
+            sentences.append(f"After {step} steps, {best['label']} gets the most sequences exactly right on its own: "
+                             f"{share(best['val_fr_exact'])} free-running exact match, against "
+                             f"{share(worst['val_fr_exact'])} for {worst['label']}.")
+        sentences.append(trade_off({row["label"]: row[Metric.FR_EXACT] for row in table},
+                                   {row["label"]: row[Metric.FR_TOKEN_ACC] for row in table}))
     by_gap = sorted(table, key=lambda row: row[GAP], reverse=True)
     widest, narrowest = by_gap[0], by_gap[-1]
     sentences.append(f"The exposure-bias gap (teacher-forced minus free-running token accuracy) is widest for "
-                     f"{widest['label']} ({_points(widest['gap'])}: {_share(widest['val_tf_token_acc'])} of tokens "
-                     f"right when fed the true previous tokens, {_share(widest['val_fr_token_acc'])} on its own)"
-                     + (f" and narrowest for {narrowest['label']} ({_points(narrowest['gap'])})."
+                     f"{widest['label']} ({points(widest['gap'])}: {share(widest['val_tf_token_acc'])} of tokens "
+                     f"right when fed the true previous tokens, {share(widest['val_fr_token_acc'])} on its own)"
+                     + (f" and narrowest for {narrowest['label']} ({points(narrowest['gap'])})."
                         if len(table) > 1 else "."))
     if len(table) > 1:
         def loss_ratio(row: dict[str, Any]) -> float:
@@ -346,8 +351,8 @@ def reading(table: list[dict[str, Any]]) -> str:
                          f"(step {first_step:.0f}); {len(reached)} of {len(table)} reached it.")
     else:
         sentences.append(f"None reached {TARGET_ACCURACY:.0%} free-running exact match yet.")
-    sentences += [s for s in (_trade_off(table), _gap_over_time(table), _noise(table)) if s]
-    return " ".join(sentences)
+    sentences += [_trade_off(table), _gap_over_time(table)]
+    return " ".join(sentence for sentence in sentences if sentence)
 
 
 def _trade_off(table: list[dict[str, Any]]) -> str:
@@ -365,9 +370,9 @@ def _trade_off(table: list[dict[str, Any]]) -> str:
            "teacher-forced and free-running accuracy (exposure bias).")
     if fastest is widest:
         return (f"The trade-off: {fastest['label']} learns fastest (it {speed}) and pays with the widest gap "
-                f"({_points(widest['gap'])}). {why}")
+                f"({points(widest['gap'])}). {why}")
     return (f"The trade-off: {fastest['label']} learns fastest (it {speed}), while {widest['label']} has the widest "
-            f"gap ({_points(widest['gap'])}), so here speed and gap are not bought together. {why}")
+            f"gap ({points(widest['gap'])}), so here speed and gap are not bought together. {why}")
 
 
 def _gap_over_time(table: list[dict[str, Any]]) -> str:
@@ -379,26 +384,8 @@ def _gap_over_time(table: list[dict[str, Any]]) -> str:
     end = row[GAP]
     trend = ("it has mostly closed since" if end < 0.5 * row["gap_peak"]
              else "it is still about as wide" if end > 0.8 * row["gap_peak"] else "it has narrowed since")
-    return (f"Over time, the gap of {row['label']} peaked at {_points(row['gap_peak'])} at step "
-            f"{row['gap_peak_step']:.0f} and ends at {_points(end)} at step {row['step']}: {trend}.")
-
-
-def _noise(table: list[dict[str, Any]]) -> str:
-    """Whether the differences stand out from seed noise (one seed cannot tell)."""
-    seeds = table[0]["seeds"]
-    if len(table) < 2:
-        return ""
-    if seeds < 2:
-        return ("With one seed, noise cannot be told apart from a real difference: a few points either way may "
-                "be luck of the initial weights; run 2 or 3 seeds to see the spread.")
-    spread = max(row.get("fr_exact_spread", 0.0) for row in table)
-    by_fr = sorted(table, key=lambda row: row[Metric.FR_EXACT], reverse=True)
-    difference = by_fr[0][Metric.FR_EXACT] - by_fr[1][Metric.FR_EXACT]
-    verdict = ("within seed noise: the top two cannot be ranked" if difference <= 2 * spread
-               else "larger than the seed noise")
-    return (f"Numbers are means over {seeds} seeds; seeds spread free-running exact match by up to "
-            f"{_points(spread)} (std), so the lead of {by_fr[0]['label']} over {by_fr[1]['label']} "
-            f"({_points(difference)}) is {verdict}.")
+    return (f"Over time, the gap of {row['label']} peaked at {points(row['gap_peak'])} at step "
+            f"{row['gap_peak_step']:.0f} and ends at {points(end)} at step {row['step']}: {trend}.")
 
 
 TERMINAL_COLUMNS = {"label": ("arm", str), Metric.TRAIN_LOSS: ("train loss", "{:.4f}".format),

@@ -223,18 +223,31 @@ def position_errors_from(tf_predicted: torch.Tensor, fr_predicted: torch.Tensor,
                               count.cpu().numpy().astype(int), at_risk.sum(0).cpu().numpy().astype(int))
 
 
+def _predicted(model: Seq2Seq, task: Task, pairs: list[Pair], modes: dict[str, float]) -> tuple[dict[str, torch.Tensor],
+                                                                                            torch.Tensor]:
+    """Predicted ids of validation pairs for each mode (teacher-forcing ratio), and the padded target, in chunks."""
+    if not pairs:
+        raise ValueError("no validation examples to score")
+    batch = encode_pairs(task, pairs)
+    device = next(model.parameters()).device
+    src, tgt = batch.src.to(device), batch.tgt.to(device)
+    return {prefix: torch.cat([model(s, t, ratio).argmax(-1) for s, t in
+                               zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)])
+            for prefix, ratio in modes.items()}, tgt
+
+
 @torch.inference_mode()
 def position_errors(model: Seq2Seq, task: Task, pairs: list[Pair]) -> PositionErrors:
     """Score validation pairs teacher-forced and free-running (as the trainer's evaluation) by position.
 
     Works for one arm of a comparison as well: pass a `TrainedModel`'s model, task and val_pairs.
     """
-    if not pairs:
-        raise ValueError("no validation examples to score")
-    batch = encode_pairs(task, pairs)
-    device = next(model.parameters()).device
-    src, tgt = batch.src.to(device), batch.tgt.to(device)
-    predicted = {prefix: torch.cat([model(s, t, ratio).argmax(-1) for s, t in
-                                    zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)])
-                 for prefix, ratio in MODES.items()}
+    predicted, tgt = _predicted(model, task, pairs, MODES)
     return position_errors_from(predicted["val_tf"], predicted["val_fr"], tgt)
+
+
+@torch.inference_mode()
+def free_running_mistakes(model: Seq2Seq, task: Task, pairs: list[Pair]) -> list[bool]:
+    """For each pair, whether free-running decoding gets any target token wrong: where to look for exposure bias."""
+    predicted, tgt = _predicted(model, task, pairs, {"val_fr": MODES["val_fr"]})
+    return (((predicted["val_fr"] != tgt) & (tgt != PAD_ID)).any(dim=1)).tolist()

@@ -22,6 +22,7 @@ from playground.analysis.compare import (
     mean_exact_by_length,
     summary_rows,
 )
+from playground.analysis.readings import difference, points, trade_off
 from playground.analysis.study import paired_test
 from playground.core.config import TrainConfig
 from playground.training.rules import Metric
@@ -53,10 +54,6 @@ class Lesson:
     read: Callable[[CompareSnapshot], Reading]
 
 
-def _points(value: float) -> str:
-    return f"{value * 100:.1f} points"
-
-
 def _final(snapshot: CompareSnapshot, name: str) -> dict[str, float]:
     """Each arm's final value of a metric, averaged over seeds (arms not evaluated yet are left out)."""
     return {row["label"]: row[name] for row in summary_rows(snapshot)}
@@ -81,17 +78,20 @@ def read_exposure_bias(snapshot: CompareSnapshot) -> Reading:
         return Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
     step = forced["step"]
     numbers = (f"After {step} steps, γ = 1 gets {forced[Metric.TF_TOKEN_ACC]:.1%} of tokens right teacher-forced "
-               f"and {forced[Metric.FR_TOKEN_ACC]:.1%} free-running, a gap of {_points(forced['gap'])}; γ = 0 gets "
+               f"and {forced[Metric.FR_TOKEN_ACC]:.1%} free-running, a gap of {points(forced['gap'])}; γ = 0 gets "
                f"{free[Metric.TF_TOKEN_ACC]:.1%} and {free[Metric.FR_TOKEN_ACC]:.1%}, a gap of "
-               f"{_points(free['gap'])}.")
+               f"{points(free['gap'])}.")
     if forced[Metric.TF_TOKEN_ACC] < LEARNED:
         return Reading(False, f"{numbers} γ = 1 has not learned enough yet (under {LEARNED:.0%} of tokens right even "
                               "when fed the truth) for its gap to mean anything: the run was too short for this "
                               "task; train for more steps.")
-    difference = forced[GAP] - free[GAP]
-    if difference >= CLEAR:
+    wider = difference(forced[GAP], free[GAP])  # from the gaps as shown above, so a reader can redo it
+    if agree := trade_off({label: row[Metric.FR_EXACT] for label, row in table.items()},
+                          {label: row[Metric.FR_TOKEN_ACC] for label, row in table.items()}):
+        numbers += " " + agree
+    if wider >= CLEAR:
         return Reading(True, f"{numbers} The expected effect appeared: the model trained only on true histories "
-                             f"loses {_points(difference)} more when it must read its own predictions. That is "
+                             f"loses {points(wider)} more when it must read its own predictions. That is "
                              "exposure bias: its errors compound because it never practised recovering from them.")
     if min(forced[Metric.FR_TOKEN_ACC], free[Metric.FR_TOKEN_ACC]) >= CEILING:
         reason = ("both models are near perfect free-running, so there are no errors left to compound: the task is "
@@ -117,7 +117,7 @@ def read_scheduled_sampling(snapshot: CompareSnapshot) -> Reading:
     numbers = f"Free-running accuracy after {snapshot.step} steps: {listing}."
     lead = decayed[best] - free[constant]
     if lead >= CLEAR:
-        return Reading(True, f"{numbers} The expected effect appeared: {best} ends {_points(lead)} above constant "
+        return Reading(True, f"{numbers} The expected effect appeared: {best} ends {points(lead)} above constant "
                              f"{constant}. It learned fast with the truth first, then practised on its own "
                              "predictions, which is what the model must do at test time.")
     if min(free.values()) >= CEILING:
@@ -126,7 +126,7 @@ def read_scheduled_sampling(snapshot: CompareSnapshot) -> Reading:
         reason = ("γ had not decayed far when the run ended, so the schedules were still mostly teacher forcing: "
                   "train longer or decay sooner")
     elif lead <= -CLEAR:
-        reason = (f"constant {constant} is ahead by {_points(-lead)}: switching to its own predictions slowed the "
+        reason = (f"constant {constant} is ahead by {points(-lead)}: switching to its own predictions slowed the "
                   "schedules' learning more than it helped in this short run; decaying later (a larger k, more "
                   "decay steps) or training longer often reverses this")
     else:
@@ -190,8 +190,8 @@ def _versus(name_a: str, a: list[float], name_b: str, b: list[float], what: str)
     seed noise (paired t-test, same seed = same initial weights, batches and coins)."""
     test = paired_test(a, b)
     interval = test.difference
-    sentence = (f"{name_a} minus {name_b}, {what}: {_points(interval.mean)} on average over {interval.n} seeds "
-                f"(95% interval {_points(interval.low)} to {_points(interval.high)}, paired t-test p = {test.p:.3f})")
+    sentence = (f"{name_a} minus {name_b}, {what}: {points(interval.mean)} on average over {interval.n} seeds "
+                f"(95% interval {points(interval.low)} to {points(interval.high)}, paired t-test p = {test.p:.3f})")
     return interval.mean, sentence, interval.n >= 2 and not test.within_noise
 
 

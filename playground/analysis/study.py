@@ -18,6 +18,7 @@ from typing import Any
 from scipy import stats
 
 from playground.analysis.compare import GAP, VARIANT_KEYS, CompareConfig, evaluated, steps_to_reach
+from playground.analysis.readings import difference, interval, noise_lead, points, share, trade_off
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import TASKS
 from playground.training.rules import Metric
@@ -272,10 +273,6 @@ def cell_summary(cell: Cell, result: CellResult | None) -> dict[str, Any]:
     return summary
 
 
-def _share(value: float) -> str:
-    return f"{value:.1%}" if math.isfinite(value) else "-"
-
-
 def table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The whole study as one flat row per (cell, arm): what the CSV export and the page's table hold."""
     rows = []
@@ -303,8 +300,8 @@ def format_summaries(summaries: list[dict[str, Any]]) -> str:
             exact, tokens, gap, steps = row[Metric.FR_EXACT], row[Metric.FR_TOKEN_ACC], row[GAP], row[STEPS_TO_TARGET]
             low, high = exact["ci"]
             reached = f"{steps['mean']:.0f} ({steps['seeds']}/{steps['of']})" if steps["seeds"] else "-"
-            lines.append(f"{summary['label']:<34} {row['arm']:<22} {_share(exact['mean']):>9} "
-                         f"{'[' + _share(low) + ', ' + _share(high) + ']':>17} {_share(tokens['mean']):>9} "
+            lines.append(f"{summary['label']:<34} {row['arm']:<22} {share(exact['mean']):>9} "
+                         f"{'[' + share(low) + ', ' + share(high) + ']':>17} {share(tokens['mean']):>9} "
                          f"{gap['mean'] * 100:>+6.1f}  {reached:>13}")
         for test in summary["tests"]:
             verdict = "within seed noise" if test["within_seed_noise"] else "more than seed noise"
@@ -315,17 +312,32 @@ def format_summaries(summaries: list[dict[str, Any]]) -> str:
 
 
 def reading(summaries: list[dict[str, Any]]) -> str:
-    """For a student: per cell, the best arm, its interval, and which differences the seeds can tell apart."""
+    """For a student, per cell: first whether the leader's lead over the next arm is beyond seed noise (their
+    paired test), then the leader with its interval (within 0-100%), the trade-off with token accuracy when the two
+    disagree, and which other differences the seeds can tell apart."""
     paragraphs = []
     for summary in summaries:
         if not summary["arms"]:
             continue
-        best = max(summary["arms"], key=lambda row: row[Metric.FR_EXACT]["mean"])
+        ranked = sorted(summary["arms"], key=lambda row: row[Metric.FR_EXACT]["mean"], reverse=True)
+        best = ranked[0]
         exact = best[Metric.FR_EXACT]
-        seeds = "" if math.isfinite(exact["ci"][0]) else " (one seed: no interval)"
-        sentence = (f"**{summary['label']}** (step {summary['step']}): {best['arm']} decodes best on its own, "
-                    f"{_share(exact['mean'])} free-running exact match, 95% CI {_share(exact['ci'][0])} to "
-                    f"{_share(exact['ci'][1])}{seeds}.")
+        sentence = f"**{summary['label']}** (step {summary['step']}): "
+        if len(ranked) > 1:
+            runner_up = ranked[1]
+            paired = next((test for test in summary["tests"]
+                           if {test["a"], test["b"]} == {best["arm"], runner_up["arm"]}), None)
+            within = None if paired is None or not math.isfinite(paired["p"]) else paired["within_seed_noise"]
+            sentence += noise_lead(best["arm"], runner_up["arm"],
+                                   difference(exact["mean"], runner_up[Metric.FR_EXACT]["mean"]), within,
+                                   f"paired test over seeds, p = {paired['p']:.3f}" if within is not None else "")
+            sentence += " "
+        seeds = interval(*exact["ci"]) if math.isfinite(exact["ci"][0]) else "one seed: no interval"
+        sentence += (f"{best['arm']} gets the most sequences exactly right on its own, {share(exact['mean'])} "
+                     f"free-running exact match ({seeds}).")
+        if agree := trade_off({row["arm"]: row[Metric.FR_EXACT]["mean"] for row in ranked},
+                              {row["arm"]: row[Metric.FR_TOKEN_ACC]["mean"] for row in ranked}):
+            sentence += " " + agree
         against = [test for test in summary["tests"] if best["arm"] in (test["a"], test["b"])]
         clear = [test for test in against if not test["within_seed_noise"]]
         noise = [test for test in against if test["within_seed_noise"]]
@@ -341,7 +353,7 @@ def reading(summaries: list[dict[str, Any]]) -> str:
                          + " the difference is within seed noise: more seeds or steps could tell them apart.")
         widest = max(summary["arms"], key=lambda row: row[GAP]["mean"])
         sentence += (f" The widest exposure-bias gap (teacher-forced minus free-running token accuracy) is "
-                     f"{widest['arm']}'s, {widest[GAP]['mean'] * 100:.1f} points.")
+                     f"{widest['arm']}'s, {points(widest[GAP]['mean'])}.")
         paragraphs.append(sentence)
     paragraphs += [f"**{summary['label']}** failed twice and was left out: {summary['failed']}."
                    for summary in summaries if summary["failed"] and not summary["arms"]]

@@ -69,3 +69,33 @@ def chart_config(name: str) -> dict[str, Any]:
         # four buttons (camera, zoom, pan, reset): more wrap onto a second row over the title of a narrow chart
         "modeBarButtonsToRemove": ["lasso2d", "select2d", "zoomIn2d", "zoomOut2d", "autoScale2d"],
     }
+
+
+FREE_RUNNING_COLOUR, FORCED_COLOUR = "#1f77b4", "#d62728"  # γ = 0 and γ = 1 on every page; γ between: between
+SCHEDULE_COLOURS = {"linear": "#2ca02c", "exponential": "#ff7f0e", "inverse sigmoid": "#9467bd"}
+OTHER_COLOURS = ("#8c564b", "#e377c2", "#17becf", "#7f7f7f")
+SCORING_DASH = {"teacher-forced": "dot", "free-running": "solid"}  # how a model is scored: line style, not colour
+
+
+def arm_colour(label: str) -> str:
+    """One colour per arm on every page, from its label: a constant γ from blue (0, free-running) to red (1,
+    teacher-forced), a decaying schedule its own colour; so γ = 1 is the same red on Compare, Lessons, Study and
+    Decode whatever the other arms are."""
+    if label.startswith("γ = "):
+        try:
+            ratio = min(max(float(label.removeprefix("γ = ")), 0.0), 1.0)
+        except ValueError:
+            ratio = None
+        if ratio is not None:
+            ends = [tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+                    for hex_colour in (FREE_RUNNING_COLOUR, FORCED_COLOUR)]
+            return "#" + "".join(f"{round(a + (b - a) * ratio):02x}" for a, b in zip(*ends, strict=True))
+    for name, colour in SCHEDULE_COLOURS.items():
+        if label.startswith(name):
+            return colour
+    return OTHER_COLOURS[sum(map(ord, label)) % len(OTHER_COLOURS)]
+
+
+def rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"

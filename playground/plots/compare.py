@@ -1,4 +1,5 @@
-"""Figures of a comparison: one colour per ratio, the same in every chart; with several seeds a mean and a band."""
+"""Figures of a comparison: one colour per arm (`common.arm_colour`, the same on every page); with several seeds a
+mean and a band."""
 
 from __future__ import annotations
 
@@ -8,21 +9,11 @@ import numpy as np
 import plotly.graph_objects as go
 
 from playground.analysis.compare import GAP, LENGTHS, CompareSnapshot, Value, by_step, mean_exact_by_length, token_gap
-from playground.plots.common import empty_state, has_points, tidy
+from playground.plots.common import arm_colour, empty_state, has_points, rgba, tidy
 from playground.training.rules import Metric
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MAX_POINTS = 2000
 LOSS_RANGE = (0.0, 3.5)  # an empty loss chart's y axis: from 0 to a little above ln|V| of the default tasks
-
-
-def colour(arm: int) -> str:
-    return PALETTE[arm % len(PALETTE)]
-
-
-def _rgba(hex_colour: str, alpha: float) -> str:
-    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
 
 
 def metric(name: str) -> Value:
@@ -48,10 +39,10 @@ def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: s
         if snapshot.seeds > 1 and len(steps):
             band = np.concatenate([mean + spread, (mean - spread)[::-1]])
             figure.add_trace(go.Scatter(x=np.concatenate([steps, steps[::-1]]), y=band, fill="toself",
-                                        fillcolor=_rgba(colour(arm), 0.15), line={"width": 0}, hoverinfo="skip",
+                                        fillcolor=rgba(arm_colour(label), 0.15), line={"width": 0}, hoverinfo="skip",
                                         showlegend=False, legendgroup=label))
         figure.add_trace(go.Scatter(x=steps, y=mean, mode="lines", name=label, legendgroup=label,
-                                    line={"color": colour(arm), "width": 2}))
+                                    line={"color": arm_colour(label), "width": 2}))
     band_note = f" (mean ± std over {snapshot.seeds} seeds)" if snapshot.seeds > 1 else ""
     figure.update_layout(title=title + band_note, height=height, margin={"l": 60, "r": 10},
                          legend={"title": "arm"})
@@ -73,7 +64,7 @@ def length_figure(snapshot: CompareSnapshot, height: int = 340) -> go.Figure:
         means = mean_exact_by_length(snapshot, arm)
         figure.add_trace(go.Scatter(x=means.index.to_numpy(dtype=float), y=means.to_numpy(dtype=float),
                                     mode="lines+markers", name=label,
-                                    line={"color": colour(arm), "width": 2}))
+                                    line={"color": arm_colour(label), "width": 2}))
     figure.update_layout(title="Free-running exact match by output length (latest evaluation)", height=height,
                          margin={"l": 60, "r": 10}, legend={"title": "arm"})
     figure.update_xaxes(title="target length (tokens, without <eos>)", dtick=1)

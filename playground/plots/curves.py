@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from playground.plots.common import empty_state, has_points, tidy
+from playground.plots.common import SCORING_DASH, empty_state, has_points, tidy
 from playground.training.rules import Metric
 
 MAX_POINTS = 600
 MARKER_GAP = 0.05  # live-change markers closer than this share of the step axis share one label
 Changes = list[tuple[int, str]]
-TRAIN_COLOR, TF_COLOR, FR_COLOR, GAMMA_COLOR = "#636efa", "#00a884", "#ef553b", "#ab63fa"
+TRAIN_COLOR, VALIDATION_COLOR, EXACT_COLOR, GAMMA_COLOR = "#636efa", "#444444", "#8c564b", "#ab63fa"
+# colour says the quantity; how the model is scored is the line style (common.SCORING_DASH), as on every page
 
 
 def ema(values: np.ndarray, smoothing: float) -> np.ndarray:
@@ -104,8 +105,10 @@ def loss_figure(rows: list[dict[str, float]], smoothing: float = 0.6, log_y: boo
     raw = _line(rows, Metric.TRAIN_LOSS, "training loss (raw)", TRAIN_COLOR)
     raw.update(opacity=0.25, showlegend=False, hoverinfo="skip", hovertemplate=None)
     traces = [raw, _line(rows, Metric.TRAIN_LOSS, "training loss", TRAIN_COLOR, smoothing),
-              _line(rows, Metric.TF_LOSS, "validation, teacher-forced", TF_COLOR),
-              _line(rows, Metric.FR_LOSS, "validation, free-running", FR_COLOR)]
+              _line(rows, Metric.TF_LOSS, "validation, teacher-forced", VALIDATION_COLOR,
+                    dash=SCORING_DASH["teacher-forced"]),
+              _line(rows, Metric.FR_LOSS, "validation, free-running", VALIDATION_COLOR,
+                    dash=SCORING_DASH["free-running"])]
     figure = _layout(go.Figure(traces), "Loss", "cross-entropy (nats per token)", list(changes), 360, total_steps)
     if chance_loss is not None:
         figure.add_hline(y=chance_loss, line={"color": "#999", "dash": "dash", "width": 1},
@@ -124,9 +127,11 @@ def loss_figure(rows: list[dict[str, float]], smoothing: float = 0.6, log_y: boo
 def accuracy_figure(rows: list[dict[str, float]], changes: Changes = (), total_steps: int | None = None,
                     first_evaluation: int | None = None, chance_accuracy: float | None = None) -> go.Figure:
     """Token accuracy both ways, and exact match (equal both ways under greedy decoding)."""
-    traces = [_line(rows, Metric.TF_TOKEN_ACC, "token, teacher-forced", TF_COLOR, percent=True),
-              _line(rows, Metric.FR_TOKEN_ACC, "token, free-running", FR_COLOR, percent=True),
-              _line(rows, Metric.FR_EXACT, "whole sequence (exact match)", "#444", percent=True, dash="dash")]
+    traces = [_line(rows, Metric.TF_TOKEN_ACC, "token, teacher-forced", VALIDATION_COLOR, percent=True,
+                    dash=SCORING_DASH["teacher-forced"]),
+              _line(rows, Metric.FR_TOKEN_ACC, "token, free-running", VALIDATION_COLOR, percent=True,
+                    dash=SCORING_DASH["free-running"]),
+              _line(rows, Metric.FR_EXACT, "whole sequence (exact match)", EXACT_COLOR, percent=True)]
     figure = _layout(go.Figure(traces), "Validation accuracy", "accuracy (%)", list(changes), 360, total_steps)
     figure.update_yaxes(range=[0, 101])
     if chance_accuracy is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from playground.analysis.decode import DecodeStep, PositionErrors
-from playground.plots.compare import colour
+from playground.plots.common import arm_colour
 
 CHOSEN, OTHER, TRUE = "#ff7f0e", "#1f77b4", "#2ca02c"
 
@@ -45,24 +45,29 @@ def attention_row_figure(step: DecodeStep, height: int = 260) -> go.Figure:
 def position_errors_figure(errors: dict[str, PositionErrors], height: int = 380) -> go.Figure:
     """Per output position: teacher-forced and free-running error, and the error after a right prefix.
 
-    With one model each quantity gets its own colour; with several (the arms of a comparison) each model gets
-    one colour, and the line style says which quantity it is in either case.
+    Each model keeps its arm's colour (`arm_colour`; one model alone is dark grey) and the line style says which
+    quantity a line is: dotted teacher-forced, solid free-running, dashed free-running after an all-right prefix.
+    The y axis ends a little above the largest error, so a good model's few errors are not a flat line at 0.
     """
     styles = (("teacher-forced", "tf_error", "dot"), ("free-running", "fr_error", "solid"),
               ("free-running, earlier all right", "first_error", "dash"))
-    traces = []
-    for number, (label, result) in enumerate(errors.items()):
-        for kind, (name, field, dash) in enumerate(styles):
+    traces, largest = [], 0.0
+    for label, result in errors.items():
+        for name, field, dash in styles:
+            values = np.asarray(getattr(result, field), dtype=float)
+            largest = max(largest, float(np.nanmax(values)) if values.size and not np.isnan(values).all() else 0.0)
             traces.append(go.Scatter(
-                x=result.positions, y=getattr(result, field), mode="lines+markers",
-                name=f"{label}: {name}" if label else name,
-                line={"dash": dash, "color": colour(number if len(errors) > 1 else kind)},
+                x=result.positions, y=values, mode="lines+markers", name=f"{label}: {name}" if label else name,
+                legendgroup=label, line={"dash": dash, "color": arm_colour(label) if label else "#444"},
                 customdata=np.stack([result.count, result.at_risk], axis=-1),
                 hovertemplate="position %{x}<br>error %{y:.1%}<br>examples %{customdata[0]}, earlier all right "
                               "%{customdata[1]}<extra></extra>"))
     figure = go.Figure(traces)
     figure.update_layout(title="Validation error by output position", height=height,
-                         margin={"l": 55, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2})
+                         margin={"l": 55, "r": 10, "t": 40, "b": 40},
+                         legend={"title": "line style: dotted teacher-forced, solid free-running, dashed after an "
+                                          "all-right prefix"})
     figure.update_xaxes(title_text="output position (0 = first target token; the last is <eos>)", dtick=1)
-    figure.update_yaxes(title_text="share of examples wrong", range=[0, 1], tickformat=".0%")
+    figure.update_yaxes(title_text="share of examples wrong", range=[0, min(max(largest * 1.15, 0.05), 1.0)],
+                        tickformat=".0%")
     return figure

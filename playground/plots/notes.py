@@ -19,14 +19,14 @@ DIAGRAM = (
 
 LOSS = (
     "**Axes**: training step against cross-entropy in nats per target token (lower is better).\n\n"
-    "**Lines**: blue, the training loss of each batch (smoothed by the slider above); green dots, the validation "
-    "loss when the decoder is fed the true previous tokens (teacher-forced); red dots, the same examples when it is "
-    "fed its own predictions (free-running). The dashed grey line is a random model's loss, ln |V|; dotted "
+    "**Lines**: blue, the training loss of each batch (smoothed by the slider above); dark grey, the validation "
+    "loss, dotted when the decoder is fed the true previous tokens (teacher-forced) and solid when it is fed its "
+    "own predictions (free-running), as on every page. The dashed grey line is a random model's loss, ln |V|; dotted "
     "vertical lines mark settings moved while it trained.\n\n"
-    "**Good**: all three fall well below the dashed line and red stays close to green.\n\n"
+    "**Good**: all three fall well below the dashed line and the solid grey line stays close to the dotted one.\n\n"
     "**Bad**: flat at the dashed line (not learning: raise the learning rate or train longer); jagged or rising "
-    "(the learning rate is too high); red far above green (exposure bias: the model cannot recover from its own "
-    "mistakes).")
+    "(the learning rate is too high); solid grey far above dotted grey (exposure bias: the model cannot recover "
+    "from its own mistakes).")
 
 GAMMA = (
     "**Axes**: training step against γ, the chance that a decoder step reads the true previous token rather than "
@@ -38,18 +38,21 @@ GAMMA = (
 
 ACCURACY = (
     "**Axes**: training step against the share right, in %, of validation examples (never trained on).\n\n"
-    "**Lines**: green, tokens right when fed the true previous tokens (teacher-forced); red, tokens right when fed "
-    "its own predictions (free-running); black dashes, whole sequences right (exact match, the same both ways "
-    "under greedy decoding). The dashed grey line is chance, 1/|V|.\n\n"
-    "**Good**: all rise towards 100% and red stays close to green.\n\n"
-    "**Bad**: red well under green (exposure bias); exact match far below token accuracy (most sequences have one "
-    "wrong token somewhere, common on long sequences); flat near chance (not learning yet).")
+    "**Lines**: dark grey, tokens right, dotted when fed the true previous tokens (teacher-forced) and solid when "
+    "fed its own predictions (free-running), as on every page; brown, whole sequences right (exact match, the same "
+    "both ways under greedy decoding). The dashed grey line is chance, 1/|V|.\n\n"
+    "**Good**: all rise towards 100% and the solid grey line stays close to the dotted one.\n\n"
+    "**Bad**: solid grey well under dotted grey (exposure bias); exact match far below token accuracy (most "
+    "sequences have one wrong token somewhere, common on long sequences); flat near chance (not learning yet).")
 
 STATES = (
     "**Axes**: one column per time step (the token read; for the decoder, input → prediction), one row per hidden "
     "unit.\n\n"
-    "**Colour**: the unit's value, red positive, blue negative (h lies between -1 and 1; the cell state c is "
-    "unbounded; the gates between 0 and 1). Outlined rows, where shown, are the most informative units.\n\n"
+    "**Colour**: for h, c and the candidate g, the unit's value on a diverging scale, red positive, blue negative, "
+    "white zero (h and g lie between -1 and 1; the cell state c is unbounded); for the gates i, f and o, which lie "
+    "between 0 (closed) and 1 (open), white to dark blue. The unit numbers are on the vertical axis (sorted when a "
+    "unit order is chosen). Outlined rows, where shown, are the most informative units, also the lines followed "
+    "below by default.\n\n"
     "**Good**: structure along the rows: units that grow or shrink step by step (they count, or track the "
     "position) and units that switch at one token (they react to it).\n\n"
     "**Bad**: every column alike, or noise without a pattern: the model has not learned much yet.")
@@ -110,10 +113,12 @@ TOP_K = (
 POSITIONS = (
     "**Axes**: position in the output (0 is the first target token, the last is <eos>) against the share of "
     "validation examples wrong at that position.\n\n"
-    "**Lines**: blue dots, teacher-forced (fed the true prefix); red, free-running (fed its own outputs); green "
-    "dashes, free-running among the examples whose earlier positions were all right.\n\n"
+    "**Lines**: the line style says the quantity: dotted, teacher-forced (fed the true prefix); solid, "
+    "free-running (fed its own outputs); dashed, free-running among the examples whose earlier positions were all "
+    "right. The colour is the model: its arm's colour (γ = 0 blue to γ = 1 red, schedules their own, as on every "
+    "page), dark grey when one model is shown. The axis ends just above the largest error.\n\n"
     "**Good**: all three low and close together.\n\n"
-    "**Bad**: red climbing above blue along the output while green stays near blue: the extra errors come from "
+    "**Bad**: solid climbing above dotted along the output while dashed stays near dotted: the extra errors come from "
     "earlier mistakes fed back, errors that compound (exposure bias).")
 
 STUDY = (
@@ -124,7 +129,8 @@ STUDY = (
     "by seed, which is sharper than the bars.\n\n"
     "**Bad**: very wide bars: too few seeds or steps to tell the arms apart.")
 
-_ARMS = (" One colour per teacher-forcing arm (the legend); with several seeds the band is ± one standard "
+_ARMS = (" One colour per teacher-forcing arm, the same on every page (γ = 0 blue to γ = 1 red, a schedule its "
+         "own colour; the legend); with several seeds the band is ± one standard "
          "deviation. Every arm reads the same batches from the same initial weights: the differences come from "
          "teacher forcing alone.")
 

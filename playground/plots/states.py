@@ -7,7 +7,16 @@ import plotly.graph_objects as go
 
 from playground.plots.common import tidy
 
-DIVERGING = "RdBu_r"  # red positive, blue negative, white at zero
+DIVERGING = "RdBu_r"  # red positive, blue negative, white at zero: h, c and the candidate g (signed)
+SIGMOID_GATES = ("i", "f", "o")  # between 0 and 1: a sequential scale from white (closed) to dark blue (open)
+MAX_UNIT_LABELS = 16  # unit numbers on a heatmap's axis: every k-th beyond this, so they stay readable
+
+
+def unit_ticks(order: np.ndarray) -> dict:
+    """The unit number of every row (every k-th when there are many), in the order drawn."""
+    every = -(-len(order) // MAX_UNIT_LABELS)
+    rows = np.arange(0, len(order), every)
+    return {"tickmode": "array", "tickvals": rows, "ticktext": [str(int(order[row])) for row in rows]}
 
 
 def state_heatmap(values: np.ndarray, step_labels: list[str], title: str, unit_order: np.ndarray | None = None,
@@ -18,9 +27,13 @@ def state_heatmap(values: np.ndarray, step_labels: list[str], title: str, unit_o
     steps = np.arange(values.shape[0])
     tokens = np.array(step_labels, dtype=object)
     customdata = np.stack(np.broadcast_arrays(order[:, None], steps[None, :], tokens[None, :]), axis=-1)
-    limit = float(np.abs(z).max()) or 1.0
+    if value_name in SIGMOID_GATES:
+        scale = {"colorscale": "Blues", "zmin": 0.0, "zmax": 1.0}
+    else:
+        limit = float(np.abs(z).max()) or 1.0
+        scale = {"colorscale": DIVERGING, "zmid": 0.0, "zmin": -limit, "zmax": limit}
     figure = go.Figure(go.Heatmap(
-        z=z, x=steps, y=np.arange(len(order)), colorscale=DIVERGING, zmid=0.0, zmin=-limit, zmax=limit,
+        z=z, x=steps, y=np.arange(len(order)), **scale,
         customdata=customdata, colorbar={"title": {"text": value_name}, "thickness": 12},
         hovertemplate="unit %{customdata[0]}<br>step %{customdata[1]}, token %{customdata[2]}"
                       f"<br>{value_name} %{{z:.3f}}<extra></extra>"))
@@ -28,9 +41,8 @@ def state_heatmap(values: np.ndarray, step_labels: list[str], title: str, unit_o
     tidy(figure, legend_below=False)
     figure.update_xaxes(title_text=x_title, tickmode="array", tickvals=steps, ticktext=list(step_labels))
     reordered = not np.array_equal(order, np.arange(values.shape[1]))
-    figure.update_yaxes(title_text="units, sorted (hover: unit)" if reordered else "hidden unit",
-                        showticklabels=len(order) <= 64 and not reordered,
-                        autorange="reversed" if reordered else True)  # the first in the order on top
+    figure.update_yaxes(title_text="hidden unit (number), sorted" if reordered else "hidden unit (number)",
+                        autorange="reversed", **unit_ticks(order))  # the first row on top
     return figure
 
 
@@ -59,7 +71,9 @@ def probs_figure(probs: np.ndarray, vocab: list[str], step_labels: list[str], ch
     figure.update_xaxes(title_text="decoder step (input → prediction)", tickmode="array", tickvals=steps,
                         ticktext=step_labels)
     figure.update_yaxes(title_text="output token", type="category", categoryorder="array",
-                        categoryarray=np.array(vocab, dtype=object))
+                        categoryarray=np.array(vocab, dtype=object), tickmode="array",
+                        tickvals=np.array(vocab, dtype=object), ticktext=vocab, tickfont={"size": 10})
+    figure.update_layout(height=max(height, 13 * len(vocab) + 120))  # room for every token's label
     return figure
 
 

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from playground.plots.common import tidy
-from playground.plots.compare import colour
+from playground.plots.common import arm_colour, tidy
 from playground.training.rules import Metric
 
 
@@ -25,7 +24,7 @@ def study_figure(summaries: list[dict[str, Any]]) -> go.Figure:
         highs = np.array([value["ci"][1] * 100 if math.isfinite(value["ci"][1]) else np.nan for value in values])
         figure.add_trace(go.Scatter(
             x=[summary["label"] for summary in reported], y=means, mode="markers", name=label,
-            marker={"color": colour(arm), "size": 10},
+            marker={"color": arm_colour(label), "size": 10},
             error_y={"type": "data", "symmetric": False, "array": highs - means, "arrayminus": means - lows},
             offsetgroup=str(arm), hovertemplate="%{x}<br>" + label + ": %{y:.1f}%<extra></extra>"))
     figure.update_layout(title="Free-running exact match per arm (mean over seeds, 95% CI)", scattermode="group",

@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from playground.analysis.decode import check_source
+from playground.analysis.decode import check_source, free_running_mistakes
 from playground.analysis.states import best_by_free_running
 from playground.core.config import (
     TrainConfig,
@@ -22,7 +22,7 @@ from playground.runs.registry import registry
 from playground.training.storage import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from playground.training.trainer import TrainedModel, build_task
 from playground.ui.runs import visible_runs
-from playground.ui.settings import allowed_text, link_text
+from playground.ui.settings import Share, allowed_text, link_text, share_link
 from playground.ui.text import plain
 
 MAX_EXAMPLES = 200  # validation examples offered in the example picker
@@ -68,11 +68,14 @@ INSPECTION_URL_KEYS = ("run", "model", "example", "source", "target")  # what an
 
 
 def link_choice(prefix: str, name: str, allowed: Iterable[Any], what: str) -> None:
-    """Seed widget `{prefix}_{name}` from the link's `name` once per session, if the value is one of `allowed`;
-    otherwise say, once, which value was ignored and what is allowed."""
+    """Set widget `{prefix}_{name}` from the link's `name` whenever the link brings a value this session has not
+    applied yet (a fresh session, or a page link from a lesson), if it is one of `allowed`; otherwise say, once,
+    which value was ignored and what is allowed."""
     widget = f"{prefix}_{name}"
-    if widget in st.session_state or name not in st.query_params:
-        return
+    if name not in st.query_params or st.session_state.get(f"{prefix}_link_written", {}).get(name) == \
+            st.query_params[name]:
+        return  # no link, or the link this page wrote itself
+    st.session_state.setdefault(f"{prefix}_link_written", {})[name] = st.query_params[name]
     text, choices = st.query_params[name], list(allowed)
     chosen = {link_text(choice): choice for choice in choices}.get(text)
     if chosen is None:
@@ -82,14 +85,17 @@ def link_choice(prefix: str, name: str, allowed: Iterable[Any], what: str) -> No
     st.session_state[widget] = chosen
 
 
-def link_keep(**values: Any) -> None:
-    """The inspection page's link: these values, and none of the other INSPECTION_URL_KEYS."""
+def link_keep(prefix: str, **values: Any) -> None:
+    """The inspection page's link: these values, and none of the other INSPECTION_URL_KEYS; what it writes is
+    remembered, so `link_choice` applies only a link that comes from elsewhere."""
+    written = st.session_state.setdefault(f"{prefix}_link_written", {})
     for name in INSPECTION_URL_KEYS:
         value = values.get(name)
-        if value in (None, ""):
+        written[name] = None if value in (None, "") else str(value)
+        if written[name] is None:
             st.query_params.pop(name, None)
-        elif st.query_params.get(name) != str(value):
-            st.query_params[name] = str(value)
+        elif st.query_params.get(name) != written[name]:
+            st.query_params[name] = written[name]
 
 
 def pick_source(prefix: str) -> Source | None:
@@ -98,7 +104,7 @@ def pick_source(prefix: str) -> Source | None:
     kind = st.radio("Model from", ["a training run", "a checkpoint file"], horizontal=True, key=f"{prefix}_from",
                     help="A run from the Train or Compare page (or the CLI), or a checkpoint file downloaded from one")
     if kind == "a checkpoint file":
-        link_keep()  # an upload cannot travel in a link
+        link_keep(prefix)  # an upload cannot travel in a link
         upload = st.file_uploader("Checkpoint (.pt, saved by the Train page)", type=["pt"], key=f"{prefix}_upload",
                                   max_upload_size=MAX_CHECKPOINT_BYTES // 1024**2,
                                   help="Read with torch.load(weights_only=True): data only, never code")
@@ -170,12 +176,19 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
     if how == "a validation example":
         pairs = source.val_pairs[:MAX_EXAMPLES]
         link_choice(prefix, "example", range(len(pairs)), "validation example number")
+        wrong = free_running_mistakes(source.model(), source.task, pairs)
+        mistakes = [index for index, bad in enumerate(wrong) if bad]
         index = st.selectbox("Validation example", range(len(pairs)), key=f"{prefix}_example",
-                             format_func=lambda i: f"{source.src_vocab.join(pairs[i][0])} → "
+                             format_func=lambda i: f"{'✗ ' if wrong[i] else ''}{source.src_vocab.join(pairs[i][0])} → "
                                                    f"{source.tgt_vocab.join(pairs[i][1])}",
-                             help=f"The first {MAX_EXAMPLES} of the run's validation set, source → target")
+                             help=f"The first {MAX_EXAMPLES} of the run's validation set, source → target; ✗ marks "
+                                  "the examples this model gets wrong decoding on its own (free-running)")
+        st.button("Show me a mistake", key=f"{prefix}_mistake", on_click=next_mistake, args=(prefix, mistakes),
+                  disabled=not mistakes, icon=":material/search:",
+                  help=f"The next example this model gets wrong free-running ({len(mistakes)} of {len(pairs)}): "
+                       "where exposure bias shows" if mistakes else "This model gets every example here right")
         if link:  # from a run (an uploaded checkpoint has no link)
-            link_keep(**link, example=index)
+            link_keep(prefix, **link, example=index)
         return pairs[index], []
     symbols = source.src_vocab.itos[4:]
     text = st.text_input("Source", key=f"{prefix}_source", placeholder=f"e.g. {source.src_vocab.join(symbols[:5])}",
@@ -188,7 +201,7 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
     target_text = st.text_input("Target (optional; needed for teacher forcing)", key=f"{prefix}_target",
                                 help="The true output: teacher forcing feeds its tokens to the decoder")
     if link:
-        link_keep(**link, source=text, target=target_text)
+        link_keep(prefix, **link, source=text, target=target_text)
     src = source.src_vocab.tokenize(text)
     if not src:
         return None, []
@@ -207,11 +220,21 @@ def pick_example(source: Source, prefix: str) -> tuple[Pair | None, list[str]]:
     return (None if problems else (src, tgt)), [plain(problem) for problem in problems]
 
 
-def inspection_sidebar(prefix: str) -> tuple[Source | None, Pair | None]:
-    """The model and example pickers in the sidebar; when either is missing, the page says what to do next."""
+def next_mistake(prefix: str, mistakes: list[int]) -> None:
+    """Select the next example the model gets wrong after the one shown (from the first again at the end)."""
+    shown = st.session_state.get(f"{prefix}_example", -1)
+    st.session_state[f"{prefix}_example"] = next((index for index in mistakes if index > shown), mistakes[0])
+
+
+def inspection_sidebar(prefix: str, share: Share) -> tuple[Source | None, Pair | None]:
+    """The model and example pickers in the sidebar, and the page's Share box: the pickers' link (`link_keep`:
+    bind does not serve them, their choices depend on the run chosen) with the view's bound widgets, which
+    Streamlit has already written in the address; when a picker is empty, the page says what to do next."""
     with st.sidebar:
         source = pick_source(prefix)
         example, problems = pick_example(source, prefix) if source else (None, [])
+    current = {name: st.query_params.get_all(name) for name in st.query_params}
+    share_link(share, {name: values[0] if len(values) == 1 else values for name, values in current.items()}, {})
     for problem in problems:
         st.error(problem)
     if source is None:

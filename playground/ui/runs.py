@@ -18,7 +18,6 @@ from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.engines import TrainingSnapshot
 from playground.runs.registry import RunSummary, registry
 from playground.ui.people import check_control, control_link, is_teacher, may_control, session_owner
-from playground.ui.settings import key
 from playground.ui.text import plain
 
 LINK_PAGES = {RunKind.TRAIN: "", RunKind.COMPARE: "compare"}  # the page (URL path) that shows a run of a kind
@@ -28,10 +27,11 @@ def attached_run(kind: RunKind, session_key: str, url_key: str,
                  show_settings: Callable[[BackgroundRun[Any]], None]) -> BackgroundRun[Any] | None:
     """The run a page shows: the session's, else the URL's (which survives a reload); forgotten if it is gone.
 
-    A fresh session (a reload) calls `show_settings` so the sidebar shows the run's own settings; call this
-    before `keep_widget_state`.
+    The first time a session attaches this page's run (a reload, an opened link) it calls `show_settings` so the
+    widgets show the run's own settings; call this before the widgets are drawn.
     """
-    fresh_session = key("task") not in st.session_state
+    fresh_session = not st.session_state.get(f"attached_{url_key}")
+    st.session_state[f"attached_{url_key}"] = True
     run_id = st.session_state.get(session_key, st.query_params.get(url_key))
     if not run_id:
         return None

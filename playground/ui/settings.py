@@ -4,8 +4,9 @@ the link that holds every setting that differs from its default (`st.query_param
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
 
@@ -15,16 +16,13 @@ from playground.core.config import (
     ConfigError,
     TrainConfig,
     applicable,
-    coerce,
     label,
-    whole_number,
 )
 from playground.core.devices import available_devices
 from playground.core.tasks import MAX_CUSTOM_BYTES, TASKS, CustomPairs, TaskError, parse_custom_csv
 from playground.training.trainer import build_task
-from playground.ui.text import plain
 
-SETTING_PREFIX = "cfg_"
+SETTING_PREFIX = ""  # a setting's widget key is its name, which is also its name in the link (bind="query-params")
 
 
 CUSTOM_PAIRS_KEY = "custom_pairs"
@@ -49,84 +47,92 @@ NUMBER_STEPS = {"steps": 100, "eval_every": 10, "decay_steps": 100, "exp_k": 0.0
 
 
 NOT_IN_URL = ("custom_data",)  # a link cannot carry uploaded pairs
+BOUND = {"bind": "query-params", "persist_state": "session"}  # a widget in the link, kept across page switches
 
 
 def key(name: str) -> str:
     return SETTING_PREFIX + name
 
 
-def keep_widget_state() -> None:
-    """Seed every setting once (from the link on a fresh session), and keep it across page switches."""
-    if key("task") not in st.session_state:
-        for name, value in settings_from_url().items():
-            st.session_state[key(name)] = value
-    for name, value in DEFAULTS.as_dict().items():
-        st.session_state.setdefault(key(name), value)
-    for state_key in list(st.session_state):
-        if str(state_key).startswith(SETTING_PREFIX):
-            st.session_state[state_key] = st.session_state[state_key]
+def setting_value(name: str) -> Any:
+    """A setting as its widget holds it, or its default before its widget was ever drawn in this session."""
+    return st.session_state.get(key(name), getattr(DEFAULTS, name))
 
 
-def settings_from_url() -> dict[str, Any]:
-    """The settings a link holds; a value that is unknown or out of range keeps its default, with a message."""
-    values: dict[str, Any] = {}
-    for name in SETTINGS:
-        if name in NOT_IN_URL or name not in st.query_params:
-            continue
-        text = st.query_params[name]
-        try:
-            value = coerce(name, text)
-            problem = SETTINGS[name].check(value)
-        except (TypeError, ValueError):
-            problem = True
-        if problem:
-            st.session_state.setdefault("url_problems", []).append(
-                f"The link's {label(name)} = {text!r} is not allowed (it must be {SETTINGS[name].allowed()}): "
-                f"the default {getattr(DEFAULTS, name)!r} is used instead.")
-        else:
-            values[name] = value
-    return values
+def shown_as(name: str, value: Any) -> str:
+    """How a setting's widget shows a value, which is also how the link writes it (Streamlit binds the label)."""
+    if name == "device":
+        return value if value != "auto" else "auto (GPU if present)"
+    if name in RADIOS:
+        return RADIOS[name].get(value, str(value))
+    if SETTINGS[name].options:
+        return NAMES.get(name, {}).get(value, str(value).replace("_", " "))
+    return link_text(value)
 
 
-def sync_url(config: TrainConfig | None, extra: dict[str, str] | None = None,
-             owned: Iterable[str] = ()) -> None:
-    """The link holds every setting that differs from the defaults, and the page's own keys (`extra`)."""
-    if config is None:
-        return
-    wanted = {name: str(value) for name, value in config.changed().items() if name not in NOT_IN_URL}
-    wanted |= extra or {}
-    for name in [*SETTINGS, *owned]:
-        if name not in wanted and name in st.query_params:
-            del st.query_params[name]
-    for name, value in wanted.items():
-        if st.query_params.get(name) != value:
-            st.query_params[name] = value
+@dataclass
+class Share:
+    """A page's Share box (the top of the sidebar) and the link the page was opened with."""
+
+    slot: Any
+    opened_with: dict[str, list[str]]
+    first_visit: bool
 
 
-def share_link(page: str = "", leave_out: Iterable[str] = ()) -> None:
-    """The experiment as a link to copy (st.code has a copy button): every setting that differs from its default.
+def share_slot(page: str) -> Share:
+    """Where the page's Share box goes, filled by `share_link` once the page knows its values."""
+    first_visit = not st.session_state.get(f"link_read_{page}")
+    st.session_state[f"link_read_{page}"] = True
+    opened_with = {name: st.query_params.get_all(name) for name in st.query_params}
+    return Share(st.sidebar.container(), opened_with, first_visit)
 
-    `page` is the page's URL path ("" for the default page); `leave_out` names keys that belong to this server
-    only (a run id), so the link repeats the experiment rather than pointing at one run.
+
+Texts = dict[str, str | list[str]]
+
+
+def settings_share(share: Share, values: dict[str, Any], extra: Texts | None = None,
+                   extra_defaults: Texts | None = None, extra_allowed: dict[str, str] | None = None,
+                   run: dict[str, str] | None = None) -> None:
+    """The Share box of a page whose link holds the settings (`values`, as `current_settings` gives them), the
+    page's own bound values (`extra`, with their defaults and what they allow) and a run id (`run`)."""
+    defaults = {name: shown_as(name, value) for name, value in DEFAULTS.as_dict().items() if name not in NOT_IN_URL}
+    allowed = {name: ", ".join(shown_as(name, option) for option in SETTINGS[name].options)
+               if SETTINGS[name].options else SETTINGS[name].allowed() for name in defaults}
+    share_link(share, {name: shown_as(name, value) for name, value in values.items() if name not in NOT_IN_URL}
+               | (extra or {}), defaults | (extra_defaults or {}), run, allowed | (extra_allowed or {}))
+
+
+def share_link(share: Share, values: Texts, defaults: Texts, extra: dict[str, str] | None = None,
+               allowed: dict[str, str] | None = None) -> None:
+    """The page as a link to copy (st.code has a copy button) that opens the same page with the same values.
+
+    `values` are every bound widget's value as the widget writes it in the address bar, `defaults` theirs at
+    their defaults (left out of the link, as Streamlit does), `extra` what the page adds itself (a run id).
+    On a session's first visit a value of the opening link that the page could not use (Streamlit drops a
+    value that is not a choice or out of range) is named once, with what is `allowed`.
     """
-    params = {name: value for name, value in st.query_params.to_dict().items() if name not in set(leave_out)}
-    base = (st.context.url or "").rstrip("/")
-    link = f"{base}/{page}" + (f"?{urlencode(params)}" if params else "")
-    with st.sidebar:
+    if share.first_visit:
+        for name, asked in share.opened_with.items():
+            if name not in values:
+                continue
+            now = values[name] if isinstance(values[name], list) else [values[name]]
+            if asked != now and not (asked == [""] and now == []):
+                st.warning(f"The link's {label(name)} = {', '.join(asked)!r} cannot be used "
+                           f"(allowed: {(allowed or {}).get(name, 'see the help of its widget')}): the page shows "
+                           f"{', '.join(now) or 'none'!r} instead.")
+    params = {name: value if value != [] else "" for name, value in values.items()  # an empty list: `name=`
+              if value != defaults.get(name)} | (extra or {})
+    parts = urlsplit(st.context.url or "")
+    link = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(params, doseq=True), ""))
+    with share.slot:
         st.subheader("Share")
-        st.caption("This link is the experiment: it holds every setting that differs from the defaults. "
-                   "Opening it sets the widgets as they are now.")
+        st.caption("This link is what you see: it opens this page with the same values in any browser.")
         st.code(link, language=None, wrap_lines=True)
 
 
 def glossary_link() -> None:
     """A link to the Glossary page, for pages whose words need explaining."""
     st.page_link("app_pages/glossary.py", label="Glossary: the words explained", icon=":material/menu_book:")
-
-
-def url_problems() -> None:
-    for problem in st.session_state.pop("url_problems", []):
-        st.warning(plain(problem))  # a problem quotes the link's value: shown as typed, never as Markdown
 
 
 def load_settings(config: TrainConfig) -> None:
@@ -141,7 +147,7 @@ def custom_pairs() -> CustomPairs | None:
     upload = state.get("custom_upload")
     if upload is None:
         return state.get(CUSTOM_PAIRS_KEY)
-    tokenization = state[key("custom_tokenization")]
+    tokenization = setting_value("custom_tokenization")
     cached = state.get(CUSTOM_PAIRS_KEY)
     if state.get("custom_upload_id") != (upload.file_id, tokenization) or cached is None:
         state.custom_upload_id = (upload.file_id, tokenization)
@@ -155,7 +161,7 @@ def current_settings(skip: Iterable[str] = (), force: Iterable[str] = ()) -> dic
     Read from session state, not from the last script run: a button's callback runs before the rerun that
     would redraw the widgets, so values returned by the widgets of the previous run can be stale.
     """
-    values = {name: st.session_state[key(name)] for name in SETTINGS}
+    values = {name: setting_value(name) for name in SETTINGS}
     return {name: values[name] for name in [*applicable(values), *force] if name not in skip}
 
 
@@ -179,27 +185,32 @@ def checked_config(skip: Iterable[str] = (),
 
 
 def setting_widget(container: Any, name: str) -> None:
-    """One setting's widget, labelled and explained as `config.SETTINGS` says."""
+    """One setting's widget, labelled and explained as `config.SETTINGS` says, bound to the link under its name
+    (Streamlit writes it in the address bar as it changes and leaves it out at its default)."""
     setting = SETTINGS[name]
-    common = {"key": key(name), "help": setting.help}
+    default = getattr(DEFAULTS, name)
+    common = {"key": key(name), "help": setting.help, **BOUND}
     if name == "device":
-        devices = {device.name: device.label for device in available_devices()}
-        container.selectbox(setting.label, ["auto", *devices], **common,
-                            format_func=lambda device: devices.get(device, "auto (GPU if present)"))
+        devices = ["auto", *(device.name for device in available_devices())]
+        container.selectbox(setting.label, devices, devices.index(default), **common,
+                            format_func=lambda device: shown_as("device", device))
     elif name == "lr":
-        container.select_slider(setting.label, LEARNING_RATES, **common)
+        container.select_slider(setting.label, LEARNING_RATES, default, **common)
     elif name in RADIOS:
-        container.radio(setting.label, list(RADIOS[name]), horizontal=True, format_func=RADIOS[name].get, **common)
+        options = list(RADIOS[name])
+        container.radio(setting.label, options, options.index(default), horizontal=True,
+                        format_func=RADIOS[name].get, **common)
     elif setting.options:
-        names = NAMES.get(name, {})
-        container.selectbox(setting.label, list(setting.options), **common,
-                            format_func=lambda value: names.get(value, value.replace("_", " ")))
+        options = list(setting.options)
+        container.selectbox(setting.label, options, options.index(default), **common,
+                            format_func=lambda value: shown_as(name, value))
     elif name in SLIDERS:
         kind = setting.kind
-        container.slider(setting.label, kind(setting.low), kind(setting.high), step=kind(SLIDERS[name]), **common)
+        container.slider(setting.label, kind(setting.low), kind(setting.high), kind(default),
+                         step=kind(SLIDERS[name]), **common)
     else:  # a number box without hard limits: TrainConfig says what is allowed, in words
         integer = setting.kind is int
-        container.number_input(setting.label, step=NUMBER_STEPS.get(name, 1 if integer else None),
+        container.number_input(setting.label, value=default, step=NUMBER_STEPS.get(name, 1 if integer else None),
                                format=None if integer else "%g", **common)
 
 
@@ -208,46 +219,32 @@ GROUP_TITLES = {"task": "Task", "model": "Model", "optimizer": "Optimizer", "for
 
 
 def settings_sidebar(skip: Iterable[str] = ()) -> None:
-    """Every setting that applies, grouped the way a person thinks about them; values live in `cfg_<name>`."""
+    """Every setting that applies, grouped the way a person thinks about them. Whether a setting applies is asked
+    just before its widget, so a link's task or optimizer decides which settings follow it."""
     skipped = set(skip) | {"custom_data"}
     with st.sidebar:
         for group, title in GROUP_TITLES.items():
-            shown = [name for name in applicable({n: st.session_state[key(n)] for n in SETTINGS})
-                     if SETTINGS[name].group == group and name not in skipped]
-            if not shown:
-                continue
-            st.subheader(title)
-            for name in shown:
+            names = [name for name, setting in SETTINGS.items() if setting.group == group and name not in skipped]
+            titled = False
+            for name in names:
+                if name not in applicable({n: setting_value(n) for n in SETTINGS}):
+                    continue
+                if not titled:
+                    st.subheader(title)
+                    titled = True
                 setting_widget(st, name)
             if group == "task":
-                st.caption(TASKS[st.session_state[key("task")]].description)
-                if st.session_state[key("task")] == "custom":
+                st.caption(TASKS[setting_value("task")].description)
+                if setting_value("task") == "custom":
                     st.file_uploader("CSV of source,target pairs", type=["csv", "txt"], key="custom_upload",
                                      max_upload_size=MAX_CUSTOM_BYTES // 1024**2,  # the browser refuses more
                                      help="One pair a row, source then target; at most 10 MB, 200,000 rows, "
                                           "64 tokens a side and 5,000 different tokens a side.")
 
 
-def link_settings(defaults: dict[str, Any], names: dict[str, str], options: dict[str, Iterable[Any]],
-                  bounds: dict[str, tuple[int, int]]) -> None:
-    """For a page whose settings are not a TrainConfig (the Study grid, the chosen lesson): widget key ->
-    URL `names`, seeded once per session from the link (lists as comma-separated values, each one of its
-    `options`; whole numbers within `bounds`; one message naming a value that is not allowed, whose widget keeps
-    its default), then the link rewritten with every value that differs from `defaults`."""
-    flag = f"linked_{next(iter(names))}"
-    if not st.session_state.get(flag):
-        st.session_state[flag] = True
-        for widget, name in names.items():
-            if name in st.query_params:
-                _seed_from_link(widget, name, st.query_params[name], defaults[widget], options, bounds)
-    for widget, name in names.items():
-        value = st.session_state.get(widget, defaults[widget])
-        if value == defaults[widget]:
-            st.query_params.pop(name, None)
-        else:
-            text = ",".join(map(link_text, value)) if isinstance(value, list) else link_text(value)
-            if st.query_params.get(name) != text:
-                st.query_params[name] = text
+def schedule_name(schedule: str) -> str:
+    """A forcing schedule as the pages name it (and as its widgets write it in a link)."""
+    return schedule.replace("_", " ")
 
 
 def link_text(value: Any) -> str:
@@ -258,26 +255,3 @@ def link_text(value: Any) -> str:
 def allowed_text(choices: list[Any], most: int) -> str:
     """The first `most` allowed values, for a message about a value that is not."""
     return ", ".join(map(link_text, choices[:most])) + (" …" if len(choices) > most else "")
-
-
-def _seed_from_link(widget: str, name: str, text: str, default: Any, options: dict[str, Iterable[Any]],
-                    bounds: dict[str, tuple[int, int]]) -> None:
-    if widget in options:
-        allowed = list(options[widget])
-        by_text = {link_text(option): option for option in allowed}
-        parts = [part for part in text.split(",") if part] if isinstance(default, list) else [text]
-        if parts and all(part in by_text for part in parts):
-            chosen = [by_text[part] for part in parts]
-            st.session_state[widget] = chosen if isinstance(default, list) else chosen[0]
-            return
-        st.session_state.setdefault("url_problems", []).append(
-            f"The link's {name} = {text!r} is not allowed (choose from {allowed_text(allowed, 12)}): it keeps its "
-            "default.")
-        return
-    low, high = bounds[widget]
-    if (number := whole_number(text)) is not None and low <= number <= high:
-        st.session_state[widget] = number
-        return
-    st.session_state.setdefault("url_problems", []).append(
-        f"The link's {name} = {text!r} is not allowed (a whole number from {low:,} to {high:,}): it keeps its "
-        "default.")

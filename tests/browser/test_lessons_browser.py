@@ -63,6 +63,8 @@ def test_a_lesson_runs_to_a_reading_computed_from_its_numbers(restarted_server: 
     page.goto(restarted_server + "/lessons")
     wait_idle(page)
     page.wait_for_selector("text=1. Exposure bias")
+    page.click(".st-key-prediction_exposure_bias [role=radiogroup] label >> nth=0")  # predict first
+    wait_idle(page)
     page.click(".st-key-lesson_start button")
     page.wait_for_selector("text=What this run shows", timeout=90_000)
     reading = page.locator("[data-testid=stAlert]").last.inner_text()

@@ -24,6 +24,8 @@ TITLES_AND_TOOLBARS = """() => [...document.querySelectorAll('.js-plotly-plot')]
   const overlap = a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
   return {title: title.textContent, overlap};
 }).filter(chart => chart)"""  # the toolbar is laid out (transparent) before the pointer hovers
+CUT_METRIC_LABELS = """() => [...document.querySelectorAll('[data-testid=stMetricLabel]')].filter(l => l.offsetParent)
+  .filter(l => [l, ...l.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1)).map(l => l.innerText)"""
 
 
 
@@ -46,6 +48,9 @@ def test_start_watch_stop_reload(streamlit_server: str, browser_page) -> None:
         page.wait_for_timeout(1000)  # plotly re-lays out to the new width
         charts = page.evaluate(TITLES_AND_TOOLBARS)
         assert len(charts) >= 5 and not [chart["title"] for chart in charts if chart["overlap"]], (width, charts)
+        page.wait_for_selector("[data-testid=stMetricLabel]")
+        assert page.evaluate(CUT_METRIC_LABELS) == [], width  # "Token accuracy, free-running" in full
+        screenshot(page, f"train-running-{width}")
     page.set_viewport_size({"width": 1500, "height": 1100})
     screenshot(page, "train-running")
     page.click(".st-key-stop button")

@@ -1,0 +1,82 @@
+"""The readings of Compare, Study and Lessons from crafted tables: what they lead with when a difference is within
+seed noise or beyond it, the trade-off named when exact match and token accuracy disagree, arithmetic that a reader
+can redo from the shown figures, and intervals of a share within 0-100%."""
+
+from __future__ import annotations
+
+from playground.analysis import compare, lessons, study
+from playground.analysis.answers import answers
+from playground.analysis.compare import GAP, CompareConfig, CompareSnapshot
+from playground.analysis.readings import difference, interval, trade_off
+from playground.core.config import TrainConfig
+from playground.training.rules import Metric
+
+
+def compare_row(label: str, exact: float, tokens: float, seeds: int = 3, spread: float = 0.01) -> dict:
+    return {"ratio": label, "seeds": seeds, "step": 600, Metric.FR_EXACT: exact, Metric.TF_TOKEN_ACC: 0.99,
+            Metric.FR_TOKEN_ACC: tokens, GAP: 0.99 - tokens, "steps_to_90": None, Metric.TF_LOSS: 0.1,
+            Metric.FR_LOSS: 0.5, "fr_exact_spread": spread}
+
+
+def test_compare_leads_with_noise_and_names_the_trade_off() -> None:
+    disagree = compare.reading([compare_row("γ = 1", 0.40, 0.62), compare_row("γ = 0", 0.30, 0.80)])
+    assert disagree.startswith("Beyond seed noise: γ = 1 leads γ = 0 by 10.0 points")
+    assert "Exact match and token accuracy disagree: γ = 1 gets the most whole sequences right (40.0% exact " \
+           "match, 30.0% for γ = 0) but γ = 0 the most tokens (80.0% free-running token accuracy" in disagree
+    noisy = compare.reading([compare_row("γ = 1", 0.40, 0.80, spread=0.05), compare_row("γ = 0", 0.37, 0.78)])
+    assert noisy.startswith("Within seed noise: γ = 1 and γ = 0 cannot be ranked (3.0 points apart")
+    assert "disagree" not in noisy  # γ = 1 leads on both
+
+
+def arm(name: str, exact: float, tokens: float, low: float, high: float) -> dict:
+    return {"arm": name, Metric.FR_EXACT: {"mean": exact, "ci": (low, high)},
+            Metric.FR_TOKEN_ACC: {"mean": tokens, "ci": (tokens, tokens)}, GAP: {"mean": 0.99 - tokens}}
+
+
+def cell(arms: list[dict], p: float, within: bool) -> dict:
+    return {"label": "reverse, max length 16, hidden 64", "step": 1500, "failed": "", "arms": arms,
+            "tests": [{"a": arms[0]["arm"], "b": arms[1]["arm"], "difference": 0.0, "p": p,
+                       "within_seed_noise": within}]}
+
+
+def test_study_leads_with_noise_keeps_intervals_in_range_and_names_the_trade_off() -> None:
+    noisy = study.reading([cell([arm("γ = 1", 0.99, 0.70, 0.96, 1.038), arm("γ = 0", 0.97, 0.90, 0.9, 1.0)],
+                                0.31, True)])
+    paragraph = noisy.split("\n\n")[1]
+    assert paragraph.startswith("**reverse, max length 16, hidden 64** (step 1500): Within seed noise: γ = 1 and "
+                                "γ = 0 cannot be ranked (2.0 points apart; paired test over seeds, p = 0.310)")
+    assert "95% CI 96.0% to 100.0% (clipped to 0-100%)" in paragraph and "103.8%" not in paragraph
+    assert "Exact match and token accuracy disagree: γ = 1 gets the most whole sequences right" in paragraph
+    clear = study.reading([cell([arm("γ = 0", 0.95, 0.97, 0.9, 0.99), arm("γ = 1", 0.60, 0.80, 0.5, 0.7)],
+                                0.001, False)])
+    assert "(step 1500): Beyond seed noise: γ = 0 leads γ = 1 by 35.0 points" in clear and "disagree" not in clear
+
+
+def lesson_snapshot(exact: dict[float, float], forced: dict[float, float], free: dict[float, float]) -> \
+        CompareSnapshot:
+    config = CompareConfig.build(TrainConfig(steps=600, eval_every=600), list(exact))
+    rows = [[[{"step": 0, Metric.TRAIN_LOSS: 2.0, Metric.GAMMA: ratio},
+              {"step": 300, Metric.TRAIN_LOSS: 0.8 if ratio else 1.5, Metric.GAMMA: ratio},
+              {"step": 600, Metric.TRAIN_LOSS: 0.1, Metric.FR_EXACT: exact[ratio], Metric.TF_TOKEN_ACC: forced[ratio],
+               Metric.FR_TOKEN_ACC: free[ratio], Metric.TF_LOSS: 0.1, Metric.FR_LOSS: 0.4, Metric.GAMMA: ratio}]]
+            for ratio in exact]
+    return CompareSnapshot([f"γ = {ratio:g}" for ratio in exact], 1, [r[0] for r in rows], [{}, {}], 600, 600,
+                           30.0, config)
+
+
+def test_lesson_reading_redoes_its_arithmetic_from_shown_figures_and_names_the_trade_off() -> None:
+    snapshot = lesson_snapshot({0.0: 0.05, 1.0: 0.12}, {0.0: 0.90, 1.0: 0.99649}, {0.0: 0.87049, 1.0: 0.822})
+    text = lessons.read_exposure_bias(snapshot).text
+    assert "a gap of 17.4 points" in text and "a gap of 3.0 points" in text
+    assert "loses 14.4 points more" in text  # 17.4 - 3.0 as shown, not 14.5 from the unrounded figures
+    assert "Exact match and token accuracy disagree: γ = 1 gets the most whole sequences right" in text
+    first, now, over_time = answers("exposure_bias", snapshot)  # every question answered from this run
+    assert first.startswith("γ = 1's training loss fell to half of its start first, at step 300 (γ = 0 at step 600)")
+    assert now.endswith("γ = 1 loses the most when it reads its own predictions.") and "a gap of 17.4 points" in now
+    assert "γ = 1's gap starts at 17.4 points" in over_time and "it stayed about the same" in over_time
+
+
+def test_the_shared_pieces() -> None:
+    assert round(difference(0.174, 0.030), 3) == 0.144 and interval(-0.02, 0.5) == "95% CI 0.0% to 50.0% " \
+                                                                                     "(clipped to 0-100%)"
+    assert trade_off({"a": 0.5}, {"a": 0.9}) == "" and trade_off({"a": 0.5, "b": 0.4}, {"a": 0.9, "b": 0.8}) == ""
