@@ -117,7 +117,7 @@ def test_a_comparison_reopens_with_its_curves_and_deletes_after_a_restart() -> N
 def test_a_stopped_comparison_trains_on_after_a_restart_to_the_same_numbers_as_one_never_stopped() -> None:
     at = compare_page()
     at.multiselect(key="compare_ratios").set_value([0.0, 1.0]).run()
-    at.number_input(key="cfg_steps").set_value(2000).run()
+    at.number_input(key="steps").set_value(2000).run()
     assert at.button(key="compare_train_on").disabled  # nothing to continue yet
     at.button(key="compare_start").click().run()
     run = runs.registry().get(at.session_state.compare_run_id)
@@ -134,10 +134,10 @@ def test_a_stopped_comparison_trains_on_after_a_restart_to_the_same_numbers_as_o
     panel = restarted.selectbox(key="manage_compare")
     assert panel.value == run.id and f"stopped, step {stopped_at:,} of 2,000" in panel.format_func(run.id)
     restarted.button(key="open_compare").click().run()
-    assert restarted.number_input(key="cfg_steps").value == 2000  # the run's own settings
+    assert restarted.number_input(key="steps").value == 2000  # the run's own settings
     assert not restarted.button(key="compare_train_on").disabled
     total = stopped_at + 20
-    restarted.number_input(key="cfg_steps").set_value(total).run()
+    restarted.number_input(key="steps").set_value(total).run()
     assert not [info for info in restarted.info if "differ from this comparison's own" in info.value]
     restarted.multiselect(key="compare_ratios").set_value([0.5]).run()  # Train on keeps the run's own arms
     assert [info for info in restarted.info if "differ from this comparison's own" in info.value]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -337,13 +338,14 @@ def test_a_study_compares_models_in_every_cell() -> None:
 def test_the_compare_page_trains_arms_that_differ_by_model() -> None:
     at = new_app().run()
     at.switch_page("app_pages/compare.py").run()
-    for key, value in (("cfg_hidden_dim", 8), ("cfg_emb_dim", 4), ("cfg_steps", 4), ("cfg_eval_every", 2),
-                       ("cfg_batch_size", 8), ("cfg_val_size", 16)):
+    for key, value in (("hidden_dim", 8), ("emb_dim", 4), ("steps", 4), ("eval_every", 2),
+                       ("batch_size", 8), ("val_size", 16)):
         at.number_input(key=key).set_value(value)
     at.multiselect(key="compare_ratios").set_value([1.0]).run()
     at.multiselect(key="compare_attentions").set_value(["none", "dot"]).run()
     assert not at.exception and not at.error
-    assert at.query_params["attentions"] == "none,dot" and at.query_params["ratios"] == "1"
+    shared = parse_qs(urlsplit(at.code[0].value).query)  # the Share box holds the arms that differ by model
+    assert shared["compare_attentions"] == ["none", "dot"] and shared["compare_ratios"] == ["1"]
     at.button(key="compare_start").click().run()
     run = registry().get(at.session_state.compare_run_id)
     run.join(120)

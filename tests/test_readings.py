@@ -13,7 +13,7 @@ from playground.training.rules import Metric
 
 
 def compare_row(label: str, exact: float, tokens: float, seeds: int = 3, spread: float = 0.01) -> dict:
-    return {"ratio": label, "seeds": seeds, "step": 600, Metric.FR_EXACT: exact, Metric.TF_TOKEN_ACC: 0.99,
+    return {"label": label, "seeds": seeds, "step": 600, Metric.FR_EXACT: exact, Metric.TF_TOKEN_ACC: 0.99,
             Metric.FR_TOKEN_ACC: tokens, GAP: 0.99 - tokens, "steps_to_90": None, Metric.TF_LOSS: 0.1,
             Metric.FR_LOSS: 0.5, "fr_exact_spread": spread}
 

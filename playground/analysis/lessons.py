@@ -86,8 +86,8 @@ def read_exposure_bias(snapshot: CompareSnapshot) -> Reading:
                               "when fed the truth) for its gap to mean anything: the run was too short for this "
                               "task; train for more steps.")
     wider = difference(forced[GAP], free[GAP])  # from the gaps as shown above, so a reader can redo it
-    if agree := trade_off({label: row[Metric.FR_EXACT] for label, row in table.items()},
-                          {label: row[Metric.FR_TOKEN_ACC] for label, row in table.items()}):
+    if agree := trade_off({row["label"]: row[Metric.FR_EXACT] for row in table},
+                          {row["label"]: row[Metric.FR_TOKEN_ACC] for row in table}):
         numbers += " " + agree
     if wider >= CLEAR:
         return Reading(True, f"{numbers} The expected effect appeared: the model trained only on true histories "
