@@ -9,8 +9,8 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from playground.analysis.compare import GAP, CompareSnapshot, evaluated, summary_rows
-from playground.analysis.lessons import CLEAR, mean_exact_by_length
+from playground.analysis.compare import GAP, CompareSnapshot, evaluated, mean_exact_by_length, summary_rows
+from playground.analysis.lessons import CLEAR
 from playground.analysis.readings import difference, points, share
 from playground.training.rules import Metric
 
@@ -117,7 +117,7 @@ def _best_at_end(snapshot: CompareSnapshot) -> str:
 
 
 def _holds_up_to(snapshot: CompareSnapshot) -> str:
-    by_length = mean_exact_by_length(snapshot)
+    by_length = mean_exact_by_length(snapshot).to_dict()
     holds = [n for n in sorted(by_length) if by_length[n] >= 0.9]
     if not by_length:
         return "The run was not evaluated."
@@ -127,7 +127,7 @@ def _holds_up_to(snapshot: CompareSnapshot) -> str:
 
 
 def _fall_shape(snapshot: CompareSnapshot) -> str:
-    by_length = mean_exact_by_length(snapshot)
+    by_length = mean_exact_by_length(snapshot).to_dict()
     lengths = sorted(by_length)
     if len(lengths) < 3:
         return "The run was not evaluated."
@@ -194,7 +194,7 @@ def _schedule_outcome(snapshot: CompareSnapshot) -> int | None:
 
 
 def _length_outcome(snapshot: CompareSnapshot) -> int | None:
-    by_length = mean_exact_by_length(snapshot)
+    by_length = mean_exact_by_length(snapshot).to_dict()
     lengths = sorted(by_length)
     if len(lengths) < 2:
         return None
