@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from playground.analysis.lessons import STEPS_ENV
+from playground.analysis.lessons import LESSONS, STEPS_ENV
 from playground.runs import registry as runs
 from tests.conftest import new_app
 
@@ -102,6 +102,7 @@ def test_lesson_runs_are_owned_bounded_and_show_their_place_and_stop(shared_serv
     alice.button(key="start").click().run()
     bob = new_app().run()
     bob.switch_page("app_pages/lessons.py").run()
+    bob.radio(key=f"prediction_{next(iter(LESSONS))}").set_value(0).run()  # the prediction comes first
     bob.button(key="lesson_start").click().run()
     lesson_run = runs.registry().get(next(iter(bob.session_state.lesson_runs.values())))
     assert lesson_run.status == "queued" and lesson_run.owner == bob.session_state.session_owner
