@@ -79,6 +79,40 @@ def test_script_of_a_comparison_prints_every_models_figures(tmp_path: Path,
     assert len({model["val_fr_loss"] for model in printed}) == 6  # six different models, not one printed six times
 
 
+def test_script_of_a_gru_reading_the_source_reversed_prints_the_runs_figures(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """nn.GRU and the reversal written in, nothing of the LSTM or of attention; two layers, free-running steps."""
+    run_dir = trained(["train", "--cell", "gru", "--reverse-source", "--layers", "2", "--steps", "20", *SMALL],
+                      tmp_path, capsys)
+    script = pytorch_script(read_experiment(run_dir))
+    assert "self.gru = nn.GRU(" in script and "def reversal_index(src" in script
+    assert "nn.LSTM" not in script and "class Attention" not in script and "self.reverse_source" not in script
+    assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
+
+
+def test_script_of_an_attention_run_prints_the_runs_figures(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Additive attention: its weights built where the library builds them, its score and no other."""
+    run_dir = trained(["train", "--attention", "additive", "--steps", "20", *SMALL], tmp_path, capsys)
+    script = pytorch_script(read_experiment(run_dir))
+    assert "self.v_a = nn.Linear(hidden_dim, 1, bias=False)" in script and "# additive: score" in script
+    assert "# dot:" not in script and "# general:" not in script
+    assert "reversal_index" not in script and "nn.GRU" not in script
+    assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
+
+
+def test_script_of_a_comparison_whose_arms_differ_by_attention(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Every score, and none, side by side on one data stream: each model built with its own arm's variant."""
+    run_dir = trained(["compare", "--attention", "none,dot,general,additive", "--ratios", "0.5", "--steps", "20",
+                       *SMALL], tmp_path, capsys)
+    printed = run_script(run_dir, tmp_path, capsys)
+    assert [model["label"] for model in printed] == ["γ = 0.5, no attention", "γ = 0.5, dot attention",
+                                                     "γ = 0.5, general attention", "γ = 0.5, additive attention"]
+    assert_same_figures(final_figures(run_dir), printed)
+    assert len({model["val_tf_loss"] for model in printed}) == 4
+
+
 def test_script_of_a_custom_task_carries_its_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("source,target\n" + "".join(f"{n},{n * 2}\n" for n in range(60)))
