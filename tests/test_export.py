@@ -111,6 +111,9 @@ def test_script_of_a_comparison_whose_arms_differ_by_attention(tmp_path: Path,
                                                      "γ = 0.5, general attention", "γ = 0.5, additive attention"]
     assert_same_figures(final_figures(run_dir), printed)
     assert len({model["val_tf_loss"] for model in printed}) == 4
+    script = (tmp_path / "experiment.py").read_text()
+    assert "self.attention = Attention(attention, hidden_dim) if attention != \"none\" else None" in script
+    assert max(map(len, script.splitlines())) <= 120  # readable: every line within the project's width
 
 
 def test_script_of_a_custom_task_carries_its_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -226,7 +226,7 @@ def pytorch_script(experiment: Experiment) -> str:
         title=f"{experiment.name}: {len(experiment.configs)} model(s) on the {base.task} task, {base.steps:,} steps",
         tolerance=TOLERANCE,
         settings=_one_per_line([f"{name!r}: {value!r}" for name, value in shared.items()], "{}"),
-        models=_one_per_line([repr({"label": label, **{name: getattr(config, name) for name in per_model}})
+        models=_one_per_line([_wrapped_dict({"label": label, **{name: getattr(config, name) for name in per_model}})
                               for label, config in zip(experiment.labels, experiment.configs, strict=True)], "[]"),
         data_seed=base.seed, task_description=task.description, buckets=VALIDATION_BUCKETS,
         pad=PAD_ID, sos=SOS_ID, eos=EOS_ID, unk=UNK_ID,
@@ -239,6 +239,16 @@ def pytorch_script(experiment: Experiment) -> str:
 
 def _one_per_line(items: list[str], brackets: str) -> str:
     return brackets[0] + "\n" + "".join(f"    {item},\n" for item in items) + brackets[1]
+
+
+def _wrapped_dict(values: dict[str, object], width: int = 110) -> str:
+    """A dict's repr broken between its items so that no line runs past `width` (one model's entry in MODELS)."""
+    lines = [""]
+    for item in (f"{name!r}: {value!r}" for name, value in values.items()):
+        if lines[-1] and len(lines[-1]) + len(item) + 2 > width:
+            lines.append("")
+        lines[-1] += (", " if lines[-1] else "") + item
+    return "{" + ",\n     ".join(lines) + "}"
 
 
 def _task_code(experiment: Experiment) -> str:
