@@ -143,6 +143,19 @@ def test_a_study_cell_exports_as_its_comparison(tmp_path: Path) -> None:
     assert not (tmp_path / "x.py").exists()
 
 
+def test_a_study_cell_whose_arms_differ_by_model_exports_each_arms_model(tmp_path: Path) -> None:
+    base = TrainConfig(steps=20, eval_every=10, val_size=32, hidden_dim=16)
+    study = StudyConfig.build(base, ["reverse"], [8], [2], [16], [1], [], 2, ((), ("none", "dot"), ("off", "on")))
+    run_dir = tmp_path / "study"
+    run_dir.mkdir()
+    (run_dir / RUN_FILE).write_text(json.dumps({"name": "grid", "kind": "study", "status": "finished"}))
+    (run_dir / "study.json").write_text(json.dumps({"config": study.as_dict(), "results": {}}))
+    script = pytorch_script(read_experiment(run_dir, 0))
+    assert "'attention': 'dot'," in script and "'reverse_source': 'on'}" in script and "'cell'" not in script
+    assert "self.attention = Attention(hidden_dim) if attention != \"none\" else None" in script
+    assert "        if self.reverse_source:\n" in script and "nn.GRU" not in script
+
+
 def test_tensorboard_holds_every_arms_scalars_and_settings(tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
