@@ -63,13 +63,11 @@ class Family:
     def description(self) -> str:
         if self.varying:
             return f"an encoder-decoder whose {', '.join(self.varying)} differ between the models (MODELS)"
-        cell = {("lstm",): "an LSTM", ("gru",): "a GRU"}.get(self.cells, "an LSTM or a GRU")
-        text = f"{cell} encoder-decoder"
+        text = f"{'an LSTM' if self.cells == ('lstm',) else 'a GRU'} encoder-decoder"
         if self.kinds:
-            kinds = " or ".join(self.kinds)
-            text += f" with {kinds} attention" + (" (or none)" if "none" in self.attentions else "")
-        if True in self.reversals:
-            text += ", the source read in reverse" + (" (or in order)" if False in self.reversals else "")
+            text += f" with {self.kinds[0]} attention"
+        if self.reversals == (True,):
+            text += ", the source read in reverse"
         return text
 
     @property
@@ -81,8 +79,9 @@ def model_arguments(family: Family) -> str:
     """What `train` passes to `Seq2Seq` after the sizes and dropout: the settings that differ between models."""
     values = {"cell": 'settings["cell"]', "attention": 'settings["attention"]',
               "reverse_source": 'settings["reverse_source"] == "on"'}
-    return "".join(f",\n{' ' * 20}" * (i == 0) + ", " * (i > 0) + values[name]
-                   for i, name in enumerate(family.varying))
+    if not family.varying:
+        return ""
+    return ",\n" + " " * 20 + ", ".join(values[name] for name in family.varying)
 
 
 def model_code(family: Family) -> str:
