@@ -79,6 +79,43 @@ def test_script_of_a_comparison_prints_every_models_figures(tmp_path: Path,
     assert len({model["val_fr_loss"] for model in printed}) == 6  # six different models, not one printed six times
 
 
+def test_script_of_a_gru_reading_the_source_reversed_prints_the_runs_figures(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """nn.GRU and the reversal written in, nothing of the LSTM or of attention; two layers, free-running steps."""
+    run_dir = trained(["train", "--cell", "gru", "--reverse-source", "--layers", "2", "--steps", "20", *SMALL],
+                      tmp_path, capsys)
+    script = pytorch_script(read_experiment(run_dir))
+    assert "self.gru = nn.GRU(" in script and "def reversal_index(src" in script
+    assert "nn.LSTM" not in script and "class Attention" not in script and "self.reverse_source" not in script
+    assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
+
+
+def test_script_of_an_attention_run_prints_the_runs_figures(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Additive attention: its weights built where the library builds them, its score and no other."""
+    run_dir = trained(["train", "--attention", "additive", "--steps", "20", *SMALL], tmp_path, capsys)
+    script = pytorch_script(read_experiment(run_dir))
+    assert "self.v_a = nn.Linear(hidden_dim, 1, bias=False)" in script and "# additive: score" in script
+    assert "# dot:" not in script and "# general:" not in script
+    assert "reversal_index" not in script and "nn.GRU" not in script
+    assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
+
+
+def test_script_of_a_comparison_whose_arms_differ_by_attention(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Every score, and none, side by side on one data stream: each model built with its own arm's variant."""
+    run_dir = trained(["compare", "--attention", "none,dot,general,additive", "--ratios", "0.5", "--steps", "20",
+                       *SMALL], tmp_path, capsys)
+    printed = run_script(run_dir, tmp_path, capsys)
+    assert [model["label"] for model in printed] == ["γ = 0.5, no attention", "γ = 0.5, dot attention",
+                                                     "γ = 0.5, general attention", "γ = 0.5, additive attention"]
+    assert_same_figures(final_figures(run_dir), printed)
+    assert len({model["val_tf_loss"] for model in printed}) == 4
+    script = (tmp_path / "experiment.py").read_text()
+    assert "self.attention = Attention(attention, hidden_dim) if attention != \"none\" else None" in script
+    assert max(map(len, script.splitlines())) <= 120  # readable: every line within the project's width
+
+
 def test_script_of_a_custom_task_carries_its_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("source,target\n" + "".join(f"{n},{n * 2}\n" for n in range(60)))
@@ -104,6 +141,19 @@ def test_a_study_cell_exports_as_its_comparison(tmp_path: Path) -> None:
     assert "def random_number(rng)" in pytorch_script(experiment)
     assert cli.main(["export", str(run_dir), "--script", str(tmp_path / "x.py")]) == 2  # which cell?
     assert not (tmp_path / "x.py").exists()
+
+
+def test_a_study_cell_whose_arms_differ_by_model_exports_each_arms_model(tmp_path: Path) -> None:
+    base = TrainConfig(steps=20, eval_every=10, val_size=32, hidden_dim=16)
+    study = StudyConfig.build(base, ["reverse"], [8], [2], [16], [1], [], 2, ((), ("none", "dot"), ("off", "on")))
+    run_dir = tmp_path / "study"
+    run_dir.mkdir()
+    (run_dir / RUN_FILE).write_text(json.dumps({"name": "grid", "kind": "study", "status": "finished"}))
+    (run_dir / "study.json").write_text(json.dumps({"config": study.as_dict(), "results": {}}))
+    script = pytorch_script(read_experiment(run_dir, 0))
+    assert "'attention': 'dot'," in script and "'reverse_source': 'on'}" in script and "'cell'" not in script
+    assert "self.attention = Attention(hidden_dim) if attention != \"none\" else None" in script
+    assert "        if self.reverse_source:\n" in script and "nn.GRU" not in script
 
 
 def test_tensorboard_holds_every_arms_scalars_and_settings(tmp_path: Path,

@@ -368,12 +368,3 @@ def test_a_training_run_previews_its_alignment_without_disturbing_training() -> 
     rows = [line for line in capture_csv(capture).splitlines() if line.startswith("attention,")]
     assert len(rows) == capture.attention.size
 
-
-def test_the_script_export_refuses_a_variant_it_cannot_write(tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["train", "--attention", "dot", "--runs-dir", str(tmp_path), "--steps", "2", "--hidden", "8",
-                     "--val-size", "16", "--quiet", "--json"]) == 0
-    run_dir = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"]
-    assert cli.main(["export", run_dir, "--script", str(tmp_path / "run.py")]) == 2
-    assert "LSTM, dot attention, which a script cannot export yet" in capsys.readouterr().err
-    assert not (tmp_path / "run.py").exists()

@@ -5,8 +5,11 @@ one `random.Random(seed)` draws the validation set and then every training batch
 weights come from `torch.manual_seed(model seed)` in the order `Seq2Seq` builds them, and a generator seeded
 with seed + 1 draws every step's coins whatever the ratio (`rules.draw_coins`). The task's generator and the
 teacher-forcing schedule are copied from the library's own source (`inspect.getsource`), so they cannot drift.
-What differs is float rounding: the playground runs free-running steps through its hand-written recurrence
-(`core/recurrence.py`), the script through nn.LSTM one step at a time.
+The model is written for the variants the experiment trains and no others (`model_code`): a GRU through nn.GRU,
+attention as Luong's equations, the reversed source. What differs is float rounding: the playground runs an LSTM's
+free-running steps through its hand-written recurrence (`core/recurrence.py`) and a GRU's through the cell's
+reference step, computes attention over all steps at once, and stacks models of one shape; the script runs
+nn.LSTM or nn.GRU one step at a time, each model on its own.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pprint
 from string import Template
 
 from playground.core import tasks
-from playground.core.config import DEFAULTS, VARIANT_SETTINGS, variant_label
+from playground.core.config import DEFAULTS, VARIANT_SETTINGS
 from playground.core.forcing import SCHEDULES, ForcingSchedule
 from playground.core.tasks import (
     EOS_ID,
@@ -29,13 +32,17 @@ from playground.core.tasks import (
     count_symbols,
     number_to_words,
 )
-from playground.export.experiment import Experiment, ExportError
+from playground.export.experiment import Experiment
+from playground.export.model_code import Family, model_arguments, model_code
 from playground.training.batched import PER_MODEL
 from playground.training.trainer import build_task
 
 # What tests/test_export.py holds (CPU, dropout 0): every final validation figure within 1e-4 of the run's. Measured
-# up to 300 steps: losses differ by under 1e-6, accuracies and exact match not at all; an argmax tie decided the
-# other way would move an accuracy by one token.
+# up to 300 steps (the model family's variants, 13 models: 200): losses differ by under 3e-6 (one attention model
+# 1.6e-5), accuracies and exact match not at all. Rounding can grow, though: a free-running training step that meets
+# a near tie (top-2 logits within ~1e-6) may take the other token (LSTM, source reversed, per-token coins: a 2e-6 tie
+# at step 134, final losses 1.5e-3 apart), and a model in a sensitive stretch of training amplifies the difference
+# (a GRU with additive attention: logits 6e-8 apart after step 1, 6e-5 at step 130, 5e-3 at 160; losses 4e-2 at 200).
 TOLERANCE = "every figure within 1e-4"
 NOT_SHARED = (*PER_MODEL, "task", "min_len", "max_len", "alphabet_size", "max_digits", "custom_data",
               "custom_tokenization", "device")
@@ -45,9 +52,10 @@ _HEADER = Template('''\
 
 A standalone PyTorch script exported from the Seq2Seq Playground: torch and the standard library only. It trains
 the same experiment with the same seeds and prints the validation figures the run recorded, within float rounding
-($tolerance; CPU, dropout 0). Dropout draws from torch's global generator, which the playground shares
-between runs, so with dropout the figures agree in distribution only. A change made while the run trained (the
-learning rate) is not replayed: these are the settings the run ended with.
+($tolerance; CPU, dropout 0; over long runs the rounding can grow until the figures part ways). Dropout
+draws from torch's global generator, which the playground shares between runs, so with dropout the figures agree
+in distribution only. A change made while the run trained (the learning rate) is not replayed: these are the
+settings the run ended with.
 
 Read it top to bottom: the settings, the task's data, the model, the teacher-forcing schedule, the evaluation,
 the training loop. Run: python this_file.py (the last line printed is JSON: every model's final figures).
@@ -118,64 +126,9 @@ class Data:
         return encode(pairs)
 
 
-# --- the model: an LSTM encoder-decoder ---------------------------------------------------------------------------
+'''
 
-
-class Encoder(nn.Module):
-    def __init__(self, vocab_size, emb_dim, hidden_dim, num_layers, dropout):
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(emb_dim, hidden_dim, num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
-
-    def forward(self, src):
-        """The final (h_T, c_T): all the decoder learns of the source."""
-        _, state = self.lstm(self.dropout(self.embedding(src)))
-        return state
-
-
-class Decoder(nn.Module):
-    def __init__(self, vocab_size, emb_dim, hidden_dim, num_layers, dropout):
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(emb_dim, hidden_dim, num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
-        self.fc_out = nn.Linear(hidden_dim, vocab_size)
-
-    def forward(self, inputs, state):
-        """Logits o_t = W_o h_t + b_o for every input token, and the state after the last."""
-        outputs, state = self.lstm(self.dropout(self.embedding(inputs)), state)
-        return self.fc_out(outputs), state
-
-
-class Seq2Seq(nn.Module):
-    def __init__(self, src_vocab_size, tgt_vocab_size, emb_dim, hidden_dim, num_layers, dropout):
-        super().__init__()
-        self.encoder = Encoder(src_vocab_size, emb_dim, hidden_dim, num_layers, dropout)
-        self.decoder = Decoder(tgt_vocab_size, emb_dim, hidden_dim, num_layers, dropout)
-
-    def forward(self, src, tgt, teacher=None):
-        """Logits (B, L, V); logits[:, t] predicts tgt[:, t].
-
-        The decoder starts from (h_T, c_T) and <sos>. `teacher` None: every step reads the true y_{t-1} (teacher
-        forcing, one LSTM call over all steps). Otherwise a bool tensor, (L,) one coin per step or (B, L) one per
-        token: step t reads y_{t-1} where it is true, else the argmax of its own previous logits.
-        """
-        state = self.encoder(src)
-        inputs = torch.cat([torch.full_like(tgt[:, :1], SOS_ID), tgt[:, :-1]], dim=1)
-        if teacher is None:
-            return self.decoder(inputs, state)[0]
-        steps = []
-        token = inputs[:, 0]  # step 0 always reads <sos>
-        for t in range(tgt.shape[1]):
-            if t > 0:
-                token = torch.where(teacher[..., t], inputs[:, t], steps[-1].argmax(-1))
-            logits, state = self.decoder(token[:, None], state)
-            steps.append(logits[:, 0])
-        return torch.stack(steps, dim=1)
-
+_LOSS = '''
 
 def sequence_loss(logits, tgt):
     """Cross-entropy averaged over every non-<pad> target token."""
@@ -226,7 +179,7 @@ def train(label, settings):
     coins = torch.Generator().manual_seed(DATA_SEED + 1)
     torch.manual_seed(settings["seed"])
     model = Seq2Seq(len(SOURCE_VOCABULARY), len(TARGET_VOCABULARY), settings["emb_dim"], settings["hidden_dim"],
-                    settings["num_layers"], settings["dropout"])
+                    settings["num_layers"], settings["dropout"]MODEL_VARIANT)
     optimizer = make_optimizer(settings, list(model.parameters()))
     schedule = ForcingSchedule(settings["schedule"], settings["teacher_forcing_ratio"], settings["tf_end"],
                                settings["decay_steps"], settings["exp_k"], settings["sigmoid_k"])
@@ -262,32 +215,42 @@ if __name__ == "__main__":
 
 
 def pytorch_script(experiment: Experiment) -> str:
-    """The experiment as the text of one runnable .py file (the specification's model only, so far)."""
-    variants = sorted({variant_label(config.as_dict()) for config in experiment.configs
-                       if any(getattr(config, name) != getattr(DEFAULTS, name) for name in VARIANT_SETTINGS)})
-    if variants:
-        raise ExportError(f"the script writes the specification's LSTM without attention, read in order; this "
-                          f"experiment trains {', '.join(variants)}, which a script cannot export yet")
+    """The experiment as the text of one runnable .py file, its model written for the variants it trains."""
     base = experiment.base
     task = build_task(base, experiment.custom)
+    family = Family.of(experiment.configs)
+    shared = {name: value for name, value in base.as_dict().items()
+              if name not in NOT_SHARED or (name in VARIANT_SETTINGS and name not in family.varying
+                                            and value != getattr(DEFAULTS, name))}
+    per_model = [name for name in PER_MODEL if name not in VARIANT_SETTINGS or name in family.varying]
     header = _HEADER.substitute(
         counter="from collections import Counter\n" if base.task == "count" else "",
         title=f"{experiment.name}: {len(experiment.configs)} model(s) on the {base.task} task, {base.steps:,} steps",
         tolerance=TOLERANCE,
-        settings=_one_per_line([f"{name!r}: {value!r}" for name, value in base.as_dict().items()
-                                if name not in NOT_SHARED], "{}"),
-        models=_one_per_line([repr({"label": label, **{name: getattr(config, name) for name in PER_MODEL}})
+        settings=_one_per_line([f"{name!r}: {value!r}" for name, value in shared.items()], "{}"),
+        models=_one_per_line([_wrapped_dict({"label": label, **{name: getattr(config, name) for name in per_model}})
                               for label, config in zip(experiment.labels, experiment.configs, strict=True)], "[]"),
         data_seed=base.seed, task_description=task.description, buckets=VALIDATION_BUCKETS,
         pad=PAD_ID, sos=SOS_ID, eos=EOS_ID, unk=UNK_ID,
         source_vocabulary=pprint.pformat(task.src_vocab.itos, width=116, compact=True),
         target_vocabulary=pprint.pformat(task.tgt_vocab.itos, width=116, compact=True))
     schedule = f"SCHEDULES = {SCHEDULES!r}\n\n\n{inspect.getsource(ForcingSchedule)}"
-    return header + _task_code(experiment) + _DATA + schedule + _REST
+    rest = _REST.replace("MODEL_VARIANT", model_arguments(family))
+    return header + _task_code(experiment) + _DATA + model_code(family) + _LOSS + schedule + rest
 
 
 def _one_per_line(items: list[str], brackets: str) -> str:
     return brackets[0] + "\n" + "".join(f"    {item},\n" for item in items) + brackets[1]
+
+
+def _wrapped_dict(values: dict[str, object], width: int = 110) -> str:
+    """A dict's repr broken between its items so that no line runs past `width` (one model's entry in MODELS)."""
+    lines = [""]
+    for item in (f"{name!r}: {value!r}" for name, value in values.items()):
+        if lines[-1] and len(lines[-1]) + len(item) + 2 > width:
+            lines.append("")
+        lines[-1] += (", " if lines[-1] else "") + item
+    return "{" + ",\n     ".join(lines) + "}"
 
 
 def _task_code(experiment: Experiment) -> str:
