@@ -52,7 +52,7 @@ def test_superscript_digits_in_a_link_keep_the_default_with_a_message() -> None:
     at = opened("app_pages/study.py", study_seeds="²")
     assert not at.exception
     assert at.number_input(key="study_seeds").value == 5
-    assert any("study_seeds = '²' cannot be used" in warning.value for warning in at.warning)
+    assert any("seeds = '²' cannot be used" in warning.value for warning in at.warning)
 
 
 def test_a_run_id_too_long_for_a_file_name_is_one_message() -> None:

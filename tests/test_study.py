@@ -179,4 +179,4 @@ def test_the_study_link_holds_the_grid_and_names_a_value_it_cannot_use() -> None
     assert opened.multiselect(key="study_schedules").value == []  # an empty list stays empty
     assert opened.number_input(key="study_seeds").value == 5  # 40 is past the limit: the default stays
     assert [warning.value for warning in opened.warning] == [
-        "The link's study_seeds = '40' cannot be used (allowed: 2 to 30): the page shows '5' instead."]
+        "The link's study\\_seeds = '40' cannot be used (allowed: 2 to 30): the page shows '5' instead."]

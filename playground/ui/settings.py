@@ -21,6 +21,7 @@ from playground.core.config import (
 from playground.core.devices import available_devices
 from playground.core.tasks import MAX_CUSTOM_BYTES, TASKS, CustomPairs, TaskError, parse_custom_csv
 from playground.training.trainer import build_task
+from playground.ui.text import plain
 
 SETTING_PREFIX = ""  # a setting's widget key is its name, which is also its name in the link (bind="query-params")
 
@@ -117,9 +118,9 @@ def share_link(share: Share, values: Texts, defaults: Texts, extra: dict[str, st
                 continue
             now = values[name] if isinstance(values[name], list) else [values[name]]
             if asked != now and not (asked == [""] and now == []):
-                st.warning(f"The link's {label(name)} = {', '.join(asked)!r} cannot be used "
-                           f"(allowed: {(allowed or {}).get(name, 'see the help of its widget')}): the page shows "
-                           f"{', '.join(now) or 'none'!r} instead.")
+                st.warning(plain(f"The link's {label(name)} = {', '.join(asked)!r} cannot be used "  # as typed
+                                 f"(allowed: {(allowed or {}).get(name, 'see the help of its widget')}): the page "
+                                 f"shows {', '.join(now) or 'none'!r} instead."))
     params = {name: value if value != [] else "" for name, value in values.items()  # an empty list: `name=`
               if value != defaults.get(name)} | (extra or {})
     parts = urlsplit(st.context.url or "")
