@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from playground.analysis.compare import summary_rows
+from playground.cli.common import strict
 from playground.core.config import TrainConfig
 from playground.runs.background import RUN_FILE, RunError
 from playground.runs.engines import CompareEngine, TrainingEngine
@@ -102,8 +103,8 @@ def test_a_killed_cli_comparison_is_listed_as_stopped_and_resumes_to_the_same_fi
     (tmp_path / "uninterrupted").mkdir()
     uninterrupted.save(tmp_path / "uninterrupted")
 
-    def without_time(rows: list[dict]) -> list[dict]:
-        return [{key: value for key, value in row.items() if key != "wall_seconds"} for row in rows]
+    def without_time(rows: list[dict]) -> list[dict]:  # as the CLI prints them (strict JSON: no NaN)
+        return [{key: value for key, value in row.items() if key != "wall_seconds"} for row in strict(rows)]
 
     assert without_time(summary["rows"]) == without_time(summary_rows(uninterrupted.snapshot()))  # final metrics
     assert len(summary["rows"]) == 3
