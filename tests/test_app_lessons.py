@@ -167,6 +167,7 @@ def test_a_lesson_stopped_by_a_restart_is_continued_from_the_lessons_page(monkey
     at = new_app().run()
     at.switch_page("app_pages/lessons.py").run()
     assert "lesson_continue" not in [button.key for button in at.button]  # nothing to continue yet
+    at.radio(key=f"prediction_{lesson}").set_value(0).run()
     at.button(key="lesson_start").click().run()
     run = runs.registry().get(at.session_state.lesson_runs[lesson])
     deadline = time.monotonic() + 60

@@ -5,9 +5,9 @@ can redo from the shown figures, and intervals of a share within 0-100%."""
 from __future__ import annotations
 
 from playground.analysis import compare, lessons, study
-from playground.analysis.answers import answers
+from playground.analysis.answers import PREDICTIONS, answers
 from playground.analysis.compare import GAP, CompareConfig, CompareSnapshot
-from playground.analysis.readings import difference, interval, trade_off
+from playground.analysis.readings import difference, interval, share, trade_off
 from playground.core.config import TrainConfig
 from playground.training.rules import Metric
 
@@ -74,6 +74,83 @@ def test_lesson_reading_redoes_its_arithmetic_from_shown_figures_and_names_the_t
     assert first.startswith("γ = 1's training loss fell to half of its start first, at step 300 (γ = 0 at step 600)")
     assert now.endswith("γ = 1 loses the most when it reads its own predictions.") and "a gap of 17.4 points" in now
     assert "γ = 1's gap starts at 17.4 points" in over_time and "it stayed about the same" in over_time
+
+
+def seeded_snapshot(key: str, setting: str, exact: dict[str, list[float]], halfway_loss: dict[str, float],
+                    by_length: dict[str, list[dict[int, float]]] | None = None) -> CompareSnapshot:
+    """A finished run of a 3-seed lesson: each arm (found by its `setting`) with its per-seed final exact match,
+    its training loss at step 250 (2.0 at the start) and its per-seed exact match by output length."""
+    config = lessons.LESSONS[key].config
+    arms = config.arms()
+    values = [arm.settings()[setting] for arm in arms]
+    rows = [[{"step": 0, Metric.TRAIN_LOSS: 2.0}, {"step": 250, Metric.TRAIN_LOSS: halfway_loss[value]},
+             {"step": 500, Metric.TRAIN_LOSS: 0.2, Metric.FR_EXACT: final, Metric.TF_TOKEN_ACC: 0.99,
+              Metric.FR_TOKEN_ACC: final, Metric.TF_LOSS: 0.1, Metric.FR_LOSS: 0.4}]
+            for value in values for final in exact[value]]
+    lengths = [seed for value in values for seed in (by_length or {}).get(value, [{}] * config.seeds)]
+    return CompareSnapshot([arm.label for arm in arms], config.seeds, rows, lengths, 500, 500, 30.0, config)
+
+
+def check_answers(key: str, snapshot: CompareSnapshot, figures: list[str]) -> list[str]:
+    """Every question answered, none with "not evaluated", and each figure of the run named in some answer."""
+    answered = answers(key, snapshot)
+    assert len(answered) == len(lessons.LESSONS[key].questions) and all(answered)
+    assert not any("not evaluated" in answer for answer in answered)
+    assert all(any(figure in answer for answer in answered) for figure in figures), (figures, answered)
+    return answered
+
+
+def test_the_attention_lesson_predicts_and_answers_from_its_seed_means() -> None:
+    plain = [{4: 1.0, 5: 0.95, 6: 0.8, 7: 0.5, 8: 0.2 + 0.02 * s, 9: 0.1 + 0.01 * s} for s in range(3)]
+    attending = [{4: 1.0, 5: 1.0, 6: 0.97, 7: 0.95, 8: 0.9 - 0.03 * s, 9: 0.85} for s in range(3)]
+    run = seeded_snapshot("attention", "attention", {"none": [0.4, 0.42, 0.45], "dot": [0.8, 0.82, 0.79]},
+                          {"none": 0.9, "dot": 1.5}, {"none": plain, "dot": attending})
+    assert lessons.read_attention_cure(run).appeared is True
+    assert PREDICTIONS["attention"].outcome(run) == 0  # "with attention", as the reading says
+    parted, first, spread = check_answers("attention", run, ["16.5%", "86.0%", "at 6 tokens"])
+    assert parted.startswith("Long outputs are held better by attention: no attention 16.5%, attention 86.0% "
+                             "(free-running exact match on outputs of 8 to 9 tokens, mean over 3 seeds)")
+    assert "first differ by 10.0 points or more at 6 tokens (97.0% with attention, 80.0% without)" in parted
+    assert first.startswith("γ = 1, no attention's training loss fell to half of its start first, at step 250 "
+                            "(γ = 1, dot attention at step 500)")
+    assert "do not overlap" in spread and spread.endswith("more than seed noise.")
+    even = seeded_snapshot("attention", "attention", {"none": [0.4] * 3, "dot": [0.4] * 3},
+                           {"none": 0.9, "dot": 0.9}, {"none": plain, "dot": [dict(seed) for seed in plain]})
+    assert PREDICTIONS["attention"].outcome(even) == 2 and lessons.read_attention_cure(even).appeared is False
+
+
+def test_the_reversal_lesson_says_when_reversing_hurt() -> None:
+    run = seeded_snapshot("reversal", "reverse_source", {"off": [0.7, 0.75, 0.72], "on": [0.5, 0.52, 0.55]},
+                          {"off": 0.8, "on": 0.9})
+    assert "reversal hurt here" in lessons.read_reversal(run).text
+    assert PREDICTIONS["reversal"].outcome(run) == 1  # "in order", beyond noise
+    first, apart, reverse = check_answers("reversal", run, ["72.3%", "52.3%", "6 to 14"])
+    assert first.startswith("γ = 1, source in order and γ = 1, source reversed fell to half of their starting "
+                            "training loss at the same logged step, 250: this run cannot tell them apart.")
+    assert "the whole source, 6 to 14 tokens here" in apart and f"the source reversed {share(0.5233)}" in apart
+    assert "the source reversed minus the source in order, free-running exact match: -20.0 points" in reverse
+    assert reverse.endswith("expect the opposite sign.")
+    early = seeded_snapshot("reversal", "reverse_source", {"off": [], "on": []}, {"off": 1.5, "on": 1.5})
+    assert PREDICTIONS["reversal"].outcome(early) is None
+    assert answers("reversal", early)[1:] == ["The run was not evaluated."] * 2
+
+
+def test_the_cell_lesson_calls_seed_noise_a_tie_and_sizes_both_cells() -> None:
+    run = seeded_snapshot("gru_or_lstm", "cell", {"lstm": [0.6, 0.7, 0.65], "gru": [0.68, 0.62, 0.66]},
+                          {"lstm": 1.5, "gru": 0.7})
+    assert lessons.read_gru_or_lstm(run).appeared is False
+    assert PREDICTIONS["gru_or_lstm"].outcome(run) == 2
+    first, spread, pick = check_answers("gru_or_lstm", run, ["65.0%", "65.3%"])
+    assert first.startswith("γ = 1, GRU's training loss fell to half of its start first, at step 250 "
+                            "(γ = 1, LSTM at step 500)")
+    assert "the LSTM's seeds span 60.0% to 70.0%" in spread and "the ranges overlap" in spread
+    assert spread.endswith("within seed noise.")
+    assert pick.startswith("Size: the GRU has") and "On this run's numbers: the GRU" in pick
+    clear = seeded_snapshot("gru_or_lstm", "cell", {"lstm": [0.8, 0.85, 0.9], "gru": [0.6, 0.64, 0.7]},
+                            {"lstm": 0.9, "gru": 0.9})
+    assert PREDICTIONS["gru_or_lstm"].outcome(clear) == 1 and "the LSTM did better" in \
+        lessons.read_gru_or_lstm(clear).text
+    assert "On this run's numbers: the LSTM, whose lead is more than seed noise" in answers("gru_or_lstm", clear)[2]
 
 
 def test_the_shared_pieces() -> None:

@@ -1,6 +1,6 @@
 """The prediction a lesson asks for before it runs, and every lesson question answered after the run, from that
-run's own logged rows (seed 0 of each arm, the seed a lesson trains), so a student can check what they read off
-the charts."""
+run's own logged rows, so a student can check what they read off the charts. Curves are seed means (a lesson with
+one seed reads that seed); the seeded lessons answer from the same paired comparison their reading states."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from playground.analysis.compare import GAP, CompareSnapshot, evaluated, mean_exact_by_length, summary_rows
-from playground.analysis.lessons import CLEAR
+from playground.analysis.compare import GAP, CompareSnapshot, by_step, evaluated, mean_exact_by_length, summary_rows
+from playground.analysis.lessons import CLEAR, Contrast, attention_contrast, cell_contrast, reversal_contrast
 from playground.analysis.readings import difference, points, share
+from playground.training.cost import parameter_count
 from playground.training.rules import Metric
+from playground.training.trainer import build_task
 
 HALF = 0.5  # "falls": the training loss reaches half of its first logged value
 HANDED_OVER = 0.5  # a schedule hands control over when γ drops below one half
+PART = 0.1  # two arms "part" at the first output length where their exact match differs by ten points
+NOT_EVALUATED = "The run was not evaluated."
 
 
 def _rows(snapshot: CompareSnapshot, arm: int) -> list[dict[str, float]]:
@@ -26,28 +30,34 @@ def _step_when(rows: list[dict[str, float]], holds: Callable[[dict[str, float]],
     return next((int(row["step"]) for row in rows if holds(row)), None)
 
 
-def _loss_falls(snapshot: CompareSnapshot) -> str:
-    """Which arm's training loss first falls to half of its start."""
-    firsts = {}
-    for arm, label in enumerate(snapshot.labels):
-        rows = [row for row in _rows(snapshot, arm) if Metric.TRAIN_LOSS in row]
-        if rows:
-            start = rows[0][Metric.TRAIN_LOSS]
-            firsts[label] = _step_when(rows, lambda row, start=start: row[Metric.TRAIN_LOSS] <= HALF * start)
-    reached = {label: step for label, step in firsts.items() if step is not None}
-    if not reached:
-        return "No model's training loss fell to half of its first value in this run: train longer."
-    first = min(reached, key=reached.__getitem__)
-    others = "; ".join(f"{label} at step {step}" if step is not None else f"{label} never did"
-                       for label, step in firsts.items() if label != first)
-    return (f"{first}'s training loss fell to half of its start first, at step {reached[first]} ({others}). "
-            "The more often a decoder is fed the true previous token, the easier each training step is.")
+def _loss_falls(why: str) -> Callable[[CompareSnapshot], str]:
+    """The answer to "whose training loss falls first": the first step at which each arm's seed-mean training loss
+    reaches half of its first value, then `why`."""
+    def answer(snapshot: CompareSnapshot) -> str:
+        firsts = {}
+        for arm, label in enumerate(snapshot.labels):
+            loss = by_step(snapshot.arm_rows(arm), lambda row: row.get(Metric.TRAIN_LOSS)).mean(axis=1)
+            if len(loss):
+                fallen = loss.index[loss <= HALF * loss.iloc[0]]
+                firsts[label] = int(fallen[0]) if len(fallen) else None
+        reached = {label: step for label, step in firsts.items() if step is not None}
+        if not reached:
+            return "No model's training loss fell to half of its first value in this run: train longer."
+        step = min(reached.values())
+        first = [label for label, reached_at in reached.items() if reached_at == step]
+        others = "; ".join(f"{label} at step {at}" if at is not None else f"{label} never did"
+                           for label, at in firsts.items() if label not in first)
+        if len(first) > 1:
+            return (f"{' and '.join(first)} fell to half of their starting training loss at the same logged step, "
+                    f"{step}" + (f" ({others})" if others else "") + f": this run cannot tell them apart. {why}")
+        return f"{first[0]}'s training loss fell to half of its start first, at step {step} ({others}). {why}"
+    return answer
 
 
 def _gap_now(snapshot: CompareSnapshot) -> str:
     table = summary_rows(snapshot)
     if not table:
-        return "The run was not evaluated."
+        return NOT_EVALUATED
     widest = max(table, key=lambda row: row[GAP])
     listing = "; ".join(f"{row['label']}: {share(row[Metric.TF_TOKEN_ACC])} teacher-forced, "
                         f"{share(row[Metric.FR_TOKEN_ACC])} free-running, a gap of {points(row[GAP])}"
@@ -66,7 +76,7 @@ def _gap_over_time(snapshot: CompareSnapshot) -> str:
                  else "grew" if difference(end, first) >= 0.02 else "stayed about the same")
         answers.append(f"{row['label']}'s gap starts at {points(first)}, peaks at {points(peak)} (step "
                        f"{row['gap_peak_step']:.0f}) and ends at {points(end)} (step {row['step']}): it {trend}")
-    return "; ".join(answers) + "." if answers else "The run was not evaluated."
+    return "; ".join(answers) + "." if answers else NOT_EVALUATED
 
 
 def evaluated_gap(snapshot: CompareSnapshot, label: str) -> float:
@@ -105,7 +115,7 @@ def _loss_while_decaying(snapshot: CompareSnapshot) -> str:
 def _best_at_end(snapshot: CompareSnapshot) -> str:
     table = sorted(summary_rows(snapshot), key=lambda row: row[Metric.FR_TOKEN_ACC], reverse=True)
     if len(table) < 2:
-        return "The run was not evaluated."
+        return NOT_EVALUATED
     best, second = table[0], table[1]
     lead = difference(best[Metric.FR_TOKEN_ACC], second[Metric.FR_TOKEN_ACC])
     last = [row[Metric.FR_TOKEN_ACC] for row in evaluated(_rows(snapshot, snapshot.labels.index(best["label"])))[-4:]]
@@ -120,7 +130,7 @@ def _holds_up_to(snapshot: CompareSnapshot) -> str:
     by_length = mean_exact_by_length(snapshot).to_dict()
     holds = [n for n in sorted(by_length) if by_length[n] >= 0.9]
     if not by_length:
-        return "The run was not evaluated."
+        return NOT_EVALUATED
     if not holds:
         return f"No length is right 90% of the time yet (the best: {share(max(by_length.values()))})."
     return f"Outputs up to {max(holds)} tokens are exactly right at least 90% of the time free-running."
@@ -130,7 +140,7 @@ def _fall_shape(snapshot: CompareSnapshot) -> str:
     by_length = mean_exact_by_length(snapshot).to_dict()
     lengths = sorted(by_length)
     if len(lengths) < 3:
-        return "The run was not evaluated."
+        return NOT_EVALUATED
     drops = {n: by_length[previous] - by_length[n] for previous, n in itertools.pairwise(lengths)}
     total = by_length[lengths[0]] - by_length[lengths[-1]]
     steepest = max(drops, key=drops.__getitem__)
@@ -153,10 +163,83 @@ def _still_rising(snapshot: CompareSnapshot) -> str:
             f"at step {rows[-1]['step']:.0f}: {verdict}.")
 
 
+def _when_evaluated(contrast: Callable[[CompareSnapshot], Contrast | None],
+                    answer: Callable[[CompareSnapshot, Contrast], str]) -> Callable[[CompareSnapshot], str]:
+    """An answer from the lesson's own paired comparison, once every seed has been evaluated."""
+    def answered(snapshot: CompareSnapshot) -> str:
+        found = contrast(snapshot)
+        return NOT_EVALUATED if found is None else answer(snapshot, found)
+    return answered
+
+
+def _means(found: Contrast) -> str:
+    return (f"{found.names[0]} {share(statistics.fmean(found.first))}, {found.names[1]} "
+            f"{share(statistics.fmean(found.second))} ({found.what}, mean over {len(found.first)} seeds)")
+
+
+def _where_they_part(snapshot: CompareSnapshot, found: Contrast) -> str:
+    plain, attending = (mean_exact_by_length(snapshot, arm) for arm in found.arms)
+    lengths = plain.index.intersection(attending.index)
+    apart = [n for n in lengths if abs(difference(attending[n], plain[n])) >= PART]
+    better = ("Neither model holds long outputs clearly better" if abs(found.lead) < CLEAR
+              else f"Long outputs are held better by {found.names[1] if found.lead > 0 else found.names[0]}")
+    where = (f"they first differ by {points(PART)} or more at {apart[0]} tokens ({share(attending[apart[0]])} with "
+             f"attention, {share(plain[apart[0]])} without)" if apart
+             else f"they stay within {points(PART)} of each other at every length")
+    return f"{better}: {_means(found)}. By output length, {where}."
+
+
+def _beyond_spread(snapshot: CompareSnapshot, found: Contrast) -> str:
+    ranges = [(min(values), max(values)) for values in (found.first, found.second)]
+    overlap = ranges[0][0] <= ranges[1][1] and ranges[1][0] <= ranges[0][1]
+    spread = "; ".join(f"{name}'s seeds span {share(low)} to {share(high)}"
+                       for name, (low, high) in zip(found.names, ranges, strict=True))
+    return (f"On {found.what}, {spread}: the ranges {'overlap' if overlap else 'do not overlap'}. Paired by seed, "
+            f"{found.test}, so the difference is {'more than' if found.clear else 'within'} seed noise.")
+
+
+def _steps_apart(snapshot: CompareSnapshot, found: Contrast) -> str:
+    base = snapshot.config.base
+    return (f"Read in order, the first input token is the first the encoder reads: the whole source, {base.min_len} "
+            f"to {base.max_len} tokens here, lies between it and the first output. Reversed, it is the last token "
+            f"read, one step before the first output. This run: {_means(found)}.")
+
+
+def _reverse_task(snapshot: CompareSnapshot, found: Contrast) -> str:
+    base = snapshot.config.base
+    expect = "the opposite sign" if found.clear else "no clear effect either, or a small one of the opposite sign"
+    return (f"No: to reverse, the first output is the last input token, already one step back when read in order; "
+            f"reversing the source would put it {base.min_len} to {base.max_len} steps back, like the in-order copy "
+            f"here. In this copy run, {found.test}: so on the reverse task expect {expect}.")
+
+
+def _which_cell(snapshot: CompareSnapshot, found: Contrast) -> str:
+    task = build_task(snapshot.config.base)
+    sizes = [parameter_count(snapshot.config.configs()[arm * snapshot.seeds], len(task.src_vocab),
+                             len(task.tgt_vocab)) for arm in found.arms]
+    lstm, gru = sizes
+    pick = (f"{found.names[0]}, whose lead is more than seed noise" if found.ranked(0.0) == 1
+            else f"{found.names[1]}: as accurate or better here, and smaller and faster per step")
+    return (f"Size: {found.names[1]} has {gru:,} weights, {found.names[0]} {lstm:,} ({1 - gru / lstm:.0%} fewer, so "
+            f"each step costs less). Accuracy: {_means(found)}, {'beyond' if found.clear else 'within'} seed noise. On "
+            f"this run's numbers: {pick}. A bigger model multiplies both the saving and any accuracy gap.")
+
+
 ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], str], ...]] = {
-    "exposure_bias": (_loss_falls, _gap_now, _gap_over_time),
+    "exposure_bias": (_loss_falls("The more often a decoder is fed the true previous token, the easier each "
+                                  "training step is."), _gap_now, _gap_over_time),
     "scheduled_sampling": (_hand_over, _loss_while_decaying, _best_at_end),
     "bottleneck": (_holds_up_to, _fall_shape, _still_rising),
+    "attention": (_when_evaluated(attention_contrast, _where_they_part),
+                  _loss_falls("Attention must first learn where to look, which can slow its start; once it has, "
+                              "the decoder no longer depends on the final state alone."),
+                  _when_evaluated(attention_contrast, _beyond_spread)),
+    "reversal": (_loss_falls("Reversed, the first output depends on a token read one step before, not a whole "
+                             "source before; short dependencies are usually learned first."),
+                 _when_evaluated(reversal_contrast, _steps_apart), _when_evaluated(reversal_contrast, _reverse_task)),
+    "gru_or_lstm": (_loss_falls("The GRU has a quarter fewer weights to fit; the LSTM's separate cell can carry "
+                                "information further."),
+                    _when_evaluated(cell_contrast, _beyond_spread), _when_evaluated(cell_contrast, _which_cell)),
 }
 
 
@@ -204,6 +287,16 @@ def _length_outcome(snapshot: CompareSnapshot) -> int | None:
     return 0 if fall >= 0.2 else 2 if fall <= -0.2 else 1
 
 
+def _contrast_outcome(contrast: Callable[[CompareSnapshot], Contrast | None],
+                      margin: float) -> Callable[[CompareSnapshot], int | None]:
+    """The outcome of a seeded lesson as its reading judges it: its second arm ahead beyond seed noise by at least
+    `margin` (0), its first arm (1), or neither (2)."""
+    def outcome(snapshot: CompareSnapshot) -> int | None:
+        found = contrast(snapshot)
+        return None if found is None else found.ranked(margin)
+    return outcome
+
+
 PREDICTIONS: dict[str, Prediction] = {
     "exposure_bias": Prediction(
         "Which model will lose more accuracy when it must read its own predictions (the wider gap)?",
@@ -215,6 +308,17 @@ PREDICTIONS: dict[str, Prediction] = {
     "bottleneck": Prediction(
         "How will exact match change as the outputs get longer?",
         ("it falls with length", "it stays about the same", "it rises with length"), _length_outcome),
+    "attention": Prediction(
+        "Which model will get the longest outputs exactly right more often?",
+        ("with attention", "without attention", "about the same (within seed noise)"),
+        _contrast_outcome(attention_contrast, CLEAR)),
+    "reversal": Prediction(
+        "Which model will copy better (free-running exact match) at the end?",
+        ("the one reading the source reversed", "the one reading it in order", "about the same (within seed noise)"),
+        _contrast_outcome(reversal_contrast, CLEAR)),
+    "gru_or_lstm": Prediction(
+        "Which cell will end with more sequences exactly right?",
+        ("the GRU", "the LSTM", "about the same (within seed noise)"), _contrast_outcome(cell_contrast, 0.0)),
 }
 
 

@@ -198,88 +198,126 @@ def _versus(name_a: str, a: list[float], name_b: str, b: list[float], what: str)
 NOT_YET = Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
 
 
-def read_attention_cure(snapshot: CompareSnapshot) -> Reading:
-    """Expected: with attention, long outputs stay right where the final state alone fails."""
+@dataclass(frozen=True)
+class Contrast:
+    """Two arms of a seeded lesson on one figure, over the same seeds: what its reading and its answers both say."""
+
+    arms: tuple[int, int]  # the first arm's index, the second's
+    names: tuple[str, str]
+    what: str  # the figure compared
+    first: list[float]  # one value per seed
+    second: list[float]
+    lead: float  # second minus first, the mean over seeds
+    clear: bool  # more than seed noise (paired t-test)
+    test: str  # the paired difference, its interval and p
+    numbers: str  # the figures and the test, as the reading states them
+
+    def ranked(self, margin: float) -> int:
+        """0: the second arm is ahead beyond noise by at least `margin`; 1: the first is; 2: neither."""
+        return 0 if self.clear and self.lead >= margin else 1 if self.clear and self.lead <= -margin else 2
+
+
+def attention_contrast(snapshot: CompareSnapshot) -> Contrast | None:
+    """Attention against none on the longest third of the output lengths (None before every seed is evaluated)."""
     plain, attending = _arm_of(snapshot, attention="none"), _arm_of(snapshot, attention="dot")
     if plain is None or attending is None:
-        return NOT_YET
+        return None
     lengths = sorted(mean_exact_by_length(snapshot, plain).index)
     if len(lengths) < 2 or len(_per_seed(snapshot, attending, Metric.FR_EXACT)) < snapshot.seeds:
-        return NOT_YET
+        return None
     long = lengths[-max(len(lengths) // 3, 1):]
     without, with_attention = _long_exact(snapshot, plain, long), _long_exact(snapshot, attending, long)
     span = f"{long[0]} to {long[-1]}" if len(long) > 1 else f"{long[0]}"
-    lead, sentence, clear = _versus("Attention", with_attention, "no attention", without,
-                                    f"free-running exact match on outputs of {span} tokens")
+    what = f"free-running exact match on outputs of {span} tokens"
+    lead, sentence, clear = _versus("Attention", with_attention, "no attention", without, what)
     numbers = (f"After {snapshot.step} steps, outputs of {span} tokens are exactly right "
                f"{statistics.fmean(without):.1%} of the time without attention and "
                f"{statistics.fmean(with_attention):.1%} with it. {sentence}.")
-    if clear and lead >= CLEAR:
-        return Reading(True, f"{numbers} The expected effect appeared, beyond seed noise: reading every encoder "
+    return Contrast((plain, attending), ("no attention", "attention"), what, without, with_attention, lead, clear,
+                    sentence, numbers)
+
+
+def read_attention_cure(snapshot: CompareSnapshot) -> Reading:
+    """Expected: with attention, long outputs stay right where the final state alone fails."""
+    found = attention_contrast(snapshot)
+    if found is None:
+        return NOT_YET
+    if found.ranked(CLEAR) == 0:
+        return Reading(True, f"{found.numbers} The expected effect appeared, beyond seed noise: reading every encoder "
                              "output, not only the final state, the decoder no longer has to squeeze the whole "
                              "sequence into one vector, so long outputs stay right. See the alignment on the Hidden "
                              "states page: each output step looks at the source token it reverses.")
-    if statistics.fmean(with_attention) < LEARNED and statistics.fmean(without) < LEARNED:
+    if statistics.fmean(found.second) < LEARNED and statistics.fmean(found.first) < LEARNED:
         reason = "neither model has learned the long outputs yet: train for more steps"
-    elif lead >= CLEAR:
+    elif found.lead >= CLEAR:
         reason = "attention leads, but the seeds disagree too much to call it more than noise; run more steps"
     else:
         reason = ("attention does not lead on long outputs in this run: the final state still holds these lengths, "
                   "or attention has not yet learned where to look (its alignment is still flat)")
-    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
+    return Reading(False, f"{found.numbers} The expected effect did not appear clearly: {reason}.")
 
 
-def _two_arms(snapshot: CompareSnapshot, setting: str, first: str, second: str, names: tuple[str, str]) -> tuple[
-        str, float, bool, list[float], list[float]] | None:
-    """The second arm against the first on free-running exact match: a sentence, the lead, whether it is clear."""
+def _two_arms(snapshot: CompareSnapshot, setting: str, first: str, second: str,
+              names: tuple[str, str]) -> Contrast | None:
+    """The second arm against the first on free-running exact match (None before every seed is evaluated)."""
     a, b = _arm_of(snapshot, **{setting: first}), _arm_of(snapshot, **{setting: second})
     if a is None or b is None:
         return None
     values_a, values_b = _per_seed(snapshot, a, Metric.FR_EXACT), _per_seed(snapshot, b, Metric.FR_EXACT)
     if len(values_a) < snapshot.seeds or len(values_b) < snapshot.seeds:
         return None
-    lead, sentence, clear = _versus(names[1], values_b, names[0], values_a, "free-running exact match")
+    what = "free-running exact match"
+    lead, sentence, clear = _versus(names[1], values_b, names[0], values_a, what)
     numbers = (f"After {snapshot.step} steps, {names[0]} gets {statistics.fmean(values_a):.1%} of validation "
                f"sequences exactly right free-running, {names[1]} {statistics.fmean(values_b):.1%}. {sentence}.")
-    return numbers, lead, clear, values_a, values_b
+    return Contrast((a, b), names, what, values_a, values_b, lead, clear, sentence, numbers)
+
+
+def reversal_contrast(snapshot: CompareSnapshot) -> Contrast | None:
+    """The source reversed against in order, on free-running exact match."""
+    return _two_arms(snapshot, "reverse_source", "off", "on", ("the source in order", "the source reversed"))
+
+
+def cell_contrast(snapshot: CompareSnapshot) -> Contrast | None:
+    """The GRU against the LSTM, on free-running exact match."""
+    return _two_arms(snapshot, "cell", "lstm", "gru", ("the LSTM", "the GRU"))
 
 
 def read_reversal(snapshot: CompareSnapshot) -> Reading:
     """Expected (Sutskever et al. 2014): reading the source backwards helps a copy, whose first outputs are its
     first inputs, which a reversed reading puts right before the decoder starts."""
-    found = _two_arms(snapshot, "reverse_source", "off", "on", ("the source in order", "the source reversed"))
+    found = reversal_contrast(snapshot)
     if found is None:
         return NOT_YET
-    numbers, lead, clear, _, reversed_values = found
-    if clear and lead >= CLEAR:
-        return Reading(True, f"{numbers} The expected effect appeared, beyond seed noise: reversed, the first "
+    ranked = found.ranked(CLEAR)
+    if ranked == 0:
+        return Reading(True, f"{found.numbers} The expected effect appeared, beyond seed noise: reversed, the first "
                              "source token is the last the encoder reads, so the first output depends on something "
                              "one step back instead of a whole sequence back; the short dependencies make learning "
                              "easier.")
-    if clear and lead <= -CLEAR:
+    if ranked == 1:
         reason = ("reversal hurt here, beyond noise: on this task the dependencies reversal shortens are not the ones "
                   "that were hard")
-    elif min(reversed_values) >= CEILING:
+    elif min(found.second) >= CEILING:
         reason = "both orders are near perfect, so the task is too easy for the order to matter"
     else:
         reason = ("the difference is within seed noise: with an LSTM this size the long dependency is learnable "
                   "either way in this many steps, which is the honest answer for this run")
-    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
+    return Reading(False, f"{found.numbers} The expected effect did not appear clearly: {reason}.")
 
 
 def read_gru_or_lstm(snapshot: CompareSnapshot) -> Reading:
     """A question, not a prediction: on the same budget, does the cell matter? Often it does not."""
-    found = _two_arms(snapshot, "cell", "lstm", "gru", ("the LSTM", "the GRU"))
+    found = cell_contrast(snapshot)
     if found is None:
         return NOT_YET
-    numbers, lead, clear, _, _ = found
-    if clear:
-        winner = "the GRU" if lead > 0 else "the LSTM"
-        return Reading(True, f"{numbers} The difference is more than seed noise: {winner} did better on this task "
-                             "and budget. The GRU has a quarter fewer weights and no separate cell state, which can "
-                             "make it learn faster early; the LSTM's cell can carry information further.")
-    return Reading(False, f"{numbers} The difference is within seed noise: on this task and budget the two cells "
-                          "cannot be ranked, which is the usual finding (Chung et al. 2014; Jozefowicz et al. "
+    if found.clear:
+        winner = found.names[1] if found.lead > 0 else found.names[0]
+        return Reading(True, f"{found.numbers} The difference is more than seed noise: {winner} did better on this "
+                             "task and budget. The GRU has a quarter fewer weights and no separate cell state, which "
+                             "can make it learn faster early; the LSTM's cell can carry information further.")
+    return Reading(False, f"{found.numbers} The difference is within seed noise: on this task and budget the two "
+                          "cells cannot be ranked, which is the usual finding (Chung et al. 2014; Jozefowicz et al. "
                           "2015); choose by speed or size.")
 
 
