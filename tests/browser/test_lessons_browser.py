@@ -80,6 +80,8 @@ def test_the_attention_lesson_runs_to_its_reading(restarted_server: str, browser
     wait_idle(page)
     page.get_by_test_id("stRadio").get_by_text("4. The bottleneck and its cure", exact=True).click()
     wait_idle(page)
+    page.click(".st-key-prediction_attention [role=radiogroup] label >> nth=0")  # predict first
+    wait_idle(page)
     page.click(".st-key-lesson_start button")
     page.wait_for_selector("text=What this run shows", timeout=120_000)
     reading = page.locator("[data-testid=stAlert]").last.inner_text()

@@ -18,6 +18,7 @@ from tests.browser.harness import set_number, wait_idle
 pytestmark = pytest.mark.browser
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[\w.-]+-[0-9a-f]{16}")
+PREDICT = ".st-key-prediction_exposure_bias [role=radiogroup] label >> nth=0"  # the default lesson's first choice
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,8 @@ def test_lesson_runs_are_owned_bounded_and_show_their_place(shared_server: str, 
         alice.wait_for_selector("text=— running —")
         bob.goto(f"{shared_server}/lessons")
         wait_idle(bob)
+        bob.click(PREDICT)  # a lesson asks for a prediction before its Start
+        wait_idle(bob)
         bob.click(".st-key-lesson_start button")
         bob.wait_for_selector("text=place 1 of 1 in the queue")
         assert button(bob, "lesson_start").is_disabled()  # no "Run it again" while queued
@@ -157,8 +160,11 @@ def test_lesson_runs_are_owned_bounded_and_show_their_place(shared_server: str, 
         alice.goto(f"{shared_server}/lessons")
         wait_idle(alice)
         assert "place 1 of 1" not in alice.inner_text("[data-testid=stMain]")
+        alice.click(PREDICT)
         alice.wait_for_selector(".st-key-lesson_start button:has-text('Start this experiment'):enabled")
         bob.click(".st-key-lesson_stop button")
+        wait_idle(bob)
+        bob.click(PREDICT)  # the reload forgot the prediction (a new session)
         wait_idle(bob)
         assert button(bob, "lesson_start").is_enabled()
         alice.goto(shared_server)

@@ -67,9 +67,10 @@ def test_the_server_outlives_every_ray_process_killed_during_a_study(tmp_path_fa
         server = server_pid(url)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
-        page.goto(f"{url}/study?tasks=reverse&max_len=4&hidden=8&ratios=0,1&schedules=&seeds=2&steps=100000"
-                  "&eval_every=10")
+        page.goto(f"{url}/study?study_tasks=reverse&study_max_lens=4&study_hiddens=8&study_ratios=0&study_ratios=1"
+                  "&study_schedules=&study_seeds=2&study_steps=100000&study_eval_every=10")
         wait_idle(page)
+        page.wait_for_selector("text=1 cells x 4 models each")  # the link's grid
         page.click(".st-key-study_start button")
         page.wait_for_selector("text=Ray cluster:", timeout=180_000)  # the driver has connected to its Ray
         page.wait_for_function("() => /running: 0 of 1 cells done · step [1-9]/.test(document.body.innerText)",
