@@ -189,9 +189,9 @@ def draw_model_and_task(config: TrainConfig, preview: TaskPreview, gamma: float,
     parts = parameter_counts(config, preview.src_vocab_size, preview.tgt_vocab_size)
     sizes = DiagramSizes(preview.src_vocab_size, preview.tgt_vocab_size, config.emb_dim, config.hidden_dim,
                          config.num_layers, parts, config.cell, config.attention, config.reverse_source == "on")
-    with st.container(key="model_diagram"):  # the whole width: a left-to-right drawing needs it to be legible
+    with st.container(key="model_diagram"):
         st.markdown(f"**The model: {sum(parts.values()):,} parameters**")
-        st.graphviz_chart(model_diagram(sizes, gamma, gamma_note), width="stretch")
+        st.graphviz_chart(model_diagram(sizes, gamma, gamma_note), width="content")  # natural size: readable text
         explained(st, notes.DIAGRAM)
     with st.container(key="task_preview"):
         st.markdown("**The task, as these settings make it**")
@@ -244,7 +244,9 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
                         help="The exposure-bias gap, as on every page: teacher-forced minus free-running token "
                              "accuracy, in percentage points")
         cards.metric("Exact match (free-running)", f"{last[Metric.FR_EXACT]:.1%}", width="content")
-    accuracy_column, predictions_column = st.columns(2)
+    # Side by side from about 1,100 px; narrower, the table wraps below the chart rather than cut a column
+    row = st.container(horizontal=True, key="accuracy_and_predictions")
+    accuracy_column, predictions_column = row.container(width=440), row.container(width=440)
     changes = [(change.step, change.text) for change in snapshot.changes]
     eval_every = snapshot.config.eval_every
     chart(accuracy_column, accuracy_figure(snapshot.rows, changes, snapshot.total_steps, eval_every,
