@@ -67,7 +67,7 @@ def test_start_watch_stop_reload(streamlit_server: str, browser_page) -> None:
         assert len(charts) >= 5 and not [chart["title"] for chart in charts if chart["overlap"]], (width, charts)
         page.wait_for_selector("[data-testid=stMetricLabel]")
         assert page.evaluate(CUT_METRIC_LABELS) == [], width  # "Token accuracy, free-running" in full
-        page.wait_for_selector(".st-key-accuracy_and_predictions [data-testid=stDataFrame]")
+        page.wait_for_selector("[data-testid=stDataFrame] th:has-text('prediction')", state="attached")
         assert page.evaluate(CUT_TABLES) == [], width  # the predictions' "correct" and "prediction" in view
         screenshot(page, f"train-running-{width}")
     page.set_viewport_size({"width": 1500, "height": 1100})
