@@ -225,7 +225,9 @@ def draw_progress_and_loss(run: Run, snapshot: TrainingSnapshot) -> None:
     changes = [(change.step, change.text) for change in snapshot.changes]
     note = f"diverged at step {snapshot.step + 1}" if status == "diverged" else ""
     chance = preview.chance_loss if preview else None
-    loss_column, gamma_column = st.columns([3, 2])  # at 800 px a third is too narrow for the toolbar
+    # side by side from about 1,100 px; narrower, the γ chart wraps below rather than cut its toolbar and help
+    row = st.container(horizontal=True, key="loss_and_gamma")
+    loss_column, gamma_column = row.container(width=540), row.container(width=360)
     chart(loss_column, loss_figure(snapshot.rows, st.session_state.smoothing, st.session_state.log_y, changes,
                                    note, snapshot.total_steps, chance), "loss_chart", notes.LOSS)
     chart(gamma_column, gamma_figure(snapshot.rows, changes, snapshot.total_steps), "gamma_chart", notes.GAMMA)

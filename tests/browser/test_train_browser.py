@@ -1,5 +1,5 @@
 """Start training in a real browser, watch the loss chart fill, stop, reload, find the run again; at 800 and 1400 px
-the model diagram's text is readable and no metric label or table column is cut."""
+the model diagram's text is readable and no metric label, button or table column is cut."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from tests.browser.conftest import screenshot
 from tests.browser.harness import set_number, wait_idle
+from tests.browser.test_pages_browser import TRUNCATED
 
 pytestmark = pytest.mark.browser
 
@@ -69,6 +70,7 @@ def test_start_watch_stop_reload(streamlit_server: str, browser_page) -> None:
         assert page.evaluate(CUT_METRIC_LABELS) == [], width  # "Token accuracy, free-running" in full
         page.wait_for_selector("[data-testid=stDataFrame] th:has-text('prediction')", state="attached")
         assert page.evaluate(CUT_TABLES) == [], width  # the predictions' "correct" and "prediction" in view
+        assert page.evaluate(TRUNCATED) == [], width  # "What am I looking at?" under the γ chart in full
         screenshot(page, f"train-running-{width}")
     page.set_viewport_size({"width": 1500, "height": 1100})
     screenshot(page, "train-running")
