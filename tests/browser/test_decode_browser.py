@@ -1,4 +1,5 @@
-"""Step through decoding and run a beam search on the Decode page in a real browser."""
+"""Step through decoding and run a beam search on the Decode page in a real browser; at 800 px no chart title
+is cut."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ BARS = """() => {
   return plot && plot._fullData ? [Array.from(plot._fullData[0].x), Array.from(plot._fullData[0].y)] : null;
 }"""
 
+CUT_TITLES = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent).map(p => {
+  const title = p.querySelector('.gtitle');
+  return title && title.getBoundingClientRect().right > p.getBoundingClientRect().right + 1 ? title.textContent : null;
+}).filter(title => title)"""
+
 
 def test_step_through_and_beam_search(streamlit_server: str, browser_page, trained_checkpoint: Path) -> None:
     page = browser_page
@@ -32,6 +38,10 @@ def test_step_through_and_beam_search(streamlit_server: str, browser_page, train
         bars.append(page.evaluate(BARS))
         assert page.get_by_text("model's own output").count() == 1
     assert all(bar is not None for bar in bars) and len({str(bar) for bar in bars}) == 4
+    page.set_viewport_size({"width": 800, "height": 1100})
+    page.wait_for_timeout(1000)  # plotly re-lays out to the new width
+    assert page.evaluate(CUT_TITLES) == []  # "Step 3: fed 'x', top 5 next tokens" in full
+    page.set_viewport_size({"width": 1500, "height": 1100})
     slider = page.locator(".st-key-dc_width input[type=range]")
     slider.focus()
     for _ in range(2):
