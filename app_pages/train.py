@@ -270,7 +270,7 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
 
 preview = preview_of(config, custom) if config is not None else None
 if run is not None:
-    chart_options = st.columns([2, 1, 3])
+    chart_options = st.columns(3)  # a sixth of 800 px cut "Log scale" to "L"
     chart_options[0].slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
                             help="Exponential moving average of the training loss, as in TensorBoard")
     chart_options[1].toggle("Log scale", key="log_y", help="Loss on a logarithmic axis: late, small changes show")

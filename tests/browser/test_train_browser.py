@@ -26,7 +26,8 @@ TITLES_AND_TOOLBARS = """() => [...document.querySelectorAll('.js-plotly-plot')]
   const overlap = a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
   return {title: title.textContent, overlap};
 }).filter(chart => chart)"""  # the toolbar is laid out (transparent) before the pointer hovers
-CUT_METRIC_LABELS = """() => [...document.querySelectorAll('[data-testid=stMetricLabel]')].filter(l => l.offsetParent)
+CUT_LABELS = """() => [...document.querySelectorAll(
+  '[data-testid=stMetricLabel], [data-testid=stMain] [data-testid=stWidgetLabel]')].filter(l => l.offsetParent)
   .filter(l => [l, ...l.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1)).map(l => l.innerText)"""
 DIAGRAM_FONT_PX = """() => {
   const svg = document.querySelector('[data-testid=stGraphVizChart] svg');
@@ -67,7 +68,7 @@ def test_start_watch_stop_reload(streamlit_server: str, browser_page) -> None:
         charts = page.evaluate(TITLES_AND_TOOLBARS)
         assert len(charts) >= 5 and not [chart["title"] for chart in charts if chart["overlap"]], (width, charts)
         page.wait_for_selector("[data-testid=stMetricLabel]")
-        assert page.evaluate(CUT_METRIC_LABELS) == [], width  # "Token accuracy, free-running" in full
+        assert page.evaluate(CUT_LABELS) == [], width  # "Token accuracy, free-running" and "Log scale" in full
         page.wait_for_selector("[data-testid=stDataFrame] th:has-text('prediction')", state="attached")
         assert page.evaluate(CUT_TABLES) == [], width  # the predictions' "correct" and "prediction" in view
         assert page.evaluate(TRUNCATED) == [], width  # "What am I looking at?" under the γ chart in full
