@@ -36,7 +36,7 @@ def _node(name: str, label: str, fill: str, shape: str = "box") -> str:
 
 
 def model_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str = "") -> str:
-    """DOT source, top to bottom: the encoder on the left hands its state to the decoder, the switch above the
+    """DOT source, top to bottom: the encoder's column hands its state to the decoder's, the switch above the
     decoder, and attention (when the model has it) reading the encoder's outputs between the decoder and its output
     layer. Top to bottom keeps the drawing narrow (about 430 px at its natural size), so its text stays readable
     in an 800 px window; left to right was 1,300 px wide and shrank to 3 px text there.
