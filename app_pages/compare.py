@@ -239,7 +239,7 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         "{:.4f}", subset=[TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]).format(
         "{:.1f}", subset=[TABLE_NAMES["wall_seconds"]]).format("{:,.0f}", subset=[TABLE_NAMES["steps_to_90"]],
                                                             na_rep="not yet"),
-        hide_index=True, width="stretch")
+        hide_index=True, width="stretch", column_config={"arm": st.column_config.Column(pinned=True)})
     st.download_button("Download CSV", summary_csv(table), file_name="compare.csv", mime="text/csv",
                        key="compare_download")
 

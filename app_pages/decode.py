@@ -81,7 +81,9 @@ def stepper(walk: StepThrough, target: list[str]) -> None:
                 f"**{step.chosen}** (p = {math.exp(step.logprob):.1%}) · running "
                 f"log-prob **{step.running_logprob:.3f}**")
     st.caption("Emitted so far: " + " ".join(walk.emitted[: t + 1]))
-    left, right = st.columns(2)
+    # side by side from about 1,100 px; narrower, the states wrap below rather than cut the top-k chart's title
+    row = st.container(horizontal=True, key="dc_step_charts")
+    left, right = row.container(width=440), row.container(width=440)
     left.caption("Orange: the token chosen (argmax); green outline: the target's token at this step.")
     chart(left, top_k_figure(step, target[t] if t < len(target) else None), "dc_top_k_chart", notes.TOP_K)
     if step.attention is not None:

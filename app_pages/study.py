@@ -176,7 +176,8 @@ if message := st.session_state.pop("study_error", None):
 
 
 def readable_table(rows: list[dict[str, Any]]) -> Styler:
-    """The table as a person reads it: named columns, shares in %; the CSV keeps the plain names and numbers."""
+    """The table as a person reads it: named columns, shares in %, the results next to the pinned cell and arm (at
+    800 px the rest scrolls sideways); the CSV keeps the plain names, order and numbers."""
     names = {Metric.FR_EXACT: "free-running exact", Metric.FR_TOKEN_ACC: "free-running tokens",
              Metric.TF_TOKEN_ACC: "teacher-forced tokens", GAP: "gap (tokens)"}
     columns = {f"{name}{suffix}": f"{label}{words}" for name, label in names.items()
@@ -186,6 +187,8 @@ def readable_table(rows: list[dict[str, Any]]) -> Styler:
     frame[shares] = frame[shares].clip(0.0, 1.0)  # a share's interval stays within 0-100% (the reading says so)
     frame = frame.rename(columns=columns | {STEPS_TO_TARGET: "steps to 90% FR exact",
                                             "seeds_reaching_90": "seeds reaching 90%"})
+    said_by_cell = ["task", "hidden", "step"]  # the cell's label names them: last, so the results come first
+    frame = frame[[name for name in frame.columns if name not in said_by_cell] + said_by_cell]
     return frame.style.format("{:.1%}", subset=list(columns.values()), na_rep="—").format(
         "{:,.0f}", subset=["steps to 90% FR exact"], na_rep="not reached")
 
@@ -212,7 +215,8 @@ def show(snapshot: StudySnapshot, status: str) -> None:
                 "0-100% for shares; gap = "
                 "teacher-forced minus free-running token accuracy; steps to 90% over the seeds that got there)")
     with st.container(key="study_table"):
-        st.dataframe(readable_table(rows), hide_index=True, width="stretch")
+        st.dataframe(readable_table(rows), hide_index=True, width="stretch",  # scrolls sideways below ~1,600 px
+                     column_config={name: st.column_config.Column(pinned=True) for name in ("cell", "arm")})
     st.download_button("Download CSV", summary_csv(rows), file_name="study.csv", mime="text/csv",
                        key="study_download", icon=":material/download:",
                        help="The whole table, one row per cell and arm, for a spreadsheet or a paper")

@@ -189,9 +189,9 @@ def draw_model_and_task(config: TrainConfig, preview: TaskPreview, gamma: float,
     parts = parameter_counts(config, preview.src_vocab_size, preview.tgt_vocab_size)
     sizes = DiagramSizes(preview.src_vocab_size, preview.tgt_vocab_size, config.emb_dim, config.hidden_dim,
                          config.num_layers, parts, config.cell, config.attention, config.reverse_source == "on")
-    with st.container(key="model_diagram"):  # the whole width: a left-to-right drawing needs it to be legible
+    with st.container(key="model_diagram"):
         st.markdown(f"**The model: {sum(parts.values()):,} parameters**")
-        st.graphviz_chart(model_diagram(sizes, gamma, gamma_note), width="stretch")
+        st.graphviz_chart(model_diagram(sizes, gamma, gamma_note), width="content")  # natural size: readable text
         explained(st, notes.DIAGRAM)
     with st.container(key="task_preview"):
         st.markdown("**The task, as these settings make it**")
@@ -225,7 +225,9 @@ def draw_progress_and_loss(run: Run, snapshot: TrainingSnapshot) -> None:
     changes = [(change.step, change.text) for change in snapshot.changes]
     note = f"diverged at step {snapshot.step + 1}" if status == "diverged" else ""
     chance = preview.chance_loss if preview else None
-    loss_column, gamma_column = st.columns([3, 2])  # at 800 px a third is too narrow for the toolbar
+    # side by side from about 1,100 px; narrower, the γ chart wraps below rather than cut its toolbar and help
+    row = st.container(horizontal=True, key="loss_and_gamma")
+    loss_column, gamma_column = row.container(width=540), row.container(width=360)
     chart(loss_column, loss_figure(snapshot.rows, st.session_state.smoothing, st.session_state.log_y, changes,
                                    note, snapshot.total_steps, chance), "loss_chart", notes.LOSS)
     chart(gamma_column, gamma_figure(snapshot.rows, changes, snapshot.total_steps), "gamma_chart", notes.GAMMA)
@@ -244,7 +246,9 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
                         help="The exposure-bias gap, as on every page: teacher-forced minus free-running token "
                              "accuracy, in percentage points")
         cards.metric("Exact match (free-running)", f"{last[Metric.FR_EXACT]:.1%}", width="content")
-    accuracy_column, predictions_column = st.columns(2)
+    # Side by side from about 1,100 px; narrower, the table wraps below the chart rather than cut a column
+    row = st.container(horizontal=True, key="accuracy_and_predictions")
+    accuracy_column, predictions_column = row.container(width=440), row.container(width=440)
     changes = [(change.step, change.text) for change in snapshot.changes]
     eval_every = snapshot.config.eval_every
     chart(accuracy_column, accuracy_figure(snapshot.rows, changes, snapshot.total_steps, eval_every,
@@ -266,7 +270,7 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
 
 preview = preview_of(config, custom) if config is not None else None
 if run is not None:
-    chart_options = st.columns([2, 1, 3])
+    chart_options = st.columns(3)  # a sixth of 800 px cut "Log scale" to "L"
     chart_options[0].slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
                             help="Exponential moving average of the training loss, as in TensorBoard")
     chart_options[1].toggle("Log scale", key="log_y", help="Loss on a logarithmic axis: late, small changes show")

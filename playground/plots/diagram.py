@@ -36,8 +36,10 @@ def _node(name: str, label: str, fill: str, shape: str = "box") -> str:
 
 
 def model_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str = "") -> str:
-    """DOT source, left to right: encoder on top, decoder below, its state handed over, the switch on the left,
-    and attention (when the model has it) reading the encoder's outputs between the decoder and its output layer.
+    """DOT source, top to bottom: the encoder's column hands its state to the decoder's, the switch above the
+    decoder, and attention (when the model has it) reading the encoder's outputs between the decoder and its output
+    layer. Top to bottom keeps the drawing narrow (about 430 px at its natural size), so its text stays readable
+    in an 800 px window; left to right was 1,300 px wide and shrank to 3 px text there.
 
     `gamma_note` says where gamma comes from ("set", "now", ...).
     """
@@ -48,7 +50,7 @@ def model_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str = "") -> st
     reading = " (source reversed)" if sizes.reverse_source else ""
     lines = [
         "digraph seq2seq {",
-        '  graph [rankdir=LR, fontname="sans-serif", fontsize=11, nodesep=0.25, ranksep=0.35, '
+        '  graph [rankdir=TB, fontname="sans-serif", fontsize=11, nodesep=0.25, ranksep=0.35, '
         f'label="{_count(total)} trainable parameters", labelloc=b];',
         '  node [fontname="sans-serif", fontsize=10, margin="0.12,0.06"];',
         '  edge [fontname="sans-serif", fontsize=9, color="#555555"];',

@@ -10,7 +10,7 @@ from playground.analysis.compare import GAP, LENGTHS
 from playground.training.rules import Metric
 
 DIAGRAM = (
-    "**Boxes**: the model these settings build, left to right: the source tokens, the encoder's embedding and LSTM "
+    "**Boxes**: the model these settings build, top to bottom: the source tokens, the encoder's embedding and LSTM "
     "layers, their final state (h_T, c_T), which is all the decoder learns of the source, then the decoder's own "
     "embedding and LSTM layers, a Linear layer and a softmax over the target vocabulary. Each box gives its sizes "
     "and parameter count.\n\n"

@@ -1,4 +1,5 @@
-"""Step through decoding and run a beam search on the Decode page in a real browser."""
+"""Step through decoding and run a beam search on the Decode page in a real browser; at 800 px no chart title
+runs under its toolbar."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from tests.browser.conftest import screenshot
 from tests.browser.harness import upload_checkpoint, wait_idle
+from tests.browser.test_train_browser import TITLES_AND_TOOLBARS
 
 pytestmark = pytest.mark.browser
 
@@ -15,7 +17,6 @@ BARS = """() => {
   const plot = document.querySelector('.st-key-dc_top_k_chart .js-plotly-plot');
   return plot && plot._fullData ? [Array.from(plot._fullData[0].x), Array.from(plot._fullData[0].y)] : null;
 }"""
-
 
 def test_step_through_and_beam_search(streamlit_server: str, browser_page, trained_checkpoint: Path) -> None:
     page = browser_page
@@ -32,6 +33,11 @@ def test_step_through_and_beam_search(streamlit_server: str, browser_page, train
         bars.append(page.evaluate(BARS))
         assert page.get_by_text("model's own output").count() == 1
     assert all(bar is not None for bar in bars) and len({str(bar) for bar in bars}) == 4
+    page.set_viewport_size({"width": 800, "height": 1100})
+    page.wait_for_timeout(1000)  # plotly re-lays out to the new width
+    charts = page.evaluate(TITLES_AND_TOOLBARS)  # "Step 3: fed 'x', top 5 next tokens" clear of the toolbar
+    assert charts and not [chart["title"] for chart in charts if chart["overlap"]], charts
+    page.set_viewport_size({"width": 1500, "height": 1100})
     slider = page.locator(".st-key-dc_width input[type=range]")
     slider.focus()
     for _ in range(2):

@@ -1,6 +1,6 @@
 """A small study from the Study page in a real browser: Ray starts on demand, the progress bar and the results
-(the chart with its intervals, the reading, the table) are drawn, a cell downloads as a PyTorch script, and the
-server outlives Ray's processes killed."""
+(the chart with its intervals, the reading, the table, its results beside the pinned cell and arm at 800 px) are
+drawn, a cell downloads as a PyTorch script, and the server outlives Ray's processes killed."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ ERROR_BARS = """() => {
                                 : [];
 }"""
 
+FIRST_COLUMNS = """() => [...document.querySelectorAll('.st-key-study_table th')].slice(0, 3).map(h => h.innerText)"""
+
 
 def test_a_small_study_runs_with_progress_and_results(streamlit_server: str, browser_page) -> None:
     page = browser_page
@@ -49,6 +51,9 @@ def test_a_small_study_runs_with_progress_and_results(streamlit_server: str, bro
     assert page.evaluate(ERROR_BARS) == [["γ = 0", 1, True], ["γ = 1", 1, True]]
     assert page.get_by_text("95% confidence interval").count() >= 1
     page.wait_for_selector(".st-key-study_table [data-testid=stDataFrame]", state="attached")
+    page.set_viewport_size({"width": 800, "height": 1100})
+    page.wait_for_timeout(1000)
+    assert page.evaluate(FIRST_COLUMNS) == ["cell", "arm", "free-running exact"]  # the rest scrolls sideways
     assert page.get_by_role("button", name="Download CSV").count() == 1
     with page.expect_download() as download:  # the cell's script, written when clicked
         page.click(".st-key-study_script button")

@@ -1,4 +1,5 @@
-"""Start training in a real browser, watch the loss chart fill, stop, reload, find the run again."""
+"""Start training in a real browser, watch the loss chart fill, stop, reload, find the run again; at 800 and 1400 px
+the model diagram's text is readable and no metric label, button or table column is cut."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from tests.browser.conftest import screenshot
 from tests.browser.harness import set_number, wait_idle
+from tests.browser.test_pages_browser import TRUNCATED
 
 pytestmark = pytest.mark.browser
 
@@ -24,8 +26,20 @@ TITLES_AND_TOOLBARS = """() => [...document.querySelectorAll('.js-plotly-plot')]
   const overlap = a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
   return {title: title.textContent, overlap};
 }).filter(chart => chart)"""  # the toolbar is laid out (transparent) before the pointer hovers
-CUT_METRIC_LABELS = """() => [...document.querySelectorAll('[data-testid=stMetricLabel]')].filter(l => l.offsetParent)
+CUT_LABELS = """() => [...document.querySelectorAll(
+  '[data-testid=stMetricLabel], [data-testid=stMain] [data-testid=stWidgetLabel]')].filter(l => l.offsetParent)
   .filter(l => [l, ...l.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1)).map(l => l.innerText)"""
+DIAGRAM_FONT_PX = """() => {
+  const svg = document.querySelector('[data-testid=stGraphVizChart] svg');
+  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  const sizes = [...svg.querySelectorAll('text[font-size]')].map(t => parseFloat(t.getAttribute('font-size')));
+  return Math.min(...sizes) * scale;
+}"""  # graphviz sizes text in the drawing's own units; the page scales the drawing to its width
+CUT_TABLES = """() => [...document.querySelectorAll('[data-testid=stDataFrame]')].filter(d => d.offsetParent)
+  .filter(d => {
+  const grid = d.querySelector('.dvn-scroller');
+  return grid && grid.scrollWidth > grid.clientWidth + 1;
+  }).map(d => [...d.querySelectorAll('th')].map(h => h.innerText).join(', '))"""  # columns past the right edge
 
 
 
@@ -33,6 +47,11 @@ def test_start_watch_stop_reload(streamlit_server: str, browser_page) -> None:
     page = browser_page
     page.goto(streamlit_server)
     wait_idle(page)
+    for width in (1400, 800):
+        page.set_viewport_size({"width": width, "height": 1100})
+        page.wait_for_selector("[data-testid=stGraphVizChart] svg text")
+        page.wait_for_timeout(500)
+        assert page.evaluate(DIAGRAM_FONT_PX) >= 10, width  # was under 5 px at 800 px, left to right
     set_number(page, "Hidden size", 32)
     set_number(page, "Steps", 100_000)  # still running when Stop is pressed, however fast the machine
     set_number(page, "Evaluate every", 50)
@@ -49,7 +68,10 @@ def test_start_watch_stop_reload(streamlit_server: str, browser_page) -> None:
         charts = page.evaluate(TITLES_AND_TOOLBARS)
         assert len(charts) >= 5 and not [chart["title"] for chart in charts if chart["overlap"]], (width, charts)
         page.wait_for_selector("[data-testid=stMetricLabel]")
-        assert page.evaluate(CUT_METRIC_LABELS) == [], width  # "Token accuracy, free-running" in full
+        assert page.evaluate(CUT_LABELS) == [], width  # "Token accuracy, free-running" and "Log scale" in full
+        page.wait_for_selector("[data-testid=stDataFrame] th:has-text('prediction')", state="attached")
+        assert page.evaluate(CUT_TABLES) == [], width  # the predictions' "correct" and "prediction" in view
+        assert page.evaluate(TRUNCATED) == [], width  # "What am I looking at?" under the γ chart in full
         screenshot(page, f"train-running-{width}")
     page.set_viewport_size({"width": 1500, "height": 1100})
     screenshot(page, "train-running")
