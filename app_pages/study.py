@@ -10,7 +10,7 @@ from pandas.io.formats.style import Styler
 
 from playground.analysis.compare import GAP, RATIO_CHOICES, summary_csv
 from playground.analysis.study import MAX_SEEDS, STEPS_TO_TARGET, StudyConfig, reading, table_rows
-from playground.core.config import ConfigError, TrainConfig
+from playground.core.config import SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import TASKS
 from playground.glossary import term_link
@@ -28,9 +28,11 @@ from playground.ui.settings import BOUND, link_text, schedule_name, share_link, 
 Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
 HIDDEN_CHOICES = (8, 16, 32, 64, 128, 256, 512)
+MODEL_KEYS = ("study_cells", "study_attentions", "study_reverse_sources")  # widgets, in VARIANT_SETTINGS order
 DEFAULTS = {"study_tasks": ["reverse", "sort"], "study_max_lens": [8, 16], "study_digits": [3],
             "study_hiddens": [64], "study_ratios": [0.0, 0.5, 1.0], "study_schedules": ["linear"],
-            "study_seeds": 5, "study_steps": 1500, "study_eval_every": 100, "study_address": ""}
+            "study_seeds": 5, "study_steps": 1500, "study_eval_every": 100, "study_address": "",
+            **{key: [] for key in MODEL_KEYS}}
 
 st.title("Study: teacher forcing, measured")
 st.caption(f"A grid of comparisons. In every cell (task, setting, hidden size) all {term_link('arm', 'arms')} x "
@@ -44,7 +46,9 @@ GRID_ALLOWED = {"study_tasks": ", ".join(name for name in TASKS if name != "cust
                 "study_ratios": ", ".join(map(link_text, RATIO_CHOICES)),
                 "study_schedules": ", ".join(schedule_name(s) for s in SCHEDULES if s != "constant"),
                 "study_seeds": f"2 to {MAX_SEEDS}", "study_steps": "1 to 1,000,000",
-                "study_eval_every": "1 to 1,000,000"}
+                "study_eval_every": "1 to 1,000,000",
+                **{key: ", ".join(SETTINGS[name].options) for key, name in zip(MODEL_KEYS, VARIANT_SETTINGS,
+                                                                                strict=True)}}
 runs = registry()
 STEP_BOUNDS = (1, 1_000_000)
 
@@ -56,7 +60,8 @@ def show_study_settings(run: Run) -> None:
                             study_digits=list(shown.digits), study_hiddens=list(shown.hiddens),
                             study_ratios=list(shown.ratios), study_schedules=list(shown.schedules),
                             study_seeds=shown.seeds, study_steps=shown.base.steps,
-                            study_eval_every=shown.base.eval_every)
+                            study_eval_every=shown.base.eval_every,
+                            **{key: list(values) for key, values in zip(MODEL_KEYS, shown.variants, strict=True)})
 
 
 def grid_texts(values: dict[str, Any]) -> dict[str, str | list[str]]:
@@ -100,6 +105,11 @@ arms[3].number_input("Steps per cell", *STEP_BOUNDS, DEFAULTS["study_steps"], st
 arms[4].number_input("Evaluate every", *STEP_BOUNDS, DEFAULTS["study_eval_every"], step=10,
                      key="study_eval_every", **BOUND,
                      help="Steps between evaluations; each one reports the cell's partial results here.")
+models = st.columns(len(MODEL_KEYS))  # arms may also differ by model: the product with the ratios and schedules
+for column, key, name in zip(models, MODEL_KEYS, VARIANT_SETTINGS, strict=True):
+    column.multiselect(f"Compare {SETTINGS[name].label.lower()}", SETTINGS[name].options, [], key=key, **BOUND,
+                       help=f"Each choice is one more arm per ratio and schedule in every cell (empty: the "
+                            f"specification's model). {SETTINGS[name].help}")
 if not runs.shared:  # a class's server: only whoever starts it names a cluster (PLAYGROUND_RAY_ADDRESS)
     st.text_input("Ray cluster address", key="study_address", placeholder="empty: this machine",
                   help=f"Empty: a local Ray instance (one worker per CPU core), or ${ADDRESS_ENV} when it is set. "
@@ -112,7 +122,7 @@ def checked_study() -> tuple[StudyConfig | None, list[str]]:
         base = TrainConfig(steps=int(state.study_steps), eval_every=int(state.study_eval_every)).validate()
         return StudyConfig.build(base, state.study_tasks, state.study_max_lens, state.study_digits,
                                  state.study_hiddens, sorted(state.study_ratios), state.study_schedules,
-                                 int(state.study_seeds)), []
+                                 int(state.study_seeds), [state[key] for key in MODEL_KEYS]), []
     except ConfigError as error:
         return None, error.problems
 
@@ -124,7 +134,7 @@ share_link(share, grid_texts({name: st.session_state.get(name, default) for name
            grid_texts(DEFAULTS), {"study": run.id} if run is not None else None, GRID_ALLOWED)
 if config is not None:
     cells = len(config.grid())
-    st.caption(f"{cells} cells x {config.models_per_cell} models each ({len(config.ratios) + len(config.schedules)} "
+    st.caption(f"{cells} cells x {config.models_per_cell} models each ({config.models_per_cell // config.seeds} "
                f"arms x {config.seeds} seeds), {config.base.steps:,} steps each.")
 
 
@@ -221,10 +231,11 @@ def show(snapshot: StudySnapshot, status: str) -> None:
                        key="study_download", icon=":material/download:",
                        help="The whole table, one row per cell and arm, for a spreadsheet or a paper")
     labels = {summary["cell"]: summary["label"] for summary in snapshot.summaries}
-    chosen, download = st.columns([3, 1], vertical_alignment="bottom")
-    cell = chosen.selectbox("A cell as a PyTorch script", list(labels), format_func=labels.get, key="study_script_cell",
-                            help="Every arm and seed of one cell, trained one after another by a standalone script")
-    script_download(download, run.id, "study_script", cell)
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # wraps at 800 px instead of cutting the button
+    cell = row.selectbox("A cell as a PyTorch script", list(labels), format_func=labels.get, key="study_script_cell",
+                         width=320, help="Every arm and seed of one cell, trained one after another by a standalone "
+                                         "script")
+    script_download(row, run.id, "study_script", cell)
 
 
 live_run_view(run, polls(run), POLL_SECONDS, "Choose the grid and press Start. Results appear as cells evaluate.",

@@ -180,3 +180,25 @@ def test_the_study_link_holds_the_grid_and_names_a_value_it_cannot_use() -> None
     assert opened.number_input(key="study_seeds").value == 5  # 40 is past the limit: the default stays
     assert [warning.value for warning in opened.warning] == [
         "The link's study\\_seeds = '40' cannot be used (allowed: 2 to 30): the page shows '5' instead."]
+
+
+@pytest.mark.usefixtures("fresh_app")
+def test_the_study_page_compares_models_in_every_cell_and_links_them() -> None:
+    at = study_page()
+    at.multiselect(key="study_tasks").set_value(["reverse"])
+    at.multiselect(key="study_max_lens").set_value([8])
+    at.multiselect(key="study_ratios").set_value([1.0])
+    at.multiselect(key="study_schedules").set_value([])
+    at.multiselect(key="study_attentions").set_value(["none", "dot"])
+    at.number_input(key="study_seeds").set_value(3)
+    at.run()
+    assert not at.exception and not at.error
+    assert "1 cells x 6 models each (2 arms x 3 seeds)" in " ".join(caption.value for caption in at.caption)
+    shared = parse_qs(urlsplit(at.code[0].value).query, keep_blank_values=True)
+    assert shared["study_attentions"] == ["none", "dot"]
+    opened = new_app()
+    opened.switch_page("app_pages/study.py")
+    opened.query_params.update(shared)
+    opened.run()
+    assert opened.multiselect(key="study_attentions").value == ["none", "dot"]
+    assert not ray.is_initialized()
