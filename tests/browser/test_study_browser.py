@@ -55,6 +55,7 @@ def test_a_small_study_runs_with_progress_and_results(streamlit_server: str, bro
     page.wait_for_timeout(1000)
     assert page.evaluate(FIRST_COLUMNS) == ["cell", "arm", "free-running exact"]  # the rest scrolls sideways
     assert page.get_by_role("button", name="Download CSV").count() == 1
+    wait_idle(page)  # the rerun after the study's end has settled: a click during it is lost
     with page.expect_download() as download:  # the cell's script, written when clicked
         page.click(".st-key-study_script button")
     script = Path(download.value.path()).read_text(encoding="utf-8")
