@@ -162,7 +162,7 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
 
 
 def test_a_lesson_stopped_by_a_restart_is_continued_from_the_lessons_page(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(STEPS_ENV, "40")
+    monkeypatch.setenv(STEPS_ENV, "400")
     lesson = next(iter(LESSONS))
     at = new_app().run()
     at.switch_page("app_pages/lessons.py").run()
@@ -175,19 +175,19 @@ def test_a_lesson_stopped_by_a_restart_is_continued_from_the_lessons_page(monkey
         time.sleep(0.05)
     run.stop(wait=30)
     stopped_at = run.step
-    assert run.status == "stopped" and 3 <= stopped_at < 40
+    assert run.status == "stopped" and 3 <= stopped_at < 400
     runs.reset_registry()  # a server restart: the session and the registry forget the run
 
     reopened = new_app().run()
     reopened.switch_page("app_pages/lessons.py").run()
     continue_button = reopened.button(key="lesson_continue")
-    assert f"stopped at step {stopped_at:,} of 40" in continue_button.help
+    assert f"stopped at step {stopped_at:,} of 400" in continue_button.help
     continue_button.click().run()
     assert reopened.session_state.lesson_runs[lesson] == run.id and not reopened.exception
     resumed = runs.registry().get(run.id)
     resumed.join(120)
     reopened.run()
-    assert resumed.status == "finished" and resumed.step == 40
+    assert resumed.status == "finished" and resumed.step == 400
     assert [element.value for element in (*reopened.success, *reopened.warning)] == [
         LESSONS[lesson].read(resumed.snapshot()).text]
     assert "lesson_continue" not in [button.key for button in reopened.button]  # nothing left to continue
