@@ -6,13 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from playground.analysis.lessons import LESSONS, class_snapshot, run_name
+from playground.course.lessons import LESSONS, class_snapshot, run_name
 from playground.plots import notes
-from playground.plots.compare import arm_figure
+from playground.plots.comparison_figures import arm_figure
 from playground.runs.background import RunError
-from playground.runs.engine import RunKind, RunStatus
 from playground.runs.registry import RunSummary, registry
 from playground.training.cost import gigabytes
+from playground.training.run_folder import RunKind, RunStatus
 from playground.ui.people import control_link, is_teacher
 from playground.ui.runs import LINK_PAGES, chart
 

@@ -5,31 +5,27 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from playground.analysis.compare import (
+from playground.core.config import FORCING_SETTINGS, SETTINGS, VARIANT_SETTINGS, ConfigError
+from playground.core.forcing import SCHEDULES
+from playground.core.tasks import CustomPairs, TaskError
+from playground.course.glossary import term_link
+from playground.experiments.comparison import (
     DEFAULT_RATIOS,
-    GAP,
-    LENGTHS,
     MAX_SEEDS,
     RATIO_CHOICES,
     TRADE_OFF_EXAMPLE,
     TRADE_OFF_RATIOS,
     CompareConfig,
     CompareSnapshot,
-    reading,
-    summary_csv,
-    summary_rows,
 )
-from playground.core.config import FORCING_SETTINGS, SETTINGS, VARIANT_SETTINGS, ConfigError
-from playground.core.forcing import SCHEDULES
-from playground.core.tasks import CustomPairs, TaskError
-from playground.glossary import term_link
 from playground.plots import notes
-from playground.plots.compare import arm_figure
+from playground.plots.comparison_figures import arm_figure
+from playground.reports.comparison_table import GAP, LENGTHS, reading, summary_csv, summary_rows
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
-from playground.runs.engines import CompareEngine
+from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import registry
-from playground.training.rules import Metric
+from playground.training.metrics import Metric
+from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
 from playground.ui.people import check_control, may_control, session_owner
 from playground.ui.runs import (
     attached_run,

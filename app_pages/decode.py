@@ -6,7 +6,8 @@ import math
 
 import streamlit as st
 
-from playground.analysis.decode import (
+from playground.course.glossary import term_link
+from playground.inspection.decoding import (
     FED_OWN,
     FED_TRUE,
     MAX_BEAM_WIDTH,
@@ -17,10 +18,9 @@ from playground.analysis.decode import (
     position_errors,
     step_through,
 )
-from playground.glossary import term_link
 from playground.plots import notes
-from playground.plots.decode import attention_row_figure, position_errors_figure, top_k_figure
-from playground.plots.states import state_heatmap
+from playground.plots.decoding_figures import attention_row_figure, position_errors_figure, top_k_figure
+from playground.plots.state_figures import state_heatmap
 from playground.ui.inspection import Source, inspection_sidebar
 from playground.ui.runs import chart
 from playground.ui.settings import BOUND, share_slot

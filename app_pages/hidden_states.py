@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from playground.analysis.states import (
+from playground.course.glossary import term_link
+from playground.inspection.states import (
     UNIT_ORDERS,
     StateCapture,
     capture_csv,
@@ -19,9 +20,8 @@ from playground.analysis.states import (
     informative_units,
     unit_order,
 )
-from playground.glossary import term_link
 from playground.plots import notes
-from playground.plots.states import (
+from playground.plots.state_figures import (
     alignment_heatmap,
     mark_step,
     mark_units,

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from playground.analysis.answers import PREDICTIONS, answers, prediction_verdict
-from playground.analysis.compare import GAP, CompareSnapshot, summary_rows
-from playground.analysis.decode import free_running_mistakes
-from playground.analysis.lessons import LESSONS, Lesson, prepared, run_name
+from playground.course.answers import PREDICTIONS, answers, prediction_verdict
+from playground.course.lessons import LESSONS, Lesson, prepared, run_name
+from playground.experiments.comparison import CompareSnapshot
+from playground.inspection.decoding import free_running_mistakes
 from playground.plots import notes
-from playground.plots.compare import arm_figure
+from playground.plots.comparison_figures import arm_figure
+from playground.reports.comparison_table import GAP, summary_rows
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
-from playground.runs.engines import CompareEngine
+from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import registry
+from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
 from playground.ui.inspection import MAX_EXAMPLES
 from playground.ui.people import check_control, session_owner
 from playground.ui.runs import chart, live_run_view, open_run, polls, script_download, visible_runs

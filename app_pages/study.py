@@ -8,19 +8,21 @@ import pandas as pd
 import streamlit as st
 from pandas.io.formats.style import Styler
 
-from playground.analysis.compare import GAP, RATIO_CHOICES, summary_csv
-from playground.analysis.study import MAX_SEEDS, STEPS_TO_TARGET, StudyConfig, reading, table_rows
 from playground.core.config import SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import TASKS
-from playground.glossary import term_link
+from playground.course.glossary import term_link
+from playground.experiments.comparison import RATIO_CHOICES
+from playground.experiments.study_grid import MAX_SEEDS, STEPS_TO_TARGET, StudyConfig
 from playground.plots import notes
-from playground.plots.study import study_figure
+from playground.plots.study_figures import study_figure
+from playground.reports.comparison_table import GAP, summary_csv
+from playground.reports.study_table import reading, table_rows
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import RunKind, RunStatus
 from playground.runs.registry import registry
-from playground.runs.study import ADDRESS_ENV, StudyEngine, StudySnapshot
-from playground.training.rules import Metric
+from playground.runs.study_engine import ADDRESS_ENV, StudyEngine, StudySnapshot
+from playground.training.metrics import Metric
+from playground.training.run_folder import RunKind, RunStatus
 from playground.ui.people import check_control, may_control, session_owner
 from playground.ui.runs import attached_run, chart, live_run_view, polls, script_download, visible_runs
 from playground.ui.settings import BOUND, link_text, schedule_name, share_link, share_slot

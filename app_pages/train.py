@@ -5,20 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from playground.analysis.preview import TaskPreview, parameter_counts, task_preview
-from playground.analysis.readings import points
 from playground.core.config import LIVE_SETTINGS, ConfigError, TrainConfig, label
 from playground.core.tasks import TASKS, CustomPairs, TaskError
+from playground.inspection.preview import TaskPreview, parameter_counts, task_preview
 from playground.plots import notes
 from playground.plots.curves import accuracy_figure, gamma_figure, loss_figure
 from playground.plots.diagram import DiagramSizes, model_diagram
+from playground.reports.readings import points
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
-from playground.runs.engines import TrainingEngine, TrainingSnapshot
 from playground.runs.registry import registry
+from playground.runs.train_engine import TrainingEngine, TrainingSnapshot
 from playground.training.cost import WARN_SECONDS_PER_STEP, estimate
-from playground.training.rules import EVALUATED, Metric
-from playground.training.storage import metrics_csv
+from playground.training.metrics import EVALUATED, Metric
+from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus, metrics_csv
 from playground.training.trainer import build_task
 from playground.ui.people import check_control, may_control, session_owner
 from playground.ui.runs import (

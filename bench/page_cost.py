@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from playground.runs.registry import RunRegistry
-from playground.training.storage import read_metrics
+from playground.training.run_folder import read_metrics
 from tests.browser.harness import ROOT, chromium, set_number, streamlit_app, wait_idle
 
 LOSS_POINTS = """() => {

@@ -28,7 +28,7 @@ from bench.flops import StepShapes, roofline_seconds, step_shapes
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
 from playground.core.tasks import PAD_ID, SOS_ID, Batch
-from playground.training.batched import BatchedTrainer
+from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer
 
 DEFAULT = TrainConfig()  # reverse, len 3..8, alphabet 10, emb 32, hidden 128, 1 layer, batch 64
@@ -207,7 +207,7 @@ def batched_cases(config: TrainConfig, size: int,
     configs = [config.replace(teacher_forcing_ratio=K_RATIOS[k % len(K_RATIOS)], seed=config.seed + k // len(K_RATIOS))
                for k in range(size)]
     steppers = [project_step(each, batches) for each in configs]
-    engine = BatchedTrainer(configs)
+    engine = StackedTrainer(configs)
     engine.batches = itertools.cycle(batches)
     execution = f"{engine.workers} x {'+'.join(sorted({group.path for group in engine.groups}))}"
     return {f"sequential_k{size}": lambda: [step() for step in steppers],

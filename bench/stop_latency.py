@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from playground.core.config import TrainConfig
-from playground.runs.engines import TrainingEngine
 from playground.runs.registry import RunRegistry
+from playground.runs.train_engine import TrainingEngine
 
 LARGEST = TrainConfig(hidden_dim=1024, num_layers=4, batch_size=1024, min_len=50, max_len=50, emb_dim=512)
 CASES = {"default": TrainConfig(), "large": LARGEST.replace(batch_size=128, min_len=30, max_len=30)}

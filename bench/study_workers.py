@@ -14,9 +14,9 @@ import os
 import time
 
 from bench.ray_cluster import LocalCluster
-from playground.analysis.study import StudyConfig
 from playground.core.config import TrainConfig
-from playground.runs.study import StudyEngine
+from playground.experiments.study_grid import StudyConfig
+from playground.runs.study_engine import StudyEngine
 
 STUDY = StudyConfig.build(TrainConfig(steps=300, eval_every=100, val_size=128, batch_size=32), ["reverse", "sort"],
                           [8], [3], [32, 48], [0.0, 0.5, 1.0], [], 2)  # 4 cells of 6 models

@@ -8,9 +8,9 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from playground.analysis.compare import reading, summary_rows
+from playground.reports.comparison_table import reading, summary_rows
 from playground.runs import registry as runs
-from playground.runs.engines import CompareEngine
+from playground.runs.compare_engine import CompareEngine
 from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")

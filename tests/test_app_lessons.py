@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from playground.analysis.answers import answers, prediction_verdict
-from playground.analysis.lessons import LESSONS, STEPS_ENV
-from playground.glossary import TERMS
+from playground.course.answers import answers, prediction_verdict
+from playground.course.glossary import TERMS
+from playground.course.lessons import LESSONS, STEPS_ENV
 from playground.runs import registry as runs
 from playground.ui.runs import LOOKING_AT
 from tests.conftest import new_app

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from playground.core.config import TrainConfig
 from playground.runs import registry as runs
 from playground.runs.background import BackgroundRun
-from playground.runs.engines import TrainingEngine
+from playground.runs.train_engine import TrainingEngine
 from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from playground.analysis.lessons import LESSONS, STEPS_ENV
+from playground.course.lessons import LESSONS, STEPS_ENV
 from playground.runs import registry as runs
 from tests.conftest import new_app
 

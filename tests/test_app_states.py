@@ -7,11 +7,11 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from playground.analysis.decode import free_running_mistakes
 from playground.core.config import TrainConfig
+from playground.inspection.decoding import free_running_mistakes
 from playground.runs import registry as runs
 from playground.runs.background import BackgroundRun
-from playground.runs.engines import TrainingEngine
+from playground.runs.train_engine import TrainingEngine
 from playground.ui.inspection import MAX_EXAMPLES
 from tests.conftest import new_app
 

@@ -9,7 +9,7 @@ import torch
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import TaskError, parse_custom_csv
-from playground.training.batched import BatchedTrainer, ForwardPath, choose_path, choose_workers, model_losses
+from playground.training.stacked import ForwardPath, StackedTrainer, choose_path, choose_workers, model_losses
 from playground.training.trainer import Trainer
 
 SMALL = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=6, steps=5, eval_every=5)
@@ -23,7 +23,7 @@ def test_batched_step_equals_single_models(changes: dict, path: ForwardPath, wor
     base = SMALL.replace(**changes)
     configs = [base.replace(teacher_forcing_ratio=ratio) for ratio in (0.0, 0.5, 1.0)]
     configs.append(base.replace(schedule="linear", teacher_forcing_ratio=1.0, decay_steps=3))
-    batched = BatchedTrainer(configs, path=path, workers=workers)
+    batched = StackedTrainer(configs, path=path, workers=workers)
     assert len(batched.groups) == workers
     singles = [Trainer(config) for config in configs]
     for _ in range(STEPS):
@@ -41,7 +41,7 @@ def test_batched_step_equals_single_models(changes: dict, path: ForwardPath, wor
 
 
 def test_seeds_give_their_own_initial_weights() -> None:
-    batched = BatchedTrainer([SMALL, SMALL.replace(seed=1)])
+    batched = StackedTrainer([SMALL, SMALL.replace(seed=1)])
     single = Trainer(SMALL.replace(seed=1))
     for name, value in batched.model_state(1).items():
         torch.testing.assert_close(value, single.model.state_dict()[name])
@@ -51,9 +51,9 @@ def test_seeds_give_their_own_initial_weights() -> None:
 
 def test_models_must_share_everything_but_forcing_and_seed() -> None:
     with pytest.raises(ConfigError, match="hidden_dim differs"):
-        BatchedTrainer([SMALL, SMALL.replace(hidden_dim=8)])
+        StackedTrainer([SMALL, SMALL.replace(hidden_dim=8)])
     with pytest.raises(ConfigError, match="at least one"):
-        BatchedTrainer([])
+        StackedTrainer([])
 
 
 @pytest.mark.parametrize(("saved_by", "resumed_by"), [(1, 1), (1, 2), (2, 1)])
@@ -61,14 +61,14 @@ def test_restore_with_resume_state_continues_exactly_as_if_never_interrupted(sav
     """Whatever the number of parallel groups on either side (a run saved on one machine resumes on another); the
     forward path is fixed, as two paths agree only to float rounding."""
     configs = [SMALL.replace(teacher_forcing_ratio=ratio) for ratio in (0.0, 1.0)]
-    uninterrupted = BatchedTrainer(configs, path="each", workers=saved_by)
+    uninterrupted = StackedTrainer(configs, path="each", workers=saved_by)
     for _ in range(STEPS):
         uninterrupted.train_step()
     states = [uninterrupted.model_state(k) for k in range(2)]
     resume = copy.deepcopy(uninterrupted.resume_state())
     expected = [uninterrupted.train_step().losses for _ in range(STEPS)]
     torch.manual_seed(321)  # the global RNG must not matter
-    resumed = BatchedTrainer(configs, path="each", workers=resumed_by)
+    resumed = StackedTrainer(configs, path="each", workers=resumed_by)
     resumed.restore(states, STEPS, resume)
     assert resumed.step == STEPS
     assert [resumed.train_step().losses for _ in range(STEPS)] == expected
@@ -78,7 +78,7 @@ def test_restore_with_resume_state_continues_exactly_as_if_never_interrupted(sav
 
 
 def test_restore_refuses_another_number_of_models() -> None:
-    batched = BatchedTrainer([SMALL, SMALL.replace(seed=1)])
+    batched = StackedTrainer([SMALL, SMALL.replace(seed=1)])
     with pytest.raises(ValueError, match="holds 1 models, this comparison trains 2"):
         batched.restore([batched.model_state(0)], 3, None)
     batched.restore([batched.model_state(1), batched.model_state(0)], 3, None)  # without resume: weights and step
@@ -93,8 +93,8 @@ def test_custom_pairs_train_batched_like_one_model() -> None:
     configs = [SMALL.replace(task="custom", custom_data=pairs.fingerprint, teacher_forcing_ratio=ratio)
                for ratio in (0.0, 1.0)]
     with pytest.raises(TaskError, match="none were given"):
-        BatchedTrainer(configs)
-    batched = BatchedTrainer(configs, pairs)
+        StackedTrainer(configs)
+    batched = StackedTrainer(configs, pairs)
     single = Trainer(configs[1], pairs)
     for _ in range(STEPS):
         assert batched.train_step().losses[1] == pytest.approx(single.train_step().loss, abs=1e-5)
@@ -103,7 +103,7 @@ def test_custom_pairs_train_batched_like_one_model() -> None:
 @pytest.mark.parametrize("coin", ["step", "token"])
 def test_both_forward_paths_give_the_same_logits_and_losses(coin: str) -> None:
     configs = [SMALL.replace(coin=coin, num_layers=2, teacher_forcing_ratio=ratio) for ratio in (0.0, 0.3, 1.0)]
-    stacked, each = BatchedTrainer(configs, path="stacked"), BatchedTrainer(configs, path="each")
+    stacked, each = StackedTrainer(configs, path="stacked"), StackedTrainer(configs, path="each")
     batch = next(stacked.batches)
     teacher = torch.rand(3, *batch.tgt.shape if coin == "token" else batch.tgt.shape[1:]) < 0.5
     teacher[2] = True

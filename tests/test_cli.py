@@ -12,13 +12,13 @@ import torch
 
 from playground import cli
 from playground.core.tasks import TASKS
-from playground.runs.background import RUN_FILE
-from playground.training.rules import DivergedError
-from playground.training.storage import (
+from playground.training.checkpoints import load_checkpoint
+from playground.training.metrics import DivergedError
+from playground.training.run_folder import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,
-    load_checkpoint,
+    RUN_FILE,
     read_config,
     read_metrics,
 )

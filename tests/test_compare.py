@@ -8,18 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground.analysis.compare import (
-    CompareConfig,
-    CompareSnapshot,
-    reading,
-    steps_to_reach,
-    summary_csv,
-    summary_rows,
-)
 from playground.cli import main
 from playground.core.config import ConfigError, TrainConfig
-from playground.runs.engines import MODEL_COLUMN, CompareEngine
-from playground.training.storage import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, read_config, read_metrics
+from playground.experiments.comparison import CompareConfig, CompareSnapshot
+from playground.experiments.statistics import steps_to_reach
+from playground.reports.comparison_table import reading, summary_csv, summary_rows
+from playground.runs.compare_engine import CompareEngine
+from playground.training.checkpoints import load_checkpoint
+from playground.training.run_folder import CHECKPOINT_FILE, METRICS_FILE, MODEL_COLUMN, read_config, read_metrics
 
 TINY = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=32, max_len=5, steps=12, eval_every=6)
 

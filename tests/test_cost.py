@@ -10,8 +10,8 @@ import pytest
 from playground.cli import main
 from playground.core.config import TrainConfig
 from playground.runs.background import RunError
-from playground.runs.engines import TrainingEngine
 from playground.runs.registry import RunRegistry
+from playground.runs.train_engine import TrainingEngine
 from playground.training.cost import Calibration, estimate, parameter_count
 from playground.training.trainer import Trainer, build_task
 

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from playground import cli
-from playground.analysis.compare import CompareConfig
-from playground.analysis.decode import (
+from playground.core.config import TrainConfig
+from playground.core.tasks import PAD_ID
+from playground.experiments.comparison import CompareConfig
+from playground.inspection.decoding import (
     FED_OWN,
     FED_START,
     FED_TRUE,
@@ -23,11 +25,10 @@ from playground.analysis.decode import (
     sequence_logprob,
     step_through,
 )
-from playground.core.config import TrainConfig
-from playground.core.tasks import PAD_ID
 from playground.runs import registry as runs
-from playground.runs.engines import CompareEngine, TrainingEngine
+from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import RunRegistry
+from playground.runs.train_engine import TrainingEngine
 from playground.training.trainer import Trainer
 from tests.conftest import new_app
 

@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from playground import cli
-from playground.analysis.study import StudyConfig
 from playground.core.config import TrainConfig
+from playground.experiments.study_grid import StudyConfig
 from playground.export.experiment import read_experiment
 from playground.export.script import pytorch_script
-from playground.runs.background import RUN_FILE
-from playground.training.rules import EVALUATED
-from playground.training.storage import read_metrics
+from playground.training.metrics import EVALUATED
+from playground.training.run_folder import RUN_FILE, read_metrics
 
 FIGURES = ("val_tf_loss", "val_fr_loss", "val_tf_token_acc", "val_fr_token_acc", "val_tf_exact", "val_fr_exact")
 SMALL = ["--hidden", "24", "--emb", "8", "--val-size", "48", "--batch-size", "16", "--eval-every", "10"]

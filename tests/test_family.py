@@ -18,20 +18,20 @@ import torch
 
 from bench.steps import Plan, family_cases, family_ratios, measure
 from playground import cli
-from playground.analysis.compare import CompareSnapshot
-from playground.analysis.lessons import LESSONS, read_attention_cure, read_gru_or_lstm, read_reversal
-from playground.analysis.states import capture_arrays, capture_csv
-from playground.analysis.study import StudyConfig
 from playground.core.config import ConfigError, TrainConfig
-from playground.core.model import Seq2Seq, sequence_loss
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
-from playground.glossary import TERMS
-from playground.runs.engines import TrainingEngine
+from playground.course.glossary import TERMS
+from playground.course.lessons import LESSONS, read_attention_cure, read_gru_or_lstm, read_reversal
+from playground.experiments.comparison import CompareSnapshot
+from playground.experiments.study_grid import StudyConfig
+from playground.inspection.states import capture_arrays, capture_csv
+from playground.model.seq2seq import Seq2Seq, sequence_loss
 from playground.runs.registry import registry
-from playground.training.batched import BatchedTrainer
+from playground.runs.train_engine import TrainingEngine
+from playground.training.checkpoints import load_checkpoint
 from playground.training.cost import estimate
-from playground.training.rules import Metric
-from playground.training.storage import load_checkpoint
+from playground.training.metrics import Metric
+from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer, build_task
 from tests.conftest import new_app
 
@@ -183,7 +183,7 @@ def test_weights_keep_the_documented_names() -> None:
 def test_k_models_of_a_variant_are_each_its_own_model() -> None:
     config = TrainConfig(cell="gru", attention="dot", reverse_source="on", hidden_dim=HIDDEN, emb_dim=EMB,
                          batch_size=4, val_size=16, max_len=5, device="cpu")
-    trainer = BatchedTrainer([config.replace(teacher_forcing_ratio=r) for r in (0.0, 1.0)])
+    trainer = StackedTrainer([config.replace(teacher_forcing_ratio=r) for r in (0.0, 1.0)])
     trainer.train_step()
     batch = trainer.data.validation
     src, tgt = batch.src[:3], batch.tgt[:3]
@@ -245,7 +245,7 @@ def test_arms_that_differ_by_model_train_as_if_alone() -> None:
                        device="cpu")
     configs = [base.replace(teacher_forcing_ratio=0.5), base.replace(attention="dot", teacher_forcing_ratio=0.5),
                base.replace(cell="gru", reverse_source="on", teacher_forcing_ratio=0.0)]
-    batched = BatchedTrainer(configs, workers=1)
+    batched = StackedTrainer(configs, workers=1)
     assert [len(group.members) for group in batched.groups] == [1, 1, 1]
     singles = [Trainer(config) for config in configs]
     for _ in range(3):

@@ -19,14 +19,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground.analysis.compare import summary_rows
 from playground.cli.common import strict
 from playground.core.config import TrainConfig
-from playground.runs.background import RUN_FILE, RunError
-from playground.runs.engines import CompareEngine, TrainingEngine
+from playground.reports.comparison_table import summary_rows
+from playground.runs.background import RunError
+from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import RunRegistry
-from playground.training import storage
-from playground.training.storage import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, load_checkpoint
+from playground.runs.train_engine import TrainingEngine
+from playground.training import checkpoints, run_folder
+from playground.training.checkpoints import load_checkpoint
+from playground.training.run_folder import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, RUN_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--hidden", "8", "--emb", "4", "--val-size", "32", "--batch-size", "8", "--eval-every", "25"]
@@ -154,7 +156,8 @@ def test_a_full_disk_fails_the_run_and_keeps_what_was_saved(tmp_path: Path, monk
     def disk_full(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(storage, "atomic_write", disk_full)
+    monkeypatch.setattr(run_folder, "atomic_write", disk_full)
+    monkeypatch.setattr(checkpoints, "atomic_write", disk_full)
     run.stop()
     run.join(30)
     assert run.status == "failed" and "No space left on device" in run.message and not run.active

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from playground.glossary import TERMS, anchor, term_link
+from playground.course.glossary import TERMS, anchor, term_link
 
 USED_ON_PAGES = ("beam search", "greedy decoding", "log-probability", "length normalisation", "top-k",
                  "context vector", "pca", "confidence interval", "p-value", "paired test", "arm", "coin", "fr and tf",

@@ -11,10 +11,10 @@ import torch
 
 from playground.core import interrupt
 from playground.core.config import TrainConfig
-from playground.runs.engine import RunStatus
-from playground.runs.engines import TrainingEngine
 from playground.runs.registry import RunRegistry
-from playground.training.batched import BatchedTrainer
+from playground.runs.train_engine import TrainingEngine
+from playground.training.run_folder import RunStatus
+from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer
 
 SMALL = TrainConfig(hidden_dim=16, emb_dim=8, batch_size=8, min_len=4, max_len=7, val_size=16, steps=50)
@@ -32,7 +32,7 @@ class StopAt(threading.Event):
         return self.at is not None and self.checks >= self.at
 
 
-def checks_in_one_step(trainer: Trainer | BatchedTrainer) -> int:
+def checks_in_one_step(trainer: Trainer | StackedTrainer) -> int:
     counter = StopAt(None)
     with interrupt.requests(counter):
         trainer.train_step()
@@ -74,9 +74,9 @@ def test_an_interrupted_step_is_undone_and_training_goes_on_as_if_never_stopped(
 @pytest.mark.usefixtures("chunked_encoder")
 def test_an_interrupted_k_model_step_is_undone_in_every_group(path: str, workers: int) -> None:
     configs = [SMALL.replace(teacher_forcing_ratio=ratio) for ratio in (0.0, 0.5, 1.0)]
-    stopped, never = (BatchedTrainer(configs, path=path, workers=workers) for _ in range(2))
+    stopped, never = (StackedTrainer(configs, path=path, workers=workers) for _ in range(2))
     stopped.train_step()
-    checks = checks_in_one_step(BatchedTrainer(configs, path=path, workers=workers))
+    checks = checks_in_one_step(StackedTrainer(configs, path=path, workers=workers))
     with pytest.raises(interrupt.Interrupted), interrupt.requests(StopAt(checks // 2)):
         stopped.train_step()
     assert stopped.step == 1

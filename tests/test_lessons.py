@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from playground.analysis.compare import CompareConfig, CompareSnapshot
-from playground.analysis.lessons import (
+from playground.core.config import TrainConfig
+from playground.course.glossary import TERMS
+from playground.course.lessons import (
     LESSONS,
     STEPS_ENV,
     prepared,
@@ -13,9 +14,8 @@ from playground.analysis.lessons import (
     read_exposure_bias,
     read_scheduled_sampling,
 )
-from playground.core.config import TrainConfig
-from playground.glossary import TERMS
-from playground.training.rules import Metric
+from playground.experiments.comparison import CompareConfig, CompareSnapshot
+from playground.training.metrics import Metric
 
 
 def row(step: int, tf_tokens: float, fr_tokens: float, fr_exact: float = 0.5, gamma: float = 1.0) -> dict:
@@ -119,7 +119,7 @@ def test_the_bottleneck_says_why_it_did_not_appear(values: list[float], reason: 
 
 
 def test_a_real_tiny_lesson_run_gets_a_reading_from_its_own_numbers() -> None:
-    from playground.runs.engines import CompareEngine
+    from playground.runs.compare_engine import CompareEngine
 
     tiny = CompareConfig.build(TrainConfig(emb_dim=8, hidden_dim=8, batch_size=16, val_size=32, steps=10,
                                            eval_every=5, min_len=2, max_len=6), (0.5,))

@@ -13,19 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from playground.analysis.compare import (
-    CompareConfig,
-    CompareSnapshot,
-    format_table,
-    gap_over_time,
-    steps_to_reach,
-    summary_csv,
-    summary_rows,
-)
 from playground.core.config import TrainConfig
-from playground.plots.compare import length_figure, metric, series
+from playground.experiments.comparison import CompareConfig, CompareSnapshot
+from playground.experiments.statistics import gap_over_time, steps_to_reach
+from playground.plots.comparison_figures import length_figure, metric, series
 from playground.plots.curves import column, ema
-from playground.training.rules import Metric
+from playground.reports.comparison_table import format_table, summary_csv, summary_rows
+from playground.training.metrics import Metric
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "compare_metrics.json").read_text())
 ROWS = {"aligned": RECORDED["rows"], "aligned_ragged": RECORDED["ragged_rows"]}

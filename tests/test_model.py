@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from playground.core.model import Seq2Seq, sequence_loss
 from playground.core.tasks import PAD_ID, SOS_ID
+from playground.model.seq2seq import Seq2Seq, sequence_loss
 
 SRC_VOCAB, TGT_VOCAB, EMB, HIDDEN = 13, 11, 6, 8
 MIXED_DRAWS = torch.tensor([0.9, 0.1, 0.7, 0.2, 0.3, 0.8])

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from playground import cli
-from playground.core.model import Seq2Seq, sequence_loss
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
+from playground.model.seq2seq import Seq2Seq, sequence_loss
 
 SRC_VOCAB, TGT_VOCAB, EMB, HIDDEN = 13, 11, 6, 8
 CASES = [(0.0, "step"), (0.3, "step"), (0.5, "step"), (1.0, "step"), (0.0, "token"), (0.3, "token"), (0.5, "token")]

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from playground.analysis.compare import CompareConfig
-from playground.analysis.lessons import class_snapshot
 from playground.core.config import TrainConfig
+from playground.course.lessons import class_snapshot
+from playground.experiments.comparison import CompareConfig
 from playground.runs.background import RunError
-from playground.runs.engine import RunStatus
-from playground.runs.engines import CompareEngine, TrainingEngine
+from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import RunRegistry
+from playground.runs.train_engine import TrainingEngine
+from playground.training.run_folder import RunStatus
 from tests.test_runs import TINY, wait_for
 
 ALICE, BOB = "a" * 32, "b" * 32

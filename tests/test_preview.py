@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from playground.analysis.preview import parameter_counts, task_preview
-from playground.analysis.states import best_by_free_running, informative_units
 from playground.core.config import TrainConfig
+from playground.inspection.preview import parameter_counts, task_preview
+from playground.inspection.states import best_by_free_running, informative_units
 from playground.plots.curves import accuracy_figure, group_changes, loss_figure
 from playground.plots.diagram import DiagramSizes, model_diagram
 from playground.training.trainer import build_model

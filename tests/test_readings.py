@@ -4,12 +4,15 @@ can redo from the shown figures, and intervals of a share within 0-100%."""
 
 from __future__ import annotations
 
-from playground.analysis import compare, lessons, study
-from playground.analysis.answers import PREDICTIONS, answers
-from playground.analysis.compare import GAP, CompareConfig, CompareSnapshot
-from playground.analysis.readings import difference, interval, share, trade_off
 from playground.core.config import TrainConfig
-from playground.training.rules import Metric
+from playground.course import lessons
+from playground.course.answers import PREDICTIONS, answers
+from playground.experiments.comparison import CompareConfig, CompareSnapshot
+from playground.reports import comparison_table as compare
+from playground.reports import study_table as study
+from playground.reports.comparison_table import GAP
+from playground.reports.readings import difference, interval, share, trade_off
+from playground.training.metrics import Metric
 
 
 def compare_row(label: str, exact: float, tokens: float, seeds: int = 3, spread: float = 0.01) -> dict:

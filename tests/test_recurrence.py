@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from playground.analysis.states import capture_states
 from playground.core.config import TrainConfig
-from playground.core.recurrence import LayerWeights, layers_of, unroll
 from playground.core.tasks import EOS_ID
-from playground.training.batched import BatchedTrainer
+from playground.inspection.states import capture_states
+from playground.model.fused_lstm import LayerWeights, layers_of, unroll
+from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer
 
 CONFIG = TrainConfig(hidden_dim=12, emb_dim=6, num_layers=2, val_size=32, batch_size=8, max_len=6)
@@ -21,7 +21,7 @@ TOLERANCE = 1e-5
 @pytest.mark.parametrize("ratio", [0.0, 0.5, 1.0])
 def test_model_and_k_model_engine_give_the_same_logits(ratio: float) -> None:
     trainer = Trainer(CONFIG)
-    engine = BatchedTrainer([CONFIG])
+    engine = StackedTrainer([CONFIG])
     engine.restore([trainer.model.state_dict()], 0, None)
     batch = next(trainer.batches)
     draws = torch.rand(batch.tgt.shape[1], generator=torch.Generator().manual_seed(3))

@@ -11,15 +11,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground.analysis.compare import CompareConfig
 from playground.core.config import TrainConfig
+from playground.experiments.comparison import CompareConfig
 from playground.runs import background
-from playground.runs.background import RUN_FILE, BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
-from playground.runs.engines import CompareEngine, TrainingEngine
+from playground.runs.background import BackgroundRun, RunError
+from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import RunRegistry
-from playground.training import storage
-from playground.training.storage import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, read_metrics
+from playground.runs.train_engine import TrainingEngine
+from playground.training import checkpoints, run_folder
+from playground.training.checkpoints import load_checkpoint
+from playground.training.run_folder import (
+    CHECKPOINT_FILE,
+    FINAL_STATUSES,
+    METRICS_FILE,
+    RUN_FILE,
+    RunKind,
+    RunStatus,
+    read_metrics,
+)
 
 TINY = TrainConfig(hidden_dim=16, emb_dim=8, max_len=5, steps=60, eval_every=20, val_size=32, batch_size=16)
 
@@ -272,7 +281,8 @@ def test_a_run_whose_save_fails_ends_failed_and_frees_its_slot(tmp_path: Path,
     def read_only(path: Path, data: bytes) -> None:
         raise OSError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(storage, "atomic_write", read_only)
+    monkeypatch.setattr(run_folder, "atomic_write", read_only)
+    monkeypatch.setattr(checkpoints, "atomic_write", read_only)
     run.join(30)  # it ends by itself: nobody pressed stop
     assert run.status == "failed" and not run.active and run.status in FINAL_STATUSES
     assert run.message.startswith("could not save the run: Permission denied")

@@ -24,9 +24,10 @@ from playground.cli import main
 from playground.core.config import TrainConfig
 from playground.core.files import DamagedFile
 from playground.core.tasks import MAX_CUSTOM_BYTES, MAX_CUSTOM_VOCAB, TaskError, load_custom_csv, parse_custom_csv
-from playground.runs.engines import TrainingEngine
 from playground.runs.registry import RunRegistry
-from playground.training.storage import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from playground.runs.train_engine import TrainingEngine
+from playground.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from playground.training.run_folder import CHECKPOINT_FILE
 from playground.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +151,7 @@ def test_an_unexpected_error_is_one_line_and_non_zero(monkeypatch: pytest.Monkey
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr("playground.runs.engines.Trainer", explode)
+    monkeypatch.setattr("playground.runs.train_engine.Trainer", explode)
     code = main(["train", "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     assert code == 1
     assert capsys.readouterr().err == "error: RuntimeError: out of memory\n"
@@ -165,7 +166,7 @@ PROBE = r"""
 import json, resource, sys
 from pathlib import Path
 from playground.runs.registry import RunRegistry
-from playground.training.storage import load_checkpoint
+from playground.training.checkpoints import load_checkpoint
 
 def peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -330,8 +331,9 @@ def test_a_run_json_saying_running_from_a_dead_process_resumes_and_holds_no_slot
 
 
 def test_a_study_file_naming_a_cell_in_superscript_digits_is_damaged_not_a_crash(tmp_path: Path) -> None:
-    from playground.analysis.study import StudyConfig
-    from playground.runs.study import STUDY_FILE, StudyEngine
+    from playground.experiments.study_grid import StudyConfig
+    from playground.runs.study_engine import StudyEngine
+    from playground.training.run_folder import STUDY_FILE
 
     config = StudyConfig.build(TINY, ["reverse"], [6], [], [8], [0.0, 1.0], [], 2)
     (tmp_path / STUDY_FILE).write_text(json.dumps({"config": config.as_dict(), "results": {"²": {}}}))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from playground.analysis.states import (
+from playground.core.tasks import EOS, EOS_ID, SOS_ID, Vocab
+from playground.inspection.states import (
     capture_csv,
     capture_npz,
     capture_states,
@@ -21,9 +22,8 @@ from playground.analysis.states import (
     position_correlation,
     unit_order,
 )
-from playground.core.model import Seq2Seq
-from playground.core.tasks import EOS, EOS_ID, SOS_ID, Vocab
-from playground.plots.states import state_heatmap
+from playground.model.seq2seq import Seq2Seq
+from playground.plots.state_figures import state_heatmap
 
 SRC = list("abcdab")
 TGT = list("badcba")

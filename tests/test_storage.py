@@ -12,27 +12,24 @@ import torch
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import CustomPairs, TaskError, load_custom_csv, parse_custom_csv
-from playground.training import storage
-from playground.training.batched import BatchedTrainer
-from playground.training.storage import (
+from playground.training import checkpoints
+from playground.training.checkpoints import CheckpointError, load_checkpoint, portable, save_checkpoint
+from playground.training.metrics import METRIC_COLUMNS
+from playground.training.run_folder import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     CUSTOM_FILE,
-    METRIC_COLUMNS,
     METRICS_FILE,
-    CheckpointError,
     create_run_dir,
-    load_checkpoint,
-    portable,
     read_config,
     read_custom,
     read_json,
     read_metrics,
-    save_checkpoint,
     write_config,
     write_json,
     write_metrics,
 )
+from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer
 
 CONFIG = TrainConfig(task="number_words", max_digits=3, emb_dim=8, hidden_dim=16, batch_size=16, val_size=32,
@@ -254,7 +251,7 @@ def test_a_checkpoints_resume_state_continues_training_exactly(tmp_path: Path) -
 
 def test_a_comparison_checkpoint_holds_every_model(tmp_path: Path) -> None:
     configs = [CONFIG.replace(teacher_forcing_ratio=ratio) for ratio in (0.0, 1.0)]
-    batched = BatchedTrainer(configs)
+    batched = StackedTrainer(configs)
     batched.train_step()
     save_checkpoint(tmp_path / CHECKPOINT_FILE, [(f"γ = {c.teacher_forcing_ratio:g}", c, batched.model_state(k))
                                                  for k, c in enumerate(configs)],
@@ -331,7 +328,7 @@ def test_a_checkpoint_over_its_size_limit_is_refused_unread(checkpoint: bytes, t
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / CHECKPOINT_FILE
     path.write_bytes(checkpoint)
-    monkeypatch.setattr(storage, "MAX_CHECKPOINT_BYTES", 1000)
+    monkeypatch.setattr(checkpoints, "MAX_CHECKPOINT_BYTES", 1000)
     with pytest.raises(CheckpointError, match="larger than 1,000 bytes"):
         load_checkpoint(path)
 

@@ -12,17 +12,11 @@ import ray
 from scipy import stats
 from streamlit.testing.v1 import AppTest
 
-from playground.analysis.study import (
-    Cell,
-    CellResult,
-    StudyConfig,
-    cell_summary,
-    mean_ci,
-    paired_test,
-    reading,
-)
 from playground.core.config import ConfigError, TrainConfig
-from playground.training.rules import Metric
+from playground.experiments.statistics import mean_ci, paired_test
+from playground.experiments.study_grid import Cell, CellResult, StudyConfig
+from playground.reports.study_table import cell_summary, reading
+from playground.training.metrics import Metric
 from tests.conftest import new_app
 
 BASE = TrainConfig(steps=20, eval_every=10, val_size=32)

@@ -2,7 +2,7 @@
 stopped by PID): CLI end to end, reopen, resume, stop, the Study page, two nodes and a node killed; plus a local
 Ray that a driver starts and takes down with it.
 
-Every study runs in its own driver process (playground/runs/ray_study.py); this test process is the "server".
+Every study runs in its own driver process (playground/runs/ray_cells.py); this test process is the "server".
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import pytest
 
 from bench.ray_cluster import LocalCluster, free_port
 from playground import cli
-from playground.analysis.compare import CompareConfig
-from playground.analysis.study import StudyConfig
 from playground.core.config import TrainConfig
+from playground.experiments.comparison import CompareConfig
+from playground.experiments.study_grid import StudyConfig
 from playground.runs import registry as runs
 from playground.runs.registry import RunRegistry
-from playground.runs.study import ADDRESS_ENV, STUDY_FILE, StudyEngine
-from playground.training.storage import read_json, write_json
+from playground.runs.study_engine import ADDRESS_ENV, StudyEngine
+from playground.training.run_folder import STUDY_FILE, read_json, write_json
 from tests.test_study import study_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -335,7 +335,7 @@ def this_process_drives(cluster: LocalCluster, tmp_path: Path, monkeypatch: pyte
     import ray
     from ray._raylet import AuthenticationTokenLoader, Config
 
-    from playground.runs.ray_study import RUNTIME_ENV
+    from playground.runs.ray_cells import RUNTIME_ENV
 
     monkeypatch.chdir(tmp_path)
     Config.initialize("")  # Ray read RAY_AUTH_MODE when this process imported it, before the token was set
@@ -353,7 +353,7 @@ def test_workers_receive_and_import_the_whole_package() -> None:
 
     def shipped() -> tuple[str, list[str], str]:
         import playground
-        import playground.runs.engines as engines
+        import playground.runs.compare_engine as engines
 
         package = Path(playground.__file__).parent
         return (str(package), sorted(str(path.relative_to(package)) for path in package.rglob("*.py")),
@@ -362,7 +362,9 @@ def test_workers_receive_and_import_the_whole_package() -> None:
     package, files, imported = ray.get(ray.remote(num_cpus=1)(shipped).remote(), timeout=120)
     here = ROOT / "playground"
     assert sorted(str(path.relative_to(here)) for path in here.rglob("*.py")) == files
-    assert {"runs/ray_study.py", "runs/study.py", "runs/engines.py", "analysis/study.py"} <= set(files)
+    shipped_modules = {"runs/ray_cells.py", "runs/study_engine.py", "runs/compare_engine.py",
+                       "experiments/study_grid.py"}
+    assert shipped_modules <= set(files)
     assert not package.startswith(str(ROOT)) and imported.startswith(package)
 
 
@@ -370,7 +372,7 @@ def test_workers_receive_and_import_the_whole_package() -> None:
 def test_a_failing_cell_is_tried_twice_then_recorded_and_the_rest_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    from playground.runs import ray_study
+    from playground.runs import ray_cells as ray_study
 
     def fails_at_hidden_12(compare: CompareConfig) -> Iterator[dict[str, object]]:
         """A cell task that dies (as a lost worker or an exception would) for hidden size 12, trains otherwise."""

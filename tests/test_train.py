@@ -9,9 +9,10 @@ import torch
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import CustomPairs, TaskError, load_custom_csv
-from playground.runs.engines import TrainingEngine
+from playground.runs.train_engine import TrainingEngine
 from playground.training import trainer as train
-from playground.training.rules import DivergedError, draw_coins
+from playground.training.metrics import DivergedError
+from playground.training.resume import draw_coins
 from playground.training.trainer import Trainer, build_task
 
 TINY = TrainConfig(task="reverse", min_len=2, max_len=5, alphabet_size=6, emb_dim=8, hidden_dim=16,

@@ -12,10 +12,10 @@ from typing import Any
 from playground.core.config import DEFAULTS, SETTINGS, SWITCH, VARIANT_SETTINGS, TrainConfig, whole_number
 from playground.core.tasks import CustomPairs, load_custom_csv
 from playground.export.experiment import Experiment
-from playground.export.tensorboard import TensorBoardLog, TensorBoardMissing, live_rows
-from playground.runs.background import BackgroundRun, RunError, read_run_file
-from playground.runs.engine import RunKind, RunStatus
+from playground.export.tensorboard import TensorBoardLog, TensorBoardMissing
+from playground.runs.background import BackgroundRun, RunError
 from playground.runs.registry import RunRegistry
+from playground.training.run_folder import RunKind, RunStatus, read_run_file
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_FAILED = 0, 1, 2, 3, 4
 EXIT_CODES = {RunStatus.DIVERGED: EXIT_DIVERGED, RunStatus.FAILED: EXIT_FAILED}
@@ -161,4 +161,7 @@ def progress_line(step: int, total: int) -> str:
     return f"\r[{'#' * filled}{'.' * (width - filled)}] {step}/{total} steps"
 
 
-
+def live_rows(run: BackgroundRun[Any]) -> list[list[dict[str, float]]]:
+    """The rows so far of a training run or a comparison that is training, one list per model."""
+    snapshot = run.snapshot()
+    return [snapshot.rows] if run.kind == RunKind.TRAIN else snapshot.rows

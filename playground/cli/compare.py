@@ -7,7 +7,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from playground.analysis.compare import CompareConfig, format_table, parse_ratios, reading, summary_rows
 from playground.cli.common import (
     EXIT_CODES,
     EXIT_OK,
@@ -22,10 +21,12 @@ from playground.cli.common import (
     variant_lists,
 )
 from playground.core.config import VARIANT_SETTINGS
+from playground.experiments.comparison import CompareConfig, parse_ratios
 from playground.export.experiment import Experiment, read_experiment
-from playground.runs.engine import RunKind
-from playground.runs.engines import CompareEngine
+from playground.reports.comparison_table import format_table, reading, summary_rows
+from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import RunRegistry
+from playground.training.run_folder import RunKind
 
 PER_ARM = ("teacher_forcing_ratio", "schedule")
 

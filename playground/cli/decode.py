@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from playground.analysis.decode import MAX_BEAM_WIDTH, beam_search, check_source, greedy
 from playground.cli.common import EXIT_OK, BadInput, print_json
 from playground.core.config import whole_number
+from playground.inspection.decoding import MAX_BEAM_WIDTH, beam_search, check_source, greedy
 from playground.runs.background import RunError
 from playground.runs.registry import RunRegistry
-from playground.training.storage import load_checkpoint
+from playground.training.checkpoints import load_checkpoint
 from playground.training.trainer import TrainedModel, build_task
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from playground.cli.common import EXIT_OK, print_json
 from playground.core.config import VARIANT_SETTINGS, variant_label
 from playground.runs.registry import RunRegistry
-from playground.training.storage import read_config
+from playground.training.run_folder import read_config
 
 
 def add_parser(commands: Any) -> None:

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from playground.analysis.compare import parse_ratios
-from playground.analysis.study import StudyConfig, format_summaries, reading
 from playground.cli.common import (
     EXIT_CODES,
     EXIT_FAILED,
@@ -21,9 +19,12 @@ from playground.cli.common import (
     variant_lists,
 )
 from playground.core.config import VARIANT_SETTINGS
+from playground.experiments.comparison import parse_ratios
+from playground.experiments.study_grid import StudyConfig
+from playground.reports.study_table import format_summaries, reading
 from playground.runs.background import BackgroundRun
 from playground.runs.registry import RunRegistry
-from playground.runs.study import ADDRESS_ENV, StudyEngine, StudySnapshot
+from playground.runs.study_engine import ADDRESS_ENV, StudyEngine, StudySnapshot
 
 GRID = ("task", "max_len", "max_digits", "hidden_dim", "teacher_forcing_ratio", "schedule", "seed", *VARIANT_SETTINGS)
 

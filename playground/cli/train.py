@@ -19,10 +19,10 @@ from playground.cli.common import (
 )
 from playground.export.experiment import Experiment, read_experiment
 from playground.runs.background import BackgroundRun
-from playground.runs.engine import RunKind
-from playground.runs.engines import TrainingEngine, TrainingSnapshot
 from playground.runs.registry import RunRegistry
-from playground.training.rules import EVALUATED, Metric
+from playground.runs.train_engine import TrainingEngine, TrainingSnapshot
+from playground.training.metrics import EVALUATED, Metric
+from playground.training.run_folder import RunKind
 
 
 def add_parser(commands: Any) -> None:

@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from playground.core.attention import ATTENTIONS
-from playground.core.cells import CELLS
 from playground.core.devices import device_choices
 from playground.core.forcing import SCHEDULES, ForcingSchedule
-from playground.core.model import COIN_MODES
 from playground.core.tasks import TASKS
+from playground.model.attention import ATTENTIONS
+from playground.model.cells import CELLS
+from playground.model.seq2seq import COIN_MODES
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """What an export carries out of a run folder: every model's settings and label, and a custom task's pairs.
 
 A training run is one model; a comparison (and each cell of a study) is K models that read one data stream and
-one coin stream, picked by the first model's seed (`BatchedTrainer`). Read from the run's own files, validated
+one coin stream, picked by the first model's seed (`StackedTrainer`). Read from the run's own files, validated
 as the app validates them; nothing read is used as a path.
 """
 
@@ -10,15 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from playground.analysis.compare import CompareConfig
-from playground.analysis.study import StudyConfig
 from playground.core.config import TrainConfig
 from playground.core.tasks import CustomPairs
-from playground.runs.background import read_run_file
-from playground.runs.engine import RunKind
-from playground.runs.engines import COMPARE_FILE
-from playground.runs.study import STUDY_FILE
-from playground.training.storage import CONFIG_FILE, portable, read_config, read_custom, read_json
+from playground.experiments.comparison import CompareConfig
+from playground.experiments.study_grid import StudyConfig
+from playground.training.checkpoints import portable
+from playground.training.run_folder import (
+    COMPARE_FILE,
+    CONFIG_FILE,
+    STUDY_FILE,
+    RunKind,
+    read_config,
+    read_custom,
+    read_json,
+    read_run_file,
+)
 
 
 class ExportError(ValueError):

@@ -3,7 +3,7 @@
 A default run's script reads as the specification's LSTM encoder-decoder alone; a GRU run's as a GRU one; an
 attention run's gains the Luong equations of its score(s); a reversed-source run the reversal. A setting that
 differs between the experiment's models becomes an argument of `Seq2Seq` (and a key of MODELS); one all models
-share is written in, with no branch. Modules are built in the order `core.model.Seq2Seq` builds them (encoder
+share is written in, with no branch. Modules are built in the order `model.seq2seq.Seq2Seq` builds them (encoder
 embedding, cell; decoder embedding, cell, fc_out, attention's w_a, u_a, v_a, w_c), so that one
 `torch.manual_seed` gives both the same weights.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from playground.core.attention import ATTENTIONS
-from playground.core.cells import CELLS
 from playground.core.config import VARIANT_SETTINGS, TrainConfig
-from playground.core.model import reversal_index
+from playground.model.attention import ATTENTIONS
+from playground.model.cells import CELLS
+from playground.model.seq2seq import reversal_index
 
 # Score lines of each Luong score, as `Attention.forward` writes them (h: (B, S, H), memory: (B, T, H)).
 _SCORES = {

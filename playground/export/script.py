@@ -3,11 +3,11 @@
 The script reproduces the library's random-number consumption order, so on the CPU it trains the same models:
 one `random.Random(seed)` draws the validation set and then every training batch (`TaskData`), the model's
 weights come from `torch.manual_seed(model seed)` in the order `Seq2Seq` builds them, and a generator seeded
-with seed + 1 draws every step's coins whatever the ratio (`rules.draw_coins`). The task's generator and the
+with seed + 1 draws every step's coins whatever the ratio (`resume.draw_coins`). The task's generator and the
 teacher-forcing schedule are copied from the library's own source (`inspect.getsource`), so they cannot drift.
 The model is written for the variants the experiment trains and no others (`model_code`): a GRU through nn.GRU,
 attention as Luong's equations, the reversed source. What differs is float rounding: the playground runs an LSTM's
-free-running steps through its hand-written recurrence (`core/recurrence.py`) and a GRU's through the cell's
+free-running steps through its hand-written recurrence (`model/fused_lstm.py`) and a GRU's through the cell's
 reference step, computes attention over all steps at once, and stacks models of one shape; the script runs
 nn.LSTM or nn.GRU one step at a time, each model on its own.
 """
@@ -34,7 +34,7 @@ from playground.core.tasks import (
 )
 from playground.export.experiment import Experiment
 from playground.export.model_code import Family, model_arguments, model_code
-from playground.training.batched import PER_MODEL
+from playground.training.stacked import PER_MODEL
 from playground.training.trainer import build_task
 
 # What tests/test_export.py holds (CPU, dropout 0): every final validation figure within 1e-4 of the run's. Measured

@@ -14,11 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from playground.export.experiment import Experiment, read_experiment
-from playground.runs.background import BackgroundRun
-from playground.runs.engine import RunKind
-from playground.runs.engines import MODEL_COLUMN
-from playground.training.rules import METRIC_COLUMNS, Metric
-from playground.training.storage import read_metrics
+from playground.training.metrics import METRIC_COLUMNS, Metric
+from playground.training.run_folder import MODEL_COLUMN, read_metrics
 
 NOT_SCALARS = (Metric.STEP,)
 SCALARS = tuple(name for name in METRIC_COLUMNS if name not in NOT_SCALARS)
@@ -107,8 +104,3 @@ def export_tensorboard(run_dir: Path, log_dir: Path) -> list[Path]:
         log.close()
     return log.folders
 
-
-def live_rows(run: BackgroundRun[Any]) -> list[list[dict[str, float]]]:
-    """The rows so far of a training run or a comparison that is training, one list per model."""
-    snapshot = run.snapshot()
-    return [snapshot.rows] if run.kind == RunKind.TRAIN else snapshot.rows

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from playground.plots.common import SCORING_DASH, empty_state, has_points, tidy
-from playground.training.rules import Metric
+from playground.training.metrics import Metric
 
 MAX_POINTS = 600
 MARKER_GAP = 0.05  # live-change markers closer than this share of the step axis share one label

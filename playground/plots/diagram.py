@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from playground.core.cells import CELLS
+from playground.model.cells import CELLS
 
 
 @dataclass(frozen=True)
 class DiagramSizes:
-    """Everything the diagram prints; `parameters` is per part (see analysis.preview.parameter_counts)."""
+    """Everything the diagram prints; `parameters` is per part (see inspection.preview.parameter_counts)."""
 
     src_vocab: int
     tgt_vocab: int

@@ -6,8 +6,8 @@ the words. `ui.runs.chart` draws no chart without one of these.
 
 from __future__ import annotations
 
-from playground.analysis.compare import GAP, LENGTHS
-from playground.training.rules import Metric
+from playground.reports.comparison_table import GAP, LENGTHS
+from playground.training.metrics import Metric
 
 DIAGRAM = (
     "**Boxes**: the model these settings build, top to bottom: the source tokens, the encoder's embedding and LSTM "

@@ -2,8 +2,7 @@
 
 The thread calls `engine.advance()` until the engine is finished or the run is stopped, paused, diverged or
 failed, and saves what it has every few seconds and at the end. Pages and the CLI use only the public methods
-below; the engine and the lock that guards it stay inside.
-"""
+below; the engine and the lock that guards it stay inside."""
 
 from __future__ import annotations
 
@@ -17,12 +16,18 @@ from pathlib import Path
 from typing import Any, Generic
 
 from playground.core import interrupt
-from playground.runs.engine import ACTIVE_STATUSES, FINAL_STATUSES, Engine, RunKind, RunStatus, SnapshotT
-from playground.training.rules import DivergedError
-from playground.training.storage import read_json, write_json
+from playground.runs.protocol import Engine, SnapshotT
+from playground.training.metrics import DivergedError
+from playground.training.run_folder import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    RUN_FILE,
+    RunKind,
+    RunStatus,
+    write_json,
+)
 from playground.training.trainer import TrainedModel
 
-RUN_FILE = "run.json"
 SAVE_EVERY_SECONDS = 5.0
 
 
@@ -238,20 +243,3 @@ class BackgroundRun(Generic[SnapshotT]):
             self._engine.halt()
         if (problem := self.save()) and problem != message:
             self.status, self.message = RunStatus.FAILED, problem if not message else f"{message}; {problem}"
-
-
-def read_run_file(run_dir: Path) -> dict[str, Any] | None:
-    """A run folder's run.json, or None when it is missing, damaged or not a regular file. A status that says
-    the run trains (written by a process that died, or by hand) reads as stopped: it can be resumed and holds no
-    slot."""
-    try:
-        info = read_json(run_dir / RUN_FILE)
-    except ValueError:
-        return None
-    if not isinstance(info, dict) or not {"name", "kind", "status"} <= info.keys():
-        return None
-    if info["kind"] not in set(RunKind) or info["status"] not in set(RunStatus):
-        return None
-    if info["status"] not in FINAL_STATUSES:  # no process trains a run it reads from disk: it was stopped
-        info["status"] = RunStatus.STOPPED
-    return info

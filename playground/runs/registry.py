@@ -22,19 +22,25 @@ from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
 from playground.export.experiment import read_experiment
 from playground.export.script import pytorch_script
-from playground.runs.background import RUN_FILE, BackgroundRun, RunError, read_run_file
-from playground.runs.engine import Engine, RunKind, RunStatus
-from playground.runs.engines import COMPARE_FILE, CompareEngine, TrainingEngine
+from playground.runs.background import BackgroundRun, RunError
+from playground.runs.compare_engine import CompareEngine
+from playground.runs.protocol import Engine
+from playground.runs.train_engine import TrainingEngine
+from playground.training.checkpoints import MAX_CHECKPOINT_BYTES
 from playground.training.cost import estimate, gigabytes, memory_budget
-from playground.training.storage import (
+from playground.training.run_folder import (
     CHECKPOINT_FILE,
+    COMPARE_FILE,
     CONFIG_FILE,
-    MAX_CHECKPOINT_BYTES,
     MAX_METRICS_BYTES,
     METRICS_FILE,
+    RUN_FILE,
+    RunKind,
+    RunStatus,
     create_run_dir,
     read_config,
     read_custom,
+    read_run_file,
     run_folder,
     write_config,
     write_json,
@@ -46,7 +52,7 @@ MAX_NAME = 80
 
 def load_study(run_dir: Path) -> Engine[Any]:
     """A study's module is imported when a study is opened, not when the app starts."""
-    from playground.runs.study import StudyEngine
+    from playground.runs.study_engine import StudyEngine
 
     return StudyEngine.load(run_dir)
 
@@ -257,7 +263,7 @@ class RunRegistry:
             return run
 
     def _folder(self, run_id: str) -> Path:
-        """A run's real folder (`storage.run_folder`); an id may come from a URL."""
+        """A run's real folder (`run_folder.run_folder`); an id may come from a URL."""
         try:
             return run_folder(self.runs_dir, run_id)
         except ValueError as error:

@@ -23,11 +23,11 @@ from functools import cache
 
 import torch
 
-from playground.core.attention import attention_activations, attention_flops
-from playground.core.cells import CELLS
 from playground.core.config import TrainConfig
 from playground.core.tasks import Task
-from playground.training.rules import EVAL_CHUNK
+from playground.model.attention import attention_activations, attention_flops
+from playground.model.cells import CELLS
+from playground.training.metrics import EVAL_CHUNK
 from playground.training.trainer import meta_model
 
 FLOAT_BYTES = 4

@@ -2,7 +2,7 @@
 
 A `Trainer` owns the model, optimizer, data stream and coin generator of one run. It knows nothing of threads
 or pages: `runs/` drives it in a thread for the app and the CLI alike. The rules it shares with the K-model
-trainer (coins, finiteness, scoring, metric names) live in `rules.py`.
+trainer (coins, finiteness, scoring, metric names) live in `metrics.py` and `resume.py`.
 """
 
 from __future__ import annotations
@@ -16,21 +16,10 @@ import torch
 
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.model import Seq2Seq, sequence_loss
 from playground.core.tasks import Batch, CustomPairs, Pair, Task, TaskData, TaskError, make_task
-from playground.training.rules import (
-    EVAL_CHUNK,
-    MODES,
-    DivergedError,
-    Evaluation,
-    check_finite,
-    draw_coins,
-    evaluation,
-    restore_state,
-    resume_state,
-    step_row,
-    undone_if_interrupted,
-)
+from playground.model.seq2seq import Seq2Seq, sequence_loss
+from playground.training.metrics import EVAL_CHUNK, MODES, DivergedError, Evaluation, check_finite, evaluation, step_row
+from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
 
 _SEEDED_INIT = threading.Lock()  # model init draws from torch's global RNG
 

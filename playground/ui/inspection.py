@@ -9,17 +9,17 @@ from typing import Any
 
 import streamlit as st
 
-from playground.analysis.decode import check_source, free_running_mistakes
-from playground.analysis.states import best_by_free_running
 from playground.core.config import (
     TrainConfig,
 )
-from playground.core.model import Seq2Seq
 from playground.core.tasks import Pair, Task, TaskData, TaskError, Vocab
+from playground.inspection.decoding import check_source, free_running_mistakes
+from playground.inspection.states import best_by_free_running
+from playground.model.seq2seq import Seq2Seq
 from playground.runs.background import RunError
-from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
 from playground.runs.registry import registry
-from playground.training.storage import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
+from playground.training.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
+from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
 from playground.training.trainer import TrainedModel, build_task
 from playground.ui.runs import visible_runs
 from playground.ui.settings import Share, allowed_text, link_text, share_link

@@ -8,15 +8,15 @@ from typing import Any
 
 import streamlit as st
 
-from playground.analysis.decode import position_errors
+from playground.inspection.decoding import position_errors
 from playground.plots import notes
 from playground.plots.common import chart_config, file_name
-from playground.plots.decode import position_errors_figure
-from playground.plots.states import alignment_heatmap, state_heatmap
+from playground.plots.decoding_figures import position_errors_figure
+from playground.plots.state_figures import alignment_heatmap, state_heatmap
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.engine import FINAL_STATUSES, RunKind, RunStatus
-from playground.runs.engines import TrainingSnapshot
 from playground.runs.registry import RunSummary, registry
+from playground.runs.train_engine import TrainingSnapshot
+from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
 from playground.ui.people import check_control, control_link, is_teacher, may_control, session_owner
 from playground.ui.text import plain
 

@@ -69,7 +69,7 @@ def browser_page(browser: object) -> Iterator[object]:
 def trained_checkpoint(tmp_path: Path) -> Path:
     """A checkpoint of a tiny model really trained for 60 steps (reverse, sequences up to 6)."""
     from playground.core.config import TrainConfig
-    from playground.training.storage import save_checkpoint
+    from playground.training.checkpoints import save_checkpoint
     from playground.training.trainer import Trainer
 
     trainer = Trainer(TrainConfig(hidden_dim=16, emb_dim=8, steps=60, val_size=100, max_len=6))

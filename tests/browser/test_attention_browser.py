@@ -23,7 +23,7 @@ TRACE = """key => {
 def attention_checkpoint(tmp_path: Path) -> Path:
     """A checkpoint of a tiny dot-attention model trained for 40 steps (reverse, sources of exactly 5)."""
     from playground.core.config import TrainConfig
-    from playground.training.storage import save_checkpoint
+    from playground.training.checkpoints import save_checkpoint
     from playground.training.trainer import Trainer
 
     trainer = Trainer(TrainConfig(hidden_dim=16, emb_dim=8, steps=40, val_size=50, min_len=5, max_len=5,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from playground.analysis.lessons import STEPS_ENV
-from playground.runs.background import read_run_file
+from playground.course.lessons import STEPS_ENV
+from playground.training.run_folder import read_run_file
 from tests.browser.harness import ServerError, streamlit_app, wait_idle
 
 pytestmark = pytest.mark.browser

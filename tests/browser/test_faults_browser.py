@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from playground.training.storage import CHECKPOINT_FILE, METRICS_FILE
+from playground.training.run_folder import CHECKPOINT_FILE, METRICS_FILE
 from tests.browser.harness import ROOT, ServerError, set_number, streamlit_app, wait_idle
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from playground.analysis.lessons import STEPS_ENV
+from playground.course.lessons import STEPS_ENV
 from tests.browser.conftest import another_server, screenshot
 from tests.browser.harness import set_number, wait_idle
 

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from playground.analysis.lessons import STEPS_ENV
+from playground.course.lessons import STEPS_ENV
 from tests.browser.harness import CHROMIUM, ROOT, set_number, streamlit_app, wait_idle
 
 pytestmark = pytest.mark.browser

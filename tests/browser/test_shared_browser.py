@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from playground.analysis.lessons import STEPS_ENV
+from playground.course.lessons import STEPS_ENV
 from tests.browser.conftest import another_server, screenshot
 from tests.browser.harness import set_number, wait_idle
 

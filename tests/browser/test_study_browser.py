@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from playground.runs.study import ADDRESS_ENV
+from playground.runs.study_engine import ADDRESS_ENV
 from tests.browser.conftest import another_server, screenshot
 from tests.browser.harness import set_number, wait_idle
 from tests.browser.test_faults_browser import server_pid

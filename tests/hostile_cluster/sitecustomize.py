@@ -16,10 +16,10 @@ class Payload:
 
 
 class PatchResults(importlib.abc.MetaPathFinder):
-    """When the shipped playground.analysis.study is imported, its results start carrying the payload."""
+    """When the shipped playground.experiments.study_grid is imported, its results start carrying the payload."""
 
     def find_spec(self, name: str, path: object, target: object = None) -> object:
-        if name != "playground.analysis.study":
+        if name != "playground.experiments.study_grid":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)

@@ -1,14 +1,13 @@
 """A study as a run: its cells train on Ray in a driver process of its own; this side only reads JSON.
 
 `StudyEngine` is the run's engine (`BackgroundRun` calls `advance()`), in the app's and the CLI's process alike.
-Its first `advance()` starts the driver (`python -m playground.runs.ray_study`, playground/runs/ray_study.py) in
+Its first `advance()` starts the driver (`python -m playground.runs.ray_cells`, playground/runs/ray_cells.py) in
 a session of its own, hands it the study as one JSON line, and from then on reads the driver's JSON lines: the
 address it really ran on, then each cell's latest result. This process never imports Ray and never unpickles what
 a cluster sends; Ray's processes (a local instance belongs to the driver) cannot take it down. A stop, or the run's
 end, terminates the driver and then kills whatever is left of its process group, so no Ray process it started
 outlives the study. The grid and every cell's latest result are saved in study.json; a reopened unfinished study
-submits only the cells that are not done (a cell stopped half-way trains again from step 0).
-"""
+submits only the cells that are not done (a cell stopped half-way trains again from step 0)."""
 
 from __future__ import annotations
 
@@ -30,25 +29,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from playground.analysis.study import Cell, CellResult, StudyConfig, cell_summary
 from playground.core.config import ConfigError, whole_number
 from playground.core.files import DamagedFile
+from playground.experiments.study_grid import Cell, CellResult, StudyConfig
+from playground.reports.study_table import cell_summary
 from playground.runs.background import RunError
-from playground.runs.engine import RunKind
 from playground.training.cost import estimate
-from playground.training.storage import read_json, write_json
+from playground.training.run_folder import STUDY_FILE, RunKind, read_json, write_json
 from playground.training.trainer import TrainedModel, build_task
 
 ROOT = Path(__file__).resolve().parents[2]  # where `playground` is imported from
+
+
 ADDRESS_ENV = "PLAYGROUND_RAY_ADDRESS"
+
+
 CONNECT_ENV = "PLAYGROUND_RAY_CONNECT_SECONDS"
+
+
 CONNECT_SECONDS = 20.0  # to reach a cluster; a local Ray's own start is not bounded by it (see LOCAL_START_SECONDS)
+
+
 LOCAL_START_SECONDS = 180.0  # a local Ray on a busy 2-core machine can take a minute to start
-STUDY_FILE = "study.json"
+
+
 POLL_SECONDS = 0.2  # how long one advance() waits for a report: BackgroundRun holds the engine's lock meanwhile
+
+
 DRIVER_EXIT_SECONDS = 15.0  # after SIGTERM, how long the driver may take to cancel its cells and stop its Ray
+
+
 MAX_LINE = 1_000_000  # one cell's result is a few KB; a longer line is not a result
+
+
 ADDRESS_PATTERN = re.compile(r"[A-Za-z0-9._\-]{1,253}:[0-9]{1,5}|auto")
+
+
 _ENDED = object()  # what the reader thread queues when the driver's stdout closes
 
 
@@ -187,7 +203,7 @@ class StudyEngine:
             return
         for cell in pending:  # trained again from step 0 (a failed cell too: it gets its two attempts again)
             self.results[cell.index] = CellResult()
-        command = [sys.executable, "-m", "playground.runs.ray_study"]
+        command = [sys.executable, "-m", "playground.runs.ray_cells"]
         self.address = check_address(self.address or os.environ.get(ADDRESS_ENV))
         command += ["--address", self.address] if self.address else []
         command += ["--num-cpus", str(self.num_cpus)] if self.num_cpus else []

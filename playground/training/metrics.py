@@ -1,24 +1,20 @@
-"""The rules every trainer follows, written once: coins, the finiteness check, scoring and the metric names.
+"""The metric names and how validation logits are scored, written once for every trainer.
 
-The one-model `Trainer` and the K-model `BatchedTrainer` both draw their coins, refuse a non-finite step, and
-score validation logits here, so a comparison's model k and a single run with the same seed and ratio give the
-same numbers under the same names.
-"""
+The one-model `Trainer` and the K-model `StackedTrainer` score validation logits and refuse a non-finite step
+here, so a comparison's model k and a single run with the same seed and ratio give the same numbers under the
+same names."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 import torch
 
-from playground.core import interrupt
-from playground.core.model import sequence_loss
-from playground.core.tasks import PAD_ID, TaskData
+from playground.core.tasks import PAD_ID
+from playground.model.seq2seq import sequence_loss
 
 EVAL_CHUNK = 1024  # validation rows per forward pass
 
@@ -42,7 +38,11 @@ class Metric(StrEnum):
 
 
 METRIC_COLUMNS = tuple(Metric)
+
+
 EVALUATED = Metric.FR_EXACT  # present in a row exactly when the row holds an evaluation
+
+
 # validation is scored teacher-forced (gamma = 1) and free-running (greedy), under these prefixes
 MODES = {"val_tf": 1.0, "val_fr": 0.0}
 
@@ -57,15 +57,6 @@ class Evaluation:
 
     metrics: dict[str, float]
     exact_by_length: dict[int, float] = field(default_factory=dict)
-
-
-def draw_coins(generator: torch.Generator, coin: str, tgt_shape: tuple[int, ...]) -> torch.Tensor:
-    """Uniform draws behind one step's coins: one per decoder step, or one per target token.
-
-    Drawn every step whatever the ratio, so the stream never shifts and models that share a generator share coins.
-    """
-    shape = (tgt_shape[1],) if coin == "step" else tuple(tgt_shape)
-    return torch.rand(shape, generator=generator)
 
 
 def check_finite(step: int, numbers: Iterable[tuple[str, float]], who: str = "") -> None:
@@ -103,36 +94,3 @@ def mean_by_length(values: torch.Tensor, lengths: torch.Tensor) -> dict[int, flo
 
 def step_row(step: int, loss: float, ratio: float, lr: float) -> dict[str, float]:
     return {Metric.STEP: step, Metric.TRAIN_LOSS: loss, Metric.GAMMA: ratio, Metric.LR: lr}
-
-
-def resume_state(optimizer: torch.optim.Optimizer, coins: torch.Generator, data: TaskData) -> dict[str, Any]:
-    """Everything besides the weights that the next step depends on (dropout's draws excepted: they come from
-    torch's process-wide generator, which concurrent runs share)."""
-    return {"optimizer": optimizer.state_dict(), "coins": coins.get_state(), "data": data.stream_state()}
-
-
-@contextmanager
-def undone_if_interrupted(optimizer: torch.optim.Optimizer, coins: torch.Generator, data: TaskData) -> Iterator[None]:
-    """The work of a step before it touches the weights: a stop may interrupt it (`interrupt`), and then its draws
-    (batch, coins, dropout) are taken back and its gradients dropped, as if it had never started."""
-    batches, coin_draws, dropout = data.stream_state(), coins.get_state(), torch.get_rng_state()
-    try:
-        with interrupt.undoable():
-            yield
-    except interrupt.Interrupted:
-        optimizer.zero_grad(set_to_none=True)
-        data.restore_stream(batches)
-        coins.set_state(coin_draws)
-        torch.set_rng_state(dropout)
-        raise
-
-
-def restore_state(state: dict[str, Any], optimizer: torch.optim.Optimizer, coins: torch.Generator,
-                  data: TaskData) -> None:
-    """The inverse of `resume_state`; ValueError when the state does not fit these models."""
-    try:
-        optimizer.load_state_dict(state["optimizer"])
-        coins.set_state(state["coins"])
-        data.restore_stream(state["data"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"the saved training state does not fit this run: {error}") from None

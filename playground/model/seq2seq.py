@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from playground.core import interrupt
-from playground.core.attention import ATTENTIONS, Attention, Memory
-from playground.core.cells import CELLS, State, StepValues
-from playground.core.recurrence import unroll
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
+from playground.model.attention import ATTENTIONS, Attention, Memory
+from playground.model.cells import CELLS, State, StepValues
+from playground.model.fused_lstm import unroll
 
 COIN_MODES = ("step", "token")
 

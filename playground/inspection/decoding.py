@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from playground.analysis.states import StateCapture, capture_states
-from playground.core.model import Seq2Seq
 from playground.core.tasks import EOS_ID, PAD_ID, SPECIALS, Pair, Task, Vocab, encode_pairs
-from playground.training.rules import EVAL_CHUNK, MODES
+from playground.inspection.states import StateCapture, capture_states
+from playground.model.seq2seq import Seq2Seq
+from playground.training.metrics import EVAL_CHUNK, MODES
 
 MAX_BEAM_WIDTH = 10
 MAX_SOURCE_FACTOR = 4  # a typed source may be this many times the task's longest (decoding stretches with it)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from playground.core.recurrence import LayerWeights, lstm_layers
+from playground.model.fused_lstm import LayerWeights, lstm_layers
 
 State = tuple[torch.Tensor, ...]  # the cell's state tensors in `state_names` order, each (layers, B, H)
 StepValues = dict[str, torch.Tensor]  # one layer's step: every state name and gate name -> (B, H)

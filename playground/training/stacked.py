@@ -34,11 +34,11 @@ from torch.func import functional_call
 from playground.core import interrupt
 from playground.core.config import FORCING_SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.model import Seq2Seq, reversal_index
-from playground.core.recurrence import LayerWeights, lstm_layers, unroll
 from playground.core.tasks import PAD_ID, SOS_ID, CustomPairs, TaskData
-from playground.training import rules
-from playground.training.rules import EVAL_CHUNK, MODES, DivergedError, Evaluation
+from playground.model.fused_lstm import LayerWeights, lstm_layers, unroll
+from playground.model.seq2seq import Seq2Seq, reversal_index
+from playground.training.metrics import EVAL_CHUNK, MODES, DivergedError, Evaluation, check_finite, evaluation
+from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
 from playground.training.trainer import build_model, build_optimizer, build_task
 
 # the settings in which the K models may differ; everything else, the coin's kind included (one stream of draws
@@ -142,7 +142,7 @@ class _Group:
         return lstm_layers(self.params, f"{side}.lstm.", config.num_layers)
 
 
-class BatchedTrainer:
+class StackedTrainer:
     """`Trainer` for K models at once: one data stream, one coin stream, groups of stacked weights."""
 
     def __init__(self, configs: list[TrainConfig], custom: CustomPairs | None = None,
@@ -195,11 +195,11 @@ class BatchedTrainer:
         return all(group.params.keys() == self.groups[0].params.keys() for group in self.groups)
 
     def resume_state(self) -> dict[str, Any]:
-        """As `rules.resume_state`, its optimizer state written as one group would have it, whatever the groups
+        """As `resume_state`, its optimizer state written as one group would have it, whatever the groups
         (a run saved on one machine resumes on another with a different number of cores). Models of several shapes
         are grouped by shape alone, the same on every machine: their state is saved as it is."""
         optimizer = self._merged_optimizer() if self.one_shape else self.optimizer.state_dict()
-        return rules.resume_state(self.optimizer, self.coins, self.data) | {"optimizer": optimizer}
+        return resume_state(self.optimizer, self.coins, self.data) | {"optimizer": optimizer}
 
     def restore(self, states: list[dict[str, torch.Tensor]], step: int, resume: dict[str, Any] | None) -> None:
         """Every model's weights and the shared step from a checkpoint (see `Trainer.restore`)."""
@@ -211,7 +211,7 @@ class BatchedTrainer:
                     param.copy_(torch.stack([states[k][name] for k in group.members]))
         self.step = step
         if resume is not None:
-            rules.restore_state(resume | {"optimizer": self._split_optimizer(resume.get("optimizer"))},
+            restore_state(resume | {"optimizer": self._split_optimizer(resume.get("optimizer"))},
                                 self.optimizer, self.coins, self.data)
 
     def _merged_optimizer(self) -> dict[str, Any]:
@@ -246,10 +246,10 @@ class BatchedTrainer:
     def train_step(self) -> BatchedStep:
         """One optimizer step of all K models on one batch (what `bench` times)."""
         ratios = self.ratios()
-        with rules.undone_if_interrupted(self.optimizer, self.coins, self.data):
+        with undone_if_interrupted(self.optimizer, self.coins, self.data):
             batch = next(self.batches)
             src, tgt = batch.src.to(self.device), batch.tgt.to(self.device)
-            draws = rules.draw_coins(self.coins, self.config.coin, tgt.shape)
+            draws = draw_coins(self.coins, self.config.coin, tgt.shape)
             teacher = draws[None] < torch.tensor(ratios).view(-1, *[1] * draws.dim())
             self.optimizer.zero_grad(set_to_none=True)
 
@@ -266,7 +266,7 @@ class BatchedTrainer:
         values = torch.cat([torch.cat([losses for losses, _ in results]), norms]).tolist()
         try:
             for k, (loss, norm) in enumerate(zip(values[:self.size], values[self.size:], strict=True)):
-                rules.check_finite(self.step + 1, (("training loss", loss), ("gradient norm", norm)),
+                check_finite(self.step + 1, (("training loss", loss), ("gradient norm", norm)),
                                    f" of model {k + 1} (ratio {ratios[k]:g})")
         except DivergedError:
             self.optimizer.zero_grad(set_to_none=True)
@@ -295,7 +295,7 @@ class BatchedTrainer:
                     for prefix, ratio in MODES.items()}
 
         by_group = self._each_group(logits)
-        return [rules.evaluation({prefix: both[k] for prefix, both in group_logits.items()}, tgt)
+        return [evaluation({prefix: both[k] for prefix, both in group_logits.items()}, tgt)
                 for group_logits in by_group for k in range(next(iter(group_logits.values())).shape[0])]
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor, training: bool) -> torch.Tensor:

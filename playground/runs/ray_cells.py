@@ -1,4 +1,4 @@
-"""A study's Ray driver: a process of its own, `python -m playground.runs.ray_study`, one streaming task per cell.
+"""A study's Ray driver: a process of its own, `python -m playground.runs.ray_cells`, one streaming task per cell.
 
 The app and the CLI never talk to Ray: `StudyEngine` (playground/runs/study.py) starts this module as a child
 process, writes the study (its grid and the results it has) to its stdin as one JSON line, and reads JSON lines
@@ -33,9 +33,9 @@ import ray
 import torch
 from ray.exceptions import RayError, RayTaskError
 
-from playground.analysis.compare import CompareConfig
-from playground.analysis.study import Cell, CellResult, StudyConfig
-from playground.runs.engines import CompareEngine
+from playground.experiments.comparison import CompareConfig
+from playground.experiments.study_grid import Cell, CellResult, StudyConfig
+from playground.runs.compare_engine import CompareEngine
 
 ATTEMPTS = 2  # a failing cell (its exception, a lost worker or node) is trained again once, then recorded as failed
 POLL_SECONDS = 0.2
@@ -174,7 +174,7 @@ def drive(config: StudyConfig, results: dict[int, CellResult], address: str | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m playground.runs.ray_study", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m playground.runs.ray_cells", description=__doc__)
     parser.add_argument("--address", default=None, help="a Ray cluster; default: a local Ray started here")
     parser.add_argument("--num-cpus", type=int, default=None, help="workers of a local Ray (default: one per core)")
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from playground.analysis.decode import DecodeStep, PositionErrors
+from playground.inspection.decoding import DecodeStep, PositionErrors
 from playground.plots.common import arm_colour
 
 CHOSEN, OTHER, TRUE = "#ff7f0e", "#1f77b4", "#2ca02c"

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from playground.plots.common import arm_colour, tidy
-from playground.training.rules import Metric
+from playground.training.metrics import Metric
 
 
 def study_figure(summaries: list[dict[str, Any]]) -> go.Figure:

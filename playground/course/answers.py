@@ -9,11 +9,13 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from playground.analysis.compare import GAP, CompareSnapshot, by_step, evaluated, mean_exact_by_length, summary_rows
-from playground.analysis.lessons import CLEAR, Contrast, attention_contrast, cell_contrast, reversal_contrast
-from playground.analysis.readings import difference, points, share
+from playground.course.lessons import CLEAR, Contrast, attention_contrast, cell_contrast, reversal_contrast
+from playground.experiments.comparison import CompareSnapshot
+from playground.experiments.statistics import by_step, evaluated, mean_exact_by_length
+from playground.reports.comparison_table import GAP, summary_rows
+from playground.reports.readings import difference, points, share
 from playground.training.cost import parameter_count
-from playground.training.rules import Metric
+from playground.training.metrics import Metric
 from playground.training.trainer import build_task
 
 HALF = 0.5  # "falls": the training loss reaches half of its first logged value

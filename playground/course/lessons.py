@@ -13,19 +13,12 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from playground.analysis.compare import (
-    GAP,
-    LENGTHS,
-    CompareConfig,
-    CompareSnapshot,
-    evaluated,
-    mean_exact_by_length,
-    summary_rows,
-)
-from playground.analysis.readings import difference, points, trade_off
-from playground.analysis.study import paired_test
 from playground.core.config import TrainConfig
-from playground.training.rules import Metric
+from playground.experiments.comparison import CompareConfig, CompareSnapshot
+from playground.experiments.statistics import evaluated, mean_exact_by_length, paired_test
+from playground.reports.comparison_table import GAP, LENGTHS, summary_rows
+from playground.reports.readings import difference, points, trade_off
+from playground.training.metrics import Metric
 
 STEPS_ENV = "PLAYGROUND_LESSON_STEPS"  # tests: train every lesson this many steps instead of its own
 CLEAR = 0.02  # two points of accuracy: smaller differences are within seed noise at these sizes

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from playground.analysis.compare import GAP, LENGTHS, CompareSnapshot, Value, by_step, mean_exact_by_length, token_gap
+from playground.experiments.comparison import CompareSnapshot
+from playground.experiments.statistics import Value, by_step, mean_exact_by_length, token_gap
 from playground.plots.common import arm_colour, empty_state, has_points, rgba, tidy
-from playground.training.rules import Metric
+from playground.reports.comparison_table import GAP, LENGTHS
+from playground.training.metrics import Metric
 
 MAX_POINTS = 2000
 LOSS_RANGE = (0.0, 3.5)  # an empty loss chart's y axis: from 0 to a little above ln|V| of the default tasks

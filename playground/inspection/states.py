@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from playground.core.cells import State, StepValues
-from playground.core.model import Seq2Seq, reversal_index
 from playground.core.tasks import EOS, EOS_ID, SOS, TASKS, Vocab
+from playground.model.cells import State, StepValues
+from playground.model.seq2seq import Seq2Seq, reversal_index
 
 
 @dataclass(frozen=True)

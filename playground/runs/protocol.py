@@ -1,39 +1,17 @@
-"""The seam between a run and what it trains: the `Engine` protocol, run kinds and statuses.
+"""The seam between a run and what it trains: the `Engine` protocol and the live changes a page may send.
 
-A `BackgroundRun` drives any engine the same way (advance until finished, save now and then); the registry
-loads each kind from its folder with the loader registered for it. A remote (cluster) engine plugs in here.
-"""
+A `BackgroundRun` drives any engine the same way (advance until finished, save now and then); the registry loads
+each kind from its folder with the loader registered for it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from playground.training.run_folder import RunKind
 from playground.training.trainer import TrainedModel
-
-
-class RunKind(StrEnum):
-    TRAIN = "train"
-    COMPARE = "compare"
-    STUDY = "study"
-
-
-class RunStatus(StrEnum):
-    IDLE = "idle"
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"
-    FINISHED = "finished"
-    DIVERGED = "diverged"
-    FAILED = "failed"
-
-
-FINAL_STATUSES = frozenset({RunStatus.STOPPED, RunStatus.FINISHED, RunStatus.DIVERGED, RunStatus.FAILED})
-ACTIVE_STATUSES = frozenset({RunStatus.RUNNING, RunStatus.PAUSED})
 
 
 @dataclass(frozen=True)

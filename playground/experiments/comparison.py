@@ -1,0 +1,187 @@
+"""What a comparison is: a validated base `TrainConfig`, the arms to compare (ratios, schedules, models) and seeds.
+
+A `CompareConfig` names every arm x seed that `runs.compare_engine.CompareEngine` trains side by side; a
+`CompareSnapshot` is what such a run has produced so far, the input of every table, chart and reading."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from playground.core.config import SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
+from playground.core.forcing import SCHEDULES
+from playground.training.metrics import Metric
+
+DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+# Longer sequences, where the trade-off shows within a minute (3 ratios x 600 steps: 38 s on 2 cores, page open):
+# gamma = 1 learns fastest but has the widest gap between teacher-forced and free-running accuracy, peaking near
+# step 100 (the defaults are too easy: every ratio ends near 99%).
+TRADE_OFF_EXAMPLE = TrainConfig(min_len=8, max_len=16, hidden_dim=64, steps=600)
+
+
+TRADE_OFF_RATIOS = (0.0, 0.5, 1.0)
+
+
+MAX_ARMS = 8  # ratios and schedules
+
+
+MAX_MODEL_ARMS = 24  # ratios and schedules x models (cells x attentions x source orders)
+
+
+RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))  # what the pages offer
+
+
+MAX_SEEDS = 3
+
+
+TARGET_ACCURACY = 0.9
+
+
+ARM_FIELDS = ("ratio", "schedule", *VARIANT_SETTINGS)  # what names an arm in a table row, beside its label
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One curve: a constant ratio, or a schedule decaying from 1 to the base config's final gamma, on one model
+    of the family (its cell, attention and source order)."""
+
+    label: str
+    changes: tuple[tuple[str, Any], ...]
+
+    def settings(self) -> dict[str, Any]:
+        """The arm's own settings as table fields: ratio (γ at the start), schedule, cell, attention, reverse_source."""
+        changes = dict(self.changes)
+        return dict(zip(ARM_FIELDS, (changes[Metric.GAMMA], changes["schedule"],
+                                     *(changes[name] for name in VARIANT_SETTINGS)), strict=True))
+
+
+_VARIANT_WORDS = {"cell": lambda value: value.upper(),
+                  "attention": lambda value: "no attention" if value == "none" else f"{value} attention",
+                  "reverse_source": lambda value: "source reversed" if value == "on" else "source in order"}
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    base: TrainConfig
+    ratios: tuple[float, ...] = DEFAULT_RATIOS
+    schedules: tuple[str, ...] = ()
+    seeds: int = 1
+    variants: tuple[tuple[str, ...], ...] = ((), (), ())  # cells, attentions, reverse_sources; () = the base's
+
+    @classmethod
+    def build(cls, base: TrainConfig, ratios: Any = DEFAULT_RATIOS, schedules: Any = (), seeds: Any = 1,
+              max_seeds: int = MAX_SEEDS, variants: Any = ((), (), ())) -> CompareConfig:
+        """Coerce and validate; every problem is reported at once, as `ConfigError` does for one run.
+
+        `max_seeds` is the page's limit (curves stay readable); a study, which reports statistics, allows more.
+        `variants` lists, per model setting (cell, attention, reverse_source), the values to compare (empty: the
+        base's); the arms are every combination of them with the ratios and schedules.
+        """
+        problems: list[str] = []
+        parsed: list[float] = []
+        for value in ratios:
+            try:
+                ratio = float(value)
+            except (TypeError, ValueError):
+                problems.append(f"ratio {value!r} is not allowed: it must be a number between 0 and 1")
+                continue
+            if not 0.0 <= ratio <= 1.0:
+                problems.append(f"ratio {value!r} is not allowed: it must be between 0 and 1")
+            elif ratio in parsed:
+                problems.append(f"ratio {ratio:g} is listed twice")
+            else:
+                parsed.append(ratio)
+        decaying = [s for s in SCHEDULES if s != "constant"]
+        problems += [f"schedule {s!r} is not allowed: choose from {', '.join(decaying)}"
+                     for s in schedules if s not in decaying]
+        listed = tuple(tuple(dict.fromkeys(values)) for values in variants)
+        if len(listed) != len(VARIANT_SETTINGS):
+            problems.append(f"variants must list {', '.join(VARIANT_SETTINGS)}")
+        else:
+            problems += [f"{name} {value!r} is not allowed: choose from {', '.join(SETTINGS[name].options)}"
+                         for name, values in zip(VARIANT_SETTINGS, listed, strict=True) for value in values
+                         if value not in SETTINGS[name].options]
+        models = math.prod(max(len(values), 1) for values in listed)
+        forcing = len(parsed) + len(set(schedules))
+        if not problems and not 1 <= forcing <= MAX_ARMS:
+            problems.append(f"{forcing} ratios and schedules chosen: choose between 1 and {MAX_ARMS}")
+        elif not problems and forcing * models > MAX_MODEL_ARMS:
+            problems.append(f"{forcing * models} arms chosen ({forcing} ratios and schedules x {models} models): "
+                            f"at most {MAX_MODEL_ARMS}")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= max_seeds:
+            problems.append(f"seeds = {seeds!r} is not allowed: it must be a whole number between 1 and {max_seeds}")
+        elif base.seed + seeds - 1 > 2**31 - 1:
+            problems.append(f"seed {base.seed} + {seeds} seeds runs past the largest seed (2147483647)")
+        if problems:
+            raise ConfigError(problems)
+        return cls(base.validate(), tuple(parsed), tuple(dict.fromkeys(schedules)), seeds, listed)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], base: TrainConfig) -> CompareConfig:
+        """As `as_dict` wrote it (compare.json); a file from before model variants compares the base's model."""
+        return cls.build(base, values.get("ratios", ()), values.get("schedules", ()), values.get("seeds", 1),
+                         variants=[values.get(key, ()) for key in VARIANT_KEYS])
+
+    def with_base(self, base: TrainConfig) -> CompareConfig:
+        """The same arms on another base (more steps, a lesson shortened for tests)."""
+        return CompareConfig.build(base, self.ratios, self.schedules, self.seeds, max(self.seeds, MAX_SEEDS),
+                                   self.variants)
+
+    def models(self) -> list[dict[str, str]]:
+        """Every combination of the listed model settings (the base's where none is listed)."""
+        choices = [values or (getattr(self.base, name),) for name, values in zip(VARIANT_SETTINGS, self.variants,
+                                                                                 strict=True)]
+        return [dict(zip(VARIANT_SETTINGS, combination, strict=True)) for combination in itertools.product(*choices)]
+
+    def arms(self) -> list[Arm]:
+        """Model-major (so models of one shape sit together and train stacked), then ratios, then schedules."""
+        varying = [name for name, values in zip(VARIANT_SETTINGS, self.variants, strict=True) if len(values) > 1]
+        arms = []
+        for model in self.models():
+            model_text = "".join(f", {_VARIANT_WORDS[name](model[name])}" for name in varying)
+            arms += [Arm(f"γ = {r:g}{model_text}", ((Metric.GAMMA, r), ("schedule", "constant"), *model.items()))
+                     for r in self.ratios]
+            arms += [Arm(f"{s.replace('_', ' ')} 1→{self.base.tf_end:g}{model_text}",
+                         ((Metric.GAMMA, 1.0), ("schedule", s), *model.items())) for s in self.schedules]
+        return arms
+
+    def configs(self) -> list[TrainConfig]:
+        """Arm-major, seed-minor: model k is arm k // seeds with seed base.seed + k % seeds."""
+        return [self.base.replace(**dict(arm.changes), seed=self.base.seed + s)
+                for arm in self.arms() for s in range(self.seeds)]
+
+    def model_labels(self) -> list[str]:
+        """One per model of `configs()`: the arm's label, and the seed where an arm has several."""
+        return [arm.label + (f", seed {self.base.seed + s}" if self.seeds > 1 else "")
+                for arm in self.arms() for s in range(self.seeds)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"base": self.base.as_dict(), "ratios": list(self.ratios), "schedules": list(self.schedules),
+                "seeds": self.seeds} | {key: list(values) for key, values in zip(VARIANT_KEYS, self.variants,
+                                                                                 strict=True)}
+
+
+VARIANT_KEYS = ("cells", "attentions", "reverse_sources")  # compare.json's lists of the model settings compared
+
+
+def parse_ratios(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@dataclass
+class CompareSnapshot:
+    labels: list[str]
+    seeds: int
+    rows: list[list[dict[str, float]]]  # per model (arm-major, seed-minor): logged rows, evaluations included
+    exact_by_length: list[dict[int, float]]
+    step: int
+    total_steps: int
+    seconds: float
+    config: CompareConfig
+
+    def arm_rows(self, arm: int) -> list[list[dict[str, float]]]:
+        return self.rows[arm * self.seeds:(arm + 1) * self.seeds]
