@@ -71,10 +71,10 @@ SCRIPT_HELP = ("One self-contained .py file (torch and the standard library only
                "the same seeds and prints the same validation figures; or: python -m playground export RUN --script")
 
 
-def script_download(container: Any, run_id: str, widget_key: str, cell: int | None = None) -> None:
-    """The "PyTorch script" download of a run (of a study: one cell), written only when clicked."""
-    name = f"{run_id}-cell-{cell}.py" if cell is not None else f"{run_id}.py"
-    container.download_button("PyTorch script", lambda: registry().script_file(run_id, cell), name,
+def script_download(container: Any, run_id: str, widget_key: str, condition: int | None = None) -> None:
+    """The "PyTorch script" download of a run (of a study: one condition), written only when clicked."""
+    name = f"{run_id}-condition-{condition}.py" if condition is not None else f"{run_id}.py"
+    container.download_button("PyTorch script", lambda: registry().script_file(run_id, condition), name,
                               "text/x-python", key=widget_key, icon=":material/code:", help=SCRIPT_HELP)
 
 
