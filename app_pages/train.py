@@ -289,8 +289,8 @@ if run is not None:
 
     live_curves()
     live_evaluation()
-    if preview is not None:  # drawn at each rerun, not polled: the browser's graph layout halved a page-open run's
-        snapshot = run.snapshot()  # speed on 2 cores (issue #12); the γ chart follows γ live
+    if preview is not None:  # drawn at each rerun, not polled: the browser's graph layout slows a page-open run;
+        snapshot = run.snapshot()  # the γ chart follows γ live
         gamma = next((row[Metric.GAMMA] for row in reversed(snapshot.rows) if Metric.GAMMA in row),
                      snapshot.config.teacher_forcing_ratio)
         with st.expander("The model and the task", expanded=False):

@@ -17,7 +17,7 @@ from playground.training.metrics import Metric
 DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-# Longer sequences, where the trade-off shows within a minute (3 ratios x 600 steps: 38 s on 2 cores, page open):
+# Longer sequences, where the trade-off shows within about a minute on 2 CPU cores (3 ratios x 600 steps):
 # gamma = 1 learns fastest but has the widest gap between teacher-forced and free-running accuracy, peaking near
 # step 100 (the defaults are too easy: every ratio ends near 99%).
 TRADE_OFF_EXAMPLE = TrainConfig(min_len=8, max_len=16, hidden_dim=64, steps=600)
