@@ -7,7 +7,7 @@ import streamlit as st
 
 from playground.core.config import FORCING_SETTINGS, SETTINGS, VARIANT_SETTINGS, ConfigError
 from playground.core.forcing import SCHEDULES
-from playground.core.tasks import CustomPairs, TaskError
+from playground.core.tasks import CustomPairs
 from playground.course.glossary import term_link
 from playground.experiments.comparison import (
     DEFAULT_RATIOS,
@@ -21,11 +21,12 @@ from playground.experiments.comparison import (
 from playground.plots import notes
 from playground.plots.comparison_figures import arm_figure
 from playground.reports.comparison_table import GAP, LENGTHS, reading, summary_csv, summary_rows
-from playground.runs.background import BackgroundRun, RunError
+from playground.runs.background import BackgroundRun
 from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import registry
 from playground.training.metrics import Metric
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
+from playground.ui.actions import guarded_action, show_refusal
 from playground.ui.people import check_control, may_control, session_owner
 from playground.ui.runs import (
     attached_run,
@@ -140,38 +141,32 @@ settings_share(share, current_settings(skip=PER_ARM, force=schedule_settings), a
                                                                                 strict=True)}})
 
 
+@guarded_action("compare")
 def start() -> None:
     config, custom, _ = checked_compare_config()
     if config is None:
         return  # the rerun shows the problems
-    try:
-        new_run = runs.launch(f"compare-{config.base.task}", CompareEngine(config, custom), config.base, custom,
-                              owner=session_owner())
-        st.session_state.compare_run_id = new_run.id
-    except (RunError, ConfigError, TaskError) as error:
-        st.session_state.compare_error = str(error)
+    new_run = runs.launch(f"compare-{config.base.task}", CompareEngine(config, custom), config.base, custom,
+                          owner=session_owner())
+    st.session_state.compare_run_id = new_run.id
 
 
+@guarded_action("compare")
 def train_on(ended: Run) -> None:
     """Continue an ended comparison exactly where it was saved, with its own arms, up to the Steps setting: its
     owner's button only."""
     config, _, _ = checked_compare_config()
-    try:
-        if config is not None:
-            check_control(ended.id)
-            ended.train_on(config.base.steps)
-    except RunError as error:
-        st.session_state.compare_error = str(error)
+    if config is not None:
+        check_control(ended.id)
+        ended.train_on(config.base.steps)
 
 
+@guarded_action("compare")
 def stop() -> None:
     """End the comparison on screen (or take it out of the queue): its owner's button only."""
-    try:
-        if run is not None:
-            check_control(run.id)
-            run.stop(wait=3.0)
-    except RunError as error:
-        st.session_state.compare_error = str(error)
+    if run is not None:
+        check_control(run.id)
+        run.stop(wait=3.0)
 
 
 def load_example() -> None:
@@ -201,8 +196,7 @@ buttons[3].button("Example: longer sequences", key="compare_example", on_click=l
                        f"{TRADE_OFF_EXAMPLE.hidden_dim}, {TRADE_OFF_EXAMPLE.steps} steps, γ = 0, 0.5 and 1: about a "
                        "minute on 2 CPU cores (38 s measured with the page open), and the ratios differ (the "
                        "default task is easy enough for all to reach ~99%)")
-if message := st.session_state.pop("compare_error", None):
-    st.error(message)
+show_refusal("compare")
 if resumable and run is not None and config is not None:
     own = run.snapshot().config
     if (own.base.replace(steps=config.base.steps), sorted(own.ratios), own.schedules, own.seeds) != (

@@ -11,10 +11,11 @@ from playground.inspection.decoding import free_running_mistakes
 from playground.plots import notes
 from playground.plots.comparison_figures import arm_figure
 from playground.reports.comparison_table import GAP, summary_rows
-from playground.runs.background import BackgroundRun, RunError
+from playground.runs.background import BackgroundRun
 from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import registry
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
+from playground.ui.actions import guarded_action, show_refusal
 from playground.ui.inspection import MAX_EXAMPLES
 from playground.ui.people import check_control, session_owner
 from playground.ui.runs import chart, live_run_view, open_run, polls, script_download, visible_runs
@@ -50,13 +51,10 @@ def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
     return None
 
 
+@guarded_action("lesson")
 def start(lesson: Lesson) -> None:
     config = prepared(lesson)
-    try:
-        run = registry().launch(run_name(lesson), CompareEngine(config), config.base, owner=session_owner())
-    except RunError as error:
-        st.session_state.lesson_error = str(error)
-        return
+    run = registry().launch(run_name(lesson), CompareEngine(config), config.base, owner=session_owner())
     st.session_state[RUNS_KEY][lesson.key] = run.id
 
 
@@ -71,25 +69,20 @@ def stopped_run(lesson: Lesson, run: BackgroundRun[CompareSnapshot] | None) -> t
                  and summary.status == RunStatus.STOPPED and summary.step < summary.total_steps), None)
 
 
+@guarded_action("lesson")
 def continue_run(lesson: Lesson, run_id: str) -> None:
     """Train a stopped lesson run on to its own end, exactly where it was saved."""
-    try:
-        run = registry().get(run_id)
-        check_control(run.id)
-        run.train_on(run.total_steps)
-    except (RunError, ValueError) as error:
-        st.session_state.lesson_error = str(error)
-        return
+    run = registry().get(run_id)
+    check_control(run.id)
+    run.train_on(run.total_steps)
     st.session_state[RUNS_KEY][lesson.key] = run_id
 
 
+@guarded_action("lesson")
 def stop(lesson: Lesson) -> None:
-    try:
-        if (run := current(lesson)) is not None:
-            check_control(run.id)
-            run.stop(wait=3.0)
-    except RunError as error:
-        st.session_state.lesson_error = str(error)
+    if (run := current(lesson)) is not None:
+        check_control(run.id)
+        run.stop(wait=3.0)
 
 
 run = current(lesson)
@@ -122,8 +115,7 @@ if (stopped := stopped_run(lesson, run)) is not None:
                    args=(lesson, stopped_id), icon=":material/fast_forward:", width="content",
                    help=f"The run {stopped_id} of this lesson stopped at step {stopped_step:,} of {stopped_total:,}: "
                         "train it on to its end exactly where it was saved (the same numbers as a run never stopped)")
-if message := st.session_state.pop("lesson_error", None):
-    st.error(message)
+show_refusal("lesson")
 st.markdown("**Questions to answer from the charts**\n" + "\n".join(f"1. {q}" for q in lesson.questions))
 
 

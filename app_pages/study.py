@@ -18,11 +18,12 @@ from playground.plots import notes
 from playground.plots.study_figures import study_figure
 from playground.reports.comparison_table import GAP, summary_csv
 from playground.reports.study_table import reading, table_rows
-from playground.runs.background import BackgroundRun, RunError
+from playground.runs.background import BackgroundRun
 from playground.runs.registry import registry
 from playground.runs.study_engine import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.training.metrics import Metric
 from playground.training.run_folder import RunKind, RunStatus
+from playground.ui.actions import guarded_action, show_refusal
 from playground.ui.people import check_control, may_control, session_owner
 from playground.ui.runs import attached_run, chart, live_run_view, polls, script_download, visible_runs
 from playground.ui.settings import BOUND, link_text, schedule_name, share_link, share_slot
@@ -140,36 +141,30 @@ if config is not None:
                f"arms x {config.seeds} seeds), {config.base.steps:,} steps each.")
 
 
+@guarded_action("study")
 def start() -> None:
     config, _ = checked_study()
     if config is None:
         return
     address = None if runs.shared else st.session_state.study_address
-    try:
-        new_run = runs.launch("study", StudyEngine(config, address=address), config.base, owner=session_owner())
-        st.session_state.study_run_id = new_run.id
-    except (RunError, ConfigError) as error:
-        st.session_state.study_error = str(error)
+    new_run = runs.launch("study", StudyEngine(config, address=address), config.base, owner=session_owner())
+    st.session_state.study_run_id = new_run.id
 
 
+@guarded_action("study")
 def resume() -> None:
     """Train the conditions of a stopped study that are not done; finished conditions are kept."""
-    try:
-        if run is not None:
-            check_control(run.id)
-            run.train_on(run.total_steps)
-    except RunError as error:
-        st.session_state.study_error = str(error)
+    if run is not None:
+        check_control(run.id)
+        run.train_on(run.total_steps)
 
 
+@guarded_action("study")
 def stop() -> None:
     """Cancel the study's conditions (or take it out of the queue): its owner's button only."""
-    try:
-        if run is not None:
-            check_control(run.id)
-            run.stop(wait=5.0)
-    except RunError as error:
-        st.session_state.study_error = str(error)
+    if run is not None:
+        check_control(run.id)
+        run.stop(wait=5.0)
 
 
 running = run is not None and run.active
@@ -184,8 +179,7 @@ buttons.button("Stop", key="study_stop", on_click=stop, icon=":material/stop:", 
 buttons.button("Resume", key="study_resume", on_click=resume, icon=":material/play_arrow:", width="content",
                disabled=not controls or running or run.step >= run.total_steps,
                help="Re-submit only the conditions of this study that are not done (a stopped or reopened study).")
-if message := st.session_state.pop("study_error", None):
-    st.error(message)
+show_refusal("study")
 
 
 def readable_table(rows: list[dict[str, Any]]) -> Styler:
@@ -246,12 +240,9 @@ live_run_view(run, polls(run), POLL_SECONDS, "Choose the grid and press Start. R
               "study", show)
 
 
+@guarded_action("study")
 def open_study(run_id: str) -> None:
-    try:
-        opened = runs.get(run_id)
-    except (RunError, ValueError) as error:
-        st.session_state.study_error = f"Cannot open study {run_id}: {error}"
-        return
+    opened = runs.get(run_id)
     st.session_state.study_run_id = run_id
     show_study_settings(opened)
 
