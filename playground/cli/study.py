@@ -13,6 +13,7 @@ from playground.cli.common import (
     EXIT_OK,
     BadInput,
     add_config_options,
+    add_run_options,
     add_variant_lists,
     config_from_args,
     print_json,
@@ -44,12 +45,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--address", default=None,
                         help=f"a Ray cluster this machine is a node of: HEAD:6379; default ${ADDRESS_ENV}, else a "
                              "local Ray started for the study")
-    parser.add_argument("--resume", default=None, metavar="RUN_ID",
-                        help="train the conditions of an unfinished study that are not done (in --runs-dir)")
-    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
-    parser.add_argument("--name", default="", help="run name (default: study)")
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line: conditions with means, CIs, tests")
+    add_run_options(parser, "study", "train the conditions of an unfinished study that are not done (in --runs-dir)",
+                    "conditions with means, CIs, tests", resume_metavar="RUN_ID")
 
 
 def _numbers(text: str, what: str) -> list[int]:
