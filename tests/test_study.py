@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from playground.core.config import ConfigError, TrainConfig
 from playground.experiments.statistics import mean_ci, paired_test
 from playground.experiments.study_grid import Condition, ConditionResult, StudyConfig
-from playground.reports.study_table import condition_summary, reading
+from playground.reports.study_table import condition_summary, format_summaries, reading
 from playground.training.metrics import Metric
 from tests.conftest import new_app
 
@@ -196,3 +196,20 @@ def test_the_study_page_compares_models_in_every_condition_and_links_them() -> N
     opened.run()
     assert opened.multiselect(key="study_attentions").value == ["none", "dot"]
     assert not ray.is_initialized()
+
+
+def test_the_terminal_table_has_a_line_per_arm_then_the_failed_conditions_and_the_tests() -> None:
+    config = StudyConfig.build(BASE, ["reverse", "addition"], [4], [2], [8], [0, 1], [], 3)
+    trained, diverged = config.conditions()
+    exact = [0.5, 0.6, 0.55, 0.9, 0.95, 0.92]
+    finals = [{Metric.FR_EXACT: x, Metric.FR_TOKEN_ACC: x, Metric.TF_TOKEN_ACC: 1.0} for x in exact]
+    reached = [None, None, None, 12.0, 10.0, None]
+    summaries = [condition_summary(trained, ConditionResult(20, True, 1.0, finals, reached)),
+                 condition_summary(diverged, ConditionResult(failed="diverged"))]
+    header, *arms, failed, test = format_summaries(summaries).splitlines()
+    assert header.split()[:3] == ["condition", "arm", "FR"]
+    assert [line.split("γ")[1].split()[2:] for line in arms] == [
+        ["55.0%", "[42.6%,", "67.4%]", "55.0%", "+45.0", "-"],
+        ["92.3%", "[86.1%,", "98.6%]", "92.3%", "+7.7", "11", "(2/3)"]]
+    assert failed.startswith(diverged.label) and failed.endswith("diverged")
+    assert test.startswith(f"{trained.label}: γ = 0 vs γ = 1: -37.3 points")

@@ -7,6 +7,8 @@ import itertools
 import math
 from typing import Any
 
+import pandas as pd
+
 from playground.experiments.statistics import mean_ci, paired_test
 from playground.experiments.study_grid import MEASURES, STEPS_TO_TARGET, Condition, ConditionResult
 from playground.reports.comparison_table import GAP
@@ -69,25 +71,33 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+TERMINAL_COLUMNS = {"condition": ("condition", str), "arm": ("arm", str), Metric.FR_EXACT: ("FR exact", share),
+                    "interval": ("95% CI", str), Metric.FR_TOKEN_ACC: ("FR tokens", share),
+                    GAP: ("gap", lambda value: f"{value * 100:+.1f}"), STEPS_TO_TARGET: ("steps to 90%", str)}
+
+
 def format_summaries(summaries: list[dict[str, Any]]) -> str:
-    """The results as aligned text: one line per arm, then the paired tests of the condition."""
-    lines = [f"{'condition':<34} {'arm':<22} {'FR exact':>9} {'95% CI':>17} {'FR tokens':>9} {'gap':>7} "
-             f"{'steps to 90%':>13}"]
+    """The results as aligned text for the terminal: one line per arm, then the failed conditions and every
+    paired test."""
+    lines = []
+    if rows := table_rows(summaries):
+        frame = pd.DataFrame(rows)
+        frame["interval"] = [f"[{share(low)}, {share(high)}]" for low, high in
+                             zip(frame[f"{Metric.FR_EXACT}_ci_low"], frame[f"{Metric.FR_EXACT}_ci_high"], strict=True)]
+        frame[STEPS_TO_TARGET] = [f"{mean:.0f} ({reached}/{seeds})" if reached else "-" for mean, reached, seeds in
+                                  zip(frame[STEPS_TO_TARGET], frame["seeds_reaching_90"], frame["seeds"], strict=True)]
+        lines.append(frame[list(TERMINAL_COLUMNS)].to_string(
+            index=False, header=[name for name, _ in TERMINAL_COLUMNS.values()],
+            formatters=[format for _, format in TERMINAL_COLUMNS.values()]))
+    else:
+        lines.append("  ".join(name for name, _ in TERMINAL_COLUMNS.values()))
+    lines += [f"{summary['label']} failed: {summary['failed']}" for summary in summaries if summary["failed"]]
     for summary in summaries:
-        if summary["failed"]:
-            lines.append(f"{summary['label']:<34} failed: {summary['failed']}")
-        for row in summary["arms"]:
-            exact, tokens, gap, steps = row[Metric.FR_EXACT], row[Metric.FR_TOKEN_ACC], row[GAP], row[STEPS_TO_TARGET]
-            low, high = exact["ci"]
-            reached = f"{steps['mean']:.0f} ({steps['seeds']}/{steps['of']})" if steps["seeds"] else "-"
-            lines.append(f"{summary['label']:<34} {row['arm']:<22} {share(exact['mean']):>9} "
-                         f"{'[' + share(low) + ', ' + share(high) + ']':>17} {share(tokens['mean']):>9} "
-                         f"{gap['mean'] * 100:>+6.1f}  {reached:>13}")
         for test in summary["tests"]:
             verdict = "within seed noise" if test["within_seed_noise"] else "more than seed noise"
             p = "-" if not math.isfinite(test["p"]) else f"{test['p']:.3f}"
-            lines.append(f"{'':<34} {test['a']} vs {test['b']}: {test['difference'] * 100:+.1f} points, p = {p} "
-                         f"({verdict})")
+            lines.append(f"{summary['label']}: {test['a']} vs {test['b']}: {test['difference'] * 100:+.1f} points, "
+                         f"p = {p} ({verdict})")
     return "\n".join(lines)
 
 
