@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import streamlit as st
 
-from playground.course.answers import PREDICTIONS, answers, prediction_verdict
-from playground.course.lessons import LESSONS, Lesson, prepared, run_name
-from playground.experiments.comparison import CompareSnapshot
-from playground.inspection.decoding import free_running_mistakes
-from playground.plots import notes
-from playground.plots.comparison_figures import arm_figure
-from playground.reports.comparison_table import GAP, summary_rows
-from playground.runs.background import BackgroundRun
-from playground.runs.compare_engine import CompareEngine
+from playground.course import LESSONS, PREDICTIONS, Lesson, prediction_verdict, prepared, run_name
+from playground.course.answers import answers
+from playground.experiments import CompareSnapshot
+from playground.inspection import free_running_mistakes
+from playground.plots import arm_figure, notes
+from playground.reports import GAP, summary_rows
+from playground.runs import BackgroundRun, CompareEngine
 from playground.runs.registry import registry
-from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
-from playground.ui.actions import guarded_action, show_refusal
-from playground.ui.inspection import MAX_EXAMPLES
-from playground.ui.people import check_control, session_owner
-from playground.ui.runs import chart, live_run_view, open_run, polls, script_download, visible_runs
-from playground.ui.settings import BOUND, glossary_link, share_link, share_slot
+from playground.training import FINAL_STATUSES, RunKind, RunStatus
+from playground.ui import (
+    BOUND,
+    MAX_EXAMPLES,
+    chart,
+    check_control,
+    glossary_link,
+    guarded_action,
+    live_run_view,
+    open_run,
+    polls,
+    script_download,
+    session_owner,
+    share_link,
+    share_slot,
+    show_refusal,
+    visible_runs,
+)
 
 POLL_SECONDS = 2.0
 RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session (after a reload: the person's newest)

@@ -11,22 +11,31 @@ from pandas.io.formats.style import Styler
 from playground.core.config import SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
 from playground.core.tasks import TASKS
-from playground.course.glossary import term_link
-from playground.experiments.comparison import RATIO_CHOICES
-from playground.experiments.study_grid import MAX_SEEDS, STEPS_TO_TARGET, StudyConfig
-from playground.plots import notes
-from playground.plots.study_figures import study_figure
-from playground.reports.comparison_table import GAP, summary_csv
-from playground.reports.study_table import reading, table_rows
-from playground.runs.background import BackgroundRun
+from playground.course import term_link
+from playground.experiments import MAX_STUDY_SEEDS, RATIO_CHOICES, STEPS_TO_TARGET, StudyConfig
+from playground.plots import notes, study_figure
+from playground.reports import GAP, study_reading, summary_csv, table_rows
+from playground.runs import ADDRESS_ENV, BackgroundRun, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
-from playground.runs.study_engine import ADDRESS_ENV, StudyEngine, StudySnapshot
-from playground.training.metrics import Metric
-from playground.training.run_folder import RunKind, RunStatus
-from playground.ui.actions import guarded_action, show_refusal
-from playground.ui.people import check_control, may_control, session_owner
-from playground.ui.runs import attached_run, chart, live_run_view, polls, script_download, visible_runs
-from playground.ui.settings import BOUND, link_text, schedule_name, share_link, share_slot
+from playground.training import Metric, RunKind, RunStatus
+from playground.ui import (
+    BOUND,
+    attached_run,
+    chart,
+    check_control,
+    guarded_action,
+    link_text,
+    live_run_view,
+    may_control,
+    polls,
+    schedule_name,
+    script_download,
+    session_owner,
+    share_link,
+    share_slot,
+    show_refusal,
+    visible_runs,
+)
 
 Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
@@ -48,7 +57,7 @@ GRID_ALLOWED = {"study_tasks": ", ".join(name for name in TASKS if name != "cust
                 "study_digits": "1 to 9", "study_hiddens": ", ".join(map(str, HIDDEN_CHOICES)),
                 "study_ratios": ", ".join(map(link_text, RATIO_CHOICES)),
                 "study_schedules": ", ".join(schedule_name(s) for s in SCHEDULES if s != "constant"),
-                "study_seeds": f"2 to {MAX_SEEDS}", "study_steps": "1 to 1,000,000",
+                "study_seeds": f"2 to {MAX_STUDY_SEEDS}", "study_steps": "1 to 1,000,000",
                 "study_eval_every": "1 to 1,000,000",
                 **{key: ", ".join(SETTINGS[name].options) for key, name in zip(MODEL_KEYS, VARIANT_SETTINGS,
                                                                                 strict=True)}}
@@ -99,7 +108,7 @@ arms[0].multiselect("Ratios γ", RATIO_CHOICES, DEFAULTS["study_ratios"], key="s
 arms[1].multiselect("Decaying schedules", [s for s in SCHEDULES if s != "constant"], DEFAULTS["study_schedules"],
                     key="study_schedules", **BOUND, format_func=schedule_name,
                     help="Schedules that start at γ = 1 and decay to 0 over training.")
-arms[2].number_input("Seeds", 2, MAX_SEEDS, DEFAULTS["study_seeds"], key="study_seeds", **BOUND,
+arms[2].number_input("Seeds", 2, MAX_STUDY_SEEDS, DEFAULTS["study_seeds"], key="study_seeds", **BOUND,
                      help="Repeats of every arm with its own initial weights and batches; the confidence intervals "
                           "and paired tests are over seeds (at least 2, more for narrower intervals).")
 arms[3].number_input("Steps per condition", *STEP_BOUNDS, DEFAULTS["study_steps"], step=100, key="study_steps",
@@ -216,7 +225,7 @@ def show(snapshot: StudySnapshot, status: str) -> None:
             st.warning(f"Condition {summary['label']} failed twice and is left out: {summary['failed']}")
     chart(st, study_figure(snapshot.summaries), "study_chart", notes.STUDY)
     st.subheader("Reading")
-    st.markdown(reading(snapshot.summaries))
+    st.markdown(study_reading(snapshot.summaries))
     rows = table_rows(snapshot.summaries)
     st.markdown("**Every arm of every condition** (means over seeds; the CI columns are the 95% intervals, clipped to "
                 "0-100% for shares; gap = "

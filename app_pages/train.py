@@ -7,40 +7,45 @@ import streamlit as st
 
 from playground.core.config import LIVE_SETTINGS, TrainConfig, label
 from playground.core.tasks import TASKS, CustomPairs, TaskError
-from playground.inspection.preview import TaskPreview, parameter_counts, task_preview
-from playground.plots import notes
-from playground.plots.curves import accuracy_figure, gamma_figure, loss_figure
-from playground.plots.diagram import DiagramSizes, model_diagram
-from playground.reports.readings import points
-from playground.runs.background import BackgroundRun
+from playground.inspection import TaskPreview, parameter_counts, task_preview
+from playground.plots import DiagramSizes, accuracy_figure, gamma_figure, loss_figure, model_diagram, notes
+from playground.reports import points
+from playground.runs import BackgroundRun, TrainingEngine, TrainingSnapshot
 from playground.runs.registry import registry
-from playground.runs.train_engine import TrainingEngine, TrainingSnapshot
-from playground.training.cost import WARN_SECONDS_PER_STEP, estimate
-from playground.training.metrics import EVALUATED, Metric
-from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus, metrics_csv
-from playground.training.trainer import build_task
-from playground.ui.actions import guarded_action, show_refusal
-from playground.ui.people import check_control, may_control, session_owner
-from playground.ui.runs import (
+from playground.training import (
+    EVALUATED,
+    FINAL_STATUSES,
+    WARN_SECONDS_PER_STEP,
+    Metric,
+    RunKind,
+    RunStatus,
+    build_task,
+    estimate,
+    metrics_csv,
+)
+from playground.ui import (
     attached_run,
     chart,
     chart_format_picker,
+    check_control,
+    checked_config,
     compounding_errors,
+    current_settings,
     explained,
+    guarded_action,
+    load_settings,
+    may_control,
     open_run,
     queue_place,
     run_label,
     runs_panel,
-    state_preview,
-)
-from playground.ui.settings import (
-    checked_config,
-    current_settings,
-    load_settings,
+    session_owner,
     setting_value,
     settings_share,
     settings_sidebar,
     share_slot,
+    show_refusal,
+    state_preview,
 )
 
 Run = BackgroundRun[TrainingSnapshot]

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from playground.core.config import ConfigError, TrainConfig
 from playground.experiments.statistics import mean_ci, paired_test
 from playground.experiments.study_grid import Condition, ConditionResult, StudyConfig
-from playground.reports.study_table import condition_summary, format_summaries, reading
+from playground.reports.study_table import condition_summary, format_summaries, study_reading
 from playground.training.metrics import Metric
 from tests.conftest import new_app
 
@@ -124,7 +124,7 @@ def test_condition_summary_and_reading_from_results() -> None:
     (test,) = summary["tests"]
     assert test["difference"] == pytest.approx((-0.4 - 0.35 - 0.37) / 3)
     assert test["p"] < 0.05 and not test["within_seed_noise"]
-    text = reading([summary])
+    text = study_reading([summary])
     assert "Beyond seed noise: γ = 1 leads γ = 0" in text and "more than seed noise" in text
     assert condition_summary(condition, None)["arms"] == []
 

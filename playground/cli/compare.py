@@ -24,7 +24,7 @@ from playground.cli.common import (
 from playground.core.config import VARIANT_SETTINGS
 from playground.experiments.comparison import CompareConfig, parse_ratios
 from playground.export.experiment import Experiment, read_experiment
-from playground.reports.comparison_table import format_table, reading, summary_rows
+from playground.reports.comparison_table import comparison_reading, format_table, summary_rows
 from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import RunRegistry
 from playground.training.run_folder import RunKind
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     snapshot = comparison.snapshot()
     table = summary_rows(snapshot)
     print(format_table(table))
-    print(reading(table))
+    print(comparison_reading(table))
     print(f"{status}; run folder: {comparison.run_dir}")
     if args.json:
         print_json({"status": str(status), "message": comparison.message, "id": comparison.id,

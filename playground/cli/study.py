@@ -22,7 +22,7 @@ from playground.cli.common import (
 from playground.core.config import VARIANT_SETTINGS
 from playground.experiments.comparison import parse_ratios
 from playground.experiments.study_grid import StudyConfig
-from playground.reports.study_table import format_summaries, reading
+from playground.reports.study_table import format_summaries, study_reading
 from playground.runs.background import BackgroundRun
 from playground.runs.registry import RunRegistry
 from playground.runs.study_engine import ADDRESS_ENV, StudyEngine, StudySnapshot
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     follow(study, args.quiet)
     snapshot = study.snapshot()
     print(format_summaries(snapshot.summaries))
-    print(reading(snapshot.summaries).replace("**", ""))
+    print(study_reading(snapshot.summaries).replace("**", ""))
     print(f"{study.status}; {snapshot.conditions_done} of {snapshot.conditions_total} conditions done; "
           f"run folder: {study.run_dir}")
     if study.message:

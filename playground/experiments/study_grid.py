@@ -15,7 +15,7 @@ from playground.experiments.comparison import VARIANT_KEYS, CompareConfig
 from playground.experiments.statistics import evaluated, steps_to_reach
 from playground.training.metrics import Metric
 
-MAX_SEEDS = 30
+MAX_STUDY_SEEDS = 30
 
 
 MAX_CONDITIONS = 64
@@ -81,9 +81,9 @@ class StudyConfig:
                 parsed[name] = ()
         if not parsed["hidden size"]:
             problems.append("no hidden size chosen: choose at least one")
-        if seeds is True or seeds is False or not isinstance(seeds, int) or not 2 <= seeds <= MAX_SEEDS:
+        if seeds is True or seeds is False or not isinstance(seeds, int) or not 2 <= seeds <= MAX_STUDY_SEEDS:
             problems.append(f"seeds = {seeds!r} is not allowed: a study needs a whole number between 2 and "
-                            f"{MAX_SEEDS} (a confidence interval needs at least two seeds)")
+                            f"{MAX_STUDY_SEEDS} (a confidence interval needs at least two seeds)")
         if problems:
             raise ConfigError(problems)
         config = cls(base.validate(), tasks, parsed["max length"], parsed["digits"], parsed["hidden size"],
@@ -114,7 +114,7 @@ class StudyConfig:
             try:
                 compare = CompareConfig.build(self.base.replace(**changes),
                                               self.ratios if ratios is None else ratios, self.schedules, self.seeds,
-                                              max_seeds=MAX_SEEDS, variants=self.variants)
+                                              max_seeds=MAX_STUDY_SEEDS, variants=self.variants)
             except ConfigError as error:
                 problems += [problem for problem in error.problems if problem not in problems]
                 continue

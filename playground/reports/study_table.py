@@ -101,7 +101,7 @@ def format_summaries(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def reading(summaries: list[dict[str, Any]]) -> str:
+def study_reading(summaries: list[dict[str, Any]]) -> str:
     """For a student, per condition: first whether the leader's lead over the next arm is beyond seed noise (their
     paired test), then the leader with its interval (within 0-100%), the trade-off with token accuracy when the two
     disagree, and which other differences the seeds can tell apart."""
