@@ -63,6 +63,7 @@ TABLE_NAMES = {"label": "arm", Metric.FR_EXACT: "free-running exact",
 TABLE_ORDER = ("label", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "gap_peak", "gap_peak_step",
                Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS, "step",
                "seeds")
+NOT_YET = "not yet"  # a figure a run has not reached or measured yet: never shown as None
 CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GAP, LENGTHS)
 
 st.title("Compare teacher-forcing ratios")
@@ -231,10 +232,10 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     frame = pd.DataFrame(table)[list(TABLE_ORDER)].rename(columns=TABLE_NAMES)
     percent_columns = [TABLE_NAMES[n] for n in (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, GAP,
                                                 "gap_peak")]
-    st.dataframe(frame.style.format("{:.1%}", subset=percent_columns).format(
-        "{:.4f}", subset=[TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]).format(
-        "{:.1f}", subset=[TABLE_NAMES["wall_seconds"]]).format("{:,.0f}", subset=[TABLE_NAMES["steps_to_90"]],
-                                                            na_rep="not yet"),
+    losses = [TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]
+    st.dataframe(frame.style.format(na_rep=NOT_YET).format("{:.1%}", subset=percent_columns, na_rep=NOT_YET).format(
+        "{:.4f}", subset=losses, na_rep=NOT_YET).format("{:.1f}", subset=[TABLE_NAMES["wall_seconds"]]).format(
+        "{:,.0f}", subset=[TABLE_NAMES["steps_to_90"], TABLE_NAMES["gap_peak_step"]], na_rep=NOT_YET),
         hide_index=True, width="stretch", column_config={"arm": st.column_config.Column(pinned=True)})
     st.download_button("Download CSV", summary_csv(table), file_name="compare.csv", mime="text/csv",
                        key="compare_download")
