@@ -138,7 +138,8 @@ settings_share(share, current_settings(skip=PER_ARM, force=schedule_settings), a
                {"compare_ratios": ", ".join(map(link_text, RATIO_CHOICES)),
                 "compare_schedules": ", ".join(map(schedule_name, decaying)), "compare_seeds": f"1 to {MAX_SEEDS}",
                 **{key: ", ".join(SETTINGS[name].options) for key, name in zip(MODEL_KEYS, VARIANT_SETTINGS,
-                                                                                strict=True)}})
+                                                                                strict=True)}},
+               run={"compare": run.id} if run is not None else None)
 
 
 def start() -> None:
