@@ -66,10 +66,7 @@ TABLE_ORDER = ("label", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "ga
 NOT_YET = "not yet"  # a figure a run has not reached or measured yet: never shown as None
 CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GAP, LENGTHS)
 
-st.title("Compare teacher-forcing ratios")
-st.caption(f"Every ratio ({term_link('arm')}) trains at once in one batched computation: same task, same batches, "
-           f"same {term_link('coin')} draws, same initial weights for a {term_link('seed')}. Only the chance of "
-           f"feeding the true previous token ({term_link('teacher forcing')}) differs.")
+heading = st.empty()
 share = share_slot("compare")
 
 
@@ -126,6 +123,15 @@ def checked_compare_config() -> tuple[CompareConfig | None, CustomPairs | None, 
 
 
 config, custom, problems = checked_compare_config()
+differs = config.differs_by() if config is not None else []
+with heading.container():
+    st.title("Compare teacher-forcing ratios" if differs == ["teacher forcing"] else
+             "Compare " + " and ".join(differs) if differs else "Compare")
+    st.caption(f"Every {term_link('arm')} trains at once in one batched computation: same task, same batches, same "
+               f"{term_link('coin')} draws, same initial weights for a {term_link('seed')}. Only "
+               + (" and ".join(differs) if differs else "nothing yet: choose at least two arms")
+               + (f" (the chance of feeding the true previous token, {term_link('teacher forcing')})"
+                  if "teacher forcing" in differs else "") + (" differ." if len(differs) > 1 else " differs."))
 for problem in problems:
     st.error(problem)
 arms = {"compare_ratios": [link_text(ratio) for ratio in st.session_state.compare_ratios],
