@@ -159,7 +159,10 @@ ARM_CHARTS = {  # the Compare page's and the lessons' charts, by the name the le
         "on validation, in points." + _ARMS
         + "\n\n**Good**: near 0, the model does as well on its own as when helped. **Bad**: high, the arm relies "
         "on being fed the truth. The gap often peaks while a model is half-trained, then closes as its own "
-        "predictions become the true tokens."),
+        "predictions become the true tokens.\n\n**Below 0** (free-running better than helped) happens early, "
+        "at step 0 above all: an untrained model is near chance either way, and its own repeated guesses can "
+        "happen to match more target tokens than its guesses from the true ones. Read the gap once the "
+        "teacher-forced accuracy is well above chance."),
     Metric.TF_TOKEN_ACC: (
         "**Axes**: training step against validation token accuracy when every step is fed the true previous token: "
         "how well each arm learned the task with help." + _ARMS),
