@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from playground.course.answers import PREDICTIONS, answers, prediction_verdict
-from playground.course.lessons import LESSONS, Lesson, prepared, run_name
+from playground.course.lessons import LESSONS, Lesson, prepared, run_name, setup_facts
 from playground.experiments.comparison import CompareSnapshot
 from playground.inspection.decoding import free_running_mistakes
 from playground.plots import notes
@@ -104,6 +104,7 @@ share_link(share, {"lesson": titles[chosen]}, {"lesson": titles[next(iter(LESSON
 st.subheader(lesson.title)
 st.markdown(lesson.story)
 config = prepared(lesson)
+st.caption(setup_facts(config))
 prediction = PREDICTIONS[lesson.key]
 predicted = st.radio(f"**Predict first:** {prediction.question}", range(len(prediction.choices)), index=None,
                      format_func=prediction.choices.__getitem__, key=f"prediction_{lesson.key}",
