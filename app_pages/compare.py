@@ -62,12 +62,10 @@ TABLE_NAMES = {"label": "arm", Metric.FR_EXACT: "free-running exact",
 TABLE_ORDER = ("label", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "gap_peak", "gap_peak_step",
                Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS, "step",
                "seeds")
+NOT_YET = "not yet"  # a figure a run has not reached or measured yet: never shown as None
 CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GAP, LENGTHS)
 
-st.title("Compare teacher-forcing ratios")
-st.caption(f"Every ratio ({term_link('arm')}) trains at once in one batched computation: same task, same batches, "
-           f"same {term_link('coin')} draws, same initial weights for a {term_link('seed')}. Only the chance of "
-           f"feeding the true previous token ({term_link('teacher forcing')}) differs.")
+heading = st.empty()
 share = share_slot("compare")
 
 
@@ -124,6 +122,15 @@ def checked_compare_config() -> tuple[CompareConfig | None, CustomPairs | None, 
 
 
 config, custom, problems = checked_compare_config()
+differs = config.differs_by() if config is not None else []
+with heading.container():
+    st.title("Compare teacher-forcing ratios" if differs == ["teacher forcing"] else
+             "Compare " + " and ".join(differs) if differs else "Compare")
+    st.caption(f"Every {term_link('arm')} trains at once in one batched computation: same task, same batches, same "
+               f"{term_link('coin')} draws, same initial weights for a {term_link('seed')}. Only "
+               + (" and ".join(differs) if differs else "nothing yet: choose at least two arms")
+               + (f" (the chance of feeding the true previous token, {term_link('teacher forcing')})"
+                  if "teacher forcing" in differs else "") + (" differ." if len(differs) > 1 else " differs."))
 for problem in problems:
     st.error(problem)
 arms = {"compare_ratios": [link_text(ratio) for ratio in st.session_state.compare_ratios],
@@ -137,7 +144,8 @@ settings_share(share, current_settings(skip=PER_ARM, force=schedule_settings), a
                 "compare_schedules": ", ".join(map(schedule_name, decaying)),
                 "compare_seeds": f"1 to {MAX_COMPARE_SEEDS}",
                 **{key: ", ".join(SETTINGS[name].options) for key, name in zip(MODEL_KEYS, VARIANT_SETTINGS,
-                                                                                strict=True)}})
+                                                                                strict=True)}},
+               run={"compare": run.id} if run is not None else None)
 
 
 @guarded_action("compare")
@@ -224,10 +232,10 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     frame = pd.DataFrame(table)[list(TABLE_ORDER)].rename(columns=TABLE_NAMES)
     percent_columns = [TABLE_NAMES[n] for n in (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, GAP,
                                                 "gap_peak")]
-    st.dataframe(frame.style.format("{:.1%}", subset=percent_columns).format(
-        "{:.4f}", subset=[TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]).format(
-        "{:.1f}", subset=[TABLE_NAMES["wall_seconds"]]).format("{:,.0f}", subset=[TABLE_NAMES["steps_to_90"]],
-                                                            na_rep="not yet"),
+    losses = [TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]
+    st.dataframe(frame.style.format(na_rep=NOT_YET).format("{:.1%}", subset=percent_columns, na_rep=NOT_YET).format(
+        "{:.4f}", subset=losses, na_rep=NOT_YET).format("{:.1f}", subset=[TABLE_NAMES["wall_seconds"]]).format(
+        "{:,.0f}", subset=[TABLE_NAMES["steps_to_90"], TABLE_NAMES["gap_peak_step"]], na_rep=NOT_YET),
         hide_index=True, width="stretch", column_config={"arm": st.column_config.Column(pinned=True)})
     st.download_button("Download CSV", summary_csv(table), file_name="compare.csv", mime="text/csv",
                        key="compare_download")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from playground.course import LESSONS, PREDICTIONS, Lesson, prediction_verdict, prepared, run_name
+from playground.course import LESSONS, PREDICTIONS, Lesson, prediction_verdict, prepared, run_name, setup_facts
 from playground.course.answers import answers
 from playground.experiments import CompareSnapshot
 from playground.inspection import free_running_mistakes
@@ -107,6 +107,7 @@ share_link(share, {"lesson": titles[chosen]}, {"lesson": titles[next(iter(LESSON
 st.subheader(lesson.title)
 st.markdown(lesson.story)
 config = prepared(lesson)
+st.caption(setup_facts(config))
 prediction = PREDICTIONS[lesson.key]
 predicted = st.radio(f"**Predict first:** {prediction.question}", range(len(prediction.choices)), index=None,
                      format_func=prediction.choices.__getitem__, key=f"prediction_{lesson.key}",

@@ -205,7 +205,7 @@ def readable_table(rows: list[dict[str, Any]]) -> Styler:
                                             "seeds_reaching_90": "seeds reaching 90%"})
     said_by_condition = ["task", "hidden", "step"]  # the condition's label names them: last, so the results come first
     frame = frame[[name for name in frame.columns if name not in said_by_condition] + said_by_condition]
-    return frame.style.format("{:.1%}", subset=list(columns.values()), na_rep="—").format(
+    return frame.style.format(na_rep="—").format("{:.1%}", subset=list(columns.values()), na_rep="—").format(
         "{:,.0f}", subset=["steps to 90% FR exact"], na_rep="not reached")
 
 

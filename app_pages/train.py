@@ -63,7 +63,7 @@ chart_format_picker()
 config, custom, problems = checked_config()
 for problem in problems:
     st.error(problem)
-settings_share(share, current_settings())
+settings_share(share, current_settings(), run={"run": run.id} if run is not None else None)
 
 
 def current_run() -> Run | None:

@@ -34,6 +34,14 @@ def test_defaults_offer_five_ratios_without_errors() -> None:
     assert not at.button(key="compare_start").disabled
 
 
+def test_the_page_names_what_its_arms_differ_by() -> None:
+    at = compare_page()
+    at.multiselect(key="compare_ratios").set_value([1.0]).run()
+    at.multiselect(key="compare_cells").set_value(["lstm", "gru"]).run()
+    assert at.title[0].value == "Compare cell"
+    assert "Only cell differs." in at.caption[0].value and "teacher forcing" not in at.caption[0].value
+
+
 def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None:
     at = compare_page()
     at.multiselect(key="compare_ratios").set_value([0.0, 1.0]).run()

@@ -4,7 +4,7 @@ own here would hide its module."""
 
 from playground.course.answers import PREDICTIONS, prediction_verdict
 from playground.course.glossary import TERMS, anchor, term_link
-from playground.course.lessons import LESSONS, Lesson, class_snapshot, prepared, run_name
+from playground.course.lessons import LESSONS, Lesson, class_snapshot, prepared, run_name, setup_facts
 
 __all__ = [
     "LESSONS",
@@ -16,5 +16,6 @@ __all__ = [
     "prediction_verdict",
     "prepared",
     "run_name",
+    "setup_facts",
     "term_link",
 ]

@@ -149,6 +149,13 @@ class CompareConfig:
                          ((Metric.GAMMA, 1.0), ("schedule", s), *model.items())) for s in self.schedules]
         return arms
 
+    def differs_by(self) -> list[str]:
+        """What the arms differ by, as the page names it: "teacher forcing" and each model setting listed with more
+        than one value; a comparison is read as a comparison of these, and only these."""
+        forcing = ["teacher forcing"] if len(self.ratios) + len(self.schedules) > 1 else []
+        return forcing + [SETTINGS[name].label.lower() for name, values in zip(VARIANT_SETTINGS, self.variants,
+                                                                                 strict=True) if len(values) > 1]
+
     def configs(self) -> list[TrainConfig]:
         """Arm-major, seed-minor: model k is arm k // seeds with seed base.seed + k % seeds."""
         return [self.base.replace(**dict(arm.changes), seed=self.base.seed + s)

@@ -61,8 +61,8 @@ ALIGNMENT = (
     "**Axes**: each row is one output step of the decoder (the token it was fed → the token it predicted); each "
     "column is one position of the source, labelled with its token. Only runs with attention have this chart.\n\n"
     "**Colours**: α, the attention weight, from white (0) to dark green (1). A row sums to 1: it says where in the "
-    "source the decoder looked when it made that prediction (its context vector is the weighted sum of the "
-    "encoder's outputs at those positions). Padding gets no weight.\n\n"
+    "source the decoder looked when it made that prediction (the context vector ctx_t is the weighted sum of "
+    "the encoder's outputs at those positions). Padding gets no weight.\n\n"
     "**Good**: one dark cell per row, along the path the task needs: the anti-diagonal for reverse (the first output "
     "reads the last source token), the diagonal for copy. During training the rows sharpen from flat to peaked.\n\n"
     "**Bad**: flat rows (pale everywhere) mean the model has not learnt where to look yet, or relies on the final "
@@ -71,7 +71,7 @@ ALIGNMENT = (
 ATTENTION_ROW = (
     "**Bars**: one per source position, labelled position: token, in the order the source was typed. Each bar is α, "
     "the share of attention this decoder step gives that position (they sum to 1); darker green is more. The "
-    "decoder reads their weighted sum of the encoder's outputs (the context vector) before it predicts.\n\n"
+    "decoder reads their weighted sum of the encoder's outputs (the context vector ctx_t) before it predicts.\n\n"
     "**Good**: one tall bar on the token this step must produce next (for reverse: the source's last tokens first, "
     "moving left one position a step).\n\n"
     "**Bad**: bars of equal height (it does not know where to look) or a tall bar on the wrong token, which usually "
@@ -94,12 +94,12 @@ PROBABILITIES = (
     "the next steps drift (exposure bias).")
 
 PLANE = (
-    "**Axes**: the two directions along which the encoder's final states (h_T, the context vector the decoder "
-    "starts from) of validation examples vary most (PCA); the percentages say how much of the variation each "
+    "**Axes**: the two directions along which the encoder's final states (h_T, the state the decoder starts "
+    "from) of validation examples vary most (PCA); the percentages say how much of the variation each "
     "holds.\n\n"
     "**Colour**: a property of each example (the sidebar picks it, for example the source length). The paths are "
     "this example's decoder states step by step, free-running and teacher-forced.\n\n"
-    "**Good**: the colours in order along a direction (the context vector encodes that property), and a decoder "
+    "**Good**: the colours in order along a direction (the final state encodes that property), and a decoder "
     "path that moves steadily through them.\n\n"
     "**Bad**: colours mixed at random: the encoder has not organised its states around that property (yet).")
 
@@ -159,7 +159,10 @@ ARM_CHARTS = {  # the Compare page's and the lessons' charts, by the name the le
         "on validation, in points." + _ARMS
         + "\n\n**Good**: near 0, the model does as well on its own as when helped. **Bad**: high, the arm relies "
         "on being fed the truth. The gap often peaks while a model is half-trained, then closes as its own "
-        "predictions become the true tokens."),
+        "predictions become the true tokens.\n\n**Below 0** (free-running better than helped) happens early, "
+        "at step 0 above all: an untrained model is near chance either way, and its own repeated guesses can "
+        "happen to match more target tokens than its guesses from the true ones. Read the gap once the "
+        "teacher-forced accuracy is well above chance."),
     Metric.TF_TOKEN_ACC: (
         "**Axes**: training step against validation token accuracy when every step is fed the true previous token: "
         "how well each arm learned the task with help." + _ARMS),

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from playground.plots.common import arm_colour, tidy
+from playground.plots.common import arm_colours, tidy
 from playground.training.metrics import Metric
 
 
@@ -17,6 +17,7 @@ def study_figure(summaries: list[dict[str, Any]]) -> go.Figure:
     reported = [summary for summary in summaries if summary["arms"]]
     labels = [row["arm"] for row in reported[0]["arms"]] if reported else []
     figure = go.Figure()
+    colours = arm_colours(labels)
     for arm, label in enumerate(labels):
         values = [summary["arms"][arm][Metric.FR_EXACT] for summary in reported]
         means = np.array([value["mean"] * 100 for value in values])
@@ -24,7 +25,7 @@ def study_figure(summaries: list[dict[str, Any]]) -> go.Figure:
         highs = np.array([value["ci"][1] * 100 if math.isfinite(value["ci"][1]) else np.nan for value in values])
         figure.add_trace(go.Scatter(
             x=[summary["label"] for summary in reported], y=means, mode="markers", name=label,
-            marker={"color": arm_colour(label), "size": 10},
+            marker={"color": colours[label], "size": 10},
             error_y={"type": "data", "symmetric": False, "array": highs - means, "arrayminus": means - lows},
             offsetgroup=str(arm), hovertemplate="%{x}<br>" + label + ": %{y:.1f}%<extra></extra>"))
     figure.update_layout(title="Free-running exact match per arm (mean over seeds, 95% CI)", scattermode="group",
