@@ -6,15 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from playground.course.lessons import LESSONS, class_snapshot, run_name
-from playground.plots import notes
-from playground.plots.comparison_figures import arm_figure
-from playground.runs.background import RunError
-from playground.runs.registry import RunSummary, registry
-from playground.training.cost import gigabytes
-from playground.training.run_folder import RunKind, RunStatus
-from playground.ui.people import control_link, is_teacher
-from playground.ui.runs import LINK_PAGES, chart
+from playground.course import LESSONS, class_snapshot, run_name
+from playground.plots import arm_figure, notes
+from playground.runs import RunError, RunSummary
+from playground.runs.registry import registry
+from playground.training import RunKind, RunStatus, gigabytes
+from playground.ui import LINK_PAGES, chart, control_link, is_teacher
 
 WAITING_OR_TRAINING = (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.QUEUED)
 

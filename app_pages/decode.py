@@ -6,8 +6,8 @@ import math
 
 import streamlit as st
 
-from playground.course.glossary import term_link
-from playground.inspection.decoding import (
+from playground.course import term_link
+from playground.inspection import (
     FED_OWN,
     FED_TRUE,
     MAX_BEAM_WIDTH,
@@ -18,12 +18,8 @@ from playground.inspection.decoding import (
     position_errors,
     step_through,
 )
-from playground.plots import notes
-from playground.plots.decoding_figures import attention_row_figure, position_errors_figure, top_k_figure
-from playground.plots.state_figures import state_heatmap
-from playground.ui.inspection import Source, inspection_sidebar
-from playground.ui.runs import chart
-from playground.ui.settings import BOUND, share_slot
+from playground.plots import attention_row_figure, notes, position_errors_figure, state_heatmap, top_k_figure
+from playground.ui import BOUND, Source, chart, inspection_sidebar, share_slot
 
 PLAY_SECONDS = 0.8
 FED_BADGES = {FED_TRUE: ":green-badge[true token (teacher-forced)]", FED_OWN: ":orange-badge[model's own output]",

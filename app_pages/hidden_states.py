@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from playground.course.glossary import term_link
-from playground.inspection.states import (
+from playground.course import term_link
+from playground.inspection import (
     UNIT_ORDERS,
     StateCapture,
     capture_csv,
@@ -20,19 +20,17 @@ from playground.inspection.states import (
     informative_units,
     unit_order,
 )
-from playground.plots import notes
-from playground.plots.state_figures import (
+from playground.plots import (
     alignment_heatmap,
     mark_step,
     mark_units,
+    notes,
     probs_figure,
     projection_figure,
     state_heatmap,
     unit_lines_figure,
 )
-from playground.ui.inspection import inspection_sidebar
-from playground.ui.runs import chart, chart_format_picker
-from playground.ui.settings import BOUND, share_slot
+from playground.ui import BOUND, chart, chart_format_picker, inspection_sidebar, share_slot
 
 REFRESH_SECONDS = 3.0
 PROJECTED = 300  # validation examples in the PCA plane

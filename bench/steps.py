@@ -1,4 +1,4 @@
-"""Training-step benchmark (issues #6, #12): ratios against references measured in the same process.
+"""Training-step benchmark: ratios against references measured in the same process.
 
 Every case trains on the same pre-drawn batches (data generation is timed apart), cases take turns within
 each repeat so that load from other processes hits them alike, and each figure is the median over repeats.

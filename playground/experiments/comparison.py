@@ -17,7 +17,7 @@ from playground.training.metrics import Metric
 DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-# Longer sequences, where the trade-off shows within a minute (3 ratios x 600 steps: 38 s on 2 cores, page open):
+# Longer sequences, where the trade-off shows within about a minute on 2 CPU cores (3 ratios x 600 steps):
 # gamma = 1 learns fastest but has the widest gap between teacher-forced and free-running accuracy, peaking near
 # step 100 (the defaults are too easy: every ratio ends near 99%).
 TRADE_OFF_EXAMPLE = TrainConfig(min_len=8, max_len=16, hidden_dim=64, steps=600)
@@ -35,7 +35,7 @@ MAX_MODEL_ARMS = 24  # ratios and schedules x models (cells x attentions x sourc
 RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))  # what the pages offer
 
 
-MAX_SEEDS = 3
+MAX_COMPARE_SEEDS = 3
 
 
 TARGET_ACCURACY = 0.9
@@ -74,7 +74,7 @@ class CompareConfig:
 
     @classmethod
     def build(cls, base: TrainConfig, ratios: Any = DEFAULT_RATIOS, schedules: Any = (), seeds: Any = 1,
-              max_seeds: int = MAX_SEEDS, variants: Any = ((), (), ())) -> CompareConfig:
+              max_seeds: int = MAX_COMPARE_SEEDS, variants: Any = ((), (), ())) -> CompareConfig:
         """Coerce and validate; every problem is reported at once, as `ConfigError` does for one run.
 
         `max_seeds` is the page's limit (curves stay readable); a study, which reports statistics, allows more.
@@ -128,7 +128,7 @@ class CompareConfig:
 
     def with_base(self, base: TrainConfig) -> CompareConfig:
         """The same arms on another base (more steps, a lesson shortened for tests)."""
-        return CompareConfig.build(base, self.ratios, self.schedules, self.seeds, max(self.seeds, MAX_SEEDS),
+        return CompareConfig.build(base, self.ratios, self.schedules, self.seeds, max(self.seeds, MAX_COMPARE_SEEDS),
                                    self.variants)
 
     def models(self) -> list[dict[str, str]]:

@@ -122,7 +122,7 @@ POSITIONS = (
     "earlier mistakes fed back, errors that compound (exposure bias).")
 
 STUDY = (
-    "**Axes**: one group per cell (task, setting, hidden size) against free-running exact match on validation, "
+    "**Axes**: one group per condition (task, setting, hidden size) against free-running exact match on validation, "
     "in %. A marker is one arm's mean over its seeds; its bar is the 95% confidence interval.\n\n"
     "**Colours**: one per teacher-forcing arm, as in the legend.\n\n"
     "**Reading**: bars that overlap a lot may differ by seed noise only; the paired tests below compare arms seed "

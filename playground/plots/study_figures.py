@@ -1,4 +1,4 @@
-"""The study's figure: free-running exact match per arm in every cell, with 95% confidence intervals over seeds."""
+"""The study's figure: free-running exact match per arm in every condition, with 95% confidence intervals over seeds."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from playground.training.metrics import Metric
 
 
 def study_figure(summaries: list[dict[str, Any]]) -> go.Figure:
-    """One marker per (cell, arm), arms side by side within a cell, error bars = the 95% CI (percent)."""
+    """One marker per (condition, arm), arms side by side within a condition, error bars = the 95% CI (percent)."""
     reported = [summary for summary in summaries if summary["arms"]]
     labels = [row["arm"] for row in reported[0]["arms"]] if reported else []
     figure = go.Figure()
@@ -29,7 +29,7 @@ def study_figure(summaries: list[dict[str, Any]]) -> go.Figure:
             error_y={"type": "data", "symmetric": False, "array": highs - means, "arrayminus": means - lows},
             offsetgroup=str(arm), hovertemplate="%{x}<br>" + label + ": %{y:.1f}%<extra></extra>"))
     figure.update_layout(title="Free-running exact match per arm (mean over seeds, 95% CI)", scattermode="group",
-                         xaxis_title="cell (task, setting, hidden size)",
+                         xaxis_title="condition (task, setting, hidden size)",
                          yaxis_title="validation sequences fully right (%)",
                          legend_title="teacher forcing", height=460)
     return tidy(figure)

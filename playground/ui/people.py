@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -92,4 +93,4 @@ def control_link(page: str, url_key: str, run_id: str) -> str | None:
     except (RunError, ValueError):
         return None
     base = (st.context.url or "").rstrip("/")
-    return f"{base}/{page}?{url_key}={run_id}&{CONTROL_PARAM}={key}" if key else None
+    return f"{base}/{page}?{urlencode({url_key: run_id, CONTROL_PARAM: key})}" if key else None
