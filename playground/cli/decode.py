@@ -9,6 +9,7 @@ from typing import Any
 
 from playground.cli.common import EXIT_OK, BadInput, print_json
 from playground.core.config import whole_number
+from playground.core.tasks import TaskData
 from playground.inspection.decoding import MAX_BEAM_WIDTH, beam_search, check_prefix, check_source, greedy
 from playground.runs.background import RunError
 from playground.runs.registry import RunRegistry
@@ -38,17 +39,26 @@ def beam_width(text: str) -> int:
     return number
 
 
-def load_trained(path: Path, index: int) -> TrainedModel:
-    """Model `index` of a run folder (through the registry, as the app opens it) or of a checkpoint file."""
+def load_models(path: Path, with_validation: bool = False) -> list[TrainedModel]:
+    """Every model of a run folder (through the registry, as the app opens it) or of a checkpoint file; a
+    checkpoint's validation examples are regenerated from its config when asked (as the pages do)."""
     if path.is_dir():
         try:
-            models = RunRegistry(path.parent).get(path.name).models()
+            return RunRegistry(path.parent).get(path.name).models()
         except (RunError, ValueError) as error:
             raise BadInput(f"{path} is not a readable run folder: {error}") from None
-    else:
-        loaded = load_checkpoint(path)
-        models = [TrainedModel(saved.label, saved.model, saved.config, build_task(saved.config, loaded.custom), [],
-                               loaded.step) for saved in loaded.models]
+    loaded = load_checkpoint(path)
+    models = []
+    for saved in loaded.models:
+        task = build_task(saved.config, loaded.custom)
+        pairs = TaskData(task, saved.config.seed, saved.config.val_size).val_pairs if with_validation else []
+        models.append(TrainedModel(saved.label, saved.model.eval(), saved.config, task, pairs, loaded.step))
+    return models
+
+
+def load_trained(path: Path, index: int, with_validation: bool = False) -> TrainedModel:
+    """Model `index` of a run folder or of a checkpoint file (`load_models`)."""
+    models = load_models(path, with_validation)
     if not 0 <= index < len(models):
         raise BadInput(f"--model {index} is not allowed: {path} holds {len(models)} model(s), numbered 0 to "
                        f"{len(models) - 1}")
