@@ -3,18 +3,29 @@ example-by-example decoder on trained and variant models."""
 
 from __future__ import annotations
 
+import json
+import random
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from playground import cli
 from playground.core.config import TrainConfig
 from playground.core.tasks import EOS_ID, PAD_ID, SPECIALS, Pair, Task, make_task
 from playground.inspection import probe
 from playground.inspection.drift import state_drift
+from playground.inspection.exposure import Exposure, by_arm
 from playground.inspection.probe import Recovery, recovery_probe
 from playground.model.attention import Memory
 from playground.model.seq2seq import Seq2Seq, StepExtras
+from playground.plots.common import arm_colour
+from playground.plots.probe_figures import recovery_figure
+from playground.reports.probe_reading import recovery_headline
+from playground.runs.registry import RunRegistry
+from playground.runs.train_engine import TrainingEngine
 from playground.training.trainer import Trainer
 
 SHARP = 60.0  # logits this far apart make a softmax one-hot to float precision
@@ -57,8 +68,6 @@ class Crafted(nn.Module):
 
 @pytest.fixture(scope="module")
 def copy_task() -> tuple[Task, list[Pair]]:
-    import random
-
     task = make_task("copy", 2, 7, alphabet_size=5)
     rng = random.Random(3)
     return task, [task.sample(rng) for _ in range(80)]
@@ -213,3 +222,54 @@ def test_drift_is_zero_until_the_first_mistake(trained: Trainer) -> None:
     assert drift.apart.max() > 0.0 and drift.distance[0] == 0.0
     assert np.all((drift.distance > 0) == (drift.apart > 0))
     assert drift.plane.shape == (2 * count.sum(), 2) and drift.explained.sum() <= 1.0
+
+
+def exposure(label: str, overall: float) -> Exposure:
+    """An Exposure whose probe recovered after `overall` of the injections (the curves do not matter here)."""
+    curve = np.array([overall, np.nan])
+    return Exposure(label, 10, Recovery(curve, curve, curve, curve, np.array([5, 5]), np.array([5, 0]), overall),
+                    None)
+
+
+def test_the_headline_gives_each_arm_its_mean_over_seeds() -> None:
+    models = [exposure("γ = 1, seed 0", 0.1), exposure("γ = 1, seed 1", 0.3), exposure("γ = 0.5, seed 0", 0.5),
+              exposure("γ = 0.5, seed 1", 0.6)]
+    assert list(by_arm(models)) == ["γ = 1", "γ = 0.5"]
+    headline = recovery_headline(models)
+    assert headline.index("γ = 1") < headline.index("20.0%") < headline.index("γ = 0.5") < headline.index("55.0%")
+    assert "10.0%" in headline and "30.0%" in headline  # the seeds' range
+    assert "40.0%" in recovery_headline([exposure("", 0.4)])
+
+
+def test_recovery_figure_draws_an_arm_in_its_colour_with_a_band_over_seeds() -> None:
+    arms = {"γ = 1": [exposure("", 0.1).recovery, exposure("", 0.3).recovery], "γ = 0": [exposure("", 0.5).recovery]}
+    figure = recovery_figure(arms)
+    lines = [trace for trace in figure.data if trace.mode == "lines+markers"]
+    bands = [trace for trace in figure.data if trace.fill == "toself"]
+    assert len(lines) == 4 and len(bands) == 2  # recovered and TV per arm; bands for the arm with two seeds
+    assert {trace.line.color for trace in lines if trace.legendgroup == "γ = 1"} == {arm_colour("γ = 1")}
+    assert np.allclose(lines[0].y[:1], [0.2])  # the mean of the seeds
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = TrainConfig(hidden_dim=16, emb_dim=8, steps=40, eval_every=20, val_size=30, max_len=5)
+    run = RunRegistry(tmp_path_factory.mktemp("runs")).launch("probed", TrainingEngine.create(config), config)
+    run.join(300)
+    return run.run_dir
+
+
+def test_probe_command_ends_with_one_json_line_for_a_run_and_its_checkpoint(
+        run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["probe", str(run_dir), "--examples", "20", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (model,) = result["models"]
+    assert result["examples"] == 20 and model["recovery"]["count"][0] == 20
+    assert set(model) == {"label", "arm", "step", "recovery", "drift"} and model["step"] == 40
+    assert model["drift"]["count"][0] == 20 and model["drift"]["distance"][0] == 0.0
+    assert cli.main(["probe", str(run_dir / "checkpoint.pt"), "--examples", "20", "--no-drift", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "drift" not in again["models"][0]
+    assert again["models"][0]["recovery"] == model["recovery"]  # the checkpoint regenerates the same examples
+    with pytest.raises(SystemExit, match="2"):
+        cli.main(["probe", str(run_dir), "--examples", "0"])
