@@ -27,6 +27,7 @@ from playground.runs.registry import registry
 from playground.training.metrics import Metric
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
 from playground.ui.people import check_control, may_control, session_owner
+from playground.ui.probe import drift_view, exposures, recovery_view
 from playground.ui.runs import (
     attached_run,
     chart,
@@ -220,6 +221,11 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         chart(columns[i % 2], arm_figure(snapshot, name), f"compare_{name}", notes.ARM_CHARTS[name])
     if status in FINAL_STATUSES and run is not None:  # scored once the models stop changing
         compounding_errors(columns[0], run, "compare_positions")
+        found = exposures("compare_probe", (run.id, run.step), run.models, drift=True)
+        st.subheader("Does it recover from a wrong token?")
+        recovery_view(st, found, "compare")
+        st.subheader("Teacher-forced and free-running states drift apart")
+        drift_view(st, found, "compare")
     st.caption("The gap uses token accuracy: with greedy decoding a sequence that is fully right under teacher "
                "forcing fed itself the true tokens, so its free-running copy is right too and an exact-match gap "
                "is always 0.")

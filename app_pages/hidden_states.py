@@ -31,6 +31,7 @@ from playground.plots.state_figures import (
     unit_lines_figure,
 )
 from playground.ui.inspection import inspection_sidebar
+from playground.ui.probe import drift_view, exposures, source_models
 from playground.ui.runs import chart, chart_format_picker
 from playground.ui.settings import BOUND, share_slot
 
@@ -152,3 +153,13 @@ if source and example:
         right.download_button("Download states (CSV)", capture_csv(shown), "states.csv", "text/csv", key="hs_csv")
 
     views()
+
+    st.subheader("Teacher-forced and free-running states drift apart")
+    st.caption("The decoder's top-layer h_t on the validation examples, fed the true tokens and fed its own: equal "
+               "until the model's first mistake, then apart." + (" Computed from the weights of this page's last "
+                                                                 "rerun." if source.live else ""))
+    if not source.val_pairs:
+        st.info("The drift needs the validation set, which this model's task could not regenerate.")
+    else:
+        identity, models = source_models(source, every_arm=False)
+        drift_view(st, exposures("hs_drift", identity, models, drift=True), "hs")

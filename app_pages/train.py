@@ -20,6 +20,7 @@ from playground.training.metrics import EVALUATED, Metric
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus, metrics_csv
 from playground.training.trainer import build_task
 from playground.ui.people import check_control, may_control, session_owner
+from playground.ui.probe import exposures, recovery_view
 from playground.ui.runs import (
     attached_run,
     chart,
@@ -265,6 +266,9 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
     if run is not None and run.status in FINAL_STATUSES:  # scored once the model stops changing
         left, _ = st.columns(2)
         compounding_errors(left, run, "train_positions")
+        st.markdown("**Does it recover from a wrong token?** The validation examples with one wrong token fed at "
+                    "each position in turn.")
+        recovery_view(st, exposures("train_probe", (run.id, run.step), run.models, drift=False), "train")
 
 
 preview = preview_of(config, custom) if config is not None else None
