@@ -89,8 +89,8 @@ def drift_figure(arms: dict[str, list[Drift]], height: int = 400) -> go.Figure:
         _lines(figure, arm, [d.distance for d in seeds], "distance", "solid", "distance %{y:.3f}")
     largest_scale = max((float(np.nanmax(d.scale)) for seeds in arms.values() for d in seeds
                          if np.isfinite(d.scale).any()), default=0.0)
-    return _finish(figure, f"Distance between teacher-forced and free-running h_t (|h_t| is about "
-                           f"{largest_scale:.1f})", "mean ‖h_t(free-running) − h_t(teacher-forced)‖", height,
+    return _finish(figure, "Free-running h_t, distance from teacher-forced",
+                   f"mean distance (|h_t| is about {largest_scale:.1f})", height,
                    max(map(len, arms.values()), default=1), percent=False)
 
 
@@ -98,11 +98,11 @@ def drift_plane_figure(drift: Drift, title: str = "Decoder h_t, teacher-forced a
                        height: int = 420) -> go.Figure:
     """Both clouds of the decoder's top-layer states in their PCA plane, coloured by how the decoder was fed."""
     figure = go.Figure()
-    for name, free, colour_of in (("teacher-forced", False, FORCED_COLOUR), ("free-running", True,
-                                                                            FREE_RUNNING_COLOUR)):
-        shown = drift.free_running == free
+    for name, free, colour_of, symbol in (("teacher-forced", False, FORCED_COLOUR, "circle"),
+                                          ("free-running", True, FREE_RUNNING_COLOUR, "circle-open")):
+        shown = drift.free_running == free  # open blue rings over red dots: where they coincide both show
         figure.add_trace(go.Scattergl(x=drift.plane[shown, 0], y=drift.plane[shown, 1], mode="markers", name=name,
-                                      marker={"color": colour_of, "size": 5, "opacity": 0.45},
+                                      marker={"color": colour_of, "size": 6, "opacity": 0.6, "symbol": symbol},
                                       customdata=drift.plane_position[shown],
                                       hovertemplate="position %{customdata}<extra>" + name + "</extra>"))
     figure.update_layout(title=title, height=height, margin={"l": 60, "r": 10}, legend={"title": "decoder fed"})

@@ -50,8 +50,8 @@ def recovery_view(container: Any, found: list[Exposure], key: str) -> None:
     container.markdown(f"**{plain(recovery_headline(found))}**")
     arms = {arm: [model.recovery for model in models] for arm, models in by_arm(found).items()}
     row = container.container(horizontal=True, key=f"{key}_probe_charts")
-    chart(row.container(width=560), recovery_figure(arms), f"{key}_recovery", notes.RECOVERY)
-    chart(row.container(width=560), prefix_error_figure(arms), f"{key}_prefix_errors", notes.PREFIX_ERRORS)
+    chart(row.container(width=460), recovery_figure(arms), f"{key}_recovery", notes.RECOVERY)
+    chart(row.container(width=460), prefix_error_figure(arms), f"{key}_prefix_errors", notes.PREFIX_ERRORS)
 
 
 def drift_view(container: Any, found: list[Exposure], key: str) -> None:
@@ -63,8 +63,8 @@ def drift_view(container: Any, found: list[Exposure], key: str) -> None:
     for label, drift in measured:
         arms.setdefault(arm_of(label), []).append(drift)
     row = container.container(horizontal=True, key=f"{key}_drift_charts")
-    chart(row.container(width=560), drift_figure(arms), f"{key}_drift", notes.DRIFT)
-    right = row.container(width=560)
+    chart(row.container(width=460), drift_figure(arms), f"{key}_drift", notes.DRIFT)
+    right = row.container(width=460)
     index = 0
     if len(measured) > 1:
         index = right.selectbox("Model in the plane", range(len(measured)), format_func=lambda k: measured[k][0],
