@@ -35,8 +35,9 @@ def exposures(key: str, identity: Hashable | None, models: Callable[[], list[Tra
 
 def source_models(source: Source, every_arm: bool) -> tuple[Hashable | None, Callable[[], list[TrainedModel]]]:
     """An inspection page's model (or every model of its comparison) as the probe reads them, and what identifies
-    them while they do not change (None for a run that trains)."""
-    identity = None if source.live else (source.label, every_arm)
+    them while they do not change (None for a run that trains): the copy of the weights a run hands out, which it
+    replaces when it trains on."""
+    identity = None if source.live else (source.label, every_arm, id(source.model()))
     if every_arm and source.arms is not None:
         return identity, source.arms
     return identity, lambda: [TrainedModel("", source.model(), source.config, source.task, source.val_pairs, 0)]
