@@ -117,7 +117,7 @@ def walk(model: Seq2Seq, src: torch.Tensor, tgt: torch.Tensor) -> Walk:
     logits = None
     for t in range(width):
         keep = lengths[rows] > t
-        if not bool(keep.any()):  # a chunk's targets all ended (the batch pads to its longest): so have branches
+        if not bool(keep.any()):  # every target of this chunk has ended, and every branch with it
             break
         rows, token, state = rows[keep], token[keep], tuple(part[:, keep] for part in state)
         new, origin = (_Branches.start(t - 1, logits[keep], rows, tgt, first_mistake, state) if t else

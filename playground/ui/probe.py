@@ -44,7 +44,7 @@ def source_models(source: Source, every_arm: bool) -> tuple[Hashable | None, Cal
 
 
 def recovery_view(container: Any, found: list[Exposure], key: str) -> None:
-    """The headline, recovery and the errors after both prefixes, side by side (stacked below about 1,100 px)."""
+    """The headline, then recovery and the errors after both prefixes, side by side at 1,400 px (stacked at 800)."""
     if not found:
         container.info("The probe needs validation examples, which this model's task could not regenerate.")
         return
