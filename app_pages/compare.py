@@ -32,12 +32,15 @@ from playground.ui import (
     checked_config,
     compounding_errors,
     current_settings,
+    drift_view,
+    exposures,
     guarded_action,
     link_text,
     live_run_view,
     load_settings,
     may_control,
     polls,
+    recovery_view,
     runs_panel,
     schedule_name,
     session_owner,
@@ -221,6 +224,11 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         chart(columns[i % 2], arm_figure(snapshot, name), f"compare_{name}", notes.ARM_CHARTS[name])
     if status in FINAL_STATUSES and run is not None:  # scored once the models stop changing
         compounding_errors(columns[0], run, "compare_positions")
+        found = exposures("compare_probe", (run.id, run.step), run.models, drift=True)
+        st.subheader("Does it recover from a wrong token?")
+        recovery_view(st, found, "compare")
+        st.subheader("Teacher-forced and free-running states drift apart")
+        drift_view(st, found, "compare")
     st.caption("The gap uses token accuracy: with greedy decoding a sequence that is fully right under teacher "
                "forcing fed itself the true tokens, so its free-running copy is right too and an exact-match gap "
                "is always 0.")

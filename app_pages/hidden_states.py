@@ -30,7 +30,16 @@ from playground.plots import (
     state_heatmap,
     unit_lines_figure,
 )
-from playground.ui import BOUND, chart, chart_format_picker, inspection_sidebar, share_slot
+from playground.ui import (
+    BOUND,
+    chart,
+    chart_format_picker,
+    drift_view,
+    exposures,
+    inspection_sidebar,
+    share_slot,
+    source_models,
+)
 
 REFRESH_SECONDS = 3.0
 PROJECTED = 300  # validation examples in the PCA plane
@@ -150,3 +159,13 @@ if source and example:
         right.download_button("Download states (CSV)", capture_csv(shown), "states.csv", "text/csv", key="hs_csv")
 
     views()
+
+    st.subheader("Teacher-forced and free-running states drift apart")
+    st.caption("The decoder's top-layer h_t on the validation examples, fed the true tokens and fed its own: equal "
+               "until the model's first mistake, then apart." + (" Computed from the weights of this page's last "
+                                                                 "rerun." if source.live else ""))
+    if not source.val_pairs:
+        st.info("The drift needs the validation set, which this model's task could not regenerate.")
+    else:
+        identity, models = source_models(source, every_arm=False)
+        drift_view(st, exposures("hs_drift", identity, models, drift=True), "hs")

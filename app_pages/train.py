@@ -32,11 +32,13 @@ from playground.ui import (
     compounding_errors,
     current_settings,
     explained,
+    exposures,
     guarded_action,
     load_settings,
     may_control,
     open_run,
     queue_place,
+    recovery_view,
     run_label,
     runs_panel,
     session_owner,
@@ -263,6 +265,9 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
     if run is not None and run.status in FINAL_STATUSES:  # scored once the model stops changing
         left, _ = st.columns(2)
         compounding_errors(left, run, "train_positions")
+        st.markdown("**Does it recover from a wrong token?** The validation examples with one wrong token fed at "
+                    "each position in turn.")
+        recovery_view(st, exposures("train_probe", (run.id, run.step), run.models, drift=False), "train")
 
 
 preview = preview_of(config, custom) if config is not None else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,14 +163,23 @@ class CompareConfig:
                 for arm in self.arms() for s in range(self.seeds)]
 
     def model_labels(self) -> list[str]:
-        """One per model of `configs()`: the arm's label, and the seed where an arm has several."""
-        return [arm.label + (f", seed {self.base.seed + s}" if self.seeds > 1 else "")
+        """One per model of `configs()`: the arm's label, and the seed where an arm has several (`arm_of` reads it
+        back)."""
+        return [arm.label + (f"{SEED_SUFFIX}{self.base.seed + s}" if self.seeds > 1 else "")
                 for arm in self.arms() for s in range(self.seeds)]
 
     def as_dict(self) -> dict[str, Any]:
         return {"base": self.base.as_dict(), "ratios": list(self.ratios), "schedules": list(self.schedules),
                 "seeds": self.seeds} | {key: list(values) for key, values in zip(VARIANT_KEYS, self.variants,
                                                                                  strict=True)}
+
+
+SEED_SUFFIX = ", seed "
+
+
+def arm_of(model_label: str) -> str:
+    """The arm of a model's label as `CompareConfig.model_labels` writes it: the label without its seed."""
+    return re.sub(rf"{SEED_SUFFIX}\d+$", "", model_label)
 
 
 VARIANT_KEYS = ("cells", "attentions", "reverse_sources")  # compare.json's lists of the model settings compared

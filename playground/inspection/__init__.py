@@ -2,11 +2,13 @@
 (step-through, beam search, errors by position: `decoding`) and the task preview (`preview`)."""
 
 from playground.inspection.decoding import (
+    FED_CHOSEN,
     FED_OWN,
     FED_TRUE,
     MAX_BEAM_WIDTH,
     StepThrough,
     beam_search,
+    check_prefix,
     check_source,
     free_running_mistakes,
     greedy,
@@ -30,6 +32,7 @@ from playground.inspection.states import (
 )
 
 __all__ = [
+    "FED_CHOSEN",
     "FED_OWN",
     "FED_TRUE",
     "MAX_BEAM_WIDTH",
@@ -41,6 +44,7 @@ __all__ = [
     "capture_csv",
     "capture_npz",
     "capture_states",
+    "check_prefix",
     "check_source",
     "context_vectors",
     "decoder_path",

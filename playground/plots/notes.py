@@ -103,6 +103,44 @@ PLANE = (
     "path that moves steadily through them.\n\n"
     "**Bad**: colours mixed at random: the encoder has not organised its states around that property (yet).")
 
+RECOVERY = (
+    "**The probe**: each validation example is decoded after its true first k tokens, then one wrong token at "
+    "position k (the model's likeliest wrong one, so its own mistake where it makes one), then the model goes on "
+    "alone, greedily.\n\n"
+    "**Axes**: the position k of the wrong token against a share.\n\n"
+    "**Lines**: solid, the share of examples whose every later token was still right (it recovered); dotted, the "
+    "total-variation distance between the next-token distributions after the true and after the wrong token (0: "
+    "the wrong token changed nothing, 1: a different prediction altogether). One colour per arm, as on every page "
+    "(dark grey for one model); with several seeds, the line is their mean and the band their range.\n\n"
+    "**Good**: solid high, dotted low: one slip is forgotten.\n\n"
+    "**Bad**: solid near 0: one wrong token derails the rest of the output (errors compound: exposure bias). "
+    "Near the end there are few later tokens to get wrong, so recovery rises there for every model.")
+
+PREFIX_ERRORS = (
+    "**Axes**: the position k against the share of the tokens from k to the end that are wrong.\n\n"
+    "**Lines**: dotted, greedy decoding from k after the true prefix (the first k target tokens fed in); solid, "
+    "free-running from the start, after the model's own first k outputs. One colour per arm.\n\n"
+    "**Good**: solid on dotted: the model's own earlier outputs cost it nothing.\n\n"
+    "**Bad**: solid above dotted, more so further along: its own earlier mistakes cause later ones.")
+
+DRIFT = (
+    "**Axes**: the output position t against the mean Euclidean distance between the decoder's top-layer h_t when "
+    "it is fed the true tokens (teacher-forced) and when it is fed its own (free-running), on the same validation "
+    "examples. The title gives the size of an h_t for scale.\n\n"
+    "**Lines**: one colour per arm (band: the seeds' range). Both runs start from the same state and read the "
+    "same tokens until the model's first mistake, so the distance is 0 until then.\n\n"
+    "**Good**: flat near 0.\n\n"
+    "**Bad**: rising along the output: free running carries the decoder into states training never visited "
+    "(Lamb et al. 2016, Professor Forcing).")
+
+DRIFT_PLANE = (
+    "**Axes**: the two directions along which the decoder's top-layer states h_t of validation examples vary most "
+    "(PCA of both clouds together); the percentages say how much of the variation each holds.\n\n"
+    "**Colour**: red, h_t teacher-forced; blue, free-running (hover: the output position).\n\n"
+    "**Good**: the blue points lie on the red ones: free running visits the states training shaped.\n\n"
+    "**Bad**: blue points where there is no red: after its own mistakes the decoder runs in states it never saw "
+    "in training.")
+
 TOP_K = (
     "**Bars**: the k most probable next tokens at this step and their probabilities (0 to 1). Orange is the token "
     "chosen (the argmax); a green outline marks the target's token at this step.\n\n"

@@ -17,6 +17,7 @@ from playground.ui.people import (
     remember_person,
     session_owner,
 )
+from playground.ui.probe import drift_view, exposures, recovery_view, source_models
 from playground.ui.runs import (
     LINK_PAGES,
     attached_run,
@@ -64,7 +65,9 @@ __all__ = [
     "compounding_errors",
     "control_link",
     "current_settings",
+    "drift_view",
     "explained",
+    "exposures",
     "glossary_link",
     "guarded_action",
     "inspection_sidebar",
@@ -76,6 +79,7 @@ __all__ = [
     "open_run",
     "polls",
     "queue_place",
+    "recovery_view",
     "remember_person",
     "run_label",
     "runs_panel",
@@ -89,6 +93,7 @@ __all__ = [
     "share_link",
     "share_slot",
     "show_refusal",
+    "source_models",
     "state_preview",
     "visible_runs",
 ]
