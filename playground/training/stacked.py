@@ -34,9 +34,11 @@ from torch.func import functional_call
 from playground.core import interrupt
 from playground.core.config import FORCING_SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.tasks import PAD_ID, SOS_ID, CustomPairs, TaskData
-from playground.model.fused_lstm import LayerWeights, lstm_layers, unroll
+from playground.core.tasks import CustomPairs, TaskData
+from playground.model.cells import LayerWeights, lstm_layers
+from playground.model.fused_lstm import unroll
 from playground.model.seq2seq import Seq2Seq, reversal_index
+from playground.model.tokens import PAD_ID, SOS_ID
 from playground.training.metrics import EVAL_CHUNK, MODES, DivergedError, Evaluation, check_finite, evaluation
 from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
 from playground.training.trainer import build_model, build_optimizer, build_task
