@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from playground.model import step_hook
+from playground.model.step_hook import install
 
 _request: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("stop_request", default=None)
 _undoable: contextvars.ContextVar[bool] = contextvars.ContextVar("undoable", default=False)
@@ -65,4 +65,4 @@ def in_this_context(work: Callable[[T], R]) -> Callable[[T], R]:
 
 # Installed once, for every thread: a no-op unless a run's request and an undoable step are in this context. Looked
 # up at each call, so the hook is always this module's current `check`.
-step_hook.install(lambda: check())
+install(lambda: check())

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from playground.model import step_hook
 from playground.model.cells import LayerWeights
+from playground.model.step_hook import between_steps
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, ..., B, H)
 Readout = Callable[[torch.Tensor], torch.Tensor]  # the logits of the top h (..., B, H)
@@ -130,7 +130,7 @@ class _Unrolled(torch.autograd.Function):
         steps = length
         finished = torch.zeros(shape, dtype=torch.bool, device=tokens.device)
         for t in range(length):
-            step_hook.between_steps()
+            between_steps()
             if t in plan.free_steps:
                 own = plan.readout(h_t[-1][t]).argmax(-1)
                 token = torch.where(plan.teacher[t], plan.ids[t], own)
@@ -187,7 +187,7 @@ class _Unrolled(torch.autograd.Function):
         w_hh_t = [layer.w_hh.transpose(-1, -2).contiguous() for layer in layers]
         w_ih_t = [layer.w_ih.transpose(-1, -2).contiguous() for layer in layers]
         for t in reversed(range(steps)):
-            step_hook.between_steps()
+            between_steps()
             d_below = None
             for k in reversed(range(count)):
                 dh = dh_next[k]

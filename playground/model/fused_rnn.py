@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from playground.model import step_hook
-from playground.model.cells import CellKind, State
+from playground.model.cells import CellKind
+from playground.model.interface import State
+from playground.model.step_hook import between_steps, on_gradient, time_chunk
 
 
 def run_fused(cell: CellKind, rnn: nn.LSTM | nn.GRU, x: torch.Tensor, state: State | None) -> tuple[
@@ -24,12 +25,12 @@ def run_fused(cell: CellKind, rnn: nn.LSTM | nn.GRU, x: torch.Tensor, state: Sta
 
 def run_fused_in_chunks(cell: CellKind, rnn: nn.LSTM | nn.GRU, x: torch.Tensor) -> tuple[torch.Tensor, State]:
     """`run_fused` from zeros, except at sizes where one call would run for seconds: there the same module reads a
-    few steps at a time, carrying its state, and `step_hook` is called in between (forward and backward)."""
-    chunk = step_hook.time_chunk(x.shape[0] * cell.flops_per_token(rnn.input_size, rnn.hidden_size, rnn.num_layers))
+    few steps at a time, carrying its state, and the step hook is called in between (forward and backward)."""
+    chunk = time_chunk(x.shape[0] * cell.flops_per_token(rnn.input_size, rnn.hidden_size, rnn.num_layers))
     outputs, state = [], None
     for part in x.split(chunk, dim=1):
-        step_hook.between_steps()
+        between_steps()
         out, state = run_fused(cell, rnn, part, state)
-        step_hook.on_gradient(state[0])
+        on_gradient(state[0])
         outputs.append(out)
     return torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0], state

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playground.model import step_hook
 from playground.model.attention import ATTENTIONS, Attention
 from playground.model.cells import CELLS
 from playground.model.fused_lstm import unroll
 from playground.model.fused_rnn import run_fused, run_fused_in_chunks
 from playground.model.interface import Memory, State, StepExtras, StepValues
+from playground.model.step_hook import between_steps
 from playground.model.tokens import EOS_ID, PAD_ID, SOS_ID
 
 COIN_MODES = ("step", "token")
@@ -129,7 +129,7 @@ class Decoder(_EmbeddedRNN):
         logits: list[torch.Tensor] = []
         finished = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device)
         for t in range(inputs.shape[1]):
-            step_hook.between_steps()
+            between_steps()
             token = inputs[:, t] if t == 0 else torch.where(forced[:, t], inputs[:, t], logits[-1].argmax(-1))
             if stop_id is not None:
                 finished |= token == stop_id
