@@ -6,13 +6,15 @@ backpropagated is the sum of the per-model losses, so each slice of a gradient i
 uses each model's own norm, and Adam/AdamW/SGD act elementwise, so one optimizer over stacked weights equals K
 optimizers.
 
-How it executes (issue #12: never slower than K `Trainer`s one after another) is chosen from the size, K and
-the device, and never changes the numbers beyond float rounding (tests hold every way equal to single runs):
+How it executes (never slower than K `Trainer`s one after another) is chosen from the size, K and the device,
+and never changes the numbers beyond float rounding (tests/test_batched.py and tests/test_family.py hold every way
+equal to single runs and to the equations):
 models of one shape (cell, attention, source order) are split into `workers` groups that train in parallel
 threads (one torch thread each, on a CPU with cores to spare; torch releases the GIL inside its kernels), and each
 group's weights are stacked (G, ...).
-A group's forward is `stacked` (the recurrence as bmm over the G models, one Python loop for all: wins where
-per-op overhead dominates, at small hidden sizes) or `each` (the one-model `Seq2Seq` on views of the stacked
+A group's forward is `stacked`, a fast path that serves the LSTM without attention only (`stackable`; the
+recurrence as bmm over the G models through `fused_lstm.unroll`, one Python loop for all: wins where per-op
+overhead dominates, at small hidden sizes) or `each` (the one-model `Seq2Seq` on views of the stacked
 weights, model after model: wins where the arithmetic dominates, as oneDNN's fused LSTM is faster per step).
 Models of different shapes (arms that differ by `VARIANT_SETTINGS`) train in groups of their own, one per shape.
 """
