@@ -289,7 +289,8 @@ def context_vectors(model: Seq2Seq, src_vocab: Vocab, sources: list[list[str]]) 
     for indices in by_length.values():
         src = torch.tensor([src_vocab.encode(sources[i]) for i in indices], device=device)
         _, memory = model.encode(src, trace=True)
-        last = torch.cat([layer["h"] for layer in memory.trace[-1].layers], dim=-1).cpu().numpy()
+        final = memory.trace[-1]
+        last = torch.cat([layer[final.state_names[0]] for layer in final.layers], dim=-1).cpu().numpy()
         if rows is None:
             rows = np.zeros((len(sources), last.shape[1]), np.float32)
         rows[indices] = last

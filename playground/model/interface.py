@@ -4,6 +4,17 @@ decoder step's logits, state and extras.
 State capture, beam search, step-through and what-if decoding call `Seq2Seq.encode(src, trace=...)` and
 `Decoder.step(token, state, memory) -> (logits, state, extras)`, pick beams with `Decoder.select` and
 `Memory.select`, and show what `StepExtras` carry. They never loop over a model's layers, weights or gates.
+
+Another architecture is another encoder and decoder with the same methods, chosen by a setting in `Seq2Seq`:
+    encoder.forward(src) -> (outputs (B, T, H), state)      the fast path; outputs in the order read
+    encoder.trace(src) -> (outputs, state, [StepExtras])    the same, with what each step (or layer) shows
+    decoder.step(token (B,), state, memory) -> (logits (B, V), state, StepExtras)   the reference
+    decoder.forward(inputs (B, S), state, memory) -> (logits (B, S, V), state)       gamma = 1: every input known
+    decoder.decode(inputs, state, teacher, memory, stop_id) -> logits (B, S, V)      below 1: own argmax where not
+                                                                                      `teacher`, same coins
+    decoder.select(state, rows) -> state                                             beams
+`Seq2Seq.forward`, `encode` and `greedy_decode` then need nothing new, and the exported script only the new
+module in its list of the model's modules.
 """
 
 from __future__ import annotations
