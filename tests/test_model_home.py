@@ -13,6 +13,7 @@ import torch
 
 from playground.core import interrupt
 from playground.core.config import TrainConfig
+from playground.export.model_source import MODEL_MODULES, TOKENS_MODULE
 from playground.model import step_hook
 from playground.training.trainer import Trainer
 
@@ -38,6 +39,11 @@ def test_the_model_imports_torch_and_itself_only(path: Path) -> None:
 
 class Abandon(Exception):
     pass
+
+
+def test_the_exported_script_holds_every_model_module() -> None:
+    held = {module.__name__.rsplit(".", 1)[1] for module in (*MODEL_MODULES, TOKENS_MODULE)}
+    assert held == {path.stem for path in MODEL_DIR.glob("*.py")} - {"__init__"}
 
 
 def test_a_stop_reaches_the_model_through_its_hook(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,4 @@
-"""The playground's own source code as sections of one standalone script: the model package, module after module,
-and the few library functions a script shares with the app.
+"""The model package's own source code as sections of one standalone script, module after module.
 
 Each module's text is `inspect.getsource`'s, its docstring turned into a comment under a heading and its imports
 taken out: the script gathers the standard library's and torch's at its top (`import_block`), and the playground's
