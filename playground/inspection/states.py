@@ -25,8 +25,8 @@ from playground.model.tokens import EOS_ID
 
 @dataclass(frozen=True)
 class LayerStates:
-    states: dict[str, np.ndarray]  # the cell's state names (h, c for an LSTM; h for a GRU): (steps, hidden)
-    gates: dict[str, np.ndarray]  # the cell's gates after their activations (i, f, g, o; r, z, n): (steps, hidden)
+    states: dict[str, np.ndarray]  # the state's names (h, c for an LSTM; h for a GRU): (steps, hidden)
+    gates: dict[str, np.ndarray]  # the gates after their activations (i, f, g, o; r, z, n): (steps, hidden)
 
     @property
     def h(self) -> np.ndarray:
@@ -34,7 +34,7 @@ class LayerStates:
 
     @property
     def c(self) -> np.ndarray | None:
-        """An LSTM's cell state; None for a cell without one."""
+        """An LSTM's c (its memory over steps); None for a cell kind without one (a GRU)."""
         return self.states.get("c")
 
     def quantities(self) -> dict[str, np.ndarray]:
@@ -247,15 +247,16 @@ def capture_npz(capture: StateCapture) -> bytes:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def text_cell(token: str) -> str:
-    """A token as a CSV cell a spreadsheet keeps as text: one that starts like a formula gets a leading quote, so a
+def spreadsheet_text(token: str) -> str:
+    """A token as a CSV field a spreadsheet keeps as text: one that starts like a formula gets a leading quote, so a
     custom task's `=HYPERLINK(...)` is not a live formula when a teacher opens a student's states."""
     return f"'{token}" if token.startswith(FORMULA_STARTS) else token
 
 
 def capture_csv(capture: StateCapture) -> str:
-    """Long format, one value a row: part, layer, quantity, step, token, unit, value (tokens as `text_cell`s). With
-    attention, the alignment's rows are part "attention", quantity "alpha", unit = the source position."""
+    """Long format, one value a row: part, layer, quantity, step, token, unit, value (tokens through
+    `spreadsheet_text`). With attention, the alignment's rows are part "attention", quantity "alpha", unit = the
+    source position."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["part", "layer", "quantity", "step", "token", "unit", "value"])
@@ -265,10 +266,10 @@ def capture_csv(capture: StateCapture) -> str:
             for quantity, values in (*layer.states.items(),
                                      *((f"gate_{gate}", v) for gate, v in layer.gates.items())):
                 for step, row in enumerate(values):
-                    writer.writerows([part, index, quantity, step, text_cell(tokens[step]), unit, f"{value:.6g}"]
+                    writer.writerows([part, index, quantity, step, spreadsheet_text(tokens[step]), unit, f"{value:.6g}"]
                                      for unit, value in enumerate(row))
     for step, row in enumerate(capture.attention if capture.attention is not None else []):
-        token = text_cell(capture.decoder_inputs[step])
+        token = spreadsheet_text(capture.decoder_inputs[step])
         writer.writerows(["attention", "", "alpha", step, token, position, f"{value:.6g}"]
                          for position, value in enumerate(row))
     return out.getvalue()
