@@ -29,11 +29,12 @@ from playground.training.resume import draw_coins
 from playground.training.stacked import PER_MODEL
 from playground.training.trainer import build_task
 
-# What tests/test_export.py holds (CPU, one thread, dropout 0), measured: a run of one model prints every figure it
-# recorded to 1e-6, over the default run's whole 2,000 steps. A comparison's models within 1e-4 up to 300 steps;
+# Measured on the CPU with one thread and dropout 0: a run of one model prints every figure it recorded as the same
+# float, over the default run's whole 2,000 steps (with and without attention); tests/test_export.py holds 1e-6. A
+# comparison at the default size (γ = 0, 0.5, 1; 300 steps): losses within 2e-4, accuracies and exact match equal;
 # over long runs that rounding can grow until the runs part ways (a near tie of two logits taken the other way).
 TOLERANCE = ("a run of one model: every figure exactly, to 1e-6; a comparison's models, which the playground\n"
-             "trains side by side: within 1e-4 over short runs")
+             "trains side by side: within float rounding (losses within 2e-4 after 300 steps, accuracies equal)")
 NOT_SHARED = (*PER_MODEL, "task", "min_len", "max_len", "alphabet_size", "max_digits", "custom_data",
               "custom_tokenization", "device")
 SCRIPT_IMPORTS = ("import json", "import random", "import zlib")
