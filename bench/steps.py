@@ -27,9 +27,10 @@ from torch import nn
 from bench.flops import StepShapes, roofline_seconds, step_shapes
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.tasks import PAD_ID, SOS_ID, Batch
+from playground.core.tasks import Batch
 from playground.inspection.exposure import PROBED_EXAMPLES
 from playground.inspection.probe import recovery_probe
+from playground.model.tokens import PAD_ID, SOS_ID
 from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer
 

@@ -3,6 +3,8 @@ TensorBoard event files read back with TensorBoard's own reader."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import subprocess
 import sys
@@ -10,15 +12,18 @@ from pathlib import Path
 
 import pytest
 
+import playground.export
 from playground import cli
 from playground.core.config import TrainConfig
 from playground.experiments.study_grid import StudyConfig
-from playground.export.experiment import read_experiment
+from playground.export.experiment import Experiment, read_experiment
+from playground.export.model_source import MODEL_MODULES
 from playground.export.script import pytorch_script
 from playground.training.metrics import EVALUATED
 from playground.training.run_folder import RUN_FILE, read_metrics
 
 FIGURES = ("val_tf_loss", "val_fr_loss", "val_tf_token_acc", "val_fr_token_acc", "val_tf_exact", "val_fr_exact")
+MODEL_CODE = ("nn.Module", "nn.LSTM", "nn.GRU", "nn.Linear", "class Seq2Seq", "class Encoder", "class Attention")
 SMALL = ["--hidden", "24", "--emb", "8", "--val-size", "48", "--batch-size", "16", "--eval-every", "10"]
 
 
@@ -47,13 +52,23 @@ def run_script(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     return json.loads(result.stdout.splitlines()[-1])["models"]
 
 
-def assert_same_figures(recorded: list[dict[str, float]], printed: list[dict[str, float]]) -> None:
-    """The stated tolerance: every figure within 1e-4 (measured: losses differ by under 1e-6, accuracies by 0)."""
+def assert_same_figures(recorded: list[dict[str, float]], printed: list[dict[str, float]],
+                        tolerance: float = 1e-6) -> None:
+    """The stated tolerance: a run of one model to 1e-6 (the same code in the same order), a comparison's models,
+    which the playground trains side by side, within 1e-4."""
     assert len(printed) == len(recorded)
     for row, figures in zip(recorded, printed, strict=True):
         assert figures["step"] == row["step"]
         assert {name: figures[name] for name in FIGURES} == pytest.approx({name: row[name] for name in FIGURES},
-                                                                          abs=1e-4)
+                                                                          abs=tolerance, rel=0)
+
+
+def script_literal(script: str, name: str) -> object:
+    """The value a top-level `NAME = literal` of the script holds."""
+    for node in ast.parse(script).body:
+        if isinstance(node, ast.Assign) and [target.id for target in node.targets] == [name]:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"the script has no {name}")
 
 
 def test_script_of_a_default_run_prints_the_runs_figures(tmp_path: Path,
@@ -62,6 +77,18 @@ def test_script_of_a_default_run_prints_the_runs_figures(tmp_path: Path,
     recorded = final_figures(run_dir)
     assert recorded[0]["step"] == 20
     assert_same_figures(recorded, run_script(run_dir, tmp_path, capsys))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [[], ["--attention", "dot"]])
+def test_the_default_runs_script_prints_its_figures_exactly(variant: list[str], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The default settings for 200 steps (the app's default run is 2,000): the app and the script run the same code
+    in the same order, so every figure is the same float, not a near one."""
+    run_dir = trained(["train", "--steps", "200", *variant], tmp_path, capsys)
+    recorded, printed = final_figures(run_dir), run_script(run_dir, tmp_path, capsys)
+    assert recorded[0]["step"] == printed[0]["step"] == 200
+    assert {name: printed[0][name] for name in FIGURES} == {name: recorded[0][name] for name in FIGURES}
 
 
 def test_script_of_a_comparison_prints_every_models_figures(tmp_path: Path,
@@ -74,29 +101,51 @@ def test_script_of_a_comparison_prints_every_models_figures(tmp_path: Path,
     printed = run_script(run_dir, tmp_path, capsys)
     assert [model["label"] for model in printed] == ["γ = 0, seed 0", "γ = 0, seed 1", "γ = 0.5, seed 0",
                                                      "γ = 0.5, seed 1", "linear 1→0, seed 0", "linear 1→0, seed 1"]
-    assert_same_figures(recorded, printed)
+    assert_same_figures(recorded, printed, 1e-4)
     assert len({model["val_fr_loss"] for model in printed}) == 6  # six different models, not one printed six times
 
 
 def test_script_of_a_gru_reading_the_source_reversed_prints_the_runs_figures(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """nn.GRU and the reversal written in, nothing of the LSTM or of attention; two layers, free-running steps."""
+    """The model's own source, every module of it, with the variant as settings; two layers, free-running steps."""
     run_dir = trained(["train", "--cell", "gru", "--reverse-source", "--layers", "2", "--steps", "20", *SMALL],
                       tmp_path, capsys)
     script = pytorch_script(read_experiment(run_dir))
-    assert "self.gru = nn.GRU(" in script and "def reversal_index(src" in script
-    assert "nn.LSTM" not in script and "class Attention" not in script and "self.reverse_source" not in script
+    for module in MODEL_MODULES:
+        body = inspect.getsource(module).split("\n\n\n", 1)[1]  # what follows the docstring and the imports
+        assert body.strip() in script, module.__name__
+    settings = script_literal(script, "SETTINGS")
+    assert (settings["cell"], settings["reverse_source"], settings["num_layers"]) == ("gru", "on", 2)
+    assert "import playground" not in script and "from playground" not in script
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
+
+
+def test_a_script_defines_each_name_once() -> None:
+    """The modules share one namespace in the script: a name defined twice would silently replace the first."""
+    script = pytorch_script(Experiment.of_run("one", TrainConfig(task="count", steps=1)))
+    names: list[str] = []
+    for node in ast.parse(script).body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)]
+    assert sorted(name for name in set(names) if names.count(name) > 1) == []
+
+
+def test_no_model_code_is_held_in_a_string() -> None:
+    """The export builds the script from the model's source; its own strings hold the data and training loop."""
+    for path in Path(playground.export.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not any(code in node.value for code in MODEL_CODE), path
 
 
 def test_script_of_an_attention_run_prints_the_runs_figures(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """Additive attention: its weights built where the library builds them, its score and no other."""
+    """Additive attention: the library's own attention, chosen by the setting."""
     run_dir = trained(["train", "--attention", "additive", "--steps", "20", *SMALL], tmp_path, capsys)
-    script = pytorch_script(read_experiment(run_dir))
-    assert "self.v_a = nn.Linear(hidden_dim, 1, bias=False)" in script and "# additive: score" in script
-    assert "# dot:" not in script and "# general:" not in script
-    assert "reversal_index" not in script and "nn.GRU" not in script
+    assert script_literal(pytorch_script(read_experiment(run_dir)), "SETTINGS")["attention"] == "additive"
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
 
 
@@ -108,10 +157,10 @@ def test_script_of_a_comparison_whose_arms_differ_by_attention(tmp_path: Path,
     printed = run_script(run_dir, tmp_path, capsys)
     assert [model["label"] for model in printed] == ["γ = 0.5, no attention", "γ = 0.5, dot attention",
                                                      "γ = 0.5, general attention", "γ = 0.5, additive attention"]
-    assert_same_figures(final_figures(run_dir), printed)
+    assert_same_figures(final_figures(run_dir), printed, 1e-4)
     assert len({model["val_tf_loss"] for model in printed}) == 4
     script = (tmp_path / "experiment.py").read_text()
-    assert "self.attention = Attention(attention, hidden_dim) if attention != \"none\" else None" in script
+    assert [model["attention"] for model in script_literal(script, "MODELS")] == ["none", "dot", "general", "additive"]
     assert max(map(len, script.splitlines())) <= 120  # readable: every line within the project's width
 
 
@@ -150,9 +199,10 @@ def test_a_study_condition_whose_arms_differ_by_model_exports_each_arms_model(tm
     (run_dir / RUN_FILE).write_text(json.dumps({"name": "grid", "kind": "study", "status": "finished"}))
     (run_dir / "study.json").write_text(json.dumps({"config": study.as_dict(), "results": {}}))
     script = pytorch_script(read_experiment(run_dir, 0))
-    assert "'attention': 'dot'," in script and "'reverse_source': 'on'}" in script and "'cell'" not in script
-    assert "self.attention = Attention(hidden_dim) if attention != \"none\" else None" in script
-    assert "        if self.reverse_source:\n" in script and "nn.GRU" not in script
+    models = script_literal(script, "MODELS")
+    assert sorted({(model["attention"], model["reverse_source"]) for model in models}) == [
+        ("dot", "off"), ("dot", "on"), ("none", "off"), ("none", "on")]
+    assert "cell" not in models[0] and script_literal(script, "SETTINGS")["cell"] == "lstm"  # shared, so in SETTINGS
 
 
 def test_tensorboard_holds_every_arms_scalars_and_settings(tmp_path: Path,

@@ -322,11 +322,11 @@ def test_the_glossary_explains_the_family() -> None:
     assert {"attention", "alignment", "context vector", "gru"} <= TERMS.keys()
 
 
-def test_a_study_compares_models_in_every_cell() -> None:
+def test_a_study_compares_models_in_every_condition() -> None:
     study = StudyConfig.build(TrainConfig(hidden_dim=8), ["reverse", "copy"], (6,), (3,), (8,), (1.0,), (), 2,
                               variants=[[], ["none", "dot"], ["off", "on"]])
-    assert study.models_per_cell == 4 * 2
-    arms = study.cells()[0].compare.arms()
+    assert study.models_per_condition == 4 * 2
+    arms = study.conditions()[0].compare.arms()
     assert [(arm.settings()["attention"], arm.settings()["reverse_source"]) for arm in arms] == [
         ("none", "off"), ("none", "on"), ("dot", "off"), ("dot", "on")]
     assert StudyConfig.from_dict(json.loads(json.dumps(study.as_dict()))) == study

@@ -11,6 +11,7 @@ import torch
 
 from playground.core import interrupt
 from playground.core.config import TrainConfig
+from playground.model import step_hook
 from playground.runs.registry import RunRegistry
 from playground.runs.train_engine import TrainingEngine
 from playground.training.run_folder import RunStatus
@@ -42,7 +43,7 @@ def checks_in_one_step(trainer: Trainer | StackedTrainer) -> int:
 @pytest.fixture
 def chunked_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     """The encoder reads one time step per LSTM call, as at the largest sizes: a check between each."""
-    monkeypatch.setattr(interrupt, "CHUNK_FLOPS", 1.0)
+    monkeypatch.setattr(step_hook, "CHUNK_FLOPS", 1.0)
 
 
 @pytest.mark.parametrize("settings", [{}, {"teacher_forcing_ratio": 1.0}, {"coin": "token", "num_layers": 2},

@@ -10,7 +10,8 @@ import torch
 from playground.core.config import TrainConfig
 from playground.core.tasks import EOS_ID
 from playground.inspection.states import capture_states
-from playground.model.fused_lstm import LayerWeights, layers_of, unroll
+from playground.model.cells import LayerWeights, layers_of
+from playground.model.fused_lstm import unroll
 from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer
 

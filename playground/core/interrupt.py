@@ -1,15 +1,15 @@
 """Stop within about a second at any size: a stop request reaches into a training step, which is then undone.
 
-At the largest settings one step takes minutes, so waiting for the step to end is no stop. The
-loops of a step (every time step of `recurrence.unroll`, forward and backward, and every chunk of the
-encoder's LSTM) call `check()`. It raises `Interrupted` when both hold: the run asked to stop (`requests`,
-around a run's work) and the work may be abandoned (`undoable`, around a step that has not yet touched the
-weights). The trainer then rewinds its random-number streams, so a stopped run resumes exactly as if never
-stopped. Evaluations are not undoable (they follow a step that happened) and run to their end.
+At the largest settings one step takes minutes, so waiting for the step to end is no stop. The model calls its
+step hook between the steps of its loops (`model/step_hook.py`), and this module installs `check()` there. It
+raises `Interrupted` when both hold: the run asked to stop (`requests`, around a run's work) and the work may be
+abandoned (`undoable`, around a step that has not yet touched the weights). The trainer then rewinds its
+random-number streams, so a stopped run resumes exactly as if never stopped. Evaluations are not undoable (they
+follow a step that happened) and run to their end.
 
-Context variables, not arguments: the checks sit inside the model's forward and autograd's backward, which
-keep the specification's signatures. Autograd runs a CPU backward on the calling thread, so it sees them; a
-thread pool must run its work in a copy of the caller's context (`in_this_context`).
+Context variables, not arguments: the checks sit inside the model's forward and autograd's backward, which keep
+the specification's signatures, and one hook serves every thread. Autograd runs a CPU backward on the calling
+thread, so it sees them; a thread pool must run its work in a copy of the caller's context (`in_this_context`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-import torch
-
-CHUNK_FLOPS = 2e10  # a stretch of work between two checks: well under a second on a CPU (`bench --stop`)
+from playground.model.step_hook import install
 
 _request: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("stop_request", default=None)
 _undoable: contextvars.ContextVar[bool] = contextvars.ContextVar("undoable", default=False)
@@ -59,18 +57,12 @@ def check() -> None:
         raise Interrupted
 
 
-def check_on_gradient(tensor: torch.Tensor) -> None:
-    """A check in backward, when the gradient of `tensor` is computed (nothing where it needs none)."""
-    if tensor.requires_grad:
-        tensor.register_hook(lambda grad: check())
-
-
 def in_this_context(work: Callable[[T], R]) -> Callable[[T], R]:
     """`work` as it would run here, for a thread pool: each call runs in its own copy of this context."""
     context = contextvars.copy_context()
     return lambda item: context.copy().run(work, item)
 
 
-def time_chunk(flops_per_time_step: float) -> int:
-    """How many time steps one uninterrupted call may run: all of a small model's, one of a huge one's."""
-    return max(1, int(CHUNK_FLOPS // max(flops_per_time_step, 1.0)))
+# Installed once, for every thread: a no-op unless a run's request and an undoable step are in this context. Looked
+# up at each call, so the hook is always this module's current `check`.
+install(lambda: check())

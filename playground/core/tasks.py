@@ -24,9 +24,9 @@ from typing import Any
 import torch
 
 from playground.core.files import FileTooLarge, read_bounded
+from playground.model.tokens import EOS_ID, PAD_ID, SOS_ID, UNK_ID
 
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
-PAD_ID, SOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 SPECIALS = (PAD, SOS, EOS, UNK)
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from playground.core.tasks import EOS_ID, PAD_ID, SPECIALS, Pair, Task, Vocab, encode_pairs
+from playground.core.tasks import SPECIALS, Pair, Task, Vocab, encode_pairs
 from playground.inspection.states import StateCapture, capture_states
 from playground.model.seq2seq import Seq2Seq
+from playground.model.tokens import EOS_ID, PAD_ID
 from playground.training.metrics import EVAL_CHUNK, MODES
 
 MAX_BEAM_WIDTH = 10
@@ -196,7 +197,7 @@ def beam_search(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: 
         prefixes = [[*prefixes[p], t] for p, t, _ in kept]
         scores = torch.tensor([v for _, _, v in kept], device=src.device)
         last = torch.tensor([t for _, t, _ in kept], device=src.device)
-        state = tuple(part.index_select(1, index) for part in state)
+        state = model.decoder.select(state, index)
         memory = memory.select(index)
     else:  # max_len reached: the beams still alive are kept, marked unfinished
         finished += [hypothesis(ids, float(v), False) for ids, v in zip(prefixes, scores.tolist(), strict=True)]

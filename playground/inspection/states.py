@@ -1,8 +1,8 @@
-"""Step-by-step capture of every layer's state (h_t, and c_t for an LSTM) and gates, with the model's own weights.
+"""Step-by-step capture of every layer's state (h_t, and c_t for an LSTM) and gates, as the model shows them.
 
-A fused nn.LSTM or nn.GRU hides its gates, so the encoder runs its cell's reference step (`cells.CellKind`) one
-step at a time, and the decoder runs `Decoder.step`, the one decoder step (which also gives attention's
-alignment). Tests hold both equal to the fused modules' own outputs.
+A fused nn.LSTM or nn.GRU hides its gates, so the capture asks the model for its traced memory (`encode(src,
+trace=True)`: the encoder one reference step at a time) and runs `Decoder.step`, the one decoder step (which also
+gives attention's alignment). Tests hold both equal to the fused modules' own outputs.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from playground.core.tasks import EOS, EOS_ID, SOS, TASKS, Vocab
-from playground.model.cells import State, StepValues
-from playground.model.seq2seq import Seq2Seq, reversal_index
+from playground.core.tasks import EOS, SOS, TASKS, Vocab
+from playground.model.interface import StepExtras
+from playground.model.seq2seq import Seq2Seq
+from playground.model.tokens import EOS_ID
 
 
 @dataclass(frozen=True)
 class LayerStates:
-    states: dict[str, np.ndarray]  # the cell's state names (h, c for an LSTM; h for a GRU): (steps, hidden)
-    gates: dict[str, np.ndarray]  # the cell's gates after their activations (i, f, g, o; r, z, n): (steps, hidden)
+    states: dict[str, np.ndarray]  # the state's names (h, c for an LSTM; h for a GRU): (steps, hidden)
+    gates: dict[str, np.ndarray]  # the gates after their activations (i, f, g, o; r, z, n): (steps, hidden)
 
     @property
     def h(self) -> np.ndarray:
@@ -33,7 +34,7 @@ class LayerStates:
 
     @property
     def c(self) -> np.ndarray | None:
-        """An LSTM's cell state; None for a cell without one."""
+        """An LSTM's c (its memory over steps); None for a cell kind without one (a GRU)."""
         return self.states.get("c")
 
     def quantities(self) -> dict[str, np.ndarray]:
@@ -65,16 +66,17 @@ class StateCapture:
 
 
 class _Recorder:
-    """Keeps every layer's state and gates, step after step, from a cell's `StepValues`."""
+    """Keeps every layer's state and gates, step after step, from each step's `StepExtras`."""
 
-    def __init__(self, state_names: tuple[str, ...]) -> None:
-        self.state_names = state_names
+    def __init__(self) -> None:
+        self.state_names: tuple[str, ...] = ()
         self.records: list[dict[str, list[torch.Tensor]]] = []
 
-    def add(self, layers: list[StepValues]) -> None:
+    def add(self, extras: StepExtras) -> None:
         if not self.records:
-            self.records = [{name: [] for name in values} for values in layers]
-        for record, values in zip(self.records, layers, strict=True):
+            self.state_names = extras.state_names
+            self.records = [{name: [] for name in values} for values in extras.layers]
+        for record, values in zip(self.records, extras.layers, strict=True):
             for name, value in values.items():
                 record[name].append(value)
 
@@ -106,18 +108,14 @@ def _capture(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: lis
         raise ValueError("the source is empty: type at least one token")
     device = next(model.parameters()).device
     src = torch.tensor([src_vocab.encode(src_tokens)], device=device)
-    read = src.gather(1, reversal_index(src)) if model.reverse_source else src
-    cell, rnn = model.encoder.cell, model.encoder.rnn
-    encoder, weights = _Recorder(cell.state_names), cell.layers(rnn)
-    state: State = cell.zero_state(rnn.num_layers, 1, rnn.hidden_size, device)
-    for x in model.encoder.embedding(read).unbind(1):
-        state, layers = cell.run_step(weights, x, state)
-        encoder.add(layers)
-    _, memory = model.encode(src)
+    state, memory = model.encode(src, trace=True)
+    encoder = _Recorder()
+    for extras in memory.trace:
+        encoder.add(extras)
     targets = [*tgt_vocab.encode(tgt_tokens), EOS_ID] if tgt_tokens is not None else None
     steps = len(targets) if targets is not None else max_len
     coins = random.Random(seed)
-    decoder = _Recorder(model.decoder.cell.state_names)
+    decoder = _Recorder()
     token, inputs, teacher_used, probs, predicted, alignments = model.sos_id, [SOS], [False], [], [], []
     for t in range(steps):
         if t > 0:
@@ -126,7 +124,7 @@ def _capture(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: lis
             inputs.append(tgt_vocab.itos[token])
             teacher_used.append(use_teacher)
         logits, state, extras = model.decoder.step(torch.tensor([token], device=device), state, memory)
-        decoder.add(extras.layers)
+        decoder.add(extras)
         if extras.attention is not None:
             alignments.append(extras.attention[0])
         distribution = torch.softmax(logits, dim=-1)[0]
@@ -136,7 +134,7 @@ def _capture(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: lis
             break
     return StateCapture(list(src_tokens), encoder.layers(), inputs, decoder.layers(),
                         torch.stack(probs).cpu().numpy(), [tgt_vocab.itos[i] for i in predicted], teacher_used,
-                        [src_vocab.itos[i] for i in read[0].tolist()] if model.reverse_source else None,
+                        [src_vocab.itos[i] for i in memory.read[0].tolist()] if model.reverse_source else None,
                         torch.stack(alignments).cpu().numpy() if alignments else None)
 
 
@@ -286,15 +284,19 @@ def context_vectors(model: Seq2Seq, src_vocab: Vocab, sources: list[list[str]]) 
     row equals what `capture_states` gives for that source alone.
     """
     device = next(model.parameters()).device
-    rows = np.zeros((len(sources), model.encoder.rnn.num_layers * model.encoder.rnn.hidden_size), np.float32)
     by_length: dict[int, list[int]] = {}
     for index, tokens in enumerate(sources):
         by_length.setdefault(len(tokens), []).append(index)
+    rows: np.ndarray | None = None
     for indices in by_length.values():
         src = torch.tensor([src_vocab.encode(sources[i]) for i in indices], device=device)
-        (h, *_), _ = model.encode(src)
-        rows[indices] = h.permute(1, 0, 2).reshape(len(indices), -1).cpu().numpy()
-    return rows
+        _, memory = model.encode(src, trace=True)
+        final = memory.trace[-1]
+        last = torch.cat([layer[final.state_names[0]] for layer in final.layers], dim=-1).cpu().numpy()
+        if rows is None:
+            rows = np.zeros((len(sources), last.shape[1]), np.float32)
+        rows[indices] = last
+    return rows if rows is not None else np.zeros((0, 0), np.float32)
 
 
 def decoder_path(capture: StateCapture) -> np.ndarray:

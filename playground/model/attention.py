@@ -14,24 +14,12 @@ decoder's recurrence still runs as one fused call over a teacher-forced target.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from playground.model.interface import Memory
+
 ATTENTIONS = ("none", "dot", "general", "additive")
-
-
-@dataclass(frozen=True)
-class Memory:
-    """What attention reads: the encoder's top-layer outputs (B, T, H), in source order, and where tokens are real."""
-
-    outputs: torch.Tensor
-    real: torch.Tensor  # (B, T) bool
-
-    def select(self, rows: torch.Tensor) -> Memory:
-        """The memory of some rows (beams), by index."""
-        return Memory(self.outputs.index_select(0, rows), self.real.index_select(0, rows))
 
 
 class Attention(nn.Module):

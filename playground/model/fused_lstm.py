@@ -1,91 +1,25 @@
-"""The one LSTM recurrence for hand-written loops, and a typed view of a stacked LSTM's weights.
+"""Fast path: an LSTM over token ids, step by step, with a hand-written backward (`unroll`).
 
-nn.LSTM (PyTorch's gate order i, f, g, o) computes, for each layer and step:
-
-    i = sigmoid(W_ii x + W_hi h + b_i)      f = sigmoid(W_if x + W_hf h + b_f)
-    g = tanh(W_ig x + W_hg h + b_g)         o = sigmoid(W_io x + W_ho h + b_o)
-    c' = f * c + i * g                      h' = o * tanh(c')
-
-`model.py` runs it fused (nn.LSTM) as the specification's readable model. Loops that need what nn.LSTM hides
-(every gate for inspection, K models with stacked weights, one decoder step at a time) use `LayerWeights.step`,
-and tests hold every such loop equal to nn.LSTM.
+Serves the LSTM (any number of layers, any attention, dropout) wherever a decoder step may read the model's own
+previous argmax (γ < 1, greedy decoding), which splits the fused nn.LSTM into one call per step; and the K-model
+engine's stacked path (`training/stacked.py`: K LSTMs without attention as one bmm). Not the GRU, which steps
+through `Decoder.step`. The equations are the cell's (`cells.py`); tests/test_model_fast.py and tests/test_family.py
+hold this path to a loop of `Decoder.step` and to the equations, tests/test_recurrence.py its backward to finite
+differences.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from playground.core import interrupt
+from playground.model.cells import LayerWeights
+from playground.model.step_hook import between_steps
 
-
-@dataclass(frozen=True)
-class Cell:
-    """One step of one layer: the new state and the gates after their activations."""
-
-    h: torch.Tensor
-    c: torch.Tensor
-    i: torch.Tensor
-    f: torch.Tensor
-    g: torch.Tensor
-    o: torch.Tensor
-
-
-def cell(gates: torch.Tensor, c: torch.Tensor) -> Cell:
-    """The LSTM cell from the gates' pre-activations (last dimension 4H, order i, f, g, o)."""
-    i, f, g, o = gates.chunk(4, -1)
-    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-    c = f * c + i * g
-    return Cell(o * torch.tanh(c), c, i, f, g, o)
-
-
-@dataclass(frozen=True)
-class LayerWeights:
-    """One layer's weights, transposed so x @ w_ih works: w_ih (..., D, 4H), w_hh (..., H, 4H), bias (..., 4H).
-
-    The bias is b_ih + b_hh. No leading dimension for one model; (K,) for K models with stacked weights, whose
-    inputs then carry the same leading K.
-    """
-
-    w_ih: torch.Tensor
-    w_hh: torch.Tensor
-    bias: torch.Tensor
-
-    @property
-    def stacked(self) -> bool:
-        return self.w_ih.dim() == 3
-
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        """The input's share of the gates, W_ih x + b: x (B, D) or (K, B, D)."""
-        if self.stacked:
-            return torch.baddbmm(self.bias.unsqueeze(1), x, self.w_ih)
-        return torch.addmm(self.bias, x, self.w_ih)
-
-    def step(self, projected: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> Cell:
-        """One step from the projected input and the previous (h, c)."""
-        gates = torch.baddbmm(projected, h, self.w_hh) if self.stacked else torch.addmm(projected, h, self.w_hh)
-        return cell(gates, c)
-
-
-def lstm_layers(weights: Mapping[str, torch.Tensor], prefix: str, num_layers: int) -> list[LayerWeights]:
-    """The layers named `{prefix}weight_ih_l{k}` (nn.LSTM's names) in a state dict or a dict of stacked tensors."""
-    def weight(name: str, layer: int) -> torch.Tensor:
-        return weights[f"{prefix}{name}_l{layer}"]
-
-    return [LayerWeights(weight("weight_ih", k).transpose(-1, -2), weight("weight_hh", k).transpose(-1, -2),
-                         weight("bias_ih", k) + weight("bias_hh", k)) for k in range(num_layers)]
-
-
-def layers_of(lstm: nn.LSTM) -> list[LayerWeights]:
-    """An nn.LSTM's own weights, as the loops read them."""
-    return lstm_layers(dict(lstm.named_parameters()), "", lstm.num_layers)
-
-
-State = tuple[torch.Tensor, torch.Tensor]
+LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, ..., B, H)
 Readout = Callable[[torch.Tensor], torch.Tensor]  # the logits of the top h (..., B, H)
 STOP_CHECK_EVERY = 4  # early-stopping decoding asks the device whether every row has ended this often
 
@@ -105,10 +39,10 @@ class _Plan:
     pad_id: int
 
 
-def unroll(embedding: torch.Tensor, layers: list[LayerWeights], inputs: torch.Tensor, state: State,
+def unroll(embedding: torch.Tensor, layers: list[LayerWeights], inputs: torch.Tensor, state: LSTMState,
            teacher: torch.Tensor | None = None,
            readout: Readout | tuple[torch.Tensor, torch.Tensor] | None = None,
-           dropout: float = 0.0, stop_id: int | None = None, pad_id: int = 0) -> tuple[torch.Tensor, State]:
+           dropout: float = 0.0, stop_id: int | None = None, pad_id: int = 0) -> tuple[torch.Tensor, LSTMState]:
     """A stacked LSTM over token ids, step by step, with a hand-written backward: the top layer's h at every step
     (..., B, L, H) and the final (h, c) (layers, ..., B, H).
 
@@ -116,7 +50,7 @@ def unroll(embedding: torch.Tensor, layers: list[LayerWeights], inputs: torch.Te
     reads the argmax of `readout` applied to the top h of step t - 1 (free-running), without gradient: the model's
     output layer, attention included, or an output layer's (weight (..., V, H), bias (..., V)).
     Why by hand: a free-running step splits nn.LSTM into one fused call per step, and each call pays oneDNN's
-    fixed cost (about 0.7 ms fwd + bwd at the default size, issue #12), and autograd over the cell records ~25
+    fixed cost (about 0.7 ms fwd + bwd at the default size), and autograd over the equations records ~25
     ops a step. Here the forward writes gates and states into buffers, the backward runs the recurrence back
     with 6 plain ops and one matmul a step, and every weight gradient is one matmul over all steps.
 
@@ -185,18 +119,18 @@ class _Unrolled(torch.autograd.Function):
             x0 = x0 * plan.input_mask
         projected = _project_steps(layers[0], x0)
         gates = [h0.new_empty(length, *shape, 4 * hidden) for _ in layers]  # i, f, g, o after activation
-        cells = [h0.new_empty(length + 1, *shape, hidden) for _ in layers]  # cells[t] = c before step t
+        c_steps = [h0.new_empty(length + 1, *shape, hidden) for _ in layers]  # c_steps[k][t] = c before step t
         hs = [h0.new_empty(length + 1, *shape, hidden) for _ in layers]
         tanh_c = [h0.new_empty(length, *shape, hidden) for _ in layers]
         inputs = [x0] + [h0.new_empty(length, *shape, hidden) if plan.layer_masks else h[1:] for h in hs[:-1]]
         for k in range(len(layers)):
-            hs[k][0], cells[k][0] = h0[k], c0[k]
-        g_t, c_t, h_t, tc_t, in_t = ([x.unbind(0) for x in buffer] for buffer in (gates, cells, hs, tanh_c, inputs))
+            hs[k][0], c_steps[k][0] = h0[k], c0[k]
+        g_t, c_t, h_t, tc_t, in_t = ([x.unbind(0) for x in buffer] for buffer in (gates, c_steps, hs, tanh_c, inputs))
         masks_t = [mask.unbind(0) for mask in plan.layer_masks]
         steps = length
         finished = torch.zeros(shape, dtype=torch.bool, device=tokens.device)
         for t in range(length):
-            interrupt.check()
+            between_steps()
             if t in plan.free_steps:
                 own = plan.readout(h_t[-1][t]).argmax(-1)
                 token = torch.where(plan.teacher[t], plan.ids[t], own)
@@ -219,14 +153,14 @@ class _Unrolled(torch.autograd.Function):
                     if masks_t:
                         below = torch.mul(below, masks_t[k - 1][t], out=in_t[k][t])
                     x_proj = layer.project(below)
-                _cell_forward(layer, x_proj, h_t[k][t], c_t[k][t], g_t[k][t], c_t[k][t + 1], tc_t[k][t],
+                _lstm_step_into(layer, x_proj, h_t[k][t], c_t[k][t], g_t[k][t], c_t[k][t + 1], tc_t[k][t],
                               h_t[k][t + 1])
         ctx.plan, ctx.steps, ctx.layers = plan, steps, layers
-        ctx.buffers = (tokens, inputs, gates, cells, tanh_c, hs)
+        ctx.buffers = (tokens, inputs, gates, c_steps, tanh_c, hs)
         ctx.save_for_backward(embedding)
         ctx.set_materialize_grads(False)
         outputs = hs[-1][1:steps + 1].movedim(0, -2).contiguous()
-        return outputs, torch.stack([h[steps] for h in hs]), torch.stack([c[steps] for c in cells])
+        return outputs, torch.stack([h[steps] for h in hs]), torch.stack([c[steps] for c in c_steps])
 
     @staticmethod
     def backward(ctx: Any, d_outputs: torch.Tensor | None, d_h: torch.Tensor | None,
@@ -234,14 +168,14 @@ class _Unrolled(torch.autograd.Function):
         if ctx.buffers is None:
             raise RuntimeError("unroll's backward runs once: it turns the saved gates into their gradients")
         plan, steps, layers = ctx.plan, ctx.steps, ctx.layers
-        tokens, inputs, gates, cells, tanh_c, hs = ctx.buffers
+        tokens, inputs, gates, c_steps, tanh_c, hs = ctx.buffers
         ctx.buffers = None
         (embedding,) = ctx.saved_tensors
         count = len(layers)
         d_out_t = d_outputs.movedim(-2, 0).unbind(0) if d_outputs is not None else None
         dh_next = [d_h[k] if d_h is not None else torch.zeros_like(hs[k][0]) for k in range(count)]
-        dc_next = [d_c[k] if d_c is not None else torch.zeros_like(cells[k][0]) for k in range(count)]
-        forget = [_to_coefficients(gates[k][:steps], cells[k][:steps], tanh_c[k][:steps]) for k in range(count)]
+        dc_next = [d_c[k] if d_c is not None else torch.zeros_like(c_steps[k][0]) for k in range(count)]
+        forget = [_to_coefficients(gates[k][:steps], c_steps[k][:steps], tanh_c[k][:steps]) for k in range(count)]
         d_gates = [g[:steps] for g in gates]  # in place: each coefficient times dc (or dh) is that gate's gradient
         hidden = hs[0].shape[-1]
         ifg = [g[..., :3 * hidden].unflatten(-1, (3, hidden)).unbind(0) for g in d_gates]
@@ -253,7 +187,7 @@ class _Unrolled(torch.autograd.Function):
         w_hh_t = [layer.w_hh.transpose(-1, -2).contiguous() for layer in layers]
         w_ih_t = [layer.w_ih.transpose(-1, -2).contiguous() for layer in layers]
         for t in reversed(range(steps)):
-            interrupt.check()
+            between_steps()
             d_below = None
             for k in reversed(range(count)):
                 dh = dh_next[k]
@@ -294,14 +228,14 @@ def _to_coefficients(gates: torch.Tensor, c_prev: torch.Tensor, tanh_c: torch.Te
     once, and return f (which the buffer no longer holds). With dc = dc' + dh * o (1 - tanh(c)^2):
     d pre = [dc * g i(1-i), dc * c_prev f(1-f), dc * i (1-g^2), dh * tanh(c) o(1-o)], d c_prev = dc * f.
     `gates` (i, f, g, o) becomes those four coefficients, `tanh_c` becomes o (1 - tanh(c)^2). In place, so the
-    backward needs one more H-wide buffer (f), not two 4H-wide ones (issue #15's memory estimate)."""
+    backward needs one more H-wide buffer (f), not two 4H-wide ones (what the cost estimate counts)."""
     i, f, g, o = gates.chunk(4, -1)
     forget = f.clone()
     one = torch.ones((), device=gates.device)
     input_slope = torch.addcmul(i, i, i, value=-1)
-    cell_coefficient = i * torch.addcmul(one, g, g, value=-1)
+    candidate_coefficient = i * torch.addcmul(one, g, g, value=-1)
     torch.mul(g, input_slope, out=i)
-    g.copy_(cell_coefficient)
+    g.copy_(candidate_coefficient)
     torch.addcmul(f, f, f, value=-1, out=f)
     f.mul_(c_prev)
     output_coefficient = tanh_c * torch.addcmul(o, o, o, value=-1)
@@ -311,9 +245,9 @@ def _to_coefficients(gates: torch.Tensor, c_prev: torch.Tensor, tanh_c: torch.Te
     return forget
 
 
-def _cell_forward(weights: LayerWeights, projected: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+def _lstm_step_into(weights: LayerWeights, projected: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
                   gates_out: torch.Tensor, c_out: torch.Tensor, tanh_out: torch.Tensor, h_out: torch.Tensor) -> None:
-    """`cell` written into preallocated buffers (no autograd), keeping what the backward reads."""
+    """`cells.lstm_step` written into preallocated buffers (no autograd), keeping what the backward reads."""
     pre = torch.baddbmm(projected, h, weights.w_hh) if weights.stacked else torch.addmm(projected, h, weights.w_hh)
     hidden = c.shape[-1]
     torch.sigmoid(pre[..., :2 * hidden], out=gates_out[..., :2 * hidden])

@@ -1,35 +1,32 @@
 """The specification's LSTM encoder-decoder, readable next to its equations, and its variants as settings.
 
-Encoder: x_t = E_src[s_t]; (h_t, c_t) = LSTM(x_t, h_{t-1}, c_{t-1}); it hands
-(h_T, c_T) to the decoder. Decoder: starts from (h_T, c_T) with input <sos>;
-at step t its input is the true y_{t-1} with probability gamma, otherwise the
-argmax of its own previous logits; o_t = W_o h_t + b_o, p_t = softmax(o_t).
+Encoder: x_t = E_src[s_t]; (h_t, c_t) = LSTM(x_t, h_{t-1}, c_{t-1}); it hands (h_T, c_T) to the decoder.
+Decoder: starts from (h_T, c_T) with input <sos>; at step t its input is the true y_{t-1} with probability gamma,
+otherwise the argmax of its own previous logits; o_t = W_o h_t + b_o, p_t = softmax(o_t).
 The loss is cross-entropy averaged over every non-<pad> target token.
 
 Variants (defaults: the specification's model exactly): `cell` = "gru" (`cells.GRU_CELL`), `attention` = "dot",
 "general" or "additive" (`attention.Attention`, Luong global attention after the recurrence, no input feeding, so
 o_t = W_o h̃_t), `reverse_source` (the encoder reads the real tokens last to first; padding stays where it is).
 
-Speed (issues #6, #12), same numbers: gamma = 1 is one fused recurrent call over
-the shifted target. Below 1 a step may read the model's own argmax, which is
-known only once the step before has run, so an LSTM decoder runs step by
-step through `recurrence.unroll` (its weights, its gate equations, a
-hand-written backward) and another cell through `Decoder.step`; fc_out (and attention) runs once over all steps.
+The reference is `Decoder.step`, one decoder step through the cell's equations. The fast paths compute the same:
+`fused_rnn` (every input known: the encoder, and the decoder at gamma = 1) and `fused_lstm.unroll` (an LSTM
+decoder below gamma = 1, a hand-written backward); any other decoder below 1 loops `Decoder.step`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playground.core import interrupt
-from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
-from playground.model.attention import ATTENTIONS, Attention, Memory
-from playground.model.cells import CELLS, State, StepValues
+from playground.model.attention import ATTENTIONS, Attention
+from playground.model.cells import CELLS
 from playground.model.fused_lstm import unroll
+from playground.model.fused_rnn import run_fused, run_fused_in_chunks
+from playground.model.interface import Memory, State, StepExtras, StepValues
+from playground.model.step_hook import between_steps
+from playground.model.tokens import EOS_ID, PAD_ID, SOS_ID
 
 COIN_MODES = ("step", "token")
 
@@ -50,33 +47,27 @@ class _EmbeddedRNN(nn.Module):
     def rnn(self) -> nn.LSTM | nn.GRU:
         return getattr(self, self.cell.name)
 
+    def run_step(self, token: torch.Tensor, state: State) -> tuple[State, list[StepValues]]:
+        """The reference step: the tokens (B,) through the embedding and every layer's equations."""
+        x = self.dropout(self.embedding(token))
+        return self.cell.run_step(self.cell.layers(self.rnn), x, state, self.rnn.dropout, self.training)
+
 
 class Encoder(_EmbeddedRNN):
     def forward(self, src: torch.Tensor) -> tuple[torch.Tensor, State]:
-        """Per-step outputs (B, T, H) of the top layer, and the final state ((h_T, c_T) for an LSTM).
+        """Per-step outputs (B, T, H) of the top layer, and the final state ((h_T, c_T) for an LSTM)."""
+        return run_fused_in_chunks(self.cell, self.rnn, self.dropout(self.embedding(src)))
 
-        One fused call, except at sizes where it would run for seconds: there the same module reads the source a
-        few steps at a time, carrying its state, so that a stop can land in between (`interrupt`).
-        """
+    def trace(self, src: torch.Tensor) -> tuple[torch.Tensor, State, list[StepExtras]]:
+        """As `forward`, one reference step at a time, with what each step shows (every layer's state and gates)."""
         rnn = self.rnn
-        embedded = self.dropout(self.embedding(src))
-        chunk = interrupt.time_chunk(src.shape[0] * self.cell.flops_per_token(rnn.input_size, rnn.hidden_size,
-                                                                              rnn.num_layers))
-        outputs, state = [], None
-        for part in embedded.split(chunk, dim=1):
-            interrupt.check()
-            out, state = rnn(part, state)
-            interrupt.check_on_gradient(self.cell.unpack(state)[0])
-            outputs.append(out)
-        return torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0], self.cell.unpack(state)
-
-
-@dataclass(frozen=True)
-class StepExtras:
-    """What one decoder step shows beyond its logits: every layer's state and gates, and the attention weights."""
-
-    layers: list[StepValues]  # per layer: the cell's state names and gate names -> (B, H)
-    attention: torch.Tensor | None  # (B, T) over source positions, or None without attention
+        state = self.cell.zero_state(rnn.num_layers, src.shape[0], rnn.hidden_size, src.device)
+        outputs, steps = [], []
+        for token in src.unbind(1):
+            state, layers = self.run_step(token, state)
+            outputs.append(layers[-1]["h"])
+            steps.append(StepExtras(layers, None, self.cell.state_names))
+        return torch.stack(outputs, dim=1), state, steps
 
 
 class Decoder(_EmbeddedRNN):
@@ -98,29 +89,30 @@ class Decoder(_EmbeddedRNN):
         attended, weights = self.attention(outputs, memory)
         return self.fc_out(attended), weights
 
-    def forward(self, inputs: torch.Tensor, state: State, memory: Memory | None = None) -> tuple[torch.Tensor, State]:
-        """Logits (B, S, V) for S known input tokens, the recurrence run as one fused call."""
-        outputs, state = self.rnn(self.dropout(self.embedding(inputs)), self.cell.pack(state))
-        return self.readout(outputs, memory)[0], self.cell.unpack(state)
-
     def step(self, token: torch.Tensor, state: State, memory: Memory | None = None) -> tuple[
             torch.Tensor, State, StepExtras]:
-        """The one decoder step: logits (B, V) for the tokens (B,) fed in, the new state, and what it shows.
-
-        Runs the cell's reference step (its gates visible); `forward` (fused) and `decode` (an LSTM's unrolled
-        recurrence) are tested optimizations of a loop of these steps."""
-        x = self.dropout(self.embedding(token))
-        state, layers = self.cell.run_step(self.cell.layers(self.rnn), x, state, self.rnn.dropout, self.training)
+        """The one decoder step: logits (B, V) for the tokens (B,) fed in, the new state, and what it shows."""
+        state, layers = self.run_step(token, state)
         logits, weights = self.readout(layers[-1]["h"].unsqueeze(1), memory)
-        return logits[:, 0], state, StepExtras(layers, weights[:, 0] if weights is not None else None)
+        return logits[:, 0], state, StepExtras(layers, weights[:, 0] if weights is not None else None,
+                                               self.cell.state_names)
+
+    def select(self, state: State, rows: torch.Tensor) -> State:
+        """The state of some rows (beams), by index."""
+        return tuple(part.index_select(1, rows) for part in state)
+
+    def forward(self, inputs: torch.Tensor, state: State, memory: Memory | None = None) -> tuple[torch.Tensor, State]:
+        """Logits (B, S, V) for S known input tokens: `step` over every input, as one fused call (`fused_rnn`)."""
+        outputs, state = run_fused(self.cell, self.rnn, self.dropout(self.embedding(inputs)), state)
+        return self.readout(outputs, memory)[0], state
 
     def decode(self, inputs: torch.Tensor, state: State, teacher: torch.Tensor, memory: Memory | None = None,
                stop_id: int | None = None) -> torch.Tensor:
         """Logits (B, S, V); step t reads inputs[:, t] where `teacher` is true, else its own previous argmax.
 
         `teacher` is (S,), one coin per step for the whole batch, or (B, S), one per token, on the CPU; step 0
-        always reads inputs[:, 0]. An LSTM runs through `recurrence.unroll` (its own weights, its dropout), other
-        cells through `step`. With `stop_id`, decoding may end early once every row has produced it.
+        always reads inputs[:, 0]. An LSTM runs through `fused_lstm.unroll` (its own weights, its dropout), other
+        cells step by step. With `stop_id`, decoding may end early once every row has produced it.
         """
         teacher = teacher.clone()
         teacher[..., 0] = True
@@ -137,7 +129,7 @@ class Decoder(_EmbeddedRNN):
         logits: list[torch.Tensor] = []
         finished = torch.zeros(inputs.shape[0], dtype=torch.bool, device=inputs.device)
         for t in range(inputs.shape[1]):
-            interrupt.check()
+            between_steps()
             token = inputs[:, t] if t == 0 else torch.where(forced[:, t], inputs[:, t], logits[-1].argmax(-1))
             if stop_id is not None:
                 finished |= token == stop_id
@@ -189,15 +181,18 @@ class Seq2Seq(nn.Module):
             parts["attention"] = self.decoder.attention
         return {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
 
-    def encode(self, src: torch.Tensor) -> tuple[State, Memory]:
-        """The state handed to the decoder and the memory attention reads (outputs in source order)."""
-        if not self.reverse_source:
-            outputs, state = self.encoder(src)
-            return state, Memory(outputs, src != PAD_ID)
-        index = reversal_index(src)
-        outputs, state = self.encoder(src.gather(1, index))
-        outputs = outputs.gather(1, index.unsqueeze(-1).expand_as(outputs))
-        return state, Memory(outputs, src != PAD_ID)
+    def encode(self, src: torch.Tensor, trace: bool = False) -> tuple[State, Memory]:
+        """The state handed to the decoder and the memory attention reads (outputs in source order). With `trace`,
+        the encoder runs one reference step at a time and the memory keeps what each step shows."""
+        index = reversal_index(src) if self.reverse_source else None
+        read = src if index is None else src.gather(1, index)
+        if trace:
+            outputs, state, steps = self.encoder.trace(read)
+        else:
+            (outputs, state), steps = self.encoder(read), None
+        if index is not None:
+            outputs = outputs.gather(1, index.unsqueeze(-1).expand_as(outputs))
+        return state, Memory(outputs, src != PAD_ID, read, steps)
 
     def forward(
         self,

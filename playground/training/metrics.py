@@ -13,8 +13,8 @@ from enum import StrEnum
 
 import torch
 
-from playground.core.tasks import PAD_ID
 from playground.model.seq2seq import sequence_loss
+from playground.model.tokens import PAD_ID
 
 EVAL_CHUNK = 1024  # validation rows per forward pass
 

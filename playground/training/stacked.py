@@ -6,13 +6,15 @@ backpropagated is the sum of the per-model losses, so each slice of a gradient i
 uses each model's own norm, and Adam/AdamW/SGD act elementwise, so one optimizer over stacked weights equals K
 optimizers.
 
-How it executes (never slower than K `Trainer`s one after another; `bench` holds it to that) is chosen from the
-size, K and the device, and never changes the numbers beyond float rounding (tests hold every way equal to single
-runs): models of one shape (cell, attention, source order) are split into `workers` groups that train in parallel
+How it executes (never slower than K `Trainer`s one after another) is chosen from the size, K and the device,
+and never changes the numbers beyond float rounding (tests/test_batched.py and tests/test_family.py hold every way
+equal to single runs and to the equations):
+models of one shape (cell, attention, source order) are split into `workers` groups that train in parallel
 threads (one torch thread each, on a CPU with cores to spare; torch releases the GIL inside its kernels), and each
 group's weights are stacked (G, ...).
-A group's forward is `stacked` (the recurrence as bmm over the G models, one Python loop for all: wins where
-per-op overhead dominates, at small hidden sizes) or `each` (the one-model `Seq2Seq` on views of the stacked
+A group's forward is `stacked`, a fast path that serves the LSTM without attention only (`stackable`; the
+recurrence as bmm over the G models through `fused_lstm.unroll`, one Python loop for all: wins where per-op
+overhead dominates, at small hidden sizes) or `each` (the one-model `Seq2Seq` on views of the stacked
 weights, model after model: wins where the arithmetic dominates, as oneDNN's fused LSTM is faster per step).
 Models of different shapes (arms that differ by `VARIANT_SETTINGS`) train in groups of their own, one per shape.
 """
@@ -34,9 +36,11 @@ from torch.func import functional_call
 from playground.core import interrupt
 from playground.core.config import FORCING_SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.tasks import PAD_ID, SOS_ID, CustomPairs, TaskData
-from playground.model.fused_lstm import LayerWeights, lstm_layers, unroll
+from playground.core.tasks import CustomPairs, TaskData
+from playground.model.cells import LayerWeights, lstm_layers
+from playground.model.fused_lstm import unroll
 from playground.model.seq2seq import Seq2Seq, reversal_index
+from playground.model.tokens import PAD_ID, SOS_ID
 from playground.training.metrics import EVAL_CHUNK, MODES, DivergedError, Evaluation, check_finite, evaluation
 from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
 from playground.training.trainer import build_model, build_optimizer, build_task
