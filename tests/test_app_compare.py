@@ -55,8 +55,7 @@ def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None
     assert list(table["arm"]) == ["γ = 0", "γ = 1"]
     assert (table["step"] == 30).all()
     text = " ".join(markdown.value for markdown in at.markdown)
-    assert reading(summary_rows(run.snapshot())) in text
-    assert "After 30 steps" in text and "means over 2 seeds" in text
+    assert reading(summary_rows(run.snapshot())) in text  # the page shows the reading of its own run
 
 
 def test_start_uses_choices_changed_in_the_same_rerun() -> None:

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from playground.core.config import ConfigError, TrainConfig
 from playground.experiments.statistics import mean_ci, paired_test
 from playground.experiments.study_grid import Cell, CellResult, StudyConfig
-from playground.reports.study_table import cell_summary, reading
+from playground.reports.study_table import cell_summary, read_study
 from playground.training.metrics import Metric
 from tests.conftest import new_app
 
@@ -124,8 +124,8 @@ def test_cell_summary_and_reading_from_results() -> None:
     (test,) = summary["tests"]
     assert test["difference"] == pytest.approx((-0.4 - 0.35 - 0.37) / 3)
     assert test["p"] < 0.05 and not test["within_seed_noise"]
-    text = reading([summary])
-    assert "Beyond seed noise: γ = 1 leads γ = 0" in text and "more than seed noise" in text
+    [read] = read_study([summary]).cells
+    assert (read.leader, read.runner_up, read.within_noise, read.beats) == ("γ = 1", "γ = 0", False, ("γ = 0",))
     assert cell_summary(cell, None)["arms"] == []
 
 
