@@ -156,3 +156,4 @@ def test_bench_quick_prints_the_ratio_keys_as_json(capsys: pytest.CaptureFixture
         "default"].keys()
     assert result["default_size"]["hidden_dim"] == 128 and result["default_size"]["batch_size"] == 64
     assert all(value > 0 for value in result["steps_per_second"]["default"].values())
+    assert result["contracts"] == {"gamma_1_is_one_fused_decoder_call": True}  # the fast path's contract holds

@@ -75,6 +75,13 @@ def marked_processes(mark: str) -> list[int]:
     return found
 
 
+def study_drivers() -> list[str]:
+    """The process ids of this process's live study drivers (`python -m playground.runs.ray_cells`)."""
+    found = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "playground.runs.ray_cells"], capture_output=True,
+                           text=True, check=False)
+    return found.stdout.split()
+
+
 @pytest.fixture(scope="module")
 def study_run(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     runs_dir = tmp_path_factory.mktemp("runs")
@@ -200,8 +207,7 @@ def test_a_killed_study_resumes_with_its_done_cells_reused_and_ends_as_if_never_
 def test_stop_cancels_the_cells_and_keeps_what_was_reported(cluster: LocalCluster, tmp_path: Path) -> None:
     config = StudyConfig.build(TrainConfig(steps=100_000, eval_every=10, val_size=32, batch_size=16), ["reverse"],
                                [4], [2], [8], [0, 1], [], 2)
-    engine = StudyEngine(config)
-    study = RunRegistry(tmp_path).launch("long", engine, config.base)
+    study = RunRegistry(tmp_path).launch("long", StudyEngine(config), config.base)
     for _ in range(1200):
         if study.step > 0:
             break
@@ -210,18 +216,18 @@ def test_stop_cancels_the_cells_and_keeps_what_was_reported(cluster: LocalCluste
     study.stop()
     study.join(30)
     assert study.status == "stopped" and 0 < study.step < study.total_steps
-    assert engine._driver is None  # halted: its driver cancelled the cell and ended
+    assert not study_drivers()  # halted: its driver cancelled the cell and ended
     saved = read_json(study.run_dir / STUDY_FILE)["results"]["0"]
     assert not saved["done"] and saved["step"] >= 10
     assert len(cluster.processes()) <= processes  # the cluster's worker is idle again or gone, none was added
     study.train_on(study.total_steps)  # Resume, as the page's button: a new driver trains the cell again
     for _ in range(1200):
-        if engine._driver is not None and study.step > 0:  # the new driver reported (the cell starts from 0)
+        if study_drivers() and study.step > 0:  # the new driver reported (the cell starts from 0)
             break
         study.join(0.1)
     study.stop()
     study.join(30)
-    assert study.status == "stopped" and study.step > 0 and engine._driver is None
+    assert study.status == "stopped" and study.step > 0 and not study_drivers()
 
 
 @pytest.mark.usefixtures("cluster")
@@ -370,13 +376,19 @@ def test_workers_receive_and_import_the_whole_package() -> None:
 
 
 @pytest.mark.usefixtures("this_process_drives")
-def test_a_failing_cell_is_tried_twice_then_recorded_and_the_rest_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_cell_is_tried_twice_then_recorded_and_the_rest_goes_on(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
     import ray
 
     from playground.runs import ray_cells as ray_study
 
+    tries = tmp_path / "tries"
+
     def fails_at_hidden_12(compare: CompareConfig) -> Iterator[dict[str, object]]:
-        """A cell task that dies (as a lost worker or an exception would) for hidden size 12, trains otherwise."""
+        """A cell task that dies (as a lost worker or an exception would) for hidden size 12, trains otherwise; each
+        try leaves a line with its hidden size (the task runs in Ray's worker processes)."""
+        with tries.open("a") as log:
+            log.write(f"{compare.base.hidden_dim}\n")
         if compare.base.hidden_dim == 12:
             raise RuntimeError("simulated failure of the worker")
         yield from ray_study.cell_reports(compare)
@@ -390,6 +402,6 @@ def test_a_failing_cell_is_tried_twice_then_recorded_and_the_rest_goes_on(monkey
     deadline = time.monotonic() + 120
     while not cells.finished and time.monotonic() < deadline:
         cells.poll()
-    assert cells._attempts == {0: 1, 1: 2}
+    assert sorted(tries.read_text().split()) == ["12", "12", "8"]  # the failing cell tried twice, the other once
     assert cells.results[0].done and cells.results[0].node
     assert "simulated failure" in cells.results[1].failed and not cells.results[1].finals
