@@ -26,6 +26,7 @@ def compare_page() -> AppTest:
     return at.run()
 
 
+@pytest.mark.slow
 def test_defaults_offer_five_ratios_without_errors() -> None:
     at = compare_page()
     assert not at.exception and not at.error
@@ -34,6 +35,7 @@ def test_defaults_offer_five_ratios_without_errors() -> None:
     assert not at.button(key="compare_start").disabled
 
 
+@pytest.mark.slow
 def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None:
     at = compare_page()
     at.multiselect(key="compare_ratios").set_value([0.0, 1.0]).run()
@@ -90,6 +92,7 @@ def test_the_example_button_loads_the_trade_off_settings() -> None:
     assert at.multiselect(key="compare_ratios").value == [0.0, 0.5, 1.0]
 
 
+@pytest.mark.slow
 def test_a_comparison_reopens_with_its_curves_and_deletes_after_a_restart() -> None:
     at = compare_page()
     at.multiselect(key="compare_ratios").set_value([0.0, 1.0]).run()
@@ -113,6 +116,7 @@ def test_a_comparison_reopens_with_its_curves_and_deletes_after_a_restart() -> N
     assert "compare_run_id" not in restarted.session_state
 
 
+@pytest.mark.slow
 def test_a_stopped_comparison_trains_on_after_a_restart_to_the_same_numbers_as_one_never_stopped() -> None:
     at = compare_page()
     at.multiselect(key="compare_ratios").set_value([0.0, 1.0]).run()

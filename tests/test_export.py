@@ -56,6 +56,7 @@ def assert_same_figures(recorded: list[dict[str, float]], printed: list[dict[str
                                                                           abs=1e-4)
 
 
+@pytest.mark.slow
 def test_script_of_a_default_run_prints_the_runs_figures(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = trained(["train", "--steps", "20", "--eval-every", "10", "--val-size", "128"], tmp_path, capsys)
@@ -64,6 +65,7 @@ def test_script_of_a_default_run_prints_the_runs_figures(tmp_path: Path,
     assert_same_figures(recorded, run_script(run_dir, tmp_path, capsys))
 
 
+@pytest.mark.slow
 def test_script_of_a_comparison_prints_every_models_figures(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Arms with free-running steps, per-token coins, a schedule and two seeds: every model of the run."""
@@ -78,6 +80,7 @@ def test_script_of_a_comparison_prints_every_models_figures(tmp_path: Path,
     assert len({model["val_fr_loss"] for model in printed}) == 6  # six different models, not one printed six times
 
 
+@pytest.mark.slow
 def test_script_of_a_gru_reading_the_source_reversed_prints_the_runs_figures(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """nn.GRU and the reversal written in, nothing of the LSTM or of attention; two layers, free-running steps."""
@@ -89,6 +92,7 @@ def test_script_of_a_gru_reading_the_source_reversed_prints_the_runs_figures(
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
 
 
+@pytest.mark.slow
 def test_script_of_an_attention_run_prints_the_runs_figures(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Additive attention: its weights built where the library builds them, its score and no other."""
@@ -100,6 +104,7 @@ def test_script_of_an_attention_run_prints_the_runs_figures(tmp_path: Path,
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
 
 
+@pytest.mark.slow
 def test_script_of_a_comparison_whose_arms_differ_by_attention(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Every score, and none, side by side on one data stream: each model built with its own arm's variant."""
@@ -115,6 +120,7 @@ def test_script_of_a_comparison_whose_arms_differ_by_attention(tmp_path: Path,
     assert max(map(len, script.splitlines())) <= 120  # readable: every line within the project's width
 
 
+@pytest.mark.slow
 def test_script_of_a_custom_task_carries_its_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("source,target\n" + "".join(f"{n},{n * 2}\n" for n in range(60)))

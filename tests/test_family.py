@@ -219,6 +219,7 @@ def test_variants_are_settings_with_messages() -> None:
 
 @pytest.mark.parametrize("flags", [["--cell", "gru", "--reverse-source"], ["--attention", "general"],
                                    ["--attention", "additive", "--layers", "2"]])
+@pytest.mark.slow
 def test_train_then_decode_agrees_with_the_equations(flags: list[str], tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["train", *flags, "--runs-dir", str(tmp_path), "--steps", "30", "--hidden", "16", "--emb", "8",
@@ -346,6 +347,7 @@ def test_a_study_compares_models_in_every_cell() -> None:
 
 
 @pytest.mark.usefixtures("fresh_app")
+@pytest.mark.slow
 def test_the_compare_page_trains_arms_that_differ_by_model() -> None:
     at = new_app().run()
     at.switch_page("app_pages/compare.py").run()

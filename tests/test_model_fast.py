@@ -148,6 +148,7 @@ def test_greedy_decode_stops_once_every_row_has_ended() -> None:
     assert decoded.shape == (src.shape[0], 7) and not (decoded == EOS_ID).any()
 
 
+@pytest.mark.slow
 def test_bench_quick_prints_the_ratio_keys_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "--quick", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -177,6 +177,7 @@ def test_the_study_link_holds_the_grid_and_names_a_value_it_cannot_use() -> None
 
 
 @pytest.mark.usefixtures("fresh_app")
+@pytest.mark.slow
 def test_the_study_page_compares_models_in_every_cell_and_links_them() -> None:
     at = study_page()
     at.multiselect(key="study_tasks").set_value(["reverse"])

@@ -31,6 +31,8 @@ from playground.runs.study_engine import ADDRESS_ENV, StudyEngine
 from playground.training.run_folder import STUDY_FILE, read_json, write_json
 from tests.test_study import study_page
 
+pytestmark = pytest.mark.ray  # starts Ray: runs apart from the parallel tests (make test)
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--tasks", "reverse", "--max-len", "4", "--hidden", "8,12", "--ratios", "0,1", "--seeds", "2",
         "--steps", "20", "--eval-every", "10", "--val-size", "32", "--batch-size", "16", "--quiet"]

@@ -24,6 +24,7 @@ def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in trainer.model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_learns_reverse_free_running() -> None:
     """A seeded 300-step run on CPU reaches ~0.98-1.0 free-running exact match; 0.9 leaves a margin."""
     config = TrainConfig(task="reverse", min_len=2, max_len=5, alphabet_size=6, emb_dim=16, hidden_dim=64,
