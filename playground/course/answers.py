@@ -82,6 +82,9 @@ def _gap_now(snapshot: CompareSnapshot) -> Answer:
                   {"widest": widest["label"], "gaps": {row["label"]: row[GAP] for row in table}})
 
 
+GAP_TRENDS = {"shrank": "shrank from its peak", "grew": "grew", "stayed": "stayed about the same"}
+
+
 def _gap_over_time(snapshot: CompareSnapshot) -> Answer:
     answers, trends = [], {}
     for row in summary_rows(snapshot):
@@ -89,11 +92,11 @@ def _gap_over_time(snapshot: CompareSnapshot) -> Answer:
         if peak is None:
             continue
         first = evaluated_gap(snapshot, row["label"])
-        trend = ("shrank from its peak" if difference(end, peak) <= -0.02
-                 else "grew" if difference(end, first) >= 0.02 else "stayed about the same")
-        trends[row["label"]] = trend.split()[0]  # shrank, grew or stayed
+        trend = trends[row["label"]] = ("shrank" if difference(end, peak) <= -0.02
+                                        else "grew" if difference(end, first) >= 0.02 else "stayed")
         answers.append(f"{row['label']}'s gap starts at {points(first)}, peaks at {points(peak)} (step "
-                       f"{row['gap_peak_step']:.0f}) and ends at {points(end)} (step {row['step']}): it {trend}")
+                       f"{row['gap_peak_step']:.0f}) and ends at {points(end)} (step {row['step']}): it "
+                       f"{GAP_TRENDS[trend]}")
     return Answer("; ".join(answers) + ".", {"trend": trends}) if answers else NOT_EVALUATED
 
 
