@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench import contracts
 from bench.flops import StepShapes, roofline_seconds, step_shapes
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
@@ -277,6 +278,7 @@ def run(plan: Plan = FULL, device: str = "cpu", threads: int = 1) -> dict[str, A
     result["probe_vs_free_running"] = probe_cost(default, plan)
     data = draw_batches(default)[0].batches
     result["data_batches_per_second"] = round(measure({"data": lambda: next(data)}, plan)["data"], 1)
+    result["contracts"] = contracts.check()
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -355,6 +357,7 @@ def report(result: dict[str, Any]) -> str:
     lines += [f"{key}: {result[key]}" for key in ("attention_vs_none", "gru_vs_lstm")]
     lines += [f"  {name:<16} " + ", ".join(f"{k} {v}" for k, v in row.items())
               for name, row in result["scaling"].items()]
+    lines.append(contracts.report(result["contracts"]))
     lines.append(f"total {result['seconds']} s")
     return "\n".join(lines)
 

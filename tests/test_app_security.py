@@ -31,6 +31,7 @@ def opened(page: str, **link: str) -> AppTest:
     return at.run()
 
 
+@pytest.mark.slow
 def test_a_run_name_in_markdown_image_syntax_is_shown_as_text() -> None:
     run = finished_run(IMAGE_NAME)
     at = opened("app_pages/train.py", run=run.id)
@@ -71,6 +72,7 @@ def test_each_uploader_has_its_own_size_bound() -> None:
     assert checkpoint_uploader.proto.max_upload_size_mb == 2048
 
 
+@pytest.mark.slow
 def test_a_run_folder_whose_config_disagrees_with_its_checkpoint_is_one_message_never_a_traceback() -> None:
     run = finished_run("tiny")
     config_file = run.run_dir / "config.json"

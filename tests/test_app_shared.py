@@ -42,6 +42,7 @@ def listed(at: AppTest) -> list[str]:
     return next((box.options for box in at.get("selectbox") if box.key == "manage_train"), [])
 
 
+@pytest.mark.slow
 def test_sessions_see_only_their_runs_and_a_start_past_the_limit_queues(shared_server: None) -> None:
     alice, bob = session(100_000), session(20)
     alice.button(key="start").click().run()
@@ -75,6 +76,7 @@ def linked(params: dict[str, str]) -> AppTest:
     return at.run()
 
 
+@pytest.mark.slow
 def test_a_link_to_another_person_s_run_shows_it_and_only_a_control_link_grants_control(shared_server: None) -> None:
     alice = session(100_000)
     alice.button(key="start").click().run()
@@ -97,6 +99,7 @@ def test_a_link_to_another_person_s_run_shows_it_and_only_a_control_link_grants_
     assert alice_run.status == "stopped"
 
 
+@pytest.mark.slow
 def test_lesson_runs_are_owned_bounded_and_show_their_place_and_stop(shared_server: None) -> None:
     alice = session(100_000)
     alice.button(key="start").click().run()
@@ -117,6 +120,7 @@ def test_lesson_runs_are_owned_bounded_and_show_their_place_and_stop(shared_serv
     assert lesson_run.status == "stopped" and runs.registry().queue_position(lesson_run) == (0, 0)
 
 
+@pytest.mark.slow
 def test_the_teacher_sees_every_run_with_its_owner_and_stops_any(shared_server: None) -> None:
     alice = session(100_000)
     alice.button(key="start").click().run()

@@ -51,6 +51,7 @@ def test_tasks_lists_every_task(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(TASKS[line.split()[0]].description in line for line in lines)
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_folder_and_one_json_line(tmp_path: Path) -> None:
     """The one subprocess test: `python -m playground` end to end."""
     result = subprocess.run(
@@ -227,6 +228,7 @@ def test_runs_of_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert out[0] == f"no runs in {tmp_path}" and last_json(out[-1]) == []
 
 
+@pytest.mark.slow
 def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     common = [*TINY, "--eval-every", "20", "--seed", "3", "--quiet", "--json"]
@@ -271,6 +273,7 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, capsys: pytest.C
     assert load_checkpoint(Path(trained["run_dir"]) / CHECKPOINT_FILE).step == 2  # untouched
 
 
+@pytest.mark.slow
 def test_compare_resume_ends_exactly_where_an_uninterrupted_comparison_ends(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     common = [*TINY, "--ratios", "0,1", "--schedules", "linear", "--decay-steps", "30", "--eval-every", "10",

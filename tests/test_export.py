@@ -71,6 +71,7 @@ def script_literal(script: str, name: str) -> object:
     raise AssertionError(f"the script has no {name}")
 
 
+@pytest.mark.slow
 def test_script_of_a_default_run_prints_the_runs_figures(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = trained(["train", "--steps", "20", "--eval-every", "10", "--val-size", "128"], tmp_path, capsys)
@@ -105,6 +106,7 @@ def test_script_of_a_comparison_prints_every_models_figures(tmp_path: Path,
     assert len({model["val_fr_loss"] for model in printed}) == 6  # six different models, not one printed six times
 
 
+@pytest.mark.slow
 def test_script_of_a_gru_reading_the_source_reversed_prints_the_runs_figures(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The model's own source, every module of it, with the variant as settings; two layers, free-running steps."""
@@ -141,6 +143,7 @@ def test_no_model_code_is_held_in_a_string() -> None:
                 assert not any(code in node.value for code in MODEL_CODE), path
 
 
+@pytest.mark.slow
 def test_script_of_an_attention_run_prints_the_runs_figures(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Additive attention: the library's own attention, chosen by the setting."""
@@ -149,6 +152,7 @@ def test_script_of_an_attention_run_prints_the_runs_figures(tmp_path: Path,
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
 
 
+@pytest.mark.slow
 def test_script_of_a_comparison_whose_arms_differ_by_attention(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Every score, and none, side by side on one data stream: each model built with its own arm's variant."""
@@ -164,6 +168,7 @@ def test_script_of_a_comparison_whose_arms_differ_by_attention(tmp_path: Path,
     assert max(map(len, script.splitlines())) <= 120  # readable: every line within the project's width
 
 
+@pytest.mark.slow
 def test_script_of_a_custom_task_carries_its_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("source,target\n" + "".join(f"{n},{n * 2}\n" for n in range(60)))

@@ -133,6 +133,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     lambda folder: write(folder / "giant.csv", "source,target\n" + "\n".join(
         f"{' '.join(f'w{i}x{j}' for j in range(40))},a" for i in range(200))),
 ], ids=["dev zero", "giant vocabulary"])
+@pytest.mark.slow
 def test_the_cli_refuses_bad_csvs_in_one_line_with_code_2_and_no_folder(make_csv, tmp_path: Path) -> None:
     result = run_cli("train", "--task", "custom", "--custom-tokenization", "space", "--custom-csv",
                      make_csv(tmp_path), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
@@ -249,6 +250,7 @@ def fifo(path: Path) -> None:
     os.mkfifo(path)
 
 
+@pytest.mark.slow
 def test_crafted_run_folders_and_checkpoints_are_refused_with_their_message_in_bounded_memory(
         tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"

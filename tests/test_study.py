@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from playground.core.config import ConfigError, TrainConfig
 from playground.experiments.statistics import mean_ci, paired_test
 from playground.experiments.study_grid import Condition, ConditionResult, StudyConfig
-from playground.reports.study_table import condition_summary, format_summaries, study_reading
+from playground.reports.study_table import condition_summary, format_summaries, read_study
 from playground.training.metrics import Metric
 from tests.conftest import new_app
 
@@ -124,8 +124,8 @@ def test_condition_summary_and_reading_from_results() -> None:
     (test,) = summary["tests"]
     assert test["difference"] == pytest.approx((-0.4 - 0.35 - 0.37) / 3)
     assert test["p"] < 0.05 and not test["within_seed_noise"]
-    text = study_reading([summary])
-    assert "Beyond seed noise: γ = 1 leads γ = 0" in text and "more than seed noise" in text
+    [read] = read_study([summary]).conditions
+    assert (read.leader, read.runner_up, read.within_noise, read.beats) == ("γ = 1", "γ = 0", False, ("γ = 0",))
     assert condition_summary(condition, None)["arms"] == []
 
 
@@ -177,6 +177,7 @@ def test_the_study_link_holds_the_grid_and_names_a_value_it_cannot_use() -> None
 
 
 @pytest.mark.usefixtures("fresh_app")
+@pytest.mark.slow
 def test_the_study_page_compares_models_in_every_condition_and_links_them() -> None:
     at = study_page()
     at.multiselect(key="study_tasks").set_value(["reverse"])

@@ -14,6 +14,14 @@ from tests.browser.harness import CHROMIUM, ROOT, ServerError, chromium, streaml
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder is marked `browser` by where it lives: one that forgot its mark still runs apart."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(scope="session")
 def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app's URL; its runs folder is a fresh temporary one."""
