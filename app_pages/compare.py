@@ -26,7 +26,7 @@ from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import registry
 from playground.training.metrics import Metric
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
-from playground.ui.people import check_control, may_control, session_owner
+from playground.ui.people import check_control, may_control, seat_notice, session_owner
 from playground.ui.runs import (
     attached_run,
     chart,
@@ -184,8 +184,10 @@ running = run is not None and run.active
 stoppable = run is not None and (running or run.status == RunStatus.QUEUED) and may_control(run.id)
 resumable = (run is not None and run.status in FINAL_STATUSES and config is not None
              and config.base.steps > run.step and may_control(run.id))
+seated = seat_notice("compare_login")
 buttons = [st.container(horizontal=True)] * 4  # one row that wraps at 800 px instead of cutting labels
-buttons[0].button("Start", key="compare_start", type="primary", on_click=start, disabled=config is None or running,
+buttons[0].button("Start", key="compare_start", type="primary", on_click=start,
+                  disabled=config is None or running or not seated,
                   icon=":material/play_arrow:", width="content",
                   help="Train every ratio and schedule with the settings shown")
 buttons[1].button("Stop", key="compare_stop", on_click=stop, disabled=not stoppable, icon=":material/stop:",

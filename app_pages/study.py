@@ -23,7 +23,7 @@ from playground.runs.registry import registry
 from playground.runs.study_engine import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.training.metrics import Metric
 from playground.training.run_folder import RunKind, RunStatus
-from playground.ui.people import check_control, may_control, session_owner
+from playground.ui.people import check_control, may_control, seat_notice, session_owner
 from playground.ui.runs import attached_run, chart, live_run_view, polls, script_download, visible_runs
 from playground.ui.settings import BOUND, link_text, schedule_name, share_link, share_slot
 
@@ -144,9 +144,14 @@ def start() -> None:
     config, _ = checked_study()
     if config is None:
         return
-    address = None if runs.shared else st.session_state.study_address
+    address, workers = None, None
+    if runs.classroom is None:
+        address = st.session_state.study_address
+    else:  # a class's server: the cells train here, on as many workers as a seat may use
+        workers = min(runs.classroom.per_seat, runs.max_active)
     try:
-        new_run = runs.launch("study", StudyEngine(config, address=address), config.base, owner=session_owner())
+        new_run = runs.launch("study", StudyEngine(config, address=address, num_cpus=workers), config.base,
+                              owner=session_owner())
         st.session_state.study_run_id = new_run.id
     except (RunError, ConfigError) as error:
         st.session_state.study_error = str(error)
@@ -174,8 +179,10 @@ def stop() -> None:
 
 running = run is not None and run.active
 controls = run is not None and may_control(run.id)
+seated = seat_notice("study_login")
 buttons = st.container(horizontal=True)  # one row that wraps at 800 px instead of cutting labels
-buttons.button("Start", key="study_start", type="primary", on_click=start, disabled=config is None or running,
+buttons.button("Start", key="study_start", type="primary", on_click=start,
+               disabled=config is None or running or not seated,
                icon=":material/play_arrow:", width="content", help="Start Ray if needed and submit one task per cell.")
 buttons.button("Stop", key="study_stop", on_click=stop, icon=":material/stop:", width="content",
                disabled=not (controls and (running or run.status == RunStatus.QUEUED)),
