@@ -228,7 +228,7 @@ def test_the_class_page_takes_a_lesson_s_runs_from_the_server_not_from_their_nam
     comparison = runs.registry().get(bob.session_state.compare_run_id)
     comparison.join(60)
     lesson = next(iter(LESSONS))
-    runs.registry().rename(comparison.id, f"lesson-{lesson}")  # finding 11: a comparison named like a lesson run
+    runs.registry().rename(comparison.id, f"lesson-{lesson}")  # a comparison named like a lesson run
     teacher = linked({"teacher": TEACHER_TOKEN})
     teacher.switch_page("app_pages/classroom.py").run()
     teacher.selectbox(key="class_lesson").set_value(lesson).run()

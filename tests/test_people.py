@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from playground.cli import main
 from playground.core.config import TrainConfig
 from playground.course.lessons import class_snapshot
 from playground.experiments.comparison import CompareConfig
@@ -71,6 +72,8 @@ def test_seats_survive_a_restart_keep_no_key_and_can_be_revoked_or_given_a_new_l
     again = SeatBook(tmp_path / SEATS_FILE)  # a server restart
     assert again.by_key(key) == alice and again.holds(alice.id)
     assert again.by_key(key[:-1] + ("A" if key[-1] != "A" else "B")) is None and again.by_key("") is None
+    _, bob_key = SeatBook(tmp_path / SEATS_FILE).issue("Bob")  # another process (the CLI) issues a seat
+    assert again.by_key(bob_key) is not None and {seat.name for seat in again.all()} == {"Alice <b>", "Bob"}
     fresh = again.new_key(alice.id)
     assert again.by_key(key) is None and again.by_key(fresh) is not None  # the old link stops working
     again.revoke(alice.id)
@@ -78,6 +81,17 @@ def test_seats_survive_a_restart_keep_no_key_and_can_be_revoked_or_given_a_new_l
     assert not SeatBook(tmp_path / SEATS_FILE).holds(alice.id)  # revoked stays revoked after a restart
     with pytest.raises(RunError, match="give the seat a name"):
         again.issue(" \u200f ")
+
+
+def test_the_cli_issues_and_revokes_seats_a_server_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    book = SeatBook(tmp_path / SEATS_FILE)  # the server's, loaded before the CLI runs
+    assert main(["seats", "--runs-dir", str(tmp_path), "--issue", "Ada", "--url", "http://class:8501", "--json"]) == 0
+    made = json.loads(capsys.readouterr().out.splitlines()[-1])["made"]
+    key = made["link"].removeprefix("http://class:8501/?seat=")
+    assert book.by_key(key) is not None and book.by_key(key).id == made["id"]
+    assert main(["seats", "--runs-dir", str(tmp_path), "--revoke", made["id"]]) == 0
+    assert book.by_key(key) is None
+    assert main(["seats", "--runs-dir", str(tmp_path), "--revoke", "0" * 16]) == 2
 
 
 def test_a_login_is_a_seat_once_and_stays_revoked(tmp_path: Path) -> None:
@@ -207,7 +221,7 @@ def test_what_a_run_is_comes_from_the_server_never_from_its_name(shared: RunRegi
     lesson.join(30)
     forged = shared.launch("compare", CompareEngine(comparison), comparison.base, owner=alice)
     forged.join(30)
-    shared.rename(forged.id, "lesson-exposure_bias")  # finding 11: a student names a comparison like a lesson run
+    shared.rename(forged.id, "lesson-exposure_bias")  # a student names a comparison like a lesson run
     assert {s.id: s.lesson for s in shared.list(everyone=True)} == {lesson.id: "exposure_bias", forged.id: ""}
     assert read_run_file(lesson.run_dir)["lesson"] == "exposure_bias"
     restarted = RunRegistry(shared.runs_dir, classroom=classroom(shared.runs_dir))

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from playground.runs.background import RunError
 from playground.training.run_folder import RunStatus, read_json, write_json
 
+SEAT_PARAM = "seat"  # ?seat=KEY: the link the teacher hands a student
 SEATS_FILE = "seats.json"  # in the runs folder, beside the run folders (a file, so never listed as a run)
 TEACHER = "teacher"  # the seat the teacher token grants
 MAX_SEAT_NAME = 60
@@ -57,18 +58,22 @@ def seat_name(name: str) -> str:
 
 
 class SeatBook:
-    """The seats of a server, kept in `path`; every change is written before it is used."""
+    """The seats of a server, kept in `path`. Every change is written before it is used, and a change another
+    process wrote (the CLI's `seats`) is read at the next look-up, so the file is the one truth."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.problem = ""  # why the file on disk could not be read ('' when it could, or there is none)
-        self._lock = threading.Lock()
+        self._problem = ""
+        self._lock = threading.RLock()
         self._seats: dict[str, Seat] = {}
-        if path.exists():
-            try:
-                self._seats = _parse(read_json(path))
-            except ValueError as error:
-                self.problem = f"{SEATS_FILE} could not be read ({error}); issuing a seat replaces it"
+        self._stamp: tuple[int, int, int] | None = None  # the file's inode, size and mtime when last read
+
+    @property
+    def problem(self) -> str:
+        """Why the file on disk could not be read ('' when it could, or there is none)."""
+        with self._lock:
+            self._current()
+            return self._problem
 
     def issue(self, name: str) -> tuple[Seat, str]:
         """A new seat and the secret key of its link (shown once: the book keeps only its hash)."""
@@ -81,26 +86,27 @@ class SeatBook:
         return seat, key
 
     def new_key(self, seat_id: str) -> str:
-        """A fresh key for a link seat (its old link stops working); the seat and its runs stay."""
-        seat = self._seat(seat_id)
-        if seat.login:
-            raise RunError("a login seat has no link: its owner logs in")
-        key = secrets.token_urlsafe(24)
-        self._save(replace(seat, key_hash=_digest(key), revoked=False))
+        """A fresh key for a link seat (its old link stops working; a revoked seat is given back); the seat and
+        its runs stay."""
+        with self._lock:
+            seat = self._seat(seat_id)
+            if seat.login:
+                raise RunError("a login seat has no link: its owner logs in")
+            key = secrets.token_urlsafe(24)
+            self._save(replace(seat, key_hash=_digest(key), revoked=False))
         return key
 
     def revoke(self, seat_id: str) -> None:
-        self._save(replace(self._seat(seat_id), revoked=True))
+        with self._lock:
+            self._save(replace(self._seat(seat_id), revoked=True))
 
     def by_key(self, key: str) -> Seat | None:
         """The live seat whose link holds `key`, else None."""
         if not KEY_PATTERN.fullmatch(key):
             return None
         wanted = _digest(key)
-        with self._lock:
-            return next((seat for seat in self._seats.values()
-                         if seat.key_hash and not seat.revoked and secrets.compare_digest(seat.key_hash, wanted)),
-                        None)
+        return next((seat for seat in self.all()
+                     if seat.key_hash and not seat.revoked and secrets.compare_digest(seat.key_hash, wanted)), None)
 
     def by_login(self, issuer: str, subject: str, name: str) -> Seat | None:
         """The seat of a logged-in person, made at their first login; None once the teacher revoked it."""
@@ -108,37 +114,50 @@ class SeatBook:
             return None
         login = _digest(f"{issuer}\n{subject}")
         with self._lock:
-            seat = next((seat for seat in self._seats.values() if seat.login == login), None)
-        if seat is None:
-            seat = Seat(secrets.token_hex(8), seat_name(name) or "a login", login=login)
-            self._save(seat)
+            seat = next((seat for seat in self.all() if seat.login == login), None)
+            if seat is None:
+                seat = Seat(secrets.token_hex(8), seat_name(name) or "a login", login=login)
+                self._save(seat)
         return None if seat.revoked else seat
 
     def holds(self, seat_id: str) -> bool:
         """Whether `seat_id` is a seat that may train now: the teacher's, or one issued and not revoked."""
-        with self._lock:
-            seat = self._seats.get(seat_id)
+        seat = self._current().get(seat_id)
         return seat_id == TEACHER or (seat is not None and not seat.revoked)
 
     def name(self, seat_id: str) -> str:
-        with self._lock:
-            seat = self._seats.get(seat_id)
+        seat = self._current().get(seat_id)
         return "the teacher" if seat_id == TEACHER else seat.name if seat is not None else ""
 
     def all(self) -> list[Seat]:
-        with self._lock:
-            return list(self._seats.values())
+        return list(self._current().values())
 
     def _seat(self, seat_id: str) -> Seat:
+        if (seat := self._current().get(seat_id)) is None:
+            raise RunError(f"no seat {seat_id!r} on this server")
+        return seat
+
+    def _current(self) -> dict[str, Seat]:
+        """The seats as the file holds them now (read again only when it changed)."""
         with self._lock:
-            if seat_id not in self._seats:
-                raise RunError(f"no seat {seat_id!r} on this server")
-            return self._seats[seat_id]
+            try:
+                status = self.path.stat()
+                stamp: tuple[int, int, int] | None = (status.st_ino, status.st_size, status.st_mtime_ns)
+            except OSError:
+                stamp = None
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self._seats, self._problem = (_parse(read_json(self.path)) if stamp else {}), ""
+                except ValueError as error:
+                    self._seats = {}
+                    self._problem = f"{SEATS_FILE} could not be read ({error}); issuing a seat replaces it"
+            return self._seats
 
     def _save(self, seat: Seat) -> None:
         """Write the book with `seat` in it, then keep it (a write that fails changes nothing)."""
         with self._lock:
-            seats = self._seats | {seat.id: seat}
+            seats = self._current() | {seat.id: seat}
             if len(seats) > MAX_SEATS:
                 raise RunError(f"this server has {MAX_SEATS:,} seats already, the most it keeps")
             try:
@@ -146,7 +165,7 @@ class SeatBook:
                 write_json(self.path, {"seats": [asdict(each) for each in seats.values()]})
             except OSError as error:
                 raise RunError(f"could not save the seats: {error.strerror or error}") from None
-            self._seats, self.problem = seats, ""
+            self._current()
 
 
 def _parse(values: Any) -> dict[str, Seat]:

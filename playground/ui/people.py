@@ -19,12 +19,11 @@ import streamlit as st
 
 from playground.runs.background import RunError
 from playground.runs.registry import registry
-from playground.runs.seats import KEY_PATTERN, NO_SEAT, TEACHER
+from playground.runs.seats import KEY_PATTERN, NO_SEAT, SEAT_PARAM, TEACHER
 
 SEAT_COOKIE = "playground_seat"
 COOKIE_DAYS = 180  # a course's length: the teacher revokes a seat, the cookie need not expire for that
 TEACHER_ENV = "PLAYGROUND_TEACHER_TOKEN"
-SEAT_PARAM = "seat"  # ?seat=KEY: the link the teacher hands a student
 CONTROL_PARAM = "control"  # ?control=KEY: the second secret of a run, which its owner hands out
 TEACHER_PARAM = "teacher"  # ?teacher=TOKEN once; the session keeps it
 
