@@ -20,8 +20,7 @@ from websockets.sync.client import connect
 from playground.course.lessons import STEPS_ENV
 from playground.runs.seats import SEATS_FILE, SeatBook
 from playground.training.run_folder import read_run_file
-from tests.browser.conftest import another_server
-from tests.browser.harness import wait_idle
+from tests.browser.harness import ServerError, streamlit_app, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -32,11 +31,20 @@ SESSION_TTL = "2"  # seconds Streamlit keeps a closed connection's session (and 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    env = {"PLAYGROUND_SHARED": "1", "PLAYGROUND_IDLE_MINUTES": str(IDLE_MINUTES), STEPS_ENV: "100000",
-           "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": SESSION_TTL}
-    with another_server(tmp_path_factory, "seats", env) as url:
-        runs_dir = next(Path(folder) for folder in tmp_path_factory.getbasetemp().glob("seats*/runs"))
-        yield url, runs_dir
+    """A shared server whose runs folder the test reads (and whose seats it issues, as the CLI would)."""
+    monkeypatch = pytest.MonkeyPatch()
+    for name, value in {"PLAYGROUND_SHARED": "1", "PLAYGROUND_IDLE_MINUTES": str(IDLE_MINUTES), STEPS_ENV: "100000",
+                        "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": SESSION_TTL}.items():
+        monkeypatch.setenv(name, value)
+    folder = tmp_path_factory.mktemp("seats")
+    with (folder / "streamlit.log").open("w+") as log:
+        try:
+            with streamlit_app(folder / "runs", log) as url:
+                yield url, folder / "runs"
+        except ServerError as error:
+            pytest.fail(str(error))
+        finally:
+            monkeypatch.undo()
 
 
 def run_folders(runs_dir: Path) -> list[Path]:
@@ -79,8 +87,7 @@ def test_a_client_that_keeps_no_cookie_takes_no_slot_and_one_seat_s_share_at_mos
     for _ in range(5):  # five "people" without a seat
         hostile_client(url, SETTINGS)
     assert run_folders(runs_dir) == []
-    _, key = SeatBook(runs_dir / SEATS_FILE).issue("shared link")  # the server reads the same file (no restart)
-    time.sleep(0.1)
+    _, key = SeatBook(runs_dir / SEATS_FILE).issue("shared link")  # the server reads the file at its next page
     for _ in range(5):  # one seat's link, reconnected five times without a cookie
         hostile_client(url, f"{SETTINGS}&seat={key}")
     folders = run_folders(runs_dir)
