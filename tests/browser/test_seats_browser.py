@@ -20,7 +20,8 @@ from websockets.sync.client import connect
 from playground.course.lessons import STEPS_ENV
 from playground.runs.seats import SEATS_FILE, SeatBook
 from playground.training.run_folder import read_run_file
-from tests.browser.harness import ServerError, streamlit_app, wait_idle
+from tests.browser.conftest import server_and_runs
+from tests.browser.harness import wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -32,19 +33,10 @@ SESSION_TTL = "2"  # seconds Streamlit keeps a closed connection's session (and 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A shared server whose runs folder the test reads (and whose seats it issues, as the CLI would)."""
-    monkeypatch = pytest.MonkeyPatch()
-    for name, value in {"PLAYGROUND_SHARED": "1", "PLAYGROUND_IDLE_MINUTES": str(IDLE_MINUTES), STEPS_ENV: "100000",
-                        "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": SESSION_TTL}.items():
-        monkeypatch.setenv(name, value)
-    folder = tmp_path_factory.mktemp("seats")
-    with (folder / "streamlit.log").open("w+") as log:
-        try:
-            with streamlit_app(folder / "runs", log) as url:
-                yield url, folder / "runs"
-        except ServerError as error:
-            pytest.fail(str(error))
-        finally:
-            monkeypatch.undo()
+    with server_and_runs(tmp_path_factory, "seats", {
+            "PLAYGROUND_SHARED": "1", "PLAYGROUND_IDLE_MINUTES": str(IDLE_MINUTES), STEPS_ENV: "100000",
+            "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": SESSION_TTL}) as served:
+        yield served
 
 
 def run_folders(runs_dir: Path) -> list[Path]:
