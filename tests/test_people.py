@@ -239,6 +239,9 @@ def test_the_teacher_lists_everyone_and_sees_who_is_gone(shared: RunRegistry) ->
     assert sorted(s.owner for s in shared.list(everyone=True)) == sorted([alice, bob])
     assert shared.classroom.presence.here(alice) and not shared.classroom.presence.here(bob)
     assert "owner" not in shared.list(alice)[0].as_dict()  # a seat never reaches a JSON line
+    cli = RunRegistry(shared.runs_dir).launch("cli", TrainingEngine.create(TINY.replace(steps=1)), TINY)  # no owner
+    cli.join(30)
+    assert shared.list("") == [] and cli.id in {s.id for s in shared.list(everyone=True)}  # no seat sees no run
 
 
 def test_the_class_runs_of_a_lesson_are_one_comparison_whose_seeds_are_the_students() -> None:

@@ -228,7 +228,7 @@ class RunRegistry:
                     found[path.name] = (RunSummary(path.name, f"{path.name} ({RUN_FILE} is damaged)", kind,
                                                    RunStatus.FAILED, 0, 0), "")
         shown = [summary for summary, owner in found.values()
-                 if not self.shared or everyone or owner == viewer or summary.id in opened]
+                 if not self.shared or everyone or (viewer and owner == viewer) or summary.id in opened]
         return sorted(shown, key=lambda summary: summary.id, reverse=True)
 
     def get(self, run_id: str) -> BackgroundRun[Any]:
