@@ -50,8 +50,6 @@ def cost(summary: RunSummary) -> str:
         return ""
 
 
-
-
 def issue() -> None:
     try:
         seat, key = classroom.book.issue(st.session_state.class_seat_name)

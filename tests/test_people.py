@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from playground.cli import main
-from playground.core.config import TrainConfig
+from playground.core.config import ConfigError, TrainConfig
 from playground.course.lessons import class_snapshot
 from playground.experiments.comparison import CompareConfig
 from playground.experiments.study_grid import StudyConfig
 from playground.runs.background import RunError
 from playground.runs.compare_engine import CompareEngine
-from playground.runs.registry import RunRegistry
+from playground.runs.registry import RunRegistry, registry, reset_registry
 from playground.runs.seats import SEATS_FILE, TEACHER, Classroom, SeatBook
 from playground.runs.study_engine import StudyEngine
 from playground.runs.train_engine import TrainingEngine
@@ -258,3 +258,23 @@ def test_the_class_runs_of_a_lesson_are_one_comparison_whose_seeds_are_the_stude
     assert combined.arm_rows(1) == [snapshot.arm_rows(1)[0] for snapshot in snapshots]
     assert combined.step == 3 and combined.config.seeds == 3
     assert class_snapshot([]) is None
+
+
+def test_a_shared_server_reads_its_limits_from_the_environment_and_names_a_wrong_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("PLAYGROUND_SHARED", "1")
+    monkeypatch.setenv("PLAYGROUND_MAX_QUEUED", "3")
+    reset_registry()
+    try:
+        classroom = registry().classroom
+        assert classroom is not None and classroom.max_queued == 3 and classroom.per_seat == 1
+        assert classroom.book.path == tmp_path / "runs" / SEATS_FILE
+        for wrong in ("x", "0", "-2", "inf"):
+            monkeypatch.setenv("PLAYGROUND_IDLE_MINUTES", wrong)
+            reset_registry()
+            with pytest.raises(ConfigError, match="PLAYGROUND_IDLE_MINUTES"):
+                registry()
+    finally:
+        monkeypatch.delenv("PLAYGROUND_IDLE_MINUTES")
+        reset_registry()

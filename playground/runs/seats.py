@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from playground.runs.background import RunError
 from playground.training.run_folder import RunStatus, read_json, write_json
@@ -228,6 +228,9 @@ class Holder(Protocol):
     last_control: float
 
 
+HolderT = TypeVar("HolderT", bound=Holder)
+
+
 @dataclass
 class Classroom:
     """The rules of a shared server: who holds a seat, how many workers a seat may train on, the queue's bounds,
@@ -265,7 +268,7 @@ class Classroom:
             raise RunError(f"the server's queue is full ({len(queued)} runs wait, the most it holds): try again "
                            "when a run has ended")
 
-    def idle(self, runs: Iterable[Holder], now: float | None = None) -> list[Holder]:
+    def idle(self, runs: Iterable[HolderT], now: float | None = None) -> list[HolderT]:
         """The runs to stop and save: those of a seat with no page open for the idle time or no longer held
         (revoked), whatever their status, and a run paused for the idle time. CLI runs (no owner) are not the
         class's."""
