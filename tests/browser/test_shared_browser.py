@@ -43,7 +43,7 @@ def people(browser: object, count: int, server: Served) -> Iterator[list[object]
         for index, page in enumerate(pages):
             page.set_default_timeout(60_000)
             page.goto(f"{url}/?seat={SeatBook(runs_dir / SEATS_FILE).issue(f'person {index}')[1]}")
-            wait_idle(page)
+            page.wait_for_function("() => document.cookie.includes('playground_seat=')")  # kept for every page
             page.goto(url)
             wait_idle(page)
             set_number(page, "Hidden size", 16)
