@@ -9,8 +9,8 @@ import os
 import streamlit as st
 import torch
 
-from playground.training.trainer import warm_imports
-from playground.ui.people import claim_link_secrets, is_teacher, remember_seat
+from playground.training import warm_imports
+from playground.ui import claim_link_secrets, is_teacher, remember_seat
 
 
 @st.cache_resource(show_spinner=False)

@@ -7,16 +7,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from playground.course.lessons import LESSONS, class_snapshot
-from playground.plots import notes
-from playground.plots.comparison_figures import arm_figure
-from playground.runs.background import RunError
-from playground.runs.registry import RunSummary, registry
-from playground.runs.seats import Classroom, Seat
-from playground.training.cost import gigabytes
-from playground.training.run_folder import RunKind, RunStatus
-from playground.ui.people import control_link, is_teacher, seat_link
-from playground.ui.runs import LINK_PAGES, chart
+from playground.course import LESSONS, class_snapshot
+from playground.plots import arm_figure, notes
+from playground.runs import Classroom, RunError, RunSummary, Seat
+from playground.runs.registry import registry
+from playground.training import RunKind, RunStatus, gigabytes
+from playground.ui import LINK_PAGES, chart, control_link, guarded_action, is_teacher, seat_link, show_refusal
 
 WAITING_OR_TRAINING = (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.QUEUED)
 
@@ -50,16 +46,14 @@ def cost(summary: RunSummary) -> str:
         return ""
 
 
+@guarded_action("seat")
 def issue() -> None:
-    try:
-        seat, key = classroom.book.issue(st.session_state.class_seat_name)
-    except RunError as error:
-        st.session_state.seat_error = str(error)
-        return
+    seat, key = classroom.book.issue(st.session_state.class_seat_name)
     st.session_state.class_seat_name = ""
     st.session_state.issued_link = (seat.name, seat_link(key))
 
 
+@guarded_action("seat")
 def revoke(seat: Seat) -> None:
     """The seat's link (or login) grants nothing from now on, and its runs stop (saved: a new link continues
     them)."""
@@ -69,11 +63,9 @@ def revoke(seat: Seat) -> None:
             runs.get(summary.id).stop(wait=3.0)
 
 
+@guarded_action("seat")
 def new_link(seat: Seat) -> None:
-    try:
-        st.session_state.issued_link = (seat.name, seat_link(classroom.book.new_key(seat.id)))
-    except RunError as error:
-        st.session_state.seat_error = str(error)
+    st.session_state.issued_link = (seat.name, seat_link(classroom.book.new_key(seat.id)))
 
 
 st.subheader("Seats")
@@ -87,8 +79,7 @@ left.text_input("Student's name", key="class_seat_name", max_chars=60, placehold
                 help="How this page names the seat and its runs (students do not see it)")
 right.button("Issue a seat", key="class_issue", on_click=issue, icon=":material/event_seat:",
              help="A new seat and its link, shown once here")
-if message := st.session_state.pop("seat_error", None):
-    st.error(message)
+show_refusal("seat")
 if issued := st.session_state.pop("issued_link", None):
     st.caption("The link for this seat, shown once (this page keeps no copy): hand it to its student.")
     st.code(issued[1], language=None, wrap_lines=True)

@@ -7,46 +7,49 @@ import streamlit as st
 
 from playground.core.config import FORCING_SETTINGS, SETTINGS, VARIANT_SETTINGS, ConfigError
 from playground.core.forcing import SCHEDULES
-from playground.core.tasks import CustomPairs, TaskError
-from playground.course.glossary import term_link
-from playground.experiments.comparison import (
+from playground.core.tasks import CustomPairs
+from playground.course import term_link
+from playground.experiments import (
     DEFAULT_RATIOS,
-    MAX_SEEDS,
+    MAX_COMPARE_SEEDS,
     RATIO_CHOICES,
     TRADE_OFF_EXAMPLE,
     TRADE_OFF_RATIOS,
     CompareConfig,
     CompareSnapshot,
 )
-from playground.plots import notes
-from playground.plots.comparison_figures import arm_figure
-from playground.reports.comparison_table import GAP, LENGTHS, reading, summary_csv, summary_rows
-from playground.runs.background import BackgroundRun, RunError
-from playground.runs.compare_engine import CompareEngine
+from playground.plots import arm_figure, notes
+from playground.reports import GAP, LENGTHS, comparison_reading, summary_csv, summary_rows
+from playground.runs import BackgroundRun, CompareEngine
 from playground.runs.registry import registry
-from playground.training.metrics import Metric
-from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
-from playground.ui.people import check_control, may_control, seat_notice, session_owner
-from playground.ui.runs import (
+from playground.training import FINAL_STATUSES, Metric, RunKind, RunStatus
+from playground.ui import (
+    BOUND,
     attached_run,
     chart,
     chart_format_picker,
-    compounding_errors,
-    live_run_view,
-    polls,
-    runs_panel,
-)
-from playground.ui.settings import (
-    BOUND,
+    check_control,
     checked_config,
+    compounding_errors,
     current_settings,
+    drift_view,
+    exposures,
+    guarded_action,
     link_text,
+    live_run_view,
     load_settings,
+    may_control,
+    polls,
+    recovery_view,
+    runs_panel,
     schedule_name,
+    seat_notice,
+    session_owner,
     setting_widget,
     settings_share,
     settings_sidebar,
     share_slot,
+    show_refusal,
 )
 
 Run = BackgroundRun[CompareSnapshot]
@@ -63,12 +66,10 @@ TABLE_NAMES = {"label": "arm", Metric.FR_EXACT: "free-running exact",
 TABLE_ORDER = ("label", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "gap_peak", "gap_peak_step",
                Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS, "step",
                "seeds")
+NOT_YET = "not yet"  # a figure a run has not reached or measured yet: never shown as None
 CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GAP, LENGTHS)
 
-st.title("Compare teacher-forcing ratios")
-st.caption(f"Every ratio ({term_link('arm')}) trains at once in one batched computation: same task, same batches, "
-           f"same {term_link('coin')} draws, same initial weights for a {term_link('seed')}. Only the chance of "
-           f"feeding the true previous token ({term_link('teacher forcing')}) differs.")
+heading = st.empty()
 share = share_slot("compare")
 
 
@@ -94,7 +95,7 @@ middle.multiselect("Decaying schedules (from γ = 1 to 0)", decaying, [], key="c
                    format_func=schedule_name,
                    help="Scheduled sampling: γ starts at 1 and decays to the final γ (formulas in the Glossary)")
 setting_widget(coin, "coin")
-right.number_input("Seeds", 1, MAX_SEEDS, 1, key="compare_seeds", **BOUND,
+right.number_input("Seeds", 1, MAX_COMPARE_SEEDS, 1, key="compare_seeds", **BOUND,
                    help="Each seed starts from its own initial weights and draws its own batches; curves show "
                         "the mean and a band of ± one standard deviation, so you can see seed noise.")
 models = st.columns(len(MODEL_KEYS))  # arms may also differ by model: the product with the ratios and schedules
@@ -125,6 +126,15 @@ def checked_compare_config() -> tuple[CompareConfig | None, CustomPairs | None, 
 
 
 config, custom, problems = checked_compare_config()
+differs = config.differs_by() if config is not None else []
+with heading.container():
+    st.title("Compare teacher-forcing ratios" if differs == ["teacher forcing"] else
+             "Compare " + " and ".join(differs) if differs else "Compare")
+    st.caption(f"Every {term_link('arm')} trains at once in one batched computation: same task, same batches, same "
+               f"{term_link('coin')} draws, same initial weights for a {term_link('seed')}. Only "
+               + (" and ".join(differs) if differs else "nothing yet: choose at least two arms")
+               + (f" (the chance of feeding the true previous token, {term_link('teacher forcing')})"
+                  if "teacher forcing" in differs else "") + (" differ." if len(differs) > 1 else " differs."))
 for problem in problems:
     st.error(problem)
 arms = {"compare_ratios": [link_text(ratio) for ratio in st.session_state.compare_ratios],
@@ -135,43 +145,39 @@ settings_share(share, current_settings(skip=PER_ARM, force=schedule_settings), a
                {"compare_ratios": [link_text(ratio) for ratio in DEFAULT_RATIOS], "compare_schedules": [],
                 "compare_seeds": "1", **{key: [] for key in MODEL_KEYS}},
                {"compare_ratios": ", ".join(map(link_text, RATIO_CHOICES)),
-                "compare_schedules": ", ".join(map(schedule_name, decaying)), "compare_seeds": f"1 to {MAX_SEEDS}",
+                "compare_schedules": ", ".join(map(schedule_name, decaying)),
+                "compare_seeds": f"1 to {MAX_COMPARE_SEEDS}",
                 **{key: ", ".join(SETTINGS[name].options) for key, name in zip(MODEL_KEYS, VARIANT_SETTINGS,
-                                                                                strict=True)}})
+                                                                                strict=True)}},
+               run={"compare": run.id} if run is not None else None)
 
 
+@guarded_action("compare")
 def start() -> None:
     config, custom, _ = checked_compare_config()
     if config is None:
         return  # the rerun shows the problems
-    try:
-        new_run = runs.launch(f"compare-{config.base.task}", CompareEngine(config, custom), config.base, custom,
-                              owner=session_owner())
-        st.session_state.compare_run_id = new_run.id
-    except (RunError, ConfigError, TaskError) as error:
-        st.session_state.compare_error = str(error)
+    new_run = runs.launch(f"compare-{config.base.task}", CompareEngine(config, custom), config.base, custom,
+                          owner=session_owner())
+    st.session_state.compare_run_id = new_run.id
 
 
+@guarded_action("compare")
 def train_on(ended: Run) -> None:
     """Continue an ended comparison exactly where it was saved, with its own arms, up to the Steps setting: its
     owner's button only."""
     config, _, _ = checked_compare_config()
-    try:
-        if config is not None:
-            check_control(ended.id)
-            ended.train_on(config.base.steps)
-    except RunError as error:
-        st.session_state.compare_error = str(error)
+    if config is not None:
+        check_control(ended.id)
+        ended.train_on(config.base.steps)
 
 
+@guarded_action("compare")
 def stop() -> None:
     """End the comparison on screen (or take it out of the queue): its owner's button only."""
-    try:
-        if run is not None:
-            check_control(run.id)
-            run.stop(wait=3.0)
-    except RunError as error:
-        st.session_state.compare_error = str(error)
+    if run is not None:
+        check_control(run.id)
+        run.stop(wait=3.0)
 
 
 def load_example() -> None:
@@ -203,8 +209,7 @@ buttons[3].button("Example: longer sequences", key="compare_example", on_click=l
                        f"{TRADE_OFF_EXAMPLE.hidden_dim}, {TRADE_OFF_EXAMPLE.steps} steps, γ = 0, 0.5 and 1: about a "
                        "minute on 2 CPU cores (38 s measured with the page open), and the ratios differ (the "
                        "default task is easy enough for all to reach ~99%)")
-if message := st.session_state.pop("compare_error", None):
-    st.error(message)
+show_refusal("compare")
 if resumable and run is not None and config is not None:
     own = run.snapshot().config
     if (own.base.replace(steps=config.base.steps), sorted(own.ratios), own.schedules, own.seeds) != (
@@ -222,6 +227,11 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         chart(columns[i % 2], arm_figure(snapshot, name), f"compare_{name}", notes.ARM_CHARTS[name])
     if status in FINAL_STATUSES and run is not None:  # scored once the models stop changing
         compounding_errors(columns[0], run, "compare_positions")
+        found = exposures("compare_probe", (run.id, run.step), run.models, drift=True)
+        st.subheader("Does it recover from a wrong token?")
+        recovery_view(st, found, "compare")
+        st.subheader("Teacher-forced and free-running states drift apart")
+        drift_view(st, found, "compare")
     st.caption("The gap uses token accuracy: with greedy decoding a sequence that is fully right under teacher "
                "forcing fed itself the true tokens, so its free-running copy is right too and an exact-match gap "
                "is always 0.")
@@ -229,14 +239,14 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     if not table:
         return
     st.subheader("Result")
-    st.markdown(reading(table))
+    st.markdown(comparison_reading(table))
     frame = pd.DataFrame(table)[list(TABLE_ORDER)].rename(columns=TABLE_NAMES)
     percent_columns = [TABLE_NAMES[n] for n in (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, GAP,
                                                 "gap_peak")]
-    st.dataframe(frame.style.format("{:.1%}", subset=percent_columns).format(
-        "{:.4f}", subset=[TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]).format(
-        "{:.1f}", subset=[TABLE_NAMES["wall_seconds"]]).format("{:,.0f}", subset=[TABLE_NAMES["steps_to_90"]],
-                                                            na_rep="not yet"),
+    losses = [TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]
+    st.dataframe(frame.style.format(na_rep=NOT_YET).format("{:.1%}", subset=percent_columns, na_rep=NOT_YET).format(
+        "{:.4f}", subset=losses, na_rep=NOT_YET).format("{:.1f}", subset=[TABLE_NAMES["wall_seconds"]]).format(
+        "{:,.0f}", subset=[TABLE_NAMES["steps_to_90"], TABLE_NAMES["gap_peak_step"]], na_rep=NOT_YET),
         hide_index=True, width="stretch", column_config={"arm": st.column_config.Column(pinned=True)})
     st.download_button("Download CSV", summary_csv(table), file_name="compare.csv", mime="text/csv",
                        key="compare_download")

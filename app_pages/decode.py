@@ -1,4 +1,5 @@
-"""Decode: one source token by token, greedy against beam search, and where exposure bias compounds."""
+"""Decode: one source token by token (overruled where the student feeds another token), greedy against beam
+search, where exposure bias compounds and whether the model recovers from a wrong token."""
 
 from __future__ import annotations
 
@@ -6,35 +7,50 @@ import math
 
 import streamlit as st
 
-from playground.course.glossary import term_link
-from playground.inspection.decoding import (
+from playground.core.tasks import SPECIALS, Vocab
+from playground.course import term_link
+from playground.inspection import (
+    FED_CHOSEN,
     FED_OWN,
     FED_TRUE,
     MAX_BEAM_WIDTH,
     StepThrough,
     beam_search,
+    check_prefix,
     check_source,
     greedy,
     position_errors,
     step_through,
 )
-from playground.plots import notes
-from playground.plots.decoding_figures import attention_row_figure, position_errors_figure, top_k_figure
-from playground.plots.state_figures import state_heatmap
-from playground.ui.inspection import Source, inspection_sidebar
-from playground.ui.runs import chart
-from playground.ui.settings import BOUND, share_slot
+from playground.plots import attention_row_figure, notes, position_errors_figure, state_heatmap, top_k_figure
+from playground.ui import (
+    BOUND,
+    Source,
+    chart,
+    exposures,
+    inspection_sidebar,
+    recovery_view,
+    share_slot,
+    source_models,
+)
 
 PLAY_SECONDS = 0.8
 FED_BADGES = {FED_TRUE: ":green-badge[true token (teacher-forced)]", FED_OWN: ":orange-badge[model's own output]",
-              "start": ":gray-badge[start of decoding]"}
+              FED_CHOSEN: ":violet-badge[your token (what if)]", "start": ":gray-badge[start of decoding]"}
 
 
-def decoding_settings(has_target: bool) -> tuple[float, int, int, int, bool]:
+def decoding_settings(has_target: bool) -> tuple[str, float, int, int, int, bool]:
     st.subheader("Decoding")
-    gamma = st.slider("Teacher forcing (gamma)", 0.0, 1.0, 0.0, 0.05, key="dc_gamma", **BOUND, disabled=not has_target,
+    if (pending := st.session_state.pop("dc_prefix_pending", None)) is not None:  # from the step-through's button
+        st.session_state.dc_prefix = pending
+    prefix = st.text_input("What-if prefix", key="dc_prefix", **BOUND,
+                           help="Output tokens fed to the decoder first, written like a target (e.g. fa): the model "
+                                "then continues on its own, and beam search from there too. Empty: the model decodes "
+                                "on its own. 'Feed this token instead' in the step-through fills it in")
+    gamma = st.slider("Teacher forcing (gamma)", 0.0, 1.0, 0.0, 0.05, key="dc_gamma", **BOUND,
+                      disabled=not has_target or bool(prefix.strip()),
                       help="Share of steps fed the target's true token instead of the model's own output; needs a "
-                           "target. 0 is free-running (what the model does at test time)")
+                           "target, and no what-if prefix. 0 is free-running (what the model does at test time)")
     seed = st.number_input("Coin seed", 0, 1_000_000, 0, key="dc_seed", **BOUND,
                            help="Seeds the coins that decide which steps are teacher-forced, so the same gamma "
                                 "always forces the same steps")
@@ -45,15 +61,32 @@ def decoding_settings(has_target: bool) -> tuple[float, int, int, int, bool]:
     length_norm = st.toggle("Length normalisation", key="dc_length_norm", **BOUND,
                             help="Rank finished beams by log-prob per token, so longer outputs are not "
                                  "penalised merely for multiplying more probabilities")
-    return gamma, int(seed), top_k, width, length_norm
+    return prefix, gamma, int(seed), top_k, width, length_norm
 
 
 def move(delta: int, last: int) -> None:
     st.session_state.dc_step = min(max(st.session_state.dc_step + delta, 0), last)
 
 
+def overrule(walk: StepThrough, t: int, vocab: Vocab, limit: int) -> None:
+    """'Feed this token instead': the output so far with another token at step t becomes the what-if prefix, and
+    the page shows the step after it (a rerun of the whole page: the continuation and the states change)."""
+    if t + 1 >= limit:
+        return
+    row = st.container(horizontal=True, key="dc_overrule", vertical_alignment="bottom")
+    others = [token for token in vocab.itos[len(SPECIALS):] if token != walk.steps[t].emitted]
+    instead = row.selectbox(f"Instead of {walk.steps[t].emitted}", others, key="dc_instead", width=180,
+                            help="A token to emit at this step in place of the model's, so the next step is fed it")
+    if row.button("Feed this token instead", key="dc_feed", icon=":material/alt_route:", width="content",
+                  help="What if the model had emitted this token here? It is fed to the next step and the model "
+                       "continues on its own (the what-if prefix in the sidebar)"):
+        st.session_state.dc_prefix_pending = vocab.join([step.emitted for step in walk.steps[:t]] + [instead])
+        st.session_state.dc_step_pending = t + 1
+        st.rerun()
+
+
 @st.fragment(run_every=PLAY_SECONDS if st.session_state.get("dc_playing") else None)
-def stepper(walk: StepThrough, target: list[str]) -> None:
+def stepper(walk: StepThrough, target: list[str], vocab: Vocab, limit: int) -> None:
     """The current step; Play advances it on the fragment's timer and stops (rerunning the page) at the end."""
     last = len(walk.steps) - 1
     playing = st.session_state.get("dc_playing", False)
@@ -77,10 +110,14 @@ def stepper(walk: StepThrough, target: list[str]) -> None:
                    icon=":material/first_page:", width="content")
     t = st.session_state.dc_step
     step = walk.steps[t]
-    st.markdown(f"**Step {t} of {last}** · fed **{step.fed}** {FED_BADGES[step.fed_from]} · chose "
-                f"**{step.chosen}** (p = {math.exp(step.logprob):.1%}) · running "
+    chose = f"chose **{step.chosen}** (p = {step.top[0][1]:.1%})"
+    if step.overruled_by:
+        chose += f", overruled by **{step.overruled_by}** (p = {math.exp(step.logprob):.1%})"
+    st.markdown(f"**Step {t} of {last}** · fed **{step.fed}** {FED_BADGES[step.fed_from]} · {chose} · running "
                 f"log-prob **{step.running_logprob:.3f}**")
     st.caption("Emitted so far: " + " ".join(walk.emitted[: t + 1]))
+    if not playing:
+        overrule(walk, t, vocab, limit)
     # side by side from about 1,100 px; narrower, the states wrap below rather than cut the top-k chart's title
     row = st.container(horizontal=True, key="dc_step_charts")
     left, right = row.container(width=440), row.container(width=440)
@@ -88,17 +125,20 @@ def stepper(walk: StepThrough, target: list[str]) -> None:
     chart(left, top_k_figure(step, target[t] if t < len(target) else None), "dc_top_k_chart", notes.TOP_K)
     if step.attention is not None:
         chart(left, attention_row_figure(step), "dc_attention_row", notes.ATTENTION_ROW)
-    labels = [f"{s.fed}→{s.chosen}" for s in walk.steps[: t + 1]]
+    labels = [f"{s.fed}→{s.emitted}" for s in walk.steps[: t + 1]]
     for index, layer in enumerate(walk.capture.decoder):
         chart(right, state_heatmap(layer.h[: t + 1], labels, f"Decoder layer {index + 1}: h_t so far",
                                    height=320, value_name="h", x_title="step (input → prediction)"), f"dc_h_{index}",
               notes.STATES)
 
 
-def beam_view(source: Source, src: list[str], limit: int, width: int, length_norm: bool) -> None:
+def beam_view(source: Source, src: list[str], limit: int, width: int, length_norm: bool, prefix: list[str]) -> None:
     model = source.model()
-    best = greedy(model, source.src_vocab, source.tgt_vocab, src, limit)
-    search = beam_search(model, source.src_vocab, source.tgt_vocab, src, limit, width, length_norm)
+    best = greedy(model, source.src_vocab, source.tgt_vocab, src, limit, prefix)
+    search = beam_search(model, source.src_vocab, source.tgt_vocab, src, limit, width, length_norm, prefix)
+    if prefix:
+        st.caption(f"Both continue after the what-if prefix {source.tgt_vocab.join(prefix)}; the log-probabilities "
+                   "include its tokens.")
     join = source.tgt_vocab.join
     top = search.beams[0]
     verdict = ("finds a more probable output than greedy" if top.logprob > best.logprob + 1e-6
@@ -123,7 +163,7 @@ source, example = inspection_sidebar("dc", share_slot("decode"))
 if source and example:
     src, tgt = example
     with st.sidebar:
-        gamma, seed, top_k, width, length_norm = decoding_settings(bool(tgt))
+        prefix_text, gamma, seed, top_k, width, length_norm = decoding_settings(bool(tgt))
     try:
         source_notes = check_source(source.task, source.src_vocab, src)
     except ValueError as error:
@@ -132,20 +172,34 @@ if source and example:
     for note in source_notes:
         st.info(f"Note: {note}.")
     limit = source.task.decode_limit(len(src))
-    forced = tgt if tgt and gamma > 0 else None
-    walk = step_through(source.model(), source.src_vocab, source.tgt_vocab, src, limit, forced, gamma, seed, top_k)
-    signature = (source.label, tuple(src), tuple(tgt), gamma, seed)
+    prefix = source.tgt_vocab.tokenize(prefix_text)
+    try:
+        check_prefix(source.tgt_vocab, prefix, limit)
+    except ValueError as error:
+        st.error(f"The what-if prefix is not used: {error}.")
+        prefix = []
+    forced = tgt if tgt and gamma > 0 and not prefix else None
+    walk = step_through(source.model(), source.src_vocab, source.tgt_vocab, src, limit, forced, gamma, seed, top_k,
+                        prefix)
+    signature = (source.label, tuple(src), tuple(tgt), gamma, seed, tuple(prefix))
     if st.session_state.get("dc_signature") != signature:
-        st.session_state.dc_signature, st.session_state.dc_step, st.session_state.dc_playing = signature, 0, False
+        st.session_state.dc_signature, st.session_state.dc_playing = signature, False
+        st.session_state.dc_step = st.session_state.pop("dc_step_pending", 0)
     st.session_state.dc_step = min(st.session_state.get("dc_step", 0), len(walk.steps) - 1)
     if source.live:
         st.caption(f"{source.label} is training: this decodes its weights as of this page's last rerun.")
     st.subheader(f"Step through: {source.src_vocab.join(src)}"
                  + (f" (target {source.tgt_vocab.join(tgt)})" if tgt else ""))
-    stepper(walk, tgt)
+    if prefix:
+        st.caption(f"What if: the first {len(prefix)} output tokens are fed as {source.tgt_vocab.join(prefix)} "
+                   "(the sidebar's what-if prefix); the model continues on its own after them.")
+        st.button("Clear the what-if", key="dc_clear_prefix", icon=":material/undo:",
+                  on_click=lambda: st.session_state.update(dc_prefix_pending=""),
+                  help="Let the model decode on its own again")
+    stepper(walk, tgt, source.tgt_vocab, limit)
 
     st.subheader("Greedy against beam search")
-    beam_view(source, src, limit, width, length_norm)
+    beam_view(source, src, limit, width, length_norm, prefix)
 
     st.subheader("Where errors compound")
     if not source.val_pairs:
@@ -161,3 +215,7 @@ if source and example:
         st.caption("Teacher-forced: fed the true prefix. Free-running: fed its own outputs, so one mistake can cause "
                    "the next. The dashed line is the free-running error among examples whose earlier positions were "
                    "all right; the gap above it is what earlier mistakes add.")
+
+        st.subheader("Does it recover from a wrong token?")
+        identity, models = source_models(source, every_arm)
+        recovery_view(st, exposures("dc_probe", identity, models, drift=False), "dc")

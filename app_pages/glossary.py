@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from playground.course.glossary import TERMS, anchor
+from playground.course import TERMS, anchor
 
 st.title("Glossary")
 st.caption("The words of this app, for someone who knows what a neural network is but has not met a sequence-to-"

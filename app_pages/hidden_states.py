@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from playground.course.glossary import term_link
-from playground.inspection.states import (
+from playground.course import term_link
+from playground.inspection import (
     UNIT_ORDERS,
     StateCapture,
     capture_csv,
@@ -20,19 +20,26 @@ from playground.inspection.states import (
     informative_units,
     unit_order,
 )
-from playground.plots import notes
-from playground.plots.state_figures import (
+from playground.plots import (
     alignment_heatmap,
     mark_step,
     mark_units,
+    notes,
     probs_figure,
     projection_figure,
     state_heatmap,
     unit_lines_figure,
 )
-from playground.ui.inspection import inspection_sidebar
-from playground.ui.runs import chart, chart_format_picker
-from playground.ui.settings import BOUND, share_slot
+from playground.ui import (
+    BOUND,
+    chart,
+    chart_format_picker,
+    drift_view,
+    exposures,
+    inspection_sidebar,
+    share_slot,
+    source_models,
+)
 
 REFRESH_SECONDS = 3.0
 PROJECTED = 300  # validation examples in the PCA plane
@@ -152,3 +159,13 @@ if source and example:
         right.download_button("Download states (CSV)", capture_csv(shown), "states.csv", "text/csv", key="hs_csv")
 
     views()
+
+    st.subheader("Teacher-forced and free-running states drift apart")
+    st.caption("The decoder's top-layer h_t on the validation examples, fed the true tokens and fed its own: equal "
+               "until the model's first mistake, then apart." + (" Computed from the weights of this page's last "
+                                                                 "rerun." if source.live else ""))
+    if not source.val_pairs:
+        st.info("The drift needs the validation set, which this model's task could not regenerate.")
+    else:
+        identity, models = source_models(source, every_arm=False)
+        drift_view(st, exposures("hs_drift", identity, models, drift=True), "hs")

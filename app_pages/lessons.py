@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import streamlit as st
 
-from playground.course.answers import PREDICTIONS, answers, prediction_verdict
-from playground.course.lessons import LESSONS, Lesson, prepared, run_name
-from playground.experiments.comparison import CompareSnapshot
-from playground.inspection.decoding import free_running_mistakes
-from playground.plots import notes
-from playground.plots.comparison_figures import arm_figure
-from playground.reports.comparison_table import GAP, summary_rows
-from playground.runs.background import BackgroundRun, RunError
-from playground.runs.compare_engine import CompareEngine
+from playground.course import LESSONS, PREDICTIONS, Lesson, prediction_verdict, prepared, run_name, setup_facts
+from playground.course.answers import answers
+from playground.experiments import CompareSnapshot
+from playground.inspection import free_running_mistakes
+from playground.plots import arm_figure, notes
+from playground.reports import GAP, summary_rows
+from playground.runs import BackgroundRun, CompareEngine
 from playground.runs.registry import registry
-from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
-from playground.ui.inspection import MAX_EXAMPLES
-from playground.ui.people import check_control, seat_notice, session_owner
-from playground.ui.runs import chart, live_run_view, open_run, polls, script_download, visible_runs
-from playground.ui.settings import BOUND, glossary_link, share_link, share_slot
+from playground.training import FINAL_STATUSES, RunKind, RunStatus
+from playground.ui import (
+    BOUND,
+    MAX_EXAMPLES,
+    chart,
+    check_control,
+    glossary_link,
+    guarded_action,
+    live_run_view,
+    open_run,
+    polls,
+    script_download,
+    seat_notice,
+    session_owner,
+    share_link,
+    share_slot,
+    show_refusal,
+    visible_runs,
+)
 
 POLL_SECONDS = 2.0
 RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session (after a reload: the person's newest)
@@ -50,14 +62,11 @@ def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
     return None
 
 
+@guarded_action("lesson")
 def start(lesson: Lesson) -> None:
     config = prepared(lesson)
-    try:
-        run = registry().launch(run_name(lesson), CompareEngine(config), config.base, owner=session_owner(),
-                                lesson=lesson.key)
-    except RunError as error:
-        st.session_state.lesson_error = str(error)
-        return
+    run = registry().launch(run_name(lesson), CompareEngine(config), config.base, owner=session_owner(),
+                            lesson=lesson.key)
     st.session_state[RUNS_KEY][lesson.key] = run.id
 
 
@@ -72,25 +81,20 @@ def stopped_run(lesson: Lesson, run: BackgroundRun[CompareSnapshot] | None) -> t
                  and summary.status == RunStatus.STOPPED and summary.step < summary.total_steps), None)
 
 
+@guarded_action("lesson")
 def continue_run(lesson: Lesson, run_id: str) -> None:
     """Train a stopped lesson run on to its own end, exactly where it was saved."""
-    try:
-        run = registry().get(run_id)
-        check_control(run.id)
-        run.train_on(run.total_steps)
-    except (RunError, ValueError) as error:
-        st.session_state.lesson_error = str(error)
-        return
+    run = registry().get(run_id)
+    check_control(run.id)
+    run.train_on(run.total_steps)
     st.session_state[RUNS_KEY][lesson.key] = run_id
 
 
+@guarded_action("lesson")
 def stop(lesson: Lesson) -> None:
-    try:
-        if (run := current(lesson)) is not None:
-            check_control(run.id)
-            run.stop(wait=3.0)
-    except RunError as error:
-        st.session_state.lesson_error = str(error)
+    if (run := current(lesson)) is not None:
+        check_control(run.id)
+        run.stop(wait=3.0)
 
 
 run = current(lesson)
@@ -105,6 +109,7 @@ share_link(share, {"lesson": titles[chosen]}, {"lesson": titles[next(iter(LESSON
 st.subheader(lesson.title)
 st.markdown(lesson.story)
 config = prepared(lesson)
+st.caption(setup_facts(config))
 prediction = PREDICTIONS[lesson.key]
 predicted = st.radio(f"**Predict first:** {prediction.question}", range(len(prediction.choices)), index=None,
                      format_func=prediction.choices.__getitem__, key=f"prediction_{lesson.key}",
@@ -124,8 +129,7 @@ if (stopped := stopped_run(lesson, run)) is not None:
                    args=(lesson, stopped_id), icon=":material/fast_forward:", width="content",
                    help=f"The run {stopped_id} of this lesson stopped at step {stopped_step:,} of {stopped_total:,}: "
                         "train it on to its end exactly where it was saved (the same numbers as a run never stopped)")
-if message := st.session_state.pop("lesson_error", None):
-    st.error(message)
+show_refusal("lesson")
 st.markdown("**Questions to answer from the charts**\n" + "\n".join(f"1. {q}" for q in lesson.questions))
 
 

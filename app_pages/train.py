@@ -5,41 +5,50 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from playground.core.config import LIVE_SETTINGS, ConfigError, TrainConfig, label
+from playground.core.config import LIVE_SETTINGS, TrainConfig, label
 from playground.core.tasks import TASKS, CustomPairs, TaskError
-from playground.inspection.preview import TaskPreview, parameter_counts, task_preview
-from playground.plots import notes
-from playground.plots.curves import accuracy_figure, gamma_figure, loss_figure
-from playground.plots.diagram import DiagramSizes, model_diagram
-from playground.reports.readings import points
-from playground.runs.background import BackgroundRun, RunError
+from playground.inspection import TaskPreview, parameter_counts, task_preview
+from playground.plots import DiagramSizes, accuracy_figure, gamma_figure, loss_figure, model_diagram, notes
+from playground.reports import points
+from playground.runs import BackgroundRun, TrainingEngine, TrainingSnapshot
 from playground.runs.registry import registry
-from playground.runs.train_engine import TrainingEngine, TrainingSnapshot
-from playground.training.cost import WARN_SECONDS_PER_STEP, estimate
-from playground.training.metrics import EVALUATED, Metric
-from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus, metrics_csv
-from playground.training.trainer import build_task
-from playground.ui.people import check_control, may_control, seat_notice, session_owner
-from playground.ui.runs import (
+from playground.training import (
+    EVALUATED,
+    FINAL_STATUSES,
+    WARN_SECONDS_PER_STEP,
+    Metric,
+    RunKind,
+    RunStatus,
+    build_task,
+    estimate,
+    metrics_csv,
+)
+from playground.ui import (
     attached_run,
     chart,
     chart_format_picker,
+    check_control,
+    checked_config,
     compounding_errors,
+    current_settings,
     explained,
+    exposures,
+    guarded_action,
+    load_settings,
+    may_control,
     open_run,
     queue_place,
+    recovery_view,
     run_label,
     runs_panel,
-    state_preview,
-)
-from playground.ui.settings import (
-    checked_config,
-    current_settings,
-    load_settings,
+    seat_notice,
+    session_owner,
     setting_value,
     settings_share,
     settings_sidebar,
     share_slot,
+    show_refusal,
+    state_preview,
 )
 
 Run = BackgroundRun[TrainingSnapshot]
@@ -57,7 +66,7 @@ chart_format_picker()
 config, custom, problems = checked_config()
 for problem in problems:
     st.error(problem)
-settings_share(share, current_settings())
+settings_share(share, current_settings(), run={"run": run.id} if run is not None else None)
 
 
 def current_run() -> Run | None:
@@ -66,6 +75,7 @@ def current_run() -> Run | None:
     return open_run(run_id, RunKind.TRAIN) if run_id else None
 
 
+@guarded_action("train")
 def act(action: str) -> None:
     """Start, resume or step the current run, or launch a new one (nothing is created when it is refused); a run
     this person does not control (opened by its link) is left alone: Start trains the experiment as their own."""
@@ -73,41 +83,33 @@ def act(action: str) -> None:
     if config is None:
         return  # the rerun shows the problems
     run = current_run()
-    try:
-        if run is None or run.status in FINAL_STATUSES or not may_control(run.id):
-            run = runs.launch(st.session_state.get("run_name", ""), TrainingEngine.create(config, custom), config,
-                              custom, one_step=action == "step", owner=session_owner())
-            st.session_state.train_run_id = run.id
-        elif action == "step":
-            run.step_once()
-        elif run.status == RunStatus.PAUSED:
-            run.resume()
-        else:
-            run.start()
-    except (RunError, ConfigError, TaskError) as error:
-        st.session_state.train_error = str(error)
+    if run is None or run.status in FINAL_STATUSES or not may_control(run.id):
+        run = runs.launch(st.session_state.get("run_name", ""), TrainingEngine.create(config, custom), config,
+                          custom, one_step=action == "step", owner=session_owner())
+        st.session_state.train_run_id = run.id
+    elif action == "step":
+        run.step_once()
+    elif run.status == RunStatus.PAUSED:
+        run.resume()
+    else:
+        run.start()
 
 
+@guarded_action("train")
 def train_on() -> None:
     """Continue an ended run up to the Steps setting, from exactly where it was saved."""
     run, (config, _, _) = current_run(), checked_config()
-    try:
-        if run is not None and config is not None:
-            check_control(run.id)
-            run.train_on(config.steps)
-    except RunError as error:
-        st.session_state.train_error = str(error)
+    if run is not None and config is not None:
+        check_control(run.id)
+        run.train_on(config.steps)
 
 
+@guarded_action("train")
 def control(action: str) -> None:
     """Stop, pause or resume the current run: its owner's (or a control link's) buttons only."""
     if (run := current_run()) is None:
         return
-    try:
-        check_control(run.id)
-    except RunError as error:
-        st.session_state.train_error = str(error)
-        return
+    check_control(run.id)
     {"stop": lambda: run.stop(wait=STOP_WAIT_SECONDS), "pause": run.pause, "resume": run.resume}[action]()
 
 
@@ -156,8 +158,7 @@ buttons[3].button("Stop", key="stop", on_click=control, args=("stop",), icon=":m
                   help="End the run (it is saved and can be continued with Train on), or leave the queue")
 buttons[4].button("Reset", key="reset", on_click=reset, width="content", icon=":material/restart_alt:",
                   help="Forget the current run (it stays in the list) so Start begins a new one")
-if message := st.session_state.pop("train_error", None):
-    st.error(message)
+show_refusal("train")
 if config is not None and not running:
     cost = estimate(config, build_task(config, custom))
     note = f"Estimated cost on this machine: {cost.describe()}."
@@ -268,6 +269,9 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
     if run is not None and run.status in FINAL_STATUSES:  # scored once the model stops changing
         left, _ = st.columns(2)
         compounding_errors(left, run, "train_positions")
+        st.markdown("**Does it recover from a wrong token?** The validation examples with one wrong token fed at "
+                    "each position in turn.")
+        recovery_view(st, exposures("train_probe", (run.id, run.step), run.models, drift=False), "train")
 
 
 preview = preview_of(config, custom) if config is not None else None
@@ -292,8 +296,8 @@ if run is not None:
 
     live_curves()
     live_evaluation()
-    if preview is not None:  # drawn at each rerun, not polled: the browser's graph layout halved a page-open run's
-        snapshot = run.snapshot()  # speed on 2 cores (issue #12); the γ chart follows γ live
+    if preview is not None:  # drawn at each rerun, not polled: the browser's graph layout slows a page-open run;
+        snapshot = run.snapshot()  # the γ chart follows γ live
         gamma = next((row[Metric.GAMMA] for row in reversed(snapshot.rows) if Metric.GAMMA in row),
                      snapshot.config.teacher_forcing_ratio)
         with st.expander("The model and the task", expanded=False):

@@ -1,4 +1,4 @@
-"""Arithmetic of one training step and the GEMM roofline it is held against (issue #12).
+"""Arithmetic of one training step and the GEMM roofline it is held against.
 
 FLOPs: every matmul of the forward pass counts 2*m*n*k (a multiply and an add per term): per LSTM layer the
 input projection (B*S rows, D in, 4H out) and the recurrent projection (B rows, H in, 4H out, once per step),

@@ -31,18 +31,20 @@ def free_port() -> int:
 
 
 def session_processes(session: int) -> list[int]:
-    """The live processes of a session (what one `ray start` left running)."""
+    """The live processes of a session (what one `ray start` left running). Linux lists its processes only as
+    /proc's folders; `os.getsid` says which session each is in."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session and fields[0] != "Z":  # session id; a zombie is dead already
-            found.append(int(entry.name))
+    for pid in (int(name) for name in os.listdir("/proc") if name.isdigit()):
+        with contextlib.suppress(OSError):  # the process ended meanwhile
+            if os.getsid(pid) == session and not _zombie(pid):
+                found.append(pid)
     return found
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has ended but that its parent has not reaped (where PID 1 reaps nothing, it stays): dead
+    already. Its state is the first field after the command's closing parenthesis in /proc/PID/stat."""
+    return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split() or ["?"])[0] == "Z"
 
 
 def kill_session(session: int) -> None:

@@ -1,4 +1,4 @@
-"""Training-step benchmark (issues #6, #12): ratios against references measured in the same process.
+"""Training-step benchmark: ratios against references measured in the same process.
 
 Every case trains on the same pre-drawn batches (data generation is timed apart), cases take turns within
 each repeat so that load from other processes hits them alike, and each figure is the median over repeats.
@@ -28,6 +28,8 @@ from bench.flops import StepShapes, roofline_seconds, step_shapes
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
 from playground.core.tasks import PAD_ID, SOS_ID, Batch
+from playground.inspection.exposure import PROBED_EXAMPLES
+from playground.inspection.probe import recovery_probe
 from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer
 
@@ -271,6 +273,7 @@ def run(plan: Plan = FULL, device: str = "cpu", threads: int = 1) -> dict[str, A
                             "large": arithmetic(large_rates, large_shapes, large_roofline)}
     result["scaling"] = scaling(default, plan)
     result["batched_min_vs_sequential"] = min(row["batched_vs_sequential"] for row in result["scaling"].values())
+    result["probe_vs_free_running"] = probe_cost(default, plan)
     data = draw_batches(default)[0].batches
     result["data_batches_per_second"] = round(measure({"data": lambda: next(data)}, plan)["data"], 1)
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -298,6 +301,25 @@ def scaling(config: TrainConfig, plan: Plan) -> dict[str, dict[str, Any]]:
                        "batched_k5_ms": round(1000 / k5["batched_k5"], 2),
                        "batched_vs_sequential": round(k5["batched_k5"] / k5["sequential_k5"], 3)}
     return table
+
+
+def probe_cost(config: TrainConfig, plan: Plan) -> float:
+    """What the recovery probe over PROBED_EXAMPLES validation examples costs, in free-running validation passes
+    over the same examples (the evaluation's forward at gamma = 0). A branch that recovers is decoded to its end,
+    so the probe costs more the more often the model recovers: the model trains first, at gamma = 0.5, which
+    recovers more often than gamma = 1 (100 x the plan's steps: 1,000 for a measurement)."""
+    trainer = Trainer(config.replace(val_size=PROBED_EXAMPLES, teacher_forcing_ratio=0.5))
+    for _ in range(plan.steps * 100):
+        trainer.train_step()
+    model, (src, tgt) = trainer.model.eval(), trainer.validation
+
+    def free_running() -> None:
+        with torch.inference_mode():
+            model(src, tgt, 0.0)
+
+    rates = measure({"free_running": free_running,
+                     "probe": lambda: recovery_probe(model, trainer.task, trainer.data.val_pairs)}, plan.shorter())
+    return round(rates["free_running"] / rates["probe"], 3)
 
 
 def _describe(config: TrainConfig) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""How long Stop takes against how long a step takes (issue #15: about a second at any allowed size).
+"""How long Stop takes against how long a step takes (the goal: about a second at any allowed size).
 
 Each case starts a real run (the registry and thread the pages use), waits until its third step is well under
 way, presses Stop and times until the run has stopped training (its status) and until its files are saved.

@@ -19,7 +19,7 @@ from playground.experiments.study_grid import StudyConfig
 from playground.runs.study_engine import StudyEngine
 
 STUDY = StudyConfig.build(TrainConfig(steps=300, eval_every=100, val_size=128, batch_size=32), ["reverse", "sort"],
-                          [8], [3], [32, 48], [0.0, 0.5, 1.0], [], 2)  # 4 cells of 6 models
+                          [8], [3], [32, 48], [0.0, 0.5, 1.0], [], 2)  # 4 conditions of 6 models
 QUICK = StudyConfig.build(STUDY.base.replace(steps=20, eval_every=10), ["reverse"], [8], [3], [16, 24],
                           [0.0, 1.0], [], 2)
 
@@ -35,8 +35,9 @@ def timed(config: StudyConfig, address: str) -> float:
                 connected = time.perf_counter()
     finally:
         engine.halt()
-    if engine.cells_done < len(engine.cells) or connected is None:
-        raise RuntimeError(f"the study did not finish: {engine.cells_done} of {len(engine.cells)} cells done")
+    if engine.conditions_done < len(engine.conditions) or connected is None:
+        raise RuntimeError(f"the study did not finish: {engine.conditions_done} of {len(engine.conditions)} "
+                           "conditions done")
     return time.perf_counter() - connected
 
 
@@ -51,9 +52,9 @@ def bench_study(quick: bool, as_json: bool) -> None:
         two = timed(config, address)
     finally:
         cluster.stop()
-    cells = len(config.grid())
-    print(f"study of {cells} cells x {config.models_per_cell} models, {config.base.steps} steps: "
+    conditions = len(config.grid())
+    print(f"study of {conditions} conditions x {config.models_per_condition} models, {config.base.steps} steps: "
           f"1 node {one:.1f} s, 2 nodes {two:.1f} s, speed-up {one / two:.2f}x")
     if as_json:
-        print(json.dumps({"cells": cells, "one_node_s": round(one, 2), "two_nodes_s": round(two, 2),
+        print(json.dumps({"conditions": conditions, "one_node_s": round(one, 2), "two_nodes_s": round(two, 2),
                           "speedup": round(one / two, 3)}))

@@ -8,7 +8,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from playground.reports.comparison_table import reading, summary_rows
+from playground.reports.comparison_table import comparison_reading, summary_rows
 from playground.runs import registry as runs
 from playground.runs.compare_engine import CompareEngine
 from tests.conftest import new_app
@@ -34,6 +34,14 @@ def test_defaults_offer_five_ratios_without_errors() -> None:
     assert not at.button(key="compare_start").disabled
 
 
+def test_the_page_names_what_its_arms_differ_by() -> None:
+    at = compare_page()
+    at.multiselect(key="compare_ratios").set_value([1.0]).run()
+    at.multiselect(key="compare_cells").set_value(["lstm", "gru"]).run()
+    assert at.title[0].value == "Compare cell"
+    assert "Only cell differs." in at.caption[0].value and "teacher forcing" not in at.caption[0].value
+
+
 def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None:
     at = compare_page()
     at.multiselect(key="compare_ratios").set_value([0.0, 1.0]).run()
@@ -55,7 +63,7 @@ def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None
     assert list(table["arm"]) == ["γ = 0", "γ = 1"]
     assert (table["step"] == 30).all()
     text = " ".join(markdown.value for markdown in at.markdown)
-    assert reading(summary_rows(run.snapshot())) in text
+    assert comparison_reading(summary_rows(run.snapshot())) in text
     assert "After 30 steps" in text and "means over 2 seeds" in text
 
 

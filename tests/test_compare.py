@@ -12,7 +12,7 @@ from playground.cli import main
 from playground.core.config import ConfigError, TrainConfig
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.experiments.statistics import steps_to_reach
-from playground.reports.comparison_table import reading, summary_csv, summary_rows
+from playground.reports.comparison_table import comparison_reading, summary_csv, summary_rows
 from playground.runs.compare_engine import CompareEngine
 from playground.training.checkpoints import load_checkpoint
 from playground.training.run_folder import CHECKPOINT_FILE, METRICS_FILE, MODEL_COLUMN, read_config, read_metrics
@@ -57,7 +57,7 @@ def test_engine_history_feeds_table_and_reading() -> None:
     assert table[1]["gap"] == pytest.approx(table[1]["val_tf_token_acc"] - table[1]["val_fr_token_acc"])
     assert summary_csv(table).splitlines()[0].startswith(
         "label,ratio,schedule,cell,attention,reverse_source,seeds,step,train_loss")
-    assert reading(table).startswith("One seed cannot tell a real difference from luck")
+    assert comparison_reading(table).startswith("One seed cannot tell a real difference from luck")
 
 
 def _row(label: str, fr: float, tf_tokens: float, fr_tokens: float, reached: float | None) -> dict:
@@ -69,13 +69,13 @@ def _row(label: str, fr: float, tf_tokens: float, fr_tokens: float, reached: flo
 def test_reading_is_computed_from_the_numbers() -> None:
     table = [_row("γ = 0", 0.62, 0.90, 0.85, None), _row("γ = 1", 0.31, 0.97, 0.61, None),
              _row("γ = 0.5", 0.93, 0.99, 0.97, 400.0)]
-    text = reading(table)
+    text = comparison_reading(table)
     assert "γ = 0.5 gets the most sequences exactly right on its own: 93.0% free-running exact match, against 31.0% " \
            "for γ = 1" in text
     assert "widest for γ = 1 (36.0 points" in text and "narrowest for γ = 0.5 (2.0 points)" in text
     assert "free-running is 4.6x the teacher-forced loss for γ = 1 and 1.2x for γ = 0.5" in text
     assert "γ = 0.5 first reached 90% free-running exact match (step 400); 1 of 3 reached it." in text
-    tie = reading([_row("a", 0.50, 0.9, 0.8, 300.0), _row("b", 0.51, 0.9, 0.8, 300.0)])
+    tie = comparison_reading([_row("a", 0.50, 0.9, 0.8, 300.0), _row("b", 0.51, 0.9, 0.8, 300.0)])
     assert "no clear winner" in tie and "a and b first reached 90%" in tie
 
 
@@ -85,7 +85,7 @@ def test_steps_to_reach_uses_the_seed_mean() -> None:
     assert steps_to_reach(seeds) == 20
     assert steps_to_reach(seeds, 0.99) is None
     empty = CompareSnapshot(["γ = 0"], 1, [[]], [{}], 0, 10, 0.0, CompareConfig.build(TINY, [0.0]))
-    assert summary_rows(empty) == [] and "No evaluation yet" in reading([])
+    assert summary_rows(empty) == [] and "No evaluation yet" in comparison_reading([])
 
 
 def test_engine_saves_and_loads_back_every_model(tmp_path: Path) -> None:
@@ -191,13 +191,13 @@ def _timed(label: str, fr: float, tf_tokens: float, fr_tokens: float, reached: f
 
 def test_reading_explains_the_trade_off_and_the_gap_over_time() -> None:
     table = [_timed("γ = 0", 0.80, 0.90, 0.88, 450.0, 0.04, 100), _timed("γ = 1", 0.70, 0.99, 0.79, 200.0, 0.30, 300)]
-    text = reading(table)
+    text = comparison_reading(table)
     assert "The trade-off: γ = 1 learns fastest (it reached 90% first (step 200)) and pays with the widest gap " \
            "(20.0 points)." in text
     assert "never practises continuing from its own mistakes" in text
     assert "the gap of γ = 1 peaked at 30.0 points at step 300 and ends at 20.0 points at step 500: " \
            "it has narrowed since." in text
     assert text.startswith("One seed cannot tell a real difference from luck: γ = 0 leads γ = 1 by 10.0 points")
-    noisy = reading([_timed("a", 0.80, 0.9, 0.8, None, 0.1, 100, seeds=3, spread=0.05),
+    noisy = comparison_reading([_timed("a", 0.80, 0.9, 0.8, None, 0.1, 100, seeds=3, spread=0.05),
                      _timed("b", 0.75, 0.9, 0.8, None, 0.1, 100, seeds=3, spread=0.02)])
     assert noisy.startswith("Within seed noise: a and b cannot be ranked (5.0 points apart; means over 3 seeds")

@@ -160,7 +160,7 @@ def test_decode_command_prints_one_json_line(run_dir: Path, capsys: pytest.Captu
     assert cli.main(["decode", str(run_dir), "--source", "abcd", "--beam", "4", "--json"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(last)
-    assert set(result) == {"source", "greedy", "beams"} and result["source"] == "abcd"
+    assert set(result) == {"source", "prefix", "greedy", "beams"} and result["source"] == "abcd"
     assert set(result["greedy"]) == {"tokens", "logprob"} and len(result["beams"]) == 4
     assert all(set(beam) == {"tokens", "logprob"} for beam in result["beams"])
     logprobs = [beam["logprob"] for beam in result["beams"]]

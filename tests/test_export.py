@@ -125,24 +125,24 @@ def test_script_of_a_custom_task_carries_its_pairs(tmp_path: Path, capsys: pytes
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
 
 
-def test_a_study_cell_exports_as_its_comparison(tmp_path: Path) -> None:
+def test_a_study_condition_exports_as_its_comparison(tmp_path: Path) -> None:
     base = TrainConfig(steps=20, eval_every=10, val_size=32, hidden_dim=16)
     study = StudyConfig.build(base, ["reverse", "addition"], [4], [2], [16], [0, 1], [], 2)
     run_dir = tmp_path / "study"
     run_dir.mkdir()
     (run_dir / RUN_FILE).write_text(json.dumps({"name": "grid", "kind": "study", "status": "finished"}))
     (run_dir / "study.json").write_text(json.dumps({"config": study.as_dict(), "results": {}}))
-    cell = study.cells()[1]
+    condition = study.conditions()[1]
     experiment = read_experiment(run_dir, 1)
-    assert experiment.configs == tuple(cell.compare.configs())
+    assert experiment.configs == tuple(condition.compare.configs())
     assert experiment.labels == ("γ = 0, seed 0", "γ = 0, seed 1", "γ = 1, seed 0", "γ = 1, seed 1")
     assert experiment.name == "grid: addition, 2 digits, hidden 16"
     assert "def random_number(rng)" in pytorch_script(experiment)
-    assert cli.main(["export", str(run_dir), "--script", str(tmp_path / "x.py")]) == 2  # which cell?
+    assert cli.main(["export", str(run_dir), "--script", str(tmp_path / "x.py")]) == 2  # which condition?
     assert not (tmp_path / "x.py").exists()
 
 
-def test_a_study_cell_whose_arms_differ_by_model_exports_each_arms_model(tmp_path: Path) -> None:
+def test_a_study_condition_whose_arms_differ_by_model_exports_each_arms_model(tmp_path: Path) -> None:
     base = TrainConfig(steps=20, eval_every=10, val_size=32, hidden_dim=16)
     study = StudyConfig.build(base, ["reverse"], [8], [2], [16], [1], [], 2, ((), ("none", "dot"), ("off", "on")))
     run_dir = tmp_path / "study"
@@ -203,8 +203,8 @@ def test_training_logs_to_tensorboard_as_it_goes(tmp_path: Path, capsys: pytest.
 
 @pytest.mark.parametrize(("argv", "message"), [
     ([], "nothing to export"),
-    (["--script", "x.py", "--cell", "0"], "not a study"),
-    (["--tensorboard", "tb", "--cell", "0"], "a study's cell goes to --script"),
+    (["--script", "x.py", "--condition", "0"], "not a study"),
+    (["--tensorboard", "tb", "--cell", "0"], "a study's condition goes to --script"),  # the flag's former name
 ])
 def test_bad_export_requests_exit_2(argv: list[str], message: str, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,3 +17,10 @@ def test_every_word_the_pages_use_has_an_entry() -> None:
 def test_a_term_link_points_at_the_anchor_of_its_entry() -> None:
     assert term_link("beam search") == "[beam search](glossary#beam-search)"
     assert term_link("p-value", "p-values") == f"[p-values](glossary#{anchor(TERMS['p-value'].title)})"
+
+
+def test_no_formula_or_text_holds_a_control_character() -> None:
+    """A LaTeX command written in a plain string loses its backslash (\\t is a tab, \\f a form feed, \\b a
+    backspace, \\a a bell): the formula then shows "anh" for \\tanh, or fails to render."""
+    for term in TERMS.values():
+        assert term.formula.isprintable() and term.text.replace("\n", " ").isprintable(), term.title

@@ -13,6 +13,7 @@ from playground.course.lessons import (
     read_bottleneck,
     read_exposure_bias,
     read_scheduled_sampling,
+    setup_facts,
 )
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.training.metrics import Metric
@@ -135,3 +136,11 @@ def test_the_glossary_explains_every_word_the_lessons_use() -> None:
     assert all(term.text.strip() for term in TERMS.values())
     assert "k^{t}" in TERMS["exponential schedule"].formula
     assert r"\frac{k}{k + e^{t / k}}" in TERMS["inverse-sigmoid schedule"].formula
+
+
+def test_each_lesson_says_what_it_trains_from_its_own_config() -> None:
+    for lesson in LESSONS.values():
+        base = lesson.config.base
+        facts = setup_facts(lesson.config)
+        assert facts.startswith(f"Task: {base.task} (sequences of {base.min_len} to {base.max_len} symbols)")
+        assert f"hidden size {base.hidden_dim}" in facts and f"{base.steps:,} training steps" in facts

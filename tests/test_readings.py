@@ -22,11 +22,12 @@ def compare_row(label: str, exact: float, tokens: float, seeds: int = 3, spread:
 
 
 def test_compare_leads_with_noise_and_names_the_trade_off() -> None:
-    disagree = compare.reading([compare_row("γ = 1", 0.40, 0.62), compare_row("γ = 0", 0.30, 0.80)])
+    disagree = compare.comparison_reading([compare_row("γ = 1", 0.40, 0.62), compare_row("γ = 0", 0.30, 0.80)])
     assert disagree.startswith("Beyond seed noise: γ = 1 leads γ = 0 by 10.0 points")
     assert "Exact match and token accuracy disagree: γ = 1 gets the most whole sequences right (40.0% exact " \
            "match, 30.0% for γ = 0) but γ = 0 the most tokens (80.0% free-running token accuracy" in disagree
-    noisy = compare.reading([compare_row("γ = 1", 0.40, 0.80, spread=0.05), compare_row("γ = 0", 0.37, 0.78)])
+    noisy = compare.comparison_reading([compare_row("γ = 1", 0.40, 0.80, spread=0.05),
+                                        compare_row("γ = 0", 0.37, 0.78)])
     assert noisy.startswith("Within seed noise: γ = 1 and γ = 0 cannot be ranked (3.0 points apart")
     assert "disagree" not in noisy  # γ = 1 leads on both
 
@@ -43,14 +44,14 @@ def cell(arms: list[dict], p: float, within: bool) -> dict:
 
 
 def test_study_leads_with_noise_keeps_intervals_in_range_and_names_the_trade_off() -> None:
-    noisy = study.reading([cell([arm("γ = 1", 0.99, 0.70, 0.96, 1.038), arm("γ = 0", 0.97, 0.90, 0.9, 1.0)],
+    noisy = study.study_reading([cell([arm("γ = 1", 0.99, 0.70, 0.96, 1.038), arm("γ = 0", 0.97, 0.90, 0.9, 1.0)],
                                 0.31, True)])
     paragraph = noisy.split("\n\n")[1]
     assert paragraph.startswith("**reverse, max length 16, hidden 64** (step 1500): Within seed noise: γ = 1 and "
                                 "γ = 0 cannot be ranked (2.0 points apart; paired test over seeds, p = 0.310)")
     assert "95% CI 96.0% to 100.0% (clipped to 0-100%)" in paragraph and "103.8%" not in paragraph
     assert "Exact match and token accuracy disagree: γ = 1 gets the most whole sequences right" in paragraph
-    clear = study.reading([cell([arm("γ = 0", 0.95, 0.97, 0.9, 0.99), arm("γ = 1", 0.60, 0.80, 0.5, 0.7)],
+    clear = study.study_reading([cell([arm("γ = 0", 0.95, 0.97, 0.9, 0.99), arm("γ = 1", 0.60, 0.80, 0.5, 0.7)],
                                 0.001, False)])
     assert "(step 1500): Beyond seed noise: γ = 0 leads γ = 1 by 35.0 points" in clear and "disagree" not in clear
 

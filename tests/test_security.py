@@ -330,14 +330,14 @@ def test_a_run_json_saying_running_from_a_dead_process_resumes_and_holds_no_slot
     assert (stale.status, stale.step) == ("finished", 4)
 
 
-def test_a_study_file_naming_a_cell_in_superscript_digits_is_damaged_not_a_crash(tmp_path: Path) -> None:
+def test_a_study_file_naming_a_condition_in_superscript_digits_is_damaged_not_a_crash(tmp_path: Path) -> None:
     from playground.experiments.study_grid import StudyConfig
     from playground.runs.study_engine import StudyEngine
     from playground.training.run_folder import STUDY_FILE
 
     config = StudyConfig.build(TINY, ["reverse"], [6], [], [8], [0.0, 1.0], [], 2)
     (tmp_path / STUDY_FILE).write_text(json.dumps({"config": config.as_dict(), "results": {"²": {}}}))
-    with pytest.raises(DamagedFile, match="names cell '²', which this study does not have"):
+    with pytest.raises(DamagedFile, match="names condition '²', which this study does not have"):
         StudyEngine.load(tmp_path)
 
 

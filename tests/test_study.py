@@ -14,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.experiments.statistics import mean_ci, paired_test
-from playground.experiments.study_grid import Cell, CellResult, StudyConfig
-from playground.reports.study_table import cell_summary, reading
+from playground.experiments.study_grid import Condition, ConditionResult, StudyConfig
+from playground.reports.study_table import condition_summary, format_summaries, study_reading
 from playground.training.metrics import Metric
 from tests.conftest import new_app
 
@@ -81,16 +81,16 @@ def test_paired_test_with_identical_differences() -> None:
     assert clear.p == 0.0 and not clear.within_noise
 
 
-def test_grid_has_one_cell_per_task_setting_and_size() -> None:
+def test_grid_has_one_condition_per_task_setting_and_size() -> None:
     config = StudyConfig.build(BASE, ["reverse", "addition"], [4, 6], [2], [8, 16], [0, 0.5, 1], ["linear"], 3)
-    cells = config.cells()
-    assert [cell.label for cell in cells] == [
+    conditions = config.conditions()
+    assert [condition.label for condition in conditions] == [
         "reverse, max length 4, hidden 8", "reverse, max length 4, hidden 16",
         "reverse, max length 6, hidden 8", "reverse, max length 6, hidden 16",
         "addition, 2 digits, hidden 8", "addition, 2 digits, hidden 16"]
-    assert config.models_per_cell == 12 == len(cells[0].compare.configs())
-    assert cells[0].compare.base.min_len == 3 and cells[0].compare.base.max_len == 4
-    assert cells[4].compare.base.max_digits == 2 and cells[5].compare.base.hidden_dim == 16
+    assert config.models_per_condition == 12 == len(conditions[0].compare.configs())
+    assert conditions[0].compare.base.min_len == 3 and conditions[0].compare.base.max_len == 4
+    assert conditions[4].compare.base.max_digits == 2 and conditions[5].compare.base.hidden_dim == 16
     assert StudyConfig.from_dict(config.as_dict()) == config
 
 
@@ -103,7 +103,7 @@ def test_grid_has_one_cell_per_task_setting_and_size() -> None:
     ({"ratios": [2]}, "ratio 2 is not allowed"),
     ({"schedules": ["sudden"]}, "schedule 'sudden' is not allowed"),
     ({"max_lens": [80]}, "max_len = 80 is not allowed"),
-    ({"hiddens": list(range(8, 80))}, "cells (tasks x settings x hidden sizes) chosen: at most 64"),
+    ({"hiddens": list(range(8, 80))}, "conditions (tasks x settings x hidden sizes) chosen: at most 64"),
 ])
 def test_validation_messages(kwargs: dict[str, object], message: str) -> None:
     values: dict[str, object] = {"tasks": ["reverse"], "max_lens": [4], "digits": [2], "hiddens": [8],
@@ -113,20 +113,20 @@ def test_validation_messages(kwargs: dict[str, object], message: str) -> None:
     assert any(message in problem for problem in error.value.problems), error.value.problems
 
 
-def test_cell_summary_and_reading_from_results() -> None:
+def test_condition_summary_and_reading_from_results() -> None:
     config = StudyConfig.build(BASE, ["reverse"], [4], [2], [8], [0, 1], [], 3)
-    cell: Cell = config.cells()[0]
+    condition: Condition = config.conditions()[0]
     exact = [0.5, 0.6, 0.55, 0.9, 0.95, 0.92]  # arm-major: γ = 0 seeds 0..2, then γ = 1
     finals = [{Metric.FR_EXACT: x, Metric.FR_TOKEN_ACC: x, Metric.TF_TOKEN_ACC: 1.0} for x in exact]
-    summary = cell_summary(cell, CellResult(20, True, 1.0, finals))
+    summary = condition_summary(condition, ConditionResult(20, True, 1.0, finals))
     assert [row["arm"] for row in summary["arms"]] == ["γ = 0", "γ = 1"]
     assert summary["arms"][1][Metric.FR_EXACT]["mean"] == pytest.approx((0.9 + 0.95 + 0.92) / 3)
     (test,) = summary["tests"]
     assert test["difference"] == pytest.approx((-0.4 - 0.35 - 0.37) / 3)
     assert test["p"] < 0.05 and not test["within_seed_noise"]
-    text = reading([summary])
+    text = study_reading([summary])
     assert "Beyond seed noise: γ = 1 leads γ = 0" in text and "more than seed noise" in text
-    assert cell_summary(cell, None)["arms"] == []
+    assert condition_summary(condition, None)["arms"] == []
 
 
 def study_page() -> AppTest:
@@ -177,7 +177,7 @@ def test_the_study_link_holds_the_grid_and_names_a_value_it_cannot_use() -> None
 
 
 @pytest.mark.usefixtures("fresh_app")
-def test_the_study_page_compares_models_in_every_cell_and_links_them() -> None:
+def test_the_study_page_compares_models_in_every_condition_and_links_them() -> None:
     at = study_page()
     at.multiselect(key="study_tasks").set_value(["reverse"])
     at.multiselect(key="study_max_lens").set_value([8])
@@ -187,7 +187,7 @@ def test_the_study_page_compares_models_in_every_cell_and_links_them() -> None:
     at.number_input(key="study_seeds").set_value(3)
     at.run()
     assert not at.exception and not at.error
-    assert "1 cells x 6 models each (2 arms x 3 seeds)" in " ".join(caption.value for caption in at.caption)
+    assert "1 conditions x 6 models each (2 arms x 3 seeds)" in " ".join(caption.value for caption in at.caption)
     shared = parse_qs(urlsplit(at.code[0].value).query, keep_blank_values=True)
     assert shared["study_attentions"] == ["none", "dot"]
     opened = new_app()
@@ -196,3 +196,20 @@ def test_the_study_page_compares_models_in_every_cell_and_links_them() -> None:
     opened.run()
     assert opened.multiselect(key="study_attentions").value == ["none", "dot"]
     assert not ray.is_initialized()
+
+
+def test_the_terminal_table_has_a_line_per_arm_then_the_failed_conditions_and_the_tests() -> None:
+    config = StudyConfig.build(BASE, ["reverse", "addition"], [4], [2], [8], [0, 1], [], 3)
+    trained, diverged = config.conditions()
+    exact = [0.5, 0.6, 0.55, 0.9, 0.95, 0.92]
+    finals = [{Metric.FR_EXACT: x, Metric.FR_TOKEN_ACC: x, Metric.TF_TOKEN_ACC: 1.0} for x in exact]
+    reached = [None, None, None, 12.0, 10.0, None]
+    summaries = [condition_summary(trained, ConditionResult(20, True, 1.0, finals, reached)),
+                 condition_summary(diverged, ConditionResult(failed="diverged"))]
+    header, *arms, failed, test = format_summaries(summaries).splitlines()
+    assert header.split()[:3] == ["condition", "arm", "FR"]
+    assert [line.split("γ")[1].split()[2:] for line in arms] == [
+        ["55.0%", "[42.6%,", "67.4%]", "55.0%", "+45.0", "-"],
+        ["92.3%", "[86.1%,", "98.6%]", "92.3%", "+7.7", "11", "(2/3)"]]
+    assert failed.startswith(diverged.label) and failed.endswith("diverged")
+    assert test.startswith(f"{trained.label}: γ = 0 vs γ = 1: -37.3 points")

@@ -2,7 +2,7 @@
 stopped by PID): CLI end to end, reopen, resume, stop, the Study page, two nodes and a node killed; plus a local
 Ray that a driver starts and takes down with it.
 
-Every study runs in its own driver process (playground/runs/ray_cells.py); this test process is the "server".
+Every study runs in its own driver process (playground/runs/ray_driver.py); this test process is the "server".
 """
 
 from __future__ import annotations
@@ -88,12 +88,12 @@ def test_cli_study_on_the_cluster_ends_with_strict_json(study_run: dict[str, obj
     assert study_run["code"] == 0, study_run["err"]
     result = study_run["result"]
     assert isinstance(result, dict)
-    assert (result["status"], result["cells_done"], result["cells_total"]) == ("finished", 2, 2)
+    assert (result["status"], result["conditions_done"], result["conditions_total"]) == ("finished", 2, 2)
     assert result["address"].endswith(cluster.address.rsplit(":", 1)[1])  # the head's GCS port: where it ran
-    cell = result["cells"][0]
-    assert [arm["arm"] for arm in cell["arms"]] == ["γ = 0", "γ = 1"] and cell["step"] == 20
-    assert len(cell["arms"][0]["val_fr_exact"]["ci"]) == 2 and len(cell["node"]) == 56  # a Ray node id
-    assert {"a", "b", "p", "within_seed_noise"} <= cell["tests"][0].keys()
+    condition = result["conditions"][0]
+    assert [arm["arm"] for arm in condition["arms"]] == ["γ = 0", "γ = 1"] and condition["step"] == 20
+    assert len(condition["arms"][0]["val_fr_exact"]["ci"]) == 2 and len(condition["node"]) == 56  # a Ray node id
+    assert {"a", "b", "p", "within_seed_noise"} <= condition["tests"][0].keys()
     runs_dir = Path(str(study_run["runs_dir"]))
     (run_dir,) = runs_dir.iterdir()
     saved = read_json(run_dir / STUDY_FILE)
@@ -115,12 +115,12 @@ def test_bad_grid_and_bad_address_exit_2(tmp_path: Path, capsys: pytest.CaptureF
     assert "Ray Client (ray://) cannot stream" in capsys.readouterr().err
 
 
-def test_reopened_unfinished_study_trains_only_cells_not_done(study_run: dict[str, object]) -> None:
+def test_reopened_unfinished_study_trains_only_conditions_not_done(study_run: dict[str, object]) -> None:
     runs_dir = Path(str(study_run["runs_dir"]))
     (run_dir,) = runs_dir.iterdir()
     saved = read_json(run_dir / STUDY_FILE)
     kept = saved["results"]["0"]
-    del saved["results"]["1"]  # as if the study had been stopped before cell 1 finished
+    del saved["results"]["1"]  # as if the study had been stopped before condition 1 finished
     write_json(run_dir / STUDY_FILE, saved)
     write_json(run_dir / "run.json", read_json(run_dir / "run.json") | {"status": "stopped", "step": 20})
     study = RunRegistry(runs_dir).get(run_dir.name)  # a fresh registry: as after a restart
@@ -166,10 +166,10 @@ def test_a_shared_server_offers_no_address_box(monkeypatch: pytest.MonkeyPatch) 
     assert [box.key for box in study_page().text_input] == ["study_address"]  # what the shared page leaves out
 
 
-def test_a_killed_study_resumes_with_its_done_cells_reused_and_ends_as_if_never_killed(
+def test_a_killed_study_resumes_with_its_done_conditions_reused_and_ends_as_if_never_killed(
         cluster: LocalCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """SIGKILL of a real `study` process once a save shows the quick cell done and the slow one not; `--resume`
-    trains only the slow cell, and the final table equals an uninterrupted run's."""
+    """SIGKILL of a real `study` process once a save shows the quick condition done and the slow one not; `--resume`
+    trains only the slow condition, and the final table equals an uninterrupted run's."""
     grid = ["--tasks", "reverse", "--max-len", "4", "--hidden", "8,96", "--ratios", "0,1", "--seeds", "2",
             "--steps", "120", "--eval-every", "40", "--val-size", "32", "--batch-size", "16", "--quiet"]
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
@@ -183,7 +183,7 @@ def test_a_killed_study_resumes_with_its_done_cells_reused_and_ends_as_if_never_
         time.sleep(0.1)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert sum(result["done"] for result in saved.values()) == 1, f"no save caught one cell done: {saved}"
+    assert sum(result["done"] for result in saved.values()) == 1, f"no save caught one condition done: {saved}"
     (run_dir,) = killed_dir.iterdir()
     assert RunRegistry(killed_dir).get(run_dir.name).status == "stopped"  # listed, resumable
     assert cli.main(["study", "--resume", run_dir.name, "--runs-dir", str(killed_dir), "--quiet", "--json"]) == 0
@@ -192,11 +192,11 @@ def test_a_killed_study_resumes_with_its_done_cells_reused_and_ends_as_if_never_
     assert cli.main(["study", *grid, "--runs-dir", str(whole_dir), "--json"]) == 0
     whole = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (whole["groups_reused"], whole["groups_run"]) == (0, 2)
-    strip = [{key: value for key, value in cell.items() if key != "node"} for cell in whole["cells"]]
-    assert [{key: value for key, value in cell.items() if key != "node"} for cell in resumed["cells"]] == strip
+    strip = [{key: value for key, value in row.items() if key != "node"} for row in whole["conditions"]]
+    assert [{key: value for key, value in row.items() if key != "node"} for row in resumed["conditions"]] == strip
 
 
-def test_stop_cancels_the_cells_and_keeps_what_was_reported(cluster: LocalCluster, tmp_path: Path) -> None:
+def test_stop_cancels_the_conditions_and_keeps_what_was_reported(cluster: LocalCluster, tmp_path: Path) -> None:
     config = StudyConfig.build(TrainConfig(steps=100_000, eval_every=10, val_size=32, batch_size=16), ["reverse"],
                                [4], [2], [8], [0, 1], [], 2)
     engine = StudyEngine(config)
@@ -209,13 +209,13 @@ def test_stop_cancels_the_cells_and_keeps_what_was_reported(cluster: LocalCluste
     study.stop()
     study.join(30)
     assert study.status == "stopped" and 0 < study.step < study.total_steps
-    assert engine._driver is None  # halted: its driver cancelled the cell and ended
+    assert engine._driver is None  # halted: its driver cancelled the condition and ended
     saved = read_json(study.run_dir / STUDY_FILE)["results"]["0"]
     assert not saved["done"] and saved["step"] >= 10
     assert len(cluster.processes()) <= processes  # the cluster's worker is idle again or gone, none was added
-    study.train_on(study.total_steps)  # Resume, as the page's button: a new driver trains the cell again
+    study.train_on(study.total_steps)  # Resume, as the page's button: a new driver trains the condition again
     for _ in range(1200):
-        if engine._driver is not None and study.step > 0:  # the new driver reported (the cell starts from 0)
+        if engine._driver is not None and study.step > 0:  # the new driver reported (the condition starts from 0)
             break
         study.join(0.1)
     study.stop()
@@ -240,10 +240,11 @@ def test_an_unreachable_cluster_fails_its_study_and_holds_up_no_other(tmp_path: 
     assert read_json(lost.run_dir / STUDY_FILE)["address"] == ""  # it ran nowhere
 
 
-def test_budget_counts_a_local_studys_cells_not_a_clusters(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_budget_counts_a_local_studys_conditions_not_a_clusters(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
     monkeypatch.delenv(ADDRESS_ENV, raising=False)
     big = StudyConfig.build(TrainConfig(steps=100), ["reverse"], [40], [3], [512, 256], [0, 0.5, 1], [], 30)
-    assert StudyEngine(big, num_cpus=1).size < StudyEngine(big, num_cpus=2).size  # the largest cells, one per worker
+    assert StudyEngine(big, num_cpus=1).size < StudyEngine(big, num_cpus=2).size  # the largest conditions, one a worker
     assert StudyEngine(big, address="10.0.0.5:6379").size == 0
     monkeypatch.setenv("PLAYGROUND_MEMORY_BUDGET_GB", "1")
     with pytest.raises(runs.RunError, match="memory"):
@@ -251,9 +252,9 @@ def test_budget_counts_a_local_studys_cells_not_a_clusters(monkeypatch: pytest.M
     assert not list(tmp_path.iterdir())
 
 
-def test_two_nodes_share_the_cells_and_a_killed_node_loses_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
-    """The second node joins with the token; a study's cells land on both; killing that node in the middle of a
-    second study retries its cells on the head, and every cell finishes."""
+def test_two_nodes_share_the_conditions_and_a_killed_node_loses_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The second node joins with the token; a study's conditions land on both; killing that node in the middle of a
+    second study retries its conditions on the head, and every condition finishes."""
     second = cluster.add_node(num_cpus=1)
     grid = ["--tasks", "reverse", "--max-len", "4", "--hidden", "8,12,16", "--ratios", "0,1", "--seeds", "2",
             "--eval-every", "10", "--val-size", "32", "--batch-size", "16", "--quiet", "--json"]
@@ -261,22 +262,24 @@ def test_two_nodes_share_the_cells_and_a_killed_node_loses_nothing(cluster: Loca
     out, err = first.communicate(timeout=180)
     result = json.loads(out.splitlines()[-1])
     assert first.returncode == 0, err
-    assert all(cell["done"] for cell in result["cells"]) and len({cell["node"] for cell in result["cells"]}) >= 2
+    conditions = result["conditions"]
+    assert all(condition["done"] for condition in conditions) and len({row["node"] for row in conditions}) >= 2
 
     faulted = study_cli(*grid, "--steps", "400", "--runs-dir", str(tmp_path / "second"))
     deadline, nodes = time.monotonic() + 120, set()
     while time.monotonic() < deadline and len(nodes) < 2 and faulted.poll() is None:
         files = list((tmp_path / "second").glob(f"*/{STUDY_FILE}"))
         saved = read_json(files[0])["results"] if files else {}
-        nodes = {r["node"] for r in saved.values() if r["node"] and not r["done"]}  # cells training on both
+        nodes = {r["node"] for r in saved.values() if r["node"] and not r["done"]}  # conditions training on both
         time.sleep(0.2)
-    assert len(nodes) == 2, f"no save showed cells training on both nodes: {nodes}"
+    assert len(nodes) == 2, f"no save showed conditions training on both nodes: {nodes}"
     cluster.kill_node(second)
     out, err = faulted.communicate(timeout=240)
     result = json.loads(out.splitlines()[-1])
     assert faulted.returncode == 0, err
     assert result["status"] == "finished" and result["groups_failed"] == 0
-    assert [cell["step"] for cell in result["cells"]] == [400, 400, 400] and all(c["done"] for c in result["cells"])
+    conditions = result["conditions"]
+    assert [row["step"] for row in conditions] == [400, 400, 400] and all(row["done"] for row in conditions)
     assert not [pid for pid in cluster.processes() if pid in (second,)]
 
 
@@ -292,7 +295,7 @@ def test_a_local_ray_ends_with_the_process_that_started_its_study(tmp_path: Path
         time.sleep(0.2)
     while time.monotonic() < deadline and not any(
             result["step"] for result in read_json(next((tmp_path / "b").glob(f"*/{STUDY_FILE}")))["results"].values()):
-        time.sleep(0.2)  # a cell reported: Ray and its worker are up
+        time.sleep(0.2)  # a condition reported: Ray and its worker are up
     assert len(marked_processes(killed)) > 3  # the CLI, its driver and Ray's processes
     os.killpg(interrupted.pid, signal.SIGKILL)
     interrupted.wait()
@@ -307,7 +310,7 @@ def test_a_local_ray_ends_with_the_process_that_started_its_study(tmp_path: Path
 
 def test_a_clusters_pickle_runs_nothing_in_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cluster whose workers return, in every result, an object whose `__reduce__` runs code: the code runs in
-    the study's driver process, never in this one (the server), and the study is failed, every cell with why."""
+    the study's driver process, never in this one (the server), and the study is failed, every condition with why."""
     mark = tmp_path / "unpickled_in"
     hostile = LocalCluster(node_env={"PYTHONPATH": str(ROOT / "tests" / "hostile_cluster"),
                                      "HOSTILE_MARK": str(mark)})
@@ -323,7 +326,7 @@ def test_a_clusters_pickle_runs_nothing_in_the_server(tmp_path: Path, monkeypatc
         hostile.stop()
     pids = {int(line) for line in mark.read_text().split()}  # the payload arrived and ran: this test can fail
     assert pids and os.getpid() not in pids
-    assert study.status == "failed" and "every cell failed" in study.message
+    assert study.status == "failed" and "every condition failed" in study.message
     assert "is not a result" in read_json(study.run_dir / STUDY_FILE)["results"]["0"]["failed"]
     assert not hostile.processes()
 
@@ -335,7 +338,7 @@ def this_process_drives(cluster: LocalCluster, tmp_path: Path, monkeypatch: pyte
     import ray
     from ray._raylet import AuthenticationTokenLoader, Config
 
-    from playground.runs.ray_cells import RUNTIME_ENV
+    from playground.runs.ray_driver import RUNTIME_ENV
 
     monkeypatch.chdir(tmp_path)
     Config.initialize("")  # Ray read RAY_AUTH_MODE when this process imported it, before the token was set
@@ -362,33 +365,33 @@ def test_workers_receive_and_import_the_whole_package() -> None:
     package, files, imported = ray.get(ray.remote(num_cpus=1)(shipped).remote(), timeout=120)
     here = ROOT / "playground"
     assert sorted(str(path.relative_to(here)) for path in here.rglob("*.py")) == files
-    shipped_modules = {"runs/ray_cells.py", "runs/study_engine.py", "runs/compare_engine.py",
+    shipped_modules = {"runs/ray_driver.py", "runs/study_engine.py", "runs/compare_engine.py",
                        "experiments/study_grid.py"}
     assert shipped_modules <= set(files)
     assert not package.startswith(str(ROOT)) and imported.startswith(package)
 
 
 @pytest.mark.usefixtures("this_process_drives")
-def test_a_failing_cell_is_tried_twice_then_recorded_and_the_rest_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_condition_is_tried_twice_then_recorded_and_the_rest_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    from playground.runs import ray_cells as ray_study
+    from playground.runs import ray_driver as ray_study
 
     def fails_at_hidden_12(compare: CompareConfig) -> Iterator[dict[str, object]]:
-        """A cell task that dies (as a lost worker or an exception would) for hidden size 12, trains otherwise."""
+        """A condition task that dies (as a lost worker or an exception would) for hidden size 12, trains otherwise."""
         if compare.base.hidden_dim == 12:
             raise RuntimeError("simulated failure of the worker")
-        yield from ray_study.cell_reports(compare)
+        yield from ray_study.condition_reports(compare)
 
-    monkeypatch.setattr(ray_study, "train_cell",
+    monkeypatch.setattr(ray_study, "train_condition",
                         ray.remote(num_cpus=1, num_returns="streaming", max_retries=0)(fails_at_hidden_12))
     config = StudyConfig.build(TrainConfig(steps=20, eval_every=10, val_size=32, batch_size=16), ["reverse"], [4],
                                [2], [8, 12], [0, 1], [], 2)
-    cells = ray_study.StudyCells(config, {})
-    cells.submit_pending()
+    conditions = ray_study.StudyConditions(config, {})
+    conditions.submit_pending()
     deadline = time.monotonic() + 120
-    while not cells.finished and time.monotonic() < deadline:
-        cells.poll()
-    assert cells._attempts == {0: 1, 1: 2}
-    assert cells.results[0].done and cells.results[0].node
-    assert "simulated failure" in cells.results[1].failed and not cells.results[1].finals
+    while not conditions.finished and time.monotonic() < deadline:
+        conditions.poll()
+    assert conditions._attempts == {0: 1, 1: 2}
+    assert conditions.results[0].done and conditions.results[0].node
+    assert "simulated failure" in conditions.results[1].failed and not conditions.results[1].finals

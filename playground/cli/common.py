@@ -97,6 +97,19 @@ def resume_command(kind: RunKind, run_dir: Path) -> str:
     if kind == RunKind.STUDY:
         return f"python -m playground study --resume {run_dir.name} --runs-dir {run_dir.parent}"
     return f"python -m playground {kind} --resume {run_dir}"
+
+
+def add_run_options(parser: argparse.ArgumentParser, default_name: str, resumes: str, json_holds: str,
+                    resume_metavar: str = "RUN_DIR") -> None:
+    """The options of every command that trains a run: where its folder goes, its name, continuing a saved one,
+    no progress line, and the closing JSON line."""
+    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
+    parser.add_argument("--name", default="", help=f"run name (default: {default_name})")
+    parser.add_argument("--resume", metavar=resume_metavar, default=None, help=resumes)
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--json", action="store_true", help=f"end with one JSON line: {json_holds}")
+
+
 def add_tensorboard_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", metavar="DIR", default=None,
                         help="log every model's metrics and settings to TensorBoard under DIR while training "

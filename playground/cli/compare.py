@@ -11,6 +11,7 @@ from playground.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     add_config_options,
+    add_run_options,
     add_tensorboard_option,
     add_variant_lists,
     config_from_args,
@@ -23,7 +24,7 @@ from playground.cli.common import (
 from playground.core.config import VARIANT_SETTINGS
 from playground.experiments.comparison import CompareConfig, parse_ratios
 from playground.export.experiment import Experiment, read_experiment
-from playground.reports.comparison_table import format_table, reading, summary_rows
+from playground.reports.comparison_table import comparison_reading, format_table, summary_rows
 from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import RunRegistry
 from playground.training.run_folder import RunKind
@@ -40,15 +41,10 @@ def add_parser(commands: Any) -> None:
                         help="comma-separated ratios (default 0,0.25,0.5,0.75,1)")
     parser.add_argument("--schedules", default="", help="comma-separated decaying schedules from 1 to --tf-end")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per ratio, 1 to 3 (default 1)")
-    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
-    parser.add_argument("--name", default="", help="run name (default: TASK-compare)")
-    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="continue a stopped, crashed or finished comparison (or lesson) exactly where it was "
-                             "saved, with its own settings (with --steps N: up to N steps in all)")
+    add_run_options(parser, "TASK-compare", "continue a stopped, crashed or finished comparison (or lesson) "
+                    "exactly where it was saved, with its own settings (with --steps N: up to N steps in all)",
+                    "a row per arm, its settings (ratio, schedule, cell, attention, reverse_source) beside its label")
     add_tensorboard_option(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line: a row per arm, its settings "
-                        "(ratio, schedule, cell, attention, reverse_source) beside its label")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     snapshot = comparison.snapshot()
     table = summary_rows(snapshot)
     print(format_table(table))
-    print(reading(table))
+    print(comparison_reading(table))
     print(f"{status}; run folder: {comparison.run_dir}")
     if args.json:
         print_json({"status": str(status), "message": comparison.message, "id": comparison.id,

@@ -1,4 +1,5 @@
-"""`decode`: one source through a trained model, greedy and by beam search (the Decode page's twin)."""
+"""`decode`: one source through a trained model, greedy and by beam search, optionally after a what-if prefix of
+output tokens the model is made to emit first (the Decode page's twin)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 from playground.cli.common import EXIT_OK, BadInput, print_json
 from playground.core.config import whole_number
-from playground.inspection.decoding import MAX_BEAM_WIDTH, beam_search, check_source, greedy
+from playground.core.tasks import TaskData
+from playground.inspection.decoding import MAX_BEAM_WIDTH, beam_search, check_prefix, check_source, greedy
 from playground.runs.background import RunError
 from playground.runs.registry import RunRegistry
 from playground.training.checkpoints import load_checkpoint
@@ -19,12 +21,16 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("decode", help="decode one source greedily and by beam search")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (training or comparison) or a checkpoint .pt")
     parser.add_argument("--source", required=True, help="the source as typed on the pages (e.g. abcde, or 37+5)")
+    parser.add_argument("--prefix", default="", metavar="P",
+                        help="what if: output tokens fed to the decoder first, written like a target (e.g. fa); "
+                             "greedy decoding and beam search continue after them")
     parser.add_argument("--beam", type=beam_width, default=5, help=f"beam width, 1 to {MAX_BEAM_WIDTH} (default 5)")
     parser.add_argument("--length-norm", action="store_true",
                         help="rank finished beams by log-prob per token instead of the total")
     parser.add_argument("--model", type=int, default=0, metavar="K",
                         help="which model of a comparison run or a multi-model checkpoint (default 0)")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line: source, greedy, beams")
+    parser.add_argument("--json", action="store_true",
+                        help="end with one JSON line: source, prefix, greedy, beams (each output includes the prefix)")
 
 
 def beam_width(text: str) -> int:
@@ -33,17 +39,26 @@ def beam_width(text: str) -> int:
     return number
 
 
-def load_trained(path: Path, index: int) -> TrainedModel:
-    """Model `index` of a run folder (through the registry, as the app opens it) or of a checkpoint file."""
+def load_models(path: Path, with_validation: bool = False) -> list[TrainedModel]:
+    """Every model of a run folder (through the registry, as the app opens it) or of a checkpoint file; a
+    checkpoint's validation examples are regenerated from its config when asked (as the pages do)."""
     if path.is_dir():
         try:
-            models = RunRegistry(path.parent).get(path.name).models()
+            return RunRegistry(path.parent).get(path.name).models()
         except (RunError, ValueError) as error:
             raise BadInput(f"{path} is not a readable run folder: {error}") from None
-    else:
-        loaded = load_checkpoint(path)
-        models = [TrainedModel(saved.label, saved.model, saved.config, build_task(saved.config, loaded.custom), [],
-                               loaded.step) for saved in loaded.models]
+    loaded = load_checkpoint(path)
+    models = []
+    for saved in loaded.models:
+        task = build_task(saved.config, loaded.custom)
+        pairs = TaskData(task, saved.config.seed, saved.config.val_size).val_pairs if with_validation else []
+        models.append(TrainedModel(saved.label, saved.model.eval(), saved.config, task, pairs, loaded.step))
+    return models
+
+
+def load_trained(path: Path, index: int, with_validation: bool = False) -> TrainedModel:
+    """Model `index` of a run folder or of a checkpoint file (`load_models`)."""
+    models = load_models(path, with_validation)
     if not 0 <= index < len(models):
         raise BadInput(f"--model {index} is not allowed: {path} holds {len(models)} model(s), numbered 0 to "
                        f"{len(models) - 1}")
@@ -59,18 +74,25 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise BadInput(str(error)) from None
     limit = task.decode_limit(len(src))
+    prefix = task.tgt_vocab.tokenize(args.prefix)
+    try:
+        check_prefix(task.tgt_vocab, prefix, limit)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
     model, vocabs = trained.model.eval(), (task.src_vocab, task.tgt_vocab)
-    best = greedy(model, *vocabs, src, limit)
-    search = beam_search(model, *vocabs, src, limit, args.beam, args.length_norm)
+    best = greedy(model, *vocabs, src, limit, prefix)
+    search = beam_search(model, *vocabs, src, limit, args.beam, args.length_norm, prefix)
     for note in notes:
         print(f"note: {note}")
     name = f" ({trained.label})" if trained.label else ""
-    print(f"model{name} at step {trained.step}; at most {limit} decoding steps")
+    print(f"model{name} at step {trained.step}; at most {limit} decoding steps"
+          + (f", the first {len(prefix)} fed {task.tgt_vocab.join(prefix)}" if prefix else ""))
     print(f"greedy: {task.tgt_vocab.join(best.tokens)}  log-prob {best.logprob:.4f}")
     for rank, beam in enumerate(search.beams, 1):
         print(f"beam {rank}: {task.tgt_vocab.join(beam.tokens)}  log-prob {beam.logprob:.4f}"
               + (f"  per token {beam.score(True):.4f}" if args.length_norm else "")
               + ("" if beam.finished else "  (no <eos> within the limit)"))
     if args.json:
-        print_json({"source": args.source, "greedy": best.as_dict(), "beams": [b.as_dict() for b in search.beams]})
+        print_json({"source": args.source, "prefix": prefix, "greedy": best.as_dict(),
+                    "beams": [b.as_dict() for b in search.beams]})
     return EXIT_OK

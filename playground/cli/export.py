@@ -21,8 +21,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--tensorboard", metavar="DIR", default=None,
                         help="write each model's metrics as scalars and its settings as hyperparameters under DIR "
                              "(then: tensorboard --logdir DIR); training runs and comparisons")
-    parser.add_argument("--cell", type=int, default=None, metavar="N",
-                        help="a study's cell to export as a script, counted from 0 (a study only)")
+    parser.add_argument("--condition", "--cell", dest="condition", type=int, default=None, metavar="N",
+                        help="a study's condition (task, setting, hidden size) to export as a script, counted from "
+                             "0 (a study only)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line: what was written")
 
 
@@ -32,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise BadInput(f"{run_dir} is not a run folder")
-    if args.tensorboard and args.cell is not None:
-        raise BadInput("--tensorboard exports a training run or a comparison; a study's cell goes to --script")
+    if args.tensorboard and args.condition is not None:
+        raise BadInput("--tensorboard exports a training run or a comparison; a study's condition goes to --script")
     written: dict[str, Any] = {"run_dir": str(run_dir)}
     try:
-        experiment = read_experiment(run_dir, args.cell)
+        experiment = read_experiment(run_dir, args.condition)
         if args.script:
             Path(args.script).write_text(pytorch_script(experiment), encoding="utf-8")
             written["script"] = args.script

@@ -13,6 +13,7 @@ from playground.cli.common import (
     EXIT_OK,
     BadInput,
     add_config_options,
+    add_run_options,
     add_variant_lists,
     config_from_args,
     print_json,
@@ -21,7 +22,7 @@ from playground.cli.common import (
 from playground.core.config import VARIANT_SETTINGS
 from playground.experiments.comparison import parse_ratios
 from playground.experiments.study_grid import StudyConfig
-from playground.reports.study_table import format_summaries, reading
+from playground.reports.study_table import format_summaries, study_reading
 from playground.runs.background import BackgroundRun
 from playground.runs.registry import RunRegistry
 from playground.runs.study_engine import ADDRESS_ENV, StudyEngine, StudySnapshot
@@ -44,12 +45,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--address", default=None,
                         help=f"a Ray cluster this machine is a node of: HEAD:6379; default ${ADDRESS_ENV}, else a "
                              "local Ray started for the study")
-    parser.add_argument("--resume", default=None, metavar="RUN_ID",
-                        help="train the cells of an unfinished study that are not done (in --runs-dir)")
-    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
-    parser.add_argument("--name", default="", help="run name (default: study)")
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line: cells with means, CIs, tests")
+    add_run_options(parser, "study", "train the conditions of an unfinished study that are not done (in --runs-dir)",
+                    "conditions with means, CIs, tests", resume_metavar="RUN_ID")
 
 
 def _numbers(text: str, what: str) -> list[int]:
@@ -70,10 +67,11 @@ def config_from(args: argparse.Namespace) -> StudyConfig:
 
 
 def follow(study: BackgroundRun[StudySnapshot], quiet: bool) -> None:
-    """Wait, printing cells done / total; Ctrl-C stops the study (it saves what it has, the cells cancel)."""
+    """Wait, printing conditions done / total; Ctrl-C stops the study (it saves what it has, the conditions cancel)."""
     def line() -> str:
         snapshot = study.snapshot()
-        return f"\rcells {snapshot.cells_done}/{snapshot.cells_total} · steps {snapshot.step}/{snapshot.total_steps}"
+        return (f"\rconditions {snapshot.conditions_done}/{snapshot.conditions_total} · "
+                f"steps {snapshot.step}/{snapshot.total_steps}")
     try:
         while study.active:
             if not quiet:
@@ -102,18 +100,19 @@ def run(args: argparse.Namespace) -> int:
     follow(study, args.quiet)
     snapshot = study.snapshot()
     print(format_summaries(snapshot.summaries))
-    print(reading(snapshot.summaries).replace("**", ""))
-    print(f"{study.status}; {snapshot.cells_done} of {snapshot.cells_total} cells done; run folder: {study.run_dir}")
+    print(study_reading(snapshot.summaries).replace("**", ""))
+    print(f"{study.status}; {snapshot.conditions_done} of {snapshot.conditions_total} conditions done; "
+          f"run folder: {study.run_dir}")
     if study.message:
         print(study.message, file=sys.stderr)
     if args.json:
         print_json({"status": str(study.status), "message": study.message, "id": study.id,
-                    "cells_done": snapshot.cells_done, "cells_total": snapshot.cells_total,
-                    "groups_total": snapshot.cells_total, "groups_run": snapshot.groups_run,
+                    "conditions_done": snapshot.conditions_done, "conditions_total": snapshot.conditions_total,
+                    "groups_total": snapshot.conditions_total, "groups_run": snapshot.groups_run,
                     "groups_reused": snapshot.groups_reused, "groups_failed": snapshot.groups_failed,
                     "seconds": round(snapshot.seconds, 2), "run_dir": str(study.run_dir),
                     "address": snapshot.address,
-                    "cells": snapshot.summaries})
+                    "conditions": snapshot.summaries})
     if snapshot.groups_failed and study.status == "finished":
-        return EXIT_FAILED  # the rest finished; the failed cells are in the table with their reason
+        return EXIT_FAILED  # the rest finished; the failed conditions are in the table with their reason
     return EXIT_CODES.get(study.status, EXIT_OK)

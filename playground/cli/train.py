@@ -10,6 +10,7 @@ from playground.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     add_config_options,
+    add_run_options,
     add_tensorboard_option,
     config_from_args,
     follow,
@@ -28,14 +29,9 @@ from playground.training.run_folder import RunKind
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("train", help="train one model and write a run folder the app lists")
     add_config_options(parser)
-    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
-    parser.add_argument("--name", default="", help="run name (default: TASK-cli)")
-    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="continue a stopped, crashed or finished run exactly where it was saved "
-                             "(with --steps N: up to N steps in all)")
+    add_run_options(parser, "TASK-cli", "continue a stopped, crashed or finished run exactly where it was saved "
+                    "(with --steps N: up to N steps in all)", "the run's results")
     add_tensorboard_option(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
 
 def run(args: argparse.Namespace) -> int:

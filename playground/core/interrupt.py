@@ -1,6 +1,6 @@
 """Stop within about a second at any size: a stop request reaches into a training step, which is then undone.
 
-At the largest settings one step takes minutes (issue #15), so waiting for the step to end is no stop. The
+At the largest settings one step takes minutes, so waiting for the step to end is no stop. The
 loops of a step (every time step of `recurrence.unroll`, forward and backward, and every chunk of the
 encoder's LSTM) call `check()`. It raises `Interrupted` when both hold: the run asked to stop (`requests`,
 around a run's work) and the work may be abandoned (`undoable`, around a step that has not yet touched the
@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import torch
 
-CHUNK_FLOPS = 2e10  # a stretch of work between two checks: about 0.3 s forward, 0.6 s backward on 2 CPU cores
+CHUNK_FLOPS = 2e10  # a stretch of work between two checks: well under a second on a CPU (`bench --stop`)
 
 _request: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("stop_request", default=None)
 _undoable: contextvars.ContextVar[bool] = contextvars.ContextVar("undoable", default=False)

@@ -86,28 +86,30 @@ TERMS: dict[str, Term] = {term.title.lower(): term for term in (
          "look back at every encoder state."),
     Term("Attention",
          "A way for the decoder to look back at the whole source at every output step instead of relying on the "
-         "final state alone (Bahdanau et al. 2015; Luong et al. 2015). Here it is Luong's global attention, after "
-         "the recurrence: the decoder's top h_t scores every encoder output h̄_s (dot: their dot product; general: "
-         "through a matrix W_a; additive: a small network v_aᵀ tanh(W_a h_t + U_a h̄_s)), a softmax turns the "
-         "scores into weights α over the source positions (padding excluded), and the output layer reads "
-         "h̃_t = tanh(W_c [c_t; h_t]) instead of h_t.",
-         r"lpha_{ts} = rac{e^{\mathrm{score}(h_t, ar h_s)}}{\sum_{s'} e^{\mathrm{score}(h_t, ar h_{s'})}}, "
-         r"\qquad 	ilde h_t = 	anh(W_c [c_t; h_t])"),
+         "encoder's final state alone (Bahdanau et al. 2015; Luong et al. 2015). Here it is Luong's global "
+         "attention, after the recurrence: the decoder's top h_t scores every encoder output h̄_s (dot: their dot "
+         "product; general: through a matrix W_a; additive: a small network v_aᵀ tanh(W_a h_t + U_a h̄_s)), a "
+         "softmax turns the scores into weights α over the source positions (padding excluded), the weighted sum "
+         "of the encoder's outputs is the context vector ctx_t, and the output layer reads "
+         "h̃_t = tanh(W_c [ctx_t; h_t]) instead of h_t.",
+         r"\alpha_{ts} = \frac{e^{\mathrm{score}(h_t, \bar h_s)}}{\sum_{s'} e^{\mathrm{score}(h_t, \bar h_{s'})}}, "
+         r"\qquad \tilde h_t = \tanh(W_c [\mathrm{ctx}_t; h_t])"),
     Term("Alignment",
          "The attention weights α_ts drawn as a table, output step t by source position s: which source tokens "
          "each output was made from. For reverse, a trained model's alignment is the anti-diagonal (the first "
          "output looks at the last source token); for copy, the diagonal. It starts flat and sharpens as the model "
          "learns."),
     Term("Context vector",
-         "With attention, c_t: the α-weighted sum of the encoder's outputs at output step t, a summary of the "
-         "source made for that step. (Without attention, the encoder's final state is sometimes called the "
-         "context vector: one summary for all steps, the bottleneck.)",
-         r"c_t = \sum_s lpha_{ts}\, ar h_s"),
+         "With attention, ctx_t: the α-weighted sum of the encoder's outputs at output step t, a summary of the "
+         "source made for that step. It is written ctx_t, not c_t, because c_t is the LSTM's cell state. Without "
+         "attention there is no context vector: the decoder starts from the encoder's final state (h_T, c_T), one "
+         "summary for all steps, the bottleneck.",
+         r"\mathrm{ctx}_t = \sum_s \alpha_{ts}\, \bar h_s"),
     Term("GRU",
          "The gated recurrent unit (Cho et al. 2014), the Cell setting's other choice: like an LSTM without a "
          "separate cell state. A reset gate r decides how much of h_{t-1} the candidate n sees; an update gate z "
          "mixes the old state and the candidate. Three gates instead of four: a quarter fewer weights.",
-         r"r, z = \sigma(W x_t + U h_{t-1} + b), \quad n = 	anh(W_n x_t + r \odot (U_n h_{t-1} + b_n)), "
+         r"r, z = \sigma(W x_t + U h_{t-1} + b), \quad n = \tanh(W_n x_t + r \odot (U_n h_{t-1} + b_n)), "
          r"\quad h_t = (1 - z) \odot n + z \odot h_{t-1}"),
     Term("Cross-entropy loss",
          "The training loss: minus the log of the probability the model gave the right token, averaged over every "
@@ -159,9 +161,11 @@ TERMS: dict[str, Term] = {term.title.lower(): term for term in (
          "The unit of a loss computed with the natural logarithm: cross-entropy in nats per token. A model that "
          "guesses uniformly among |V| tokens scores ln |V| nats."),
     Term("Arm",
-         "One setting of teacher forcing in a comparison or study (a constant γ, or a decaying schedule), trained "
-         "on the same batches and initial weights as the other arms, so only teacher forcing differs. Each arm "
-         "has one colour on every page, from γ = 0 blue to γ = 1 red."),
+         "One curve of a comparison or study: a setting of teacher forcing (a constant γ, or a decaying schedule) on "
+         "one model (its cell, attention and source order), trained on the same batches and initial weights as the "
+         "other arms, so only what the arms name differs. Each arm has one colour on every page: when the arms "
+         "differ only by teacher forcing, from γ = 0 blue to γ = 1 red (each schedule its own colour); when they "
+         "differ by model too, a distinct colour per arm."),
     Term("Coin",
          "The random draw that decides whether a decoder step is fed the true token (probability γ) or its own "
          "prediction: once per step for the whole batch, or once per token."),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from playground.core.config import TrainConfig
+from playground.core.tasks import TASKS
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.experiments.statistics import evaluated, mean_exact_by_length, paired_test
 from playground.reports.comparison_table import GAP, LENGTHS, summary_rows
@@ -394,6 +395,20 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
         (Metric.TRAIN_LOSS, Metric.FR_EXACT, LENGTHS),
         read_gru_or_lstm),
 )}
+
+
+def setup_facts(config: CompareConfig) -> str:
+    """What a lesson trains, said from its own config so the story can never disagree with it: the task, its
+    lengths (or digits), the model's size, the steps and the seeds."""
+    base = config.base
+    info = TASKS[base.task]
+    size = (f"sequences of {base.min_len} to {base.max_len} symbols" if info.uses_lengths else
+            f"numbers of up to {base.max_digits} digits")
+    arms = len(config.arms())
+    seeds = f"{config.seeds} seeds per arm" if config.seeds > 1 else "1 seed"
+    return (f"Task: {base.task} ({size}) · hidden size {base.hidden_dim}, embedding {base.emb_dim}, "
+            f"{base.num_layers} layer{'s' if base.num_layers > 1 else ''} · {base.steps:,} training steps, "
+            f"batch {base.batch_size} · {arms} arm{'s' if arms > 1 else ''} × {seeds}")
 
 
 def prepared(lesson: Lesson, steps: int | None = None) -> CompareConfig:

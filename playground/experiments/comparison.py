@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from playground.training.metrics import Metric
 DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-# Longer sequences, where the trade-off shows within a minute (3 ratios x 600 steps: 38 s on 2 cores, page open):
+# Longer sequences, where the trade-off shows within about a minute on 2 CPU cores (3 ratios x 600 steps):
 # gamma = 1 learns fastest but has the widest gap between teacher-forced and free-running accuracy, peaking near
 # step 100 (the defaults are too easy: every ratio ends near 99%).
 TRADE_OFF_EXAMPLE = TrainConfig(min_len=8, max_len=16, hidden_dim=64, steps=600)
@@ -35,7 +36,7 @@ MAX_MODEL_ARMS = 24  # ratios and schedules x models (cells x attentions x sourc
 RATIO_CHOICES = tuple(round(i * 0.05, 2) for i in range(21))  # what the pages offer
 
 
-MAX_SEEDS = 3
+MAX_COMPARE_SEEDS = 3
 
 
 TARGET_ACCURACY = 0.9
@@ -74,7 +75,7 @@ class CompareConfig:
 
     @classmethod
     def build(cls, base: TrainConfig, ratios: Any = DEFAULT_RATIOS, schedules: Any = (), seeds: Any = 1,
-              max_seeds: int = MAX_SEEDS, variants: Any = ((), (), ())) -> CompareConfig:
+              max_seeds: int = MAX_COMPARE_SEEDS, variants: Any = ((), (), ())) -> CompareConfig:
         """Coerce and validate; every problem is reported at once, as `ConfigError` does for one run.
 
         `max_seeds` is the page's limit (curves stay readable); a study, which reports statistics, allows more.
@@ -128,7 +129,7 @@ class CompareConfig:
 
     def with_base(self, base: TrainConfig) -> CompareConfig:
         """The same arms on another base (more steps, a lesson shortened for tests)."""
-        return CompareConfig.build(base, self.ratios, self.schedules, self.seeds, max(self.seeds, MAX_SEEDS),
+        return CompareConfig.build(base, self.ratios, self.schedules, self.seeds, max(self.seeds, MAX_COMPARE_SEEDS),
                                    self.variants)
 
     def models(self) -> list[dict[str, str]]:
@@ -149,20 +150,36 @@ class CompareConfig:
                          ((Metric.GAMMA, 1.0), ("schedule", s), *model.items())) for s in self.schedules]
         return arms
 
+    def differs_by(self) -> list[str]:
+        """What the arms differ by, as the page names it: "teacher forcing" and each model setting listed with more
+        than one value; a comparison is read as a comparison of these, and only these."""
+        forcing = ["teacher forcing"] if len(self.ratios) + len(self.schedules) > 1 else []
+        return forcing + [SETTINGS[name].label.lower() for name, values in zip(VARIANT_SETTINGS, self.variants,
+                                                                                 strict=True) if len(values) > 1]
+
     def configs(self) -> list[TrainConfig]:
         """Arm-major, seed-minor: model k is arm k // seeds with seed base.seed + k % seeds."""
         return [self.base.replace(**dict(arm.changes), seed=self.base.seed + s)
                 for arm in self.arms() for s in range(self.seeds)]
 
     def model_labels(self) -> list[str]:
-        """One per model of `configs()`: the arm's label, and the seed where an arm has several."""
-        return [arm.label + (f", seed {self.base.seed + s}" if self.seeds > 1 else "")
+        """One per model of `configs()`: the arm's label, and the seed where an arm has several (`arm_of` reads it
+        back)."""
+        return [arm.label + (f"{SEED_SUFFIX}{self.base.seed + s}" if self.seeds > 1 else "")
                 for arm in self.arms() for s in range(self.seeds)]
 
     def as_dict(self) -> dict[str, Any]:
         return {"base": self.base.as_dict(), "ratios": list(self.ratios), "schedules": list(self.schedules),
                 "seeds": self.seeds} | {key: list(values) for key, values in zip(VARIANT_KEYS, self.variants,
                                                                                  strict=True)}
+
+
+SEED_SUFFIX = ", seed "
+
+
+def arm_of(model_label: str) -> str:
+    """The arm of a model's label as `CompareConfig.model_labels` writes it: the label without its seed."""
+    return re.sub(rf"{SEED_SUFFIX}\d+$", "", model_label)
 
 
 VARIANT_KEYS = ("cells", "attentions", "reverse_sources")  # compare.json's lists of the model settings compared

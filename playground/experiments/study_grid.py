@@ -1,7 +1,7 @@
 """What a study is: teacher-forcing arms measured over seeds, tasks, task settings and model sizes.
 
-One comparison (`CompareConfig`: every arm x seed trained together) is one *cell* of the grid tasks x settings x
-hidden sizes. Within a cell, seed s of every arm starts from the same initial weights and reads the same batches
+One comparison (`CompareConfig`: every arm x seed trained together) is one *condition* of the grid tasks x settings x
+hidden sizes. Within a condition, seed s of every arm starts from the same initial weights and reads the same batches
 and coin draws, so arms are compared paired over seeds."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from playground.experiments.comparison import VARIANT_KEYS, CompareConfig
 from playground.experiments.statistics import evaluated, steps_to_reach
 from playground.training.metrics import Metric
 
-MAX_SEEDS = 30
+MAX_STUDY_SEEDS = 30
 
 
-MAX_CELLS = 64
+MAX_CONDITIONS = 64
 
 
 MEASURES = (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC)
@@ -29,7 +29,7 @@ STEPS_TO_TARGET = "steps_to_90"  # first evaluated step at TARGET_ACCURACY free-
 
 
 @dataclass(frozen=True)
-class Cell:
+class Condition:
     """One group of the grid: a task, its setting (max length or digits) and a hidden size."""
 
     index: int
@@ -55,14 +55,15 @@ class StudyConfig:
     ratios: tuple[float, ...]
     schedules: tuple[str, ...]
     seeds: int
-    variants: tuple[tuple[str, ...], ...] = ((), (), ())  # the model settings compared in every cell (as Compare)
+    variants: tuple[tuple[str, ...], ...] = ((), (), ())  # the model settings compared in every condition (as Compare)
 
     @classmethod
     def build(cls, base: TrainConfig, tasks: Any, max_lens: Any = (8,), digits: Any = (3,), hiddens: Any = (64,),
               ratios: Any = (0.0, 0.5, 1.0), schedules: Any = (), seeds: Any = 5,
               variants: Any = ((), (), ())) -> StudyConfig:
-        """Coerce and validate the grid; every problem at once, each cell checked as a comparison would be.
-        `variants` lists the cells, attentions and source orders whose arms every cell compares (empty: the base's)."""
+        """Coerce and validate the grid; every problem at once, each condition checked as a comparison would be.
+        `variants` lists the recurrent cells, attentions and source orders whose arms every condition compares
+        (empty: the base's)."""
         problems: list[str] = []
         tasks = tuple(dict.fromkeys(tasks))
         if not tasks:
@@ -80,22 +81,22 @@ class StudyConfig:
                 parsed[name] = ()
         if not parsed["hidden size"]:
             problems.append("no hidden size chosen: choose at least one")
-        if seeds is True or seeds is False or not isinstance(seeds, int) or not 2 <= seeds <= MAX_SEEDS:
+        if seeds is True or seeds is False or not isinstance(seeds, int) or not 2 <= seeds <= MAX_STUDY_SEEDS:
             problems.append(f"seeds = {seeds!r} is not allowed: a study needs a whole number between 2 and "
-                            f"{MAX_SEEDS} (a confidence interval needs at least two seeds)")
+                            f"{MAX_STUDY_SEEDS} (a confidence interval needs at least two seeds)")
         if problems:
             raise ConfigError(problems)
         config = cls(base.validate(), tasks, parsed["max length"], parsed["digits"], parsed["hidden size"],
                      (), tuple(dict.fromkeys(schedules)), seeds, tuple(tuple(values) for values in variants))
-        if len(config.grid()) > MAX_CELLS:
-            raise ConfigError([f"{len(config.grid())} cells (tasks x settings x hidden sizes) chosen: at most "
-                               f"{MAX_CELLS}"])
-        cells = config.cells(ratios)  # validates every cell's config and arms, with their own messages
-        return cls(config.base, tasks, config.max_lens, config.digits, config.hiddens, cells[0].compare.ratios,
-                   config.schedules, seeds, cells[0].compare.variants)
+        if len(config.grid()) > MAX_CONDITIONS:
+            raise ConfigError([f"{len(config.grid())} conditions (tasks x settings x hidden sizes) chosen: at most "
+                               f"{MAX_CONDITIONS}"])
+        conditions = config.conditions(ratios)  # validates every condition's config and arms, with their own messages
+        return cls(config.base, tasks, config.max_lens, config.digits, config.hiddens, conditions[0].compare.ratios,
+                   config.schedules, seeds, conditions[0].compare.variants)
 
     def grid(self) -> list[tuple[str, str, int, int]]:
-        """(task, setting, value, hidden) for every cell: a length task varies max_len, a number task digits."""
+        """(task, setting, value, hidden) for every condition: a length task varies max_len, a number task digits."""
         rows = []
         for task in self.tasks:
             setting, values = ("max_len", self.max_lens) if TASKS[task].uses_lengths else ("max_digits", self.digits)
@@ -103,8 +104,8 @@ class StudyConfig:
                      for hidden in self.hiddens]
         return rows
 
-    def cells(self, ratios: Any = None) -> list[Cell]:
-        cells = []
+    def conditions(self, ratios: Any = None) -> list[Condition]:
+        conditions = []
         problems: list[str] = []
         for index, (task, setting, value, hidden) in enumerate(self.grid()):
             changes: dict[str, Any] = {"task": task, setting: value, "hidden_dim": hidden}
@@ -113,18 +114,18 @@ class StudyConfig:
             try:
                 compare = CompareConfig.build(self.base.replace(**changes),
                                               self.ratios if ratios is None else ratios, self.schedules, self.seeds,
-                                              max_seeds=MAX_SEEDS, variants=self.variants)
+                                              max_seeds=MAX_STUDY_SEEDS, variants=self.variants)
             except ConfigError as error:
                 problems += [problem for problem in error.problems if problem not in problems]
                 continue
-            cells.append(Cell(index, task, setting, value, hidden, compare))
+            conditions.append(Condition(index, task, setting, value, hidden, compare))
         if problems:
             raise ConfigError(problems)
-        return cells
+        return conditions
 
     @property
-    def models_per_cell(self) -> int:
-        return len(self.cells()[0].compare.configs())
+    def models_per_condition(self) -> int:
+        return len(self.conditions()[0].compare.configs())
 
     def as_dict(self) -> dict[str, Any]:
         return {"base": self.base.as_dict(), "tasks": list(self.tasks), "max_lens": list(self.max_lens),
@@ -143,10 +144,10 @@ class StudyConfig:
 
 
 @dataclass(frozen=True)
-class CellResult:
-    """What a cell has reported so far: each model's latest evaluation (arm-major, seed-minor), the first step
+class ConditionResult:
+    """What a condition has reported so far: each model's latest evaluation (arm-major, seed-minor), the first step
     at which each reached TARGET_ACCURACY free-running exact match (None: not yet), the Ray node that reported
-    it, and, for a cell that failed twice, why."""
+    it, and, for a condition that failed twice, why."""
 
     step: int = 0
     done: bool = False
@@ -165,16 +166,16 @@ class CellResult:
                 "reached": self.reached, "failed": self.failed, "node": self.node}
 
     @classmethod
-    def from_dict(cls, values: Any) -> CellResult:
+    def from_dict(cls, values: Any) -> ConditionResult:
         if not isinstance(values, dict):
-            raise ValueError("the study file is damaged: a cell result is not an object")
+            raise ValueError("the study file is damaged: a condition result is not an object")
         return cls(int(values.get("step", 0)), bool(values.get("done", False)), float(values.get("seconds", 0.0)),
                    [{str(k): float(v) for k, v in row.items()} for row in values.get("finals", [])],
                    [None if step is None else float(step) for step in values.get("reached", [])],
                    str(values.get("failed", "")), str(values.get("node", "")))
 
     @classmethod
-    def from_rows(cls, rows: list[list[dict[str, float]]], step: int, done: bool, seconds: float) -> CellResult:
+    def from_rows(cls, rows: list[list[dict[str, float]]], step: int, done: bool, seconds: float) -> ConditionResult:
         """From a comparison's history: each model's latest evaluated row, and when it first reached the target."""
         finals = [evaluated(model_rows)[-1] for model_rows in rows if evaluated(model_rows)]
         reached = [steps_to_reach([model_rows]) for model_rows in rows]

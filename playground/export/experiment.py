@@ -1,6 +1,6 @@
 """What an export carries out of a run folder: every model's settings and label, and a custom task's pairs.
 
-A training run is one model; a comparison (and each cell of a study) is K models that read one data stream and
+A training run is one model; a comparison (and each condition of a study) is K models that read one data stream and
 one coin stream, picked by the first model's seed (`StackedTrainer`). Read from the run's own files, validated
 as the app validates them; nothing read is used as a path.
 """
@@ -28,7 +28,7 @@ from playground.training.run_folder import (
 
 
 class ExportError(ValueError):
-    """The folder holds nothing an export can read, or the cell asked for does not exist."""
+    """The folder holds nothing an export can read, or the condition asked for does not exist."""
 
 
 @dataclass(frozen=True)
@@ -51,20 +51,21 @@ class Experiment:
         return cls(name, tuple(compare.model_labels()), tuple(compare.configs()), custom)
 
 
-def read_experiment(run_dir: Path, cell: int | None = None) -> Experiment:
-    """The experiment of a training run, a comparison, or (with `cell`, counted from 0) one cell of a study."""
+def read_experiment(run_dir: Path, condition: int | None = None) -> Experiment:
+    """The experiment of a training run, a comparison, or (with `condition`, counted from 0) one condition of a
+    study."""
     info = read_run_file(run_dir) or {}
     name = str(info.get("name") or run_dir.name)
     if info.get("kind") == RunKind.STUDY:
         values = read_json(run_dir / STUDY_FILE)
         study = StudyConfig.from_dict(values.get("config") if isinstance(values, dict) else None)
-        cells = study.cells()
-        if cell is None or not 0 <= cell < len(cells):
-            raise ExportError(f"{run_dir.name} is a study of {len(cells)} cells: choose one with --cell 0 to "
-                              f"{len(cells) - 1}")
-        return Experiment.of_comparison(f"{name}: {cells[cell].label}", cells[cell].compare)
-    if cell is not None:
-        raise ExportError(f"{run_dir.name} is not a study: --cell applies to studies only")
+        conditions = study.conditions()
+        if condition is None or not 0 <= condition < len(conditions):
+            raise ExportError(f"{run_dir.name} is a study of {len(conditions)} conditions: choose one with "
+                              f"--condition 0 to {len(conditions) - 1}")
+        return Experiment.of_comparison(f"{name}: {conditions[condition].label}", conditions[condition].compare)
+    if condition is not None:
+        raise ExportError(f"{run_dir.name} is not a study: --condition applies to studies only")
     if (run_dir / COMPARE_FILE).is_file():
         values = read_json(run_dir / COMPARE_FILE)
         if not isinstance(values, dict) or not isinstance(values.get("base"), dict):

@@ -22,7 +22,7 @@ from playground.training.metrics import EVAL_CHUNK, MODES
 
 MAX_BEAM_WIDTH = 10
 MAX_SOURCE_FACTOR = 4  # a typed source may be this many times the task's longest (decoding stretches with it)
-FED_START, FED_TRUE, FED_OWN = "start", "true", "own"  # where a step's input came from
+FED_START, FED_TRUE, FED_OWN, FED_CHOSEN = "start", "true", "own", "chosen"  # where a step's input came from
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,18 @@ class DecodeStep:
 
     index: int
     fed: str  # the token fed in
-    fed_from: str  # FED_START (<sos>), FED_TRUE (the target's token, teacher-forced) or FED_OWN (its own argmax)
+    fed_from: str  # FED_START (<sos>), FED_TRUE (the target's token, teacher-forced), FED_OWN (its own argmax) or
+    # FED_CHOSEN (a what-if prefix's token that overrules its argmax)
     top: list[tuple[str, float]]  # the k most probable next tokens, most probable first
-    chosen: str  # the argmax: what the model emits at this step
-    logprob: float  # natural log p(chosen)
+    chosen: str  # the argmax: what the model emits at this step, unless a what-if prefix overrules it
+    logprob: float  # natural log p of the token emitted: the argmax, or the prefix's token that overrules it
     running_logprob: float  # sum of logprob over this and every earlier step
     attention: list[tuple[str, float]] | None = None  # each source token with its weight α (with attention only)
+    overruled_by: str | None = None  # the what-if prefix's token emitted instead of the argmax
+
+    @property
+    def emitted(self) -> str:
+        return self.overruled_by or self.chosen
 
 
 @dataclass(frozen=True)
@@ -46,27 +52,38 @@ class StepThrough:
 
     @property
     def emitted(self) -> list[str]:
-        return [step.chosen for step in self.steps]
+        return [step.emitted for step in self.steps]
 
 
 def step_through(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: list[str], max_len: int,
                  tgt_tokens: list[str] | None = None, teacher_forcing_ratio: float = 0.0, seed: int = 0,
-                 top_k: int = 5) -> StepThrough:
+                 top_k: int = 5, prefix: list[str] | None = None) -> StepThrough:
     """Decode one source step by step; with a target, each step after the first is fed the true token where a
-    coin (seeded by `seed`, so a slider move re-runs the same coins) falls below gamma, else the model's own."""
+    coin (seeded by `seed`, so a slider move re-runs the same coins) falls below gamma, else the model's own.
+
+    A what-if `prefix` (output tokens, `check_prefix`) replaces target and coins: its tokens are fed first, then
+    the model continues greedily. That is teacher forcing on the whole output, the prefix and then the model's
+    own continuation, so the states are those of free running after the prefix."""
+    if prefix:
+        output = greedy(model, src_vocab, tgt_vocab, src_tokens, max_len, prefix).tokens
+        tgt_tokens, teacher_forcing_ratio = output[:-1], 1.0  # the tokens fed after <sos>: all but the last
     capture = capture_states(model, src_vocab, tgt_vocab, src_tokens, tgt_tokens, teacher_forcing_ratio,
                              max_len, seed)
     log_probs = np.log(np.clip(capture.probs.astype(np.float64), 1e-300, None))
     ranked = np.argsort(-capture.probs, axis=1, kind="stable")[:, :top_k]
     steps, running = [], 0.0
+    forced = prefix or []
     for t, (fed, chosen) in enumerate(zip(capture.decoder_inputs, capture.predicted, strict=True)):
-        logprob = float(log_probs[t, tgt_vocab.stoi[chosen]])
+        overruled_by = forced[t] if t < len(forced) and forced[t] != chosen else None
+        logprob = float(log_probs[t, tgt_vocab.stoi[overruled_by or chosen]])
         running += logprob
         fed_from = FED_START if t == 0 else FED_TRUE if capture.teacher_used[t] else FED_OWN
+        if forced and t > 0:
+            fed_from = FED_CHOSEN if steps[t - 1].overruled_by else FED_OWN
         top = [(tgt_vocab.itos[i], float(capture.probs[t, i])) for i in ranked[t]]
         attention = None if capture.attention is None else [
             (token, float(weight)) for token, weight in zip(capture.src_tokens, capture.attention[t], strict=True)]
-        steps.append(DecodeStep(t, fed, fed_from, top, chosen, logprob, running, attention))
+        steps.append(DecodeStep(t, fed, fed_from, top, chosen, logprob, running, attention, overruled_by))
     return StepThrough(steps, capture)
 
 
@@ -102,10 +119,18 @@ def encode_source(model: Seq2Seq, src_vocab: Vocab, src_tokens: list[str]) -> to
 
 
 @torch.inference_mode()
-def greedy(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: list[str], max_len: int) -> Hypothesis:
-    """The model's own greedy decoding (`Seq2Seq.greedy_decode`, as the trainer samples), scored teacher-forced."""
+def greedy(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: list[str], max_len: int,
+           prefix: list[str] | None = None) -> Hypothesis:
+    """The model's own greedy decoding (`Seq2Seq.greedy_decode`, as the trainer samples), scored teacher-forced.
+
+    After a what-if `prefix` (output tokens fed first, `check_prefix`) it is the beam search of width 1 from there,
+    which is greedy decoding; the prefix is part of the output and of its log-probability."""
     src = encode_source(model, src_vocab, src_tokens)
-    ids = [i for i in model.greedy_decode(src, max_len)[0].tolist() if i != PAD_ID]
+    if prefix:
+        ids = tgt_vocab.encode(beam_search(model, src_vocab, tgt_vocab, src_tokens, max_len, 1, prefix=prefix)
+                               .beams[0].tokens)
+    else:
+        ids = [i for i in model.greedy_decode(src, max_len)[0].tolist() if i != PAD_ID]
     return Hypothesis([tgt_vocab.itos[i] for i in ids], sequence_logprob(model, src, ids), EOS_ID in ids)
 
 
@@ -121,8 +146,11 @@ def sequence_logprob(model: Seq2Seq, src: torch.Tensor, ids: list[int]) -> float
 
 @torch.inference_mode()
 def beam_search(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: list[str], max_len: int,
-                width: int = 5, length_norm: bool = False) -> BeamSearch:
+                width: int = 5, length_norm: bool = False, prefix: list[str] | None = None) -> BeamSearch:
     """Keep the `width` best prefixes, all live beams in one batched decoder step.
+
+    A what-if `prefix` (output tokens, `check_prefix`) is fed first, one beam scored by its log-probability, and
+    the search continues from it; `max_len` counts the prefix.
 
     Each step extends every live beam by every token and keeps the `width - finished` best extensions; an
     extension ending in <eos> is finished and leaves the beam. So width 1 is exactly greedy decoding, and the
@@ -143,7 +171,14 @@ def beam_search(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: 
     def hypothesis(ids: list[int], logprob: float, done: bool) -> Hypothesis:
         return Hypothesis([tgt_vocab.itos[i] for i in ids], logprob, done)
 
-    for _ in range(max_len):
+    forced = tgt_vocab.encode(prefix or [])
+    for token in forced:
+        logits, state, _ = model.decoder.step(last, state, memory)
+        scores = scores + torch.log_softmax(logits.float(), dim=-1)[:, token]
+        prefixes = [[*prefixes[0], token]]
+        last = torch.tensor([token], device=src.device)
+        history.append([hypothesis(prefixes[0], float(scores[0]), False)])
+    for _ in range(max_len - len(forced)):
         logits, state, _ = model.decoder.step(last, state, memory)
         candidates = (scores[:, None] + torch.log_softmax(logits.float(), dim=-1)).flatten()
         best = candidates.topk(width - len(finished))
@@ -186,6 +221,18 @@ def check_source(task: Task, src_vocab: Vocab, tokens: list[str]) -> list[str]:
                 f"decoding may take up to {task.decode_limit(len(tokens))} steps (the target limit stretched in "
                 "proportion), and the model has never seen such a length"]
     return []
+
+
+def check_prefix(tgt_vocab: Vocab, tokens: list[str], limit: int) -> None:
+    """ValueError naming what cannot be fed as a what-if prefix (output tokens of the model's target vocabulary, and
+    fewer than the decoding limit, so that the model still decodes a step) and what is allowed."""
+    unknown = tgt_vocab.unknown(tokens)
+    if unknown:
+        allowed = " ".join(tgt_vocab.itos[len(SPECIALS):]) or "none"
+        raise ValueError(f"unknown output symbols in the prefix {', '.join(map(repr, unknown))}; allowed: {allowed}")
+    if len(tokens) >= limit:
+        raise ValueError(f"the prefix has {len(tokens)} symbols; at most {limit - 1} are allowed for this source "
+                         f"(the decoding limit, {limit}, less one step for the model)")
 
 
 @dataclass(frozen=True)

@@ -249,15 +249,16 @@ def capture_npz(capture: StateCapture) -> bytes:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def text_cell(token: str) -> str:
-    """A token as a CSV cell a spreadsheet keeps as text: one that starts like a formula gets a leading quote, so a
+def spreadsheet_text(token: str) -> str:
+    """A token as a CSV field a spreadsheet keeps as text: one that starts like a formula gets a leading quote, so a
     custom task's `=HYPERLINK(...)` is not a live formula when a teacher opens a student's states."""
     return f"'{token}" if token.startswith(FORMULA_STARTS) else token
 
 
 def capture_csv(capture: StateCapture) -> str:
-    """Long format, one value a row: part, layer, quantity, step, token, unit, value (tokens as `text_cell`s). With
-    attention, the alignment's rows are part "attention", quantity "alpha", unit = the source position."""
+    """Long format, one value a row: part, layer, quantity, step, token, unit, value (tokens through
+    `spreadsheet_text`). With attention, the alignment's rows are part "attention", quantity "alpha", unit = the
+    source position."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["part", "layer", "quantity", "step", "token", "unit", "value"])
@@ -267,10 +268,11 @@ def capture_csv(capture: StateCapture) -> str:
             for quantity, values in (*layer.states.items(),
                                      *((f"gate_{gate}", v) for gate, v in layer.gates.items())):
                 for step, row in enumerate(values):
-                    writer.writerows([part, index, quantity, step, text_cell(tokens[step]), unit, f"{value:.6g}"]
+                    token = spreadsheet_text(tokens[step])
+                    writer.writerows([part, index, quantity, step, token, unit, f"{value:.6g}"]
                                      for unit, value in enumerate(row))
     for step, row in enumerate(capture.attention if capture.attention is not None else []):
-        token = text_cell(capture.decoder_inputs[step])
+        token = spreadsheet_text(capture.decoder_inputs[step])
         writer.writerows(["attention", "", "alpha", step, token, position, f"{value:.6g}"]
                          for position, value in enumerate(row))
     return out.getvalue()

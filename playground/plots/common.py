@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Sequence
 from typing import Any
 
+import plotly.colors
 import plotly.graph_objects as go
 
 NOTE_WIDTH = 30  # characters a line of an empty chart's note: it fits a chart of half an 800 px window
@@ -73,27 +75,41 @@ def chart_config(name: str) -> dict[str, Any]:
 
 FREE_RUNNING_COLOUR, FORCED_COLOUR = "#1f77b4", "#d62728"  # γ = 0 and γ = 1 on every page; γ between: between
 SCHEDULE_COLOURS = {"linear": "#2ca02c", "exponential": "#ff7f0e", "inverse sigmoid": "#9467bd"}
-OTHER_COLOURS = ("#8c564b", "#e377c2", "#17becf", "#7f7f7f")
+ARM_PALETTE = tuple(plotly.colors.qualitative.Dark24)  # 24 distinct colours: the most arms a comparison has
 SCORING_DASH = {"teacher-forced": "dot", "free-running": "solid"}  # how a model is scored: line style, not colour
 
 
-def arm_colour(label: str) -> str:
-    """One colour per arm on every page, from its label: a constant γ from blue (0, free-running) to red (1,
-    teacher-forced), a decaying schedule its own colour; so γ = 1 is the same red on Compare, Lessons, Study and
-    Decode whatever the other arms are."""
+def forcing_colour(label: str) -> str | None:
+    """The colour of an arm that differs from the others by teacher forcing alone: a constant γ from blue (0,
+    free-running) to red (1, teacher-forced), a decaying schedule its own colour; so γ = 1 is the same red on
+    Compare, Lessons, Study and Decode whatever the other arms are. None for a label that also names a model."""
+    if "," in label:
+        return None
     if label.startswith("γ = "):
         try:
             ratio = min(max(float(label.removeprefix("γ = ")), 0.0), 1.0)
         except ValueError:
-            ratio = None
-        if ratio is not None:
-            ends = [tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
-                    for hex_colour in (FREE_RUNNING_COLOUR, FORCED_COLOUR)]
-            return "#" + "".join(f"{round(a + (b - a) * ratio):02x}" for a, b in zip(*ends, strict=True))
-    for name, colour in SCHEDULE_COLOURS.items():
-        if label.startswith(name):
-            return colour
-    return OTHER_COLOURS[sum(map(ord, label)) % len(OTHER_COLOURS)]
+            return None
+        ends = [tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+                for hex_colour in (FREE_RUNNING_COLOUR, FORCED_COLOUR)]
+        return "#" + "".join(f"{round(a + (b - a) * ratio):02x}" for a, b in zip(*ends, strict=True))
+    return next((colour for name, colour in SCHEDULE_COLOURS.items() if label.startswith(name)), None)
+
+
+def arm_colours(labels: Sequence[str]) -> dict[str, str]:
+    """One colour per arm of a comparison, never two arms alike: the teacher-forcing colours when the arms differ
+    by teacher forcing alone, else a distinct qualitative colour per arm in the comparison's order (arms that
+    differ by model have no natural order of colour)."""
+    unique = list(dict.fromkeys(labels))
+    forcing = {label: forcing_colour(label) for label in unique}
+    if all(forcing.values()) and len(set(forcing.values())) == len(unique):
+        return {label: colour for label, colour in forcing.items() if colour}
+    return {label: ARM_PALETTE[index % len(ARM_PALETTE)] for index, label in enumerate(unique)}
+
+
+def arm_colour(label: str) -> str:
+    """The colour of an arm shown alone (a single run, one model picked from a comparison)."""
+    return arm_colours([label])[label]
 
 
 def rgba(hex_colour: str, alpha: float) -> str:

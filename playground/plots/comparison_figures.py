@@ -1,4 +1,4 @@
-"""Figures of a comparison: one colour per arm (`common.arm_colour`, the same on every page); with several seeds a
+"""Figures of a comparison: one colour per arm (`common.arm_colours`, the same on every page); with several seeds a
 mean and a band."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from playground.experiments.comparison import CompareSnapshot
 from playground.experiments.statistics import Value, by_step, mean_exact_by_length, token_gap
-from playground.plots.common import arm_colour, empty_state, has_points, rgba, tidy
+from playground.plots.common import arm_colours, empty_state, has_points, rgba, tidy
 from playground.reports.comparison_table import GAP, LENGTHS
 from playground.training.metrics import Metric
 
@@ -36,15 +36,16 @@ def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: s
                  ) -> go.Figure:
     """One metric of every arm; before its first point, real axes and when it comes (`evaluated`: at evaluations)."""
     figure = go.Figure()
+    colours = arm_colours(snapshot.labels)
     for arm, label in enumerate(snapshot.labels):
         steps, mean, spread = series(snapshot.arm_rows(arm), value)
         if snapshot.seeds > 1 and len(steps):
             band = np.concatenate([mean + spread, (mean - spread)[::-1]])
             figure.add_trace(go.Scatter(x=np.concatenate([steps, steps[::-1]]), y=band, fill="toself",
-                                        fillcolor=rgba(arm_colour(label), 0.15), line={"width": 0}, hoverinfo="skip",
+                                        fillcolor=rgba(colours[label], 0.15), line={"width": 0}, hoverinfo="skip",
                                         showlegend=False, legendgroup=label))
         figure.add_trace(go.Scatter(x=steps, y=mean, mode="lines", name=label, legendgroup=label,
-                                    line={"color": arm_colour(label), "width": 2}))
+                                    line={"color": colours[label], "width": 2}))
     band_note = f" (mean ± std over {snapshot.seeds} seeds)" if snapshot.seeds > 1 else ""
     figure.update_layout(title=title + band_note, height=height, margin={"l": 60, "r": 10},
                          legend={"title": "arm"})
@@ -62,11 +63,12 @@ def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: s
 def length_figure(snapshot: CompareSnapshot, height: int = 340) -> go.Figure:
     """Free-running exact match by target length at the latest evaluation: where errors compound."""
     figure = go.Figure()
+    colours = arm_colours(snapshot.labels)
     for arm, label in enumerate(snapshot.labels):
         means = mean_exact_by_length(snapshot, arm)
         figure.add_trace(go.Scatter(x=means.index.to_numpy(dtype=float), y=means.to_numpy(dtype=float),
                                     mode="lines+markers", name=label,
-                                    line={"color": arm_colour(label), "width": 2}))
+                                    line={"color": colours[label], "width": 2}))
     figure.update_layout(title="Free-running exact match by output length (latest evaluation)", height=height,
                          margin={"l": 60, "r": 10}, legend={"title": "arm"})
     figure.update_xaxes(title="target length (tokens, without <eos>)", dtick=1)

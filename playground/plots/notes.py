@@ -61,8 +61,8 @@ ALIGNMENT = (
     "**Axes**: each row is one output step of the decoder (the token it was fed → the token it predicted); each "
     "column is one position of the source, labelled with its token. Only runs with attention have this chart.\n\n"
     "**Colours**: α, the attention weight, from white (0) to dark green (1). A row sums to 1: it says where in the "
-    "source the decoder looked when it made that prediction (its context vector is the weighted sum of the "
-    "encoder's outputs at those positions). Padding gets no weight.\n\n"
+    "source the decoder looked when it made that prediction (the context vector ctx_t is the weighted sum of "
+    "the encoder's outputs at those positions). Padding gets no weight.\n\n"
     "**Good**: one dark cell per row, along the path the task needs: the anti-diagonal for reverse (the first output "
     "reads the last source token), the diagonal for copy. During training the rows sharpen from flat to peaked.\n\n"
     "**Bad**: flat rows (pale everywhere) mean the model has not learnt where to look yet, or relies on the final "
@@ -71,7 +71,7 @@ ALIGNMENT = (
 ATTENTION_ROW = (
     "**Bars**: one per source position, labelled position: token, in the order the source was typed. Each bar is α, "
     "the share of attention this decoder step gives that position (they sum to 1); darker green is more. The "
-    "decoder reads their weighted sum of the encoder's outputs (the context vector) before it predicts.\n\n"
+    "decoder reads their weighted sum of the encoder's outputs (the context vector ctx_t) before it predicts.\n\n"
     "**Good**: one tall bar on the token this step must produce next (for reverse: the source's last tokens first, "
     "moving left one position a step).\n\n"
     "**Bad**: bars of equal height (it does not know where to look) or a tall bar on the wrong token, which usually "
@@ -94,14 +94,52 @@ PROBABILITIES = (
     "the next steps drift (exposure bias).")
 
 PLANE = (
-    "**Axes**: the two directions along which the encoder's final states (h_T, the context vector the decoder "
-    "starts from) of validation examples vary most (PCA); the percentages say how much of the variation each "
+    "**Axes**: the two directions along which the encoder's final states (h_T, the state the decoder starts "
+    "from) of validation examples vary most (PCA); the percentages say how much of the variation each "
     "holds.\n\n"
     "**Colour**: a property of each example (the sidebar picks it, for example the source length). The paths are "
     "this example's decoder states step by step, free-running and teacher-forced.\n\n"
-    "**Good**: the colours in order along a direction (the context vector encodes that property), and a decoder "
+    "**Good**: the colours in order along a direction (the final state encodes that property), and a decoder "
     "path that moves steadily through them.\n\n"
     "**Bad**: colours mixed at random: the encoder has not organised its states around that property (yet).")
+
+RECOVERY = (
+    "**The probe**: each validation example is decoded after its true first k tokens, then one wrong token at "
+    "position k (the model's likeliest wrong one, so its own mistake where it makes one), then the model goes on "
+    "alone, greedily.\n\n"
+    "**Axes**: the position k of the wrong token against a share.\n\n"
+    "**Lines**: solid, the share of examples whose every later token was still right (it recovered); dotted, the "
+    "total-variation distance between the next-token distributions after the true and after the wrong token (0: "
+    "the wrong token changed nothing, 1: a different prediction altogether). One colour per arm, as on every page "
+    "(dark grey for one model); with several seeds, the line is their mean and the band their range.\n\n"
+    "**Good**: solid high, dotted low: one slip is forgotten.\n\n"
+    "**Bad**: solid near 0: one wrong token derails the rest of the output (errors compound: exposure bias). "
+    "Near the end there are few later tokens to get wrong, so recovery rises there for every model.")
+
+PREFIX_ERRORS = (
+    "**Axes**: the position k against the share of the tokens from k to the end that are wrong.\n\n"
+    "**Lines**: dotted, greedy decoding from k after the true prefix (the first k target tokens fed in); solid, "
+    "free-running from the start, after the model's own first k outputs. One colour per arm.\n\n"
+    "**Good**: solid on dotted: the model's own earlier outputs cost it nothing.\n\n"
+    "**Bad**: solid above dotted, more so further along: its own earlier mistakes cause later ones.")
+
+DRIFT = (
+    "**Axes**: the output position t against the mean Euclidean distance between the decoder's top-layer h_t when "
+    "it is fed the true tokens (teacher-forced) and when it is fed its own (free-running), on the same validation "
+    "examples. The title gives the size of an h_t for scale.\n\n"
+    "**Lines**: one colour per arm (band: the seeds' range). Both runs start from the same state and read the "
+    "same tokens until the model's first mistake, so the distance is 0 until then.\n\n"
+    "**Good**: flat near 0.\n\n"
+    "**Bad**: rising along the output: free running carries the decoder into states training never visited "
+    "(Lamb et al. 2016, Professor Forcing).")
+
+DRIFT_PLANE = (
+    "**Axes**: the two directions along which the decoder's top-layer states h_t of validation examples vary most "
+    "(PCA of both clouds together); the percentages say how much of the variation each holds.\n\n"
+    "**Colour**: red, h_t teacher-forced; blue, free-running (hover: the output position).\n\n"
+    "**Good**: the blue points lie on the red ones: free running visits the states training shaped.\n\n"
+    "**Bad**: blue points where there is no red: after its own mistakes the decoder runs in states it never saw "
+    "in training.")
 
 TOP_K = (
     "**Bars**: the k most probable next tokens at this step and their probabilities (0 to 1). Orange is the token "
@@ -122,7 +160,7 @@ POSITIONS = (
     "earlier mistakes fed back, errors that compound (exposure bias).")
 
 STUDY = (
-    "**Axes**: one group per cell (task, setting, hidden size) against free-running exact match on validation, "
+    "**Axes**: one group per condition (task, setting, hidden size) against free-running exact match on validation, "
     "in %. A marker is one arm's mean over its seeds; its bar is the 95% confidence interval.\n\n"
     "**Colours**: one per teacher-forcing arm, as in the legend.\n\n"
     "**Reading**: bars that overlap a lot may differ by seed noise only; the paired tests below compare arms seed "
@@ -159,7 +197,10 @@ ARM_CHARTS = {  # the Compare page's and the lessons' charts, by the name the le
         "on validation, in points." + _ARMS
         + "\n\n**Good**: near 0, the model does as well on its own as when helped. **Bad**: high, the arm relies "
         "on being fed the truth. The gap often peaks while a model is half-trained, then closes as its own "
-        "predictions become the true tokens."),
+        "predictions become the true tokens.\n\n**Below 0** (free-running better than helped) happens early, "
+        "at step 0 above all: an untrained model is near chance either way, and its own repeated guesses can "
+        "happen to match more target tokens than its guesses from the true ones. Read the gap once the "
+        "teacher-forced accuracy is well above chance."),
     Metric.TF_TOKEN_ACC: (
         "**Axes**: training step against validation token accuracy when every step is fed the true previous token: "
         "how well each arm learned the task with help." + _ARMS),

@@ -96,15 +96,15 @@ def unit_lines_figure(values: np.ndarray, units: list[int], step_labels: list[st
 def projection_figure(points: np.ndarray, colour: np.ndarray, colour_name: str, labels: list[str],
                       trajectories: dict[str, tuple[np.ndarray, list[str]]], explained: np.ndarray,
                       height: int = 480) -> go.Figure:
-    """Context vectors of many examples in a PCA plane, with decoder trajectories drawn in the same plane."""
+    """Encoder final states of many examples in a PCA plane, with decoder trajectories drawn in the same plane."""
     numeric = np.issubdtype(np.asarray(colour).dtype, np.number)
     marker: dict = {"size": 7, "opacity": 0.75}
     if numeric:
         marker |= {"color": colour, "colorscale": "Viridis", "showscale": True,
                    "colorbar": {"title": {"text": colour_name}, "thickness": 12}}
-    traces = [go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="context vectors",
+    traces = [go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="final states",
                          marker=marker, text=labels, showlegend=numeric,
-                         hovertemplate="%{text}<extra>context</extra>")] if numeric else [
+                         hovertemplate="%{text}<extra>final state</extra>")] if numeric else [
         go.Scatter(x=points[colour == value, 0], y=points[colour == value, 1], mode="markers",
                    name=f"{colour_name} {value}", marker=marker, text=np.asarray(labels, dtype=object)[colour == value],
                    hovertemplate="%{text}<extra></extra>") for value in sorted(set(colour.tolist()))]
@@ -115,7 +115,7 @@ def projection_figure(points: np.ndarray, colour: np.ndarray, colour_name: str, 
                                  marker={"size": 9, "symbol": "diamond"},
                                  hovertemplate=f"{name}<br>step %{{pointNumber}}: %{{text}}<extra></extra>"))
     figure = go.Figure(traces)
-    figure.update_layout(title="Encoder final state (context vector) of validation examples, PCA plane",
+    figure.update_layout(title="Encoder final state h_T of validation examples, PCA plane",
                          height=height, margin={"l": 55, "r": 10, "b": 40})
     tidy(figure)
     figure.update_xaxes(title_text=f"PC 1 ({explained[0]:.0%} of variance)")

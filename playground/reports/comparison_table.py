@@ -1,6 +1,6 @@
 """A comparison's final table and its reading: the numbers a student reads, and what they say in words.
 
-`summary_rows` turns a `CompareSnapshot` into one row per arm; `reading` says, from those rows alone, which
+`summary_rows` turns a `CompareSnapshot` into one row per arm; `comparison_reading` says, from those rows alone, which
 differences are beyond seed noise; `format_table` prints the table for a terminal."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _names(rows: list[dict[str, Any]]) -> str:
     return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
 
 
-def reading(table: list[dict[str, Any]]) -> str:
+def comparison_reading(table: list[dict[str, Any]]) -> str:
     """A few sentences computed from the table: first whether the leader's lead is beyond seed noise, then the
     leader on free-running exact match, the trade-off with token accuracy when they disagree, the gaps, the speed."""
     if not table:

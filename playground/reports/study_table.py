@@ -1,4 +1,4 @@
-"""A study's tables and reading: per cell, each arm's mean with its interval over seeds and the paired
+"""A study's tables and reading: per condition, each arm's mean with its interval over seeds and the paired
 tests between arms; a reading that says which differences are more than seed noise."""
 
 from __future__ import annotations
@@ -7,36 +7,38 @@ import itertools
 import math
 from typing import Any
 
+import pandas as pd
+
 from playground.experiments.statistics import mean_ci, paired_test
-from playground.experiments.study_grid import MEASURES, STEPS_TO_TARGET, Cell, CellResult
+from playground.experiments.study_grid import MEASURES, STEPS_TO_TARGET, Condition, ConditionResult
 from playground.reports.comparison_table import GAP
 from playground.reports.readings import difference, interval, noise_lead, points, share, trade_off
 from playground.training.metrics import Metric
 
 
-def _arm_values(cell: Cell, result: CellResult, arm: int, name: str) -> list[float]:
-    seeds = cell.compare.seeds
+def _arm_values(condition: Condition, result: ConditionResult, arm: int, name: str) -> list[float]:
+    seeds = condition.compare.seeds
     return [row[name] for row in result.finals[arm * seeds:(arm + 1) * seeds]]
 
 
-def cell_summary(cell: Cell, result: CellResult | None) -> dict[str, Any]:
-    """A cell's arms (means and 95% CIs over seeds) and paired tests between every two arms, on free-running
-    exact match; empty lists until the cell has evaluated."""
-    summary: dict[str, Any] = {"cell": cell.index, "label": cell.label, "task": cell.task, cell.setting: cell.value,
-                               "hidden": cell.hidden, "step": result.step if result else 0,
-                               "done": bool(result and result.done), "failed": result.failed if result else "",
-                               "node": result.node if result else "",
+def condition_summary(condition: Condition, result: ConditionResult | None) -> dict[str, Any]:
+    """A condition's arms (means and 95% CIs over seeds) and paired tests between every two arms, on free-running
+    exact match; empty lists until the condition has evaluated."""
+    summary: dict[str, Any] = {"condition": condition.index, "label": condition.label, "task": condition.task,
+                               condition.setting: condition.value, "hidden": condition.hidden,
+                               "step": result.step if result else 0, "done": bool(result and result.done),
+                               "failed": result.failed if result else "", "node": result.node if result else "",
                                "arms": [], "tests": []}
     if result is None or not result.finals:
         return summary
-    arms = cell.compare.arms()
+    arms = condition.compare.arms()
     labels = [arm.label for arm in arms]
-    seeds = cell.compare.seeds
+    seeds = condition.compare.seeds
     for arm, label in enumerate(labels):
         row: dict[str, Any] = {"arm": label, **arms[arm].settings()}
-        gaps = [tf - fr for tf, fr in zip(_arm_values(cell, result, arm, Metric.TF_TOKEN_ACC),
-                                          _arm_values(cell, result, arm, Metric.FR_TOKEN_ACC), strict=True)]
-        for name, values in [*((name, _arm_values(cell, result, arm, name)) for name in MEASURES), (GAP, gaps)]:
+        gaps = [tf - fr for tf, fr in zip(_arm_values(condition, result, arm, Metric.TF_TOKEN_ACC),
+                                          _arm_values(condition, result, arm, Metric.FR_TOKEN_ACC), strict=True)]
+        for name, values in [*((name, _arm_values(condition, result, arm, name)) for name in MEASURES), (GAP, gaps)]:
             estimate = mean_ci(values)
             row[name] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high]}
         reached = [step for step in result.reached[arm * seeds:(arm + 1) * seeds] if step is not None]
@@ -45,7 +47,8 @@ def cell_summary(cell: Cell, result: CellResult | None) -> dict[str, Any]:
                                 "of": seeds}
         summary["arms"].append(row)
     for a, b in itertools.combinations(range(len(labels)), 2):
-        test = paired_test(_arm_values(cell, result, a, Metric.FR_EXACT), _arm_values(cell, result, b, Metric.FR_EXACT))
+        test = paired_test(_arm_values(condition, result, a, Metric.FR_EXACT),
+                           _arm_values(condition, result, b, Metric.FR_EXACT))
         summary["tests"].append({"a": labels[a], "b": labels[b], "difference": test.difference.mean,
                                  "ci": [test.difference.low, test.difference.high], "t": test.t, "p": test.p,
                                  "within_seed_noise": test.within_noise})
@@ -53,11 +56,11 @@ def cell_summary(cell: Cell, result: CellResult | None) -> dict[str, Any]:
 
 
 def table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The whole study as one flat row per (cell, arm): what the CSV export and the page's table hold."""
+    """The whole study as one flat row per (condition, arm): what the CSV export and the page's table hold."""
     rows = []
     for summary in summaries:
         for row in summary["arms"]:
-            flat: dict[str, Any] = {"cell": summary["label"], "task": summary["task"], "hidden": summary["hidden"],
+            flat: dict[str, Any] = {"condition": summary["label"], "task": summary["task"], "hidden": summary["hidden"],
                                     "step": summary["step"], "arm": row["arm"]}
             for name in (*MEASURES, GAP):
                 flat |= {name: row[name]["mean"], f"{name}_ci_low": row[name]["ci"][0],
@@ -68,30 +71,38 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+TERMINAL_COLUMNS = {"condition": ("condition", str), "arm": ("arm", str), Metric.FR_EXACT: ("FR exact", share),
+                    "interval": ("95% CI", str), Metric.FR_TOKEN_ACC: ("FR tokens", share),
+                    GAP: ("gap", lambda value: f"{value * 100:+.1f}"), STEPS_TO_TARGET: ("steps to 90%", str)}
+
+
 def format_summaries(summaries: list[dict[str, Any]]) -> str:
-    """The results as aligned text: one line per arm, then the paired tests of the cell."""
-    lines = [f"{'cell':<34} {'arm':<22} {'FR exact':>9} {'95% CI':>17} {'FR tokens':>9} {'gap':>7} "
-             f"{'steps to 90%':>13}"]
+    """The results as aligned text for the terminal: one line per arm, then the failed conditions and every
+    paired test."""
+    lines = []
+    if rows := table_rows(summaries):
+        frame = pd.DataFrame(rows)
+        frame["interval"] = [f"[{share(low)}, {share(high)}]" for low, high in
+                             zip(frame[f"{Metric.FR_EXACT}_ci_low"], frame[f"{Metric.FR_EXACT}_ci_high"], strict=True)]
+        frame[STEPS_TO_TARGET] = [f"{mean:.0f} ({reached}/{seeds})" if reached else "-" for mean, reached, seeds in
+                                  zip(frame[STEPS_TO_TARGET], frame["seeds_reaching_90"], frame["seeds"], strict=True)]
+        lines.append(frame[list(TERMINAL_COLUMNS)].to_string(
+            index=False, header=[name for name, _ in TERMINAL_COLUMNS.values()],
+            formatters=[format for _, format in TERMINAL_COLUMNS.values()]))
+    else:
+        lines.append("  ".join(name for name, _ in TERMINAL_COLUMNS.values()))
+    lines += [f"{summary['label']} failed: {summary['failed']}" for summary in summaries if summary["failed"]]
     for summary in summaries:
-        if summary["failed"]:
-            lines.append(f"{summary['label']:<34} failed: {summary['failed']}")
-        for row in summary["arms"]:
-            exact, tokens, gap, steps = row[Metric.FR_EXACT], row[Metric.FR_TOKEN_ACC], row[GAP], row[STEPS_TO_TARGET]
-            low, high = exact["ci"]
-            reached = f"{steps['mean']:.0f} ({steps['seeds']}/{steps['of']})" if steps["seeds"] else "-"
-            lines.append(f"{summary['label']:<34} {row['arm']:<22} {share(exact['mean']):>9} "
-                         f"{'[' + share(low) + ', ' + share(high) + ']':>17} {share(tokens['mean']):>9} "
-                         f"{gap['mean'] * 100:>+6.1f}  {reached:>13}")
         for test in summary["tests"]:
             verdict = "within seed noise" if test["within_seed_noise"] else "more than seed noise"
             p = "-" if not math.isfinite(test["p"]) else f"{test['p']:.3f}"
-            lines.append(f"{'':<34} {test['a']} vs {test['b']}: {test['difference'] * 100:+.1f} points, p = {p} "
-                         f"({verdict})")
+            lines.append(f"{summary['label']}: {test['a']} vs {test['b']}: {test['difference'] * 100:+.1f} points, "
+                         f"p = {p} ({verdict})")
     return "\n".join(lines)
 
 
-def reading(summaries: list[dict[str, Any]]) -> str:
-    """For a student, per cell: first whether the leader's lead over the next arm is beyond seed noise (their
+def study_reading(summaries: list[dict[str, Any]]) -> str:
+    """For a student, per condition: first whether the leader's lead over the next arm is beyond seed noise (their
     paired test), then the leader with its interval (within 0-100%), the trade-off with token accuracy when the two
     disagree, and which other differences the seeds can tell apart."""
     paragraphs = []
@@ -137,7 +148,7 @@ def reading(summaries: list[dict[str, Any]]) -> str:
     paragraphs += [f"**{summary['label']}** failed twice and was left out: {summary['failed']}."
                    for summary in summaries if summary["failed"] and not summary["arms"]]
     if not paragraphs:
-        return "No cell has evaluated yet: the reading appears as cells report."
+        return "No condition has evaluated yet: the reading appears as conditions report."
     return ("A 95% confidence interval says where the mean over *all* seeds would likely be; a paired test "
             "compares two arms seed by seed (same initial weights and batches), and p < 0.05 means a difference "
             "that large would be rare if the arms were equally good.\n\n" + "\n\n".join(paragraphs))

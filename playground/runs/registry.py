@@ -295,10 +295,10 @@ class RunRegistry:
     def checkpoint_file(self, run_id: str) -> bytes:
         return self._file(run_id, CHECKPOINT_FILE, MAX_CHECKPOINT_BYTES)
 
-    def script_file(self, run_id: str, cell: int | None = None) -> bytes:
-        """The run (a study: its `cell`) as a standalone PyTorch script (`export.script`)."""
+    def script_file(self, run_id: str, condition: int | None = None) -> bytes:
+        """The run (a study: its `condition`) as a standalone PyTorch script (`export.script`)."""
         try:
-            return pytorch_script(read_experiment(self._folder(run_id), cell)).encode()
+            return pytorch_script(read_experiment(self._folder(run_id), condition)).encode()
         except ValueError as error:
             raise RunError(f"cannot export run {run_id}: {error}") from None
 

@@ -1,13 +1,13 @@
-"""A study as a run: its cells train on Ray in a driver process of its own; this side only reads JSON.
+"""A study as a run: its conditions train on Ray in a driver process of its own; this side only reads JSON.
 
 `StudyEngine` is the run's engine (`BackgroundRun` calls `advance()`), in the app's and the CLI's process alike.
-Its first `advance()` starts the driver (`python -m playground.runs.ray_cells`, playground/runs/ray_cells.py) in
+Its first `advance()` starts the driver (`python -m playground.runs.ray_driver`, playground/runs/ray_driver.py) in
 a session of its own, hands it the study as one JSON line, and from then on reads the driver's JSON lines: the
-address it really ran on, then each cell's latest result. This process never imports Ray and never unpickles what
+address it really ran on, then each condition's latest result. This process never imports Ray and never unpickles what
 a cluster sends; Ray's processes (a local instance belongs to the driver) cannot take it down. A stop, or the run's
 end, terminates the driver and then kills whatever is left of its process group, so no Ray process it started
-outlives the study. The grid and every cell's latest result are saved in study.json; a reopened unfinished study
-submits only the cells that are not done (a cell stopped half-way trains again from step 0)."""
+outlives the study. The grid and every condition's latest result are saved in study.json; a reopened unfinished study
+submits only the conditions that are not done (a condition stopped half-way trains again from step 0)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from typing import IO, Any
 
 from playground.core.config import ConfigError, whole_number
 from playground.core.files import DamagedFile
-from playground.experiments.study_grid import Cell, CellResult, StudyConfig
-from playground.reports.study_table import cell_summary
+from playground.experiments.study_grid import Condition, ConditionResult, StudyConfig
+from playground.reports.study_table import condition_summary
 from playground.runs.background import RunError
 from playground.training.cost import estimate
 from playground.training.run_folder import STUDY_FILE, RunKind, read_json, write_json
@@ -56,10 +56,10 @@ LOCAL_START_SECONDS = 180.0  # a local Ray on a busy 2-core machine can take a m
 POLL_SECONDS = 0.2  # how long one advance() waits for a report: BackgroundRun holds the engine's lock meanwhile
 
 
-DRIVER_EXIT_SECONDS = 15.0  # after SIGTERM, how long the driver may take to cancel its cells and stop its Ray
+DRIVER_EXIT_SECONDS = 15.0  # after SIGTERM, how long the driver may take to cancel its conditions and stop its Ray
 
 
-MAX_LINE = 1_000_000  # one cell's result is a few KB; a longer line is not a result
+MAX_LINE = 1_000_000  # one condition's result is a few KB; a longer line is not a result
 
 
 ADDRESS_PATTERN = re.compile(r"[A-Za-z0-9._\-]{1,253}:[0-9]{1,5}|auto")
@@ -70,7 +70,7 @@ _ENDED = object()  # what the reader thread queues when the driver's stdout clos
 
 def check_address(address: str | None) -> str | None:
     """A Ray address as `ray.init` takes it (HOST:PORT of a cluster's head, or auto), or None for a local Ray;
-    ConfigError names what is allowed. Not ray://: Ray Client cannot stream a cell's results."""
+    ConfigError names what is allowed. Not ray://: Ray Client cannot stream a condition's results."""
     address = (address or "").strip()
     if not address:
         return None
@@ -95,15 +95,15 @@ def connect_seconds() -> float:
 
 
 class StudyEngine:
-    """The grid's cells on Ray, in the `Engine` shape: steps are summed over cells."""
+    """The grid's conditions on Ray, in the `Engine` shape: steps are summed over conditions."""
 
     kind = RunKind.STUDY
 
-    def __init__(self, config: StudyConfig, results: dict[int, CellResult] | None = None,
+    def __init__(self, config: StudyConfig, results: dict[int, ConditionResult] | None = None,
                  address: str | None = None, num_cpus: int | None = None) -> None:
         self.config = config
-        self.cells: list[Cell] = config.cells()
-        self.results: dict[int, CellResult] = results or {}
+        self.conditions: list[Condition] = config.conditions()
+        self.results: dict[int, ConditionResult] = results or {}
         self.address = check_address(address)  # the cluster asked for; None: a local Ray in the driver
         self.ran_on = ""  # the address the driver reports it runs on (what study.json records)
         self.num_cpus = num_cpus
@@ -113,8 +113,8 @@ class StudyEngine:
         self._lines: queue.Queue[object] = queue.Queue()
         self._last_words: deque[str] = deque(maxlen=20)
         self._connecting_since: float | None = None  # when the driver, started and imported, began to connect
-        self._submitted = False  # this engine's cells went to a driver (until it is halted)
-        self.groups_run = self.groups_reused = 0  # cells submitted, and cells done before, in this session
+        self._submitted = False  # this engine's conditions went to a driver (until it is halted)
+        self.groups_run = self.groups_reused = 0  # conditions submitted, and conditions done before, in this session
         self.wants_save = False
 
     @classmethod
@@ -128,33 +128,33 @@ class StudyEngine:
                      and 0 < num_cpus <= 1024 else None)
         engine.ran_on = str(values.get("address", ""))
         for key, result in values["results"].items():
-            if (cell := whole_number(str(key))) is None or cell >= len(engine.cells):
-                raise DamagedFile(f"{STUDY_FILE} names cell {key!r}, which this study does not have")
-            engine.results[cell] = CellResult.from_dict(result)
+            if (condition := whole_number(str(key))) is None or condition >= len(engine.conditions):
+                raise DamagedFile(f"{STUDY_FILE} names condition {key!r}, which this study does not have")
+            engine.results[condition] = ConditionResult.from_dict(result)
         engine.seconds = float(values.get("seconds", 0.0))
         return engine
 
     @property
     def size(self) -> int:
         """The models that train in this machine's memory at once, counted in models of the study's base config
-        (what admission multiplies a model's estimate by): the largest cells, one per local worker; none when
-        the cells run on a cluster."""
+        (what admission multiplies a model's estimate by): the largest conditions, one per local worker; none when
+        the conditions run on a cluster."""
         if self.address or os.environ.get(ADDRESS_ENV):
             return 0
         workers = self.workers
         base = self.config.base
         per_model = estimate(base, build_task(base)).peak_memory_bytes
-        cells = sorted((estimate(cell.compare.base, build_task(cell.compare.base)).peak_memory_bytes
-                        * self.config.models_per_cell for cell in self.cells), reverse=True)
-        return math.ceil(sum(cells[:workers]) / per_model)
+        conditions = sorted((estimate(condition.compare.base, build_task(condition.compare.base)).peak_memory_bytes
+                        * self.config.models_per_condition for condition in self.conditions), reverse=True)
+        return math.ceil(sum(conditions[:workers]) / per_model)
 
     @property
     def workers(self) -> int:
-        """The cells that train on this machine at once, each in a Ray worker of its own (one per core unless
-        `num_cpus` says fewer); one when the cells run on a cluster."""
+        """The conditions that train on this machine at once, each in a Ray worker of its own (one per core unless
+        `num_cpus` says fewer); one when the conditions run on a cluster."""
         if self.address or os.environ.get(ADDRESS_ENV):
             return 1
-        return max(1, min(self.num_cpus or os.cpu_count() or 1, len(self.cells) - self.cells_done))
+        return max(1, min(self.num_cpus or os.cpu_count() or 1, len(self.conditions) - self.conditions_done))
 
     @property
     def step(self) -> int:
@@ -162,10 +162,10 @@ class StudyEngine:
 
     @property
     def total_steps(self) -> int:
-        return len(self.cells) * self.config.base.steps
+        return len(self.conditions) * self.config.base.steps
 
     @property
-    def cells_done(self) -> int:
+    def conditions_done(self) -> int:
         return sum(result.done for result in self.results.values())
 
     @property
@@ -174,8 +174,8 @@ class StudyEngine:
 
     @property
     def finished(self) -> bool:
-        """Every cell done, or failed twice."""
-        return all(self.results.get(cell.index, CellResult()).ended for cell in self.cells)
+        """Every condition done, or failed twice."""
+        return all(self.results.get(condition.index, ConditionResult()).ended for condition in self.conditions)
 
     def advance(self) -> None:
         """Start the driver (first call), then take the lines it sends within POLL_SECONDS."""
@@ -197,24 +197,25 @@ class StudyEngine:
             self.halt()
             raise RunError(f"could not reach the Ray cluster at {self.address} within {self._connect_deadline():.0f}"
                            f" s ({CONNECT_ENV}); is `ray start --head` running there, with the same RAY_AUTH_TOKEN?")
-        if self.finished and self.cells and not self.cells_done:
+        if self.finished and self.conditions and not self.conditions_done:
             first = next(result.failed for result in self.results.values() if result.failed)
-            raise RunError(f"every cell failed; the first: {first}")
+            raise RunError(f"every condition failed; the first: {first}")
         self.seconds += time.perf_counter() - started
 
     def _connect_deadline(self) -> float:
         return connect_seconds() if self.address else LOCAL_START_SECONDS
 
     def _start_driver(self) -> None:
-        pending = [cell for cell in self.cells if not self.results.get(cell.index, CellResult()).done]
-        self.groups_reused = len(self.cells) - len(pending)
+        pending = [condition for condition in self.conditions
+                   if not self.results.get(condition.index, ConditionResult()).done]
+        self.groups_reused = len(self.conditions) - len(pending)
         self.groups_run = len(pending)
         self._submitted = True
         if not pending:
             return
-        for cell in pending:  # trained again from step 0 (a failed cell too: it gets its two attempts again)
-            self.results[cell.index] = CellResult()
-        command = [sys.executable, "-m", "playground.runs.ray_cells"]
+        for condition in pending:  # trained again from step 0 (a failed condition too: it gets its two attempts again)
+            self.results[condition.index] = ConditionResult()
+        command = [sys.executable, "-m", "playground.runs.ray_driver"]
         self.address = check_address(self.address or os.environ.get(ADDRESS_ENV))
         command += ["--address", self.address] if self.address else []
         command += ["--num-cpus", str(self.num_cpus)] if self.num_cpus else []
@@ -237,7 +238,7 @@ class StudyEngine:
                          name="study-driver-err", daemon=True).start()
 
     def _take(self, line: object) -> None:
-        """One line from the driver: JSON with `connecting`, `address`, or `cell` and `result`; anything else ends
+        """One line from the driver: JSON with `connecting`, `address`, or `condition` and `result`; anything else ends
         the study."""
         if line is _ENDED:
             self._driver_ended()
@@ -251,28 +252,28 @@ class StudyEngine:
                 self.ran_on = str(message["address"])[:300]
                 self.wants_save = True
                 return
-            index = int(message["cell"])
-            if not 0 <= index < len(self.cells):
-                raise ValueError(f"cell {index} is not in this study")
-            self.results[index] = CellResult.from_dict(message["result"])
+            index = int(message["condition"])
+            if not 0 <= index < len(self.conditions):
+                raise ValueError(f"condition {index} is not in this study")
+            self.results[index] = ConditionResult.from_dict(message["result"])
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             self.halt()
             raise RunError(f"the study's driver sent something that is not a result ({error})") from None
         self.wants_save = True
 
     def _driver_ended(self) -> None:
-        """The driver's output closed: fine when every cell ended; otherwise it failed, with its last words."""
+        """The driver's output closed: fine when every condition ended; otherwise it failed, with its last words."""
         code = self._driver.wait() if self._driver is not None else 0
         self.halt()
         if self.finished:
             return
         last = self._last_words[-1] if self._last_words else ""
-        raise RunError(f"the study's driver process ended (exit {code}) with cells not done"
+        raise RunError(f"the study's driver process ended (exit {code}) with conditions not done"
                        + (f": {last}" if last else ""))
 
     def halt(self) -> None:
-        """End the driver (it cancels its cells and stops its Ray), then kill what is left of its process group.
-        A later advance() (Resume) starts a new driver for the cells not done."""
+        """End the driver (it cancels its conditions and stops its Ray), then kill what is left of its process group.
+        A later advance() (Resume) starts a new driver for the conditions not done."""
         self._submitted = False
         driver, self._driver = self._driver, None
         if driver is None:
@@ -290,15 +291,16 @@ class StudyEngine:
             self._driver_folder.cleanup()
 
     def snapshot(self) -> StudySnapshot:
-        return StudySnapshot(self.config, [cell_summary(cell, self.results.get(cell.index)) for cell in self.cells],
-                             self.cells_done, len(self.cells), self.step, self.total_steps, self.seconds,
+        summaries = [condition_summary(condition, self.results.get(condition.index)) for condition in self.conditions]
+        return StudySnapshot(self.config, summaries,
+                             self.conditions_done, len(self.conditions), self.step, self.total_steps, self.seconds,
                              self.groups_run, self.groups_reused, self.groups_failed, self.ran_on)
 
     def set_live(self, changes: Mapping[str, float]) -> None:
         raise ValueError("a study's settings are fixed while it trains")
 
     def extend(self, total_steps: int) -> None:
-        """Resuming trains the cells not done to the study's own step budget; the budget itself stays."""
+        """Resuming trains the conditions not done to the study's own step budget; the budget itself stays."""
 
     def models(self) -> list[TrainedModel]:
         return []  # the models live and die in the workers; a study keeps their numbers
@@ -325,23 +327,23 @@ def _keep_last_words(stderr: IO[str], last_words: deque[str]) -> None:
 
 @dataclass
 class StudySnapshot:
-    """What the page and the CLI show: every cell's summary (means, CIs, paired tests) and the progress."""
+    """What the page and the CLI show: every condition's summary (means, CIs, paired tests) and the progress."""
 
     config: StudyConfig
     summaries: list[dict[str, Any]]
-    cells_done: int
-    cells_total: int
+    conditions_done: int
+    conditions_total: int
     step: int
     total_steps: int
     seconds: float
-    groups_run: int = 0  # cells trained in this session (the rest were done before it)
+    groups_run: int = 0  # conditions trained in this session (the rest were done before it)
     groups_reused: int = 0
     groups_failed: int = 0
-    address: str = ""  # where the cells ran: the Ray cluster's address ("" before the driver connected)
+    address: str = ""  # where the conditions ran: the Ray cluster's address ("" before the driver connected)
 
     @property
     def eta_seconds(self) -> float | None:
-        """Time left at the pace so far (steps summed over cells); None before the first report."""
+        """Time left at the pace so far (steps summed over conditions); None before the first report."""
         if self.step == 0 or self.seconds <= 0:
             return None
         return self.seconds * (self.total_steps - self.step) / self.step

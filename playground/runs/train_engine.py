@@ -88,8 +88,8 @@ class TrainingEngine(Progress):
 
     def advance(self) -> None:
         """One step and its row. Step 0's evaluation (where validation starts: near chance) scores a copy of the
-        initial weights one call later, so the chart's first point waits for one step, not for a validation pass
-        (issue #12); the row keeps its place and meaning."""
+        initial weights one call later, so the chart's first point waits for one step, not for a validation pass;
+        the row keeps its place and meaning."""
         started = time.perf_counter()
         if self.start_row is not None:
             self._evaluate_start(*self.start_row)

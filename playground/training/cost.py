@@ -9,9 +9,8 @@ and h, 7H floats, and the gradients backward holds for a layer's outputs and cel
 in proportion for a cell with fewer gates and states; the embeddings; attention's alignments, and additive
 attention's H-wide tanh for every pair of steps; the logits three times: logits, log-softmax and their gradient),
 one validation chunk's logits, and a fixed overhead of the first run in a process (allocator arenas and kernel
-workspaces, measured: about 110 MB on a 2-core x86 CPU). Time is the FLOPs at this machine's measured
-matrix-product rate plus a per-token-and-layer overhead measured on a tiny model (`calibrate`, once per process).
-Checked against measured steps in the README's figures.
+workspaces, `RUN_OVERHEAD_BYTES`). Time is the FLOPs at this machine's measured matrix-product rate plus a
+per-token-and-layer overhead measured on a tiny model (`calibrate`, once per process).
 """
 
 from __future__ import annotations

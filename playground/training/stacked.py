@@ -6,9 +6,9 @@ backpropagated is the sum of the per-model losses, so each slice of a gradient i
 uses each model's own norm, and Adam/AdamW/SGD act elementwise, so one optimizer over stacked weights equals K
 optimizers.
 
-How it executes (issue #12: never slower than K `Trainer`s one after another) is chosen from the size, K and
-the device, and never changes the numbers beyond float rounding (tests hold every way equal to single runs):
-models of one shape (cell, attention, source order) are split into `workers` groups that train in parallel
+How it executes (never slower than K `Trainer`s one after another; `bench` holds it to that) is chosen from the
+size, K and the device, and never changes the numbers beyond float rounding (tests hold every way equal to single
+runs): models of one shape (cell, attention, source order) are split into `workers` groups that train in parallel
 threads (one torch thread each, on a CPU with cores to spare; torch releases the GIL inside its kernels), and each
 group's weights are stacked (G, ...).
 A group's forward is `stacked` (the recurrence as bmm over the G models, one Python loop for all: wins where
@@ -45,10 +45,9 @@ from playground.training.trainer import build_model, build_optimizer, build_task
 # serves every model), is shared
 PER_MODEL = (*(name for name in FORCING_SETTINGS if name != "coin"), "seed", *VARIANT_SETTINGS)
 ForwardPath = Literal["stacked", "each"]
-STACKED_MAX_HIDDEN = 64  # measured by `bench` on 2 cores (AVX-512): above it `each` wins
-MAX_WORKERS = 4  # threads for the groups; measured on 2 cores only, and the GIL caps what more would give
-# below it a step is mostly Python, which holds the GIL: one stacked group of all K wins (hidden 32, K = 5:
-# 1.88x sequential in one group, 1.20x in two)
+STACKED_MAX_HIDDEN = 64  # above it `each` wins (`bench` times both)
+MAX_WORKERS = 4  # threads for the groups; the GIL caps what more would give
+# below it a step is mostly Python, which holds the GIL: one stacked group of all K beats parallel groups
 PARALLEL_MIN_HIDDEN = 64
 T = TypeVar("T")
 

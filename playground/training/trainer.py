@@ -26,7 +26,7 @@ _SEEDED_INIT = threading.Lock()  # model init draws from torch's global RNG
 
 def warm_imports() -> None:
     """Import torch._dynamo in a background thread: torch imports it on the first optimizer a process builds,
-    seconds that would otherwise fall between Start and the first loss point (issue #12). Idempotent."""
+    seconds that would otherwise fall between Start and the first loss point. Idempotent."""
     threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True,
                      name="warm-imports").start()
 

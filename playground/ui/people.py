@@ -14,6 +14,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -170,9 +171,9 @@ def control_link(page: str, url_key: str, run_id: str) -> str | None:
     except (RunError, ValueError):
         return None
     base = (st.context.url or "").rstrip("/")
-    return f"{base}/{page}?{url_key}={run_id}&{CONTROL_PARAM}={key}" if key else None
+    return f"{base}/{page}?{urlencode({url_key: run_id, CONTROL_PARAM: key})}" if key else None
 
 
 def seat_link(key: str) -> str:
     """The link that gives a student their seat (shown to the teacher once, when it is made)."""
-    return f"{(st.context.url or '').rstrip('/')}/?{SEAT_PARAM}={key}"
+    return f"{(st.context.url or '').rstrip('/')}/?{urlencode({SEAT_PARAM: key})}"

@@ -17,6 +17,7 @@ from playground.runs.background import BackgroundRun, RunError
 from playground.runs.registry import RunSummary, registry
 from playground.runs.train_engine import TrainingSnapshot
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
+from playground.ui.actions import guarded_action, show_refusal
 from playground.ui.people import check_control, control_link, is_teacher, may_control, session_owner
 from playground.ui.text import plain
 
@@ -71,10 +72,10 @@ SCRIPT_HELP = ("One self-contained .py file (torch and the standard library only
                "the same seeds and prints the same validation figures; or: python -m playground export RUN --script")
 
 
-def script_download(container: Any, run_id: str, widget_key: str, cell: int | None = None) -> None:
-    """The "PyTorch script" download of a run (of a study: one cell), written only when clicked."""
-    name = f"{run_id}-cell-{cell}.py" if cell is not None else f"{run_id}.py"
-    container.download_button("PyTorch script", lambda: registry().script_file(run_id, cell), name,
+def script_download(container: Any, run_id: str, widget_key: str, condition: int | None = None) -> None:
+    """The "PyTorch script" download of a run (of a study: one condition), written only when clicked."""
+    name = f"{run_id}-condition-{condition}.py" if condition is not None else f"{run_id}.py"
+    container.download_button("PyTorch script", lambda: registry().script_file(run_id, condition), name,
                               "text/x-python", key=widget_key, icon=":material/code:", help=SCRIPT_HELP)
 
 
@@ -183,12 +184,26 @@ def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Cal
                live_metrics: Callable[[], str | bytes], current: str | None) -> None:
     """The runs of one kind: open, rename, delete, download (the run on screen downloads its live rows)."""
     runs = registry()
+    panel = f"runs_{kind}"
 
     def open_listed(run_id: str) -> None:
         if (opened := open_run(run_id, kind)) is None:
             return
         st.session_state[session_key] = run_id
         show_settings(opened)
+
+    @guarded_action(panel)
+    def rename(run_id: str) -> None:
+        check_control(run_id)
+        runs.rename(run_id, st.session_state.get(f"new_name_{kind}", ""))
+
+    @guarded_action(panel)
+    def delete(run_id: str) -> None:
+        check_control(run_id)
+        runs.delete(run_id)
+        if st.session_state.get(session_key) == run_id:
+            st.session_state.pop(session_key)
+            st.query_params.pop(url_key, None)
 
     with st.expander("Runs: open, rename, delete, download"):
         if problem := st.session_state.pop("run_problem", None):
@@ -205,30 +220,15 @@ def runs_panel(kind: RunKind, session_key: str, url_key: str, show_settings: Cal
         columns = st.columns(4)
         columns[0].button("Open", key=f"open_{kind}", on_click=open_listed, args=(chosen,),
                       help="Show this run on the page, with its settings in the sidebar")
-        new_name = columns[1].text_input("New name", key=f"new_name_{kind}", label_visibility="collapsed",
-                                         placeholder="new name", disabled=not controls,
-                                         help="A new name for the chosen run (its folder id stays the same)")
-        if columns[2].button("Rename", key=f"rename_{kind}", disabled=not controls,
-                             help="Give the chosen run the name typed on the left (its owner only)"):
-            try:
-                check_control(chosen)
-                runs.rename(chosen, new_name)
-                st.rerun()
-            except RunError as error:
-                st.error(str(error))
-        if columns[3].button("Delete", key=f"delete_{kind}", disabled=not controls,
-                             help="Stop the chosen run if it trains and delete its folder: this cannot be undone "
-                                  "(its owner only)"):
-            try:
-                check_control(chosen)
-                runs.delete(chosen)
-            except RunError as error:
-                st.error(str(error))
-            else:
-                if st.session_state.get(session_key) == chosen:
-                    st.session_state.pop(session_key)
-                    st.query_params.pop(url_key, None)
-                st.rerun()
+        columns[1].text_input("New name", key=f"new_name_{kind}", label_visibility="collapsed",
+                              placeholder="new name", disabled=not controls,
+                              help="A new name for the chosen run (its folder id stays the same)")
+        columns[2].button("Rename", key=f"rename_{kind}", disabled=not controls, on_click=rename, args=(chosen,),
+                          help="Give the chosen run the name typed on the left (its owner only)")
+        columns[3].button("Delete", key=f"delete_{kind}", disabled=not controls, on_click=delete, args=(chosen,),
+                          help="Stop the chosen run if it trains and delete its folder: this cannot be undone "
+                               "(its owner only)")
+        show_refusal(panel)
         if not controls:
             st.caption("You opened this run by its link: you can look at it and train the experiment yourself "
                        "(Reset, then Start); its owner controls it.")

@@ -1,6 +1,6 @@
 """A small study from the Study page in a real browser: Ray starts on demand, the progress bar and the results
-(the chart with its intervals, the reading, the table, its results beside the pinned cell and arm at 800 px) are
-drawn, a cell downloads as a PyTorch script, and the server outlives Ray's processes killed."""
+(the chart with its intervals, the reading, the table, its results beside the pinned condition and arm at 800 px) are
+drawn, a condition downloads as a PyTorch script, and the server outlives Ray's processes killed."""
 
 from __future__ import annotations
 
@@ -41,22 +41,22 @@ def test_a_small_study_runs_with_progress_and_results(streamlit_server: str, bro
         page.click(f'.st-key-{key} button[aria-label="Remove {chip}"]')
         wait_idle(page)
     set_number(page, "Seeds", 2)
-    set_number(page, "Steps per cell", 60)
+    set_number(page, "Steps per condition", 60)
     set_number(page, "Evaluate every", 20)
-    page.wait_for_selector("text=1 cells x 4 models each")
+    page.wait_for_selector("text=1 conditions x 4 models each")
     page.click(".st-key-study_start button")
     page.wait_for_selector("[data-testid=stProgress]")
-    page.wait_for_selector("text=finished: 1 of 1 cells done", timeout=180_000)
+    page.wait_for_selector("text=finished: 1 of 1 conditions done", timeout=180_000)
     page.wait_for_function(f"({ERROR_BARS})().length === 2")
     assert page.evaluate(ERROR_BARS) == [["γ = 0", 1, True], ["γ = 1", 1, True]]
     assert page.get_by_text("95% confidence interval").count() >= 1
     page.wait_for_selector(".st-key-study_table [data-testid=stDataFrame]", state="attached")
     page.set_viewport_size({"width": 800, "height": 1100})
     page.wait_for_timeout(1000)
-    assert page.evaluate(FIRST_COLUMNS) == ["cell", "arm", "free-running exact"]  # the rest scrolls sideways
+    assert page.evaluate(FIRST_COLUMNS) == ["condition", "arm", "free-running exact"]  # the rest scrolls sideways
     assert page.get_by_role("button", name="Download CSV").count() == 1
     wait_idle(page)  # the rerun after the study's end has settled: a click during it is lost
-    with page.expect_download() as download:  # the cell's script, written when clicked
+    with page.expect_download() as download:  # the condition's script, written when clicked
         page.click(".st-key-study_script button")
     script = Path(download.value.path()).read_text(encoding="utf-8")
     assert "the task: Reverse the sequence" in script
@@ -76,17 +76,17 @@ def test_the_server_outlives_every_ray_process_killed_during_a_study(tmp_path_fa
         page.goto(f"{url}/study?study_tasks=reverse&study_max_lens=4&study_hiddens=8&study_ratios=0&study_ratios=1"
                   "&study_schedules=&study_seeds=2&study_steps=100000&study_eval_every=10")
         wait_idle(page)
-        page.wait_for_selector("text=1 cells x 4 models each")  # the link's grid
+        page.wait_for_selector("text=1 conditions x 4 models each")  # the link's grid
         page.click(".st-key-study_start button")
         page.wait_for_selector("text=Ray cluster:", timeout=180_000)  # the driver has connected to its Ray
-        page.wait_for_function("() => /running: 0 of 1 cells done · step [1-9]/.test(document.body.innerText)",
+        page.wait_for_function("() => /running: 0 of 1 conditions done · step [1-9]/.test(document.body.innerText)",
                                timeout=120_000)
         killed = [pid for pid in marked_processes(mark) if pid != server]
         assert len(killed) > 3  # the driver and Ray's processes (GCS, raylet, workers...)
         for pid in killed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        page.wait_for_selector("text=failed: 0 of 1 cells done", timeout=60_000)
+        page.wait_for_selector("text=failed: 0 of 1 conditions done", timeout=60_000)
         page.wait_for_selector("text=the study's driver process ended")
         page.get_by_test_id("stSidebarNav").get_by_text("Train", exact=True).click()
         page.wait_for_selector(".st-key-start button")

@@ -1,5 +1,5 @@
 """A student's Ray cluster (test only): every Python process of its nodes loads this first. In its workers, each
-cell's result carries an object whose unpickling runs code: it appends the pid of the process that unpickled it
+condition's result carries an object whose unpickling runs code: it appends the pid of the process that unpickled it
 to the file HOSTILE_MARK names."""
 
 import importlib.abc
@@ -27,8 +27,8 @@ class PatchResults(importlib.abc.MetaPathFinder):
 
         def exec_module(module: object) -> None:
             load(module)
-            as_dict = module.CellResult.as_dict
-            module.CellResult.as_dict = lambda result: {**as_dict(result), "finals": Payload()}
+            as_dict = module.ConditionResult.as_dict
+            module.ConditionResult.as_dict = lambda result: {**as_dict(result), "finals": Payload()}
 
         spec.loader.exec_module = exec_module
         return spec
