@@ -10,7 +10,7 @@ import streamlit as st
 import torch
 
 from playground.training import warm_imports
-from playground.ui import claim_link_secrets, is_teacher, remember_person
+from playground.ui import claim_link_secrets, is_teacher, remember_seat
 
 
 @st.cache_resource(show_spinner=False)
@@ -34,5 +34,5 @@ page = st.navigation([
     *class_page,
 ])
 st.set_page_config(page_title=f"{page.title} · Seq2Seq Playground", page_icon=":material/swap_horiz:", layout="wide")
-remember_person()
+remember_seat()
 page.run()

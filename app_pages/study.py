@@ -30,6 +30,7 @@ from playground.ui import (
     polls,
     schedule_name,
     script_download,
+    seat_notice,
     session_owner,
     share_link,
     share_slot,
@@ -155,8 +156,13 @@ def start() -> None:
     config, _ = checked_study()
     if config is None:
         return
-    address = None if runs.shared else st.session_state.study_address
-    new_run = runs.launch("study", StudyEngine(config, address=address), config.base, owner=session_owner())
+    address, workers = None, None
+    if runs.classroom is None:
+        address = st.session_state.study_address
+    else:  # a class's server: the conditions train here, on as many workers as a seat may use
+        workers = min(runs.classroom.per_seat, runs.max_active)
+    new_run = runs.launch("study", StudyEngine(config, address=address, num_cpus=workers), config.base,
+                          owner=session_owner())
     st.session_state.study_run_id = new_run.id
 
 
@@ -178,9 +184,10 @@ def stop() -> None:
 
 running = run is not None and run.active
 controls = run is not None and may_control(run.id)
+seated = seat_notice("study_login")
 buttons = st.container(horizontal=True)  # one row that wraps at 800 px instead of cutting labels
-buttons.button("Start", key="study_start", type="primary", on_click=start, disabled=config is None or running,
-               icon=":material/play_arrow:", width="content",
+buttons.button("Start", key="study_start", type="primary", on_click=start,
+               disabled=config is None or running or not seated, icon=":material/play_arrow:", width="content",
                help="Start Ray if needed and submit one task per condition.")
 buttons.button("Stop", key="study_stop", on_click=stop, icon=":material/stop:", width="content",
                disabled=not (controls and (running or run.status == RunStatus.QUEUED)),

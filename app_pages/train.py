@@ -41,6 +41,7 @@ from playground.ui import (
     recovery_view,
     run_label,
     runs_panel,
+    seat_notice,
     session_owner,
     setting_value,
     settings_share,
@@ -122,13 +123,15 @@ def reset() -> None:
 
 st.text_input("Name of the next run", key="run_name", placeholder="optional, e.g. small-lr",
               help="A name for the next run, shown in the runs list (the folder id stays unique)")
+seated = seat_notice("train_login")
 buttons = [st.container(horizontal=True)] * 5  # wraps at 800 px instead of cutting labels
 controls = run is None or may_control(run.id)
 running = controls and run is not None and run.status == "running"
 ended = run is not None and run.status in FINAL_STATUSES and config is not None and config.steps > run.step
 if not controls:
     buttons[0].button("Train this experiment yourself", key="start", type="primary", on_click=act,
-                      args=("start",), disabled=config is None, width="content", icon=":material/play_arrow:",
+                      args=("start",), disabled=config is None or not seated, width="content",
+                      icon=":material/play_arrow:",
                       help="You opened this run by its link: start a run of your own with its settings "
                            "(its owner controls this one)")
 elif ended:
@@ -137,8 +140,8 @@ elif ended:
                       help="Continue this run exactly where it stopped, up to the Steps setting")
 else:
     buttons[0].button("Start", key="start", type="primary", on_click=act, args=("start",),
-                      disabled=config is None or running, width="content", icon=":material/play_arrow:",
-                      help="Train with the settings on the left (resumes a paused run)")
+                      disabled=config is None or running or not seated, width="content",
+                      icon=":material/play_arrow:", help="Train with the settings on the left (resumes a paused run)")
 if controls and run is not None and run.status == RunStatus.PAUSED:
     buttons[1].button("Resume", key="pause", on_click=control, args=("resume",), width="content",
                       icon=":material/play_arrow:", help="Continue training the paused run")
@@ -146,8 +149,9 @@ else:
     buttons[1].button("Pause", key="pause", on_click=control, args=("pause",), disabled=not running,
                       width="content", icon=":material/pause:",
                       help="Halt training after the current step; Resume continues it")
-buttons[2].button("Step", key="step", on_click=act, args=("step",), disabled=config is None or running or not controls,
-                  width="content", icon=":material/skip_next:", help="One training step, then pause")
+buttons[2].button("Step", key="step", on_click=act, args=("step",),
+                  disabled=config is None or running or not controls or not seated, width="content",
+                  icon=":material/skip_next:", help="One training step, then pause")
 buttons[3].button("Stop", key="stop", on_click=control, args=("stop",), icon=":material/stop:",
                   disabled=run is None or not controls or not (run.active or run.status == RunStatus.QUEUED),
                   width="content",
