@@ -7,7 +7,7 @@ import itertools
 import math
 from typing import Any
 
-from playground.experiments.statistics import mean_ci, paired_test
+from playground.experiments.statistics import final_by_length, mean_ci, paired_test
 from playground.experiments.study_grid import MEASURES, STEPS_TO_TARGET, Cell, CellResult
 from playground.reports.comparison_table import GAP
 from playground.reports.readings import difference, interval, noise_lead, points, share, trade_off
@@ -43,6 +43,11 @@ def cell_summary(cell: Cell, result: CellResult | None) -> dict[str, Any]:
         estimate = mean_ci(reached)
         row[STEPS_TO_TARGET] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high], "seeds": len(reached),
                                 "of": seeds}
+        finals = result.finals[arm * seeds:(arm + 1) * seeds]
+        row |= {"exact_by_length": final_by_length(finals), "tf_exact_by_length": final_by_length(finals, "val_tf")}
+        if beyond := [final[Metric.BEYOND_EXACT] for final in finals if Metric.BEYOND_EXACT in final]:
+            estimate = mean_ci(beyond)
+            row[Metric.BEYOND_EXACT] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high]}
         summary["arms"].append(row)
     for a, b in itertools.combinations(range(len(labels)), 2):
         test = paired_test(_arm_values(cell, result, a, Metric.FR_EXACT), _arm_values(cell, result, b, Metric.FR_EXACT))
@@ -62,6 +67,9 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for name in (*MEASURES, GAP):
                 flat |= {name: row[name]["mean"], f"{name}_ci_low": row[name]["ci"][0],
                          f"{name}_ci_high": row[name]["ci"][1]}
+            if beyond := row.get(Metric.BEYOND_EXACT):
+                flat |= {Metric.BEYOND_EXACT: beyond["mean"], f"{Metric.BEYOND_EXACT}_ci_low": beyond["ci"][0],
+                         f"{Metric.BEYOND_EXACT}_ci_high": beyond["ci"][1]}
             steps = row[STEPS_TO_TARGET]
             flat |= {STEPS_TO_TARGET: steps["mean"], "seeds_reaching_90": steps["seeds"], "seeds": steps["of"]}
             rows.append(flat)

@@ -22,7 +22,7 @@ from playground.core.tasks import MAX_CUSTOM_BYTES, CustomPairs, TaskError
 from playground.training.checkpoints import (
     portable,
 )
-from playground.training.metrics import METRIC_COLUMNS
+from playground.training.metrics import METRIC_COLUMNS, length_columns
 
 
 class RunKind(StrEnum):
@@ -159,8 +159,11 @@ def read_custom(run_dir: Path, config: TrainConfig) -> CustomPairs | None:
         raise TaskError(f"cannot read the run's custom pairs ({CUSTOM_FILE}): {error}") from None
 
 
-def metrics_csv(rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = METRIC_COLUMNS) -> str:
-    """One row per logged step, blank where not evaluated."""
+def metrics_csv(rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = ()) -> str:
+    """One row per logged step, blank where not evaluated; `columns` lead, exact match by size follows (by default
+    all the metrics)."""
+    rows = list(rows)
+    columns = (*(columns or METRIC_COLUMNS), *length_columns(rows))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
@@ -168,7 +171,7 @@ def metrics_csv(rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = METRI
     return buffer.getvalue()
 
 
-def write_metrics(run_dir: Path, rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
+def write_metrics(run_dir: Path, rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = ()) -> None:
     atomic_write(run_dir / METRICS_FILE, metrics_csv(rows, columns).encode())
 
 

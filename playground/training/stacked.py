@@ -39,7 +39,7 @@ from playground.model.fused_lstm import LayerWeights, lstm_layers, unroll
 from playground.model.seq2seq import Seq2Seq, reversal_index
 from playground.training.metrics import EVAL_CHUNK, MODES, DivergedError, Evaluation, check_finite, evaluation
 from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
-from playground.training.trainer import build_model, build_optimizer, build_task
+from playground.training.trainer import build_beyond, build_model, build_optimizer, build_task
 
 # the settings in which the K models may differ; everything else, the coin's kind included (one stream of draws
 # serves every model), is shared
@@ -153,7 +153,7 @@ class StackedTrainer:
         self.size = len(configs)
         self.device = resolve_device(base.device)
         self.task = build_task(base, custom)
-        self.data = TaskData(self.task, base.seed, base.val_size)
+        self.data = TaskData(self.task, base.seed, base.val_size, build_beyond(base))
         models = [build_model(config, len(self.task.src_vocab), len(self.task.tgt_vocab)) for config in self.configs]
         if path == "stacked" and not all(stackable(config) for config in self.configs):
             raise ValueError("the stacked path runs LSTMs without attention; use `each` for this model")
@@ -295,7 +295,8 @@ class StackedTrainer:
                     for prefix, ratio in MODES.items()}
 
         by_group = self._each_group(logits)
-        return [evaluation({prefix: both[k] for prefix, both in group_logits.items()}, tgt)
+        return [evaluation({prefix: both[k] for prefix, both in group_logits.items()}, tgt, self.data.sizes,
+                           self.data.trained_largest)
                 for group_logits in by_group for k in range(next(iter(group_logits.values())).shape[0])]
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor, training: bool) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.tasks import Batch, CustomPairs, Pair, Task, TaskData, TaskError, make_task
+from playground.core.tasks import TASKS, Batch, Beyond, CustomPairs, Pair, Task, TaskData, TaskError, make_task
 from playground.model.seq2seq import Seq2Seq, sequence_loss
 from playground.training.metrics import EVAL_CHUNK, MODES, DivergedError, Evaluation, check_finite, evaluation, step_row
 from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
@@ -40,6 +40,18 @@ def build_task(config: TrainConfig, custom: CustomPairs | None = None) -> Task:
             raise TaskError("the custom pairs are not the ones this run was trained on")
     return make_task(config.task, config.min_len, config.max_len, config.alphabet_size, config.max_digits,
                      custom if config.task == "custom" else None)
+
+
+def build_beyond(config: TrainConfig) -> Beyond | None:
+    """The task that draws validation's examples beyond the training sizes (None when the run tests none)."""
+    sizes = config.size_range()
+    if not sizes.beyond:
+        return None
+    if TASKS[config.task].uses_lengths:
+        task = make_task(config.task, sizes.trained + 1, sizes.tested, config.alphabet_size)
+    else:
+        task = make_task(config.task, max_digits=sizes.tested)
+    return Beyond(task, sizes.beyond, sizes.trained - sizes.smallest + 1)
 
 
 def build_model(config: TrainConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
@@ -96,7 +108,7 @@ class Trainer:
         self.custom = custom
         self.device = resolve_device(config.device)
         self.task = build_task(config, custom)
-        self.data = TaskData(self.task, config.seed, config.val_size)
+        self.data = TaskData(self.task, config.seed, config.val_size, build_beyond(config))
         self.model = build_model(config, len(self.task.src_vocab), len(self.task.tgt_vocab)).to(self.device)
         self.optimizer = build_optimizer(config, list(self.model.parameters()))
         self.coins = torch.Generator().manual_seed(config.seed + 1)
@@ -159,7 +171,7 @@ class Trainer:
                                      zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)])
                   for prefix, ratio in MODES.items()}
         model.train()
-        return evaluation(logits, tgt)
+        return evaluation(logits, tgt, self.data.sizes, self.data.trained_largest)
 
     def resume_state(self) -> dict[str, Any]:
         return resume_state(self.optimizer, self.coins, self.data)

@@ -20,7 +20,7 @@ from playground.runs.background import RunError
 from playground.runs.registry import registry
 from playground.training.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
-from playground.training.trainer import TrainedModel, build_task
+from playground.training.trainer import TrainedModel, build_beyond, build_task
 from playground.ui.runs import visible_runs
 from playground.ui.settings import Share, allowed_text, link_text, share_link
 from playground.ui.text import plain
@@ -58,7 +58,8 @@ def checkpoint_source(data: bytes) -> tuple[Seq2Seq, TrainConfig, Task, list[Pai
     except TaskError as error:
         raise CheckpointError(f"the checkpoint's task cannot be rebuilt: {error}") from None
     try:
-        pairs, note = TaskData(task, loaded.config.seed, loaded.config.val_size).val_pairs, ""
+        pairs, note = TaskData(task, loaded.config.seed, loaded.config.val_size,
+                                  build_beyond(loaded.config)).val_pairs, ""
     except TaskError as error:
         pairs, note = [], f"Validation examples cannot be regenerated ({error}); type a source below."
     return loaded.model, loaded.config, task, pairs, note
