@@ -442,8 +442,7 @@ class TaskData:
         size_of = TASKS[task.name].size_of
         self.trained_largest = max(size_of(*pair) for pair in self.val_pairs)
         if beyond is not None and beyond.sizes:
-            total = beyond.trained + len(beyond.sizes)
-            kept = min(len(self.val_pairs), round(val_size * beyond.trained / total))
+            kept = round(val_size * beyond.trained / (beyond.trained + len(beyond.sizes)))
             self.val_pairs = self.val_pairs[:kept] + _pairs_of_sizes(beyond, random.Random(f"{seed}:beyond"),
                                                                      val_size - kept)
         self.sizes = torch.tensor([size_of(*pair) for pair in self.val_pairs])
