@@ -15,8 +15,9 @@ from playground.course.glossary import term_link
 from playground.experiments.comparison import RATIO_CHOICES
 from playground.experiments.study_grid import MAX_SEEDS, STEPS_TO_TARGET, StudyConfig
 from playground.plots import notes
+from playground.plots.length_figures import length_figure
 from playground.plots.study_figures import study_figure
-from playground.reports.comparison_table import GAP, summary_csv
+from playground.reports.comparison_table import GAP, LENGTHS, summary_csv
 from playground.reports.study_table import reading, table_rows
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.registry import registry
@@ -220,6 +221,15 @@ def show(snapshot: StudySnapshot, status: str) -> None:
         if summary["failed"]:
             st.warning(f"Cell {summary['label']} failed twice and is left out: {summary['failed']}")
     chart(st, study_figure(snapshot.summaries), "study_chart", notes.STUDY)
+    cells = {cell.index: cell for cell in snapshot.config.cells()}
+    reported = {summary["cell"]: summary for summary in snapshot.summaries if summary["arms"]}
+    shown = st.selectbox("Exact match by length in the cell", list(reported),
+                         format_func=lambda index: reported[index]["label"], key="study_length_cell", width=420)
+    if shown is not None:
+        chart(st, length_figure({row["arm"]: [row["exact_by_length"]] for row in reported[shown]["arms"]},
+                                cells[shown].compare.base,
+                                title="Free-running exact match by length (mean over seeds)"),
+              "study_lengths", notes.ARM_CHARTS[LENGTHS])
     st.subheader("Reading")
     st.markdown(reading(snapshot.summaries))
     rows = table_rows(snapshot.summaries)

@@ -7,10 +7,13 @@ import streamlit as st
 
 from playground.core.config import LIVE_SETTINGS, ConfigError, TrainConfig, label
 from playground.core.tasks import TASKS, CustomPairs, TaskError
+from playground.experiments.comparison import forcing_label
 from playground.inspection.preview import TaskPreview, parameter_counts, task_preview
 from playground.plots import notes
 from playground.plots.curves import accuracy_figure, gamma_figure, loss_figure
 from playground.plots.diagram import DiagramSizes, model_diagram
+from playground.plots.length_figures import length_figure
+from playground.reports.comparison_table import LENGTHS
 from playground.reports.readings import points
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.registry import registry
@@ -262,9 +265,11 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
         else:
             st.caption("Predictions appear at the first evaluation.")
     state_preview(snapshot)
+    left, right = st.columns(2)
+    chart(left, length_figure({forcing_label(snapshot.config): [snapshot.exact_by_length]}, snapshot.config),
+          "train_lengths", notes.ARM_CHARTS[LENGTHS])
     if run is not None and run.status in FINAL_STATUSES:  # scored once the model stops changing
-        left, _ = st.columns(2)
-        compounding_errors(left, run, "train_positions")
+        compounding_errors(right, run, "train_positions")
 
 
 preview = preview_of(config, custom) if config is not None else None

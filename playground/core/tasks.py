@@ -132,17 +132,20 @@ class TaskInfo:
     # an example by in a picture of many: its name and its value
     size_of: Callable[[list[str], list[str]], int] = lambda src, tgt: len(src)  # what exact match by length
     # counts: the source's length, or the digits of the longest number for the number tasks
+    size_name: str = "source length (symbols)"
 
 
 TASKS: dict[str, TaskInfo] = {
     "copy": TaskInfo("Copy the sequence: abc -> abc", True, False, True),
     "reverse": TaskInfo("Reverse the sequence: abc -> cba", True, False, True),
     "sort": TaskInfo("Sort the symbols: cab -> abc", True, False, True, _first_token),
-    "addition": TaskInfo("Add two numbers: 37+5 -> 42", False, True, example_property=_sum, size_of=_addition_size),
+    "addition": TaskInfo("Add two numbers: 37+5 -> 42", False, True, example_property=_sum, size_of=_addition_size,
+                         size_name="digits of the longer number"),
     "number_words": TaskInfo(
         "Digits to English words (other vocabulary, longer output): 307 -> three hundred seven",
         False,
         True,
+        size_name="digits of the number",
     ),
     "count": TaskInfo(
         "Count each symbol over the whole input: abcab -> a2b2c1 (needs memory of the full sequence)",

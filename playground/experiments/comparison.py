@@ -59,6 +59,14 @@ class Arm:
                                      *(changes[name] for name in VARIANT_SETTINGS)), strict=True))
 
 
+def forcing_label(config: TrainConfig) -> str:
+    """How an arm with this run's teacher forcing is named (so a single run has its arm's colour): "γ = 0.5",
+    "linear 1→0"."""
+    if config.schedule == "constant":
+        return f"γ = {config.teacher_forcing_ratio:g}"
+    return f"{config.schedule.replace('_', ' ')} {config.teacher_forcing_ratio:g}→{config.tf_end:g}"
+
+
 _VARIANT_WORDS = {"cell": lambda value: value.upper(),
                   "attention": lambda value: "no attention" if value == "none" else f"{value} attention",
                   "reverse_source": lambda value: "source reversed" if value == "on" else "source in order"}
