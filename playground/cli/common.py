@@ -15,7 +15,7 @@ from playground.export.experiment import Experiment
 from playground.export.tensorboard import TensorBoardLog, TensorBoardMissing
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.registry import RunRegistry
-from playground.training.run_folder import RunKind, RunStatus, read_run_file
+from playground.training.run_folder import RunKind, RunStatus, read_run_file, runs_folder
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_FAILED = 0, 1, 2, 3, 4
 EXIT_CODES = {RunStatus.DIVERGED: EXIT_DIVERGED, RunStatus.FAILED: EXIT_FAILED}
@@ -97,6 +97,16 @@ def resume_command(kind: RunKind, run_dir: Path) -> str:
     if kind == RunKind.STUDY:
         return f"python -m playground study --resume {run_dir.name} --runs-dir {run_dir.parent}"
     return f"python -m playground {kind} --resume {run_dir}"
+def add_runs_dir_option(parser: argparse.ArgumentParser, what: str = "where run folders go") -> None:
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help=f"{what} (default: $PLAYGROUND_RUNS_DIR, as the app, else runs)")
+
+
+def runs_dir(args: argparse.Namespace) -> Path:
+    """The runs folder a command uses: --runs-dir, else the app's."""
+    return args.runs_dir if args.runs_dir is not None else runs_folder()
+
+
 def add_tensorboard_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", metavar="DIR", default=None,
                         help="log every model's metrics and settings to TensorBoard under DIR while training "

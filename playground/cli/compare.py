@@ -11,12 +11,14 @@ from playground.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     add_config_options,
+    add_runs_dir_option,
     add_tensorboard_option,
     add_variant_lists,
     config_from_args,
     follow,
     print_json,
     resume_run,
+    runs_dir,
     tensorboard_log,
     variant_lists,
 )
@@ -40,7 +42,7 @@ def add_parser(commands: Any) -> None:
                         help="comma-separated ratios (default 0,0.25,0.5,0.75,1)")
     parser.add_argument("--schedules", default="", help="comma-separated decaying schedules from 1 to --tf-end")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per ratio, 1 to 3 (default 1)")
-    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
+    add_runs_dir_option(parser)
     parser.add_argument("--name", default="", help="run name (default: TASK-compare)")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue a stopped, crashed or finished comparison (or lesson) exactly where it was "
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                                      variants=variant_lists(args))
         name = args.name or f"{base.task}-compare"
         log = tensorboard_log(args, Experiment.of_comparison(name, config))  # before the start: a refusal leaves no run
-        comparison = RunRegistry(Path(args.runs_dir)).launch(name, CompareEngine(config, custom), base, custom)
+        comparison = RunRegistry(runs_dir(args)).launch(name, CompareEngine(config, custom), base, custom)
     status = follow(comparison, args.quiet, log)
     snapshot = comparison.snapshot()
     table = summary_rows(snapshot)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from playground.cli.common import (
@@ -13,9 +12,11 @@ from playground.cli.common import (
     EXIT_OK,
     BadInput,
     add_config_options,
+    add_runs_dir_option,
     add_variant_lists,
     config_from_args,
     print_json,
+    runs_dir,
     variant_lists,
 )
 from playground.core.config import VARIANT_SETTINGS
@@ -46,7 +47,7 @@ def add_parser(commands: Any) -> None:
                              "local Ray started for the study")
     parser.add_argument("--resume", default=None, metavar="RUN_ID",
                         help="train the cells of an unfinished study that are not done (in --runs-dir)")
-    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
+    add_runs_dir_option(parser)
     parser.add_argument("--name", default="", help="run name (default: study)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument("--json", action="store_true", help="end with one JSON line: cells with means, CIs, tests")
@@ -87,7 +88,7 @@ def follow(study: BackgroundRun[StudySnapshot], quiet: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    registry = RunRegistry(Path(args.runs_dir))
+    registry = RunRegistry(runs_dir(args))
     if args.resume:
         study = registry.get(args.resume)
         if study.kind != StudyEngine.kind:

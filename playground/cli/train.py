@@ -10,11 +10,13 @@ from playground.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     add_config_options,
+    add_runs_dir_option,
     add_tensorboard_option,
     config_from_args,
     follow,
     print_json,
     resume_run,
+    runs_dir,
     tensorboard_log,
 )
 from playground.export.experiment import Experiment, read_experiment
@@ -28,7 +30,7 @@ from playground.training.run_folder import RunKind
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("train", help="train one model and write a run folder the app lists")
     add_config_options(parser)
-    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
+    add_runs_dir_option(parser)
     parser.add_argument("--name", default="", help="run name (default: TASK-cli)")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue a stopped, crashed or finished run exactly where it was saved "
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         config, custom = config_from_args(args)
         name = args.name or f"{config.task}-cli"
         log = tensorboard_log(args, Experiment.of_run(name, config))  # before the start: a refusal leaves no run
-        training = RunRegistry(Path(args.runs_dir)).launch(name, TrainingEngine.create(config, custom), config,
+        training = RunRegistry(runs_dir(args)).launch(name, TrainingEngine.create(config, custom), config,
                                                            custom)
     status = follow(training, args.quiet, log)
     snapshot: TrainingSnapshot = training.snapshot()

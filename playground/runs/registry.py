@@ -42,6 +42,7 @@ from playground.training.run_folder import (
     read_custom,
     read_run_file,
     run_folder,
+    runs_folder,
     write_config,
     write_json,
 )
@@ -347,7 +348,7 @@ def registry() -> RunRegistry:
     global _REGISTRY
     with _REGISTRY_LOCK:
         if _REGISTRY is None:
-            _REGISTRY = RunRegistry(Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs")),
+            _REGISTRY = RunRegistry(runs_folder(),
                                     max_active=int(os.environ.get("PLAYGROUND_MAX_ACTIVE", "4")),
                                     shared=os.environ.get("PLAYGROUND_SHARED", "") == "1",
                                     max_per_session=int(os.environ.get("PLAYGROUND_RUNS_PER_SESSION", "1")),

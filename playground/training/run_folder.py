@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import secrets
 import time
@@ -147,6 +148,12 @@ def read_config(run_dir: Path) -> TrainConfig:
     if not isinstance(values, dict):
         raise ConfigError([f"{CONFIG_FILE} must hold a JSON object of settings"])
     return TrainConfig.from_dict(portable(values))
+
+
+def runs_folder() -> Path:
+    """Where runs live unless a command names a folder: $PLAYGROUND_RUNS_DIR, else ./runs; the app and the CLI
+    read it here, so both list and write the same runs."""
+    return Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs"))
 
 
 def read_custom(run_dir: Path, config: TrainConfig) -> CustomPairs | None:
