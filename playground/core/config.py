@@ -74,6 +74,7 @@ class TrainConfig:
     cell: str = "lstm"
     attention: str = "none"
     reverse_source: str = "off"
+    eos: str = "predict"
     # optimizer
     optimizer: str = "adam"
     lr: float = 0.005
@@ -286,6 +287,7 @@ class Setting:
 
 
 SWITCH = ("off", "on")  # the choices of a setting that is on or off (a bare CLI flag turns it on)
+EOS_MODES = ("predict", "oracle")  # the model learns to emit <eos>, or decoding is told the target's length
 
 
 def _task_uses(what: str) -> Callable[[Values], bool]:
@@ -348,6 +350,11 @@ _TABLE = (
     Setting("reverse_source", "model", "Reverse source", "On: the encoder reads each source's tokens last to first "
                               "(Sutskever et al. 2014), so the first tokens it needs to output are the last it "
                               "read; padding stays where it is.", choices=SWITCH),
+    Setting("eos", "model", "End of sequence", "Predict (the specification's model): the model learns when to stop "
+                   "by emitting <eos>, and decoding stops there. Oracle: <eos> is left out of the loss, and "
+                   "free-running decoding runs for the true target length, so the model is never asked when to "
+                   "stop (Newman et al. 2020's -EOS against +EOS): whether deciding to stop is what fails on "
+                   "lengths beyond training.", choices=EOS_MODES),
     Setting("optimizer", "optimizer", "Optimizer", "How gradients become weight updates: Adam adapts a step size per "
                          "weight and is the safe choice; SGD with momentum needs a larger learning rate.",
                          choices=("adam", "adamw", "sgd")),

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from playground.core.tasks import PAD_ID
+from playground.core.tasks import EOS_ID, PAD_ID
 from playground.model.seq2seq import sequence_loss
 
 EVAL_CHUNK = 1024  # validation rows per forward pass
@@ -79,6 +79,12 @@ class Evaluation:
     metrics: dict[str, float]
     exact_by_length: dict[int, float] = field(default_factory=dict)
     tf_exact_by_length: dict[int, float] = field(default_factory=dict)
+
+
+def scored_target(tgt: torch.Tensor, eos: str) -> torch.Tensor:
+    """The target the loss and the scores read: with eos = oracle, <eos> is left out (as <pad>), so the model is
+    neither taught nor scored on when to stop, and free-running runs the target's own length."""
+    return tgt.masked_fill(tgt == EOS_ID, PAD_ID) if eos == "oracle" else tgt
 
 
 def check_finite(step: int, numbers: Iterable[tuple[str, float]], who: str = "") -> None:

@@ -37,7 +37,15 @@ from playground.core.devices import resolve_device
 from playground.core.tasks import PAD_ID, SOS_ID, CustomPairs, TaskData
 from playground.model.fused_lstm import LayerWeights, lstm_layers, unroll
 from playground.model.seq2seq import Seq2Seq, reversal_index
-from playground.training.metrics import EVAL_CHUNK, MODES, DivergedError, Evaluation, check_finite, evaluation
+from playground.training.metrics import (
+    EVAL_CHUNK,
+    MODES,
+    DivergedError,
+    Evaluation,
+    check_finite,
+    evaluation,
+    scored_target,
+)
 from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
 from playground.training.trainer import build_beyond, build_model, build_optimizer, build_task
 
@@ -256,7 +264,7 @@ class StackedTrainer:
             def backward(group: _Group) -> tuple[torch.Tensor, torch.Tensor]:
                 members = group.members
                 losses = model_losses(group.forward(group.config, src, tgt, teacher[members.start:members.stop],
-                                                    True), tgt)
+                                                    True), scored_target(tgt, group.config.eos))
                 losses.sum().backward()
                 squares = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in group.params.values()])
                 return losses.detach(), squares.sum(0).sqrt()
@@ -295,9 +303,10 @@ class StackedTrainer:
                     for prefix, ratio in MODES.items()}
 
         by_group = self._each_group(logits)
-        return [evaluation({prefix: both[k] for prefix, both in group_logits.items()}, tgt, self.data.sizes,
-                           self.data.trained_largest)
-                for group_logits in by_group for k in range(next(iter(group_logits.values())).shape[0])]
+        return [evaluation({prefix: both[k] for prefix, both in group_logits.items()},
+                           scored_target(tgt, group.config.eos), self.data.sizes, self.data.trained_largest)
+                for group, group_logits in zip(self.groups, by_group, strict=True)
+                for k in range(next(iter(group_logits.values())).shape[0])]
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor, training: bool) -> torch.Tensor:
         """Logits (K, B, L, V) of every model; teacher (K, L) or (K, B, L)."""

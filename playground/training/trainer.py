@@ -16,9 +16,18 @@ import torch
 
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.tasks import TASKS, Batch, Beyond, CustomPairs, Pair, Task, TaskData, TaskError, make_task
+from playground.core.tasks import PAD_ID, TASKS, Batch, Beyond, CustomPairs, Pair, Task, TaskData, TaskError, make_task
 from playground.model.seq2seq import Seq2Seq, sequence_loss
-from playground.training.metrics import EVAL_CHUNK, MODES, DivergedError, Evaluation, check_finite, evaluation, step_row
+from playground.training.metrics import (
+    EVAL_CHUNK,
+    MODES,
+    DivergedError,
+    Evaluation,
+    check_finite,
+    evaluation,
+    scored_target,
+    step_row,
+)
 from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
 
 _SEEDED_INIT = threading.Lock()  # model init draws from torch's global RNG
@@ -135,7 +144,7 @@ class Trainer:
             self.model.train()
             logits = self.model(src, tgt, ratio, self.config.coin,
                                 draw_coins(self.coins, self.config.coin, tgt.shape))
-            loss = sequence_loss(logits, tgt)
+            loss = sequence_loss(logits, scored_target(tgt, self.config.eos))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
@@ -171,7 +180,7 @@ class Trainer:
                                      zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)])
                   for prefix, ratio in MODES.items()}
         model.train()
-        return evaluation(logits, tgt, self.data.sizes, self.data.trained_largest)
+        return evaluation(logits, scored_target(tgt, self.config.eos), self.data.sizes, self.data.trained_largest)
 
     def resume_state(self) -> dict[str, Any]:
         return resume_state(self.optimizer, self.coins, self.data)
@@ -190,8 +199,12 @@ class Trainer:
     def sample_predictions(self, count: int = 8) -> list[dict[str, str | bool]]:
         """Greedy predictions for the first `count` validation examples."""
         self.model.eval()
-        src = self.validation[0][:count]
-        predicted = self.model.greedy_decode(src, self.task.decode_limit()).cpu().tolist()
+        src, tgt = (tensor[:count] for tensor in self.validation)
+        if self.config.eos == "oracle":  # as long as the target: free-running, its own argmax fed back
+            unscored = scored_target(tgt, "oracle") == PAD_ID
+            predicted = self.model(src, tgt, 0.0).argmax(-1).masked_fill(unscored, PAD_ID).cpu().tolist()
+        else:
+            predicted = self.model.greedy_decode(src, self.task.decode_limit()).cpu().tolist()
         self.model.train()
         source_vocab, target_vocab = self.task.src_vocab, self.task.tgt_vocab
         rows: list[dict[str, str | bool]] = []

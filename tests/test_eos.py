@@ -1,0 +1,62 @@
+"""eos = oracle: <eos> is neither taught nor scored, and free-running runs the target's own length."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from playground.core.config import ConfigError, TrainConfig
+from playground.core.tasks import EOS_ID, PAD_ID
+from playground.model.seq2seq import sequence_loss
+from playground.training.metrics import Metric, evaluation, scored_target
+from playground.training.stacked import StackedTrainer
+from playground.training.trainer import Trainer
+
+SMALL = TrainConfig(emb_dim=8, hidden_dim=16, batch_size=16, val_size=48, max_len=6, eos="oracle")
+
+
+def test_eos_is_predict_or_oracle() -> None:
+    assert TrainConfig().eos == "predict"
+    with pytest.raises(ConfigError, match="eos"):
+        TrainConfig.from_dict({"eos": "guess"})
+
+
+def test_an_oracle_scores_every_token_but_eos() -> None:
+    tgt = torch.tensor([[5, 6, EOS_ID, PAD_ID], [7, 5, 6, EOS_ID]])
+    right = torch.nn.functional.one_hot(tgt, 12).float() * 10
+    wrong_stop = right.clone()
+    wrong_stop[0, 2] = torch.nn.functional.one_hot(torch.tensor(8), 12) * 10  # says "8" where <eos> belongs
+    sizes = torch.tensor([2, 3])
+    for eos, exact in (("predict", 0.5), ("oracle", 1.0)):
+        scored = evaluation({"val_tf": wrong_stop, "val_fr": wrong_stop}, scored_target(tgt, eos), sizes, 3)
+        assert scored.metrics[Metric.FR_EXACT] == exact
+    oracle = scored_target(tgt, "oracle")
+    assert oracle.tolist() == [[5, 6, PAD_ID, PAD_ID], [7, 5, 6, PAD_ID]]
+    assert sequence_loss(wrong_stop, oracle) == pytest.approx(sequence_loss(right, oracle).item())
+    assert sequence_loss(wrong_stop, tgt) > sequence_loss(right, tgt)
+
+
+@pytest.mark.parametrize("changes", [{}, {"cell": "gru"}, {"attention": "dot"}, {"reverse_source": "on"}])
+def test_an_oracle_trains_the_family_and_the_k_model_engine_alike(changes: dict) -> None:
+    configs = [SMALL.replace(teacher_forcing_ratio=ratio, **changes) for ratio in (0.0, 1.0)]
+    batched, singles = StackedTrainer(configs), [Trainer(config) for config in configs]
+    for _ in range(3):
+        for loss, trainer in zip(batched.train_step().losses, singles, strict=True):
+            assert loss == pytest.approx(trainer.train_step().loss, abs=1e-5)
+    for scored, trainer in zip(batched.evaluate(), singles, strict=True):
+        expected = trainer.evaluate().metrics
+        assert scored.metrics == pytest.approx(expected, abs=1e-4)
+
+
+def test_an_oracle_never_learns_to_stop_and_its_predictions_run_the_targets_length() -> None:
+    trainer, predicting = Trainer(SMALL.replace(hidden_dim=32)), Trainer(SMALL.replace(hidden_dim=32, eos="predict"))
+    for _ in range(80):
+        trainer.train_step()
+        predicting.train_step()
+    src, tgt = trainer.validation
+    with torch.inference_mode():
+        eos_share = {name: (run.model(src, tgt, 1.0).argmax(-1)[tgt == EOS_ID] == EOS_ID).float().mean().item()
+                     for name, run in (("oracle", trainer), ("predict", predicting))}
+    assert eos_share["oracle"] == 0.0 and eos_share["predict"] > 0.9
+    for row in trainer.sample_predictions(8):
+        assert len(row["prediction"]) == len(row["target"])
