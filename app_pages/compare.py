@@ -219,7 +219,7 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     for i, name in enumerate(CHARTS):
         chart(columns[i % 2], arm_figure(snapshot, name), f"compare_{name}", notes.ARM_CHARTS[name])
     if status in FINAL_STATUSES and run is not None:  # scored once the models stop changing
-        compounding_errors(columns[0], run, "compare_positions")
+        compounding_errors(st, run, "compare_positions")  # full width: every arm's legend entry under it
     st.caption("The gap uses token accuracy: with greedy decoding a sequence that is fully right under teacher "
                "forcing fed itself the true tokens, so its free-running copy is right too and an exact-match gap "
                "is always 0.")

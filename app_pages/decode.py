@@ -7,6 +7,7 @@ import math
 import streamlit as st
 
 from playground.course.glossary import term_link
+from playground.experiments.comparison import arm_of, forcing_label
 from playground.inspection.decoding import (
     FED_OWN,
     FED_TRUE,
@@ -153,10 +154,11 @@ if source and example:
     else:
         every_arm = source.arms is not None and st.toggle(
             "Every model of this comparison", key="dc_all_arms",
-            help="One colour per model (teacher-forcing ratio), to see which ratio compounds its errors least")
-        errors = ({arm.label: position_errors(arm.model, arm.task, arm.val_pairs) for arm in source.arms()}
-                  if every_arm and source.arms else
-                  {"": position_errors(source.model(), source.task, source.val_pairs)})
+            help="One colour per arm (teacher-forcing ratio or model), its seeds as a band, to see which compounds "
+                 "its errors least")
+        errors = ([(arm_of(arm.label, arm.config), position_errors(arm.model, arm.task, arm.val_pairs))
+                   for arm in source.arms()] if every_arm and source.arms else
+                  [(forcing_label(source.config), position_errors(source.model(), source.task, source.val_pairs))])
         chart(st, position_errors_figure(errors), "dc_positions", notes.POSITIONS)
         st.caption("Teacher-forced: fed the true prefix. Free-running: fed its own outputs, so one mistake can cause "
                    "the next. The dashed line is the free-running error among examples whose earlier positions were "

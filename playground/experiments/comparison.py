@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,12 @@ def forcing_label(config: TrainConfig) -> str:
     if config.schedule == "constant":
         return f"γ = {config.teacher_forcing_ratio:g}"
     return f"{config.schedule.replace('_', ' ')} {config.teacher_forcing_ratio:g}→{config.tf_end:g}"
+
+
+def arm_of(model_label: str, config: TrainConfig) -> str:
+    """The arm a model belongs to, from its label (`CompareConfig.model_labels`: the arm's label and its seed);
+    a model trained alone (no label) is named by its teacher forcing."""
+    return re.sub(r", seed \d+$", "", model_label) or forcing_label(config)
 
 
 _VARIANT_WORDS = {"cell": lambda value: value.upper(),

@@ -115,8 +115,8 @@ POSITIONS = (
     "validation examples wrong at that position.\n\n"
     "**Lines**: the line style says the quantity: dotted, teacher-forced (fed the true prefix); solid, "
     "free-running (fed its own outputs); dashed, free-running among the examples whose earlier positions were all "
-    "right. The colour is the model: its arm's colour (γ = 0 blue to γ = 1 red, schedules their own, as on every "
-    "page), dark grey when one model is shown. The axis ends just above the largest error.\n\n"
+    "right. The colour is the arm (γ = 0 blue to γ = 1 red, schedules their own, as on every page); with several "
+    "seeds the line is their mean and the band their range. The axis ends just above the largest error.\n\n"
     "**Good**: all three low and close together.\n\n"
     "**Bad**: solid climbing above dotted along the output while dashed stays near dotted: the extra errors come from "
     "earlier mistakes fed back, errors that compound (exposure bias).")
