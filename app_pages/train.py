@@ -266,7 +266,7 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
             st.caption("Predictions appear at the first evaluation.")
     state_preview(snapshot)
     row = st.container(horizontal=True, key="lengths_and_positions")  # side by side when wide, else one under one
-    left, right = row.container(width=560), row.container(width=560)
+    left, right = row.container(width=450), row.container(width=450)
     chart(left, length_figure({forcing_label(snapshot.config): [snapshot.exact_by_length]}, snapshot.config),
           "train_lengths", notes.ARM_CHARTS[LENGTHS])
     if run is not None and run.status in FINAL_STATUSES:  # scored once the model stops changing

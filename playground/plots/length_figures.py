@@ -56,5 +56,5 @@ def _shade_training(figure: go.Figure, sizes: SizeRange) -> None:
                      layer="below", annotation_text="trained on", annotation_position="top left",
                      annotation_font={"size": 11, "color": "#555"})
     if sizes.beyond:
-        figure.add_annotation(x=(sizes.trained + 0.5 + sizes.tested + 0.5) / 2, y=1.02, yref="y", text="never seen",
-                              showarrow=False, yanchor="bottom", font={"size": 11, "color": "#555"})
+        figure.add_annotation(x=sizes.tested + 0.5, y=1, yref="paper", text="never seen in training",
+                              showarrow=False, xanchor="right", yanchor="top", font={"size": 11, "color": "#555"})

@@ -13,9 +13,10 @@ pytestmark = pytest.mark.browser
 PLOT_SHARE = """key => {
   const plot = document.querySelector(`.st-key-${key} .js-plotly-plot`);
   if (!plot || !plot._fullLayout) return null;
-  const layout = plot._fullLayout, legend = plot.querySelector('.legend').getBoundingClientRect();
+  const layout = plot._fullLayout, legend = plot.querySelector('.legend');
   const area = plot.querySelector('.nsewdrag').getBoundingClientRect();
-  return {share: layout._size.w / layout.width, legendBelow: legend.top >= area.bottom,
+  return {share: layout._size.w / layout.width,
+          legendBelow: !legend || legend.getBoundingClientRect().top >= area.bottom,
           traces: plot._fullData.length, annotations: (layout.annotations || []).map(a => a.text)};
 }"""
 
