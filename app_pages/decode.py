@@ -19,6 +19,7 @@ from playground.inspection.decoding import (
     position_errors,
     step_through,
 )
+from playground.inspection.oracle import decoding_steps
 from playground.plots import notes
 from playground.plots.decoding_figures import attention_row_figure, position_errors_figure, top_k_figure
 from playground.plots.state_figures import state_heatmap
@@ -132,7 +133,7 @@ if source and example:
         st.stop()
     for note in source_notes:
         st.info(f"Note: {note}.")
-    limit = source.task.decode_limit(len(src))
+    limit = decoding_steps(source.config, tgt, source.task.decode_limit(len(src)))
     forced = tgt if tgt and gamma > 0 else None
     walk = step_through(source.model(), source.src_vocab, source.tgt_vocab, src, limit, forced, gamma, seed, top_k)
     signature = (source.label, tuple(src), tuple(tgt), gamma, seed)

@@ -7,6 +7,8 @@ import torch
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import EOS_ID, PAD_ID
+from playground.inspection.decoding import beam_search, greedy, step_through
+from playground.inspection.oracle import decoding_model, decoding_steps
 from playground.model.seq2seq import sequence_loss
 from playground.training.metrics import Metric, evaluation, scored_target
 from playground.training.stacked import StackedTrainer
@@ -60,3 +62,25 @@ def test_an_oracle_never_learns_to_stop_and_its_predictions_run_the_targets_leng
     assert eos_share["oracle"] == 0.0 and eos_share["predict"] > 0.9
     for row in trainer.sample_predictions(8):
         assert len(row["prediction"]) == len(row["target"])
+
+
+@pytest.mark.parametrize("changes", [{}, {"cell": "gru", "attention": "general"}])
+def test_the_views_of_an_oracle_decode_the_targets_length(changes: dict) -> None:
+    trainer = Trainer(SMALL.replace(**changes))
+    for _ in range(5):
+        trainer.train_step()
+    source, target = trainer.data.val_pairs[0]
+    vocab = trainer.task.tgt_vocab
+    steps = decoding_steps(trainer.config, target, trainer.task.decode_limit(len(source)))
+    assert steps == len(target)
+    told = decoding_model(trainer.model, trainer.config)
+    assert told is not trainer.model and decoding_model(trainer.model, SMALL.replace(eos="predict")) is trainer.model
+    best = greedy(told, trainer.task.src_vocab, vocab, source, steps)
+    beams = beam_search(told, trainer.task.src_vocab, vocab, source, steps, width=3).beams
+    walk = step_through(told, trainer.task.src_vocab, vocab, source, steps)
+    for tokens in (best.tokens, beams[0].tokens, walk.emitted):
+        assert len(tokens) == len(target) and "<eos>" not in tokens
+    with torch.inference_mode():  # the copy decides every other token as the model does
+        src, tgt = (tensor[:8] for tensor in trainer.validation)
+        kept = tgt != EOS_ID
+        assert torch.equal(told(src, tgt, 1.0).argmax(-1)[kept], trainer.model(src, tgt, 1.0).argmax(-1)[kept])

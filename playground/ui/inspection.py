@@ -14,6 +14,7 @@ from playground.core.config import (
 )
 from playground.core.tasks import Pair, Task, TaskData, TaskError, Vocab
 from playground.inspection.decoding import check_source, free_running_mistakes
+from playground.inspection.oracle import decoding_model
 from playground.inspection.states import best_by_free_running
 from playground.model.seq2seq import Seq2Seq
 from playground.runs.background import RunError
@@ -118,7 +119,7 @@ def pick_source(prefix: str) -> Source | None:
             return None
         if note:
             st.info(note)
-        return Source(upload.name, config, task, pairs, False, lambda: model)
+        return Source(upload.name, config, task, pairs, False, lambda: decoding_model(model, config))
     summaries = [summary for summary in visible_runs() if summary.kind != RunKind.STUDY]  # a study keeps no models
     if not summaries:
         st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
@@ -147,7 +148,8 @@ def pick_source(prefix: str) -> Source | None:
     chosen = models[index]
     label = names[run_id] + (f" — {chosen.label}" if chosen.label else "")
     return Source(label, chosen.config, chosen.task, chosen.val_pairs, run.status == RunStatus.RUNNING,
-                  lambda: run.models()[index].model, run.models if len(models) > 1 else None)
+                  lambda: decoding_model(run.models()[index].model, chosen.config),
+                  run.models if len(models) > 1 else None)
 
 
 def first_run(finished: list[str], listed: list[str]) -> str:
