@@ -450,6 +450,11 @@ class TaskData:
                                                                      val_size - kept)
         self.sizes = torch.tensor([size_of(*pair) for pair in self.val_pairs])
         self.validation = encode_pairs(task, self.val_pairs)
+        trained = int((self.sizes <= self.trained_largest).sum())
+        # each part padded on its own: the encoder reads a source's left padding, so the training sizes score as
+        # they would with no longer source beside them
+        self.validation_parts = [encode_pairs(task, pairs) for pairs in (self.val_pairs[:trained],
+                                                                         self.val_pairs[trained:]) if pairs]
 
     def _validation_pairs(self, size: int) -> list[Pair]:
         found: dict[str, Pair] = {}

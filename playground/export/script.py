@@ -34,6 +34,7 @@ from playground.core.tasks import (
 )
 from playground.export.experiment import Experiment
 from playground.export.model_code import Family, model_arguments, model_code
+from playground.training.metrics import scored_target
 from playground.training.stacked import PER_MODEL
 from playground.training.trainer import build_task
 
@@ -115,7 +116,8 @@ class Data:
                 found.setdefault("\\x1f".join(source), (source, target))
                 if len(found) == val_size:
                     break
-        self.validation = encode(list(found.values()))
+        # a run that also tested longer sources scored its headline figures on this many of these examples
+        self.validation = encode(list(found.values())[:round(val_size * TRAINED_SIZES / TESTED_SIZES)])
 
     def batch(self, size):
         pairs = []
@@ -144,16 +146,20 @@ _REST = '''
 # --- the evaluation: teacher-forced and free-running (greedy), on the validation set --------------------------------
 
 
+SCORED_TARGET
+
+
 @torch.inference_mode()
-def evaluate(model, src, tgt):
+def evaluate(model, src, tgt, eos):
     model.eval()
     figures = {}
     free_running = torch.zeros(tgt.shape[1], dtype=torch.bool)
+    scored = scored_target(tgt, eos)
     for prefix, teacher in (("val_tf", None), ("val_fr", free_running)):
         logits = model(src, tgt, teacher)
-        mask = tgt != PAD_ID
-        correct = (logits.argmax(-1) == tgt) & mask
-        loss = sequence_loss(logits, tgt).item()
+        mask = scored != PAD_ID
+        correct = (logits.argmax(-1) == scored) & mask
+        loss = sequence_loss(logits, scored).item()
         figures[f"{prefix}_loss"] = loss
         figures[f"{prefix}_ppl"] = math.exp(min(loss, 50.0))
         figures[f"{prefix}_token_acc"] = correct.sum().item() / mask.sum().item()
@@ -184,7 +190,7 @@ def train(label, settings):
     schedule = ForcingSchedule(settings["schedule"], settings["teacher_forcing_ratio"], settings["tf_end"],
                                settings["decay_steps"], settings["exp_k"], settings["sigmoid_k"])
     src_val, tgt_val = data.validation
-    figures = {"step": 0, **evaluate(model, src_val, tgt_val)}
+    figures = {"step": 0, **evaluate(model, src_val, tgt_val, settings["eos"])}
     for step in range(1, settings["steps"] + 1):
         ratio = schedule.ratio(step - 1)
         src, tgt = data.batch(settings["batch_size"])
@@ -192,14 +198,14 @@ def train(label, settings):
         shape = (tgt.shape[1],) if settings["coin"] == "step" else tuple(tgt.shape)
         draws = torch.rand(shape, generator=coins)
         logits = model(src, tgt, None if ratio >= 1.0 else draws < ratio)
-        loss = sequence_loss(logits, tgt)
+        loss = sequence_loss(logits, scored_target(tgt, settings["eos"]))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
         optimizer.step()
         if step % settings["eval_every"] == 0 or step == settings["steps"]:
-            figures = {"step": step, **evaluate(model, src_val, tgt_val)}
+            figures = {"step": step, **evaluate(model, src_val, tgt_val, settings["eos"])}
             print(f"{label:>24}  step {step:>6}  train loss {loss.item():.4f}  gamma {ratio:.3f}  "
                   f"validation loss {figures['val_tf_loss']:.4f} (teacher-forced) "
                   f"{figures['val_fr_loss']:.4f} (free-running)  exact match {figures['val_tf_exact']:.1%} / "
@@ -235,7 +241,8 @@ def pytorch_script(experiment: Experiment) -> str:
         source_vocabulary=pprint.pformat(task.src_vocab.itos, width=116, compact=True),
         target_vocabulary=pprint.pformat(task.tgt_vocab.itos, width=116, compact=True))
     schedule = f"SCHEDULES = {SCHEDULES!r}\n\n\n{inspect.getsource(ForcingSchedule)}"
-    rest = _REST.replace("MODEL_VARIANT", model_arguments(family))
+    rest = _REST.replace("MODEL_VARIANT", model_arguments(family)).replace(
+        "SCORED_TARGET", inspect.getsource(scored_target).rstrip())
     return header + _task_code(experiment) + _DATA + model_code(family) + _LOSS + schedule + rest
 
 
@@ -256,7 +263,12 @@ def _wrapped_dict(values: dict[str, object], width: int = 110) -> str:
 def _task_code(experiment: Experiment) -> str:
     """`BUCKETS`, `sample(rng) -> (source, target)` and `is_validation(source)` for the experiment's task."""
     base = experiment.base
-    code = f"BUCKETS = {VALIDATION_BUCKETS}\n"
+    sizes = base.size_range()
+    trained = sizes.trained - sizes.smallest + 1
+    code = (f"BUCKETS = {VALIDATION_BUCKETS}\n"
+            "# how many source lengths (or digits) the run trained on, and tested: its headline figures are those of "
+            "the\n# training sizes\n"
+            f"TRAINED_SIZES, TESTED_SIZES = {trained}, {trained + len(sizes.beyond)}\n")
     if base.task == "custom":
         pairs = [list(pair) for pair in experiment.custom.pairs] if experiment.custom else []
         return code + f'''PAIRS = {json.dumps(pairs, ensure_ascii=False)}

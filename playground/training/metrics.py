@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from playground.core.tasks import EOS_ID, PAD_ID
 from playground.model.seq2seq import sequence_loss
@@ -79,6 +80,12 @@ class Evaluation:
     metrics: dict[str, float]
     exact_by_length: dict[int, float] = field(default_factory=dict)
     tf_exact_by_length: dict[int, float] = field(default_factory=dict)
+
+
+def joined(parts: list[torch.Tensor], length: int, dim: int) -> torch.Tensor:
+    """Logits of validation parts padded on their own, as one tensor: each part's steps padded to `length` (what
+    the padding adds lies on <pad> targets, which nothing scores), the parts one after another along `dim`."""
+    return torch.cat([F.pad(part, (0, 0, 0, length - part.shape[dim + 1])) for part in parts], dim=dim)
 
 
 def scored_target(tgt: torch.Tensor, eos: str) -> torch.Tensor:

@@ -44,6 +44,7 @@ from playground.training.metrics import (
     Evaluation,
     check_finite,
     evaluation,
+    joined,
     scored_target,
 )
 from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
@@ -174,6 +175,8 @@ class StackedTrainer:
         self.coins = torch.Generator().manual_seed(base.seed + 1)
         self.batches = self.data.train_batches(base.batch_size)
         self.validation = (self.data.validation.src.to(self.device), self.data.validation.tgt.to(self.device))
+        self.validation_parts = [(part.src.to(self.device), part.tgt.to(self.device))
+                                 for part in self.data.validation_parts]
         self.step = 0
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="k-models") if self.workers > 1 else None
 
@@ -291,15 +294,19 @@ class StackedTrainer:
 
     def evaluate(self) -> list[Evaluation]:
         """Each model's metrics, scored by the rules `Trainer.evaluate` follows."""
-        src, tgt = self.validation
+        tgt = self.validation[1]
 
         @torch.inference_mode()
         def logits(group: _Group) -> dict[str, torch.Tensor]:
             size = len(group.members)
-            return {prefix: torch.cat([group.forward(group.config, s, t, torch.full((size, t.shape[1]), ratio >= 1.0),
-                                                     False)
-                                       for s, t in zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)],
-                                      dim=1)
+
+            def part_logits(src: torch.Tensor, part: torch.Tensor, ratio: float) -> torch.Tensor:
+                return torch.cat([group.forward(group.config, s, t, torch.full((size, t.shape[1]), ratio >= 1.0),
+                                                False)
+                                  for s, t in zip(src.split(EVAL_CHUNK), part.split(EVAL_CHUNK), strict=True)], dim=1)
+
+            return {prefix: joined([part_logits(src, part, ratio) for src, part in self.validation_parts],
+                                   tgt.shape[1], 1)
                     for prefix, ratio in MODES.items()}
 
         by_group = self._each_group(logits)

@@ -25,6 +25,7 @@ from playground.training.metrics import (
     Evaluation,
     check_finite,
     evaluation,
+    joined,
     scored_target,
     step_row,
 )
@@ -123,6 +124,7 @@ class Trainer:
         self.coins = torch.Generator().manual_seed(config.seed + 1)
         self.batches = self.data.train_batches(config.batch_size)
         self.validation = self._to_device(self.data.validation)
+        self.validation_parts = [self._to_device(part) for part in self.data.validation_parts]
         self.step = 0
 
     def _to_device(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,9 +177,10 @@ class Trainer:
         """The validation metrics of this run's model, or of `model` (e.g. a copy of earlier weights)."""
         model = model or self.model
         model.eval()
-        src, tgt = self.validation
-        logits = {prefix: torch.cat([model(s, t, ratio) for s, t in
-                                     zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)])
+        tgt = self.validation[1]
+        logits = {prefix: joined([torch.cat([model(s, t, ratio) for s, t in zip(src.split(EVAL_CHUNK),
+                                                                               part.split(EVAL_CHUNK), strict=True)])
+                                  for src, part in self.validation_parts], tgt.shape[1], 0)
                   for prefix, ratio in MODES.items()}
         model.train()
         return evaluation(logits, scored_target(tgt, self.config.eos), self.data.sizes, self.data.trained_largest)
