@@ -157,9 +157,11 @@ if source and example:
             "Every model of this comparison", key="dc_all_arms",
             help="One colour per arm (teacher-forcing ratio or model), its seeds as a band, to see which compounds "
                  "its errors least")
-        errors = ([(arm_of(arm.label, arm.config), position_errors(arm.model, arm.task, arm.val_pairs))
+        errors = ([(arm_of(arm.label, arm.config), position_errors(arm.model, arm.task, arm.val_pairs,
+                                                                   arm.config.eos))
                    for arm in source.arms()] if every_arm and source.arms else
-                  [(forcing_label(source.config), position_errors(source.model(), source.task, source.val_pairs))])
+                  [(forcing_label(source.config), position_errors(source.model(), source.task, source.val_pairs,
+                                                                  source.config.eos))])
         chart(st, position_errors_figure(errors), "dc_positions", notes.POSITIONS)
         st.caption("Teacher-forced: fed the true prefix. Free-running: fed its own outputs, so one mistake can cause "
                    "the next. The dashed line is the free-running error among examples whose earlier positions were "

@@ -7,7 +7,7 @@ import torch
 
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import EOS_ID, PAD_ID
-from playground.inspection.decoding import beam_search, greedy, step_through
+from playground.inspection.decoding import beam_search, greedy, position_errors, step_through
 from playground.inspection.oracle import decoding_model, decoding_steps
 from playground.model.seq2seq import sequence_loss
 from playground.training.metrics import Metric, evaluation, scored_target
@@ -84,3 +84,11 @@ def test_the_views_of_an_oracle_decode_the_targets_length(changes: dict) -> None
         src, tgt = (tensor[:8] for tensor in trainer.validation)
         kept = tgt != EOS_ID
         assert torch.equal(told(src, tgt, 1.0).argmax(-1)[kept], trainer.model(src, tgt, 1.0).argmax(-1)[kept])
+
+
+def test_an_oracles_errors_by_position_leave_eos_out() -> None:
+    trainer = Trainer(SMALL)
+    pairs = trainer.data.val_pairs
+    told = position_errors(trainer.model, trainer.task, pairs, "oracle")
+    assert told.count.sum() == sum(len(target) for _, target in pairs)  # every token but <eos>
+    assert position_errors(trainer.model, trainer.task, pairs).count.sum() == told.count.sum() + len(pairs)
