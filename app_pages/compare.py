@@ -226,7 +226,7 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     for i, name in enumerate(CHARTS):
         chart(columns[i % 2], arm_figure(snapshot, name), f"compare_{name}", notes.ARM_CHARTS[name])
     if status in FINAL_STATUSES and run is not None:  # scored once the models stop changing
-        compounding_errors(columns[0], run, "compare_positions")
+        compounding_errors(st, run, "compare_positions")  # full width: every arm's legend entry under it
         found = exposures("compare_probe", (run.id, run.step), run.models, drift=True)
         st.subheader("Does it recover from a wrong token?")
         recovery_view(st, found, "compare")

@@ -9,6 +9,7 @@ import streamlit as st
 
 from playground.core.tasks import SPECIALS, Vocab
 from playground.course import term_link
+from playground.experiments.comparison import arm_of, forcing_label
 from playground.inspection import (
     FED_CHOSEN,
     FED_OWN,
@@ -22,6 +23,7 @@ from playground.inspection import (
     position_errors,
     step_through,
 )
+from playground.inspection.oracle import decoding_steps
 from playground.plots import attention_row_figure, notes, position_errors_figure, state_heatmap, top_k_figure
 from playground.ui import (
     BOUND,
@@ -171,7 +173,7 @@ if source and example:
         st.stop()
     for note in source_notes:
         st.info(f"Note: {note}.")
-    limit = source.task.decode_limit(len(src))
+    limit = decoding_steps(source.config, tgt, source.task.decode_limit(len(src)))
     prefix = source.tgt_vocab.tokenize(prefix_text)
     try:
         check_prefix(source.tgt_vocab, prefix, limit)
@@ -207,10 +209,13 @@ if source and example:
     else:
         every_arm = source.arms is not None and st.toggle(
             "Every model of this comparison", key="dc_all_arms",
-            help="One colour per model (teacher-forcing ratio), to see which ratio compounds its errors least")
-        errors = ({arm.label: position_errors(arm.model, arm.task, arm.val_pairs) for arm in source.arms()}
-                  if every_arm and source.arms else
-                  {"": position_errors(source.model(), source.task, source.val_pairs)})
+            help="One colour per arm (teacher-forcing ratio or model), its seeds as a band, to see which compounds "
+                 "its errors least")
+        errors = ([(arm_of(arm.label, arm.config), position_errors(arm.model, arm.task, arm.val_pairs,
+                                                                   arm.config.eos))
+                   for arm in source.arms()] if every_arm and source.arms else
+                  [(forcing_label(source.config), position_errors(source.model(), source.task, source.val_pairs,
+                                                                  source.config.eos))])
         chart(st, position_errors_figure(errors), "dc_positions", notes.POSITIONS)
         st.caption("Teacher-forced: fed the true prefix. Free-running: fed its own outputs, so one mistake can cause "
                    "the next. The dashed line is the free-running error among examples whose earlier positions were "

@@ -20,6 +20,7 @@ from playground.inspection import (
     informative_units,
     unit_order,
 )
+from playground.inspection.oracle import decoding_steps
 from playground.plots import (
     alignment_heatmap,
     mark_step,
@@ -95,7 +96,8 @@ if source and example:
     def views() -> None:
         model = source.model()
         src, tgt = example
-        free = capture_states(model, source.src_vocab, source.tgt_vocab, src, max_len=source.config.max_len * 4 + 8)
+        free = capture_states(model, source.src_vocab, source.tgt_vocab, src,
+                              max_len=decoding_steps(source.config, tgt, source.config.max_len * 4 + 8))
         forced = capture_states(model, source.src_vocab, source.tgt_vocab, src, tgt, 1.0) if tgt else None
         shown = forced if decoding == "teacher-forced" and forced else free
         diverge = divergence_step(free.predicted, forced.predicted) if forced else None

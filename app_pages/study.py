@@ -14,7 +14,9 @@ from playground.core.tasks import TASKS
 from playground.course import term_link
 from playground.experiments import MAX_STUDY_SEEDS, RATIO_CHOICES, STEPS_TO_TARGET, StudyConfig
 from playground.plots import notes, study_figure
+from playground.plots.length_figures import length_figure
 from playground.reports import GAP, study_reading, summary_csv, table_rows
+from playground.reports.comparison_table import LENGTHS
 from playground.runs import ADDRESS_ENV, BackgroundRun, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
 from playground.training import Metric, RunKind, RunStatus
@@ -231,6 +233,15 @@ def show(snapshot: StudySnapshot, status: str) -> None:
         if summary["failed"]:
             st.warning(f"Condition {summary['label']} failed twice and is left out: {summary['failed']}")
     chart(st, study_figure(snapshot.summaries), "study_chart", notes.STUDY)
+    conditions = {condition.index: condition for condition in snapshot.config.conditions()}
+    reported = {summary["condition"]: summary for summary in snapshot.summaries if summary["arms"]}
+    shown = st.selectbox("Exact match by length in the condition", list(reported),
+                         format_func=lambda index: reported[index]["label"], key="study_length_condition", width=420)
+    if shown is not None:
+        chart(st, length_figure({row["arm"]: [row["exact_by_length"]] for row in reported[shown]["arms"]},
+                                conditions[shown].compare.base,
+                                title="Free-running exact match by length (mean over seeds)"),
+              "study_lengths", notes.ARM_CHARTS[LENGTHS])
     st.subheader("Reading")
     st.markdown(study_reading(snapshot.summaries))
     rows = table_rows(snapshot.summaries)

@@ -7,9 +7,12 @@ import streamlit as st
 
 from playground.core.config import LIVE_SETTINGS, TrainConfig, label
 from playground.core.tasks import TASKS, CustomPairs, TaskError
+from playground.experiments.comparison import forcing_label
 from playground.inspection import TaskPreview, parameter_counts, task_preview
 from playground.plots import DiagramSizes, accuracy_figure, gamma_figure, loss_figure, model_diagram, notes
+from playground.plots.length_figures import length_figure
 from playground.reports import points
+from playground.reports.comparison_table import LENGTHS
 from playground.runs import BackgroundRun, TrainingEngine, TrainingSnapshot
 from playground.runs.registry import registry
 from playground.training import (
@@ -266,9 +269,12 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
         else:
             st.caption("Predictions appear at the first evaluation.")
     state_preview(snapshot)
+    row = st.container(horizontal=True, key="lengths_and_positions")  # side by side when wide, else one under one
+    left, right = row.container(width=450), row.container(width=450)
+    chart(left, length_figure({forcing_label(snapshot.config): [snapshot.exact_by_length]}, snapshot.config),
+          "train_lengths", notes.ARM_CHARTS[LENGTHS])
     if run is not None and run.status in FINAL_STATUSES:  # scored once the model stops changing
-        left, _ = st.columns(2)
-        compounding_errors(left, run, "train_positions")
+        compounding_errors(right, run, "train_positions")
         st.markdown("**Does it recover from a wrong token?** The validation examples with one wrong token fed at "
                     "each position in turn.")
         recovery_view(st, exposures("train_probe", (run.id, run.step), run.models, drift=False), "train")

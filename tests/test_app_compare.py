@@ -59,8 +59,10 @@ def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None
     named = [trace["name"] for trace in charts["compare_train_loss"]["data"] if trace.get("showlegend", True)]
     assert named == ["γ = 0", "γ = 1"]
     assert "mean ± std over 2 seeds" in charts["compare_train_loss"]["layout"]["title"]["text"]
-    positions = {trace["name"] for trace in charts["compare_positions"]["data"]}  # every model, both ways
-    assert len(positions) == 3 * 4 and any("γ = 1, seed 1" in name for name in positions)
+    legend = [trace["name"] for trace in charts["compare_positions"]["data"] if trace.get("showlegend", True)]
+    assert legend == ["γ = 0", "γ = 1", "teacher-forced", "free-running", "free-running, earlier all right"]
+    bands = [trace for trace in charts["compare_positions"]["data"] if trace.get("fill") == "toself"]
+    assert len(bands) == 2 * 3  # each arm's two seeds as a band around each of the three lines
     table = at.dataframe[0].value
     assert list(table["arm"]) == ["γ = 0", "γ = 1"]
     assert (table["step"] == 30).all()

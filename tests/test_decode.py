@@ -211,4 +211,5 @@ def test_decode_page_shows_every_arm_of_a_comparison() -> None:
     at.toggle(key="dc_all_arms").set_value(True).run()
     assert not at.exception and not at.error
     chart = next(chart for chart in at.get("plotly_chart") if chart.key == "dc_positions")
-    assert len(json.loads(chart.proto.spec)["data"]) == 6  # three lines for each of the two models
+    lines = [trace for trace in json.loads(chart.proto.spec)["data"] if trace.get("legendgroup") != "key"]
+    assert len(lines) == 6  # three lines for each of the two models, one colour each

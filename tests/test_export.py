@@ -271,3 +271,14 @@ def test_bad_export_requests_exit_2(argv: list[str], message: str, tmp_path: Pat
 def test_a_folder_that_is_no_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["export", str(tmp_path), "--script", str(tmp_path / "x.py")]) == 2
     assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_script_of_an_oracle_tested_beyond_its_lengths_prints_the_runs_figures(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """eos = oracle (no <eos> in the loss or the scores) and validation to longer sources: the script scores the
+    training lengths as the run's headline figures do."""
+    run_dir = trained(["train", "--eos", "oracle", "--max-len", "6", "--test-max-len", "9", "--steps", "20", *SMALL],
+                      tmp_path, capsys)
+    script = pytorch_script(read_experiment(run_dir))
+    assert "def scored_target(tgt" in script and "TRAINED_SIZES, TESTED_SIZES = 4, 7" in script
+    assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))

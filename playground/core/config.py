@@ -62,6 +62,8 @@ class TrainConfig:
     max_len: int = 8
     alphabet_size: int = 10
     max_digits: int = 3
+    test_max_len: int = 0  # 0: test the training lengths only (max_len), as every run before this setting did
+    test_max_digits: int = 0  # 0: max_digits
     custom_data: str = ""  # fingerprint of the custom pairs, which travel beside the config, never as a path
     custom_tokenization: str = "char"
     # model
@@ -72,6 +74,7 @@ class TrainConfig:
     cell: str = "lstm"
     attention: str = "none"
     reverse_source: str = "off"
+    eos: str = "predict"
     # optimizer
     optimizer: str = "adam"
     lr: float = 0.005
@@ -97,6 +100,15 @@ class TrainConfig:
     def forcing_schedule(self) -> ForcingSchedule:
         return ForcingSchedule(self.schedule, self.teacher_forcing_ratio, self.tf_end,
                                self.decay_steps, self.exp_k, self.sigmoid_k)
+
+    def size_range(self) -> SizeRange:
+        """The sizes of examples this run trains and tests on: source lengths, or digits for the number tasks."""
+        info = TASKS[self.task]
+        if info.uses_lengths:
+            return SizeRange(self.min_len, self.max_len, self.test_max_len or self.max_len)
+        if info.uses_digits:
+            return SizeRange(1, self.max_digits, self.test_max_digits or self.max_digits)
+        return SizeRange(0, 0, 0)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,11 +149,50 @@ class TrainConfig:
         if lengths_valid and self.min_len > self.max_len:
             problems.append(Problem(f"{{0}} = {self.min_len} is not allowed: it must be at most {{1}} "
                                     f"({self.max_len})", ("min_len", "max_len")))
+        problems += _beyond_problems(self, {problem.fields[0] for problem in problems if problem.fields})
         if self.task == "custom" and not self.custom_data:
             problems.append(Problem("{0} needs a CSV file of source,target pairs: none is loaded", ("task",)))
         if problems:
             raise ConfigError(problems)
         return self
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """Example sizes: training draws smallest..trained, validation smallest..tested (0, 0, 0: the task has no
+    size knob, as a custom task)."""
+
+    smallest: int
+    trained: int
+    tested: int
+
+    @property
+    def beyond(self) -> range:
+        """The sizes validation tests and training never shows."""
+        return range(self.trained + 1, self.tested + 1)
+
+
+MAX_TEST_DIGITS = 9  # number words name numbers below a billion
+
+
+def longest_test(trained: int, most: int) -> int:
+    """How far beyond training a run may test: twice the training size, at most `most`."""
+    return min(2 * trained, most)
+
+
+def _beyond_problems(config: TrainConfig, bad: set[str]) -> list[Problem]:
+    """test_max_len lies in max_len..2 max_len (at most 50), test_max_digits in max_digits..2 max_digits (at most 9),
+    or is 0 (the same as the training size)."""
+    problems = []
+    for tested, trained, most in (("test_max_len", "max_len", 50), ("test_max_digits", "max_digits", MAX_TEST_DIGITS)):
+        value, low = getattr(config, tested), getattr(config, trained)
+        if tested in bad or trained in bad or value == 0:
+            continue
+        high = longest_test(low, most)
+        if not low <= value <= high:
+            problems.append(Problem(f"{{0}} = {value} is not allowed: it must be 0 (the same as {{1}}) or between "
+                                    f"{{1}} ({low}) and {high}", (tested, trained)))
+    return problems
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -236,6 +287,7 @@ class Setting:
 
 
 SWITCH = ("off", "on")  # the choices of a setting that is on or off (a bare CLI flag turns it on)
+EOS_MODES = ("predict", "oracle")  # the model learns to emit <eos>, or decoding is told the target's length
 
 
 def _task_uses(what: str) -> Callable[[Values], bool]:
@@ -264,6 +316,14 @@ _TABLE = (
                              "this many.", 2, 26, applies=_task_uses("uses_lengths")),
     Setting("max_digits", "task", "Digits per number", "Largest number of digits of each number, 1 to 9. More digits "
                           "mean longer inputs and outputs.", 1, 9, applies=_task_uses("uses_digits")),
+    Setting("test_max_len", "task", "Test lengths up to", "Validation also tests sources longer than any in "
+                            "training, up to this length (max length to twice max length, at most 50; 0 = max "
+                            "length). Every length from min length up to it is drawn equally often; the headline "
+                            "figures stay those of the training lengths, and exact match by length shows what "
+                            "happens beyond them.", 0, 50, applies=_task_uses("uses_lengths")),
+    Setting("test_max_digits", "task", "Test digits up to", "Validation also tests numbers with more digits than "
+                               "any in training, up to this many (digits per number to twice that, at most 9; 0 = "
+                               "digits per number).", 0, MAX_TEST_DIGITS, applies=_task_uses("uses_digits")),
     Setting("custom_data", "task", "Custom pairs", "Fingerprint of the uploaded source,target pairs.",
             applies=_when("task", "custom"), pattern="(|[0-9a-f]{16})"),
     Setting("custom_tokenization", "task", "Tokens", "How a row of the CSV is split into tokens: every character, or "
@@ -290,6 +350,11 @@ _TABLE = (
     Setting("reverse_source", "model", "Reverse source", "On: the encoder reads each source's tokens last to first "
                               "(Sutskever et al. 2014), so the first tokens it needs to output are the last it "
                               "read; padding stays where it is.", choices=SWITCH),
+    Setting("eos", "model", "End of sequence", "Predict (the specification's model): the model learns when to stop "
+                   "by emitting <eos>, and decoding stops there. Oracle: <eos> is left out of the loss, and "
+                   "free-running decoding runs for the true target length, so the model is never asked when to "
+                   "stop (Newman et al. 2020's -EOS against +EOS): whether deciding to stop is what fails on "
+                   "lengths beyond training.", choices=EOS_MODES),
     Setting("optimizer", "optimizer", "Optimizer", "How gradients become weight updates: Adam adapts a step size per "
                          "weight and is the safe choice; SGD with momentum needs a larger learning rate.",
                          choices=("adam", "adamw", "sgd")),

@@ -16,6 +16,7 @@ import pandas as pd
 from playground.experiments.comparison import TARGET_ACCURACY, CompareSnapshot
 from playground.experiments.statistics import (
     evaluated,
+    final_by_length,
     gap_over_time,
     mean_ci,
     mean_or_nan,
@@ -67,9 +68,18 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
             **_interval("fr_exact", mean_ci([row[Metric.FR_EXACT] for row in finals])),
             "gap_spread": seed_spread([row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in finals]),
             "steps_to_90": steps_to_reach(rows_by_seed),
+            **beyond_figures(finals),
             "wall_seconds": round(snapshot.seconds, 2),
         })
     return table
+
+
+def beyond_figures(finals: list[dict[str, float]]) -> dict[str, Any]:
+    """Exact match by size, free-running and teacher-forced, and its mean beyond the training sizes (NaN, null in
+    JSON, when validation tests none), averaged over seeds."""
+    return {"exact_by_length": final_by_length(finals), "tf_exact_by_length": final_by_length(finals, "val_tf"),
+            Metric.BEYOND_EXACT: mean_or_nan([row[Metric.BEYOND_EXACT] for row in finals
+                                              if Metric.BEYOND_EXACT in row])}
 
 
 def _interval(name: str, estimate: Any) -> dict[str, float]:
@@ -81,7 +91,8 @@ def summary_csv(table: list[dict[str, Any]]) -> str:
     """The table as CSV, each value as written (object columns: a whole number stays whole beside a blank)."""
     if not table:
         return ""
-    return pd.DataFrame(table, dtype=object).to_csv(index=False, lineterminator="\r\n")
+    flat = [{name: value for name, value in row.items() if not isinstance(value, dict)} for row in table]
+    return pd.DataFrame(flat, dtype=object).to_csv(index=False, lineterminator="\r\n")
 
 
 def _names(rows: list[dict[str, Any]]) -> str:

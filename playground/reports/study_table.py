@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from playground.experiments.statistics import mean_ci, paired_test
+from playground.experiments.statistics import final_by_length, mean_ci, paired_test
 from playground.experiments.study_grid import MEASURES, STEPS_TO_TARGET, Condition, ConditionResult
 from playground.reports.comparison_table import GAP
 from playground.reports.readings import (
@@ -55,6 +55,11 @@ def condition_summary(condition: Condition, result: ConditionResult | None) -> d
         estimate = mean_ci(reached)
         row[STEPS_TO_TARGET] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high], "seeds": len(reached),
                                 "of": seeds}
+        finals = result.finals[arm * seeds:(arm + 1) * seeds]
+        row |= {"exact_by_length": final_by_length(finals), "tf_exact_by_length": final_by_length(finals, "val_tf")}
+        if beyond := [final[Metric.BEYOND_EXACT] for final in finals if Metric.BEYOND_EXACT in final]:
+            estimate = mean_ci(beyond)
+            row[Metric.BEYOND_EXACT] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high]}
         summary["arms"].append(row)
     for a, b in itertools.combinations(range(len(labels)), 2):
         test = paired_test(_arm_values(condition, result, a, Metric.FR_EXACT),
@@ -75,6 +80,9 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for name in (*MEASURES, GAP):
                 flat |= {name: row[name]["mean"], f"{name}_ci_low": row[name]["ci"][0],
                          f"{name}_ci_high": row[name]["ci"][1]}
+            if beyond := row.get(Metric.BEYOND_EXACT):
+                flat |= {Metric.BEYOND_EXACT: beyond["mean"], f"{Metric.BEYOND_EXACT}_ci_low": beyond["ci"][0],
+                         f"{Metric.BEYOND_EXACT}_ci_high": beyond["ci"][1]}
             steps = row[STEPS_TO_TARGET]
             flat |= {STEPS_TO_TARGET: steps["mean"], "seeds_reaching_90": steps["seeds"], "seeds": steps["of"]}
             rows.append(flat)

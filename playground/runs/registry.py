@@ -43,6 +43,7 @@ from playground.training.run_folder import (
     read_custom,
     read_run_file,
     run_folder,
+    runs_folder,
     write_config,
     write_json,
 )
@@ -343,7 +344,7 @@ def registry() -> RunRegistry:
     global _REGISTRY
     with _REGISTRY_LOCK:
         if _REGISTRY is None:
-            runs_dir = Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs"))
+            runs_dir = runs_folder()
             classroom = None
             if os.environ.get("PLAYGROUND_SHARED", "") == "1":
                 runs_dir.mkdir(parents=True, exist_ok=True)

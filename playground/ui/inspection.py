@@ -14,13 +14,14 @@ from playground.core.config import (
 )
 from playground.core.tasks import Pair, Task, TaskData, TaskError, Vocab
 from playground.inspection.decoding import check_source, free_running_mistakes
+from playground.inspection.oracle import decoding_model
 from playground.inspection.states import best_by_free_running
 from playground.model.seq2seq import Seq2Seq
 from playground.runs.background import RunError
 from playground.runs.registry import registry
 from playground.training.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
-from playground.training.trainer import TrainedModel, build_task
+from playground.training.trainer import TrainedModel, build_beyond, build_task
 from playground.ui.runs import visible_runs
 from playground.ui.settings import Share, allowed_text, link_text, share_link
 from playground.ui.text import plain
@@ -58,7 +59,8 @@ def checkpoint_source(data: bytes) -> tuple[Seq2Seq, TrainConfig, Task, list[Pai
     except TaskError as error:
         raise CheckpointError(f"the checkpoint's task cannot be rebuilt: {error}") from None
     try:
-        pairs, note = TaskData(task, loaded.config.seed, loaded.config.val_size).val_pairs, ""
+        pairs, note = TaskData(task, loaded.config.seed, loaded.config.val_size,
+                                  build_beyond(loaded.config)).val_pairs, ""
     except TaskError as error:
         pairs, note = [], f"Validation examples cannot be regenerated ({error}); type a source below."
     return loaded.model, loaded.config, task, pairs, note
@@ -117,7 +119,7 @@ def pick_source(prefix: str) -> Source | None:
             return None
         if note:
             st.info(note)
-        return Source(upload.name, config, task, pairs, False, lambda: model)
+        return Source(upload.name, config, task, pairs, False, lambda: decoding_model(model, config))
     summaries = [summary for summary in visible_runs() if summary.kind != RunKind.STUDY]  # a study keeps no models
     if not summaries:
         st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
@@ -146,7 +148,8 @@ def pick_source(prefix: str) -> Source | None:
     chosen = models[index]
     label = names[run_id] + (f" — {chosen.label}" if chosen.label else "")
     return Source(label, chosen.config, chosen.task, chosen.val_pairs, run.status == RunStatus.RUNNING,
-                  lambda: run.models()[index].model, run.models if len(models) > 1 else None)
+                  lambda: decoding_model(run.models()[index].model, chosen.config),
+                  run.models if len(models) > 1 else None)
 
 
 def first_run(finished: list[str], listed: list[str]) -> str:
