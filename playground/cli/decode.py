@@ -11,8 +11,8 @@ from playground.core.config import whole_number
 from playground.inspection.decoding import MAX_BEAM_WIDTH, beam_search, check_source, greedy
 from playground.runs.background import RunError
 from playground.runs.registry import RunRegistry
-from playground.training.checkpoints import load_checkpoint
 from playground.training.trainer import TrainedModel, build_task
+from playground.training.upload_reader import read_checkpoint
 
 
 def add_parser(commands: Any) -> None:
@@ -34,20 +34,22 @@ def beam_width(text: str) -> int:
 
 
 def load_trained(path: Path, index: int) -> TrainedModel:
-    """Model `index` of a run folder (through the registry, as the app opens it) or of a checkpoint file."""
+    """Model `index` of a run folder (through the registry, as the app opens it) or of a checkpoint file, which
+    the uploads' reader reads in a process of its own, building that model only."""
     if path.is_dir():
         try:
             models = RunRegistry(path.parent).get(path.name).models()
         except (RunError, ValueError) as error:
             raise BadInput(f"{path} is not a readable run folder: {error}") from None
+        count, position = len(models), index
     else:
-        loaded = load_checkpoint(path)
+        loaded, count = read_checkpoint(path, index)
         models = [TrainedModel(saved.label, saved.model, saved.config, build_task(saved.config, loaded.custom), [],
                                loaded.step) for saved in loaded.models]
-    if not 0 <= index < len(models):
-        raise BadInput(f"--model {index} is not allowed: {path} holds {len(models)} model(s), numbered 0 to "
-                       f"{len(models) - 1}")
-    return models[index]
+        position = 0 if models else -1
+    if not 0 <= position < len(models):
+        raise BadInput(f"--model {index} is not allowed: {path} holds {count} model(s), numbered 0 to {count - 1}")
+    return models[position]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,8 +19,9 @@ from playground.core.config import (
     label,
 )
 from playground.core.devices import available_devices
-from playground.core.tasks import MAX_CUSTOM_BYTES, TASKS, CustomPairs, TaskError, parse_custom_csv
+from playground.core.tasks import MAX_CUSTOM_BYTES, TASKS, CustomPairs, TaskError
 from playground.training.trainer import build_task
+from playground.training.upload_reader import read_custom_csv
 from playground.ui.text import plain
 
 SETTING_PREFIX = ""  # a setting's widget key is its name, which is also its name in the link (bind="query-params")
@@ -143,17 +144,23 @@ def load_settings(config: TrainConfig) -> None:
 
 
 def custom_pairs() -> CustomPairs | None:
-    """The uploaded CSV's pairs, parsed once per upload; they travel with the run, never as a path."""
+    """The uploaded CSV's pairs, read once per upload and tokenization by the uploads' reader, outside the server;
+    a refusal is remembered as well, so a refused file is not read again at the next rerun. The pairs travel
+    with the run, never as a path."""
     state = st.session_state
     upload = state.get("custom_upload")
     if upload is None:
         return state.get(CUSTOM_PAIRS_KEY)
-    tokenization = setting_value("custom_tokenization")
-    cached = state.get(CUSTOM_PAIRS_KEY)
-    if state.get("custom_upload_id") != (upload.file_id, tokenization) or cached is None:
-        state.custom_upload_id = (upload.file_id, tokenization)
-        state[CUSTOM_PAIRS_KEY] = cached = parse_custom_csv(upload.getvalue(), tokenization)
-    return cached
+    read_as = (upload.file_id, setting_value("custom_tokenization"))
+    if state.get("custom_upload_id") != read_as:
+        state.custom_upload_id = read_as
+        try:
+            state[CUSTOM_PAIRS_KEY], state.custom_refusal = read_custom_csv(upload.getvalue(), read_as[1]), ""
+        except TaskError as error:
+            state[CUSTOM_PAIRS_KEY], state.custom_refusal = None, str(error)
+    if state.get("custom_refusal"):
+        raise TaskError(state.custom_refusal)
+    return state.get(CUSTOM_PAIRS_KEY)
 
 
 def current_settings(skip: Iterable[str] = (), force: Iterable[str] = ()) -> dict[str, Any]:
