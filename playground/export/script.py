@@ -15,7 +15,6 @@ nn.LSTM or nn.GRU one step at a time, each model on its own.
 from __future__ import annotations
 
 import inspect
-import json
 import pprint
 from string import Template
 
@@ -48,7 +47,7 @@ NOT_SHARED = (*PER_MODEL, "task", "min_len", "max_len", "alphabet_size", "max_di
               "custom_tokenization", "device")
 
 _HEADER = Template('''\
-"""$title
+"""$title (its name is NAME below)
 
 A standalone PyTorch script exported from the Seq2Seq Playground: torch and the standard library only. It trains
 the same experiment with the same seeds and prints the validation figures the run recorded, within float rounding
@@ -73,6 +72,7 @@ from torch import nn
 
 # --- the experiment ---------------------------------------------------------------------------------------------
 
+NAME = $name
 SETTINGS = $settings
 # The models differ only here; they all read the same batches and the same coin draws (common random numbers),
 # drawn from DATA_SEED: the playground trains them side by side, this script one after another.
@@ -225,7 +225,8 @@ def pytorch_script(experiment: Experiment) -> str:
     per_model = [name for name in PER_MODEL if name not in VARIANT_SETTINGS or name in family.varying]
     header = _HEADER.substitute(
         counter="from collections import Counter\n" if base.task == "count" else "",
-        title=f"{experiment.name}: {len(experiment.configs)} model(s) on the {base.task} task, {base.steps:,} steps",
+        title=f"An experiment of {len(experiment.configs)} model(s) on the {base.task} task, {base.steps:,} steps",
+        name=repr(experiment.name),
         tolerance=TOLERANCE,
         settings=_one_per_line([f"{name!r}: {value!r}" for name, value in shared.items()], "{}"),
         models=_one_per_line([_wrapped_dict({"label": label, **{name: getattr(config, name) for name in per_model}})
@@ -259,7 +260,7 @@ def _task_code(experiment: Experiment) -> str:
     code = f"BUCKETS = {VALIDATION_BUCKETS}\n"
     if base.task == "custom":
         pairs = [list(pair) for pair in experiment.custom.pairs] if experiment.custom else []
-        return code + f'''PAIRS = {json.dumps(pairs, ensure_ascii=False)}
+        return code + f'''PAIRS = {pairs!r}
 # validation: the tenth of distinct sources (at least one) whose CRC-32 is lowest
 SOURCES = sorted({{"\\x1f".join(source) for source, _ in PAIRS}}, key=lambda key: zlib.crc32(key.encode()))
 VALIDATION = set(SOURCES[: max(1, len(SOURCES) // BUCKETS)])
