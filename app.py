@@ -9,19 +9,25 @@ import os
 import streamlit as st
 import torch
 
+from playground.runs.registry import registry
 from playground.training.trainer import warm_imports
 from playground.ui.people import claim_link_secrets, is_teacher, remember_person
+from playground.ui.settings import drop_unreadable_numbers
 
 
 @st.cache_resource(show_spinner=False)
 def set_up_process() -> None:
-    """Once per server process, not at every rerun of this script."""
+    """Once per server process, not at every rerun of this script. Serving a class, no error's details (a
+    traceback names the server's files) reach a browser."""
     torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
     warm_imports()
+    if registry().shared:
+        st.set_option("client.showErrorDetails", "none")
 
 
 set_up_process()
 claim_link_secrets()
+drop_unreadable_numbers()
 class_page = [st.Page("app_pages/classroom.py", title="Class", icon=":material/groups:")] if is_teacher() else []
 page = st.navigation([
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", default=True),

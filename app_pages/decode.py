@@ -24,6 +24,7 @@ from playground.plots.state_figures import state_heatmap
 from playground.ui.inspection import Source, inspection_sidebar
 from playground.ui.runs import chart
 from playground.ui.settings import BOUND, share_slot
+from playground.ui.text import plain
 
 PLAY_SECONDS = 0.8
 FED_BADGES = {FED_TRUE: ":green-badge[true token (teacher-forced)]", FED_OWN: ":orange-badge[model's own output]",
@@ -77,10 +78,10 @@ def stepper(walk: StepThrough, target: list[str]) -> None:
                    icon=":material/first_page:", width="content")
     t = st.session_state.dc_step
     step = walk.steps[t]
-    st.markdown(f"**Step {t} of {last}** · fed **{step.fed}** {FED_BADGES[step.fed_from]} · chose "
-                f"**{step.chosen}** (p = {math.exp(step.logprob):.1%}) · running "
+    st.markdown(f"**Step {t} of {last}** · fed **{plain(step.fed)}** {FED_BADGES[step.fed_from]} · chose "
+                f"**{plain(step.chosen)}** (p = {math.exp(step.logprob):.1%}) · running "
                 f"log-prob **{step.running_logprob:.3f}**")
-    st.caption("Emitted so far: " + " ".join(walk.emitted[: t + 1]))
+    st.caption("Emitted so far: " + plain(" ".join(walk.emitted[: t + 1])))
     # side by side from about 1,100 px; narrower, the states wrap below rather than cut the top-k chart's title
     row = st.container(horizontal=True, key="dc_step_charts")
     left, right = row.container(width=440), row.container(width=440)
@@ -103,8 +104,8 @@ def beam_view(source: Source, src: list[str], limit: int, width: int, length_nor
     top = search.beams[0]
     verdict = ("finds a more probable output than greedy" if top.logprob > best.logprob + 1e-6
                else "agrees with greedy" if top.tokens == best.tokens else "ranks another output first")
-    st.markdown(f"Greedy: **{join(best.tokens)}** (log-prob {best.logprob:.3f}). Beam search of width {width} "
-                f"{verdict}: **{join(top.tokens)}** (log-prob {top.logprob:.3f}).")
+    st.markdown(f"Greedy: **{plain(join(best.tokens))}** (log-prob {best.logprob:.3f}). Beam search of width "
+                f"{width} {verdict}: **{plain(join(top.tokens))}** (log-prob {top.logprob:.3f}).")
     tables = st.container(key="dc_beam_tables")
     tables.dataframe([{"rank": rank, "output": join(beam.tokens), "log-prob": round(beam.logprob, 4),
                    "per token": round(beam.score(True), 4), "ended with <eos>": beam.finished}
@@ -140,8 +141,8 @@ if source and example:
     st.session_state.dc_step = min(st.session_state.get("dc_step", 0), len(walk.steps) - 1)
     if source.live:
         st.caption(f"{source.label} is training: this decodes its weights as of this page's last rerun.")
-    st.subheader(f"Step through: {source.src_vocab.join(src)}"
-                 + (f" (target {source.tgt_vocab.join(tgt)})" if tgt else ""))
+    st.subheader(plain(f"Step through: {source.src_vocab.join(src)}"
+                       + (f" (target {source.tgt_vocab.join(tgt)})" if tgt else "")))
     stepper(walk, tgt)
 
     st.subheader("Greedy against beam search")

@@ -3,12 +3,14 @@ the link that holds every setting that differs from its default (`st.query_param
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from playground.core.config import (
     DEFAULTS,
@@ -81,11 +83,38 @@ class Share:
     first_visit: bool
 
 
+TYPED_TEXT_KEYS = ("source", "target")  # a typed source may read as a number ("inf" of a custom task's letters)
+
+
+def drop_unreadable_numbers() -> None:
+    """Take out of the link every value that reads as a number but no finite one (`steps=1e309`, `seed=-inf`)
+    before a widget sees it: Streamlit's whole-number widgets read a link's value as a float and then fail on
+    int(inf), a traceback instead of the page. The page's Share box names the value, with what is allowed."""
+    unreadable = {name: st.query_params.get_all(name) for name in st.query_params
+                  if name not in TYPED_TEXT_KEYS and not all(map(_finite_or_text, st.query_params.get_all(name)))}
+    context = get_script_run_ctx()
+    if not unreadable or context is None:
+        return
+    st.session_state.setdefault("dropped_link_values", {}).update(unreadable)
+    with context.session_state.query_params() as params:  # widgets are seeded from the initial values: both go
+        for name in unreadable:
+            params.remove_param(name)
+        params.set_initial_query_params_from_current()
+
+
+def _finite_or_text(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return True
+
+
 def share_slot(page: str) -> Share:
     """Where the page's Share box goes, filled by `share_link` once the page knows its values."""
     first_visit = not st.session_state.get(f"link_read_{page}")
     st.session_state[f"link_read_{page}"] = True
     opened_with = {name: st.query_params.get_all(name) for name in st.query_params}
+    opened_with |= st.session_state.pop("dropped_link_values", {})
     return Share(st.sidebar.container(), opened_with, first_visit)
 
 
