@@ -13,16 +13,20 @@ from playground.runs.registry import registry
 from playground.training.trainer import warm_imports
 from playground.ui.people import claim_link_secrets, is_teacher, remember_person
 from playground.ui.settings import drop_unreadable_numbers
+from playground.ui.uploads import bound_upload_store, limit_uploads_for_a_class
 
 
 @st.cache_resource(show_spinner=False)
 def set_up_process() -> None:
-    """Once per server process, not at every rerun of this script. Serving a class, no error's details (a
-    traceback names the server's files) reach a browser."""
+    """Once per server process, not at every rerun of this script: uploads held within bounds; serving a class,
+    a request's upload no larger than the class needs and no error's details (a traceback names the server's
+    files) sent to a browser."""
     torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
     warm_imports()
+    bound_upload_store()
     if registry().shared:
         st.set_option("client.showErrorDetails", "none")
+        limit_uploads_for_a_class()
 
 
 set_up_process()

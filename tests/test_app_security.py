@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import streamlit as st
+from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 
 from playground.core.config import TrainConfig
@@ -109,12 +110,19 @@ def test_a_whole_number_past_any_float_in_a_link_keeps_the_default_with_a_messag
     assert name not in at.query_params
 
 
-def test_shared_mode_sends_no_error_details(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = st.get_option("client.showErrorDetails")
+def test_shared_mode_sends_no_error_details_and_takes_uploads_of_what_a_class_needs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    details, upload = st.get_option("client.showErrorDetails"), st.get_option("server.maxUploadSize")
     monkeypatch.setenv("PLAYGROUND_SHARED", "1")
     runs.reset_registry()
     try:
-        assert not opened("app_pages/glossary.py").exception
+        at = opened("app_pages/hidden_states.py")
+        assert not at.exception
         assert st.get_option("client.showErrorDetails") == "none"
+        assert st.get_option("server.maxUploadSize") == 64
+        at.radio(key="hs_from").set_value("a checkpoint file").run()
+        (checkpoint_uploader,) = at.get("file_uploader")
+        assert checkpoint_uploader.proto.max_upload_size_mb == 64
     finally:
-        st.set_option("client.showErrorDetails", before)
+        st.set_option("client.showErrorDetails", details)
+        streamlit_config.set_option("server.maxUploadSize", upload)

@@ -19,13 +19,14 @@ from playground.inspection.states import best_by_free_running
 from playground.model.seq2seq import Seq2Seq
 from playground.runs.background import RunError
 from playground.runs.registry import registry
-from playground.training.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError
+from playground.training.checkpoints import CheckpointError
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
 from playground.training.trainer import TrainedModel, build_task
 from playground.training.upload_reader import read_checkpoint
 from playground.ui.runs import visible_runs
 from playground.ui.settings import Share, allowed_text, link_text, share_link
 from playground.ui.text import plain
+from playground.ui.uploads import checkpoint_upload_mb
 
 MAX_EXAMPLES = 200  # validation examples offered in the example picker
 
@@ -121,7 +122,7 @@ def pick_source(prefix: str) -> Source | None:
     if kind == "a checkpoint file":
         link_keep(prefix)  # an upload cannot travel in a link
         upload = st.file_uploader("Checkpoint (.pt, saved by the Train page)", type=["pt"], key=f"{prefix}_upload",
-                                  max_upload_size=MAX_CHECKPOINT_BYTES // 1024**2,
+                                  max_upload_size=checkpoint_upload_mb(),
                                   help="Read with torch.load(weights_only=True): data only, never code")
         if upload is None:
             return None

@@ -8,11 +8,13 @@ token, never something the browser chose.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from playground.runs.background import RunError
 from playground.runs.registry import registry
@@ -56,13 +58,27 @@ def claim_link_secrets() -> None:
     """Take a teacher token or a control key out of the URL (so no Share box repeats it) into the session."""
     params, state = st.query_params, st.session_state
     if CONTROL_PARAM in params:
-        state.setdefault("control_keys", set()).add(params.pop(CONTROL_PARAM)[:64])
+        state.setdefault("control_keys", set()).add(params[CONTROL_PARAM][:64])
+        _forget_in_place(CONTROL_PARAM)
     if TEACHER_PARAM in params:
         given, token = params.pop(TEACHER_PARAM), os.environ.get(TEACHER_ENV, "")
         if token and secrets.compare_digest(given.encode(), token.encode()):
             state.teacher = True
         else:
             st.warning("This link's teacher token is not this server's.")
+
+
+def _forget_in_place(param: str) -> None:
+    """Take `param` out of the address bar by replacing the tab's history entry, so Back does not bring it back.
+    Removing it through st.query_params would push a new entry and leave the secret one behind it; the server's
+    copy is dropped without telling the browser, which removes its own (Streamlit's call for a parameter the
+    browser no longer has)."""
+    context = get_script_run_ctx()
+    if context is not None:
+        with context.session_state.query_params() as params:
+            params.discard_param_no_forward_msg(param)
+    st.html(f"<script>const url = new URL(window.location.href); url.searchParams.delete({json.dumps(param)}); "
+            "window.history.replaceState(window.history.state, '', url);</script>", unsafe_allow_javascript=True)
 
 
 def is_teacher() -> bool:
