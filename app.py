@@ -13,7 +13,7 @@ from playground.runs.registry import registry
 from playground.training.trainer import warm_imports
 from playground.ui.people import claim_link_secrets, is_teacher, remember_person
 from playground.ui.settings import drop_unreadable_numbers
-from playground.ui.uploads import bound_upload_store, limit_uploads_for_a_class
+from playground.ui.uploads import bound_upload_store, limit_uploads_for_a_class, release_uploads
 
 
 @st.cache_resource(show_spinner=False)
@@ -30,6 +30,7 @@ def set_up_process() -> None:
 
 
 set_up_process()
+release_uploads()
 claim_link_secrets()
 drop_unreadable_numbers()
 class_page = [st.Page("app_pages/classroom.py", title="Class", icon=":material/groups:")] if is_teacher() else []

@@ -5,13 +5,16 @@ session ends (its websocket gone for `server.disconnectedSessionTTL`, 120 s by d
 can send a file no uploader asked for, under any file id. So its store is bounded here, before a file is kept: a
 session holds at most what the app reads at once (one checkpoint and one CSV), the server at most
 `PLAYGROUND_UPLOAD_BUDGET_MB` (default: four sessions' worth). A file past either bound is refused: the request
-fails and its bytes are freed. Each request is bounded by `server.maxUploadSize` before it is read: serving a
+fails and its bytes are freed. The files of a session whose websocket is gone are given back at the next upload or
+script run of anyone, not minutes later. Each request is bounded by `server.maxUploadSize` before it is read: serving a
 class, it is lowered to `PLAYGROUND_MAX_UPLOAD_MB` (64 MB, a checkpoint of hidden size 512 with Adam's state)
 unless started lower, and the checkpoint uploader asks the browser for no more than that.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import threading
 
@@ -54,6 +57,7 @@ class BoundedUploadStore(MemoryUploadedFileManager):
     _bound_lock = threading.Lock()
 
     def add_file(self, session_id: str, file: UploadedFileRec) -> None:
+        self.release_gone_sessions()
         with self._bound_lock:
             held = {sid: sum(len(kept.data) for fid, kept in list(files.items())
                              if (sid, fid) != (session_id, file.file_id))
@@ -63,6 +67,30 @@ class BoundedUploadStore(MemoryUploadedFileManager):
             if sum(held.values()) + len(file.data) > server_upload_bytes():
                 raise UploadRefused(f"the server holds {server_upload_bytes():,} bytes of uploads at most")
             super().add_file(session_id, file)
+
+
+    def release_gone_sessions(self) -> None:
+        """Drop the files of sessions whose websocket is gone: Streamlit keeps them until the session's
+        reconnection window expires, and only notices that when its session store is next touched (minutes). A
+        tab that reconnects finds its upload gone and is asked for it again."""
+        runtime = Runtime.instance() if Runtime.exists() else None
+        gone = [sid for sid in list(self.file_storage) if runtime is not None and not runtime.is_active_session(sid)]
+        for session_id in gone:
+            self.remove_session_files(session_id)
+        if gone:
+            _give_memory_back()
+
+
+def _give_memory_back() -> None:
+    """Return freed heap pages to the OS (glibc keeps large freed blocks for reuse otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the process reuses the memory instead
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def release_uploads() -> None:
+    """At every script run: the uploads of sessions that have left are given back."""
+    if Runtime.exists() and isinstance(store := Runtime.instance().uploaded_file_mgr, BoundedUploadStore):
+        store.release_gone_sessions()
 
 
 def bound_upload_store() -> None:
@@ -82,3 +110,4 @@ def limit_uploads_for_a_class() -> None:
     limit = int(wanted) if wanted.isascii() and wanted.isdigit() and int(wanted) > 0 else CLASS_UPLOAD_MB
     if limit < int(st.get_option("server.maxUploadSize")):
         streamlit_config.set_option("server.maxUploadSize", limit)
+
