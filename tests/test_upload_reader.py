@@ -38,18 +38,28 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (real,) = (folder / "train").glob(f"*/{CHECKPOINT_FILE}")
     (compared,) = (folder / "compare").glob(f"*/{CHECKPOINT_FILE}")
     files = {"real": real, "comparison": compared}
-    files["empty lists"] = folder / "lists.pt"
-    with zipfile.ZipFile(real) as source, zipfile.ZipFile(files["empty lists"], "w") as crafted:
-        for entry in source.infolist():  # stored, as torch writes them; data.pkl: 8 million empty lists
-            chunk = b"(" + b"]" * 1000 + b"e"  # MARK, 1000 x EMPTY_LIST, APPENDS
-            crafted.writestr(entry, b"\x80\x02]" + chunk * 8000 + b"." if entry.filename.endswith("data.pkl")
-                             else source.read(entry))
+    files["empty lists"] = empty_lists(real, folder / "lists.pt")
     for name, times in (("300 copies", 300), ("60 copies", 60)):
-        payload = torch.load(real, weights_only=True)
-        payload["models"] = payload["models"] * times  # the same tensors: torch.save stores them once
-        files[name] = folder / f"{times}.pt"
-        torch.save(payload, files[name])
+        files[name] = listed_copies(real, folder / f"{times}.pt", times)
     return files
+
+
+def empty_lists(real: Path, target: Path, lists: int = 8_000_000) -> Path:
+    """`real` with its data.pkl replaced by `lists` empty lists (about a byte each), every entry stored."""
+    with zipfile.ZipFile(real) as source, zipfile.ZipFile(target, "w") as crafted:
+        for entry in source.infolist():
+            chunk = b"(" + b"]" * 1000 + b"e"  # MARK, 1000 x EMPTY_LIST, APPENDS
+            crafted.writestr(entry, b"\x80\x02]" + chunk * (lists // 1000) + b"." if entry.filename.endswith("data.pkl")
+                             else source.read(entry))
+    return target
+
+
+def listed_copies(real: Path, target: Path, times: int) -> Path:
+    """`real` whose models list its one model `times` times: torch.save stores the shared tensors once."""
+    payload = torch.load(real, weights_only=True)
+    payload["models"] = payload["models"] * times
+    torch.save(payload, target)
+    return target
 
 
 def reader(path: Path, tmp_path: Path) -> tuple[int, dict]:

@@ -55,13 +55,15 @@ def _cookie() -> str:
 
 
 def claim_link_secrets() -> None:
-    """Take a teacher token or a control key out of the URL (so no Share box repeats it) into the session."""
+    """Take a teacher token or a control key out of the URL (so no Share box repeats it, and Back does not bring
+    it back) into the session."""
     params, state = st.query_params, st.session_state
     if CONTROL_PARAM in params:
         state.setdefault("control_keys", set()).add(params[CONTROL_PARAM][:64])
         _forget_in_place(CONTROL_PARAM)
     if TEACHER_PARAM in params:
-        given, token = params.pop(TEACHER_PARAM), os.environ.get(TEACHER_ENV, "")
+        given, token = params[TEACHER_PARAM], os.environ.get(TEACHER_ENV, "")
+        _forget_in_place(TEACHER_PARAM)
         if token and secrets.compare_digest(given.encode(), token.encode()):
             state.teacher = True
         else:
