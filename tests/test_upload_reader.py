@@ -35,9 +35,14 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("uploads")
     assert main(["train", *TINY_FLAGS, "--runs-dir", str(folder / "train")]) == 0
     assert main(["compare", "--ratios", "0,1", *TINY_FLAGS, "--runs-dir", str(folder / "compare")]) == 0
+    pairs = folder / "pairs.csv"
+    pairs.write_text("source,target\n" + "".join(f"{n},{n * 2}\n" for n in range(40)))
+    assert main(["train", "--task", "custom", "--custom-csv", str(pairs), *TINY_FLAGS,
+                 "--runs-dir", str(folder / "custom")]) == 0
     (real,) = (folder / "train").glob(f"*/{CHECKPOINT_FILE}")
+    (custom,) = (folder / "custom").glob(f"*/{CHECKPOINT_FILE}")
     (compared,) = (folder / "compare").glob(f"*/{CHECKPOINT_FILE}")
-    files = {"real": real, "comparison": compared}
+    files = {"real": real, "comparison": compared, "custom": custom}
     files["empty lists"] = empty_lists(real, folder / "lists.pt")
     for name, times in (("300 copies", 300), ("60 copies", 60)):
         files[name] = listed_copies(real, folder / f"{times}.pt", times)
@@ -106,6 +111,8 @@ def test_the_reader_gives_back_only_the_model_asked_for_with_the_files_weights(c
     assert loaded.src_vocab.itos == compared.src_vocab.itos and loaded.step == compared.step
     beyond, count = read_checkpoint(checkpoints["comparison"], 5)
     assert count == 2 and not beyond.models
+    trained_on_pairs, _ = read_checkpoint(checkpoints["custom"])
+    assert trained_on_pairs.custom == load_checkpoint(checkpoints["custom"]).custom is not None
     with pytest.raises(CheckpointError, match="lists 300 models"):
         read_checkpoint(checkpoints["300 copies"].read_bytes())
 

@@ -2,8 +2,9 @@
 process whose address space (RLIMIT_AS) and CPU time the OS caps, so a crafted file costs the server a process
 start, never its memory or its GIL. The child validates everything (`checkpoints.check_checkpoint`,
 `tasks.parse_custom_csv`) and hands back a canonical result written by this code: a JSON summary and, for a
-checkpoint, the weights of the one model asked for, re-saved from plain tensors. The server checks each file's
-size against what the summary's validated config builds before it reads it, and builds only that model.
+checkpoint, the weights of the one model asked for, re-saved from plain tensors, and a custom task's pairs. The
+server checks each file's size against its bound (the weights against what the summary's validated config
+builds) before it reads it, and builds only that model.
 
 The same entry point serves the app and the CLI (`decode` of a checkpoint file):
 `python -m playground.training.upload_reader checkpoint|csv INPUT OUTPUT_FOLDER INDEX|TOKENIZATION` prints one
@@ -30,7 +31,6 @@ from playground.core.tasks import MAX_CUSTOM_BYTES, CustomPairs, TaskError, pars
 from playground.model.seq2seq import Seq2Seq
 from playground.training.checkpoints import (
     MAX_CHECKPOINT_BYTES,
-    MAX_SAVED_MODELS,
     PARAMETER_BYTES,
     CheckpointError,
     LoadedCheckpoint,
@@ -46,8 +46,8 @@ READ_SECONDS = 120  # wall clock for one file; the CPU limit is the same
 # the re-saved model (each at most the file's size), and room for the unpickled plain data.
 ADDRESS_HEADROOM = 768 * 1024**2
 SUMMARY_FILE, MODEL_FILE, PAIRS_FILE = "summary.json", "model.pt", "pairs.json"
-MAX_PAIRS_JSON = 6 * MAX_CUSTOM_BYTES  # a CSV's pairs as JSON: under 6 bytes a byte of the CSV
-MAX_SUMMARY_BYTES = MAX_PAIRS_JSON + MAX_SAVED_MODELS * 8192 + 2 * 1024**2  # pairs, configs, two vocabularies
+MAX_PAIRS_JSON = 6 * MAX_CUSTOM_BYTES  # a CSV's pairs as JSON: under 5 bytes a byte of the CSV
+MAX_SUMMARY_BYTES = 2 * MAX_PAIRS_JSON + 1024**2  # one config and two vocabularies (each token escaped as JSON)
 MODEL_FILE_OVERHEAD = 64 * 1024  # torch.save's zip directory and pickle around a state dict's tensors
 EXIT_REFUSED = 2
 
@@ -62,8 +62,8 @@ def read_checkpoint(source: Path | bytes, index: int = 0) -> tuple[LoadedCheckpo
             summary = json.loads(_bounded(out / SUMMARY_FILE, MAX_SUMMARY_BYTES, CheckpointError))
             src_vocab = saved_vocab(summary["src_vocab"], summary["src_separator"])
             tgt_vocab = saved_vocab(summary["tgt_vocab"], summary["tgt_separator"])
-            custom = summary["custom"]
-            pairs = CustomPairs.from_json(custom.encode()) if isinstance(custom, str) else None
+            pairs = CustomPairs.from_json(_bounded(out / PAIRS_FILE, MAX_PAIRS_JSON, CheckpointError)) \
+                if summary["custom"] else None
             models = []
             if 0 <= index < answer["count"]:
                 config = TrainConfig.from_dict(portable(summary["config"]))
@@ -145,8 +145,10 @@ def _read_checkpoint_here(source: Path, out: Path, index: int) -> dict[str, Any]
     summary = {"step": checked.step, "label": chosen.label, "config": chosen.config.as_dict(),
                "src_vocab": checked.src_vocab.itos, "tgt_vocab": checked.tgt_vocab.itos,
                "src_separator": checked.src_vocab.separator, "tgt_separator": checked.tgt_vocab.separator,
-               "custom": checked.custom.to_json().decode() if checked.custom is not None else None}
+               "custom": checked.custom is not None}
     (out / SUMMARY_FILE).write_text(json.dumps(summary))
+    if checked.custom is not None:
+        (out / PAIRS_FILE).write_bytes(checked.custom.to_json())
     if 0 <= index < len(checked.models):  # clones: a comparison's weights are views of one stacked storage
         torch.save({name: value.clone() for name, value in chosen.state.items()}, out / MODEL_FILE)
     return {"count": len(checked.models)}
