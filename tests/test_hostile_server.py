@@ -29,7 +29,6 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("hostile")
     patch = pytest.MonkeyPatch()
     patch.setenv("PLAYGROUND_SHARED", "1")
-    patch.setenv("STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL", "5")
     try:
         with (folder / "streamlit.log").open("w+") as log, streamlit_app(folder / "runs", log) as url:
             yield url

@@ -192,7 +192,7 @@ def visible_text(text: str) -> str:
     return " ".join("".join(char for char in kept if unicodedata.category(char) not in INVISIBLE).split())
 
 
-def run_name(text: str, limit: int) -> str:
+def visible_name(text: str, limit: int) -> str:
     """A name as a person set it, made visible text (`visible_text`) and cut to `limit` characters."""
     return visible_text(text)[:limit].strip()
 

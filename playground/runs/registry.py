@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playground.core.config import TrainConfig, run_name
+from playground.core.config import TrainConfig, visible_name
 from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
 from playground.export.experiment import read_experiment
@@ -144,8 +144,8 @@ class RunRegistry:
         run_dir = create_run_dir(self.runs_dir, name or config.task)
         try:
             write_config(run_dir, config, custom)
-            run = BackgroundRun(run_dir.name, run_name(name, MAX_NAME) or run_dir.name, engine, run_dir, owner=owner,
-                                control_key=secrets.token_urlsafe(16))
+            run = BackgroundRun(run_dir.name, visible_name(name, MAX_NAME) or run_dir.name, engine, run_dir,
+                                owner=owner, control_key=secrets.token_urlsafe(16))
             if problem := run.write_run_file():
                 raise OSError(problem)
         except OSError:
@@ -271,7 +271,7 @@ class RunRegistry:
 
     def rename(self, run_id: str, name: str) -> None:
         """A new display name; a run on disk is renamed in its run.json without being loaded."""
-        name = run_name(name, MAX_NAME)
+        name = visible_name(name, MAX_NAME)
         if not name:
             raise RunError("a run's name cannot be empty")
         with self._lock:

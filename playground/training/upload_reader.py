@@ -130,12 +130,16 @@ def _run_child(kind: str, source: Path | bytes, out: Path, argument: str, error:
 
 
 def _limit_resources(input_bytes: int) -> None:
-    """Cap this process's address space at what it holds now plus what reading `input_bytes` may need."""
-    with open("/proc/self/statm") as statm:
-        held = int(statm.read().split()[0]) * resource.getpagesize()
+    """Cap this process's CPU time, and its address space at what it holds now plus what reading `input_bytes`
+    may need (where /proc tells what it holds: Linux)."""
+    resource.setrlimit(resource.RLIMIT_CPU, (READ_SECONDS, READ_SECONDS))
+    try:
+        with open("/proc/self/statm") as statm:
+            held = int(statm.read().split()[0]) * resource.getpagesize()
+    except OSError:
+        return
     cap = held + 3 * input_bytes + ADDRESS_HEADROOM
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    resource.setrlimit(resource.RLIMIT_CPU, (READ_SECONDS, READ_SECONDS))
 
 
 def _read_checkpoint_here(source: Path, out: Path, index: int) -> dict[str, Any]:
