@@ -58,6 +58,9 @@ MAX_PICKLE_OPS = 500_000
 PARAMETER_BYTES = 4  # float32: what every saved weight takes at least
 
 
+DAMAGED = "not a readable PyTorch checkpoint: the file is corrupt or truncated"
+
+
 class CheckpointError(DamagedFile):
     """A checkpoint file is corrupt, foreign, unsafe or does not match its config."""
 
@@ -163,7 +166,7 @@ def check_checkpoint(source: Path | bytes) -> CheckedCheckpoint:
             "or its data is corrupt; only Seq2Seq Playground checkpoints are accepted"
         ) from None
     except Exception:  # torch raises many types (RuntimeError, EOFError, IndexError, ...) for damaged files
-        raise CheckpointError("not a readable PyTorch checkpoint: the file is corrupt or truncated") from None
+        raise CheckpointError(DAMAGED) from None
     if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
         raise CheckpointError("not a Seq2Seq Playground checkpoint: its format tag is missing")
     try:
@@ -179,8 +182,9 @@ def check_checkpoint(source: Path | bytes) -> CheckedCheckpoint:
         shapes = [_expected_shapes(entry, len(src_vocab), len(tgt_vocab)) for entry in entries]
         needed = sum(math.prod(shape) for _, expected in shapes for shape in expected.values()) * PARAMETER_BYTES
         if needed > tensor_bytes:
-            raise CheckpointError(f"refused: its models' configs build {needed:,} bytes of weights, but the file "
-                                  f"stores {tensor_bytes:,} bytes of tensors: models share or lack weights")
+            raise CheckpointError(f"the checkpoint does not match its config: its models' configs build {needed:,} "
+                                  f"bytes of weights, but the file stores {tensor_bytes:,} bytes of tensors (models "
+                                  "that share or lack weights are refused)")
         models = [_checked_model(entry, config, expected) for entry, (config, expected) in zip(entries, shapes,
                                                                                               strict=True)]
         custom = payload.get("custom")
@@ -217,11 +221,15 @@ def _check_entries(raw: bytes) -> int:
                 raise CheckpointError(f"refused: the checkpoint's tensors are larger than {MAX_CHECKPOINT_BYTES:,} "
                                       "bytes, the most allowed")
             if len(pickles) != 1:
-                raise CheckpointError("not a readable PyTorch checkpoint: it has no single data.pkl")
+                raise CheckpointError(DAMAGED)
             if pickles[0].file_size > MAX_PICKLE_BYTES:
                 raise CheckpointError(f"refused: its pickle (data.pkl) has {pickles[0].file_size:,} bytes; at most "
                                       f"{MAX_PICKLE_BYTES:,} are allowed (the most a run writes)")
-            _count_opcodes(archive.read(pickles[0]))
+            try:
+                data = archive.read(pickles[0])
+            except (zipfile.BadZipFile, ValueError, EOFError, OSError):  # a bad CRC or a header overwritten
+                raise CheckpointError(DAMAGED) from None
+            _count_opcodes(data)
     except CheckpointError:  # a ValueError too
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
