@@ -1,7 +1,9 @@
-"""The server's upload store is bounded per session and for the whole server, before a file's bytes are kept."""
+"""The server's upload store is bounded per session and for the whole server, before a file's bytes are kept;
+a refused checkpoint is not read again."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +12,8 @@ from streamlit import config as streamlit_config
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 
 from playground.core.tasks import MAX_CUSTOM_BYTES
+from playground.training.checkpoints import CheckpointError
+from playground.ui import inspection
 from playground.ui.uploads import BUDGET_ENV, BoundedUploadStore, UploadRefused
 
 MB = 1024**2
@@ -48,3 +52,20 @@ def test_the_server_holds_its_budget_and_no_more(store: BoundedUploadStore) -> N
     with pytest.raises(UploadRefused):
         store.add_file("c", upload("csv", MAX_CUSTOM_BYTES))
     assert [session for session in store.file_storage if store.file_storage[session]] == ["a", "b"]
+
+
+def test_a_refused_checkpoint_is_not_read_again_at_the_next_rerun(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[bytes] = []
+
+    def refuse(data: bytes, index: int = 0) -> None:
+        reads.append(data)
+        raise CheckpointError("refused: crafted")
+
+    monkeypatch.setattr(inspection, "read_checkpoint", refuse)
+    inspection.checkpoint_source.clear()
+    digest = hashlib.sha256(b"crafted").hexdigest()
+    try:
+        assert [inspection.checkpoint_source(digest, b"crafted") for _ in range(3)] == ["refused: crafted"] * 3
+        assert len(reads) == 1
+    finally:
+        inspection.checkpoint_source.clear()
