@@ -35,6 +35,7 @@ from playground.ui import (
     share_slot,
     source_models,
 )
+from playground.ui.text import plain
 
 PLAY_SECONDS = 0.8
 FED_BADGES = {FED_TRUE: ":green-badge[true token (teacher-forced)]", FED_OWN: ":orange-badge[model's own output]",
@@ -112,12 +113,12 @@ def stepper(walk: StepThrough, target: list[str], vocab: Vocab, limit: int) -> N
                    icon=":material/first_page:", width="content")
     t = st.session_state.dc_step
     step = walk.steps[t]
-    chose = f"chose **{step.chosen}** (p = {step.top[0][1]:.1%})"
+    chose = f"chose **{plain(step.chosen)}** (p = {step.top[0][1]:.1%})"
     if step.overruled_by:
-        chose += f", overruled by **{step.overruled_by}** (p = {math.exp(step.logprob):.1%})"
-    st.markdown(f"**Step {t} of {last}** · fed **{step.fed}** {FED_BADGES[step.fed_from]} · {chose} · running "
+        chose += f", overruled by **{plain(step.overruled_by)}** (p = {math.exp(step.logprob):.1%})"
+    st.markdown(f"**Step {t} of {last}** · fed **{plain(step.fed)}** {FED_BADGES[step.fed_from]} · {chose} · running "
                 f"log-prob **{step.running_logprob:.3f}**")
-    st.caption("Emitted so far: " + " ".join(walk.emitted[: t + 1]))
+    st.caption("Emitted so far: " + plain(" ".join(walk.emitted[: t + 1])))
     if not playing:
         overrule(walk, t, vocab, limit)
     # side by side from about 1,100 px; narrower, the states wrap below rather than cut the top-k chart's title
@@ -145,8 +146,8 @@ def beam_view(source: Source, src: list[str], limit: int, width: int, length_nor
     top = search.beams[0]
     verdict = ("finds a more probable output than greedy" if top.logprob > best.logprob + 1e-6
                else "agrees with greedy" if top.tokens == best.tokens else "ranks another output first")
-    st.markdown(f"Greedy: **{join(best.tokens)}** (log-prob {best.logprob:.3f}). Beam search of width {width} "
-                f"{verdict}: **{join(top.tokens)}** (log-prob {top.logprob:.3f}).")
+    st.markdown(f"Greedy: **{plain(join(best.tokens))}** (log-prob {best.logprob:.3f}). Beam search of width "
+                f"{width} {verdict}: **{plain(join(top.tokens))}** (log-prob {top.logprob:.3f}).")
     tables = st.container(key="dc_beam_tables")
     tables.dataframe([{"rank": rank, "output": join(beam.tokens), "log-prob": round(beam.logprob, 4),
                    "per token": round(beam.score(True), 4), "ended with <eos>": beam.finished}
@@ -190,11 +191,11 @@ if source and example:
     st.session_state.dc_step = min(st.session_state.get("dc_step", 0), len(walk.steps) - 1)
     if source.live:
         st.caption(f"{source.label} is training: this decodes its weights as of this page's last rerun.")
-    st.subheader(f"Step through: {source.src_vocab.join(src)}"
-                 + (f" (target {source.tgt_vocab.join(tgt)})" if tgt else ""))
+    st.subheader(plain(f"Step through: {source.src_vocab.join(src)}"
+                       + (f" (target {source.tgt_vocab.join(tgt)})" if tgt else "")))
     if prefix:
-        st.caption(f"What if: the first {len(prefix)} output tokens are fed as {source.tgt_vocab.join(prefix)} "
-                   "(the sidebar's what-if prefix); the model continues on its own after them.")
+        st.caption(plain(f"What if: the first {len(prefix)} output tokens are fed as {source.tgt_vocab.join(prefix)} "
+                         "(the sidebar's what-if prefix); the model continues on its own after them."))
         st.button("Clear the what-if", key="dc_clear_prefix", icon=":material/undo:",
                   on_click=lambda: st.session_state.update(dc_prefix_pending=""),
                   help="Let the model decode on its own again")

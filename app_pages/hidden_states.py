@@ -41,6 +41,7 @@ from playground.ui import (
     share_slot,
     source_models,
 )
+from playground.ui.text import plain
 
 REFRESH_SECONDS = 3.0
 PROJECTED = 300  # validation examples in the PCA plane
@@ -127,8 +128,9 @@ if source and example:
         if forced is None:
             st.info("Give a target to compare teacher-forced decoding with free-running.")
         else:
-            st.markdown(f"Free-running predicts **{source.tgt_vocab.join(free.predicted)}**, teacher-forced "
-                        f"**{source.tgt_vocab.join(forced.predicted)}** (target {source.tgt_vocab.join(tgt)}). "
+            join = source.tgt_vocab.join
+            st.markdown(f"Free-running predicts **{plain(join(free.predicted))}**, teacher-forced "
+                        f"**{plain(join(forced.predicted))}** (target {plain(join(tgt))}). "
                         + (f"They first differ at step **{diverge}**." if diverge is not None else "They agree."))
         columns = st.columns(2)
         for column, (name, capture) in zip(columns, (("free-running", free), ("teacher-forced", forced)),

@@ -15,6 +15,7 @@ import pytest
 import playground.export
 from playground import cli
 from playground.core.config import TrainConfig
+from playground.core.tasks import CustomPairs
 from playground.experiments.study_grid import StudyConfig
 from playground.export.experiment import Experiment, read_experiment
 from playground.export.model_source import MODEL_MODULES
@@ -175,7 +176,7 @@ def test_script_of_a_custom_task_carries_its_pairs(tmp_path: Path, capsys: pytes
     run_dir = trained(["train", "--task", "custom", "--custom-csv", str(pairs), "--steps", "10", *SMALL],
                       tmp_path, capsys)
     script = pytorch_script(read_experiment(run_dir))
-    assert str(pairs) not in script and '["5", "9"], ["1", "1", "8"]' in script  # the pairs, never the path
+    assert str(pairs) not in script and "['5', '9'], ['1', '1', '8']" in script  # the pairs, never the path
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
 
 
@@ -282,3 +283,43 @@ def test_script_of_an_oracle_tested_beyond_its_lengths_prints_the_runs_figures(
     script = pytorch_script(read_experiment(run_dir))
     assert "def scored_target(tgt" in script and "TRAINED_SIZES, TESTED_SIZES = 4, 7" in script
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
+
+
+HOSTILE_TEXTS = ['x"""if __import__("os").system("touch PWNED")else"""', "x'''+open('f')+'''", "back\\slash\"",
+                 "new\nline = 1", "line\u2028separator", "next\x85line", "\u202egnp.exe"]
+
+
+class _Strings(ast.NodeTransformer):
+    """Every text literal made the same, so two scripts compare by their statements alone."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
+        return ast.Constant("text") if isinstance(node.value, str) else node
+
+
+def statements(script: str) -> str:
+    return ast.dump(_Strings().visit(ast.parse(script)))
+
+
+def assigned(script: str, name: str) -> object:
+    (value,) = [node.value for node in ast.parse(script).body if isinstance(node, ast.Assign)
+                and [getattr(target, "id", None) for target in node.targets] == [name]]
+    return ast.literal_eval(value)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_TEXTS)
+def test_names_and_tokens_become_literals_in_the_script(hostile: str) -> None:
+    """A run's name (also its model's label) and a custom task's tokens and pairs holding quotes, backslashes and
+    line breaks of every kind: the script has the statements a plainly named run's has, and holds them as data."""
+    def experiment(name: str, tokens: list[str]) -> Experiment:
+        pairs = CustomPairs(((tokens[:2], tokens[1:]), (["p"], ["q"])), "space")
+        config = TrainConfig(task="custom", custom_data=pairs.fingerprint, custom_tokenization="space",
+                             steps=5, device="cpu")
+        return Experiment.of_run(name, config, pairs)
+
+    plain_script = pytorch_script(experiment("plain", ["a", "b", "c"]))
+    hostile_script = pytorch_script(experiment(hostile, [hostile, hostile + "2", hostile + "3"]))
+    assert statements(hostile_script) == statements(plain_script)
+    assert assigned(hostile_script, "NAME") == hostile
+    assert assigned(hostile_script, "MODELS")[0]["label"] == hostile
+    assert [hostile, hostile + "2"] in [pair[0] for pair in assigned(hostile_script, "PAIRS")]
+    assert hostile + "3" in assigned(hostile_script, "TARGET_VOCABULARY")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -229,6 +230,22 @@ def whole_number(text: str) -> int | None:
     """`text` as a whole number written in ASCII digits, else None. str.isdigit alone also passes "²", which int()
     then refuses with a ValueError (a traceback on a page that trusted it)."""
     return int(text) if text.isascii() and text.isdigit() else None
+
+
+INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})  # controls, format (bidi, zero-width), breaks
+
+
+def visible_text(text: str) -> str:
+    """`text` on one line of visible characters: controls, line and paragraph breaks (U+2028, U+0085) and Unicode
+    format characters (bidi overrides such as U+202E, zero-width joiners) become spaces or go, so a name cannot
+    reverse the line it is shown in or break it."""
+    kept = (" " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in str(text))
+    return " ".join("".join(char for char in kept if unicodedata.category(char) not in INVISIBLE).split())
+
+
+def visible_name(text: str, limit: int) -> str:
+    """A name as a person set it, made visible text (`visible_text`) and cut to `limit` characters."""
+    return visible_text(text)[:limit].strip()
 
 
 def show_bound(bound: float) -> str:

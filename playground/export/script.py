@@ -14,7 +14,6 @@ at once), which rounds differently.
 from __future__ import annotations
 
 import inspect
-import json
 import pprint
 from string import Template
 
@@ -40,7 +39,7 @@ NOT_SHARED = (*PER_MODEL, "task", "min_len", "max_len", "alphabet_size", "max_di
 SCRIPT_IMPORTS = ("import json", "import random", "import zlib")
 
 _HEADER = Template('''\
-"""$title
+"""$title (its name is NAME below)
 
 A standalone PyTorch script exported from the Seq2Seq Playground: torch and the standard library only. It trains
 the same experiment with the same seeds, through the playground's own code (the model below is its source), and
@@ -58,6 +57,7 @@ $imports
 
 # --- the experiment ---------------------------------------------------------------------------------------------
 
+NAME = $name
 SETTINGS = $settings
 # The models differ only here; they all read the same batches and the same coin draws (common random numbers),
 # drawn from DATA_SEED: the playground trains them side by side, this script one after another.
@@ -198,7 +198,8 @@ def pytorch_script(experiment: Experiment) -> str:
     per_model = [name for name in PER_MODEL if name not in VARIANT_SETTINGS or name in varying]
     standard = [*SCRIPT_IMPORTS, *(["from collections import Counter"] if base.task == "count" else [])]
     header = _HEADER.substitute(
-        title=f"{experiment.name}: {len(experiment.configs)} model(s) on the {base.task} task, {base.steps:,} steps",
+        title=f"An experiment of {len(experiment.configs)} model(s) on the {base.task} task, {base.steps:,} steps",
+        name=repr(experiment.name),
         tolerance=TOLERANCE, imports=import_block((*MODEL_MODULES, forcing), standard),
         settings=_one_per_line([f"{name!r}: {value!r}" for name, value in shared.items()], "{}"),
         models=_one_per_line([_wrapped_dict({"label": label, **{name: getattr(config, name) for name in per_model}})
@@ -242,7 +243,7 @@ def _task_code(experiment: Experiment) -> str:
             f"TRAINED_SIZES, TESTED_SIZES = {trained}, {trained + len(sizes.beyond)}\n")
     if base.task == "custom":
         pairs = [list(pair) for pair in experiment.custom.pairs] if experiment.custom else []
-        return code + f'''PAIRS = {json.dumps(pairs, ensure_ascii=False)}
+        return code + f'''PAIRS = {pairs!r}
 # validation: the tenth of distinct sources (at least one) whose CRC-32 is lowest
 SOURCES = sorted({{"\\x1f".join(source) for source, _ in PAIRS}}, key=lambda key: zlib.crc32(key.encode()))
 VALIDATION = set(SOURCES[: max(1, len(SOURCES) // BUCKETS)])

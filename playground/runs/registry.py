@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playground.core.config import ConfigError, TrainConfig
+from playground.core.config import ConfigError, TrainConfig, visible_name
 from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
 from playground.export.experiment import read_experiment
@@ -149,8 +149,8 @@ class RunRegistry:
         run_dir = create_run_dir(self.runs_dir, name or config.task)
         try:
             write_config(run_dir, config, custom)
-            run = BackgroundRun(run_dir.name, (name or run_dir.name)[:MAX_NAME], engine, run_dir, owner=owner,
-                                control_key=secrets.token_urlsafe(16), lesson=lesson)
+            run = BackgroundRun(run_dir.name, visible_name(name, MAX_NAME) or run_dir.name, engine, run_dir,
+                                owner=owner, control_key=secrets.token_urlsafe(16), lesson=lesson)
             if problem := run.write_run_file():
                 raise OSError(problem)
         except OSError:
@@ -261,7 +261,7 @@ class RunRegistry:
 
     def rename(self, run_id: str, name: str) -> None:
         """A new display name; a run on disk is renamed in its run.json without being loaded."""
-        name = name.strip()[:MAX_NAME]
+        name = visible_name(name, MAX_NAME)
         if not name:
             raise RunError("a run's name cannot be empty")
         with self._lock:

@@ -10,6 +10,7 @@ shared links and read, never start anything.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from playground.runs.background import RunError
 from playground.runs.registry import registry
@@ -124,24 +126,40 @@ def _cookie() -> str:
 
 
 def claim_link_secrets() -> None:
-    """Take a seat key, a teacher token or a control key out of the URL (so no Share box repeats it) into the
-    session."""
+    """Take a seat key, a teacher token or a control key out of the URL (so no Share box repeats it, and Back does
+    not bring it back) into the session."""
     params, state = st.query_params, st.session_state
     if CONTROL_PARAM in params:
-        state.setdefault("control_keys", set()).add(params.pop(CONTROL_PARAM)[:64])
+        state.setdefault("control_keys", set()).add(params[CONTROL_PARAM][:64])
+        _forget_in_place(CONTROL_PARAM)
     if SEAT_PARAM in params:
-        key, classroom = params.pop(SEAT_PARAM)[:64], registry().classroom
+        key, classroom = params[SEAT_PARAM][:64], registry().classroom
+        _forget_in_place(SEAT_PARAM)
         if classroom is not None and classroom.book.by_key(key) is not None:
             state.seat_key = key
         else:
             st.warning("This seat link is not one of this server's (revoked, replaced or mistyped): ask your "
                        "teacher for a new one.")
     if TEACHER_PARAM in params:
-        given, token = params.pop(TEACHER_PARAM), os.environ.get(TEACHER_ENV, "")
+        given, token = params[TEACHER_PARAM], os.environ.get(TEACHER_ENV, "")
+        _forget_in_place(TEACHER_PARAM)
         if token and secrets.compare_digest(given.encode(), token.encode()):
             state.teacher = True
         else:
             st.warning("This link's teacher token is not this server's.")
+
+
+def _forget_in_place(param: str) -> None:
+    """Take `param` out of the address bar by replacing the tab's history entry, so Back does not bring it back.
+    Removing it through st.query_params would push a new entry and leave the secret one behind it; the server's
+    copy is dropped without telling the browser, which removes its own (Streamlit's call for a parameter the
+    browser no longer has)."""
+    context = get_script_run_ctx()
+    if context is not None:
+        with context.session_state.query_params() as params:
+            params.discard_param_no_forward_msg(param)
+    st.html(f"<script>const url = new URL(window.location.href); url.searchParams.delete({json.dumps(param)}); "
+            "window.history.replaceState(window.history.state, '', url);</script>", unsafe_allow_javascript=True)
 
 
 def is_teacher() -> bool:
