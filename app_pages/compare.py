@@ -22,7 +22,7 @@ from playground.plots import notes
 from playground.plots.comparison_figures import arm_figure
 from playground.reports.comparison_table import GAP, LENGTHS, reading, summary_csv, summary_rows
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.compare_engine import CompareEngine
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import registry
 from playground.training.metrics import Metric
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
@@ -145,8 +145,7 @@ def start() -> None:
     if config is None:
         return  # the rerun shows the problems
     try:
-        new_run = runs.launch(f"compare-{config.base.task}", CompareEngine(config, custom), config.base, custom,
-                              owner=session_owner())
+        new_run = runs.launch(f"compare-{config.base.task}", RunPlan.compare(config, custom), owner=session_owner())
         st.session_state.compare_run_id = new_run.id
     except (RunError, ConfigError, TaskError) as error:
         st.session_state.compare_error = str(error)

@@ -12,7 +12,7 @@ from playground.plots import notes
 from playground.plots.comparison_figures import arm_figure
 from playground.reports.comparison_table import GAP, summary_rows
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.compare_engine import CompareEngine
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import registry
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
 from playground.ui.inspection import MAX_EXAMPLES
@@ -53,7 +53,7 @@ def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
 def start(lesson: Lesson) -> None:
     config = prepared(lesson)
     try:
-        run = registry().launch(run_name(lesson), CompareEngine(config), config.base, owner=session_owner())
+        run = registry().launch(run_name(lesson), RunPlan.compare(config), owner=session_owner())
     except RunError as error:
         st.session_state.lesson_error = str(error)
         return

@@ -19,8 +19,9 @@ from playground.plots.study_figures import study_figure
 from playground.reports.comparison_table import GAP, summary_csv
 from playground.reports.study_table import reading, table_rows
 from playground.runs.background import BackgroundRun, RunError
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import registry
-from playground.runs.study_engine import ADDRESS_ENV, StudyEngine, StudySnapshot
+from playground.runs.study_engine import ADDRESS_ENV, StudySnapshot
 from playground.training.metrics import Metric
 from playground.training.run_folder import RunKind, RunStatus
 from playground.ui.people import check_control, may_control, session_owner
@@ -146,7 +147,7 @@ def start() -> None:
         return
     address = None if runs.shared else st.session_state.study_address
     try:
-        new_run = runs.launch("study", StudyEngine(config, address=address), config.base, owner=session_owner())
+        new_run = runs.launch("study", RunPlan.study(config, address), owner=session_owner())
         st.session_state.study_run_id = new_run.id
     except (RunError, ConfigError) as error:
         st.session_state.study_error = str(error)

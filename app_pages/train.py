@@ -13,8 +13,9 @@ from playground.plots.curves import accuracy_figure, gamma_figure, loss_figure
 from playground.plots.diagram import DiagramSizes, model_diagram
 from playground.reports.readings import points
 from playground.runs.background import BackgroundRun, RunError
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import registry
-from playground.runs.train_engine import TrainingEngine, TrainingSnapshot
+from playground.runs.train_engine import TrainingSnapshot
 from playground.training.cost import WARN_SECONDS_PER_STEP, estimate
 from playground.training.metrics import EVALUATED, Metric
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus, metrics_csv
@@ -75,8 +76,8 @@ def act(action: str) -> None:
     run = current_run()
     try:
         if run is None or run.status in FINAL_STATUSES or not may_control(run.id):
-            run = runs.launch(st.session_state.get("run_name", ""), TrainingEngine.create(config, custom), config,
-                              custom, one_step=action == "step", owner=session_owner())
+            run = runs.launch(st.session_state.get("run_name", ""), RunPlan.train(config, custom),
+                              one_step=action == "step", owner=session_owner())
             st.session_state.train_run_id = run.id
         elif action == "step":
             run.step_once()

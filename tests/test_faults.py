@@ -24,8 +24,8 @@ from playground.core.config import TrainConfig
 from playground.reports.comparison_table import summary_rows
 from playground.runs.background import RunError
 from playground.runs.compare_engine import CompareEngine
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 from playground.training import checkpoints, run_folder
 from playground.training.checkpoints import load_checkpoint
 from playground.training.run_folder import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, RUN_FILE
@@ -120,7 +120,7 @@ def test_a_killed_cli_comparison_is_listed_as_stopped_and_resumes_to_the_same_fi
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = TrainConfig(hidden_dim=8, emb_dim=4, val_size=32, batch_size=8, steps=30, eval_every=10)
     registry = RunRegistry(tmp_path_factory.mktemp("runs"))
-    run = registry.launch("intact", TrainingEngine.create(config), config)
+    run = registry.launch("intact", RunPlan.train(config))
     run.join(60)
     return run.run_dir
 
@@ -147,7 +147,7 @@ def test_a_damaged_file_is_named_and_the_other_runs_stay_listed(finished_run: Pa
 def test_a_full_disk_fails_the_run_and_keeps_what_was_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = TrainConfig(hidden_dim=8, emb_dim=4, val_size=32, batch_size=8, steps=100_000, eval_every=10)
     registry = RunRegistry(tmp_path / "runs")
-    run = registry.launch("filling", TrainingEngine.create(config), config)
+    run = registry.launch("filling", RunPlan.train(config))
     while run.step < 20:
         time.sleep(0.05)
     assert run.save() == ""

@@ -11,6 +11,7 @@ import torch
 
 from playground.core import interrupt
 from playground.core.config import TrainConfig
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
 from playground.runs.train_engine import TrainingEngine
 from playground.training.run_folder import RunStatus
@@ -116,7 +117,7 @@ def test_stop_in_the_middle_of_a_step_ends_the_run_at_the_last_whole_step_and_it
     reopened = RunRegistry(tmp_path).get(run.id)  # from its files, as after a restart
     reopened.train_on(12)
     reopened.join(60)
-    never = registry.launch("never", TrainingEngine.create(config), config)
+    never = registry.launch("never", RunPlan.train(config))
     never.join(60)
     assert reopened.status == never.status == RunStatus.FINISHED
     drop = ("seconds",)

@@ -14,8 +14,8 @@ from playground.course.lessons import class_snapshot
 from playground.experiments.comparison import CompareConfig
 from playground.runs.background import RunError
 from playground.runs.compare_engine import CompareEngine
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 from playground.training.run_folder import RunStatus
 from tests.test_runs import TINY, wait_for
 
@@ -31,7 +31,7 @@ def shared(tmp_path: Path):
 
 def launch(registry: RunRegistry, owner: str, steps: int = 100_000, one_step: bool = False):
     config = TINY.replace(steps=steps)
-    return registry.launch(owner[:1], TrainingEngine.create(config), config, owner=owner, one_step=one_step)
+    return registry.launch(owner[:1], RunPlan.train(config), owner=owner, one_step=one_step)
 
 
 def test_a_run_id_ends_in_64_random_bits_and_errors_name_no_server_path(shared: RunRegistry) -> None:
@@ -63,7 +63,7 @@ def test_only_the_owner_or_a_holder_of_the_control_key_may_control(shared: RunRe
 def test_one_quota_per_person_over_every_kind_and_a_bounded_queue(shared: RunRegistry) -> None:
     alice_trains = launch(shared, ALICE)
     comparison = CompareConfig.build(TINY, [0.0, 1.0])
-    alice_compares = shared.launch("lesson", CompareEngine(comparison), comparison.base, owner=ALICE)
+    alice_compares = shared.launch("lesson", RunPlan.compare(comparison), owner=ALICE)
     assert (alice_trains.status, alice_compares.status) == (RunStatus.RUNNING, RunStatus.QUEUED)
     with pytest.raises(RunError, match="waiting in the queue already"):
         launch(shared, ALICE, one_step=True)

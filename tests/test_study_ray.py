@@ -25,6 +25,7 @@ from playground.core.config import TrainConfig
 from playground.experiments.comparison import CompareConfig
 from playground.experiments.study_grid import StudyConfig
 from playground.runs import registry as runs
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
 from playground.runs.study_engine import ADDRESS_ENV, StudyEngine
 from playground.training.run_folder import STUDY_FILE, read_json, write_json
@@ -231,8 +232,8 @@ def test_an_unreachable_cluster_fails_its_study_and_holds_up_no_other(tmp_path: 
                                [4], [2], [8], [0, 1], [], 2)
     registry = RunRegistry(tmp_path)
     nowhere = f"127.0.0.1:{free_port()}"
-    lost = registry.launch("lost", StudyEngine(config, address=nowhere), config.base)
-    other = registry.launch("other", StudyEngine(config), config.base)  # on the module's cluster, meanwhile
+    lost = registry.launch("lost", RunPlan.study(config, nowhere))
+    other = registry.launch("other", RunPlan.study(config))  # on the module's cluster, meanwhile
     other.join(120)
     lost.join(60)
     assert lost.status == "failed" and f"could not reach the Ray cluster at {nowhere} within 8 s" in lost.message
@@ -317,7 +318,7 @@ def test_a_clusters_pickle_runs_nothing_in_the_server(tmp_path: Path, monkeypatc
             monkeypatch.setenv(name, value)
         config = StudyConfig.build(TrainConfig(steps=20, eval_every=10, val_size=32, batch_size=16), ["reverse"],
                                    [4], [2], [8], [0, 1], [], 2)
-        study = RunRegistry(tmp_path / "runs").launch("hostile", StudyEngine(config, address=address), config.base)
+        study = RunRegistry(tmp_path / "runs").launch("hostile", RunPlan.study(config, address))
         study.join(120)
     finally:
         hostile.stop()

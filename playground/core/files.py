@@ -40,10 +40,14 @@ def read_bounded(path: Path | str, limit: int, what: str = "the file", *, follow
             raise NotARegularFile(error.errno, f"{what} is a symbolic link, not a regular file") from None
         raise
     with os.fdopen(descriptor, "rb") as file:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
             raise NotARegularFile(errno.EINVAL,
                                   f"{what} is not a regular file (a FIFO, device or folder is not read)")
-        data = file.read(limit + 1)
+        expected = min(status.st_size, limit)  # read(limit + 1) alone reserves `limit` bytes of address space
+        data = file.read(expected + 1)
+        if len(data) > expected:  # it grew since fstat
+            data += file.read(limit + 1 - len(data))
     if len(data) > limit:
         raise FileTooLarge(f"{what} is larger than {limit:,} bytes, the most allowed")
     return data
