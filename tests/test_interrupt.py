@@ -3,6 +3,8 @@ never come (issue #15: Stop within about a second at any size, a step at the lar
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -11,9 +13,9 @@ import torch
 
 from playground.core import interrupt
 from playground.core.config import TrainConfig
+from playground.runs import worker
 from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 from playground.training.run_folder import RunStatus
 from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer
@@ -99,21 +101,27 @@ def test_without_a_request_or_outside_a_step_nothing_is_interrupted() -> None:
 def test_stop_in_the_middle_of_a_step_ends_the_run_at_the_last_whole_step_and_it_resumes_exactly(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = SMALL.replace(steps=12, eval_every=4)
-    registry, engine, launched = RunRegistry(tmp_path), TrainingEngine.create(config), []
-    check, checks_in_step_6 = interrupt.check, []
+    registry = RunRegistry(tmp_path)
+    check, train_step, in_step_6 = interrupt.check, Trainer.train_step, []
+
+    def step(trainer: Trainer) -> object:
+        in_step_6.append(trainer.step == 5)
+        return train_step(trainer)
 
     def stop_in_step_6() -> None:
-        if engine.trainer.step == 5:
-            checks_in_step_6.append(1)
-            if len(checks_in_step_6) == 10:
-                launched[0].stop()  # from the page, while step 6 is in the middle of its forward
+        if in_step_6 and in_step_6[-1]:
+            in_step_6.append(True)
+            if in_step_6.count(True) == 11:  # the worker is told to stop, as the page's Stop tells it
+                os.kill(os.getpid(), signal.SIGTERM)
         check()
 
+    monkeypatch.setenv(worker.START_METHOD_ENV, "fork")  # the worker runs these patches
+    monkeypatch.setattr(Trainer, "train_step", step)
     monkeypatch.setattr(interrupt, "check", stop_in_step_6)
-    launched.append(run := registry.launch("stopped", engine, config))
+    run = registry.launch("stopped", RunPlan.train(config))
     run.join(60)
     assert (run.status, run.step) == (RunStatus.STOPPED, 5)
-    monkeypatch.setattr(interrupt, "check", check)
+    monkeypatch.undo()
     reopened = RunRegistry(tmp_path).get(run.id)  # from its files, as after a restart
     reopened.train_on(12)
     reopened.join(60)

@@ -58,6 +58,7 @@ class BackgroundRun(Generic[SnapshotT]):
         self.last_control = time.monotonic()  # when a button last moved it: shared mode expires idle paused runs
         self.plan = plan  # a new run's configs, until its worker has saved it
         self._status, self.message = RunStatus(status), message
+        self._seen_elsewhere = False
         self._step, self._total_steps = step, total_steps or (plan_snapshot(plan).total_steps if plan else 0)
         self.size = size  # models it trains: what admission control multiplies a model's cost by
         self._control = threading.RLock()
@@ -73,9 +74,16 @@ class BackgroundRun(Generic[SnapshotT]):
 
     @property
     def status(self) -> RunStatus:
-        """What the run does; a run another process trains (the lock of its folder is held) says so."""
+        """What the run does; a run another process trains (the lock of its folder is held) says so, and once that
+        process lets go, the run is what its folder says."""
         if self._worker is None and self._status != RunStatus.QUEUED and locked_elsewhere(self.run_dir):
+            self._seen_elsewhere = True
             return RunStatus.ELSEWHERE
+        if self._seen_elsewhere and self._worker is None:
+            self._seen_elsewhere = False
+            if info := read_run_file(self.run_dir):
+                self._status, self.message = RunStatus(info["status"]), str(info.get("message", ""))
+                self._step, self._total_steps = int(info.get("step", 0)), int(info.get("total_steps", 0))
         return self._status
 
     @status.setter
