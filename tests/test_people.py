@@ -73,9 +73,9 @@ def test_one_quota_per_person_over_every_kind_and_a_bounded_queue(shared: RunReg
 
 
 def test_a_paused_run_frees_its_slot_after_the_idle_time_and_can_be_continued(shared: RunRegistry) -> None:
-    shared.idle_seconds = 0.5
     paused = launch(shared, ALICE, steps=60, one_step=True)
     wait_for(lambda: paused.step == 1 and paused.status == RunStatus.PAUSED)
+    shared.idle_seconds, paused.last_control = 0.5, time.monotonic()  # idle from here: its worker took its step
     shared.seen(BOB)
     waiting = launch(shared, BOB, steps=5)
     assert waiting.status == RunStatus.QUEUED  # the paused run still holds the slot

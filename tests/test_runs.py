@@ -232,13 +232,6 @@ def test_a_run_over_the_memory_budget_is_refused_before_anything_is_created(tmp_
     assert folders(registry) == [] and registry.list() == []
 
 
-@pytest.fixture
-def forked(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """Workers forked from this process, so what a test patches here reaches them."""
-    monkeypatch.setenv(worker.START_METHOD_ENV, "fork")
-    return monkeypatch
-
-
 def test_divergence_keeps_the_history(runs: RunRegistry, forked: pytest.MonkeyPatch) -> None:
     config = TINY.replace(steps=100_000)
 

@@ -29,6 +29,9 @@ from playground.runs.worker import ELSEWHERE, Ended, Published, RunOrder, Saved
 from playground.training.run_folder import (
     ACTIVE_STATUSES,
     CHECKPOINT_FILE,
+    COMPARE_FILE,
+    CONFIG_FILE,
+    CUSTOM_FILE,
     FINAL_STATUSES,
     METRICS_FILE,
     RUN_FILE,
@@ -394,7 +397,7 @@ _SHOWN_LOCK = threading.Lock()
 def _stamp(run_dir: Path) -> tuple[int, ...]:
     """When the files a snapshot is read from were last written: a newer one means a newer snapshot."""
     stamps = []
-    for name in (RUN_FILE, CHECKPOINT_FILE, METRICS_FILE, STUDY_FILE):
+    for name in (RUN_FILE, CONFIG_FILE, COMPARE_FILE, CUSTOM_FILE, CHECKPOINT_FILE, METRICS_FILE, STUDY_FILE):
         try:
             stamps.append((run_dir / name).stat().st_mtime_ns)
         except OSError:
