@@ -29,6 +29,7 @@ from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
 from playground.runs.study_engine import ADDRESS_ENV, StudyEngine
 from playground.training.run_folder import STUDY_FILE, read_json, write_json
+from tests.processes import command_line, descendants
 from tests.test_study import study_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,8 +201,7 @@ def test_a_killed_study_resumes_with_its_done_cells_reused_and_ends_as_if_never_
 def test_stop_cancels_the_cells_and_keeps_what_was_reported(cluster: LocalCluster, tmp_path: Path) -> None:
     config = StudyConfig.build(TrainConfig(steps=100_000, eval_every=10, val_size=32, batch_size=16), ["reverse"],
                                [4], [2], [8], [0, 1], [], 2)
-    engine = StudyEngine(config)
-    study = RunRegistry(tmp_path).launch("long", engine, config.base)
+    study = RunRegistry(tmp_path).launch("long", RunPlan.study(config))
     for _ in range(1200):
         if study.step > 0:
             break
@@ -210,18 +210,23 @@ def test_stop_cancels_the_cells_and_keeps_what_was_reported(cluster: LocalCluste
     study.stop()
     study.join(30)
     assert study.status == "stopped" and 0 < study.step < study.total_steps
-    assert engine._driver is None  # halted: its driver cancelled the cell and ended
+    assert not drivers()  # halted: its driver cancelled the cell and ended
     saved = read_json(study.run_dir / STUDY_FILE)["results"]["0"]
     assert not saved["done"] and saved["step"] >= 10
     assert len(cluster.processes()) <= processes  # the cluster's worker is idle again or gone, none was added
     study.train_on(study.total_steps)  # Resume, as the page's button: a new driver trains the cell again
     for _ in range(1200):
-        if engine._driver is not None and study.step > 0:  # the new driver reported (the cell starts from 0)
+        if drivers() and study.step > 0:  # the new driver reported (the cell starts from 0)
             break
         study.join(0.1)
     study.stop()
     study.join(30)
-    assert study.status == "stopped" and study.step > 0 and engine._driver is None
+    assert study.status == "stopped" and study.step > 0 and not drivers()
+
+
+def drivers() -> list[int]:
+    """The study drivers this test process started (through a run's worker)."""
+    return [pid for pid in descendants(os.getpid()) if "playground.runs.ray_cells" in command_line(pid)]
 
 
 @pytest.mark.usefixtures("cluster")
@@ -248,7 +253,7 @@ def test_budget_counts_a_local_studys_cells_not_a_clusters(monkeypatch: pytest.M
     assert StudyEngine(big, address="10.0.0.5:6379").size == 0
     monkeypatch.setenv("PLAYGROUND_MEMORY_BUDGET_GB", "1")
     with pytest.raises(runs.RunError, match="memory"):
-        RunRegistry(tmp_path).launch("big", StudyEngine(big, num_cpus=2), big.base)
+        RunRegistry(tmp_path).launch("big", RunPlan.study(big, workers=2))
     assert not list(tmp_path.iterdir())
 
 

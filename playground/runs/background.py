@@ -326,16 +326,19 @@ class BackgroundRun(Generic[SnapshotT]):
             self._step, self._total_steps = ended.step, ended.total_steps
             if view is not None and view.published:
                 remember(self.run_dir, view.snapshot())
-        else:
-            info = read_run_file(self.run_dir) or {}
-            self._step = int(info.get("step", self._step))
-            self._total_steps = int(info.get("total_steps", self._total_steps))
-            if ended is not None:  # refused before it loaded anything: another process trains it, or it is damaged
-                self._status, self.message = ended.status, ended.message
-            else:
-                how = f"was killed (signal {-exit_code})" if exit_code and exit_code < 0 else f"exit {exit_code}"
-                self._status = RunStatus.STOPPED
-                self.message = f"the run's process ended ({how}); it resumes from its last save"
+        elif ended is not None:  # refused before it loaded anything: another process trains it, or it is damaged
+            self._status, self.message = ended.status, ended.message
+        else:  # it died: the run is what it saved last (its checkpoint may be newer than its run.json)
+            how = f"was killed (signal {-exit_code})" if exit_code and exit_code < 0 else f"exit {exit_code}"
+            self._status = RunStatus.STOPPED
+            self.message = f"the run's process ended ({how}); it resumes from its last save"
+            try:
+                saved = shown_snapshot(self.kind, self.run_dir)
+                self._step, self._total_steps = saved.step, saved.total_steps
+            except (RunError, ValueError):  # nothing loadable was saved: the run is as its run.json says
+                info = read_run_file(self.run_dir) or {}
+                self._step = int(info.get("step", self._step))
+            self.write_run_file()
         self._saved[0].set()
         self._ended.set()
 
@@ -387,7 +390,7 @@ def plan_snapshot(plan: RunPlan) -> Any:
                                [{} for _ in range(models)], 0, plan.base.steps, 0.0, config)
     from playground.runs.study_engine import StudyEngine
 
-    return StudyEngine(config, address=plan.address).snapshot()
+    return StudyEngine(config, address=plan.address, num_cpus=plan.workers).snapshot()
 
 
 _SHOWN: OrderedDict[Path, tuple[tuple[int, ...], Any]] = OrderedDict()

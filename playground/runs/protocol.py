@@ -31,6 +31,7 @@ class RunPlan:
     config: TrainConfig | CompareConfig | StudyConfig
     custom: CustomPairs | None = None
     address: str | None = None  # a study's Ray cluster (None: a local Ray)
+    workers: int | None = None  # a local study's Ray workers (None: one per core)
 
     @classmethod
     def train(cls, config: TrainConfig, custom: CustomPairs | None = None) -> RunPlan:
@@ -41,8 +42,8 @@ class RunPlan:
         return cls(RunKind.COMPARE, config, custom)
 
     @classmethod
-    def study(cls, config: StudyConfig, address: str | None = None) -> RunPlan:
-        return cls(RunKind.STUDY, config, None, address)
+    def study(cls, config: StudyConfig, address: str | None = None, workers: int | None = None) -> RunPlan:
+        return cls(RunKind.STUDY, config, None, address, workers)
 
     @property
     def base(self) -> TrainConfig:

@@ -338,7 +338,7 @@ def plan_size(plan: RunPlan) -> int:
     if plan.kind == RunKind.STUDY:
         from playground.runs.study_engine import StudyEngine
 
-        return StudyEngine(plan.config, address=plan.address).size
+        return StudyEngine(plan.config, address=plan.address, num_cpus=plan.workers).size
     return 1
 
 

@@ -139,7 +139,7 @@ def build_engine(plan: RunPlan) -> Engine[Any]:
         return CompareEngine(config, plan.custom)
     from playground.runs.study_engine import StudyEngine
 
-    return StudyEngine(config, address=plan.address)
+    return StudyEngine(config, address=plan.address, num_cpus=plan.workers)
 
 
 def load_engine(kind: RunKind, run_dir: Path) -> Engine[Any]:
