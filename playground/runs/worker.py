@@ -22,6 +22,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from multiprocessing import spawn
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,14 @@ class Saved:
     """The answer to a "save" order: '' or what went wrong."""
 
     problem: str
+
+
+def _keep_the_main_module(main_path: str) -> None:
+    """A forked worker keeps the forkserver's `__main__`. multiprocessing would run the starting process's main
+    script again in each child, and under Streamlit that is the page script (app.py): it must never run here."""
+
+
+spawn._fixup_main_from_path = _keep_the_main_module  # this module is imported by the forkserver before any fork
 
 
 def run_lock(run_dir: Path) -> filelock.BaseFileLock:
