@@ -13,8 +13,9 @@ from playground.core.config import DEFAULTS, SETTINGS, SWITCH, VARIANT_SETTINGS,
 from playground.core.tasks import CustomPairs, load_custom_csv
 from playground.export.experiment import Experiment
 from playground.export.tensorboard import TensorBoardLog, TensorBoardMissing
-from playground.runs.background import BackgroundRun, RunError, locked_elsewhere
+from playground.runs.background import BackgroundRun, RunError
 from playground.runs.registry import RunRegistry
+from playground.runs.shown import locked_elsewhere
 from playground.runs.worker import ELSEWHERE
 from playground.training.run_folder import RunKind, RunStatus, read_run_file
 

@@ -27,8 +27,9 @@ from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.export.experiment import read_experiment
 from playground.export.script import pytorch_script
 from playground.runs import worker
-from playground.runs.background import BackgroundRun, RunError, forget, locked_elsewhere, shown_snapshot
+from playground.runs.background import BackgroundRun, RunError
 from playground.runs.protocol import RunPlan
+from playground.runs.shown import forget, locked_elsewhere, shown_snapshot
 from playground.training.checkpoints import MAX_CHECKPOINT_BYTES
 from playground.training.cost import estimate, gigabytes, memory_budget
 from playground.training.run_folder import (
