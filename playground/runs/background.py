@@ -213,8 +213,13 @@ class BackgroundRun(Generic[SnapshotT]):
         return shown_snapshot(self.kind, self.run_dir)
 
     def models(self) -> list[TrainedModel]:
-        """The trained models as last saved (a run saves every few seconds), for the inspection views."""
-        if self.kind == RunKind.STUDY or not (self.run_dir / CHECKPOINT_FILE).is_file():
+        """The trained models as last saved (a run saves every few seconds; one that has not saved yet is asked
+        to), for the inspection views."""
+        if self.kind == RunKind.STUDY:
+            return []
+        if not (self.run_dir / CHECKPOINT_FILE).is_file() and self._worker is not None:
+            self.save()
+        if not (self.run_dir / CHECKPOINT_FILE).is_file():
             return []
         return loaded_models(self.run_dir)
 
