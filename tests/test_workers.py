@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from playground.core.config import TrainConfig
-from playground.runs.protocol import RunPlan
-from playground.runs.registry import RunRegistry
+from playground.runs.protocol import RunError, RunPlan
+from playground.runs.registry import Admission, RunRegistry
 from playground.training.checkpoints import load_checkpoint
 from playground.training.run_folder import CHECKPOINT_FILE, CONFIG_FILE, RUN_FILE, RunStatus
 from playground.training.trainer import Trainer
@@ -51,6 +51,25 @@ def test_a_queued_run_is_its_plan_until_a_slot_frees(tmp_path: Path) -> None:
     wait_for(lambda: queued.status == RunStatus.FINISHED)
     assert not first.training and not queued.training
     assert load_checkpoint(queued.run_dir / CHECKPOINT_FILE).step == 60
+
+
+def test_an_admission_check_refuses_a_start_before_anything_is_created(tmp_path: Path) -> None:
+    registry = RunRegistry(tmp_path / "runs")
+    seen = []
+
+    def only_alice(admission: Admission) -> None:
+        seen.append((admission.owner, admission.run is None, len(admission.active)))
+        if admission.owner != ALICE:
+            raise RunError("no seat")
+
+    registry.admission_checks.append(only_alice)
+    with pytest.raises(RunError, match="no seat"):
+        registry.launch("refused", RunPlan.train(TINY), owner=BOB)
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+    run = registry.launch("admitted", RunPlan.train(TINY), owner=ALICE)
+    run.join(60)
+    assert run.status == RunStatus.FINISHED
+    assert seen == [(BOB, True, 0), (ALICE, True, 0), (ALICE, False, 0)]  # the new run, then its start
 
 
 def test_a_worker_past_its_memory_cap_fails_its_run_and_keeps_what_it_saved(tmp_path: Path,

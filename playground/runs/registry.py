@@ -15,7 +15,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,16 @@ class RunSummary:
                 "step": self.step, "total_steps": self.total_steps}
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A start as the registry's admission checks see it: who starts what, and what trains already."""
+
+    owner: str
+    peak_memory_bytes: float
+    run: BackgroundRun[Any] | None  # None: a new run, created only if every check passes
+    active: list[BackgroundRun[Any]]
+
+
 @dataclass
 class RunRegistry:
     """Every run of this process and of the runs folder; at most `max_active` train at once."""
@@ -85,6 +95,8 @@ class RunRegistry:
     _seen: dict[str, float] = field(default_factory=dict)  # person -> when one of their pages last ran
     _queue: list[BackgroundRun[Any]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    # more rules a start must pass (seats, quotas): each raises RunError to refuse the start it is shown
+    admission_checks: list[Callable[[Admission], None]] = field(default_factory=list)
 
     def launch(self, name: str, plan: RunPlan, one_step: bool = False, owner: str = "") -> BackgroundRun[Any]:
         """A new run of `plan`, started (or stepped once) in a worker. When it may not start, nothing is created,
@@ -168,6 +180,8 @@ class RunRegistry:
             raise RunError(f"this run needs about {gigabytes(needed)} of memory and the runs training now about "
                            f"{gigabytes(in_use)}: together more than the budget of {gigabytes(self.memory_budget)} "
                            "(PLAYGROUND_MEMORY_BUDGET_GB); stop a run or choose a smaller model, batch or length")
+        for check in self.admission_checks:
+            check(Admission(owner, needed, starting, active))
 
     def release_idle(self) -> None:
         """Shared mode: a run paused for `idle_seconds` is stopped (saved: Train on continues it), and a queued run
