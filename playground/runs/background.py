@@ -199,7 +199,7 @@ class BackgroundRun(Generic[SnapshotT]):
             view = self._view
             if self._worker is None or view is None:
                 return
-            config = view.snapshot().config.replace(**changes)  # validates before anything is sent
+            config = self.snapshot().config.replace(**changes)  # validates before anything is sent
             view.configure(config)
             self._order("live", dict(changes))
 
