@@ -215,10 +215,11 @@ def test_stop_cancels_the_cells_and_keeps_what_was_reported(cluster: LocalCluste
     assert not saved["done"] and saved["step"] >= 10
     assert len(cluster.processes()) <= processes  # the cluster's worker is idle again or gone, none was added
     study.train_on(study.total_steps)  # Resume, as the page's button: a new driver trains the cell again
-    for _ in range(1200):
-        if drivers() and study.step > 0:  # the new driver reported (the cell starts from 0)
-            break
-        study.join(0.1)
+    for reported in (lambda: drivers() and study.step == 0, lambda: study.step > 0):  # the cell starts from 0,
+        for _ in range(1200):  # then the new driver reports
+            if reported():
+                break
+            study.join(0.1)
     study.stop()
     study.join(30)
     assert study.status == "stopped" and study.step > 0 and not drivers()
