@@ -20,7 +20,7 @@ from playground.experiments import (
 )
 from playground.plots import arm_figure, notes
 from playground.reports import GAP, LENGTHS, comparison_reading, summary_csv, summary_rows
-from playground.runs import BackgroundRun, CompareEngine
+from playground.runs import BackgroundRun, RunPlan
 from playground.runs.registry import registry
 from playground.training import FINAL_STATUSES, Metric, RunKind, RunStatus
 from playground.ui import (
@@ -157,8 +157,7 @@ def start() -> None:
     config, custom, _ = checked_compare_config()
     if config is None:
         return  # the rerun shows the problems
-    new_run = runs.launch(f"compare-{config.base.task}", CompareEngine(config, custom), config.base, custom,
-                          owner=session_owner())
+    new_run = runs.launch(f"compare-{config.base.task}", RunPlan.compare(config, custom), owner=session_owner())
     st.session_state.compare_run_id = new_run.id
 
 

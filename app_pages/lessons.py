@@ -10,7 +10,7 @@ from playground.experiments import CompareSnapshot
 from playground.inspection import free_running_mistakes
 from playground.plots import arm_figure, notes
 from playground.reports import GAP, summary_rows
-from playground.runs import BackgroundRun, CompareEngine
+from playground.runs import BackgroundRun, RunPlan
 from playground.runs.registry import registry
 from playground.training import FINAL_STATUSES, RunKind, RunStatus
 from playground.ui import (
@@ -65,8 +65,7 @@ def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
 @guarded_action("lesson")
 def start(lesson: Lesson) -> None:
     config = prepared(lesson)
-    run = registry().launch(run_name(lesson), CompareEngine(config), config.base, owner=session_owner(),
-                            lesson=lesson.key)
+    run = registry().launch(run_name(lesson), RunPlan.compare(config), owner=session_owner(), lesson=lesson.key)
     st.session_state[RUNS_KEY][lesson.key] = run.id
 
 

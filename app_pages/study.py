@@ -17,7 +17,7 @@ from playground.plots import notes, study_figure
 from playground.plots.length_figures import length_figure
 from playground.reports import GAP, study_reading, summary_csv, table_rows
 from playground.reports.comparison_table import LENGTHS
-from playground.runs import ADDRESS_ENV, BackgroundRun, StudyEngine, StudySnapshot
+from playground.runs import ADDRESS_ENV, BackgroundRun, RunPlan, StudySnapshot
 from playground.runs.registry import registry
 from playground.training import Metric, RunKind, RunStatus
 from playground.ui import (
@@ -163,8 +163,7 @@ def start() -> None:
         address = st.session_state.study_address
     else:  # a class's server: the conditions train here, on as many workers as a seat may use
         workers = min(runs.classroom.per_seat, runs.max_active)
-    new_run = runs.launch("study", StudyEngine(config, address=address, num_cpus=workers), config.base,
-                          owner=session_owner())
+    new_run = runs.launch("study", RunPlan.study(config, address, workers), owner=session_owner())
     st.session_state.study_run_id = new_run.id
 
 

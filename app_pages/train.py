@@ -13,7 +13,7 @@ from playground.plots import DiagramSizes, accuracy_figure, gamma_figure, loss_f
 from playground.plots.length_figures import length_figure
 from playground.reports import points
 from playground.reports.comparison_table import LENGTHS
-from playground.runs import BackgroundRun, TrainingEngine, TrainingSnapshot
+from playground.runs import BackgroundRun, RunPlan, TrainingSnapshot
 from playground.runs.registry import registry
 from playground.training import (
     EVALUATED,
@@ -87,8 +87,8 @@ def act(action: str) -> None:
         return  # the rerun shows the problems
     run = current_run()
     if run is None or run.status in FINAL_STATUSES or not may_control(run.id):
-        run = runs.launch(st.session_state.get("run_name", ""), TrainingEngine.create(config, custom), config,
-                          custom, one_step=action == "step", owner=session_owner())
+        run = runs.launch(st.session_state.get("run_name", ""), RunPlan.train(config, custom),
+                          one_step=action == "step", owner=session_owner())
         st.session_state.train_run_id = run.id
     elif action == "step":
         run.step_once()

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from playground.core.config import TrainConfig
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 
 LARGEST = TrainConfig(hidden_dim=1024, num_layers=4, batch_size=1024, min_len=50, max_len=50, emb_dim=512)
 CASES = {"default": TrainConfig(), "large": LARGEST.replace(batch_size=128, min_len=30, max_len=30)}
@@ -26,7 +26,7 @@ INTO_THE_STEP = 0.4  # Stop is pressed this far into the step
 def stop_latency(config: TrainConfig, runs_dir: Path) -> dict[str, float]:
     """Seconds of one whole step, and from Stop to the run's end when pressed `INTO_THE_STEP` into the next."""
     config = config.replace(steps=1_000_000, eval_every=1_000_000, val_size=16, device="cpu")
-    run = RunRegistry(runs_dir, memory_budget=float("inf")).launch("stop", TrainingEngine.create(config), config)
+    run = RunRegistry(runs_dir, memory_budget=float("inf")).launch("stop", RunPlan.train(config))
     while run.step < 1:
         time.sleep(0.01)
     first = time.perf_counter()

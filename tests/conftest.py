@@ -7,6 +7,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from playground.runs import registry as runs
+from playground.runs import worker
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 
@@ -31,3 +32,10 @@ def fresh_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 def new_app() -> AppTest:
     """The whole app (navigation included) through AppTest; torch's import needs more than the default 3 s."""
     return AppTest.from_file(str(APP), default_timeout=60)
+
+
+@pytest.fixture
+def forked(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Run workers forked from this process, so what a test patches here reaches them (fault injection)."""
+    monkeypatch.setenv(worker.START_METHOD_ENV, "fork")
+    return monkeypatch

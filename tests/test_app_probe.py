@@ -11,8 +11,7 @@ from playground.core.config import TrainConfig
 from playground.experiments.comparison import CompareConfig
 from playground.plots.common import arm_colour
 from playground.runs import registry as runs
-from playground.runs.compare_engine import CompareEngine
-from playground.runs.train_engine import TrainingEngine
+from playground.runs.protocol import RunPlan
 from tests.conftest import new_app
 
 CONFIG = TrainConfig(hidden_dim=16, emb_dim=8, steps=30, eval_every=15, val_size=40, max_len=6)
@@ -31,7 +30,7 @@ def charts(at: AppTest) -> dict[str, dict]:
 
 @pytest.mark.usefixtures("fresh_app")
 def test_decode_page_feeds_another_token_and_probes_the_model() -> None:
-    run = runs.registry().launch("tiny", TrainingEngine.create(CONFIG), CONFIG)
+    run = runs.registry().launch("tiny", RunPlan.train(CONFIG))
     run.join(120)
     at = opened("app_pages/decode.py")
     assert not at.exception and not at.error
@@ -55,7 +54,7 @@ def test_decode_page_feeds_another_token_and_probes_the_model() -> None:
 
 @pytest.mark.usefixtures("fresh_app")
 def test_train_page_shows_the_probe_of_a_finished_run() -> None:
-    run = runs.registry().launch("tiny", TrainingEngine.create(CONFIG), CONFIG)
+    run = runs.registry().launch("tiny", RunPlan.train(CONFIG))
     run.join(120)
     at = opened("app_pages/train.py", run=run.id)
     assert not at.exception and not at.error
@@ -67,7 +66,7 @@ def test_train_page_shows_the_probe_of_a_finished_run() -> None:
 @pytest.mark.usefixtures("fresh_app")
 def test_compare_and_hidden_states_pages_show_each_arms_probe_and_drift() -> None:
     config = CONFIG.replace(steps=10, eval_every=5)
-    run = runs.registry().launch("arms", CompareEngine(CompareConfig.build(config, [0.0, 1.0], seeds=2)), config)
+    run = runs.registry().launch("arms", RunPlan.compare(CompareConfig.build(config, [0.0, 1.0], seeds=2)))
     run.join(120)
     at = opened("app_pages/compare.py", compare=run.id)
     assert not at.exception and not at.error

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from playground.core.config import TrainConfig
 from playground.runs import registry as runs
 from playground.runs.background import BackgroundRun
-from playground.runs.train_engine import TrainingEngine
+from playground.runs.protocol import RunPlan
 from tests.conftest import new_app
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
@@ -20,7 +20,7 @@ IMAGE_NAME = "![x](http://127.0.0.1:9/pixel.png)"
 
 
 def finished_run(name: str) -> BackgroundRun:
-    run = runs.registry().launch(name, TrainingEngine.create(CONFIG), CONFIG)
+    run = runs.registry().launch(name, RunPlan.train(CONFIG))
     run.join(120)
     assert run.status == "finished"
     return run

@@ -11,7 +11,7 @@ from playground.core.config import TrainConfig
 from playground.inspection.decoding import free_running_mistakes
 from playground.runs import registry as runs
 from playground.runs.background import BackgroundRun
-from playground.runs.train_engine import TrainingEngine
+from playground.runs.protocol import RunPlan
 from playground.ui.inspection import MAX_EXAMPLES
 from tests.conftest import new_app
 
@@ -22,7 +22,7 @@ CONFIG = TrainConfig(hidden_dim=16, emb_dim=8, steps=40, eval_every=20, val_size
 
 @pytest.fixture
 def trained_run() -> BackgroundRun:
-    run = runs.registry().launch("tiny reverse", TrainingEngine.create(CONFIG), CONFIG)
+    run = runs.registry().launch("tiny reverse", RunPlan.train(CONFIG))
     run.join(120)
     assert run.status == "finished"
     return run
@@ -78,7 +78,7 @@ def test_typed_input_with_unknown_tokens_shows_an_error(trained_run: BackgroundR
 
 def test_a_running_run_is_followed_live() -> None:
     config = CONFIG.replace(steps=100_000)
-    run = runs.registry().launch("live", TrainingEngine.create(config), config)
+    run = runs.registry().launch("live", RunPlan.train(config))
     try:
         at = states_page()
         assert not at.exception and not at.error
@@ -93,7 +93,7 @@ def test_a_running_run_is_followed_live() -> None:
 
 @pytest.mark.slow
 def test_the_link_holds_the_run_and_the_example_and_restores_them(trained_run: BackgroundRun) -> None:
-    other = runs.registry().launch("other", TrainingEngine.create(CONFIG.replace(seed=1)), CONFIG)
+    other = runs.registry().launch("other", RunPlan.train(CONFIG.replace(seed=1)))
     other.join(120)
     at = states_page()
     at.selectbox(key="hs_run").set_value(trained_run.id).run()

@@ -151,7 +151,7 @@ def test_unwritable_runs_dir_is_an_error_not_a_traceback(tmp_path: Path, capsys:
     assert err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1
 
 
-def test_diverged_run_still_writes_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_diverged_run_still_writes_its_folder(tmp_path: Path, forked: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     real_step = Trainer.train_step
 
@@ -160,7 +160,7 @@ def test_diverged_run_still_writes_its_folder(tmp_path: Path, monkeypatch: pytes
             raise DivergedError("the training loss became nan at step 5")
         return real_step(self)
 
-    monkeypatch.setattr(Trainer, "train_step", step_until_4)
+    forked.setattr(Trainer, "train_step", step_until_4)
     assert cli.main(["train", "--steps", "10", "--hidden", "8", "--val-size", "16", "--quiet", "--json",
                      "--runs-dir", str(tmp_path)]) == 3
     captured = capsys.readouterr()
@@ -173,7 +173,7 @@ def test_diverged_run_still_writes_its_folder(tmp_path: Path, monkeypatch: pytes
     assert json.loads((run_dir / RUN_FILE).read_text())["status"] == "diverged"
 
 
-def test_a_diverged_run_exits_3_with_strict_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_a_diverged_run_exits_3_with_strict_json(tmp_path: Path, forked: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """Weights blown to infinity after step 3: its evaluation is NaN, and step 4's loss really diverges."""
     real_step = Trainer.train_step
@@ -186,7 +186,7 @@ def test_a_diverged_run_exits_3_with_strict_json(tmp_path: Path, monkeypatch: py
                     parameter.fill_(float("inf"))
         return result
 
-    monkeypatch.setattr(Trainer, "train_step", blow_up_at_3)
+    forked.setattr(Trainer, "train_step", blow_up_at_3)
     assert cli.main(["train", *TINY, "--steps", "10", "--eval-every", "3", "--quiet", "--json",
                      "--runs-dir", str(tmp_path)]) == 3
     out = capsys.readouterr().out

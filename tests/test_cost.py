@@ -10,8 +10,8 @@ import pytest
 from playground.cli import main
 from playground.core.config import TrainConfig
 from playground.runs.background import RunError
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 from playground.training.cost import Calibration, estimate, parameter_count
 from playground.training.trainer import Trainer, build_task
 
@@ -50,15 +50,15 @@ def test_a_start_past_the_memory_budget_is_refused_with_its_numbers(tmp_path: Pa
     config = TrainConfig(hidden_dim=16, emb_dim=8, steps=100_000, val_size=32)
     need = estimate(config, build_task(config)).peak_memory_bytes
     registry = RunRegistry(tmp_path / "runs", memory_budget=need * 1.5)
-    first = registry.launch("first", TrainingEngine.create(config), config)
+    first = registry.launch("first", RunPlan.train(config))
     try:
         with pytest.raises(RunError, match=r"needs about .* together more than the budget of"):
-            registry.launch("second", TrainingEngine.create(config), config)
+            registry.launch("second", RunPlan.train(config))
         assert [summary.name for summary in registry.list()] == ["first"]
     finally:
         first.stop()
         first.join(30)
-    registry.launch("third", TrainingEngine.create(config.replace(steps=2)), config.replace(steps=2)).join(30)
+    registry.launch("third", RunPlan.train(config.replace(steps=2))).join(30)
 
 
 def test_estimate_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:

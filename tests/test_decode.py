@@ -26,9 +26,8 @@ from playground.inspection.decoding import (
     step_through,
 )
 from playground.runs import registry as runs
-from playground.runs.compare_engine import CompareEngine
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 from playground.training.trainer import Trainer
 from tests.conftest import new_app
 
@@ -152,7 +151,7 @@ def test_check_source_names_unknown_symbols_and_notes_long_sources(trainer: Trai
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs_dir = tmp_path_factory.mktemp("runs")
-    run = RunRegistry(runs_dir).launch("tiny", TrainingEngine.create(CONFIG.replace(steps=4)), CONFIG.replace(steps=4))
+    run = RunRegistry(runs_dir).launch("tiny", RunPlan.train(CONFIG.replace(steps=4)))
     run.join(120)
     return run.run_dir
 
@@ -182,7 +181,7 @@ def test_decode_command_refuses_unknown_symbols(run_dir: Path, capsys: pytest.Ca
 @pytest.mark.slow
 def test_decode_page_steps_and_shows_beams() -> None:
     config = CONFIG.replace(steps=4)
-    runs.registry().launch("tiny", TrainingEngine.create(config), config).join(60)
+    runs.registry().launch("tiny", RunPlan.train(config)).join(60)
     at = new_app().run()
     at.switch_page("app_pages/decode.py")
     at.run()
@@ -203,7 +202,7 @@ def test_decode_page_steps_and_shows_beams() -> None:
 @pytest.mark.slow
 def test_decode_page_shows_every_arm_of_a_comparison() -> None:
     config = CONFIG.replace(steps=4, eval_every=2)
-    runs.registry().launch("arms", CompareEngine(CompareConfig.build(config, [0.0, 1.0], seeds=1)), config).join(60)
+    runs.registry().launch("arms", RunPlan.compare(CompareConfig.build(config, [0.0, 1.0], seeds=1))).join(60)
     at = new_app().run()
     at.switch_page("app_pages/decode.py")
     at.run()

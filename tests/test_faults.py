@@ -4,6 +4,7 @@ nothing saved is lost."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -22,13 +23,14 @@ import torch
 from playground.cli.common import strict
 from playground.core.config import TrainConfig
 from playground.reports.comparison_table import summary_rows
+from playground.runs import worker
 from playground.runs.background import RunError
 from playground.runs.compare_engine import CompareEngine
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 from playground.training import checkpoints, run_folder
 from playground.training.checkpoints import load_checkpoint
-from playground.training.run_folder import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, RUN_FILE
+from playground.training.run_folder import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, RUN_FILE, RunStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--hidden", "8", "--emb", "4", "--val-size", "32", "--batch-size", "8", "--eval-every", "25"]
@@ -52,12 +54,12 @@ def metric_rows(run_dir: Path) -> list[dict[str, str]]:
 def test_a_killed_cli_run_keeps_its_files_is_listed_and_resumes_exactly(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     process = subprocess.Popen(cli("train", *TINY, "--steps", "100000", "--quiet", "--runs-dir", str(runs_dir)),
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(runs_dir.glob(f"*/{CHECKPOINT_FILE}")) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(KILL_AFTER)
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)  # the command and its run's worker: the one that trains
     process.wait()
     (run_dir,) = runs_dir.iterdir()
     assert {RUN_FILE, CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE} <= {path.name for path in run_dir.iterdir()}
@@ -83,12 +85,13 @@ def test_a_killed_cli_comparison_is_listed_as_stopped_and_resumes_to_the_same_fi
     """Killed by SIGKILL, resumed by `compare --resume`, against the same comparison trained here uninterrupted."""
     runs_dir, arms = tmp_path / "runs", ["--ratios", "0,1", "--schedules", "linear", "--decay-steps", "200"]
     process = subprocess.Popen(cli("compare", *TINY, *arms, "--steps", "100000", "--quiet", "--runs-dir",
-                                   str(runs_dir)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   str(runs_dir)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(runs_dir.glob(f"*/{CHECKPOINT_FILE}")) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(KILL_AFTER)
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)  # the command and its run's worker: the one that trains
     process.wait()
     (run_dir,) = runs_dir.iterdir()
     saved_step = load_checkpoint(run_dir / CHECKPOINT_FILE).step
@@ -122,7 +125,7 @@ def test_a_killed_cli_comparison_is_listed_as_stopped_and_resumes_to_the_same_fi
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = TrainConfig(hidden_dim=8, emb_dim=4, val_size=32, batch_size=8, steps=30, eval_every=10)
     registry = RunRegistry(tmp_path_factory.mktemp("runs"))
-    run = registry.launch("intact", TrainingEngine.create(config), config)
+    run = registry.launch("intact", RunPlan.train(config))
     run.join(60)
     return run.run_dir
 
@@ -148,21 +151,61 @@ def test_a_damaged_file_is_named_and_the_other_runs_stay_listed(finished_run: Pa
 
 def test_a_full_disk_fails_the_run_and_keeps_what_was_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = TrainConfig(hidden_dim=8, emb_dim=4, val_size=32, batch_size=8, steps=100_000, eval_every=10)
+    full = tmp_path / "the disk is full now"
+
+    def disk_full(path: Path, data: bytes, original=run_folder.atomic_write) -> None:
+        if full.exists():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        original(path, data)
+
+    monkeypatch.setenv(worker.START_METHOD_ENV, "fork")  # the worker writes through these patches
+    monkeypatch.setattr(run_folder, "atomic_write", disk_full)
+    monkeypatch.setattr(checkpoints, "atomic_write", disk_full)
     registry = RunRegistry(tmp_path / "runs")
-    run = registry.launch("filling", TrainingEngine.create(config), config)
+    run = registry.launch("filling", RunPlan.train(config))
     while run.step < 20:
         time.sleep(0.05)
     assert run.save() == ""
     saved_step = load_checkpoint(run.run_dir / CHECKPOINT_FILE).step
-
-    def disk_full(path: Path, data: bytes) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-
-    monkeypatch.setattr(run_folder, "atomic_write", disk_full)
-    monkeypatch.setattr(checkpoints, "atomic_write", disk_full)
+    full.touch()
     run.stop()
     run.join(30)
     assert run.status == "failed" and "No space left on device" in run.message and not run.active
-    assert run.snapshot().step >= saved_step and len(run.snapshot().rows) > 1  # the history stays in memory
+    assert run.snapshot().step >= saved_step and len(run.snapshot().rows) > 1  # the history stays on the page
     assert load_checkpoint(run.run_dir / CHECKPOINT_FILE).step == saved_step
     assert [summary.id for summary in RunRegistry(tmp_path / "runs").list()] == [run.id]
+
+
+def test_a_run_another_process_trains_is_refused_to_a_second_one_and_its_files_stay_intact(tmp_path: Path) -> None:
+    """One writer per run folder: a second command line may not resume it (exit 2), an app may not start, resume
+    or delete it and lists it as training elsewhere; the first process trains on and saves a whole run."""
+    runs_dir = tmp_path / "runs"
+    first = subprocess.Popen(cli("train", *TINY, "--steps", "100000", "--quiet", "--runs-dir", str(runs_dir)),
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(runs_dir.glob(f"*/{CHECKPOINT_FILE}")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (run_dir,) = runs_dir.iterdir()
+        second = run_cli("train", "--resume", str(run_dir), "--steps", "200000", "--quiet", "--json")
+        assert second.returncode == 2 and first.poll() is None
+
+        app = RunRegistry(runs_dir)
+        (listed,) = app.list()
+        assert listed.status == RunStatus.ELSEWHERE
+        run = app.get(run_dir.name)
+        assert run.status == RunStatus.ELSEWHERE and not run.active
+        for action in (run.start, lambda: run.train_on(200_000), lambda: app.delete(run_dir.name)):
+            with pytest.raises(RunError):
+                action()
+        assert run_dir.is_dir()
+        first.send_signal(signal.SIGINT)  # the first process stops its run: it saves and ends
+        assert first.wait(120) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+    info = json.loads((run_dir / RUN_FILE).read_text())
+    saved = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    assert info["status"] == RunStatus.STOPPED and info["step"] == saved.step > 0
+    assert [int(row["step"]) for row in metric_rows(run_dir)] == list(range(saved.step + 1))
+    assert app.get(run_dir.name).status == RunStatus.STOPPED

@@ -3,6 +3,8 @@ never come (Stop lands within about a second at any size, while a step at the la
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -12,8 +14,9 @@ import torch
 from playground.core import interrupt
 from playground.core.config import TrainConfig
 from playground.model import step_hook
+from playground.runs import worker
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 from playground.training.run_folder import RunStatus
 from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer
@@ -97,22 +100,35 @@ def test_without_a_request_or_outside_a_step_nothing_is_interrupted() -> None:
 
 @pytest.mark.usefixtures("chunked_encoder")
 def test_stop_in_the_middle_of_a_step_ends_the_run_at_the_last_whole_step_and_it_resumes_exactly(
-        tmp_path: Path) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = SMALL.replace(steps=12, eval_every=4)
-    registry, engine, launched = RunRegistry(tmp_path), TrainingEngine.create(config), []
+    registry = RunRegistry(tmp_path)
+    train_step, in_step_6 = Trainer.train_step, []
+    this_process = os.getpid()  # the worker is a fork of it: only the worker's steps count
 
-    def stop_in_step_6(*_: object) -> None:
-        if engine.trainer.step == 5:
-            launched[0].stop()  # from the page, while step 6's encoder is between two of its chunks
+    def step(trainer: Trainer) -> object:
+        in_step_6.append(trainer.step == 5 and os.getpid() != this_process)
+        return train_step(trainer)
 
-    engine.trainer.model.encoder.lstm.register_forward_hook(stop_in_step_6)
-    launched.append(run := registry.launch("stopped", engine, config))
-    run.join(60)
+    def stop_in_step_6() -> None:
+        if in_step_6 and in_step_6[-1]:  # step 6 has begun: the worker is told to stop, as the page's Stop tells it
+            os.kill(os.getpid(), signal.SIGTERM)
+        interrupt.check()
+
+    monkeypatch.setenv(worker.START_METHOD_ENV, "fork")  # the worker runs these patches
+    monkeypatch.setattr(Trainer, "train_step", step)
+    step_hook.install(stop_in_step_6)
+    try:
+        run = registry.launch("stopped", RunPlan.train(config))
+        run.join(60)
+    finally:
+        step_hook.install(interrupt.check)
     assert (run.status, run.step) == (RunStatus.STOPPED, 5)
+    monkeypatch.undo()
     reopened = RunRegistry(tmp_path).get(run.id)  # from its files, as after a restart
     reopened.train_on(12)
     reopened.join(60)
-    never = registry.launch("never", TrainingEngine.create(config), config)
+    never = registry.launch("never", RunPlan.train(config))
     never.join(60)
     assert reopened.status == never.status == RunStatus.FINISHED
     drop = ("seconds",)

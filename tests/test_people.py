@@ -18,10 +18,10 @@ from playground.experiments.comparison import CompareConfig
 from playground.experiments.study_grid import StudyConfig
 from playground.runs.background import RunError
 from playground.runs.compare_engine import CompareEngine
+from playground.runs.protocol import RunKind, RunPlan
 from playground.runs.registry import RunRegistry, registry, reset_registry
 from playground.runs.seats import SEATS_FILE, TEACHER, Classroom, SeatBook
 from playground.runs.study_engine import StudyEngine
-from playground.runs.train_engine import TrainingEngine
 from playground.training.run_folder import RunStatus, read_run_file
 from tests.test_runs import TINY, wait_for
 
@@ -43,15 +43,9 @@ def seat(registry: RunRegistry, name: str) -> str:
 
 
 def launch(registry: RunRegistry, owner: str, steps: int = 100_000, one_step: bool = False,
-           engine: TrainingEngine | None = None):
+           plan: RunPlan | None = None):
     config = TINY.replace(steps=steps)
-    return registry.launch("run", engine or TrainingEngine.create(config), config, owner=owner, one_step=one_step)
-
-
-class TwoWorkers(TrainingEngine):
-    """A run that trains on two cores, as a study's local cells do."""
-
-    workers = 2
+    return registry.launch("run", plan or RunPlan.train(config), owner=owner, one_step=one_step)
 
 
 def test_training_needs_a_seat_and_a_refused_start_creates_nothing(shared: RunRegistry) -> None:
@@ -146,7 +140,7 @@ def test_one_quota_per_seat_over_every_kind_and_bounded_queues(shared: RunRegist
     alice, bob, carol = seat(shared, "Alice"), seat(shared, "Bob"), seat(shared, "Carol")
     alice_trains = launch(shared, alice)
     comparison = CompareConfig.build(TINY, [0.0, 1.0])
-    alice_compares = shared.launch("lesson", CompareEngine(comparison), comparison.base, owner=alice)
+    alice_compares = shared.launch("lesson", RunPlan.compare(comparison), owner=alice)
     assert (alice_trains.status, alice_compares.status) == (RunStatus.RUNNING, RunStatus.QUEUED)
     with pytest.raises(RunError, match="waiting in the queue already"):
         launch(shared, alice, one_step=True)
@@ -157,19 +151,22 @@ def test_one_quota_per_seat_over_every_kind_and_bounded_queues(shared: RunRegist
     assert sum(path.is_dir() for path in shared.runs_dir.iterdir()) == 3  # the refused starts created nothing
 
 
-def test_a_run_counts_against_the_slots_and_the_seat_as_the_workers_it_uses(tmp_path: Path) -> None:
+def test_a_run_counts_against_the_slots_and_the_seat_as_the_workers_it_uses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A comparison stands in for a study's two local conditions (a study would start Ray)."""
+    monkeypatch.setattr("playground.runs.registry.plan_workers", lambda plan: 2 if plan.kind == RunKind.COMPARE else 1)
     registry = RunRegistry(tmp_path / "runs", max_active=3, classroom=classroom(tmp_path / "runs", per_seat=2))
     try:
         alice, bob = seat(registry, "Alice"), seat(registry, "Bob")
-        config = TINY.replace(steps=100_000)
-        two = launch(registry, alice, engine=TwoWorkers.create(config))
+        two_workers = RunPlan.compare(CompareConfig.build(TINY.replace(steps=100_000), [0.0, 1.0]))
+        two = launch(registry, alice, plan=two_workers)
         assert two.status == RunStatus.RUNNING and two.workers == 2
         assert launch(registry, alice).status == RunStatus.QUEUED  # Alice's 2 workers are her seat's share
         assert launch(registry, bob).status == RunStatus.RUNNING  # the third slot
-        assert launch(registry, bob, engine=TwoWorkers.create(config)).status == RunStatus.QUEUED  # 3 + 2 > 3
+        assert launch(registry, bob, plan=two_workers).status == RunStatus.QUEUED  # 3 + 2 > 3
         registry.classroom.per_seat = 1
         with pytest.raises(RunError, match="more than the 1 a seat may use"):  # could never start: refused
-            launch(registry, seat(registry, "Carol"), engine=TwoWorkers.create(config))
+            launch(registry, seat(registry, "Carol"), plan=two_workers)
     finally:
         registry.stop_all()
     study = StudyConfig.build(TINY, ["reverse"], [5, 6], [3], [16], [0.0, 1.0], [], 2)
@@ -178,11 +175,11 @@ def test_a_run_counts_against_the_slots_and_the_seat_as_the_workers_it_uses(tmp_
 
 def test_a_paused_run_frees_its_slot_after_the_idle_time_and_can_be_continued(shared: RunRegistry) -> None:
     assert shared.classroom is not None
-    shared.classroom.idle_seconds = 0.5
     alice, bob = seat(shared, "Alice"), seat(shared, "Bob")
     paused = launch(shared, alice, steps=60, one_step=True)
     wait_for(lambda: paused.step == 1 and paused.status == RunStatus.PAUSED)
-    waiting = launch(shared, bob, steps=5)
+    shared.classroom.idle_seconds, paused.last_control = 0.5, time.monotonic()  # idle from here: its worker took
+    waiting = launch(shared, bob, steps=5)  # its step
     assert waiting.status == RunStatus.QUEUED  # the paused run still holds the slot
     for _ in range(3):
         shared.classroom.presence.seen(alice)  # Alice's page stays open: her pause alone is what expires
@@ -216,10 +213,9 @@ def test_the_runs_of_a_seat_with_no_page_open_stop_whatever_their_status(shared:
 def test_what_a_run_is_comes_from_the_server_never_from_its_name(shared: RunRegistry) -> None:
     alice = seat(shared, "Alice")
     comparison = CompareConfig.build(TINY.replace(steps=1), [0.0, 1.0])
-    lesson = shared.launch("lesson-exposure_bias", CompareEngine(comparison), comparison.base, owner=alice,
-                           lesson="exposure_bias")
+    lesson = shared.launch("lesson-exposure_bias", RunPlan.compare(comparison), owner=alice, lesson="exposure_bias")
     lesson.join(30)
-    forged = shared.launch("compare", CompareEngine(comparison), comparison.base, owner=alice)
+    forged = shared.launch("compare", RunPlan.compare(comparison), owner=alice)
     forged.join(30)
     shared.rename(forged.id, "lesson-exposure_bias")  # a student names a comparison like a lesson run
     assert {s.id: s.lesson for s in shared.list(everyone=True)} == {lesson.id: "exposure_bias", forged.id: ""}
@@ -239,7 +235,7 @@ def test_the_teacher_lists_everyone_and_sees_who_is_gone(shared: RunRegistry) ->
     assert sorted(s.owner for s in shared.list(everyone=True)) == sorted([alice, bob])
     assert shared.classroom.presence.here(alice) and not shared.classroom.presence.here(bob)
     assert "owner" not in shared.list(alice)[0].as_dict()  # a seat never reaches a JSON line
-    cli = RunRegistry(shared.runs_dir).launch("cli", TrainingEngine.create(TINY.replace(steps=1)), TINY)  # no owner
+    cli = RunRegistry(shared.runs_dir).launch("cli", RunPlan.train(TINY.replace(steps=1)))  # no owner
     cli.join(30)
     assert shared.list("") == [] and cli.id in {s.id for s in shared.list(everyone=True)}  # no seat sees no run
 

@@ -24,8 +24,8 @@ from playground.model.seq2seq import Seq2Seq, StepExtras
 from playground.plots.common import arm_colour
 from playground.plots.probe_figures import recovery_figure
 from playground.reports.probe_reading import recovery_headline
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 from playground.training.trainer import Trainer
 
 SHARP = 60.0  # logits this far apart make a softmax one-hot to float precision
@@ -254,7 +254,7 @@ def test_recovery_figure_draws_an_arm_in_its_colour_with_a_band_over_seeds() -> 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = TrainConfig(hidden_dim=16, emb_dim=8, steps=40, eval_every=20, val_size=30, max_len=5)
-    run = RunRegistry(tmp_path_factory.mktemp("runs")).launch("probed", TrainingEngine.create(config), config)
+    run = RunRegistry(tmp_path_factory.mktemp("runs")).launch("probed", RunPlan.train(config))
     run.join(300)
     return run.run_dir
 

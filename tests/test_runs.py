@@ -13,11 +13,10 @@ import torch
 
 from playground.core.config import TrainConfig
 from playground.experiments.comparison import CompareConfig
-from playground.runs import background
-from playground.runs.background import BackgroundRun, RunError
-from playground.runs.compare_engine import CompareEngine
+from playground.runs import worker
+from playground.runs.background import RunError
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 from playground.training import checkpoints, run_folder
 from playground.training.checkpoints import load_checkpoint
 from playground.training.run_folder import (
@@ -29,6 +28,7 @@ from playground.training.run_folder import (
     RunStatus,
     read_metrics,
 )
+from playground.training.trainer import Trainer
 
 TINY = TrainConfig(hidden_dim=16, emb_dim=8, max_len=5, steps=60, eval_every=20, val_size=32, batch_size=16)
 
@@ -48,7 +48,7 @@ def wait_for(condition, timeout: float = 30.0) -> None:
 
 
 def launch(registry: RunRegistry, name: str, config: TrainConfig = TINY, one_step: bool = False):
-    return registry.launch(name, TrainingEngine.create(config), config, one_step=one_step)
+    return registry.launch(name, RunPlan.train(config), one_step=one_step)
 
 
 def stepped(registry: RunRegistry, name: str, config: TrainConfig = TINY):
@@ -221,7 +221,7 @@ def test_a_refused_launch_creates_no_folder(runs: RunRegistry) -> None:
         launch(runs, "refused step", long, one_step=True)
     comparison = CompareConfig.build(long, [0.0, 1.0])
     with pytest.raises(RunError, match="at most 2"):
-        runs.launch("refused comparison", CompareEngine(comparison), comparison.base)
+        runs.launch("refused comparison", RunPlan.compare(comparison))
     assert folders(runs) == before
     assert sorted(s.name for s in runs.list()) == ["a", "b"]
 
@@ -233,63 +233,63 @@ def test_a_run_over_the_memory_budget_is_refused_before_anything_is_created(tmp_
     assert folders(registry) == [] and registry.list() == []
 
 
-def test_divergence_keeps_the_history(runs: RunRegistry) -> None:
+def test_divergence_keeps_the_history(runs: RunRegistry, forked: pytest.MonkeyPatch) -> None:
     config = TINY.replace(steps=100_000)
-    engine = TrainingEngine.create(config)
-    trainer = engine.trainer
 
-    def explode(original=trainer.train_step):
-        if trainer.step >= 5:
+    def explode(trainer: Trainer, original=Trainer.train_step):
+        if trainer.step >= 5 and trainer.config.steps == config.steps:  # not the cost estimate's calibration
             for parameter in trainer.model.parameters():
                 parameter.data.fill_(float("nan"))
-        return original()
+        return original(trainer)
 
-    trainer.train_step = explode
-    run = runs.launch("boom", engine, config)
+    forked.setattr(Trainer, "train_step", explode)
+    run = runs.launch("boom", RunPlan.train(config))
     run.join(30)
     assert run.status == "diverged" and "became nan" in run.message and not run.active
     assert run.snapshot().step == 5 and len(read_metrics(run.run_dir)) == 6
     assert json.loads((run.run_dir / RUN_FILE).read_text())["status"] == "diverged"
 
 
-def test_a_failure_is_reported_in_one_line_and_keeps_the_history(runs: RunRegistry) -> None:
+def test_a_failure_is_reported_in_one_line_and_keeps_the_history(runs: RunRegistry,
+                                                                  forked: pytest.MonkeyPatch) -> None:
     config = TINY.replace(steps=100_000)
-    engine = TrainingEngine.create(config)
-    trainer = engine.trainer
 
-    def broken(original=trainer.train_step):
-        if trainer.step >= 3:
+    def broken(trainer: Trainer, original=Trainer.train_step):
+        if trainer.step >= 3 and trainer.config.steps == config.steps:
             raise MemoryError("out of memory")
-        return original()
+        return original(trainer)
 
-    trainer.train_step = broken
-    run = runs.launch("fails", engine, config)
+    forked.setattr(Trainer, "train_step", broken)
+    run = runs.launch("fails", RunPlan.train(config))
     run.join(30)
     assert run.status == "failed" and run.message == "MemoryError: out of memory" and not run.active
     assert run.snapshot().step == 3 and len(read_metrics(run.run_dir)) == 4
 
 
-def test_a_run_whose_save_fails_ends_failed_and_frees_its_slot(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_whose_save_fails_ends_failed_and_frees_its_slot(tmp_path: Path, forked: pytest.MonkeyPatch) -> None:
     registry = RunRegistry(tmp_path / "runs", max_active=1)
-    monkeypatch.setattr(background, "SAVE_EVERY_SECONDS", 0.0)  # save after every step
+    forked.setattr(worker, "SAVE_EVERY_SECONDS", 0.0)  # save after every step
+    full = tmp_path / "the disk is read-only now"
+
+    def read_only(path: Path, data: bytes, original=run_folder.atomic_write) -> None:
+        if full.exists():
+            raise OSError(errno.EACCES, "Permission denied", str(path))
+        original(path, data)
+
+    forked.setattr(run_folder, "atomic_write", read_only)
+    forked.setattr(checkpoints, "atomic_write", read_only)
     long = TINY.replace(steps=100_000)
     run = launch(registry, "unwritable", long)
     wait_for(lambda: run.step >= 3)
     with pytest.raises(RunError, match="at most 1"):
         launch(registry, "waits", long)
-
-    def read_only(path: Path, data: bytes) -> None:
-        raise OSError(errno.EACCES, "Permission denied", str(path))
-
-    monkeypatch.setattr(run_folder, "atomic_write", read_only)
-    monkeypatch.setattr(checkpoints, "atomic_write", read_only)
+    full.touch()
     run.join(30)  # it ends by itself: nobody pressed stop
     assert run.status == "failed" and not run.active and run.status in FINAL_STATUSES
     assert run.message.startswith("could not save the run: Permission denied")
-    assert len(run.snapshot().rows) == run.step + 1  # the history stays in memory
+    assert len(run.snapshot().rows) == run.step + 1  # the history it published stays on the page
     assert [(s.id, s.status) for s in registry.list()] == [(run.id, "failed")]
-    monkeypatch.undo()
+    full.unlink()
     after = launch(registry, "next", TINY.replace(steps=5))  # the slot is free again
     after.join(30)
     assert after.status == "finished"
@@ -298,7 +298,7 @@ def test_a_run_whose_save_fails_ends_failed_and_frees_its_slot(tmp_path: Path,
 @pytest.mark.slow
 def test_a_comparison_is_listed_reopened_by_a_new_registry_and_deleted(runs: RunRegistry) -> None:
     config = CompareConfig.build(TINY.replace(steps=12, eval_every=6), [0.0, 1.0], seeds=2)
-    run = runs.launch("side by side", CompareEngine(config), config.base)
+    run = runs.launch("side by side", RunPlan.compare(config))
     run.join(60)
     assert run.status == "finished" and run.kind == RunKind.COMPARE
     (summary,) = runs.list()
@@ -333,18 +333,19 @@ def test_a_comparison_killed_after_a_save_is_listed_as_stopped_and_resumes_to_th
     (the restarted server) as stopped at that save, and trains on to exactly the rows and weights of the run that
     was never interrupted."""
     killed = tmp_path / "after-a-kill"
-    save = BackgroundRun.save
+    save = worker.Training.save
 
-    def save_then_copy_once(run: BackgroundRun) -> str:
-        problem = save(run)
-        if not killed.exists() and run.step >= 30:
-            shutil.copytree(run.run_dir, killed / run.id)
+    def save_then_copy_once(training: worker.Training, engine) -> str:
+        problem = save(training, engine)
+        if not killed.exists() and engine.step >= 30:
+            shutil.copytree(training.order.run_dir, killed / training.order.run_dir.name)
         return problem
 
-    monkeypatch.setattr(BackgroundRun, "save", save_then_copy_once)
-    monkeypatch.setattr(background, "SAVE_EVERY_SECONDS", 0.1)
+    monkeypatch.setenv(worker.START_METHOD_ENV, "fork")
+    monkeypatch.setattr(worker.Training, "save", save_then_copy_once)
+    monkeypatch.setattr(worker, "SAVE_EVERY_SECONDS", 0.1)
     config = CompareConfig.build(TINY.replace(steps=200, eval_every=25, decay_steps=150), [0.0, 1.0], ["linear"])
-    uninterrupted = runs.launch("never stopped", CompareEngine(config), config.base)
+    uninterrupted = runs.launch("never stopped", RunPlan.compare(config))
     uninterrupted.join(120)
     assert uninterrupted.status == RunStatus.FINISHED
 
@@ -374,7 +375,7 @@ def test_a_run_file_that_says_it_trains_is_a_stopped_run_that_resumes(runs: RunR
     """Only a process that is gone (or a hand) leaves such a run.json: it must neither hold a slot nor refuse to
     resume."""
     config = CompareConfig.build(TINY.replace(steps=4, eval_every=2), [0.0, 1.0])
-    run = runs.launch("left behind", CompareEngine(config), config.base)
+    run = runs.launch("left behind", RunPlan.compare(config))
     run.join(60)
     info = json.loads((run.run_dir / RUN_FILE).read_text())
     (run.run_dir / RUN_FILE).write_text(json.dumps(info | {"status": left}))

@@ -24,8 +24,8 @@ from playground.cli import main
 from playground.core.config import TrainConfig
 from playground.core.files import DamagedFile
 from playground.core.tasks import MAX_CUSTOM_BYTES, MAX_CUSTOM_VOCAB, TaskError, load_custom_csv, parse_custom_csv
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 from playground.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from playground.training.run_folder import CHECKPOINT_FILE
 from playground.training.trainer import Trainer
@@ -152,7 +152,7 @@ def test_an_unexpected_error_is_one_line_and_non_zero(monkeypatch: pytest.Monkey
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr("playground.runs.train_engine.Trainer", explode)
+    monkeypatch.setattr("playground.runs.registry.plan_size", explode)
     code = main(["train", "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     assert code == 1
     assert capsys.readouterr().err == "error: RuntimeError: out of memory\n"
@@ -325,7 +325,7 @@ def test_a_run_json_saying_running_from_a_dead_process_resumes_and_holds_no_slot
     assert [summary.status for summary in registry.list()] == ["stopped"]
     stale = registry.get(run_dir.name)
     assert stale.status == "stopped" and not stale.active
-    other = registry.launch("other", TrainingEngine.create(TINY), TINY)  # the one slot is free
+    other = registry.launch("other", RunPlan.train(TINY))  # the one slot is free
     other.join(60)
     stale.continue_to(4)
     stale.start()

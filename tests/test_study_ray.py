@@ -26,9 +26,11 @@ from playground.experiments.comparison import CompareConfig
 from playground.experiments.study_grid import StudyConfig
 from playground.reports.study_table import study_reading
 from playground.runs import registry as runs
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
 from playground.runs.study_engine import ADDRESS_ENV, StudyEngine
 from playground.training.run_folder import STUDY_FILE, read_json, write_json
+from tests.processes import command_line, descendants
 from tests.test_study import study_page
 
 pytestmark = pytest.mark.ray  # starts Ray: runs apart from the parallel tests (make test)
@@ -75,13 +77,6 @@ def marked_processes(mark: str) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def study_drivers() -> list[str]:
-    """The process ids of this process's live study drivers (`python -m playground.runs.ray_driver`)."""
-    found = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "playground.runs.ray_driver"], capture_output=True,
-                           text=True, check=False)
-    return found.stdout.split()
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +154,9 @@ def test_a_tiny_study_from_the_page() -> None:
     at.run()
     assert study.status == "finished" and not at.exception
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()  # the server is no Ray driver
-    (chart,) = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    assert [trace["name"] for trace in chart["data"]] == ["γ = 0", "γ = 1"]
+    study_chart, by_length = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    assert [trace["name"] for trace in study_chart["data"]] == ["γ = 0", "γ = 1"]
+    assert {trace["name"] for trace in by_length["data"]} >= {"γ = 0", "γ = 1"}  # the shown condition's arms by length
     assert study_reading(study.snapshot().summaries) in [markdown.value for markdown in at.markdown]
     assert any("Ray cluster: " in caption.value for caption in at.caption)
 
@@ -209,7 +205,7 @@ def test_a_killed_study_resumes_with_its_done_conditions_reused_and_ends_as_if_n
 def test_stop_cancels_the_conditions_and_keeps_what_was_reported(cluster: LocalCluster, tmp_path: Path) -> None:
     config = StudyConfig.build(TrainConfig(steps=100_000, eval_every=10, val_size=32, batch_size=16), ["reverse"],
                                [4], [2], [8], [0, 1], [], 2)
-    study = RunRegistry(tmp_path).launch("long", StudyEngine(config), config.base)
+    study = RunRegistry(tmp_path).launch("long", RunPlan.study(config))
     for _ in range(1200):
         if study.step > 0:
             break
@@ -223,13 +219,19 @@ def test_stop_cancels_the_conditions_and_keeps_what_was_reported(cluster: LocalC
     assert not saved["done"] and saved["step"] >= 10
     assert len(cluster.processes()) <= processes  # the cluster's worker is idle again or gone, none was added
     study.train_on(study.total_steps)  # Resume, as the page's button: a new driver trains the condition again
-    for _ in range(1200):
-        if study_drivers() and study.step > 0:  # the new driver reported (the condition starts from 0)
-            break
-        study.join(0.1)
+    for reported in (lambda: study_drivers() and study.step == 0, lambda: study.step > 0):  # the condition starts
+        for _ in range(1200):  # from 0, then the new driver reports
+            if reported():
+                break
+            study.join(0.1)
     study.stop()
     study.join(30)
     assert study.status == "stopped" and study.step > 0 and not study_drivers()
+
+
+def study_drivers() -> list[int]:
+    """The study drivers this test process started (through a run's worker)."""
+    return [pid for pid in descendants(os.getpid()) if "playground.runs.ray_driver" in command_line(pid)]
 
 
 @pytest.mark.usefixtures("cluster")
@@ -240,8 +242,8 @@ def test_an_unreachable_cluster_fails_its_study_and_holds_up_no_other(tmp_path: 
                                [4], [2], [8], [0, 1], [], 2)
     registry = RunRegistry(tmp_path)
     nowhere = f"127.0.0.1:{free_port()}"
-    lost = registry.launch("lost", StudyEngine(config, address=nowhere), config.base)
-    other = registry.launch("other", StudyEngine(config), config.base)  # on the module's cluster, meanwhile
+    lost = registry.launch("lost", RunPlan.study(config, nowhere))
+    other = registry.launch("other", RunPlan.study(config))  # on the module's cluster, meanwhile
     other.join(120)
     lost.join(60)
     assert lost.status == "failed" and f"could not reach the Ray cluster at {nowhere} within 8 s" in lost.message
@@ -257,7 +259,7 @@ def test_budget_counts_a_local_studys_conditions_not_a_clusters(monkeypatch: pyt
     assert StudyEngine(big, address="10.0.0.5:6379").size == 0
     monkeypatch.setenv("PLAYGROUND_MEMORY_BUDGET_GB", "1")
     with pytest.raises(runs.RunError, match="memory"):
-        RunRegistry(tmp_path).launch("big", StudyEngine(big, num_cpus=2), big.base)
+        RunRegistry(tmp_path).launch("big", RunPlan.study(big, workers=2))
     assert not list(tmp_path.iterdir())
 
 
@@ -329,7 +331,7 @@ def test_a_clusters_pickle_runs_nothing_in_the_server(tmp_path: Path, monkeypatc
             monkeypatch.setenv(name, value)
         config = StudyConfig.build(TrainConfig(steps=20, eval_every=10, val_size=32, batch_size=16), ["reverse"],
                                    [4], [2], [8], [0, 1], [], 2)
-        study = RunRegistry(tmp_path / "runs").launch("hostile", StudyEngine(config, address=address), config.base)
+        study = RunRegistry(tmp_path / "runs").launch("hostile", RunPlan.study(config, address))
         study.join(120)
     finally:
         hostile.stop()

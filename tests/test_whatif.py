@@ -13,8 +13,8 @@ from torch import nn
 from playground import cli
 from playground.core.config import TrainConfig
 from playground.inspection.decoding import FED_CHOSEN, FED_OWN, FED_START, beam_search, greedy, step_through
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine
 
 CONFIG = TrainConfig(hidden_dim=16, emb_dim=8, steps=80, eval_every=40, val_size=40, max_len=6, num_layers=2)
 SOS, EOS = 1, 2
@@ -22,7 +22,7 @@ SOS, EOS = 1, 2
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = RunRegistry(tmp_path_factory.mktemp("runs")).launch("what-if", TrainingEngine.create(CONFIG), CONFIG)
+    run = RunRegistry(tmp_path_factory.mktemp("runs")).launch("what-if", RunPlan.train(CONFIG))
     run.join(300)
     return run.run_dir
 

@@ -39,6 +39,11 @@ def bench_command(args: argparse.Namespace) -> int:
 
         bench_study(args.quick, args.json)
         return EXIT_OK
+    if args.first_point:
+        from bench.first_point import bench_first_point
+
+        bench_first_point(args.json)
+        return EXIT_OK
     if args.stop:
         from bench.stop_latency import bench_stop
 
@@ -63,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a few steps per case: checks, not measurements")
     bench.add_argument("--study", action="store_true", help="instead: a study on a Ray cluster here, 1 node vs 2")
     bench.add_argument("--stop", action="store_true", help="instead: how long Stop takes against a step's length")
+    bench.add_argument("--first-point", action="store_true",
+                       help="instead: seconds from Start to the first loss point, a run in its worker process")
     bench.add_argument("--largest", action="store_true", help="with --stop: the largest allowed size too (14 GB)")
     bench.add_argument("--device", default="cpu", choices=device_choices(), help="default cpu")
     bench.add_argument("--threads", type=threads, default=1, help="torch CPU threads (default 1; 0: torch's choice)")

@@ -15,6 +15,8 @@ from playground.export.experiment import Experiment
 from playground.export.tensorboard import TensorBoardLog, TensorBoardMissing
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.registry import RunRegistry
+from playground.runs.shown import locked_elsewhere
+from playground.runs.worker import ELSEWHERE
 from playground.training.run_folder import RunKind, RunStatus, read_run_file, runs_folder
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_FAILED = 0, 1, 2, 3, 4
@@ -72,6 +74,8 @@ def config_from_args(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> tu
 def resume_run(run_dir: Path, steps: str | None, kind: RunKind) -> BackgroundRun[Any]:
     """Continue a saved run of `kind` exactly where it was saved, up to `steps` in all (default: its own total),
     and start it; a folder of another kind or one that cannot be loaded is bad input, said in one line."""
+    if locked_elsewhere(run_dir):  # one writer per run folder: said before anything is loaded or written
+        raise BadInput(f"{run_dir}: {ELSEWHERE}")
     info = read_run_file(run_dir)
     if info is not None and info["kind"] != kind:  # said before loading: a study's loader would start Ray
         raise BadInput(f"{run_dir} holds a {info['kind']} run: continue it with "

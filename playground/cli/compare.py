@@ -26,7 +26,7 @@ from playground.core.config import VARIANT_SETTINGS
 from playground.experiments.comparison import CompareConfig, parse_ratios
 from playground.export.experiment import Experiment, read_experiment
 from playground.reports.comparison_table import comparison_reading, format_table, summary_rows
-from playground.runs.compare_engine import CompareEngine
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
 from playground.training.run_folder import RunKind
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                                      variants=variant_lists(args))
         name = args.name or f"{base.task}-compare"
         log = tensorboard_log(args, Experiment.of_comparison(name, config))  # before the start: a refusal leaves no run
-        comparison = RunRegistry(runs_dir(args)).launch(name, CompareEngine(config, custom), base, custom)
+        comparison = RunRegistry(runs_dir(args)).launch(name, RunPlan.compare(config, custom))
     status = follow(comparison, args.quiet, log)
     snapshot = comparison.snapshot()
     table = summary_rows(snapshot)

@@ -24,6 +24,7 @@ from playground.experiments.comparison import parse_ratios
 from playground.experiments.study_grid import StudyConfig
 from playground.reports.study_table import format_summaries, study_reading
 from playground.runs.background import BackgroundRun
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
 from playground.runs.study_engine import ADDRESS_ENV, StudyEngine, StudySnapshot
 
@@ -95,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
         study.start()
     else:
         config = config_from(args)
-        study = registry.launch(args.name or "study", StudyEngine(config, address=args.address),
-                                config.base)
+        study = registry.launch(args.name or "study", RunPlan.study(config, args.address))
     follow(study, args.quiet)
     snapshot = study.snapshot()
     print(format_summaries(snapshot.summaries))

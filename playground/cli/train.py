@@ -21,8 +21,9 @@ from playground.cli.common import (
 )
 from playground.export.experiment import Experiment, read_experiment
 from playground.runs.background import BackgroundRun
+from playground.runs.protocol import RunPlan
 from playground.runs.registry import RunRegistry
-from playground.runs.train_engine import TrainingEngine, TrainingSnapshot
+from playground.runs.train_engine import TrainingSnapshot
 from playground.training.metrics import EVALUATED, Metric, by_length
 from playground.training.run_folder import RunKind
 
@@ -43,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
         config, custom = config_from_args(args)
         name = args.name or f"{config.task}-cli"
         log = tensorboard_log(args, Experiment.of_run(name, config))  # before the start: a refusal leaves no run
-        training = RunRegistry(runs_dir(args)).launch(name, TrainingEngine.create(config, custom), config,
-                                                           custom)
+        training = RunRegistry(runs_dir(args)).launch(name, RunPlan.train(config, custom))
     status = follow(training, args.quiet, log)
     snapshot: TrainingSnapshot = training.snapshot()
     summary = summarise(training, snapshot)

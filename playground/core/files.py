@@ -44,7 +44,10 @@ def read_bounded(path: Path | str, limit: int, what: str = "the file", *, follow
         if not stat.S_ISREG(status.st_mode):
             raise NotARegularFile(errno.EINVAL,
                                   f"{what} is not a regular file (a FIFO, device or folder is not read)")
-        data = file.read(min(limit, status.st_size) + 1)  # read(n) allocates n bytes first: ask for what is there
+        expected = min(status.st_size, limit)  # read(limit + 1) alone reserves `limit` bytes of address space
+        data = file.read(expected + 1)
+        if len(data) > expected:  # it grew since fstat
+            data += file.read(limit + 1 - len(data))
     if len(data) > limit:
         raise FileTooLarge(f"{what} is larger than {limit:,} bytes, the most allowed")
     return data

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from playground.core.tasks import TaskData
 from playground.training.checkpoints import (
     CheckpointError,
     LoadedCheckpoint,
@@ -18,7 +19,7 @@ from playground.training.run_folder import (
     CONFIG_FILE,
 )
 from playground.training.stacked import StackedTrainer
-from playground.training.trainer import Trainer
+from playground.training.trainer import TrainedModel, Trainer, build_task
 
 
 def run_checkpoint(run_dir: Path) -> LoadedCheckpoint:
@@ -26,6 +27,16 @@ def run_checkpoint(run_dir: Path) -> LoadedCheckpoint:
         return load_checkpoint(run_dir / CHECKPOINT_FILE)
     except CheckpointError as error:
         raise CheckpointError(f"{CHECKPOINT_FILE}: {error}") from None
+
+
+def saved_models(run_dir: Path) -> list[TrainedModel]:
+    """A run's models as its checkpoint holds them, in eval mode, with what the inspection views decode them by."""
+    checkpoint = run_checkpoint(run_dir)
+    first = checkpoint.config  # a comparison's models share the first one's task and data, as they trained
+    task = build_task(first, checkpoint.custom)
+    val_pairs = TaskData(task, first.seed, first.val_size).val_pairs
+    return [TrainedModel(saved.label, saved.model.eval(), saved.config, task, val_pairs, checkpoint.step)
+            for saved in checkpoint.models]
 
 
 @contextlib.contextmanager

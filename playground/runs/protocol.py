@@ -1,7 +1,8 @@
-"""The seam between a run and what it trains: the `Engine` protocol and the live changes a page may send.
+"""The seam between a run and what it trains: the `RunPlan` a server keeps, the `Engine` protocol a worker drives,
+and the live changes a page may send.
 
-A `BackgroundRun` drives any engine the same way (advance until finished, save now and then); the registry loads
-each kind from its folder with the loader registered for it."""
+A run's worker process (`worker.py`) builds its engine from the plan or from the run folder and drives it the same
+way for every kind (advance until finished, save now and then); the server never builds one."""
 
 from __future__ import annotations
 
@@ -10,8 +11,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from playground.core.config import TrainConfig
+from playground.core.tasks import CustomPairs
+from playground.experiments.comparison import CompareConfig
+from playground.experiments.study_grid import StudyConfig
 from playground.training.run_folder import RunKind
 from playground.training.trainer import TrainedModel
+
+
+class RunError(RuntimeError):
+    """A run cannot do what was asked (too many training at once, already finished, trained elsewhere, ...)."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a new run trains, as configs only: what the server keeps of a run until a worker builds it."""
+
+    kind: RunKind
+    config: TrainConfig | CompareConfig | StudyConfig
+    custom: CustomPairs | None = None
+    address: str | None = None  # a study's Ray cluster (None: a local Ray)
+    workers: int | None = None  # a local study's Ray workers (None: one per core)
+
+    @classmethod
+    def train(cls, config: TrainConfig, custom: CustomPairs | None = None) -> RunPlan:
+        return cls(RunKind.TRAIN, config, custom)
+
+    @classmethod
+    def compare(cls, config: CompareConfig, custom: CustomPairs | None = None) -> RunPlan:
+        return cls(RunKind.COMPARE, config, custom)
+
+    @classmethod
+    def study(cls, config: StudyConfig, address: str | None = None, workers: int | None = None) -> RunPlan:
+        return cls(RunKind.STUDY, config, None, address, workers)
+
+    @property
+    def base(self) -> TrainConfig:
+        """The config of one model (a comparison's or a study's base): what the run folder's config.json holds."""
+        return self.config if isinstance(self.config, TrainConfig) else self.config.base
 
 
 @dataclass(frozen=True)

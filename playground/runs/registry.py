@@ -1,12 +1,15 @@
 """Every run of this process and of its runs folder, found again by id.
 
-The page never trains: it asks the registry for a run, presses its buttons and reads `snapshot()`. The registry
-is process-wide, so a reload or a second tab re-attaches; run folders on disk (the app's and the CLI's alike)
-are listed after a restart and load lazily, by the loader of their kind, when opened.
+The page never trains: it asks the registry for a run, presses its buttons and reads `snapshot()`; each run
+trains in a worker process of its own. The registry is process-wide, so a reload or a second tab re-attaches; run
+folders on disk (the app's and the CLI's alike) are listed after a restart and opened, when asked for, by a
+short-lived worker that reads them back. Admission (`_admit`) is the one place that decides whether a run may
+start now.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -20,19 +23,21 @@ from typing import Any
 from playground.core.config import ConfigError, TrainConfig, visible_name
 from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
+from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.export.experiment import read_experiment
 from playground.export.script import pytorch_script
+from playground.runs import worker
 from playground.runs.background import BackgroundRun, RunError
-from playground.runs.compare_engine import CompareEngine
-from playground.runs.protocol import Engine
+from playground.runs.protocol import RunPlan
 from playground.runs.seats import SEATS_FILE, Classroom, SeatBook
-from playground.runs.train_engine import TrainingEngine
+from playground.runs.shown import forget, locked_elsewhere, shown_snapshot
 from playground.training.checkpoints import MAX_CHECKPOINT_BYTES
 from playground.training.cost import estimate, gigabytes, memory_budget
 from playground.training.run_folder import (
     CHECKPOINT_FILE,
     COMPARE_FILE,
     CONFIG_FILE,
+    FINAL_STATUSES,
     MAX_METRICS_BYTES,
     METRICS_FILE,
     RUN_FILE,
@@ -52,17 +57,6 @@ from playground.training.trainer import build_task
 MAX_NAME = 80
 
 
-def load_study(run_dir: Path) -> Engine[Any]:
-    """A study's module is imported when a study is opened, not when the app starts."""
-    from playground.runs.study_engine import StudyEngine
-
-    return StudyEngine.load(run_dir)
-
-
-ENGINE_LOADERS: dict[RunKind, Callable[[Path], Engine[Any]]] = {
-    RunKind.TRAIN: TrainingEngine.load, RunKind.COMPARE: CompareEngine.load, RunKind.STUDY: load_study}
-
-
 @dataclass(frozen=True)
 class RunSummary:
     id: str
@@ -79,6 +73,16 @@ class RunSummary:
                 "step": self.step, "total_steps": self.total_steps}
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A start as the registry's admission checks see it: who starts what, and what trains already."""
+
+    owner: str
+    peak_memory_bytes: float
+    run: BackgroundRun[Any] | None  # None: a new run, created only if every check passes
+    active: list[BackgroundRun[Any]]
+
+
 @dataclass
 class RunRegistry:
     """Every run of this process and of the runs folder; at most `max_active` workers train at once."""
@@ -90,6 +94,8 @@ class RunRegistry:
     _runs: dict[str, BackgroundRun[Any]] = field(default_factory=dict)
     _queue: list[BackgroundRun[Any]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    # more rules a start must pass (seats, quotas): each raises RunError to refuse the start it is shown
+    admission_checks: list[Callable[[Admission], None]] = field(default_factory=list)
 
     @property
     def shared(self) -> bool:
@@ -97,28 +103,29 @@ class RunRegistry:
         queue."""
         return self.classroom is not None
 
-    def launch(self, name: str, engine: Engine[Any], config: TrainConfig, custom: CustomPairs | None = None,
-               one_step: bool = False, owner: str = "", lesson: str = "") -> BackgroundRun[Any]:
-        """A new run, started (or stepped once). When it may not start, nothing is created, except in shared mode,
-        where a seat's run waits in the queue (`queue_position`) and starts when a slot frees. `lesson` records
-        what the run is, for the pages that look for a lesson's runs."""
-        peak = _peak_memory(config, custom, engine.size)
+    def launch(self, name: str, plan: RunPlan, one_step: bool = False, owner: str = "", lesson: str = ""
+               ) -> BackgroundRun[Any]:
+        """A new run of `plan`, started (or stepped once) in a worker. When it may not start, nothing is created,
+        except in shared mode, where a seat's run waits in the queue (`queue_position`), a plan only, and starts
+        when a slot frees. `lesson` records what the run is, for the pages that look for a lesson's runs."""
+        size, workers = plan_size(plan), plan_workers(plan)
+        peak = _peak_memory(plan.base, plan.custom, size)
         self.release_idle()
         with self._lock:
             if self.classroom is not None:
-                self.classroom.check_start(owner, engine.workers, self.max_active)
+                self.classroom.check_start(owner, workers, self.max_active)
             try:
-                self._admit(None, peak, owner, engine.workers)
+                self._admit(None, peak, owner, workers)
             except RunError:
                 if self.classroom is None:
                     raise
                 self.classroom.check_queue(owner, [run for run in self._queue if run.status == RunStatus.QUEUED])
-                run = self._create(name, engine, config, custom, owner, lesson)
+                run = self._create(name, plan, size, owner, lesson, workers)
                 run.peak_memory_bytes = peak
                 run.queue()
                 self._queue.append(run)
                 return run
-            run = self._create(name, engine, config, custom, owner, lesson)
+            run = self._create(name, plan, size, owner, lesson, workers)
             run.peak_memory_bytes = peak
             (run.step_once if one_step else run.start)()
         return run
@@ -144,13 +151,14 @@ class RunRegistry:
                 run.status = RunStatus.IDLE
                 run.start()
 
-    def _create(self, name: str, engine: Engine[Any], config: TrainConfig, custom: CustomPairs | None,
-                owner: str = "", lesson: str = "") -> BackgroundRun[Any]:
-        run_dir = create_run_dir(self.runs_dir, name or config.task)
+    def _create(self, name: str, plan: RunPlan, size: int, owner: str = "", lesson: str = "", workers: int = 1
+                ) -> BackgroundRun[Any]:
+        run_dir = create_run_dir(self.runs_dir, name or plan.base.task)
         try:
-            write_config(run_dir, config, custom)
-            run = BackgroundRun(run_dir.name, visible_name(name, MAX_NAME) or run_dir.name, engine, run_dir,
-                                owner=owner, control_key=secrets.token_urlsafe(16), lesson=lesson)
+            write_config(run_dir, plan.base, plan.custom)
+            run = BackgroundRun(run_dir.name, visible_name(name, MAX_NAME) or run_dir.name, plan.kind, run_dir, plan,
+                                owner=owner, control_key=secrets.token_urlsafe(16), size=size, lesson=lesson,
+                                workers=workers)
             if problem := run.write_run_file():
                 raise OSError(problem)
         except OSError:
@@ -180,6 +188,8 @@ class RunRegistry:
             raise RunError(f"this run needs about {gigabytes(needed)} of memory and the runs training now about "
                            f"{gigabytes(in_use)}: together more than the budget of {gigabytes(self.memory_budget)} "
                            "(PLAYGROUND_MEMORY_BUDGET_GB); stop a run or choose a smaller model, batch or length")
+        for check in self.admission_checks:
+            check(Admission(owner, needed, starting, active))
 
     def release_idle(self) -> None:
         """Shared mode: stop and save the runs the classroom's idle rule names (`Classroom.idle`), so nobody holds
@@ -228,12 +238,16 @@ class RunRegistry:
                     kind = RunKind.COMPARE if (path / COMPARE_FILE).is_file() else RunKind.TRAIN
                     found[path.name] = (RunSummary(path.name, f"{path.name} ({RUN_FILE} is damaged)", kind,
                                                    RunStatus.FAILED, 0, 0), "")
+        found = {run_id: (dataclasses.replace(summary, status=RunStatus.ELSEWHERE), owner)
+                 if summary.status in FINAL_STATUSES and locked_elsewhere(self.runs_dir / run_id)
+                 else (summary, owner) for run_id, (summary, owner) in found.items()}
         shown = [summary for summary, owner in found.values()
                  if not self.shared or everyone or (viewer and owner == viewer) or summary.id in opened]
         return sorted(shown, key=lambda summary: summary.id, reverse=True)
 
     def get(self, run_id: str) -> BackgroundRun[Any]:
-        """A run by id, loading a folder from disk the first time it is opened; ValueError if it is damaged."""
+        """A run by id; a folder from disk is read back (by a worker: the server builds no model) the first time
+        it is opened. ValueError if it is damaged."""
         with self._lock:
             if run_id in self._runs:
                 return self._runs[run_id]
@@ -242,9 +256,13 @@ class RunRegistry:
             if info is None:
                 damaged = (run_dir / CONFIG_FILE).is_file()
                 raise RunError(f"{RUN_FILE} of run {run_id} is damaged" if damaged else f"no run {run_id!r}")
-            run = BackgroundRun(run_id, str(info["name"]), ENGINE_LOADERS[RunKind(info["kind"])](run_dir), run_dir,
-                                RunStatus(info["status"]), str(info.get("message", "")), str(info.get("owner", "")),
-                                str(info.get("control", "")), _lesson(info))
+            kind = RunKind(info["kind"])
+            snapshot = shown_snapshot(kind, run_dir)  # refuses a damaged folder, as loading it would
+            run = BackgroundRun(run_id, str(info["name"]), kind, run_dir, None, RunStatus(info["status"]),
+                                str(info.get("message", "")), str(info.get("owner", "")),
+                                str(info.get("control", "")), _count(info.get("step")),
+                                _count(info.get("total_steps")), snapshot_size(kind, snapshot), _lesson(info),
+                                snapshot_workers(kind, snapshot))
             run.admit = self._admit
             run.on_end = self._start_queued
             config = read_config(run_dir)
@@ -267,8 +285,7 @@ class RunRegistry:
         with self._lock:
             run = self._runs.get(run_id)
         if run is not None:
-            run.name = name
-            run.write_run_file()
+            run.rename(name)
             return
         info = read_run_file(self._folder(run_id))
         if info is None:
@@ -276,9 +293,14 @@ class RunRegistry:
         write_json(self._folder(run_id) / RUN_FILE, info | {"name": name})
 
     def delete(self, run_id: str) -> None:
-        """Stop the run if it trains and remove its folder; a folder that cannot be opened can still go."""
+        """Stop the run if it trains and remove its folder; a folder that cannot be opened can still go. A run that
+        another process trains is refused."""
         with self._lock:
-            run = self._runs.pop(run_id, None)
+            run = self._runs.get(run_id)
+            if (run is None or not run.training) and locked_elsewhere(self._folder(run_id)):
+                raise RunError(worker.ELSEWHERE)
+            self._runs.pop(run_id, None)
+        forget(self._folder(run_id))
         if run is not None:
             run.stop()
             run.join(timeout=10)
@@ -317,6 +339,46 @@ class RunRegistry:
             run.join(timeout=10)
 
 
+def plan_size(plan: RunPlan) -> int:
+    """The models a plan trains at once on this machine (what admission multiplies a model's estimate by)."""
+    if isinstance(plan.config, CompareConfig):
+        return len(plan.config.configs())
+    if plan.kind == RunKind.STUDY:
+        from playground.runs.study_engine import StudyEngine
+
+        return StudyEngine(plan.config, address=plan.address, num_cpus=plan.workers).size
+    return 1
+
+
+def plan_workers(plan: RunPlan) -> int:
+    """The processes or cores a plan trains on at once: what it counts against the slots and a seat's quota."""
+    if plan.kind == RunKind.STUDY:
+        from playground.runs.study_engine import StudyEngine
+
+        return StudyEngine(plan.config, address=plan.address, num_cpus=plan.workers).workers
+    return 1
+
+
+def snapshot_workers(kind: RunKind, snapshot: Any) -> int:
+    """The workers of a saved run when it trains again (a study: its local conditions still to do)."""
+    if kind == RunKind.STUDY:
+        from playground.runs.study_engine import StudyEngine
+
+        return StudyEngine(snapshot.config).workers  # as if local: a study may resume on this machine
+    return 1
+
+
+def snapshot_size(kind: RunKind, snapshot: Any) -> int:
+    """The models of a saved run, from its snapshot (a comparison: one list of rows per model)."""
+    if isinstance(snapshot, CompareSnapshot):
+        return len(snapshot.rows)
+    if kind == RunKind.STUDY:
+        from playground.runs.study_engine import StudyEngine
+
+        return StudyEngine(snapshot.config).size
+    return 1
+
+
 def _peak_memory(config: TrainConfig, custom: CustomPairs | None, models: int) -> float:
     return estimate(config, build_task(config, custom)).peak_memory_bytes * models
 
@@ -344,6 +406,7 @@ def registry() -> RunRegistry:
     global _REGISTRY
     with _REGISTRY_LOCK:
         if _REGISTRY is None:
+            worker.warm_up()
             runs_dir = runs_folder()
             classroom = None
             if os.environ.get("PLAYGROUND_SHARED", "") == "1":

@@ -33,7 +33,7 @@ from playground.core.config import ConfigError, whole_number
 from playground.core.files import DamagedFile
 from playground.experiments.study_grid import Condition, ConditionResult, StudyConfig
 from playground.reports.study_table import condition_summary
-from playground.runs.background import RunError
+from playground.runs.protocol import RunError
 from playground.training.cost import estimate
 from playground.training.run_folder import STUDY_FILE, RunKind, read_json, write_json
 from playground.training.trainer import TrainedModel, build_task

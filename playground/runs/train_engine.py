@@ -135,6 +135,9 @@ class TrainingEngine(Progress):
                                 self.seconds, self.trainer.config)
 
     def save(self, run_dir: Path) -> None:
+        """Step 0's row is scored first if it still waits: a run folder's history starts at step 0."""
+        if self.start_row is not None:
+            self._evaluate_start(*self.start_row)
         write_json(run_dir / CONFIG_FILE, self.trainer.config.as_dict())
         write_metrics(run_dir, self.rows)
         trainer = self.trainer

@@ -41,6 +41,7 @@ class RunStatus(StrEnum):
     FINISHED = "finished"
     DIVERGED = "diverged"
     FAILED = "failed"
+    ELSEWHERE = "training elsewhere"  # another process holds the folder's lock; never written to run.json
 
 
 FINAL_STATUSES = frozenset({RunStatus.STOPPED, RunStatus.FINISHED, RunStatus.DIVERGED, RunStatus.FAILED})

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from playground.runs.shown import locked_elsewhere
 from playground.training.run_folder import CHECKPOINT_FILE, METRICS_FILE
 from tests.browser.harness import ROOT, ServerError, set_number, streamlit_app, wait_idle
 
@@ -53,6 +54,9 @@ def test_a_killed_app_server_keeps_its_run_which_is_listed_and_resumes(tmp_path:
         except ServerError as error:
             pytest.fail(str(error))
     (run_dir,) = runs_dir.iterdir()
+    deadline = time.monotonic() + 60
+    while locked_elsewhere(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the run's worker saw its server go, saves and ends
     assert {"run.json", METRICS_FILE, CHECKPOINT_FILE} <= {path.name for path in run_dir.iterdir()}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
