@@ -148,9 +148,9 @@ def share_link(share: Share, values: Texts, defaults: Texts, extra: dict[str, st
                 continue
             now = values[name] if isinstance(values[name], list) else [values[name]]
             if asked != now and not (asked == [""] and now == []):
-                st.warning(plain(f"The link's {label(name)} = {', '.join(asked)!r} cannot be used "  # as typed
-                                 f"(allowed: {(allowed or {}).get(name, 'see the help of its widget')}): the page "
-                                 f"shows {', '.join(now) or 'none'!r} instead."))
+                st.warning(f"The link's {plain(label(name))} = {plain(repr(', '.join(asked)))} cannot be used "
+                           f"(allowed: {(allowed or {}).get(name, 'see the help of its widget')}): the page "
+                           f"shows {plain(repr(', '.join(now) or 'none'))} instead.")  # what the link held, as typed
     params = {name: value if value != [] else "" for name, value in values.items()  # an empty list: `name=`
               if value != defaults.get(name)} | (extra or {})
     parts = urlsplit(st.context.url or "")
