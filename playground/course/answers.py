@@ -6,32 +6,20 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
-from playground.course.lessons import CLEAR, Contrast, attention_contrast, cell_contrast, reversal_contrast
+from playground.course.evidence import CLEAR, NOT_EVALUATED, Answer, Contrast, Prediction, beyond_spread, loss_falls
+from playground.course.lessons import attention_contrast, cell_contrast, reversal_contrast
 from playground.experiments.comparison import CompareSnapshot
-from playground.experiments.statistics import by_step, evaluated, mean_exact_by_length
+from playground.experiments.statistics import evaluated, mean_exact_by_length
 from playground.reports.comparison_table import GAP, summary_rows
 from playground.reports.readings import difference, points, share
 from playground.training.cost import parameter_count
 from playground.training.metrics import Metric
 from playground.training.trainer import build_task
 
-HALF = 0.5  # "falls": the training loss reaches half of its first logged value
 HANDED_OVER = 0.5  # a schedule hands control over when γ drops below one half
 PART = 0.1  # two arms "part" at the first output length where their exact match differs by ten points
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One question answered from a run: the sentences, and the figures and verdicts they were decided from."""
-
-    text: str
-    facts: Mapping[str, object] = field(default_factory=dict)
-
-
-NOT_EVALUATED = Answer("The run was not evaluated.")
 
 
 def _rows(snapshot: CompareSnapshot, arm: int) -> list[dict[str, float]]:
@@ -40,34 +28,6 @@ def _rows(snapshot: CompareSnapshot, arm: int) -> list[dict[str, float]]:
 
 def _step_when(rows: list[dict[str, float]], holds: Callable[[dict[str, float]], bool]) -> int | None:
     return next((int(row["step"]) for row in rows if holds(row)), None)
-
-
-def _loss_falls(why: str) -> Callable[[CompareSnapshot], Answer]:
-    """The answer to "whose training loss falls first": the first step at which each arm's seed-mean training loss
-    reaches half of its first value, then `why`."""
-    def answer(snapshot: CompareSnapshot) -> Answer:
-        firsts: dict[str, int | None] = {}
-        for arm, label in enumerate(snapshot.labels):
-            loss = by_step(snapshot.arm_rows(arm), lambda row: row.get(Metric.TRAIN_LOSS)).mean(axis=1)
-            if len(loss):
-                fallen = loss.index[loss <= HALF * loss.iloc[0]]
-                firsts[label] = int(fallen[0]) if len(fallen) else None
-        reached = {label: step for label, step in firsts.items() if step is not None}
-        if not reached:
-            return Answer("No model's training loss fell to half of its first value in this run: train longer.",
-                          {"halved_at": firsts})
-        step = min(reached.values())
-        first = [label for label, reached_at in reached.items() if reached_at == step]
-        others = "; ".join(f"{label} at step {at}" if at is not None else f"{label} never did"
-                           for label, at in firsts.items() if label not in first)
-        facts = {"halved_at": firsts, "first": tuple(first)}
-        if len(first) > 1:
-            return Answer(f"{' and '.join(first)} fell to half of their starting training loss at the same logged "
-                          f"step, {step}" + (f" ({others})" if others else "") + f": this run cannot tell them apart. "
-                          f"{why}", facts)
-        return Answer(f"{first[0]}'s training loss fell to half of its start first, at step {step} ({others}). {why}",
-                      facts)
-    return answer
 
 
 def _gap_now(snapshot: CompareSnapshot) -> Answer:
@@ -219,16 +179,6 @@ def _where_they_part(snapshot: CompareSnapshot, found: Contrast) -> Answer:
                   {"held_better_by": holder, "part_at": apart[0] if apart else None})
 
 
-def _beyond_spread(snapshot: CompareSnapshot, found: Contrast) -> Answer:
-    ranges = [(min(values), max(values)) for values in (found.first, found.second)]
-    overlap = ranges[0][0] <= ranges[1][1] and ranges[1][0] <= ranges[0][1]
-    spread = "; ".join(f"{name}'s seeds span {share(low)} to {share(high)}"
-                       for name, (low, high) in zip(found.names, ranges, strict=True))
-    return Answer(f"On {found.what}, {spread}: the ranges {'overlap' if overlap else 'do not overlap'}. Paired by "
-                  f"seed, {found.test}, so the difference is {'more than' if found.clear else 'within'} seed noise.",
-                  {"ranges_overlap": overlap, "beyond_noise": found.clear})
-
-
 def _steps_apart(snapshot: CompareSnapshot, found: Contrast) -> Answer:
     base = snapshot.config.base
     return Answer(f"Read in order, the first input token is the first the encoder reads: the whole source, "
@@ -262,20 +212,20 @@ def _which_cell(snapshot: CompareSnapshot, found: Contrast) -> Answer:
 
 
 ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], Answer], ...]] = {
-    "exposure_bias": (_loss_falls("The more often a decoder is fed the true previous token, the easier each "
+    "exposure_bias": (loss_falls("The more often a decoder is fed the true previous token, the easier each "
                                   "training step is."), _gap_now, _gap_over_time),
     "scheduled_sampling": (_hand_over, _loss_while_decaying, _best_at_end),
     "bottleneck": (_holds_up_to, _fall_shape, _still_rising),
     "attention": (_when_evaluated(attention_contrast, _where_they_part),
-                  _loss_falls("Attention must first learn where to look, which can slow its start; once it has, "
+                  loss_falls("Attention must first learn where to look, which can slow its start; once it has, "
                               "the decoder no longer depends on the final state alone."),
-                  _when_evaluated(attention_contrast, _beyond_spread)),
-    "reversal": (_loss_falls("Reversed, the first output depends on a token read one step before, not a whole "
+                  _when_evaluated(attention_contrast, beyond_spread)),
+    "reversal": (loss_falls("Reversed, the first output depends on a token read one step before, not a whole "
                              "source before; short dependencies are usually learned first."),
                  _when_evaluated(reversal_contrast, _steps_apart), _when_evaluated(reversal_contrast, _reverse_task)),
-    "gru_or_lstm": (_loss_falls("The GRU has a quarter fewer weights to fit; the LSTM's separate cell can carry "
+    "gru_or_lstm": (loss_falls("The GRU has a quarter fewer weights to fit; the LSTM's separate cell can carry "
                                 "information further."),
-                    _when_evaluated(cell_contrast, _beyond_spread), _when_evaluated(cell_contrast, _which_cell)),
+                    _when_evaluated(cell_contrast, beyond_spread), _when_evaluated(cell_contrast, _which_cell)),
 }
 
 
@@ -287,16 +237,6 @@ def answered(lesson_key: str, snapshot: CompareSnapshot) -> list[Answer]:
 def answers(lesson_key: str, snapshot: CompareSnapshot) -> list[str]:
     """The answers' sentences, in the order of the lesson's questions."""
     return [answer.text for answer in answered(lesson_key, snapshot)]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What a student commits to before a lesson runs (predicting first makes a demonstration teach more), and
-    which choice the finished run bears out (None: too early to say)."""
-
-    question: str
-    choices: tuple[str, ...]
-    outcome: Callable[[CompareSnapshot], int | None]
 
 
 def _exposure_outcome(snapshot: CompareSnapshot) -> int | None:
