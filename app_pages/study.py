@@ -207,10 +207,9 @@ def readable_table(rows: list[dict[str, Any]]) -> Styler:
              Metric.TF_TOKEN_ACC: "teacher-forced tokens", GAP: "gap (tokens)"}
     columns = {f"{name}{suffix}": f"{label}{words}" for name, label in names.items()
                for suffix, words in (("", ""), ("_ci_low", ", CI low"), ("_ci_high", ", CI high"))}
+    cut = {f"{name}_ci_clipped": f"{label}, CI cut to its range" for name, label in names.items()}
     frame = pd.DataFrame(rows)
-    shares = [f"{name}{suffix}" for name in names if name != GAP for suffix in ("_ci_low", "_ci_high")]
-    frame[shares] = frame[shares].clip(0.0, 1.0)  # a share's interval stays within 0-100% (the reading says so)
-    frame = frame.rename(columns=columns | {STEPS_TO_TARGET: "steps to 90% FR exact",
+    frame = frame.rename(columns=columns | cut | {STEPS_TO_TARGET: "steps to 90% FR exact",
                                             "seeds_reaching_90": "seeds reaching 90%"})
     said_by_condition = ["task", "hidden", "step"]  # the condition's label names them: last, so the results come first
     frame = frame[[name for name in frame.columns if name not in said_by_condition] + said_by_condition]

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
-from playground.experiments.statistics import by_step, evaluated, paired_test
+from playground.experiments.statistics import SHARE_DIFFERENCE, by_step, evaluated, paired_test
+from playground.inspection.exposure import Exposure
 from playground.reports.readings import points, share
 from playground.training.metrics import Metric
 
@@ -54,6 +55,18 @@ class Lesson:
     config: CompareConfig
     charts: tuple[str, ...]  # keys of CHART_TITLES, drawn in this order
     read: Callable[[CompareSnapshot], Reading]
+    probed: bool = False  # its reading and answers need each model's recovery probe (a `ProbedSnapshot`)
+
+
+@dataclass
+class ProbedSnapshot(CompareSnapshot):
+    """A finished comparison with each model's recovery probe, in model order (arm-major, seed-minor)."""
+
+    exposures: list[Exposure] = field(default_factory=list)
+
+
+def with_probe(snapshot: CompareSnapshot, exposures: list[Exposure]) -> ProbedSnapshot:
+    return ProbedSnapshot(**vars(snapshot), exposures=exposures)
 
 
 def arm_with(snapshot: CompareSnapshot, **settings: object) -> int | None:
@@ -73,10 +86,11 @@ def per_seed(snapshot: CompareSnapshot, arm: int, name: str) -> list[float]:
 def versus(name_a: str, a: list[float], name_b: str, b: list[float], what: str) -> tuple[float, str, bool]:
     """The paired difference a - b over seeds, a sentence with its 95% interval, and whether it is more than
     seed noise (paired t-test, same seed = same initial weights, batches and coins)."""
-    test = paired_test(a, b)
+    test = paired_test(a, b, SHARE_DIFFERENCE)
     interval = test.difference
     sentence = (f"{name_a} minus {name_b}, {what}: {points(interval.mean)} on average over {interval.n} seeds "
-                f"(95% interval {points(interval.low)} to {points(interval.high)}, paired t-test p = {test.p:.3f})")
+                f"(95% interval {points(interval.low)} to {points(interval.high)}"
+                + (", cut to the possible range" if interval.clipped else "") + f", paired t-test p = {test.p:.3f})")
     return interval.mean, sentence, interval.n >= 2 and not test.within_noise
 
 

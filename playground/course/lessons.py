@@ -27,6 +27,7 @@ from playground.course.evidence import (
     per_seed,
     versus,
 )
+from playground.course.exposure_lessons import EXPOSURE_LESSONS
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.experiments.statistics import evaluated, mean_exact_by_length
 from playground.reports.comparison_table import GAP, LENGTHS, summary_rows
@@ -349,6 +350,7 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
                             variants=(("lstm", "gru"), (), ())),
         (Metric.TRAIN_LOSS, Metric.FR_EXACT, LENGTHS),
         read_gru_or_lstm),
+    *EXPOSURE_LESSONS,
 )}
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from playground.experiments.comparison import TARGET_ACCURACY, CompareSnapshot
 from playground.experiments.statistics import (
+    SHARE,
     evaluated,
     final_by_length,
     gap_over_time,
@@ -65,7 +66,7 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
             GAP: final(Metric.TF_TOKEN_ACC) - final(Metric.FR_TOKEN_ACC),
             "gap_peak": peak[1], "gap_peak_step": peak[0],
             "fr_exact_spread": seed_spread([row[Metric.FR_EXACT] for row in finals]),
-            **_interval("fr_exact", mean_ci([row[Metric.FR_EXACT] for row in finals])),
+            **_interval("fr_exact", mean_ci([row[Metric.FR_EXACT] for row in finals], bounds=SHARE)),
             "gap_spread": seed_spread([row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in finals]),
             "steps_to_90": steps_to_reach(rows_by_seed),
             **beyond_figures(finals),
@@ -82,9 +83,10 @@ def beyond_figures(finals: list[dict[str, float]]) -> dict[str, Any]:
                                               if Metric.BEYOND_EXACT in row])}
 
 
-def _interval(name: str, estimate: Any) -> dict[str, float]:
-    """A 95% confidence interval over seeds as two fields (NaN, null in JSON, from one seed)."""
-    return {f"{name}_ci_low": estimate.low, f"{name}_ci_high": estimate.high}
+def _interval(name: str, estimate: Any) -> dict[str, float | bool]:
+    """A 95% confidence interval over seeds as two fields (NaN, null in JSON, from one seed), and whether it was cut
+    to the possible range."""
+    return {f"{name}_ci_low": estimate.low, f"{name}_ci_high": estimate.high, f"{name}_ci_clipped": estimate.clipped}
 
 
 def summary_csv(table: list[dict[str, Any]]) -> str:
