@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Callable
 
 from playground.course.evidence import CLEAR, NOT_EVALUATED, Answer, Contrast, Prediction, beyond_spread, loss_falls
-from playground.course.exposure_lessons import EXPOSURE_ANSWERS, EXPOSURE_PREDICTIONS
+from playground.course.exposure_lessons import EXPOSURE_ANSWERS, EXPOSURE_PREDICTIONS, FED_TRUTH
 from playground.course.lessons import attention_contrast, cell_contrast, reversal_contrast
 from playground.experiments.comparison import CompareSnapshot
 from playground.experiments.statistics import evaluated, mean_exact_by_length
@@ -213,19 +213,20 @@ def _which_cell(snapshot: CompareSnapshot, found: Contrast) -> Answer:
 
 
 ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], Answer], ...]] = {
-    "exposure_bias": (loss_falls("The more often a decoder is fed the true previous token, the easier each "
-                                  "training step is."), _gap_now, _gap_over_time),
+    "exposure_bias": (loss_falls("ratio", {1.0: FED_TRUTH}), _gap_now, _gap_over_time),
     "scheduled_sampling": (_hand_over, _loss_while_decaying, _best_at_end),
     "bottleneck": (_holds_up_to, _fall_shape, _still_rising),
     "attention": (_when_evaluated(attention_contrast, _where_they_part),
-                  loss_falls("Attention must first learn where to look, which can slow its start; once it has, "
-                              "the decoder no longer depends on the final state alone."),
+                  loss_falls("attention", {"none": "Attention must first learn where to look, which can slow its "
+                                                   "start; once it has, the decoder no longer depends on the final "
+                                                   "state alone."}),
                   _when_evaluated(attention_contrast, beyond_spread)),
-    "reversal": (loss_falls("Reversed, the first output depends on a token read one step before, not a whole "
-                             "source before; short dependencies are usually learned first."),
+    "reversal": (loss_falls("reverse_source", {"on": "Reversed, the first output depends on a token read one step "
+                                                     "before, not a whole source before; short dependencies are "
+                                                     "usually learned first."}),
                  _when_evaluated(reversal_contrast, _steps_apart), _when_evaluated(reversal_contrast, _reverse_task)),
-    "gru_or_lstm": (loss_falls("The GRU has a quarter fewer weights to fit; the LSTM's separate cell can carry "
-                                "information further."),
+    "gru_or_lstm": (loss_falls("cell", {"gru": "The GRU has a quarter fewer weights to fit, which can make it "
+                                                "learn faster early."}),
                     _when_evaluated(cell_contrast, beyond_spread), _when_evaluated(cell_contrast, _which_cell)),
 } | EXPOSURE_ANSWERS
 

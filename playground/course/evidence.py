@@ -137,9 +137,15 @@ class Prediction:
     outcome: Callable[[CompareSnapshot], int | None]
 
 
-def loss_falls(why: str) -> Callable[[CompareSnapshot], Answer]:
+def loss_falls(setting: str, reasons: Mapping[object, str]) -> Callable[[CompareSnapshot], Answer]:
     """The answer to "whose training loss falls first": the first step at which each arm's seed-mean training loss
-    reaches half of its first value, then `why`."""
+    reaches half of its first value, then the reason for that order, only where the run bears it out: `reasons`
+    maps a value of the arms' `setting` to the reason given when the arms that fell first all have that value."""
+    def reason(snapshot: CompareSnapshot, first: list[str]) -> str | None:
+        arms = snapshot.config.arms()
+        values = {arms[snapshot.labels.index(label)].settings()[setting] for label in first}
+        return reasons.get(values.pop()) if len(values) == 1 else None
+
     def answer(snapshot: CompareSnapshot) -> Answer:
         firsts: dict[str, int | None] = {}
         for arm, label in enumerate(snapshot.labels):
@@ -155,7 +161,9 @@ def loss_falls(why: str) -> Callable[[CompareSnapshot], Answer]:
         first = [label for label, reached_at in reached.items() if reached_at == step]
         others = "; ".join(f"{label} at step {at}" if at is not None else f"{label} never did"
                            for label, at in firsts.items() if label not in first)
-        facts = {"halved_at": firsts, "first": tuple(first)}
+        why = reason(snapshot, first)
+        facts = {"halved_at": firsts, "first": tuple(first), "reason_given": why is not None}
+        why = why or "No reason is given: this run's order is not the one a known cause predicts."
         if len(first) > 1:
             return Answer(f"{' and '.join(first)} fell to half of their starting training loss at the same logged "
                           f"step, {step}" + (f" ({others})" if others else "") + f": this run cannot tell them apart. "

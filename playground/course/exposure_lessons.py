@@ -41,6 +41,7 @@ BEYOND = TrainConfig(min_len=3, max_len=8, test_max_len=12, emb_dim=16, hidden_d
                      val_size=300)
 RECOVERY = TrainConfig(min_len=4, max_len=12, emb_dim=16, hidden_dim=48, steps=500, eval_every=100, val_size=300)
 REGIMES = RECOVERY.replace(steps=600, decay_steps=500, sigmoid_k=60.0)
+FED_TRUTH = "The more often a decoder is fed the true previous token, the easier each training step is."
 PROBED_EXAMPLES = 300  # validation examples each model's probe reads in the recovery lesson
 
 
@@ -348,8 +349,7 @@ EXPOSURE_ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], Answer], ...]] = {
                _when(beyond_contrast, _forced_beyond)),
     "recovery": (_when(recovery_contrast, _more_often),
                  _when(recovery_contrast, _by_position), _when(recovery_contrast, _own_mistakes_add)),
-    "regimes": (loss_falls("The more often a decoder is fed the true previous token, the easier each training step "
-                           "is."), _ordering, _regimes_beyond_noise),
+    "regimes": (loss_falls("ratio", {1.0: FED_TRUTH}), _ordering, _regimes_beyond_noise),
 }
 
 EXPOSURE_PREDICTIONS: dict[str, Prediction] = {
