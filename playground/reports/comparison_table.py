@@ -16,6 +16,7 @@ import pandas as pd
 from playground.experiments.comparison import TARGET_ACCURACY, CompareSnapshot
 from playground.experiments.statistics import (
     SHARE,
+    SHARE_DIFFERENCE,
     evaluated,
     final_by_length,
     gap_over_time,
@@ -39,7 +40,8 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
     The gap is in token accuracy: a sequence exactly right under teacher forcing is exactly right free-running
     too (every fed token equals its own argmax), so exact match cannot show exposure bias and the teacher-forced
     exact column is left out. `fr_exact_spread` and `gap_spread` (std over seeds) and the 95% interval of the
-    free-running exact match over seeds (`fr_exact_ci_low`, `fr_exact_ci_high`) tell a difference from noise.
+    free-running exact match and of the gap over seeds (`fr_exact_ci_low`, `gap_ci_high`, ...; `_ci_clipped`: cut to the
+    possible range) tell a difference from noise.
     Each row names its arm by its settings (`ARM_FIELDS`) beside its display `label`.
     """
 
@@ -68,6 +70,8 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
             "fr_exact_spread": seed_spread([row[Metric.FR_EXACT] for row in finals]),
             **_interval("fr_exact", mean_ci([row[Metric.FR_EXACT] for row in finals], bounds=SHARE)),
             "gap_spread": seed_spread([row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in finals]),
+            **_interval(GAP, mean_ci([row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in finals],
+                                     bounds=SHARE_DIFFERENCE)),
             "steps_to_90": steps_to_reach(rows_by_seed),
             **beyond_figures(finals),
             "wall_seconds": round(snapshot.seconds, 2),
