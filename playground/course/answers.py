@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from playground.course.evidence import CLEAR, NOT_EVALUATED, Answer, Contrast, Prediction, beyond_spread, loss_falls
 from playground.course.exposure_lessons import EXPOSURE_ANSWERS, EXPOSURE_PREDICTIONS, FED_TRUTH
-from playground.course.lessons import attention_contrast, cell_contrast, reversal_contrast
+from playground.course.lessons import DECIDES, attention_contrast, cell_contrast, reversal_contrast, schedule_lead
 from playground.experiments.comparison import CompareSnapshot
 from playground.experiments.statistics import evaluated, mean_exact_by_length
 from playground.reports.comparison_table import GAP, summary_rows
@@ -98,18 +98,19 @@ def _loss_while_decaying(snapshot: CompareSnapshot) -> Answer:
 
 
 def _best_at_end(snapshot: CompareSnapshot) -> Answer:
-    table = sorted(summary_rows(snapshot), key=lambda row: row[Metric.FR_TOKEN_ACC], reverse=True)
-    if len(table) < 2:
+    """The best arm on lesson 2's measure (free-running exact match), with the same noise its reading uses."""
+    found = schedule_lead(snapshot)
+    if found is None:
         return NOT_EVALUATED
-    best, second = table[0], table[1]
-    lead = difference(best[Metric.FR_TOKEN_ACC], second[Metric.FR_TOKEN_ACC])
-    last = [row[Metric.FR_TOKEN_ACC] for row in evaluated(_rows(snapshot, snapshot.labels.index(best["label"])))[-4:]]
-    wiggle = max(last) - min(last) if len(last) > 1 else 0.0
-    verdict = "larger than" if lead > wiggle else "not larger than"
-    return Answer(f"{best['label']} ends best free-running ({share(best[Metric.FR_TOKEN_ACC])} of tokens), "
-                  f"{points(lead)} ahead of {second['label']}; its curve moved by {points(wiggle)} over its last "
-                  f"{len(last)} evaluations, so the lead is {verdict} its wiggles.",
-                  {"best": best["label"], "runner_up": second["label"], "beyond_wiggles": lead > wiggle})
+    ahead = found.lead >= found.noise
+    best, other = (found.best, found.constant) if found.lead >= 0 else (found.constant, found.best)
+    verdict = "larger than" if abs(found.lead) >= found.noise else "not larger than"
+    return Answer(f"{best} ends with the most sequences exactly right free-running, {points(abs(found.lead))} "
+                  f"ahead of {other}; the noise is {points(found.noise)} (the larger of 2 points and "
+                  f"{found.best}'s wiggle of {points(found.wiggle)} over its last {found.evaluations} "
+                  f"evaluations), so the lead is {verdict} the noise.",
+                  {"best": best, "runner_up": other, "beyond_wiggles": abs(found.lead) >= found.noise,
+                   "decided_by": DECIDES, "schedule_ahead": ahead})
 
 
 def _holds_up_to(snapshot: CompareSnapshot) -> Answer:
@@ -250,13 +251,10 @@ def _exposure_outcome(snapshot: CompareSnapshot) -> int | None:
 
 
 def _schedule_outcome(snapshot: CompareSnapshot) -> int | None:
-    free = {row["label"]: row[Metric.FR_TOKEN_ACC] for row in summary_rows(snapshot)}
-    constant = next((label for label in free if label.startswith("γ")), None)
-    decayed = [value for label, value in free.items() if label != constant]
-    if constant is None or not decayed:
+    found = schedule_lead(snapshot)
+    if found is None:
         return None
-    lead = difference(max(decayed), free[constant])
-    return 1 if lead >= CLEAR else 0 if lead <= -CLEAR else 2
+    return 1 if found.lead >= found.noise else 0 if found.lead <= -found.noise else 2
 
 
 def _length_outcome(snapshot: CompareSnapshot) -> int | None:
@@ -286,7 +284,7 @@ PREDICTIONS: dict[str, Prediction] = {
         ("γ = 1, always fed the true token", "γ = 0, always fed its own predictions", "about the same"),
         _exposure_outcome),
     "scheduled_sampling": Prediction(
-        "Which will decode best on its own (free-running) at the end?",
+        "Which will get the most sequences exactly right on its own (free-running) at the end?",
         ("constant γ = 1", "a decaying schedule", "about the same"), _schedule_outcome),
     "bottleneck": Prediction(
         "How will exact match change as the outputs get longer?",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from playground.core.config import TrainConfig
 from playground.core.tasks import TASKS
@@ -34,6 +34,7 @@ from playground.reports.comparison_table import GAP, LENGTHS, summary_rows
 from playground.reports.readings import difference, points, trade_off
 from playground.training.metrics import Metric
 
+DECIDES = Metric.FR_EXACT  # what lesson 2's reading, answer and prediction rank the arms by
 STEPS_ENV = "PLAYGROUND_LESSON_STEPS"  # tests: train every lesson this many steps instead of its own
 def _final(snapshot: CompareSnapshot, name: str) -> dict[str, float]:
     """Each arm's final value of a metric, averaged over seeds (arms not evaluated yet are left out)."""
@@ -86,38 +87,64 @@ def read_exposure_bias(snapshot: CompareSnapshot) -> Reading:
     return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.", why)
 
 
-def read_scheduled_sampling(snapshot: CompareSnapshot) -> Reading:
-    """Expected: a schedule decaying γ from 1 ends better free-running than constant γ = 1."""
-    free, exact = _final(snapshot, Metric.FR_TOKEN_ACC), _final(snapshot, Metric.FR_EXACT)
-    constant = next((label for label in free if label.startswith("γ")), None)
-    decayed = {label: value for label, value in free.items() if label != constant}
+@dataclass(frozen=True)
+class ScheduleLead:
+    """Lesson 2's one decision, which its reading, its answer and its prediction all use: the best decaying
+    schedule against constant γ = 1 on free-running exact match, and the noise a lead must pass (2 points, or the
+    best arm's own wiggle over its last evaluations when that is larger)."""
+
+    constant: str
+    best: str
+    lead: float
+    noise: float
+    wiggle: float
+    evaluations: int
+
+
+def schedule_lead(snapshot: CompareSnapshot) -> ScheduleLead | None:
+    exact = _final(snapshot, DECIDES)
+    constant = next((label for label in exact if label.startswith("γ")), None)
+    decayed = {label: value for label, value in exact.items() if label != constant}
     if constant is None or not decayed:
-        return Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
-    gammas = final_gamma(snapshot)
+        return None
     best = max(decayed, key=decayed.__getitem__)
-    listing = "; ".join(f"{label}: {value:.1%} of tokens, {exact[label]:.1%} of sequences exactly right (γ ended at "
+    last = [row[DECIDES] for row in evaluated(snapshot.arm_rows(snapshot.labels.index(best))[0])[-4:]]
+    wiggle = max(last) - min(last) if len(last) > 1 else 0.0
+    return ScheduleLead(constant, best, decayed[best] - exact[constant], max(CLEAR, wiggle), wiggle, len(last))
+
+
+def read_scheduled_sampling(snapshot: CompareSnapshot) -> Reading:
+    """Expected: a schedule decaying γ from 1 ends better free-running than constant γ = 1, decided on free-running
+    exact match (whole sequences right), the measure every seeded lesson decides on."""
+    found = schedule_lead(snapshot)
+    if found is None:
+        return NOT_YET
+    free, exact = _final(snapshot, Metric.FR_TOKEN_ACC), _final(snapshot, DECIDES)
+    gammas = final_gamma(snapshot)
+    listing = "; ".join(f"{label}: {exact[label]:.1%} of sequences exactly right, {value:.1%} of tokens (γ ended at "
                         f"{gammas.get(label, math.nan):.2f})" for label, value in free.items())
-    numbers = f"Free-running accuracy after {snapshot.step} steps: {listing}."
-    lead = decayed[best] - free[constant]
-    if lead >= CLEAR:
-        return Reading(True, f"{numbers} The expected effect appeared: {best} ends {points(lead)} above constant "
-                             f"{constant}. It learned fast with the truth first, then practised on its own "
-                             "predictions, which is what the model must do at test time.")
-    if min(free.values()) >= CEILING:
+    numbers = (f"Free-running after {snapshot.step} steps: {listing}. Decided on exact match: {found.best} "
+               f"{'leads' if found.lead >= 0 else 'trails'} constant {found.constant} by {points(abs(found.lead))}, "
+               f"against a noise of {points(found.noise)} (the larger of 2 points and {found.best}'s own wiggle "
+               f"over its last {found.evaluations} evaluations).")
+    if found.lead >= found.noise:
+        return Reading(True, f"{numbers} The expected effect appeared: it learned fast with the truth first, then "
+                             "practised on its own predictions, which is what the model must do at test time.")
+    if min(exact.values()) >= CEILING:
         why = Why.TOO_EASY
         reason = "every arm is near perfect free-running, so the task is too easy for any schedule to help"
-    elif max(gammas.get(label, 0.0) for label in decayed) > 0.5:
+    elif max(gammas.get(label, 0.0) for label in exact if label != found.constant) > 0.5:
         why = Why.NOT_DECAYED
         reason = ("γ had not decayed far when the run ended, so the schedules were still mostly teacher forcing: "
                   "train longer or decay sooner")
-    elif lead <= -CLEAR:
+    elif found.lead <= -found.noise:
         why = Why.OPPOSITE
-        reason = (f"constant {constant} is ahead by {points(-lead)}: switching to its own predictions slowed the "
-                  "schedules' learning more than it helped in this short run; decaying later (a larger k, more "
+        reason = (f"constant {found.constant} is ahead beyond that noise: switching to its own predictions slowed "
+                  "the schedules' learning more than it helped in this short run; decaying later (a larger k, more "
                   "decay steps) or training longer often reverses this")
     else:
         why = Why.WITHIN_NOISE
-        reason = "the arms are within 2 points, within seed noise; try more steps or another seed"
+        reason = "the lead is within that noise; try more steps or another seed"
     return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.", why)
 
 
@@ -296,7 +323,8 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
         "about 100 steps, then falls to 0 by step 400).",
         ("In the γ chart, when does each schedule hand control to the model's own predictions?",
          "What happens to the training loss of a decaying schedule while γ falls? Why?",
-         "At the end, which model is best free-running, and is the difference larger than the wiggles of its curve?"),
+         "At the end, which model gets the most sequences exactly right free-running, and is its lead larger "
+         "than the wiggles of its curve?"),
         CompareConfig.build(LONG.replace(decay_steps=400, sigmoid_k=60.0), (1.0,), ("linear", "inverse_sigmoid")),
         (Metric.GAMMA, Metric.TRAIN_LOSS, Metric.FR_TOKEN_ACC, GAP),
         read_scheduled_sampling),
