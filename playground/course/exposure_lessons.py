@@ -108,7 +108,8 @@ def read_beyond(snapshot: CompareSnapshot) -> Reading:
         return NOT_YET
     trained = max(statistics.fmean(per_seed(snapshot, arm, Metric.FR_EXACT)) for arm in found.arms)
     if trained < LEARNED:
-        return Reading(False, f"{found.numbers} Even on the training lengths the best model gets only "
+        return Reading(False, f"{found.numbers} Decided on exact match beyond the training lengths, but not yet: "
+                              f"even on the training lengths the best model gets only "
                               f"{share(trained)} exactly right: train longer before reading the lengths beyond.",
                        Why.NOT_LEARNED)
     if found.ranked(CLEAR) == 0:
