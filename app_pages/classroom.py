@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from playground.course import LESSONS, class_snapshot
+from playground.course.notebook import released, set_released
 from playground.plots import arm_figure, notes
 from playground.runs import Classroom, RunError, RunSummary, Seat
 from playground.runs.registry import registry
@@ -140,9 +141,18 @@ if gone:
 else:
     st.caption("None.")
 
+@guarded_action("seat")
+def release(lesson_key: str) -> None:
+    set_released(runs.runs_dir, lesson_key, st.session_state[f"class_release_{lesson_key}"])
+
+
 st.subheader("A lesson, the whole class")
 lesson = LESSONS[st.selectbox("Lesson", list(LESSONS), format_func=lambda key: LESSONS[key].title,
                               key="class_lesson", help="Every student's run of this lesson, drawn together")]
+st.toggle("Answers released to the class", lesson.key in released(runs.runs_dir), key=f"class_release_{lesson.key}",
+          on_change=release, args=(lesson.key,),
+          help="Off: each student sees this lesson's reading and answers after pressing Reveal. On: every student "
+               "sees them as soon as their run ends. Kept on the server, beside the runs.")
 snapshots = []
 for summary in everything:
     if summary.kind == RunKind.COMPARE and summary.lesson == lesson.key:  # recorded at its start, not a name

@@ -18,7 +18,7 @@ from playground.experiments import (
     CompareConfig,
     CompareSnapshot,
 )
-from playground.plots import arm_figure, notes
+from playground.plots import arm_figure, compare_lines, has_ratios, notes, ratio_figure
 from playground.reports import GAP, LENGTHS, comparison_reading, summary_csv, summary_rows
 from playground.runs import BackgroundRun, RunPlan
 from playground.runs.registry import registry
@@ -239,6 +239,8 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         return
     st.subheader("Result")
     st.markdown(comparison_reading(table))
+    if has_ratios(lines := compare_lines(table)):
+        chart(st, ratio_figure(lines, snapshot.seeds), "compare_by_gamma", notes.RATIOS)
     frame = pd.DataFrame(table)[list(TABLE_ORDER)].rename(columns=TABLE_NAMES)
     percent_columns = [TABLE_NAMES[n] for n in (Metric.FR_EXACT, Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, GAP,
                                                 "gap_peak")]

@@ -6,8 +6,12 @@ import streamlit as st
 
 from playground.course import LESSONS, PREDICTIONS, Lesson, prediction_verdict, prepared, run_name, setup_facts
 from playground.course.answers import answers
+from playground.course.evidence import with_probe
+from playground.course.exposure_lessons import PROBED_EXAMPLES
+from playground.course.notebook import released, save_prediction, saved_prediction
 from playground.experiments import CompareSnapshot
 from playground.inspection import free_running_mistakes
+from playground.inspection.exposure import examine
 from playground.plots import arm_figure, notes
 from playground.reports import GAP, summary_rows
 from playground.runs import BackgroundRun, RunPlan
@@ -33,6 +37,8 @@ from playground.ui import (
 )
 
 POLL_SECONDS = 2.0
+REVEALED_KEY = "lesson_revealed"  # run ids whose answers this session revealed
+PROBES_KEY = "lesson_probes"  # (run id, step) -> the models' recovery probes, for the lessons that read them
 RUNS_KEY = "lesson_runs"  # lesson key -> run id, for this session (after a reload: the person's newest)
 
 st.title("Lessons")
@@ -67,6 +73,24 @@ def start(lesson: Lesson) -> None:
     config = prepared(lesson)
     run = registry().launch(run_name(lesson), RunPlan.compare(config), owner=session_owner(), lesson=lesson.key)
     st.session_state[RUNS_KEY][lesson.key] = run.id
+    if (choice := st.session_state.get(prediction_key(lesson))) is not None:
+        save_prediction(run.run_dir, choice)  # with the run: a reload, another tab or a shared link shows it
+
+
+def prediction_key(lesson: Lesson) -> str:
+    return f"prediction_{lesson.key}"
+
+
+def remembered_prediction(lesson: Lesson, run: BackgroundRun[CompareSnapshot] | None) -> None:
+    """Seed the prediction from the one stored with the lesson's run, else from the link, when the session has
+    none (a reload, a page switch, a shared link)."""
+    key, choices = prediction_key(lesson), len(PREDICTIONS[lesson.key].choices)
+    if st.session_state.get(key) is not None:
+        return
+    stored = saved_prediction(run.run_dir, choices) if run is not None else None
+    linked = st.query_params.get("prediction", "")
+    st.session_state[key] = stored if stored is not None else (
+        int(linked) if linked.isdigit() and int(linked) < choices else None)
 
 
 def stopped_run(lesson: Lesson, run: BackgroundRun[CompareSnapshot] | None) -> tuple[str, int, int] | None:
@@ -103,15 +127,22 @@ if run is None:
 elif st.query_params.get("run") != run.id:
     st.query_params["run"] = run.id
 titles = {key: LESSONS[key].title for key in LESSONS}
+remembered_prediction(lesson, run)
+if (chosen_prediction := st.session_state.get(prediction_key(lesson))) is not None:
+    st.query_params["prediction"] = str(chosen_prediction)
+else:
+    st.query_params.pop("prediction", None)
 share_link(share, {"lesson": titles[chosen]}, {"lesson": titles[next(iter(LESSONS))]},
-           {"run": run.id} if run is not None else None, {"lesson": ", ".join(titles.values())})
+           ({"run": run.id} if run is not None else {})
+           | ({"prediction": str(chosen_prediction)} if chosen_prediction is not None else {}),
+           {"lesson": ", ".join(titles.values())})
 st.subheader(lesson.title)
 st.markdown(lesson.story)
 config = prepared(lesson)
 st.caption(setup_facts(config))
 prediction = PREDICTIONS[lesson.key]
 predicted = st.radio(f"**Predict first:** {prediction.question}", range(len(prediction.choices)), index=None,
-                     format_func=prediction.choices.__getitem__, key=f"prediction_{lesson.key}",
+                     format_func=prediction.choices.__getitem__, key=prediction_key(lesson),
                      help="Commit to an answer before you watch: the reading compares it with what happened. "
                           "Predicting first makes a demonstration teach more.")
 seated = seat_notice("lesson_login")
@@ -153,6 +184,25 @@ def where_to_look(run: BackgroundRun[CompareSnapshot]) -> None:
                      query_params=params)
 
 
+def hidden(lesson: Lesson, run_id: str) -> bool:
+    """In a class, a lesson's answers wait until the student reveals them or the teacher releases them."""
+    return (registry().classroom is not None and run_id not in st.session_state.get(REVEALED_KEY, set())
+            and lesson.key not in released(registry().runs_dir))
+
+
+def reveal(run_id: str) -> None:
+    st.session_state.setdefault(REVEALED_KEY, set()).add(run_id)
+
+
+def probed(run: BackgroundRun[CompareSnapshot], snapshot: CompareSnapshot) -> CompareSnapshot:
+    """The finished run with each model's recovery probe, computed once per run and step."""
+    cache = st.session_state.setdefault(PROBES_KEY, {})
+    if (run.id, snapshot.step) not in cache:
+        cache.clear()
+        cache[run.id, snapshot.step] = examine(run.models(), PROBED_EXAMPLES, drift=False)
+    return with_probe(snapshot, cache[run.id, snapshot.step])
+
+
 def show(snapshot: CompareSnapshot, status: str) -> None:
     st.progress(min(snapshot.step / snapshot.total_steps, 1.0),
                 text=f"{status}: step {snapshot.step} of {snapshot.total_steps} · {snapshot.seconds:.0f} s")
@@ -161,8 +211,14 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
         with columns[index % 2]:
             chart(st, arm_figure(snapshot, name), f"lesson_chart_{index}", notes.ARM_CHARTS[name])
     if status in FINAL_STATUSES:
-        reading = lesson.read(snapshot)
         st.subheader("What this run shows")
+        if hidden(lesson, run.id):
+            st.button("Reveal the answers", key="lesson_reveal", on_click=reveal, args=(run.id,), type="primary",
+                      help="Answer the questions from the charts first; then compare with what the run's own "
+                           "numbers say (or wait for your teacher to release the answers)")
+            return
+        snapshot = probed(run, snapshot) if lesson.probed else snapshot
+        reading = lesson.read(snapshot)
         if predicted is not None:
             st.info(prediction_verdict(lesson.key, predicted, snapshot))
         (st.success if reading.appeared else st.warning)(reading.text)

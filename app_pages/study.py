@@ -13,7 +13,7 @@ from playground.core.forcing import SCHEDULES
 from playground.core.tasks import TASKS
 from playground.course import term_link
 from playground.experiments import MAX_STUDY_SEEDS, RATIO_CHOICES, STEPS_TO_TARGET, StudyConfig
-from playground.plots import notes, study_figure
+from playground.plots import has_ratios, notes, ratio_figure, study_figure, study_lines
 from playground.plots.length_figures import length_figure
 from playground.reports import GAP, study_reading, summary_csv, table_rows
 from playground.reports.comparison_table import LENGTHS
@@ -206,10 +206,9 @@ def readable_table(rows: list[dict[str, Any]]) -> Styler:
              Metric.TF_TOKEN_ACC: "teacher-forced tokens", GAP: "gap (tokens)"}
     columns = {f"{name}{suffix}": f"{label}{words}" for name, label in names.items()
                for suffix, words in (("", ""), ("_ci_low", ", CI low"), ("_ci_high", ", CI high"))}
+    cut = {f"{name}_ci_clipped": f"{label}, CI cut to its range" for name, label in names.items()}
     frame = pd.DataFrame(rows)
-    shares = [f"{name}{suffix}" for name in names if name != GAP for suffix in ("_ci_low", "_ci_high")]
-    frame[shares] = frame[shares].clip(0.0, 1.0)  # a share's interval stays within 0-100% (the reading says so)
-    frame = frame.rename(columns=columns | {STEPS_TO_TARGET: "steps to 90% FR exact",
+    frame = frame.rename(columns=columns | cut | {STEPS_TO_TARGET: "steps to 90% FR exact",
                                             "seeds_reaching_90": "seeds reaching 90%"})
     said_by_condition = ["task", "hidden", "step"]  # the condition's label names them: last, so the results come first
     frame = frame[[name for name in frame.columns if name not in said_by_condition] + said_by_condition]
@@ -234,18 +233,20 @@ def show(snapshot: StudySnapshot, status: str) -> None:
     chart(st, study_figure(snapshot.summaries), "study_chart", notes.STUDY)
     conditions = {condition.index: condition for condition in snapshot.config.conditions()}
     reported = {summary["condition"]: summary for summary in snapshot.summaries if summary["arms"]}
-    shown = st.selectbox("Exact match by length in the condition", list(reported),
+    shown = st.selectbox("Exact match by length and by γ in the condition", list(reported),
                          format_func=lambda index: reported[index]["label"], key="study_length_condition", width=420)
     if shown is not None:
         chart(st, length_figure({row["arm"]: [row["exact_by_length"]] for row in reported[shown]["arms"]},
                                 conditions[shown].compare.base,
                                 title="Free-running exact match by length (mean over seeds)"),
               "study_lengths", notes.ARM_CHARTS[LENGTHS])
+        if has_ratios(lines := study_lines(reported[shown]["arms"])):
+            chart(st, ratio_figure(lines, conditions[shown].compare.seeds), "study_by_gamma", notes.RATIOS)
     st.subheader("Reading")
     st.markdown(study_reading(snapshot.summaries))
     rows = table_rows(snapshot.summaries)
     st.markdown("**Every arm of every condition** (means over seeds; the CI columns are the 95% intervals, clipped to "
-                "0-100% for shares; gap = "
+                "0-100% for shares and flagged where cut; gap = "
                 "teacher-forced minus free-running token accuracy; steps to 90% over the seeds that got there)")
     with st.container(key="study_table"):
         st.dataframe(readable_table(rows), hide_index=True, width="stretch",  # scrolls sideways below ~1,600 px

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -55,7 +57,10 @@ def test_a_comparison_draws_one_curve_per_ratio_and_a_computed_reading() -> None
     assert run.status == "finished" and not at.exception
     charts = {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
     assert {"compare_train_loss", "compare_val_fr_exact", "compare_val_tf_loss", "compare_val_fr_loss", "compare_gap",
-            "compare_lengths", "compare_positions"} <= charts.keys()
+            "compare_lengths", "compare_positions", "compare_by_gamma"} <= charts.keys()
+    gap_line = next(trace for trace in charts["compare_by_gamma"]["data"] if trace.get("mode") == "lines+markers")
+    ratios = np.frombuffer(base64.b64decode(gap_line["x"]["bdata"]), gap_line["x"]["dtype"])  # a typed array
+    assert ratios.tolist() == [0.0, 1.0]  # the chart against γ, from the rows of the table below it
     named = [trace["name"] for trace in charts["compare_train_loss"]["data"] if trace.get("showlegend", True)]
     assert named == ["γ = 0", "γ = 1"]
     assert "mean ± std over 2 seeds" in charts["compare_train_loss"]["layout"]["title"]["text"]

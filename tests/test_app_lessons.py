@@ -11,9 +11,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from playground.course.answers import answers, prediction_verdict
+from playground.course.evidence import with_probe
+from playground.course.exposure_lessons import PROBED_EXAMPLES
 from playground.course.glossary import TERMS
 from playground.course.lessons import LESSONS, STEPS_ENV
+from playground.course.notebook import saved_prediction
+from playground.experiments.comparison import CompareSnapshot
+from playground.inspection.exposure import examine
 from playground.runs import registry as runs
+from playground.runs.background import BackgroundRun
 from playground.ui.runs import LOOKING_AT
 from tests.conftest import new_app
 
@@ -149,19 +155,49 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
     run.join(120)
     at.run()
     assert run.status == "finished" and not at.exception
-    expected = LESSONS[lesson].read(run.snapshot())
-    assert run.snapshot().step == 20 and expected.appeared is not None  # read from the finished run's numbers
+    snapshot = evidence(lesson, run)
+    expected = LESSONS[lesson].read(snapshot)
+    assert snapshot.step == 20 and expected.appeared is not None  # read from the finished run's numbers
     shown = [element.value for element in (*at.success, *at.warning)]
     assert shown == [expected.text]
-    assert [element.value for element in at.info] == [prediction_verdict(lesson, 2, run.snapshot())]
+    assert [element.value for element in at.info] == [prediction_verdict(lesson, 2, snapshot)]
     links = {link.proto.label: link.proto.page for link in at.get("page_link")}
     assert {"Step through it on Decode", "Its hidden states"} <= set(links)  # where to look, on its own model
-    from_run = answers(lesson, run.snapshot())
+    from_run = answers(lesson, snapshot)
     assert any(all(answer in markdown.value for answer in from_run) for markdown in at.markdown)
     assert {f"lesson_chart_{i}" for i in range(len(LESSONS[lesson].charts))} <= {c.key for c in at.get("plotly_chart")}
     assert [button.proto.label for button in at.get("download_button")] == ["Metrics (CSV)", "PyTorch script"]
     script = runs.registry().script_file(run.id).decode()
     assert all(repr(label) in script for label in run.snapshot().config.model_labels())
+
+
+def evidence(lesson: str, run: BackgroundRun[CompareSnapshot]) -> CompareSnapshot:
+    """What the page reads a finished lesson from: its snapshot, with each model's probe where the lesson needs it."""
+    if not LESSONS[lesson].probed:
+        return run.snapshot()
+    return with_probe(run.snapshot(), examine(run.models(), PROBED_EXAMPLES, drift=False))
+
+
+@pytest.mark.slow
+def test_a_prediction_is_kept_with_its_run_through_a_reload_and_a_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(STEPS_ENV, "5")
+    at = new_app().run()
+    at.switch_page("app_pages/lessons.py").run()
+    at.radio(key="lesson").set_value("beyond").run()
+    at.radio(key="prediction_beyond").set_value(1).run()
+    at.button(key="lesson_start").click().run()
+    run = runs.registry().get(at.session_state.lesson_runs["beyond"])
+    run.join(120)
+    assert saved_prediction(run.run_dir, 3) == 1  # stored with the run
+    reloaded = new_app()
+    reloaded.query_params["run"] = run.id  # a reload or a shared link: a new session, the run in the address
+    reloaded.run().switch_page("app_pages/lessons.py").run()
+    reloaded.radio(key="lesson").set_value("beyond").run()
+    assert reloaded.radio(key="prediction_beyond").value == 1 and not reloaded.exception
+    assert share_params(reloaded)["prediction"] == ["1"] and share_params(reloaded)["run"] == [run.id]
+    linked_only = linked({"prediction": "2"})  # a link's prediction, no run yet: the lessons' first lesson
+    linked_only.switch_page("app_pages/lessons.py").run()
+    assert linked_only.radio(key=f"prediction_{next(iter(LESSONS))}").value == 2
 
 
 @pytest.mark.slow

@@ -237,3 +237,27 @@ def test_the_class_page_takes_a_lesson_s_runs_from_the_server_not_from_their_nam
     teacher.switch_page("app_pages/classroom.py").run()
     teacher.selectbox(key="class_lesson").set_value(lesson).run()
     assert not teacher.exception and not [chart for chart in teacher.get("plotly_chart")]
+
+
+@pytest.mark.slow
+def test_in_a_class_answers_wait_for_reveal_or_the_teachers_release(shared_server: None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(STEPS_ENV, "5")
+    lesson = next(iter(LESSONS))
+    bob = linked({"seat": seat_key("Bob")})
+    bob.switch_page("app_pages/lessons.py").run()
+    bob.radio(key=f"prediction_{lesson}").set_value(0).run()
+    bob.button(key="lesson_start").click().run()
+    runs.registry().get(bob.session_state.lesson_runs[lesson]).join(120)
+    bob.run()
+    assert not bob.success and not bob.warning and "lesson_reveal" in [button.key for button in bob.button]
+    bob.button(key="lesson_reveal").click().run()
+    assert len([*bob.success, *bob.warning]) == 1 and "lesson_reveal" not in [button.key for button in bob.button]
+    teacher = linked({"teacher": TEACHER_TOKEN})
+    teacher.switch_page("app_pages/classroom.py").run()
+    teacher.selectbox(key="class_lesson").set_value(lesson).run()
+    teacher.toggle(key=f"class_release_{lesson}").set_value(True).run()
+    assert not teacher.exception
+    ann = linked({"seat": seat_key("Ann"), "run": bob.session_state.lesson_runs[lesson]})
+    ann.switch_page("app_pages/lessons.py").run()  # released: the reading without Reveal
+    assert len([*ann.success, *ann.warning]) == 1 and "lesson_reveal" not in [button.key for button in ann.button]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from playground.core.config import TrainConfig
-from playground.course.answers import answered
+from playground.course.answers import PREDICTIONS, answered
 from playground.course.glossary import TERMS
 from playground.course.lessons import (
     LESSONS,
@@ -84,11 +84,23 @@ def test_exposure_bias_says_why_it_did_not_appear(finals: list[dict], why: Why) 
 
 
 def test_scheduled_sampling_appears_when_a_decaying_schedule_wins_free_running() -> None:
-    finals = [row(600, 0.85, 0.674, gamma=1.0), row(600, 0.82, 0.784, gamma=0.0), row(600, 0.81, 0.782, gamma=0.0)]
+    finals = [row(600, 0.85, 0.674, 0.3, gamma=1.0), row(600, 0.82, 0.784, 0.41, gamma=0.0),
+              row(600, 0.81, 0.782, 0.40, gamma=0.0)]
     run = snapshot(SCHEDULES, finals)
     assert (read_scheduled_sampling(run).appeared, read_scheduled_sampling(run).why) == (True, None)
     assert list(final_gamma(run).values()) == [1.0, 0.0, 0.0]
     assert answered("scheduled_sampling", run)[2].facts["best"] == run.labels[1]  # linear 1→0, 11 points ahead
+
+
+def test_scheduled_sampling_decides_on_exact_match_in_its_reading_answer_and_prediction() -> None:
+    """Tokens favour the schedule, whole sequences favour constant γ = 1: all three say the same, on exact match."""
+    finals = [row(600, 0.9, 0.70, 0.335, gamma=1.0), row(600, 0.9, 0.785, 0.195, gamma=0.0),
+              row(600, 0.9, 0.78, 0.19, gamma=0.0)]
+    run = snapshot(SCHEDULES, finals)
+    assert read_scheduled_sampling(run).why is Why.OPPOSITE
+    best = answered("scheduled_sampling", run)[2].facts
+    assert (best["best"], best["decided_by"], best["schedule_ahead"]) == (run.labels[0], Metric.FR_EXACT, False)
+    assert PREDICTIONS["scheduled_sampling"].outcome(run) == 0  # "constant γ = 1"
 
 
 @pytest.mark.parametrize(("gammas", "free", "why"), [
@@ -98,7 +110,8 @@ def test_scheduled_sampling_appears_when_a_decaying_schedule_wins_free_running()
     ((1.0, 0.0, 0.0), (0.70, 0.71, 0.70), Why.WITHIN_NOISE),
 ])
 def test_scheduled_sampling_says_why_it_did_not_appear(gammas: tuple, free: tuple, why: Why) -> None:
-    finals = [row(600, 0.9, value, gamma=gamma) for value, gamma in zip(free, gammas, strict=True)]
+    """`free`: each arm's free-running exact match (and token accuracy), the measure lesson 2 decides on."""
+    finals = [row(600, 0.9, value, value, gamma=gamma) for value, gamma in zip(free, gammas, strict=True)]
     result = read_scheduled_sampling(snapshot(SCHEDULES, finals))
     assert (result.appeared, result.why) == (False, why)
 

@@ -95,7 +95,7 @@ def test_lesson_reading_redoes_its_arithmetic_from_shown_figures_and_names_the_t
     assert lessons.read_exposure_bias(snapshot) == lessons.Reading(True, LESSON_READING)  # the one test of its words
     assert answers("exposure_bias", snapshot) == EXPOSURE_ANSWERS  # the one test of answers' words
     first, now, over_time = (answer.facts for answer in answered("exposure_bias", snapshot))
-    assert first == {"halved_at": {"γ = 0": 600, "γ = 1": 300}, "first": ("γ = 1",)}
+    assert first == {"halved_at": {"γ = 0": 600, "γ = 1": 300}, "first": ("γ = 1",), "reason_given": True}
     assert now["widest"] == "γ = 1" and round(now["gaps"]["γ = 1"], 3) == 0.174
     assert over_time == {"trend": {"γ = 0": "stayed", "γ = 1": "stayed"}}
 
@@ -154,7 +154,7 @@ def test_the_attention_lesson_predicts_and_answers_from_its_seed_means() -> None
     parted, first, spread = check_answers("attention", run)
     assert parted == {"held_better_by": "attention", "part_at": 6}
     assert first == {"halved_at": {"γ = 1, no attention": 250, "γ = 1, dot attention": 500},
-                     "first": ("γ = 1, no attention",)}
+                     "first": ("γ = 1, no attention",), "reason_given": True}
     assert spread == {"ranges_overlap": False, "beyond_noise": True}
     even = seeded_snapshot("attention", "attention", {"none": [0.4] * 3, "dot": [0.4] * 3},
                            {"none": 0.9, "dot": 0.9}, {"none": plain, "dot": [dict(seed) for seed in plain]})
@@ -168,6 +168,7 @@ def test_the_reversal_lesson_says_when_reversing_hurt() -> None:
     assert PREDICTIONS["reversal"].outcome(run) == 1  # "in order", beyond noise
     first, apart, reverse = check_answers("reversal", run)
     assert first["first"] == ("γ = 1, source in order", "γ = 1, source reversed")  # the same logged step: a tie
+    assert first["reason_given"] is False  # a tie bears out no reason
     assert {name: share(mean) for name, mean in apart["means"].items()} == {
         "the source in order": share(0.7233), "the source reversed": share(0.5233)}
     assert reverse["beyond_noise"] and round(reverse["lead"], 3) == -0.2
@@ -182,13 +183,16 @@ def test_the_cell_lesson_calls_seed_noise_a_tie_and_sizes_both_cells() -> None:
     assert lessons.read_gru_or_lstm(run).appeared is False
     assert PREDICTIONS["gru_or_lstm"].outcome(run) == 2
     first, spread, pick = check_answers("gru_or_lstm", run)
-    assert first["first"] == ("γ = 1, GRU",) and first["halved_at"]["γ = 1, LSTM"] == 500
+    assert first["first"] == ("γ = 1, GRU",) and first["halved_at"]["γ = 1, LSTM"] == 500 and first["reason_given"]
     assert spread == {"ranges_overlap": True, "beyond_noise": False}
     assert pick["pick"] == "the GRU" and pick["weights"]["the GRU"] < pick["weights"]["the LSTM"]
     clear = seeded_snapshot("gru_or_lstm", "cell", {"lstm": [0.8, 0.85, 0.9], "gru": [0.6, 0.64, 0.7]},
                             {"lstm": 0.9, "gru": 0.9})
     assert PREDICTIONS["gru_or_lstm"].outcome(clear) == 1 and lessons.read_gru_or_lstm(clear).appeared is True
     assert answered("gru_or_lstm", clear)[2].facts["pick"] == "the LSTM"  # whose lead is beyond seed noise
+    lstm_first = seeded_snapshot("gru_or_lstm", "cell", {"lstm": [0.6] * 3, "gru": [0.6] * 3},
+                                 {"lstm": 0.7, "gru": 1.5})
+    assert answered("gru_or_lstm", lstm_first)[0].facts["reason_given"] is False  # the GRU's reason would not hold
 
 
 def test_the_shared_pieces() -> None:

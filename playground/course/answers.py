@@ -6,32 +6,21 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
-from playground.course.lessons import CLEAR, Contrast, attention_contrast, cell_contrast, reversal_contrast
+from playground.course.evidence import CLEAR, NOT_EVALUATED, Answer, Contrast, Prediction, beyond_spread, loss_falls
+from playground.course.exposure_lessons import EXPOSURE_ANSWERS, EXPOSURE_PREDICTIONS, FED_TRUTH
+from playground.course.lessons import DECIDES, attention_contrast, cell_contrast, reversal_contrast, schedule_lead
 from playground.experiments.comparison import CompareSnapshot
-from playground.experiments.statistics import by_step, evaluated, mean_exact_by_length
+from playground.experiments.statistics import evaluated, mean_exact_by_length
 from playground.reports.comparison_table import GAP, summary_rows
 from playground.reports.readings import difference, points, share
 from playground.training.cost import parameter_count
 from playground.training.metrics import Metric
 from playground.training.trainer import build_task
 
-HALF = 0.5  # "falls": the training loss reaches half of its first logged value
 HANDED_OVER = 0.5  # a schedule hands control over when γ drops below one half
 PART = 0.1  # two arms "part" at the first output length where their exact match differs by ten points
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One question answered from a run: the sentences, and the figures and verdicts they were decided from."""
-
-    text: str
-    facts: Mapping[str, object] = field(default_factory=dict)
-
-
-NOT_EVALUATED = Answer("The run was not evaluated.")
 
 
 def _rows(snapshot: CompareSnapshot, arm: int) -> list[dict[str, float]]:
@@ -40,34 +29,6 @@ def _rows(snapshot: CompareSnapshot, arm: int) -> list[dict[str, float]]:
 
 def _step_when(rows: list[dict[str, float]], holds: Callable[[dict[str, float]], bool]) -> int | None:
     return next((int(row["step"]) for row in rows if holds(row)), None)
-
-
-def _loss_falls(why: str) -> Callable[[CompareSnapshot], Answer]:
-    """The answer to "whose training loss falls first": the first step at which each arm's seed-mean training loss
-    reaches half of its first value, then `why`."""
-    def answer(snapshot: CompareSnapshot) -> Answer:
-        firsts: dict[str, int | None] = {}
-        for arm, label in enumerate(snapshot.labels):
-            loss = by_step(snapshot.arm_rows(arm), lambda row: row.get(Metric.TRAIN_LOSS)).mean(axis=1)
-            if len(loss):
-                fallen = loss.index[loss <= HALF * loss.iloc[0]]
-                firsts[label] = int(fallen[0]) if len(fallen) else None
-        reached = {label: step for label, step in firsts.items() if step is not None}
-        if not reached:
-            return Answer("No model's training loss fell to half of its first value in this run: train longer.",
-                          {"halved_at": firsts})
-        step = min(reached.values())
-        first = [label for label, reached_at in reached.items() if reached_at == step]
-        others = "; ".join(f"{label} at step {at}" if at is not None else f"{label} never did"
-                           for label, at in firsts.items() if label not in first)
-        facts = {"halved_at": firsts, "first": tuple(first)}
-        if len(first) > 1:
-            return Answer(f"{' and '.join(first)} fell to half of their starting training loss at the same logged "
-                          f"step, {step}" + (f" ({others})" if others else "") + f": this run cannot tell them apart. "
-                          f"{why}", facts)
-        return Answer(f"{first[0]}'s training loss fell to half of its start first, at step {step} ({others}). {why}",
-                      facts)
-    return answer
 
 
 def _gap_now(snapshot: CompareSnapshot) -> Answer:
@@ -137,18 +98,19 @@ def _loss_while_decaying(snapshot: CompareSnapshot) -> Answer:
 
 
 def _best_at_end(snapshot: CompareSnapshot) -> Answer:
-    table = sorted(summary_rows(snapshot), key=lambda row: row[Metric.FR_TOKEN_ACC], reverse=True)
-    if len(table) < 2:
+    """The best arm on lesson 2's measure (free-running exact match), with the same noise its reading uses."""
+    found = schedule_lead(snapshot)
+    if found is None:
         return NOT_EVALUATED
-    best, second = table[0], table[1]
-    lead = difference(best[Metric.FR_TOKEN_ACC], second[Metric.FR_TOKEN_ACC])
-    last = [row[Metric.FR_TOKEN_ACC] for row in evaluated(_rows(snapshot, snapshot.labels.index(best["label"])))[-4:]]
-    wiggle = max(last) - min(last) if len(last) > 1 else 0.0
-    verdict = "larger than" if lead > wiggle else "not larger than"
-    return Answer(f"{best['label']} ends best free-running ({share(best[Metric.FR_TOKEN_ACC])} of tokens), "
-                  f"{points(lead)} ahead of {second['label']}; its curve moved by {points(wiggle)} over its last "
-                  f"{len(last)} evaluations, so the lead is {verdict} its wiggles.",
-                  {"best": best["label"], "runner_up": second["label"], "beyond_wiggles": lead > wiggle})
+    ahead = found.lead >= found.noise
+    best, other = (found.best, found.constant) if found.lead >= 0 else (found.constant, found.best)
+    verdict = "larger than" if abs(found.lead) >= found.noise else "not larger than"
+    return Answer(f"{best} ends with the most sequences exactly right free-running, {points(abs(found.lead))} "
+                  f"ahead of {other}; the noise is {points(found.noise)} (the larger of 2 points and "
+                  f"{found.best}'s wiggle of {points(found.wiggle)} over its last {found.evaluations} "
+                  f"evaluations), so the lead is {verdict} the noise.",
+                  {"best": best, "runner_up": other, "beyond_wiggles": abs(found.lead) >= found.noise,
+                   "decided_by": DECIDES, "schedule_ahead": ahead})
 
 
 def _holds_up_to(snapshot: CompareSnapshot) -> Answer:
@@ -219,16 +181,6 @@ def _where_they_part(snapshot: CompareSnapshot, found: Contrast) -> Answer:
                   {"held_better_by": holder, "part_at": apart[0] if apart else None})
 
 
-def _beyond_spread(snapshot: CompareSnapshot, found: Contrast) -> Answer:
-    ranges = [(min(values), max(values)) for values in (found.first, found.second)]
-    overlap = ranges[0][0] <= ranges[1][1] and ranges[1][0] <= ranges[0][1]
-    spread = "; ".join(f"{name}'s seeds span {share(low)} to {share(high)}"
-                       for name, (low, high) in zip(found.names, ranges, strict=True))
-    return Answer(f"On {found.what}, {spread}: the ranges {'overlap' if overlap else 'do not overlap'}. Paired by "
-                  f"seed, {found.test}, so the difference is {'more than' if found.clear else 'within'} seed noise.",
-                  {"ranges_overlap": overlap, "beyond_noise": found.clear})
-
-
 def _steps_apart(snapshot: CompareSnapshot, found: Contrast) -> Answer:
     base = snapshot.config.base
     return Answer(f"Read in order, the first input token is the first the encoder reads: the whole source, "
@@ -262,21 +214,22 @@ def _which_cell(snapshot: CompareSnapshot, found: Contrast) -> Answer:
 
 
 ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], Answer], ...]] = {
-    "exposure_bias": (_loss_falls("The more often a decoder is fed the true previous token, the easier each "
-                                  "training step is."), _gap_now, _gap_over_time),
+    "exposure_bias": (loss_falls("ratio", {1.0: FED_TRUTH}), _gap_now, _gap_over_time),
     "scheduled_sampling": (_hand_over, _loss_while_decaying, _best_at_end),
     "bottleneck": (_holds_up_to, _fall_shape, _still_rising),
     "attention": (_when_evaluated(attention_contrast, _where_they_part),
-                  _loss_falls("Attention must first learn where to look, which can slow its start; once it has, "
-                              "the decoder no longer depends on the final state alone."),
-                  _when_evaluated(attention_contrast, _beyond_spread)),
-    "reversal": (_loss_falls("Reversed, the first output depends on a token read one step before, not a whole "
-                             "source before; short dependencies are usually learned first."),
+                  loss_falls("attention", {"none": "Attention must first learn where to look, which can slow its "
+                                                   "start; once it has, the decoder no longer depends on the final "
+                                                   "state alone."}),
+                  _when_evaluated(attention_contrast, beyond_spread)),
+    "reversal": (loss_falls("reverse_source", {"on": "Reversed, the first output depends on a token read one step "
+                                                     "before, not a whole source before; short dependencies are "
+                                                     "usually learned first."}),
                  _when_evaluated(reversal_contrast, _steps_apart), _when_evaluated(reversal_contrast, _reverse_task)),
-    "gru_or_lstm": (_loss_falls("The GRU has a quarter fewer weights to fit; the LSTM's separate cell can carry "
-                                "information further."),
-                    _when_evaluated(cell_contrast, _beyond_spread), _when_evaluated(cell_contrast, _which_cell)),
-}
+    "gru_or_lstm": (loss_falls("cell", {"gru": "The GRU has a quarter fewer weights to fit, which can make it "
+                                                "learn faster early."}),
+                    _when_evaluated(cell_contrast, beyond_spread), _when_evaluated(cell_contrast, _which_cell)),
+} | EXPOSURE_ANSWERS
 
 
 def answered(lesson_key: str, snapshot: CompareSnapshot) -> list[Answer]:
@@ -289,16 +242,6 @@ def answers(lesson_key: str, snapshot: CompareSnapshot) -> list[str]:
     return [answer.text for answer in answered(lesson_key, snapshot)]
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """What a student commits to before a lesson runs (predicting first makes a demonstration teach more), and
-    which choice the finished run bears out (None: too early to say)."""
-
-    question: str
-    choices: tuple[str, ...]
-    outcome: Callable[[CompareSnapshot], int | None]
-
-
 def _exposure_outcome(snapshot: CompareSnapshot) -> int | None:
     table = {row["label"]: row for row in summary_rows(snapshot)}
     if "γ = 1" not in table or "γ = 0" not in table:
@@ -308,13 +251,10 @@ def _exposure_outcome(snapshot: CompareSnapshot) -> int | None:
 
 
 def _schedule_outcome(snapshot: CompareSnapshot) -> int | None:
-    free = {row["label"]: row[Metric.FR_TOKEN_ACC] for row in summary_rows(snapshot)}
-    constant = next((label for label in free if label.startswith("γ")), None)
-    decayed = [value for label, value in free.items() if label != constant]
-    if constant is None or not decayed:
+    found = schedule_lead(snapshot)
+    if found is None:
         return None
-    lead = difference(max(decayed), free[constant])
-    return 1 if lead >= CLEAR else 0 if lead <= -CLEAR else 2
+    return 1 if found.lead >= found.noise else 0 if found.lead <= -found.noise else 2
 
 
 def _length_outcome(snapshot: CompareSnapshot) -> int | None:
@@ -344,7 +284,7 @@ PREDICTIONS: dict[str, Prediction] = {
         ("γ = 1, always fed the true token", "γ = 0, always fed its own predictions", "about the same"),
         _exposure_outcome),
     "scheduled_sampling": Prediction(
-        "Which will decode best on its own (free-running) at the end?",
+        "Which will get the most sequences exactly right on its own (free-running) at the end?",
         ("constant γ = 1", "a decaying schedule", "about the same"), _schedule_outcome),
     "bottleneck": Prediction(
         "How will exact match change as the outputs get longer?",
@@ -360,7 +300,7 @@ PREDICTIONS: dict[str, Prediction] = {
     "gru_or_lstm": Prediction(
         "Which cell will end with more sequences exactly right?",
         ("the GRU", "the LSTM", "about the same (within seed noise)"), _contrast_outcome(cell_contrast, 0.0)),
-}
+} | EXPOSURE_PREDICTIONS
 
 
 def prediction_verdict(lesson_key: str, chosen: int, snapshot: CompareSnapshot) -> str:

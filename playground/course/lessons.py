@@ -10,61 +10,32 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
 from playground.core.config import TrainConfig
 from playground.core.tasks import TASKS
+from playground.course.evidence import (
+    CEILING,
+    CLEAR,
+    LEARNED,
+    NOT_YET,
+    Contrast,
+    Lesson,
+    Reading,
+    Why,
+    arm_with,
+    per_seed,
+    versus,
+)
+from playground.course.exposure_lessons import EXPOSURE_LESSONS
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
-from playground.experiments.statistics import evaluated, mean_exact_by_length, paired_test
+from playground.experiments.statistics import evaluated, mean_exact_by_length
 from playground.reports.comparison_table import GAP, LENGTHS, summary_rows
 from playground.reports.readings import difference, points, trade_off
 from playground.training.metrics import Metric
 
+DECIDES = Metric.FR_EXACT  # what lesson 2's reading, answer and prediction rank the arms by
 STEPS_ENV = "PLAYGROUND_LESSON_STEPS"  # tests: train every lesson this many steps instead of its own
-CLEAR = 0.02  # two points of accuracy: smaller differences are within seed noise at these sizes
-CEILING = 0.97  # free-running token accuracy above which every arm is near perfect and nothing can differ
-LEARNED = 0.5  # teacher-forced token accuracy below which a run has not learned enough to say anything
-
-
-class Why(StrEnum):
-    """Why a lesson's expected effect did not appear in a run: the reason its reading gives, as data."""
-
-    NOT_LEARNED = "not learned"  # the run is too short for the effect to show
-    TOO_EASY = "too easy"  # every arm is near perfect, so nothing can differ
-    WITHIN_NOISE = "within noise"  # the difference is one a different seed could change
-    NOT_DECAYED = "not decayed"  # a schedule was still mostly teacher forcing at the end
-    OPPOSITE = "opposite"  # the other arm is ahead, beyond noise
-    ENOUGH_CAPACITY = "enough capacity"  # the final state holds even the longest outputs
-    LOW_AT_EVERY_LENGTH = "low at every length"  # too little training, not the bottleneck
-    NOISY_LEAD = "noisy lead"  # the expected arm leads, but the seeds disagree too much
-    NO_LEAD = "no lead"  # the expected arm does not lead
-
-
-@dataclass(frozen=True)
-class Reading:
-    """Whether the lesson's expected effect appeared in this run, and the sentences that say so from its numbers;
-    `why` is the reason it gives when the effect did not appear."""
-
-    appeared: bool | None  # None: too early to say
-    text: str
-    why: Why | None = None
-
-
-@dataclass(frozen=True)
-class Lesson:
-    """One guided experiment; `read` turns the finished run's snapshot into what it showed."""
-
-    key: str
-    title: str
-    story: str  # markdown: what the student is about to see, and why it matters
-    questions: tuple[str, ...]  # answered from the live charts, before the reading
-    config: CompareConfig
-    charts: tuple[str, ...]  # keys of CHART_TITLES, drawn in this order
-    read: Callable[[CompareSnapshot], Reading]
-
-
 def _final(snapshot: CompareSnapshot, name: str) -> dict[str, float]:
     """Each arm's final value of a metric, averaged over seeds (arms not evaluated yet are left out)."""
     return {row["label"]: row[name] for row in summary_rows(snapshot)}
@@ -116,38 +87,64 @@ def read_exposure_bias(snapshot: CompareSnapshot) -> Reading:
     return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.", why)
 
 
-def read_scheduled_sampling(snapshot: CompareSnapshot) -> Reading:
-    """Expected: a schedule decaying γ from 1 ends better free-running than constant γ = 1."""
-    free, exact = _final(snapshot, Metric.FR_TOKEN_ACC), _final(snapshot, Metric.FR_EXACT)
-    constant = next((label for label in free if label.startswith("γ")), None)
-    decayed = {label: value for label, value in free.items() if label != constant}
+@dataclass(frozen=True)
+class ScheduleLead:
+    """Lesson 2's one decision, which its reading, its answer and its prediction all use: the best decaying
+    schedule against constant γ = 1 on free-running exact match, and the noise a lead must pass (2 points, or the
+    best arm's own wiggle over its last evaluations when that is larger)."""
+
+    constant: str
+    best: str
+    lead: float
+    noise: float
+    wiggle: float
+    evaluations: int
+
+
+def schedule_lead(snapshot: CompareSnapshot) -> ScheduleLead | None:
+    exact = _final(snapshot, DECIDES)
+    constant = next((label for label in exact if label.startswith("γ")), None)
+    decayed = {label: value for label, value in exact.items() if label != constant}
     if constant is None or not decayed:
-        return Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
-    gammas = final_gamma(snapshot)
+        return None
     best = max(decayed, key=decayed.__getitem__)
-    listing = "; ".join(f"{label}: {value:.1%} of tokens, {exact[label]:.1%} of sequences exactly right (γ ended at "
+    last = [row[DECIDES] for row in evaluated(snapshot.arm_rows(snapshot.labels.index(best))[0])[-4:]]
+    wiggle = max(last) - min(last) if len(last) > 1 else 0.0
+    return ScheduleLead(constant, best, decayed[best] - exact[constant], max(CLEAR, wiggle), wiggle, len(last))
+
+
+def read_scheduled_sampling(snapshot: CompareSnapshot) -> Reading:
+    """Expected: a schedule decaying γ from 1 ends better free-running than constant γ = 1, decided on free-running
+    exact match (whole sequences right), the measure every seeded lesson decides on."""
+    found = schedule_lead(snapshot)
+    if found is None:
+        return NOT_YET
+    free, exact = _final(snapshot, Metric.FR_TOKEN_ACC), _final(snapshot, DECIDES)
+    gammas = final_gamma(snapshot)
+    listing = "; ".join(f"{label}: {exact[label]:.1%} of sequences exactly right, {value:.1%} of tokens (γ ended at "
                         f"{gammas.get(label, math.nan):.2f})" for label, value in free.items())
-    numbers = f"Free-running accuracy after {snapshot.step} steps: {listing}."
-    lead = decayed[best] - free[constant]
-    if lead >= CLEAR:
-        return Reading(True, f"{numbers} The expected effect appeared: {best} ends {points(lead)} above constant "
-                             f"{constant}. It learned fast with the truth first, then practised on its own "
-                             "predictions, which is what the model must do at test time.")
-    if min(free.values()) >= CEILING:
+    numbers = (f"Free-running after {snapshot.step} steps: {listing}. Decided on exact match: {found.best} "
+               f"{'leads' if found.lead >= 0 else 'trails'} constant {found.constant} by {points(abs(found.lead))}, "
+               f"against a noise of {points(found.noise)} (the larger of 2 points and {found.best}'s own wiggle "
+               f"over its last {found.evaluations} evaluations).")
+    if found.lead >= found.noise:
+        return Reading(True, f"{numbers} The expected effect appeared: it learned fast with the truth first, then "
+                             "practised on its own predictions, which is what the model must do at test time.")
+    if min(exact.values()) >= CEILING:
         why = Why.TOO_EASY
         reason = "every arm is near perfect free-running, so the task is too easy for any schedule to help"
-    elif max(gammas.get(label, 0.0) for label in decayed) > 0.5:
+    elif max(gammas.get(label, 0.0) for label in exact if label != found.constant) > 0.5:
         why = Why.NOT_DECAYED
         reason = ("γ had not decayed far when the run ended, so the schedules were still mostly teacher forcing: "
                   "train longer or decay sooner")
-    elif lead <= -CLEAR:
+    elif found.lead <= -found.noise:
         why = Why.OPPOSITE
-        reason = (f"constant {constant} is ahead by {points(-lead)}: switching to its own predictions slowed the "
-                  "schedules' learning more than it helped in this short run; decaying later (a larger k, more "
+        reason = (f"constant {found.constant} is ahead beyond that noise: switching to its own predictions slowed "
+                  "the schedules' learning more than it helped in this short run; decaying later (a larger k, more "
                   "decay steps) or training longer often reverses this")
     else:
         why = Why.WITHIN_NOISE
-        reason = "the arms are within 2 points, within seed noise; try more steps or another seed"
+        reason = "the lead is within that noise; try more steps or another seed"
     return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.", why)
 
 
@@ -185,71 +182,25 @@ def read_bottleneck(snapshot: CompareSnapshot) -> Reading:
     return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.", why)
 
 
-def _arm_of(snapshot: CompareSnapshot, **settings: object) -> int | None:
-    """The arm whose settings (ratio, schedule, cell, attention, reverse_source) include these: arms are found by
-    what they are, never by their label."""
-    for index, arm in enumerate(snapshot.config.arms()):
-        if all(arm.settings()[name] == value for name, value in settings.items()):
-            return index
-    return None
-
-
-def _per_seed(snapshot: CompareSnapshot, arm: int, name: str) -> list[float]:
-    """An arm's final value of a metric on each seed (the seeds evaluated so far)."""
-    return [evaluated(rows)[-1][name] for rows in snapshot.arm_rows(arm) if evaluated(rows)]
-
-
 def _long_exact(snapshot: CompareSnapshot, arm: int, lengths: list[int]) -> list[float]:
     """Free-running exact match over the given output lengths, one value per seed."""
     by_seed = snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]
     return [statistics.fmean(d[n] for n in lengths) for d in by_seed if all(n in d for n in lengths)]
 
 
-def _versus(name_a: str, a: list[float], name_b: str, b: list[float], what: str) -> tuple[float, str, bool]:
-    """The paired difference a - b over seeds, a sentence with its 95% interval, and whether it is more than
-    seed noise (paired t-test, same seed = same initial weights, batches and coins)."""
-    test = paired_test(a, b)
-    interval = test.difference
-    sentence = (f"{name_a} minus {name_b}, {what}: {points(interval.mean)} on average over {interval.n} seeds "
-                f"(95% interval {points(interval.low)} to {points(interval.high)}, paired t-test p = {test.p:.3f})")
-    return interval.mean, sentence, interval.n >= 2 and not test.within_noise
-
-
-NOT_YET = Reading(None, "No evaluation yet: the reading appears when the run has been evaluated.")
-
-
-@dataclass(frozen=True)
-class Contrast:
-    """Two arms of a seeded lesson on one figure, over the same seeds: what its reading and its answers both say."""
-
-    arms: tuple[int, int]  # the first arm's index, the second's
-    names: tuple[str, str]
-    what: str  # the figure compared
-    first: list[float]  # one value per seed
-    second: list[float]
-    lead: float  # second minus first, the mean over seeds
-    clear: bool  # more than seed noise (paired t-test)
-    test: str  # the paired difference, its interval and p
-    numbers: str  # the figures and the test, as the reading states them
-
-    def ranked(self, margin: float) -> int:
-        """0: the second arm is ahead beyond noise by at least `margin`; 1: the first is; 2: neither."""
-        return 0 if self.clear and self.lead >= margin else 1 if self.clear and self.lead <= -margin else 2
-
-
 def attention_contrast(snapshot: CompareSnapshot) -> Contrast | None:
     """Attention against none on the longest third of the output lengths (None before every seed is evaluated)."""
-    plain, attending = _arm_of(snapshot, attention="none"), _arm_of(snapshot, attention="dot")
+    plain, attending = arm_with(snapshot, attention="none"), arm_with(snapshot, attention="dot")
     if plain is None or attending is None:
         return None
     lengths = sorted(mean_exact_by_length(snapshot, plain).index)
-    if len(lengths) < 2 or len(_per_seed(snapshot, attending, Metric.FR_EXACT)) < snapshot.seeds:
+    if len(lengths) < 2 or len(per_seed(snapshot, attending, Metric.FR_EXACT)) < snapshot.seeds:
         return None
     long = lengths[-max(len(lengths) // 3, 1):]
     without, with_attention = _long_exact(snapshot, plain, long), _long_exact(snapshot, attending, long)
     span = f"{long[0]} to {long[-1]}" if len(long) > 1 else f"{long[0]}"
     what = f"free-running exact match on outputs of {span} tokens"
-    lead, sentence, clear = _versus("Attention", with_attention, "no attention", without, what)
+    lead, sentence, clear = versus("Attention", with_attention, "no attention", without, what)
     numbers = (f"After {snapshot.step} steps, outputs of {span} tokens are exactly right "
                f"{statistics.fmean(without):.1%} of the time without attention and "
                f"{statistics.fmean(with_attention):.1%} with it. {sentence}.")
@@ -283,14 +234,14 @@ def read_attention_cure(snapshot: CompareSnapshot) -> Reading:
 def _two_arms(snapshot: CompareSnapshot, setting: str, first: str, second: str,
               names: tuple[str, str]) -> Contrast | None:
     """The second arm against the first on free-running exact match (None before every seed is evaluated)."""
-    a, b = _arm_of(snapshot, **{setting: first}), _arm_of(snapshot, **{setting: second})
+    a, b = arm_with(snapshot, **{setting: first}), arm_with(snapshot, **{setting: second})
     if a is None or b is None:
         return None
-    values_a, values_b = _per_seed(snapshot, a, Metric.FR_EXACT), _per_seed(snapshot, b, Metric.FR_EXACT)
+    values_a, values_b = per_seed(snapshot, a, Metric.FR_EXACT), per_seed(snapshot, b, Metric.FR_EXACT)
     if len(values_a) < snapshot.seeds or len(values_b) < snapshot.seeds:
         return None
     what = "free-running exact match"
-    lead, sentence, clear = _versus(names[1], values_b, names[0], values_a, what)
+    lead, sentence, clear = versus(names[1], values_b, names[0], values_a, what)
     numbers = (f"After {snapshot.step} steps, {names[0]} gets {statistics.fmean(values_a):.1%} of validation "
                f"sequences exactly right free-running, {names[1]} {statistics.fmean(values_b):.1%}. {sentence}.")
     return Contrast((a, b), names, what, values_a, values_b, lead, clear, sentence, numbers)
@@ -339,9 +290,10 @@ def read_gru_or_lstm(snapshot: CompareSnapshot) -> Reading:
         return NOT_YET
     if found.clear:
         winner = found.names[1] if found.lead > 0 else found.names[0]
+        reason = ("The GRU has a quarter fewer weights and no separate cell state to fit." if found.lead > 0 else
+                  "The LSTM's separate cell can carry information further than the GRU's one state.")
         return Reading(True, f"{found.numbers} The difference is more than seed noise: {winner} did better on this "
-                             "task and budget. The GRU has a quarter fewer weights and no separate cell state, which "
-                             "can make it learn faster early; the LSTM's cell can carry information further.")
+                             f"task and budget. {reason}")
     return Reading(False, f"{found.numbers} The difference is within seed noise: on this task and budget the two "
                           "cells cannot be ranked, which is the usual finding (Chung et al. 2014; Jozefowicz et al. "
                           "2015); choose by speed or size.", Why.WITHIN_NOISE)
@@ -371,7 +323,8 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
         "about 100 steps, then falls to 0 by step 400).",
         ("In the γ chart, when does each schedule hand control to the model's own predictions?",
          "What happens to the training loss of a decaying schedule while γ falls? Why?",
-         "At the end, which model is best free-running, and is the difference larger than the wiggles of its curve?"),
+         "At the end, which model gets the most sequences exactly right free-running, and is its lead larger "
+         "than the wiggles of its curve?"),
         CompareConfig.build(LONG.replace(decay_steps=400, sigmoid_k=60.0), (1.0,), ("linear", "inverse_sigmoid")),
         (Metric.GAMMA, Metric.TRAIN_LOSS, Metric.FR_TOKEN_ACC, GAP),
         read_scheduled_sampling),
@@ -426,6 +379,7 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
                             variants=(("lstm", "gru"), (), ())),
         (Metric.TRAIN_LOSS, Metric.FR_EXACT, LENGTHS),
         read_gru_or_lstm),
+    *EXPOSURE_LESSONS,
 )}
 
 

@@ -80,6 +80,9 @@ def seed_spread(values: list[float]) -> float:
 
 
 LEVEL = 0.95  # confidence of the intervals; a paired test's p below 1 - LEVEL is "more than seed noise"
+SHARE = (0.0, 1.0)  # the possible range of a share (an accuracy, an exact match)
+SHARE_DIFFERENCE = (-1.0, 1.0)  # ... and of a difference of two shares
+UNBOUNDED = (-math.inf, math.inf)
 
 
 @dataclass(frozen=True)
@@ -88,10 +91,12 @@ class Estimate:
     low: float
     high: float
     n: int
+    clipped: bool = False  # the t interval left the possible range and was cut to it
 
 
-def mean_ci(values: list[float], level: float = LEVEL) -> Estimate:
-    """Mean and t-based confidence interval over seeds (no interval from one seed)."""
+def mean_ci(values: list[float], level: float = LEVEL, bounds: tuple[float, float] = UNBOUNDED) -> Estimate:
+    """Mean and t-based confidence interval over seeds (no interval from one seed). With 3 seeds a t interval of a
+    share can pass 100%, which no share can: it is cut to `bounds`, and `clipped` says so."""
     n = len(values)
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, 0)
@@ -99,7 +104,8 @@ def mean_ci(values: list[float], level: float = LEVEL) -> Estimate:
     if n == 1:
         return Estimate(mean, math.nan, math.nan, 1)
     half = float(stats.t.ppf((1.0 + level) / 2.0, n - 1) * stats.sem(values))
-    return Estimate(mean, mean - half, mean + half, n)
+    low, high = max(mean - half, bounds[0]), min(mean + half, bounds[1])
+    return Estimate(mean, low, high, n, (low, high) != (mean - half, mean + half))
 
 
 @dataclass(frozen=True)
@@ -113,10 +119,11 @@ class Paired:
         return not self.p < 1.0 - LEVEL
 
 
-def paired_test(a: list[float], b: list[float]) -> Paired:
-    """Paired t-test of a - b over seeds. Identical differences on every seed give p = 0 (or 1 if all zero)."""
+def paired_test(a: list[float], b: list[float], bounds: tuple[float, float] = UNBOUNDED) -> Paired:
+    """Paired t-test of a - b over seeds, the interval of the difference cut to `bounds` (`SHARE_DIFFERENCE` for
+    shares). Identical differences on every seed give p = 0 (or 1 if all zero)."""
     differences = [x - y for x, y in zip(a, b, strict=True)]
-    estimate = mean_ci(differences)
+    estimate = mean_ci(differences, bounds=bounds)
     n = len(differences)
     if n < 2:
         return Paired(estimate, math.nan, math.nan)

@@ -6,6 +6,7 @@ from playground.plots.comparison_figures import arm_figure
 from playground.plots.curves import accuracy_figure, gamma_figure, loss_figure
 from playground.plots.decoding_figures import attention_row_figure, position_errors_figure, top_k_figure
 from playground.plots.diagram import DiagramSizes, model_diagram
+from playground.plots.ratio_figures import compare_lines, has_ratios, ratio_figure, study_lines
 from playground.plots.state_figures import (
     alignment_heatmap,
     mark_step,
@@ -23,7 +24,9 @@ __all__ = [
     "alignment_heatmap",
     "arm_figure",
     "attention_row_figure",
+    "compare_lines",
     "gamma_figure",
+    "has_ratios",
     "loss_figure",
     "mark_step",
     "mark_units",
@@ -32,8 +35,10 @@ __all__ = [
     "position_errors_figure",
     "probs_figure",
     "projection_figure",
+    "ratio_figure",
     "state_heatmap",
     "study_figure",
+    "study_lines",
     "top_k_figure",
     "unit_lines_figure",
 ]

@@ -159,6 +159,14 @@ POSITIONS = (
     "**Bad**: solid climbing above dotted along the output while dashed stays near dotted: the extra errors come from "
     "earlier mistakes fed back, errors that compound (exposure bias).")
 
+RATIOS = (
+    "**Axes**: the teacher-forcing ratio γ of each constant-γ arm against, on the left, its final gap (teacher-forced "
+    "minus free-running token accuracy) and, on the right, its final free-running exact match. One line per model; "
+    "with several seeds the band is the 95% interval over seeds, cut to what a share can be.\n\n"
+    "**Exposure bias** shows as a gap that widens as γ rises; the right panel says whether the wider gap also costs "
+    "whole sequences. Schedules are left out: they have no single γ.")
+
+
 STUDY = (
     "**Axes**: one group per condition (task, setting, hidden size) against free-running exact match on validation, "
     "in %. A marker is one arm's mean over its seeds; its bar is the 95% confidence interval.\n\n"

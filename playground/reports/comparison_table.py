@@ -15,6 +15,8 @@ import pandas as pd
 
 from playground.experiments.comparison import TARGET_ACCURACY, CompareSnapshot
 from playground.experiments.statistics import (
+    SHARE,
+    SHARE_DIFFERENCE,
     evaluated,
     final_by_length,
     gap_over_time,
@@ -38,7 +40,8 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
     The gap is in token accuracy: a sequence exactly right under teacher forcing is exactly right free-running
     too (every fed token equals its own argmax), so exact match cannot show exposure bias and the teacher-forced
     exact column is left out. `fr_exact_spread` and `gap_spread` (std over seeds) and the 95% interval of the
-    free-running exact match over seeds (`fr_exact_ci_low`, `fr_exact_ci_high`) tell a difference from noise.
+    free-running exact match and of the gap over seeds (`fr_exact_ci_low`, `gap_ci_high`, ...; `_ci_clipped`: cut to the
+    possible range) tell a difference from noise.
     Each row names its arm by its settings (`ARM_FIELDS`) beside its display `label`.
     """
 
@@ -65,8 +68,10 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
             GAP: final(Metric.TF_TOKEN_ACC) - final(Metric.FR_TOKEN_ACC),
             "gap_peak": peak[1], "gap_peak_step": peak[0],
             "fr_exact_spread": seed_spread([row[Metric.FR_EXACT] for row in finals]),
-            **_interval("fr_exact", mean_ci([row[Metric.FR_EXACT] for row in finals])),
+            **_interval("fr_exact", mean_ci([row[Metric.FR_EXACT] for row in finals], bounds=SHARE)),
             "gap_spread": seed_spread([row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in finals]),
+            **_interval(GAP, mean_ci([row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in finals],
+                                     bounds=SHARE_DIFFERENCE)),
             "steps_to_90": steps_to_reach(rows_by_seed),
             **beyond_figures(finals),
             "wall_seconds": round(snapshot.seconds, 2),
@@ -82,9 +87,10 @@ def beyond_figures(finals: list[dict[str, float]]) -> dict[str, Any]:
                                               if Metric.BEYOND_EXACT in row])}
 
 
-def _interval(name: str, estimate: Any) -> dict[str, float]:
-    """A 95% confidence interval over seeds as two fields (NaN, null in JSON, from one seed)."""
-    return {f"{name}_ci_low": estimate.low, f"{name}_ci_high": estimate.high}
+def _interval(name: str, estimate: Any) -> dict[str, float | bool]:
+    """A 95% confidence interval over seeds as two fields (NaN, null in JSON, from one seed), and whether it was cut
+    to the possible range."""
+    return {f"{name}_ci_low": estimate.low, f"{name}_ci_high": estimate.high, f"{name}_ci_clipped": estimate.clipped}
 
 
 def summary_csv(table: list[dict[str, Any]]) -> str:

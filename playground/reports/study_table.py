@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from playground.experiments.statistics import final_by_length, mean_ci, paired_test
+from playground.experiments.statistics import SHARE, SHARE_DIFFERENCE, final_by_length, mean_ci, paired_test
 from playground.experiments.study_grid import MEASURES, STEPS_TO_TARGET, Condition, ConditionResult
 from playground.reports.comparison_table import GAP
 from playground.reports.readings import (
@@ -49,8 +49,8 @@ def condition_summary(condition: Condition, result: ConditionResult | None) -> d
         gaps = [tf - fr for tf, fr in zip(_arm_values(condition, result, arm, Metric.TF_TOKEN_ACC),
                                           _arm_values(condition, result, arm, Metric.FR_TOKEN_ACC), strict=True)]
         for name, values in [*((name, _arm_values(condition, result, arm, name)) for name in MEASURES), (GAP, gaps)]:
-            estimate = mean_ci(values)
-            row[name] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high]}
+            estimate = mean_ci(values, bounds=SHARE_DIFFERENCE if name == GAP else SHARE)
+            row[name] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high], "ci_clipped": estimate.clipped}
         reached = [step for step in result.reached[arm * seeds:(arm + 1) * seeds] if step is not None]
         estimate = mean_ci(reached)
         row[STEPS_TO_TARGET] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high], "seeds": len(reached),
@@ -58,14 +58,16 @@ def condition_summary(condition: Condition, result: ConditionResult | None) -> d
         finals = result.finals[arm * seeds:(arm + 1) * seeds]
         row |= {"exact_by_length": final_by_length(finals), "tf_exact_by_length": final_by_length(finals, "val_tf")}
         if beyond := [final[Metric.BEYOND_EXACT] for final in finals if Metric.BEYOND_EXACT in final]:
-            estimate = mean_ci(beyond)
-            row[Metric.BEYOND_EXACT] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high]}
+            estimate = mean_ci(beyond, bounds=SHARE)
+            row[Metric.BEYOND_EXACT] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high],
+                                        "ci_clipped": estimate.clipped}
         summary["arms"].append(row)
     for a, b in itertools.combinations(range(len(labels)), 2):
         test = paired_test(_arm_values(condition, result, a, Metric.FR_EXACT),
-                           _arm_values(condition, result, b, Metric.FR_EXACT))
+                           _arm_values(condition, result, b, Metric.FR_EXACT), SHARE_DIFFERENCE)
         summary["tests"].append({"a": labels[a], "b": labels[b], "difference": test.difference.mean,
-                                 "ci": [test.difference.low, test.difference.high], "t": test.t, "p": test.p,
+                                 "ci": [test.difference.low, test.difference.high],
+                                 "ci_clipped": test.difference.clipped, "t": test.t, "p": test.p,
                                  "within_seed_noise": test.within_noise})
     return summary
 
@@ -79,10 +81,11 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                     "step": summary["step"], "arm": row["arm"]}
             for name in (*MEASURES, GAP):
                 flat |= {name: row[name]["mean"], f"{name}_ci_low": row[name]["ci"][0],
-                         f"{name}_ci_high": row[name]["ci"][1]}
+                         f"{name}_ci_high": row[name]["ci"][1], f"{name}_ci_clipped": row[name]["ci_clipped"]}
             if beyond := row.get(Metric.BEYOND_EXACT):
                 flat |= {Metric.BEYOND_EXACT: beyond["mean"], f"{Metric.BEYOND_EXACT}_ci_low": beyond["ci"][0],
-                         f"{Metric.BEYOND_EXACT}_ci_high": beyond["ci"][1]}
+                         f"{Metric.BEYOND_EXACT}_ci_high": beyond["ci"][1],
+                         f"{Metric.BEYOND_EXACT}_ci_clipped": beyond["ci_clipped"]}
             steps = row[STEPS_TO_TARGET]
             flat |= {STEPS_TO_TARGET: steps["mean"], "seeds_reaching_90": steps["seeds"], "seeds": steps["of"]}
             rows.append(flat)

@@ -87,3 +87,31 @@ def test_the_attention_lesson_runs_to_its_reading(restarted_server: str, browser
     reading = page.locator("[data-testid=stAlert]").last.inner_text()
     assert "After 60 steps, outputs of" in reading and "without attention" in reading and "95% interval" in reading
     screenshot(page, "lesson-attention")
+
+
+@pytest.mark.parametrize(("title", "key", "opening"), [
+    ("7. Longer than it ever saw", "beyond", "free-running exact match on sources of 9 to 12 tokens"),
+    ("8. One wrong token: does it recover?", "recovery", "the share of single wrong tokens"),
+    ("9. Three regimes", "regimes", "free-running exact match: always sampling"),
+])
+def test_an_exposure_lesson_runs_to_its_reading_and_keeps_its_prediction(restarted_server: str, browser_page,
+                                                                         title: str, key: str, opening: str) -> None:
+    page = browser_page
+    page.goto(restarted_server + "/lessons")
+    wait_idle(page)
+    page.get_by_test_id("stRadio").get_by_text(title, exact=True).click()
+    wait_idle(page)
+    page.click(f".st-key-prediction_{key} [role=radiogroup] label >> nth=1")  # predict first
+    wait_idle(page)
+    page.click(".st-key-lesson_start button")
+    page.wait_for_selector("text=What this run shows", timeout=150_000)
+    reading = page.locator("[data-testid=stAlert]").last.inner_text()
+    assert f"After 60 steps, {opening}" in reading and "Decided on" in reading and "95% interval" in reading
+    wait_idle(page)
+    page.reload()  # the prediction is the run's, and the address holds it
+    wait_idle(page)
+    page.wait_for_selector("text=What this run shows", timeout=60_000)
+    checked = page.locator(f".st-key-prediction_{key} input[type=radio]").evaluate_all(
+        "inputs => inputs.map(input => input.checked)")
+    assert checked.index(True) == 1
+    screenshot(page, f"lesson-{key}")
