@@ -54,7 +54,9 @@ from playground.ui import (
 Run = BackgroundRun[CompareSnapshot]
 PER_ARM = ("teacher_forcing_ratio", "schedule")  # each arm sets these; the other forcing settings are shared
 SCHEDULE_SETTINGS = {"linear": ("decay_steps",), "exponential": ("exp_k",), "inverse_sigmoid": ("sigmoid_k",)}
-MODEL_KEYS = ("compare_cells", "compare_attentions", "compare_reverse_sources")  # widgets, in VARIANT_SETTINGS order
+# widgets, in VARIANT_SETTINGS order
+MODEL_KEYS = ("compare_cells", "compare_attentions", "compare_reverse_sources", "compare_architectures",
+              "compare_position_encodings")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
 TABLE_NAMES = {"label": "arm", Metric.FR_EXACT: "free-running exact",
                Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from playground.cli.common import EXIT_OK, print_json
-from playground.core.config import VARIANT_SETTINGS, variant_label
+from playground.core.config import MODEL_SHAPE, variant_label
 from playground.runs.registry import RunRegistry
 from playground.training.run_folder import read_config
 
@@ -33,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def model_of(run_dir: Path) -> dict[str, str] | None:
-    """The run's model settings (cell, attention, reverse_source) from its config, None where it cannot be read."""
+    """The run's model settings (`MODEL_SHAPE`: architecture, cell, heads, ...) from its config, None where it cannot
+    be read."""
     try:
         config = read_config(run_dir).as_dict()
     except (OSError, ValueError):  # ConfigError and FileTooLarge are ValueErrors
         return None
-    return {name: config[name] for name in VARIANT_SETTINGS}
+    return {name: config[name] for name in MODEL_SHAPE}
