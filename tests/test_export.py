@@ -266,3 +266,22 @@ def test_bad_export_requests_exit_2(argv: list[str], message: str, tmp_path: Pat
 def test_a_folder_that_is_no_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["export", str(tmp_path), "--script", str(tmp_path / "x.py")]) == 2
     assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_script_of_a_transformer_run_prints_the_runs_figures(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The Transformer's own source, chosen by the settings; free-running steps through its cache."""
+    run_dir = trained(["train", "--architecture", "transformer", "--heads", "2", "--layers", "2", "--positions",
+                       "learned", "--steps", "20", *SMALL], tmp_path, capsys)
+    settings = script_literal(pytorch_script(read_experiment(run_dir)), "SETTINGS")
+    assert (settings["architecture"], settings["heads"], settings["positions"]) == ("transformer", 2, "learned")
+    assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
+
+
+def test_script_of_a_comparison_whose_arms_differ_by_architecture(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = trained(["compare", "--architecture", "rnn,transformer", "--heads", "2", "--ratios", "0.5", "--steps",
+                       "20", *SMALL], tmp_path, capsys)
+    printed = run_script(run_dir, tmp_path, capsys)
+    assert [model["label"] for model in printed] == ["γ = 0.5, RNN", "γ = 0.5, Transformer"]
+    assert_same_figures(final_figures(run_dir), printed, 1e-4)
