@@ -13,11 +13,15 @@ import torch
 from playground import cli
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
-from playground.experiments.comparison import CompareConfig
+from playground.course.answers import PREDICTIONS, answers
+from playground.course.lessons import LESSONS, read_lstm_or_transformer, steps_to_ninety
+from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.inspection.states import capture_states
 from playground.model.seq2seq import Seq2Seq
 from playground.model.transformer import sinusoids
 from playground.training.checkpoints import load_checkpoint
+from playground.training.cost import parameter_count
+from playground.training.metrics import Metric
 from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer, build_task
 
@@ -243,3 +247,32 @@ def test_arms_that_differ_by_architecture_train_as_if_alone() -> None:
     for _ in range(3):
         for trainer, loss in zip(singles, batched.train_step().losses, strict=True):
             assert loss == pytest.approx(trainer.train_step().loss, abs=1e-5)
+
+
+def _lesson_snapshot(exact: list[list[float]]) -> CompareSnapshot:
+    """A finished "LSTM or Transformer?" run: `exact[arm][seed]` its final free-running exact match."""
+    config = LESSONS["lstm_or_transformer"].config
+    rows = [[{Metric.STEP: 400.0, Metric.TRAIN_LOSS: 0.5, Metric.TF_LOSS: 0.3, Metric.FR_LOSS: 0.4,
+              Metric.FR_EXACT: value, Metric.TF_TOKEN_ACC: 0.9,
+              Metric.FR_TOKEN_ACC: 0.8}] for values in exact for value in values]
+    return CompareSnapshot([arm.label for arm in config.arms()], config.seeds, rows, [{} for _ in rows], 400, 400,
+                           60.0, config)
+
+
+def test_the_lesson_compares_equal_budgets_and_reads_honestly() -> None:
+    config = LESSONS["lstm_or_transformer"].config
+    assert [(arm.settings()["architecture"], arm.settings()["positions"]) for arm in config.arms()] == [
+        ("rnn", "sinusoidal"), ("transformer", "sinusoidal"), ("transformer", "learned")]
+    task = build_task(config.base)
+    sizes = [parameter_count(model, len(task.src_vocab), len(task.tgt_vocab)) for model in config.configs()[::3]]
+    assert max(sizes) < 1.5 * min(sizes)  # roughly equal parameters
+    outcome = PREDICTIONS["lstm_or_transformer"].outcome
+    ahead = _lesson_snapshot([[0.5, 0.52, 0.55], [0.9, 0.92, 0.95], [0.9, 0.91, 0.93]])
+    assert read_lstm_or_transformer(ahead).appeared is True and outcome(ahead) == 0
+    assert steps_to_ninety(ahead) == {arm.label: step for arm, step in zip(config.arms(), (None, 400, 400),
+                                                                           strict=True)}
+    tie = _lesson_snapshot([[0.8, 0.6, 0.7], [0.7, 0.72, 0.66], [0.7, 0.68, 0.72]])
+    assert read_lstm_or_transformer(tie).appeared is False and outcome(tie) == 2
+    unlearned = _lesson_snapshot([[0.1, 0.12, 0.1], [0.2, 0.1, 0.3], [0.1, 0.15, 0.12]])
+    assert read_lstm_or_transformer(unlearned).appeared is False
+    assert len(answers("lstm_or_transformer", ahead)) == len(LESSONS["lstm_or_transformer"].questions)

@@ -9,7 +9,16 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from playground.course.lessons import CLEAR, Contrast, attention_contrast, cell_contrast, reversal_contrast
+from playground.course.lessons import (
+    CLEAR,
+    Contrast,
+    architecture_contrast,
+    attention_contrast,
+    cell_contrast,
+    positions_contrast,
+    reversal_contrast,
+    steps_to_ninety,
+)
 from playground.experiments.comparison import CompareSnapshot
 from playground.experiments.statistics import by_step, evaluated, mean_exact_by_length
 from playground.reports.comparison_table import GAP, summary_rows
@@ -227,6 +236,30 @@ def _which_cell(snapshot: CompareSnapshot, found: Contrast) -> str:
             f"this run's numbers: {pick}. A bigger model multiplies both the saving and any accuracy gap.")
 
 
+def _first_to_ninety(snapshot: CompareSnapshot) -> str:
+    reached = steps_to_ninety(snapshot)
+    if not reached:
+        return NOT_EVALUATED
+    done = {label: step for label, step in reached.items() if step is not None}
+    others = "; ".join(f"{label} never did in {snapshot.step} steps" for label, step in reached.items()
+                       if step is None)
+    if not done:
+        return f"No model reached 90% free-running exact match (seed mean) in {snapshot.step} steps: train longer."
+    first = min(done, key=lambda label: done[label])
+    return ("First to 90% free-running exact match (seed mean): " + "; ".join(
+        f"{label} at step {step}" for label, step in sorted(done.items(), key=lambda item: item[1]))
+        + (f"; {others}" if others else "") + f". {first} was first.")
+
+
+def _positions_and_longer(snapshot: CompareSnapshot, found: Contrast) -> str:
+    base = snapshot.config.base
+    return (f"Here: {_means(found)}; {found.test}, so {'more than' if found.clear else 'within'} seed noise. "
+            f"Every sequence of this run has {base.min_len} to {base.max_len} tokens. Longer ones would put learned "
+            f"positions on rows of their table that no step ever trained, and sinusoidal positions at angles the "
+            f"model never saw; on reverse, both architectures are known to fail beyond the training lengths "
+            f"(Delétang et al. 2023).")
+
+
 ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], str], ...]] = {
     "exposure_bias": (_loss_falls("The more often a decoder is fed the true previous token, the easier each "
                                   "training step is."), _gap_now, _gap_over_time),
@@ -242,6 +275,8 @@ ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], str], ...]] = {
     "gru_or_lstm": (_loss_falls("The GRU has a quarter fewer weights to fit; the LSTM's separate cell can carry "
                                 "information further."),
                     _when_evaluated(cell_contrast, _beyond_spread), _when_evaluated(cell_contrast, _which_cell)),
+    "lstm_or_transformer": (_first_to_ninety, _when_evaluated(architecture_contrast, _beyond_spread),
+                            _when_evaluated(positions_contrast, _positions_and_longer)),
 }
 
 
@@ -321,6 +356,10 @@ PREDICTIONS: dict[str, Prediction] = {
     "gru_or_lstm": Prediction(
         "Which cell will end with more sequences exactly right?",
         ("the GRU", "the LSTM", "about the same (within seed noise)"), _contrast_outcome(cell_contrast, 0.0)),
+    "lstm_or_transformer": Prediction(
+        "Which will end with more sequences exactly right, at about the same number of parameters?",
+        ("the Transformer", "the LSTM", "about the same (within seed noise)"),
+        _contrast_outcome(architecture_contrast, 0.0)),
 }
 
 

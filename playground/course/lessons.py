@@ -254,7 +254,10 @@ def read_attention_cure(snapshot: CompareSnapshot) -> Reading:
 def _two_arms(snapshot: CompareSnapshot, setting: str, first: str, second: str,
               names: tuple[str, str]) -> Contrast | None:
     """The second arm against the first on free-running exact match (None before every seed is evaluated)."""
-    a, b = _arm_of(snapshot, **{setting: first}), _arm_of(snapshot, **{setting: second})
+    return _contrast(snapshot, _arm_of(snapshot, **{setting: first}), _arm_of(snapshot, **{setting: second}), names)
+
+
+def _contrast(snapshot: CompareSnapshot, a: int | None, b: int | None, names: tuple[str, str]) -> Contrast | None:
     if a is None or b is None:
         return None
     values_a, values_b = _per_seed(snapshot, a, Metric.FR_EXACT), _per_seed(snapshot, b, Metric.FR_EXACT)
@@ -275,6 +278,50 @@ def reversal_contrast(snapshot: CompareSnapshot) -> Contrast | None:
 def cell_contrast(snapshot: CompareSnapshot) -> Contrast | None:
     """The GRU against the LSTM, on free-running exact match."""
     return _two_arms(snapshot, "cell", "lstm", "gru", ("the LSTM", "the GRU"))
+
+
+def architecture_contrast(snapshot: CompareSnapshot) -> Contrast | None:
+    """The Transformer (sinusoidal positions) against the LSTM, on free-running exact match."""
+    a, b = _arm_of(snapshot, architecture="rnn"), _arm_of(snapshot, architecture="transformer",
+                                                          positions="sinusoidal")
+    return _contrast(snapshot, a, b, ("the LSTM", "the Transformer"))
+
+
+def positions_contrast(snapshot: CompareSnapshot) -> Contrast | None:
+    """The Transformer's learned positions against its sinusoidal ones, on free-running exact match."""
+    a, b = (_arm_of(snapshot, architecture="transformer", positions=kind) for kind in ("sinusoidal", "learned"))
+    return _contrast(snapshot, a, b, ("sinusoidal positions", "learned positions"))
+
+
+def steps_to_ninety(snapshot: CompareSnapshot) -> dict[str, int | None]:
+    """Each arm's first evaluated step at which its seeds' mean free-running exact match reaches 90%."""
+    return {row["label"]: row["steps_to_90"] for row in summary_rows(snapshot)}
+
+
+def read_lstm_or_transformer(snapshot: CompareSnapshot) -> Reading:
+    """A question with an honest answer either way: on the same task, budget and about the same number of
+    parameters, which learns faster, and which holds the longest outputs?"""
+    found = architecture_contrast(snapshot)
+    if found is None:
+        return NOT_YET
+    reached = steps_to_ninety(snapshot)
+    speed = "; ".join(f"{label} at step {step}" if step is not None else f"{label} never within {snapshot.step} steps"
+                      for label, step in reached.items())
+    positions = positions_contrast(snapshot)
+    on_positions = f" Positions: {positions.test}." if positions is not None else ""
+    numbers = f"{found.numbers} Reaching 90% exact match: {speed}.{on_positions}"
+    if max(statistics.fmean(found.first), statistics.fmean(found.second)) < LEARNED:
+        return Reading(False, f"{numbers} Neither model has learned the task yet (both under {LEARNED:.0%}): train "
+                              "longer before ranking them.")
+    limit = ("Every validation sequence here is within the training lengths, so this run says nothing about longer "
+             "ones; on reverse beyond the training lengths both architectures are known to fail (Delétang et al. "
+             "2023), and learned positions never trained beyond them cannot help.")
+    if found.clear:
+        winner = found.names[1] if found.lead > 0 else found.names[0]
+        return Reading(True, f"{numbers} The difference is more than seed noise: {winner} did better on this task "
+                             f"and budget. {limit}")
+    return Reading(False, f"{numbers} The difference is within seed noise: on this task and budget the two cannot be "
+                          f"ranked by accuracy; compare their speed instead. {limit}")
 
 
 def read_reversal(snapshot: CompareSnapshot) -> Reading:
@@ -394,6 +441,21 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
                             variants=(("lstm", "gru"), (), ())),
         (Metric.TRAIN_LOSS, Metric.FR_EXACT, LENGTHS),
         read_gru_or_lstm),
+    Lesson(
+        "lstm_or_transformer", "7. LSTM or Transformer?",
+        "Transformers replaced recurrent models almost everywhere. Here both learn the same task on the same batches "
+        "for the same number of steps, at about the same number of parameters: an LSTM reading one token after "
+        "another, and a Transformer in which every position attends to every other, once with sinusoidal positions "
+        "and once with learned ones (3 seeds each). Watch how fast each reaches 90% exact match, then open a "
+        "Transformer on the Hidden states page to see its heads.",
+        ("Which model reaches 90% free-running exact match first?",
+         "At the end, is the difference larger than the spread between seeds?",
+         "Do sinusoidal and learned positions differ here? What would happen on sequences longer than any in "
+         "training?"),
+        CompareConfig.build(SEEDED.replace(min_len=4, max_len=12, emb_dim=128, hidden_dim=64, heads=2, steps=400),
+                            (1.0,), seeds=3, variants=((), (), (), ("rnn", "transformer"), ("sinusoidal", "learned"))),
+        (Metric.FR_EXACT, Metric.TRAIN_LOSS, LENGTHS),
+        read_lstm_or_transformer),
 )}
 
 

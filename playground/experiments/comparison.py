@@ -156,7 +156,9 @@ class CompareConfig:
         varying = [name for name, values in zip(VARIANT_SETTINGS, self.variants, strict=True) if len(values) > 1]
         arms = []
         for model in self.models():
-            model_text = "".join(f", {_VARIANT_WORDS[name](model[name])}" for name in varying)
+            values = self.base.as_dict() | model
+            model_text = "".join(f", {_VARIANT_WORDS[name](model[name])}" for name in varying
+                                 if SETTINGS[name].applies(values))
             arms += [Arm(f"γ = {r:g}{model_text}", ((Metric.GAMMA, r), ("schedule", "constant"), *model.items()))
                      for r in self.ratios]
             arms += [Arm(f"{s.replace('_', ' ')} 1→{self.base.tf_end:g}{model_text}",
