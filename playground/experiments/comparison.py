@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from playground.core.config import MODEL_SHAPE, SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
@@ -215,6 +215,7 @@ class CompareSnapshot:
     total_steps: int
     seconds: float
     config: CompareConfig
+    parameters: list[int] = field(default_factory=list)  # per arm: its model's parameter count
 
     def arm_rows(self, arm: int) -> list[list[dict[str, float]]]:
         return self.rows[arm * self.seeds:(arm + 1) * self.seeds]
