@@ -21,7 +21,7 @@ from playground.inspection.states import capture_states
 from playground.model.seq2seq import Seq2Seq
 from playground.model.transformer import sinusoids
 from playground.training.checkpoints import load_checkpoint
-from playground.training.cost import parameter_count
+from playground.training.cost import estimate, parameter_count
 from playground.training.metrics import Metric
 from playground.training.stacked import StackedTrainer
 from playground.training.trainer import Trainer, build_task
@@ -277,3 +277,13 @@ def test_the_lesson_compares_equal_budgets_and_reads_honestly() -> None:
     unlearned = _lesson_snapshot([[0.1, 0.12, 0.1], [0.2, 0.1, 0.3], [0.1, 0.15, 0.12]])
     assert read_lstm_or_transformer(unlearned).appeared is False
     assert len(answers("lstm_or_transformer", ahead)) == len(LESSONS["lstm_or_transformer"].questions)
+
+
+def test_estimate_counts_a_transformers_parameters_and_work() -> None:
+    one = TrainConfig(architecture="transformer", heads=2, hidden_dim=32, num_layers=1)
+    two = one.replace(num_layers=2)
+    task = build_task(one)
+    model = Seq2Seq(len(task.src_vocab), len(task.tgt_vocab), 4, 32, 2, architecture="transformer", heads=2)
+    assert estimate(two, task).parameters == sum(p.numel() for p in model.parameters())
+    assert estimate(two, task).flops_per_step > estimate(one, task).flops_per_step
+    assert estimate(two.replace(positions="learned"), task).parameters > estimate(two, task).parameters
