@@ -14,8 +14,7 @@ from playground import cli
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
 from playground.course.answers import PREDICTIONS, answers
-from playground.course.contrasts import read_lstm_or_transformer, steps_to_ninety
-from playground.course.lessons import LESSONS
+from playground.course.lessons import LESSONS, read_lstm_or_transformer, steps_to_ninety
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.inspection.states import capture_states
 from playground.model.seq2seq import Seq2Seq

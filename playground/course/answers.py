@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from playground.course.contrasts import (
+from playground.course.lessons import (
     CLEAR,
     Contrast,
     architecture_contrast,

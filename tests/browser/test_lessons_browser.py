@@ -87,18 +87,3 @@ def test_the_attention_lesson_runs_to_its_reading(restarted_server: str, browser
     reading = page.locator("[data-testid=stAlert]").last.inner_text()
     assert "After 60 steps, outputs of" in reading and "without attention" in reading and "95% interval" in reading
     screenshot(page, "lesson-attention")
-
-
-def test_the_lstm_or_transformer_lesson_runs_to_its_reading(restarted_server: str, browser_page) -> None:
-    page = browser_page
-    page.goto(restarted_server + "/lessons")
-    wait_idle(page)
-    page.get_by_test_id("stRadio").get_by_text("7. LSTM or Transformer?", exact=True).click()
-    wait_idle(page)
-    page.click(".st-key-prediction_lstm_or_transformer [role=radiogroup] label >> nth=2")  # predict first
-    wait_idle(page)
-    page.click(".st-key-lesson_start button")
-    page.wait_for_selector("text=What this run shows", timeout=240_000)
-    reading = page.locator("[data-testid=stAlert]").last.inner_text()
-    assert "After 60 steps" in reading and "the Transformer" in reading and "95% interval" in reading
-    screenshot(page, "lesson-lstm-or-transformer")
