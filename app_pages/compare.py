@@ -43,6 +43,7 @@ from playground.ui import (
     recovery_view,
     runs_panel,
     schedule_name,
+    seat_notice,
     session_owner,
     setting_widget,
     settings_share,
@@ -192,8 +193,10 @@ running = run is not None and run.active
 stoppable = run is not None and (running or run.status == RunStatus.QUEUED) and may_control(run.id)
 resumable = (run is not None and run.status in FINAL_STATUSES and config is not None
              and config.base.steps > run.step and may_control(run.id))
+seated = seat_notice("compare_login")
 buttons = [st.container(horizontal=True)] * 4  # one row that wraps at 800 px instead of cutting labels
-buttons[0].button("Start", key="compare_start", type="primary", on_click=start, disabled=config is None or running,
+buttons[0].button("Start", key="compare_start", type="primary", on_click=start,
+                  disabled=config is None or running or not seated,
                   icon=":material/play_arrow:", width="content",
                   help="Train every ratio and schedule with the settings shown")
 buttons[1].button("Stop", key="compare_stop", on_click=stop, disabled=not stoppable, icon=":material/stop:",
@@ -226,7 +229,7 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     for i, name in enumerate(CHARTS):
         chart(columns[i % 2], arm_figure(snapshot, name), f"compare_{name}", notes.ARM_CHARTS[name])
     if status in FINAL_STATUSES and run is not None:  # scored once the models stop changing
-        compounding_errors(columns[0], run, "compare_positions")
+        compounding_errors(st, run, "compare_positions")  # full width: every arm's legend entry under it
         found = exposures("compare_probe", (run.id, run.step), run.models, drift=True)
         st.subheader("Does it recover from a wrong token?")
         recovery_view(st, found, "compare")

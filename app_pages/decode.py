@@ -9,6 +9,7 @@ import streamlit as st
 
 from playground.core.tasks import SPECIALS, Vocab
 from playground.course import term_link
+from playground.experiments.comparison import arm_of, forcing_label
 from playground.inspection import (
     FED_CHOSEN,
     FED_OWN,
@@ -22,6 +23,7 @@ from playground.inspection import (
     position_errors,
     step_through,
 )
+from playground.inspection.oracle import decoding_steps
 from playground.plots import (
     attention_row_figure,
     head_rows_figure,
@@ -40,6 +42,7 @@ from playground.ui import (
     share_slot,
     source_models,
 )
+from playground.ui.text import plain
 
 PLAY_SECONDS = 0.8
 FED_BADGES = {FED_TRUE: ":green-badge[true token (teacher-forced)]", FED_OWN: ":orange-badge[model's own output]",
@@ -117,12 +120,12 @@ def stepper(walk: StepThrough, target: list[str], vocab: Vocab, limit: int) -> N
                    icon=":material/first_page:", width="content")
     t = st.session_state.dc_step
     step = walk.steps[t]
-    chose = f"chose **{step.chosen}** (p = {step.top[0][1]:.1%})"
+    chose = f"chose **{plain(step.chosen)}** (p = {step.top[0][1]:.1%})"
     if step.overruled_by:
-        chose += f", overruled by **{step.overruled_by}** (p = {math.exp(step.logprob):.1%})"
-    st.markdown(f"**Step {t} of {last}** · fed **{step.fed}** {FED_BADGES[step.fed_from]} · {chose} · running "
+        chose += f", overruled by **{plain(step.overruled_by)}** (p = {math.exp(step.logprob):.1%})"
+    st.markdown(f"**Step {t} of {last}** · fed **{plain(step.fed)}** {FED_BADGES[step.fed_from]} · {chose} · running "
                 f"log-prob **{step.running_logprob:.3f}**")
-    st.caption("Emitted so far: " + " ".join(walk.emitted[: t + 1]))
+    st.caption("Emitted so far: " + plain(" ".join(walk.emitted[: t + 1])))
     if not playing:
         overrule(walk, t, vocab, limit)
     # side by side from about 1,100 px; narrower, the states wrap below rather than cut the top-k chart's title
@@ -153,8 +156,8 @@ def beam_view(source: Source, src: list[str], limit: int, width: int, length_nor
     top = search.beams[0]
     verdict = ("finds a more probable output than greedy" if top.logprob > best.logprob + 1e-6
                else "agrees with greedy" if top.tokens == best.tokens else "ranks another output first")
-    st.markdown(f"Greedy: **{join(best.tokens)}** (log-prob {best.logprob:.3f}). Beam search of width {width} "
-                f"{verdict}: **{join(top.tokens)}** (log-prob {top.logprob:.3f}).")
+    st.markdown(f"Greedy: **{plain(join(best.tokens))}** (log-prob {best.logprob:.3f}). Beam search of width "
+                f"{width} {verdict}: **{plain(join(top.tokens))}** (log-prob {top.logprob:.3f}).")
     tables = st.container(key="dc_beam_tables")
     tables.dataframe([{"rank": rank, "output": join(beam.tokens), "log-prob": round(beam.logprob, 4),
                    "per token": round(beam.score(True), 4), "ended with <eos>": beam.finished}
@@ -181,7 +184,7 @@ if source and example:
         st.stop()
     for note in source_notes:
         st.info(f"Note: {note}.")
-    limit = source.task.decode_limit(len(src))
+    limit = decoding_steps(source.config, tgt, source.task.decode_limit(len(src)))
     prefix = source.tgt_vocab.tokenize(prefix_text)
     try:
         check_prefix(source.tgt_vocab, prefix, limit)
@@ -198,11 +201,11 @@ if source and example:
     st.session_state.dc_step = min(st.session_state.get("dc_step", 0), len(walk.steps) - 1)
     if source.live:
         st.caption(f"{source.label} is training: this decodes its weights as of this page's last rerun.")
-    st.subheader(f"Step through: {source.src_vocab.join(src)}"
-                 + (f" (target {source.tgt_vocab.join(tgt)})" if tgt else ""))
+    st.subheader(plain(f"Step through: {source.src_vocab.join(src)}"
+                       + (f" (target {source.tgt_vocab.join(tgt)})" if tgt else "")))
     if prefix:
-        st.caption(f"What if: the first {len(prefix)} output tokens are fed as {source.tgt_vocab.join(prefix)} "
-                   "(the sidebar's what-if prefix); the model continues on its own after them.")
+        st.caption(plain(f"What if: the first {len(prefix)} output tokens are fed as {source.tgt_vocab.join(prefix)} "
+                         "(the sidebar's what-if prefix); the model continues on its own after them."))
         st.button("Clear the what-if", key="dc_clear_prefix", icon=":material/undo:",
                   on_click=lambda: st.session_state.update(dc_prefix_pending=""),
                   help="Let the model decode on its own again")
@@ -217,10 +220,13 @@ if source and example:
     else:
         every_arm = source.arms is not None and st.toggle(
             "Every model of this comparison", key="dc_all_arms",
-            help="One colour per model (teacher-forcing ratio), to see which ratio compounds its errors least")
-        errors = ({arm.label: position_errors(arm.model, arm.task, arm.val_pairs) for arm in source.arms()}
-                  if every_arm and source.arms else
-                  {"": position_errors(source.model(), source.task, source.val_pairs)})
+            help="One colour per arm (teacher-forcing ratio or model), its seeds as a band, to see which compounds "
+                 "its errors least")
+        errors = ([(arm_of(arm.label, arm.config), position_errors(arm.model, arm.task, arm.val_pairs,
+                                                                   arm.config.eos))
+                   for arm in source.arms()] if every_arm and source.arms else
+                  [(forcing_label(source.config), position_errors(source.model(), source.task, source.val_pairs,
+                                                                  source.config.eos))])
         chart(st, position_errors_figure(errors), "dc_positions", notes.POSITIONS)
         st.caption("Teacher-forced: fed the true prefix. Free-running: fed its own outputs, so one mistake can cause "
                    "the next. The dashed line is the free-running error among examples whose earlier positions were "

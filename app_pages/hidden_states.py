@@ -21,6 +21,7 @@ from playground.inspection import (
     informative_units,
     unit_order,
 )
+from playground.inspection.oracle import decoding_steps
 from playground.plots import (
     alignment_heatmap,
     mark_step,
@@ -41,6 +42,7 @@ from playground.ui import (
     share_slot,
     source_models,
 )
+from playground.ui.text import plain
 
 REFRESH_SECONDS = 3.0
 PROJECTED = 300  # validation examples in the PCA plane
@@ -111,7 +113,8 @@ if source and example:
     def views() -> None:
         model = source.model()
         src, tgt = example
-        free = capture_states(model, source.src_vocab, source.tgt_vocab, src, max_len=source.config.max_len * 4 + 8)
+        free = capture_states(model, source.src_vocab, source.tgt_vocab, src,
+                              max_len=decoding_steps(source.config, tgt, source.config.max_len * 4 + 8))
         forced = capture_states(model, source.src_vocab, source.tgt_vocab, src, tgt, 1.0) if tgt else None
         shown = forced if decoding == "teacher-forced" and forced else free
         diverge = divergence_step(free.predicted, forced.predicted) if forced else None
@@ -146,8 +149,9 @@ if source and example:
         if forced is None:
             st.info("Give a target to compare teacher-forced decoding with free-running.")
         else:
-            st.markdown(f"Free-running predicts **{source.tgt_vocab.join(free.predicted)}**, teacher-forced "
-                        f"**{source.tgt_vocab.join(forced.predicted)}** (target {source.tgt_vocab.join(tgt)}). "
+            join = source.tgt_vocab.join
+            st.markdown(f"Free-running predicts **{plain(join(free.predicted))}**, teacher-forced "
+                        f"**{plain(join(forced.predicted))}** (target {plain(join(tgt))}). "
                         + (f"They first differ at step **{diverge}**." if diverge is not None else "They agree."))
         columns = st.columns(2)
         for column, (name, capture) in zip(columns, (("free-running", free), ("teacher-forced", forced)),

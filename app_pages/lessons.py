@@ -24,6 +24,7 @@ from playground.ui import (
     open_run,
     polls,
     script_download,
+    seat_notice,
     session_owner,
     share_link,
     share_slot,
@@ -48,13 +49,13 @@ st.session_state.setdefault(RUNS_KEY, {})
 
 def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
     """This lesson's run: the one this session started, else the link's, else its newest run (a reload or a
-    restarted server shows the last run and its reading, since the run is on disk)."""
-    name = run_name(lesson)
+    restarted server shows the last run and its reading, since the run is on disk). A lesson's run is what the
+    server recorded at its start, never a name."""
     newest = next((summary.id for summary in visible_runs() if summary.kind == RunKind.COMPARE
-                   and summary.name == name), None)
+                   and summary.lesson == lesson.key), None)
     for run_id in (st.session_state[RUNS_KEY].get(lesson.key), st.query_params.get("run"), newest):
         run = open_run(run_id, RunKind.COMPARE) if run_id else None
-        if run is not None and run.name == name:
+        if run is not None and run.lesson == lesson.key:
             st.session_state[RUNS_KEY][lesson.key] = run.id
             return run
     st.session_state.pop("run_problem", None)  # a link's run of another lesson is simply not this lesson's
@@ -64,7 +65,8 @@ def current(lesson: Lesson) -> BackgroundRun[CompareSnapshot] | None:
 @guarded_action("lesson")
 def start(lesson: Lesson) -> None:
     config = prepared(lesson)
-    run = registry().launch(run_name(lesson), CompareEngine(config), config.base, owner=session_owner())
+    run = registry().launch(run_name(lesson), CompareEngine(config), config.base, owner=session_owner(),
+                            lesson=lesson.key)
     st.session_state[RUNS_KEY][lesson.key] = run.id
 
 
@@ -75,7 +77,7 @@ def stopped_run(lesson: Lesson, run: BackgroundRun[CompareSnapshot] | None) -> t
         ended_early = run.status == RunStatus.STOPPED and run.step < run.total_steps
         return (run.id, run.step, run.total_steps) if ended_early else None
     return next(((summary.id, summary.step, summary.total_steps) for summary in visible_runs()
-                 if summary.kind == RunKind.COMPARE and summary.name == f"lesson-{lesson.key}"
+                 if summary.kind == RunKind.COMPARE and summary.lesson == lesson.key
                  and summary.status == RunStatus.STOPPED and summary.step < summary.total_steps), None)
 
 
@@ -113,9 +115,10 @@ predicted = st.radio(f"**Predict first:** {prediction.question}", range(len(pred
                      format_func=prediction.choices.__getitem__, key=f"prediction_{lesson.key}",
                      help="Commit to an answer before you watch: the reading compares it with what happened. "
                           "Predicting first makes a demonstration teach more.")
+seated = seat_notice("lesson_login")
 buttons = st.container(horizontal=True)
 buttons.button("Start this experiment" if run is None else "Run it again", key="lesson_start", type="primary",
-               on_click=start, args=(lesson,), disabled=busy or predicted is None, width="content",
+               on_click=start, args=(lesson,), disabled=busy or predicted is None or not seated, width="content",
                help=f"Trains {len(config.configs())} models for {config.base.steps} steps (hidden size "
                     f"{config.base.hidden_dim}, sequences of {config.base.min_len} to {config.base.max_len} symbols)")
 buttons.button("Stop", key="lesson_stop", on_click=stop, args=(lesson,), disabled=not busy, icon=":material/stop:",

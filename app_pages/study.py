@@ -14,7 +14,9 @@ from playground.core.tasks import TASKS
 from playground.course import term_link
 from playground.experiments import MAX_STUDY_SEEDS, RATIO_CHOICES, STEPS_TO_TARGET, StudyConfig
 from playground.plots import notes, study_figure
+from playground.plots.length_figures import length_figure
 from playground.reports import GAP, study_reading, summary_csv, table_rows
+from playground.reports.comparison_table import LENGTHS
 from playground.runs import ADDRESS_ENV, BackgroundRun, StudyEngine, StudySnapshot
 from playground.runs.registry import registry
 from playground.training import Metric, RunKind, RunStatus
@@ -30,6 +32,7 @@ from playground.ui import (
     polls,
     schedule_name,
     script_download,
+    seat_notice,
     session_owner,
     share_link,
     share_slot,
@@ -156,8 +159,13 @@ def start() -> None:
     config, _ = checked_study()
     if config is None:
         return
-    address = None if runs.shared else st.session_state.study_address
-    new_run = runs.launch("study", StudyEngine(config, address=address), config.base, owner=session_owner())
+    address, workers = None, None
+    if runs.classroom is None:
+        address = st.session_state.study_address
+    else:  # a class's server: the conditions train here, on as many workers as a seat may use
+        workers = min(runs.classroom.per_seat, runs.max_active)
+    new_run = runs.launch("study", StudyEngine(config, address=address, num_cpus=workers), config.base,
+                          owner=session_owner())
     st.session_state.study_run_id = new_run.id
 
 
@@ -179,9 +187,10 @@ def stop() -> None:
 
 running = run is not None and run.active
 controls = run is not None and may_control(run.id)
+seated = seat_notice("study_login")
 buttons = st.container(horizontal=True)  # one row that wraps at 800 px instead of cutting labels
-buttons.button("Start", key="study_start", type="primary", on_click=start, disabled=config is None or running,
-               icon=":material/play_arrow:", width="content",
+buttons.button("Start", key="study_start", type="primary", on_click=start,
+               disabled=config is None or running or not seated, icon=":material/play_arrow:", width="content",
                help="Start Ray if needed and submit one task per condition.")
 buttons.button("Stop", key="study_stop", on_click=stop, icon=":material/stop:", width="content",
                disabled=not (controls and (running or run.status == RunStatus.QUEUED)),
@@ -225,6 +234,15 @@ def show(snapshot: StudySnapshot, status: str) -> None:
         if summary["failed"]:
             st.warning(f"Condition {summary['label']} failed twice and is left out: {summary['failed']}")
     chart(st, study_figure(snapshot.summaries), "study_chart", notes.STUDY)
+    conditions = {condition.index: condition for condition in snapshot.config.conditions()}
+    reported = {summary["condition"]: summary for summary in snapshot.summaries if summary["arms"]}
+    shown = st.selectbox("Exact match by length in the condition", list(reported),
+                         format_func=lambda index: reported[index]["label"], key="study_length_condition", width=420)
+    if shown is not None:
+        chart(st, length_figure({row["arm"]: [row["exact_by_length"]] for row in reported[shown]["arms"]},
+                                conditions[shown].compare.base,
+                                title="Free-running exact match by length (mean over seeds)"),
+              "study_lengths", notes.ARM_CHARTS[LENGTHS])
     st.subheader("Reading")
     st.markdown(study_reading(snapshot.summaries))
     rows = table_rows(snapshot.summaries)

@@ -7,9 +7,12 @@ import streamlit as st
 
 from playground.core.config import LIVE_SETTINGS, TrainConfig, label
 from playground.core.tasks import TASKS, CustomPairs, TaskError
+from playground.experiments.comparison import forcing_label
 from playground.inspection import TaskPreview, parameter_counts, task_preview
 from playground.plots import DiagramSizes, accuracy_figure, gamma_figure, loss_figure, model_diagram, notes
+from playground.plots.length_figures import length_figure
 from playground.reports import points
+from playground.reports.comparison_table import LENGTHS
 from playground.runs import BackgroundRun, TrainingEngine, TrainingSnapshot
 from playground.runs.registry import registry
 from playground.training import (
@@ -41,6 +44,7 @@ from playground.ui import (
     recovery_view,
     run_label,
     runs_panel,
+    seat_notice,
     session_owner,
     setting_value,
     settings_share,
@@ -122,13 +126,15 @@ def reset() -> None:
 
 st.text_input("Name of the next run", key="run_name", placeholder="optional, e.g. small-lr",
               help="A name for the next run, shown in the runs list (the folder id stays unique)")
+seated = seat_notice("train_login")
 buttons = [st.container(horizontal=True)] * 5  # wraps at 800 px instead of cutting labels
 controls = run is None or may_control(run.id)
 running = controls and run is not None and run.status == "running"
 ended = run is not None and run.status in FINAL_STATUSES and config is not None and config.steps > run.step
 if not controls:
     buttons[0].button("Train this experiment yourself", key="start", type="primary", on_click=act,
-                      args=("start",), disabled=config is None, width="content", icon=":material/play_arrow:",
+                      args=("start",), disabled=config is None or not seated, width="content",
+                      icon=":material/play_arrow:",
                       help="You opened this run by its link: start a run of your own with its settings "
                            "(its owner controls this one)")
 elif ended:
@@ -137,8 +143,8 @@ elif ended:
                       help="Continue this run exactly where it stopped, up to the Steps setting")
 else:
     buttons[0].button("Start", key="start", type="primary", on_click=act, args=("start",),
-                      disabled=config is None or running, width="content", icon=":material/play_arrow:",
-                      help="Train with the settings on the left (resumes a paused run)")
+                      disabled=config is None or running or not seated, width="content",
+                      icon=":material/play_arrow:", help="Train with the settings on the left (resumes a paused run)")
 if controls and run is not None and run.status == RunStatus.PAUSED:
     buttons[1].button("Resume", key="pause", on_click=control, args=("resume",), width="content",
                       icon=":material/play_arrow:", help="Continue training the paused run")
@@ -146,8 +152,9 @@ else:
     buttons[1].button("Pause", key="pause", on_click=control, args=("pause",), disabled=not running,
                       width="content", icon=":material/pause:",
                       help="Halt training after the current step; Resume continues it")
-buttons[2].button("Step", key="step", on_click=act, args=("step",), disabled=config is None or running or not controls,
-                  width="content", icon=":material/skip_next:", help="One training step, then pause")
+buttons[2].button("Step", key="step", on_click=act, args=("step",),
+                  disabled=config is None or running or not controls or not seated, width="content",
+                  icon=":material/skip_next:", help="One training step, then pause")
 buttons[3].button("Stop", key="stop", on_click=control, args=("stop",), icon=":material/stop:",
                   disabled=run is None or not controls or not (run.active or run.status == RunStatus.QUEUED),
                   width="content",
@@ -263,9 +270,12 @@ def draw_evaluation(snapshot: TrainingSnapshot) -> None:
         else:
             st.caption("Predictions appear at the first evaluation.")
     state_preview(snapshot)
+    row = st.container(horizontal=True, key="lengths_and_positions")  # side by side when wide, else one under one
+    left, right = row.container(width=450), row.container(width=450)
+    chart(left, length_figure({forcing_label(snapshot.config): [snapshot.exact_by_length]}, snapshot.config),
+          "train_lengths", notes.ARM_CHARTS[LENGTHS])
     if run is not None and run.status in FINAL_STATUSES:  # scored once the model stops changing
-        left, _ = st.columns(2)
-        compounding_errors(left, run, "train_positions")
+        compounding_errors(right, run, "train_positions")
         st.markdown("**Does it recover from a wrong token?** The validation examples with one wrong token fed at "
                     "each position in turn.")
         recovery_view(st, exposures("train_probe", (run.id, run.step), run.models, drift=False), "train")

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench import contracts
 from bench.flops import StepShapes, roofline_seconds, step_shapes
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
@@ -285,10 +286,21 @@ def run(plan: Plan = FULL, device: str = "cpu", threads: int = 1) -> dict[str, A
     result["scaling"] = scaling(default, plan)
     result["batched_min_vs_sequential"] = min(row["batched_vs_sequential"] for row in result["scaling"].values())
     result["probe_vs_free_running"] = probe_cost(default, plan)
+    result["beyond_eval_cost"] = evaluation_cost(default, plan)
     data = draw_batches(default)[0].batches
     result["data_batches_per_second"] = round(measure({"data": lambda: next(data)}, plan)["data"], 1)
+    result["contracts"] = contracts.check()
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
+
+
+def evaluation_cost(config: TrainConfig, plan: Plan) -> float:
+    """What validation to twice the training length (test_max_len = 2 max_len, the same number of examples)
+    costs against validation on the training lengths: seconds per evaluation, one over the other."""
+    cases = {name: Trainer(variant).evaluate for name, variant in (
+        ("training_lengths", config), ("to_twice", config.replace(test_max_len=min(2 * config.max_len, 50))))}
+    rates = measure(cases, plan.shorter().shorter())
+    return round(rates["training_lengths"] / rates["to_twice"], 3)
 
 
 def scaling(config: TrainConfig, plan: Plan) -> dict[str, dict[str, Any]]:
@@ -364,8 +376,11 @@ def report(result: dict[str, Any]) -> str:
                                         if isinstance(value, float) and key != "seconds"))
     keys = (*(key for key, _ in FAMILY_RATIO_KEYS), "transformer_partial_vs_full")
     lines += [f"{key}: {result[key]}" for key in keys]
+    lines.append(f"an evaluation to twice max_len costs {result['beyond_eval_cost']}x one on the training lengths "
+                 "(goal: at most 2.5x)")
     lines += [f"  {name:<16} " + ", ".join(f"{k} {v}" for k, v in row.items())
               for name, row in result["scaling"].items()]
+    lines.append(contracts.report(result["contracts"]))
     lines.append(f"total {result['seconds']} s")
     return "\n".join(lines)
 

@@ -84,6 +84,7 @@ def test_a_compare_link_restores_its_arms() -> None:
                                 "compare_seeds": ["2"], "hidden_dim": ["32"]}
 
 
+@pytest.mark.slow
 def test_every_widget_on_every_page_has_help() -> None:
     at = new_app().run()
     for key, value in (("hidden_dim", 8), ("emb_dim", 8), ("steps", 4), ("eval_every", 2)):
@@ -99,6 +100,7 @@ def test_every_widget_on_every_page_has_help() -> None:
     assert not missing, "widgets without help:\n" + "\n".join(missing)
 
 
+@pytest.mark.slow
 def test_every_chart_on_every_page_says_what_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each plotly chart has its "What am I looking at?" (a popover right after it) with words inside."""
     monkeypatch.setenv(STEPS_ENV, "4")
@@ -133,6 +135,7 @@ def test_the_glossary_page_shows_every_term() -> None:
 
 
 @pytest.mark.parametrize("lesson", list(LESSONS))
+@pytest.mark.slow
 def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(STEPS_ENV, "20")
     at = new_app().run()
@@ -147,20 +150,21 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
     at.run()
     assert run.status == "finished" and not at.exception
     expected = LESSONS[lesson].read(run.snapshot())
-    assert "after 20 steps" in expected.text.lower()
+    assert run.snapshot().step == 20 and expected.appeared is not None  # read from the finished run's numbers
     shown = [element.value for element in (*at.success, *at.warning)]
     assert shown == [expected.text]
     assert [element.value for element in at.info] == [prediction_verdict(lesson, 2, run.snapshot())]
     links = {link.proto.label: link.proto.page for link in at.get("page_link")}
     assert {"Step through it on Decode", "Its hidden states"} <= set(links)  # where to look, on its own model
-    answered = [markdown.value for markdown in at.markdown if "answered from this run" in markdown.value]
-    assert answered and all(answer in answered[0] for answer in answers(lesson, run.snapshot()))
+    from_run = answers(lesson, run.snapshot())
+    assert any(all(answer in markdown.value for answer in from_run) for markdown in at.markdown)
     assert {f"lesson_chart_{i}" for i in range(len(LESSONS[lesson].charts))} <= {c.key for c in at.get("plotly_chart")}
     assert [button.proto.label for button in at.get("download_button")] == ["Metrics (CSV)", "PyTorch script"]
     script = runs.registry().script_file(run.id).decode()
     assert all(repr(label) in script for label in run.snapshot().config.model_labels())
 
 
+@pytest.mark.slow
 def test_a_lesson_stopped_by_a_restart_is_continued_from_the_lessons_page(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(STEPS_ENV, "400")
     lesson = next(iter(LESSONS))

@@ -44,6 +44,7 @@ def test_without_runs_the_page_says_what_to_do() -> None:
     assert any("No runs yet" in info.value for info in at.info)
 
 
+@pytest.mark.slow
 def test_a_validation_example_shows_heatmaps_probs_and_the_plane(trained_run: BackgroundRun) -> None:
     at = states_page()
     assert not at.exception and not at.error
@@ -61,6 +62,7 @@ def test_a_validation_example_shows_heatmaps_probs_and_the_plane(trained_run: Ba
     assert len(at.get("download_button")) == 2
 
 
+@pytest.mark.slow
 def test_typed_input_with_unknown_tokens_shows_an_error(trained_run: BackgroundRun) -> None:
     at = states_page()
     at.radio(key="hs_how").set_value("type a source").run()
@@ -89,6 +91,7 @@ def test_a_running_run_is_followed_live() -> None:
     assert not any("live" in caption.value for caption in at.caption)
 
 
+@pytest.mark.slow
 def test_the_link_holds_the_run_and_the_example_and_restores_them(trained_run: BackgroundRun) -> None:
     other = runs.registry().launch("other", TrainingEngine.create(CONFIG.replace(seed=1)), CONFIG)
     other.join(120)
@@ -111,6 +114,7 @@ def test_the_link_holds_the_run_and_the_example_and_restores_them(trained_run: B
     assert any("validation example number '9999' is not here" in warning.value for warning in bad.warning)
 
 
+@pytest.mark.slow
 def test_the_example_list_marks_the_mistakes_and_shows_one(trained_run: BackgroundRun) -> None:
     at = states_page()
     at.selectbox(key="hs_run").set_value(trained_run.id).run()

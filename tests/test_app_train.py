@@ -29,6 +29,7 @@ def test_first_page_is_train_with_defaults_and_no_errors() -> None:
     assert not at.button(key="start").disabled
 
 
+@pytest.mark.slow
 def test_start_trains_in_the_background_and_the_page_shows_it() -> None:
     at = tiny_app()
     at.button(key="start").click().run()
@@ -79,6 +80,7 @@ def test_the_custom_task_asks_for_its_csv_and_blocks_start() -> None:
     assert at.button(key="start").disabled and not at.exception
 
 
+@pytest.mark.slow
 def test_changing_the_model_shape_asks_for_a_reset_and_reset_detaches() -> None:
     at = tiny_app()
     at.button(key="step").click().run()
@@ -89,6 +91,7 @@ def test_changing_the_model_shape_asks_for_a_reset_and_reset_detaches() -> None:
     assert "train_run_id" not in at.session_state and run.status == "stopped"
 
 
+@pytest.mark.slow
 def test_live_learning_rate_change_reaches_the_running_run() -> None:
     at = tiny_app()
     at.number_input(key="steps").set_value(100_000).run()

@@ -51,6 +51,7 @@ def test_tasks_lists_every_task(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(TASKS[line.split()[0]].description in line for line in lines)
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_folder_and_one_json_line(tmp_path: Path) -> None:
     """The one subprocess test: `python -m playground` end to end."""
     result = subprocess.run(
@@ -213,11 +214,12 @@ def test_runs_lists_train_and_compare_runs_of_one_folder(tmp_path: Path,
     listed = last_json(out)
     seed_model = {"cell": "lstm", "attention": "none", "reverse_source": "off", "architecture": "rnn",
                   "positions": "sinusoidal", "heads": 1}
+    sizes = {"smallest": 3, "trained": 5, "tested": 5}
     assert sorted(listed, key=lambda run: run["kind"]) == [
         {"id": compared["id"], "name": "reverse-compare", "kind": "compare", "status": "finished", "step": 2,
-         "total_steps": 2, "model": seed_model},
+         "total_steps": 2, "model": seed_model, "sizes": sizes},
         {"id": trained["id"], "name": "one model", "kind": "train", "status": "finished", "step": 3,
-         "total_steps": 3, "model": seed_model}]
+         "total_steps": 3, "model": seed_model, "sizes": sizes}]
     assert [run["id"] for run in listed] == sorted((trained["id"], compared["id"]), reverse=True)  # newest first
     assert trained["id"] in out.splitlines()[0] + out.splitlines()[1]
 
@@ -228,6 +230,7 @@ def test_runs_of_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert out[0] == f"no runs in {tmp_path}" and last_json(out[-1]) == []
 
 
+@pytest.mark.slow
 def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     common = [*TINY, "--eval-every", "20", "--seed", "3", "--quiet", "--json"]
@@ -272,6 +275,7 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, capsys: pytest.C
     assert load_checkpoint(Path(trained["run_dir"]) / CHECKPOINT_FILE).step == 2  # untouched
 
 
+@pytest.mark.slow
 def test_compare_resume_ends_exactly_where_an_uninterrupted_comparison_ends(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     common = [*TINY, "--ratios", "0,1", "--schedules", "linear", "--decay-steps", "30", "--eval-every", "10",
@@ -328,3 +332,18 @@ def test_compare_resume_refuses_other_kinds_and_damaged_folders(tmp_path: Path,
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
     assert load_checkpoint(compared / CHECKPOINT_FILE).step == 2  # untouched
+
+
+def test_the_cli_uses_the_apps_runs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    served = tmp_path / "served"
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(served))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", *TINY, "--steps", "2", "--test-max-len", "7", "--quiet", "--json"]) == 0
+    trained = Path(last_json(capsys.readouterr().out)["run_dir"])
+    assert trained.parent == served and not (tmp_path / "runs").exists()
+    assert cli.main(["runs", "--json"]) == 0
+    (listed,) = last_json(capsys.readouterr().out)
+    assert listed["id"] == trained.name and listed["sizes"] == {"smallest": 3, "trained": 5, "tested": 7}
+    assert cli.main(["runs", "--runs-dir", str(tmp_path / "elsewhere"), "--json"]) == 0
+    assert last_json(capsys.readouterr().out) == []

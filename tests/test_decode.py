@@ -50,6 +50,7 @@ def decode_args(trainer: Trainer, src: list[str]) -> tuple:
     return trainer.model, trainer.task.src_vocab, trainer.task.tgt_vocab, src, trainer.task.decode_limit(len(src))
 
 
+@pytest.mark.slow
 def test_beam_of_one_is_greedy_and_the_trainers_samples(trainer: Trainer) -> None:
     """sample_predictions decodes a left-padded batch, and padding changes a shorter source's encoding: compare the
     rows as long as the batch's longest (no padding), and every row against greedy_decode itself."""
@@ -178,6 +179,7 @@ def test_decode_command_refuses_unknown_symbols(run_dir: Path, capsys: pytest.Ca
 
 
 @pytest.mark.usefixtures("fresh_app")
+@pytest.mark.slow
 def test_decode_page_steps_and_shows_beams() -> None:
     config = CONFIG.replace(steps=4)
     runs.registry().launch("tiny", TrainingEngine.create(config), config).join(60)
@@ -198,6 +200,7 @@ def test_decode_page_steps_and_shows_beams() -> None:
 
 
 @pytest.mark.usefixtures("fresh_app")
+@pytest.mark.slow
 def test_decode_page_shows_every_arm_of_a_comparison() -> None:
     config = CONFIG.replace(steps=4, eval_every=2)
     runs.registry().launch("arms", CompareEngine(CompareConfig.build(config, [0.0, 1.0], seeds=1)), config).join(60)
@@ -208,7 +211,9 @@ def test_decode_page_shows_every_arm_of_a_comparison() -> None:
     at.toggle(key="dc_all_arms").set_value(True).run()
     assert not at.exception and not at.error
     chart = next(chart for chart in at.get("plotly_chart") if chart.key == "dc_positions")
-    assert len(json.loads(chart.proto.spec)["data"]) == 6  # three lines for each of the two models
+    lines = [trace for trace in json.loads(chart.proto.spec)["data"] if trace.get("legendgroup") != "key"]
+    assert len(lines) == 6  # three lines for each of the two models, one colour each
+
 
 
 @pytest.mark.usefixtures("fresh_app")

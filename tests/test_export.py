@@ -15,6 +15,7 @@ import pytest
 import playground.export
 from playground import cli
 from playground.core.config import TrainConfig
+from playground.core.tasks import CustomPairs
 from playground.experiments.study_grid import StudyConfig
 from playground.export.experiment import Experiment, read_experiment
 from playground.export.model_source import MODEL_MODULES
@@ -71,6 +72,7 @@ def script_literal(script: str, name: str) -> object:
     raise AssertionError(f"the script has no {name}")
 
 
+@pytest.mark.slow
 def test_script_of_a_default_run_prints_the_runs_figures(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = trained(["train", "--steps", "20", "--eval-every", "10", "--val-size", "128"], tmp_path, capsys)
@@ -105,6 +107,7 @@ def test_script_of_a_comparison_prints_every_models_figures(tmp_path: Path,
     assert len({model["val_fr_loss"] for model in printed}) == 6  # six different models, not one printed six times
 
 
+@pytest.mark.slow
 def test_script_of_a_gru_reading_the_source_reversed_prints_the_runs_figures(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The model's own source, every module of it, with the variant as settings; two layers, free-running steps."""
@@ -141,6 +144,7 @@ def test_no_model_code_is_held_in_a_string() -> None:
                 assert not any(code in node.value for code in MODEL_CODE), path
 
 
+@pytest.mark.slow
 def test_script_of_an_attention_run_prints_the_runs_figures(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Additive attention: the library's own attention, chosen by the setting."""
@@ -149,6 +153,7 @@ def test_script_of_an_attention_run_prints_the_runs_figures(tmp_path: Path,
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
 
 
+@pytest.mark.slow
 def test_script_of_a_comparison_whose_arms_differ_by_attention(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Every score, and none, side by side on one data stream: each model built with its own arm's variant."""
@@ -164,13 +169,14 @@ def test_script_of_a_comparison_whose_arms_differ_by_attention(tmp_path: Path,
     assert max(map(len, script.splitlines())) <= 120  # readable: every line within the project's width
 
 
+@pytest.mark.slow
 def test_script_of_a_custom_task_carries_its_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("source,target\n" + "".join(f"{n},{n * 2}\n" for n in range(60)))
     run_dir = trained(["train", "--task", "custom", "--custom-csv", str(pairs), "--steps", "10", *SMALL],
                       tmp_path, capsys)
     script = pytorch_script(read_experiment(run_dir))
-    assert str(pairs) not in script and '["5", "9"], ["1", "1", "8"]' in script  # the pairs, never the path
+    assert str(pairs) not in script and "['5', '9'], ['1', '1', '8']" in script  # the pairs, never the path
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
 
 
@@ -285,3 +291,54 @@ def test_script_of_a_comparison_whose_arms_differ_by_architecture(tmp_path: Path
     printed = run_script(run_dir, tmp_path, capsys)
     assert [model["label"] for model in printed] == ["γ = 0.5, RNN", "γ = 0.5, Transformer"]
     assert_same_figures(final_figures(run_dir), printed, 1e-4)
+
+
+def test_script_of_an_oracle_tested_beyond_its_lengths_prints_the_runs_figures(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """eos = oracle (no <eos> in the loss or the scores) and validation to longer sources: the script scores the
+    training lengths as the run's headline figures do."""
+    run_dir = trained(["train", "--eos", "oracle", "--max-len", "6", "--test-max-len", "9", "--steps", "20", *SMALL],
+                      tmp_path, capsys)
+    script = pytorch_script(read_experiment(run_dir))
+    assert "def scored_target(tgt" in script and "TRAINED_SIZES, TESTED_SIZES = 4, 7" in script
+    assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
+
+
+HOSTILE_TEXTS = ['x"""if __import__("os").system("touch PWNED")else"""', "x'''+open('f')+'''", "back\\slash\"",
+                 "new\nline = 1", "line\u2028separator", "next\x85line", "\u202egnp.exe"]
+
+
+class _Strings(ast.NodeTransformer):
+    """Every text literal made the same, so two scripts compare by their statements alone."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
+        return ast.Constant("text") if isinstance(node.value, str) else node
+
+
+def statements(script: str) -> str:
+    return ast.dump(_Strings().visit(ast.parse(script)))
+
+
+def assigned(script: str, name: str) -> object:
+    (value,) = [node.value for node in ast.parse(script).body if isinstance(node, ast.Assign)
+                and [getattr(target, "id", None) for target in node.targets] == [name]]
+    return ast.literal_eval(value)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_TEXTS)
+def test_names_and_tokens_become_literals_in_the_script(hostile: str) -> None:
+    """A run's name (also its model's label) and a custom task's tokens and pairs holding quotes, backslashes and
+    line breaks of every kind: the script has the statements a plainly named run's has, and holds them as data."""
+    def experiment(name: str, tokens: list[str]) -> Experiment:
+        pairs = CustomPairs(((tokens[:2], tokens[1:]), (["p"], ["q"])), "space")
+        config = TrainConfig(task="custom", custom_data=pairs.fingerprint, custom_tokenization="space",
+                             steps=5, device="cpu")
+        return Experiment.of_run(name, config, pairs)
+
+    plain_script = pytorch_script(experiment("plain", ["a", "b", "c"]))
+    hostile_script = pytorch_script(experiment(hostile, [hostile, hostile + "2", hostile + "3"]))
+    assert statements(hostile_script) == statements(plain_script)
+    assert assigned(hostile_script, "NAME") == hostile
+    assert assigned(hostile_script, "MODELS")[0]["label"] == hostile
+    assert [hostile, hostile + "2"] in [pair[0] for pair in assigned(hostile_script, "PAIRS")]
+    assert hostile + "3" in assigned(hostile_script, "TARGET_VOCABULARY")

@@ -48,6 +48,7 @@ def metric_rows(run_dir: Path) -> list[dict[str, str]]:
         return [{key: value for key, value in row.items() if key != "seconds"} for row in csv.DictReader(file)]
 
 
+@pytest.mark.slow
 def test_a_killed_cli_run_keeps_its_files_is_listed_and_resumes_exactly(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     process = subprocess.Popen(cli("train", *TINY, "--steps", "100000", "--quiet", "--runs-dir", str(runs_dir)),
@@ -77,6 +78,7 @@ def test_a_killed_cli_run_keeps_its_files_is_listed_and_resumes_exactly(tmp_path
     assert all(torch.equal(resumed_weights[name], fresh_weights[name]) for name in fresh_weights)
 
 
+@pytest.mark.slow
 def test_a_killed_cli_comparison_is_listed_as_stopped_and_resumes_to_the_same_final_metrics(tmp_path: Path) -> None:
     """Killed by SIGKILL, resumed by `compare --resume`, against the same comparison trained here uninterrupted."""
     runs_dir, arms = tmp_path / "runs", ["--ratios", "0,1", "--schedules", "linear", "--decay-steps", "200"]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from playground.core.config import TrainConfig
+from playground.course.answers import answered
 from playground.course.glossary import TERMS
 from playground.course.lessons import (
     LESSONS,
     STEPS_ENV,
+    Why,
+    final_gamma,
     prepared,
     read_bottleneck,
     read_exposure_bias,
@@ -65,37 +68,39 @@ def test_no_evaluation_yet_is_said_not_guessed() -> None:
 
 def test_exposure_bias_appears_when_teacher_forcing_has_the_wider_gap() -> None:
     result = read_exposure_bias(snapshot(EXPOSURE, [row(600, 0.845, 0.825), row(600, 0.854, 0.674)]))
-    assert result.appeared is True
-    assert "gap of 18.0 points" in result.text and "2.0 points" in result.text and "16.0 points more" in result.text
+    assert (result.appeared, result.why) == (True, None)
+    barely = read_exposure_bias(snapshot(EXPOSURE, [row(600, 0.845, 0.825), row(600, 0.854, 0.815)]))
+    assert (barely.appeared, barely.why) == (False, Why.WITHIN_NOISE)  # gaps of 2.0 and 3.9 points
 
 
-@pytest.mark.parametrize(("finals", "reason"), [
-    ([row(600, 0.40, 0.38), row(600, 0.45, 0.30)], "has not learned enough"),
-    ([row(600, 0.995, 0.99), row(600, 0.999, 0.985)], "too easy"),
-    ([row(600, 0.80, 0.70), row(600, 0.85, 0.74)], "within what a different seed"),
+@pytest.mark.parametrize(("finals", "why"), [
+    ([row(600, 0.40, 0.38), row(600, 0.45, 0.30)], Why.NOT_LEARNED),
+    ([row(600, 0.995, 0.99), row(600, 0.999, 0.985)], Why.TOO_EASY),
+    ([row(600, 0.80, 0.70), row(600, 0.85, 0.74)], Why.WITHIN_NOISE),
 ])
-def test_exposure_bias_says_why_it_did_not_appear(finals: list[dict], reason: str) -> None:
+def test_exposure_bias_says_why_it_did_not_appear(finals: list[dict], why: Why) -> None:
     result = read_exposure_bias(snapshot(EXPOSURE, finals))
-    assert result.appeared is False and reason in result.text
+    assert (result.appeared, result.why) == (False, why)
 
 
 def test_scheduled_sampling_appears_when_a_decaying_schedule_wins_free_running() -> None:
     finals = [row(600, 0.85, 0.674, gamma=1.0), row(600, 0.82, 0.784, gamma=0.0), row(600, 0.81, 0.782, gamma=0.0)]
-    result = read_scheduled_sampling(snapshot(SCHEDULES, finals))
-    assert result.appeared is True
-    assert "linear 1→0 ends 11.0 points above constant γ = 1" in result.text and "γ ended at 0.00" in result.text
+    run = snapshot(SCHEDULES, finals)
+    assert (read_scheduled_sampling(run).appeared, read_scheduled_sampling(run).why) == (True, None)
+    assert list(final_gamma(run).values()) == [1.0, 0.0, 0.0]
+    assert answered("scheduled_sampling", run)[2].facts["best"] == run.labels[1]  # linear 1→0, 11 points ahead
 
 
-@pytest.mark.parametrize(("gammas", "free", "reason"), [
-    ((1.0, 0.0, 0.0), (0.99, 0.985, 0.98), "too easy"),
-    ((1.0, 0.8, 0.9), (0.70, 0.70, 0.69), "had not decayed far"),
-    ((1.0, 0.0, 0.0), (0.80, 0.70, 0.72), "is ahead by 8.0 points"),
-    ((1.0, 0.0, 0.0), (0.70, 0.71, 0.70), "within seed noise"),
+@pytest.mark.parametrize(("gammas", "free", "why"), [
+    ((1.0, 0.0, 0.0), (0.99, 0.985, 0.98), Why.TOO_EASY),
+    ((1.0, 0.8, 0.9), (0.70, 0.70, 0.69), Why.NOT_DECAYED),
+    ((1.0, 0.0, 0.0), (0.80, 0.70, 0.72), Why.OPPOSITE),  # constant γ = 1 ahead by 8 points
+    ((1.0, 0.0, 0.0), (0.70, 0.71, 0.70), Why.WITHIN_NOISE),
 ])
-def test_scheduled_sampling_says_why_it_did_not_appear(gammas: tuple, free: tuple, reason: str) -> None:
+def test_scheduled_sampling_says_why_it_did_not_appear(gammas: tuple, free: tuple, why: Why) -> None:
     finals = [row(600, 0.9, value, gamma=gamma) for value, gamma in zip(free, gammas, strict=True)]
     result = read_scheduled_sampling(snapshot(SCHEDULES, finals))
-    assert result.appeared is False and reason in result.text
+    assert (result.appeared, result.why) == (False, why)
 
 
 def by_length(values: list[float]) -> list[dict[int, float]]:
@@ -104,19 +109,20 @@ def by_length(values: list[float]) -> list[dict[int, float]]:
 
 def test_the_bottleneck_appears_when_long_outputs_fail_and_short_ones_do_not() -> None:
     lengths = by_length([1.0, 1.0, 0.87, 0.66, 0.33, 0.12, 0.0, 0.06, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-    result = read_bottleneck(snapshot(BOTTLENECK, [row(600, 0.7, 0.6)], lengths))
-    assert result.appeared is True
-    assert "outputs of 2 to 6 tokens are exactly right 77.2%" in result.text and "up to 3 tokens" in result.text
+    run = snapshot(BOTTLENECK, [row(600, 0.7, 0.6)], lengths)
+    assert (read_bottleneck(run).appeared, read_bottleneck(run).why) == (True, None)
+    holds, shape, _ = (answer.facts for answer in answered("bottleneck", run))
+    assert holds == {"holds_up_to": 3} and shape == {"steepest_at": 6, "shape": "gradual"}
 
 
-@pytest.mark.parametrize(("values", "reason"), [
-    ([0.3, 0.2, 0.2, 0.1, 0.1, 0.0], "not learned the task"),
-    ([1.0, 1.0, 0.99, 0.98, 0.95, 0.93], "enough for these lengths"),
-    ([0.6, 0.55, 0.55, 0.5, 0.5, 0.5], "too little training"),
+@pytest.mark.parametrize(("values", "why"), [
+    ([0.3, 0.2, 0.2, 0.1, 0.1, 0.0], Why.NOT_LEARNED),
+    ([1.0, 1.0, 0.99, 0.98, 0.95, 0.93], Why.ENOUGH_CAPACITY),
+    ([0.6, 0.55, 0.55, 0.5, 0.5, 0.5], Why.LOW_AT_EVERY_LENGTH),
 ])
-def test_the_bottleneck_says_why_it_did_not_appear(values: list[float], reason: str) -> None:
+def test_the_bottleneck_says_why_it_did_not_appear(values: list[float], why: Why) -> None:
     result = read_bottleneck(snapshot(BOTTLENECK, [row(600, 0.7, 0.6)], by_length(values)))
-    assert result.appeared is False and reason in result.text
+    assert (result.appeared, result.why) == (False, why)
 
 
 def test_a_real_tiny_lesson_run_gets_a_reading_from_its_own_numbers() -> None:
@@ -124,8 +130,9 @@ def test_a_real_tiny_lesson_run_gets_a_reading_from_its_own_numbers() -> None:
 
     tiny = CompareConfig.build(TrainConfig(emb_dim=8, hidden_dim=8, batch_size=16, val_size=32, steps=10,
                                            eval_every=5, min_len=2, max_len=6), (0.5,))
-    result = read_bottleneck(CompareEngine(tiny).run_to_end())
-    assert result.appeared is not None and "After 10 steps with hidden size 8" in result.text
+    run = CompareEngine(tiny).run_to_end()
+    result = read_bottleneck(run)
+    assert run.step == 10 and result.appeared is not None and (result.why is None) == result.appeared
 
 
 def test_the_glossary_explains_every_word_the_lessons_use() -> None:

@@ -16,7 +16,7 @@ import pytest
 from playground.core.config import TrainConfig
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.experiments.statistics import gap_over_time, steps_to_reach
-from playground.plots.comparison_figures import length_figure, metric, series
+from playground.plots.comparison_figures import arm_length_figure, metric, series
 from playground.plots.curves import column, ema
 from playground.reports.comparison_table import format_table, summary_csv, summary_rows
 from playground.training.metrics import Metric
@@ -64,9 +64,9 @@ def test_seeds_aligned_by_step_keep_the_recorded_numbers(kind: str) -> None:
 
 def test_lengths_aligned_over_seeds_and_the_csv_keep_the_recorded_numbers() -> None:
     shown = snapshot()
-    figure = length_figure(shown)
-    assert len(figure.data) == len(RECORDED["length_means"])
-    for trace, (lengths, means) in zip(figure.data, RECORDED["length_means"], strict=True):
+    lines = [trace for trace in arm_length_figure(shown).data if trace.showlegend is not False]  # not the bands
+    assert len(lines) == len(RECORDED["length_means"])
+    for trace, (lengths, means) in zip(lines, RECORDED["length_means"], strict=True):
         assert list(trace.x) == lengths and np.asarray(trace.y) == pytest.approx(np.array(means), rel=1e-12)
     table = summary_rows(shown)
     recorded = pd.read_csv(io.StringIO(RECORDED["summary_csv"])).rename(columns={"ratio": "label"})

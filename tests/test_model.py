@@ -82,15 +82,6 @@ def test_per_token_coins_equal_the_equations_row_by_row(num_layers: int) -> None
         torch.testing.assert_close(logits[row:row + 1], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_gamma_one_is_a_single_fused_decoder_call() -> None:
-    model = make_model(1)
-    calls = []
-    model.decoder.lstm.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[1]))
-    src, tgt = batch(seed=1)
-    model(src, tgt, 1.0)
-    assert calls == [tgt.shape[1]]
-
-
 def test_fused_path_equals_the_step_loop() -> None:
     model = make_model(2)
     src, tgt = batch(seed=2)

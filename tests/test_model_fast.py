@@ -148,6 +148,7 @@ def test_greedy_decode_stops_once_every_row_has_ended() -> None:
     assert decoded.shape == (src.shape[0], 7) and not (decoded == EOS_ID).any()
 
 
+@pytest.mark.slow
 def test_bench_quick_prints_the_ratio_keys_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "--quick", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -156,3 +157,4 @@ def test_bench_quick_prints_the_ratio_keys_as_json(capsys: pytest.CaptureFixture
         "default"].keys()
     assert result["default_size"]["hidden_dim"] == 128 and result["default_size"]["batch_size"] == 64
     assert all(value > 0 for value in result["steps_per_second"]["default"].values())
+    assert result["contracts"] == {"gamma_1_is_one_fused_decoder_call": True}  # the fast path's contract holds

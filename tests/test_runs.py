@@ -181,6 +181,7 @@ def test_a_run_on_disk_is_renamed_without_loading(runs: RunRegistry) -> None:
         fresh.rename("nope", "x")
 
 
+@pytest.mark.slow
 def test_two_runs_train_at_once_without_disturbing_each_other(runs: RunRegistry) -> None:
     first = launch(runs, "a", TINY.replace(seed=1))
     second = launch(runs, "b", TINY.replace(seed=2))
@@ -294,6 +295,7 @@ def test_a_run_whose_save_fails_ends_failed_and_frees_its_slot(tmp_path: Path,
     assert after.status == "finished"
 
 
+@pytest.mark.slow
 def test_a_comparison_is_listed_reopened_by_a_new_registry_and_deleted(runs: RunRegistry) -> None:
     config = CompareConfig.build(TINY.replace(steps=12, eval_every=6), [0.0, 1.0], seeds=2)
     run = runs.launch("side by side", CompareEngine(config), config.base)
@@ -324,6 +326,7 @@ def test_a_comparison_is_listed_reopened_by_a_new_registry_and_deleted(runs: Run
     assert fresh.list() == [] and not run.run_dir.exists()
 
 
+@pytest.mark.slow
 def test_a_comparison_killed_after_a_save_is_listed_as_stopped_and_resumes_to_the_same_final_metrics(
         runs: RunRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The folder as a kill leaves it (copied right after a save, while the run trains on) opens in a new registry

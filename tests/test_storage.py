@@ -149,12 +149,21 @@ def test_metrics_round_trip_with_blank_cells(tmp_path: Path) -> None:
     write_metrics(tmp_path, rows)
     lines = (tmp_path / METRICS_FILE).read_text().splitlines()
     assert lines[0] == ",".join(METRIC_COLUMNS)
-    assert lines[1] == "1,0.5,2.5,0.5,0.01" + "," * 8  # not evaluated: blank cells
+    assert lines[1] == "1,0.5,2.5,0.5,0.01" + "," * (len(METRIC_COLUMNS) - 5)  # not evaluated: blank cells
     back = read_metrics(tmp_path)
     assert back[0] == rows[0]
     assert back[1] == {k: v for k, v in rows[1].items() if k != "not_a_column"}
     assert type(back[0]["step"]) is int and type(back[0]["lr"]) is float
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_metrics_keep_exact_match_at_every_size_after_the_fixed_columns(tmp_path: Path) -> None:
+    rows = [{"step": 0, "val_fr_exact": 0.5, "val_fr_exact_len_10": 0.25, "val_fr_exact_len_9": 0.5,
+             "val_tf_exact_len_9": 0.75}, {"step": 1, "train_loss": 2.0}]
+    write_metrics(tmp_path, rows)
+    header = (tmp_path / METRICS_FILE).read_text().splitlines()[0].split(",")
+    assert header == [*METRIC_COLUMNS, "val_fr_exact_len_9", "val_fr_exact_len_10", "val_tf_exact_len_9"]
+    assert read_metrics(tmp_path) == rows
 
 
 def test_metrics_with_a_model_column_read_back_whole(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from playground.core.config import ConfigError, TrainConfig
 from playground.experiments.statistics import mean_ci, paired_test
 from playground.experiments.study_grid import Condition, ConditionResult, StudyConfig
-from playground.reports.study_table import condition_summary, format_summaries, study_reading
+from playground.reports.study_table import condition_summary, format_summaries, read_study, table_rows
 from playground.training.metrics import Metric
 from tests.conftest import new_app
 
@@ -94,6 +94,26 @@ def test_grid_has_one_condition_per_task_setting_and_size() -> None:
     assert StudyConfig.from_dict(config.as_dict()) == config
 
 
+def test_each_cell_tests_as_far_beyond_as_its_own_size_allows() -> None:
+    config = StudyConfig.build(BASE.replace(test_max_len=12, test_max_digits=4), ["reverse", "addition"], [4, 8, 30],
+                               [2, 3], [8], [0, 1], [], 2)
+    tested = [condition.compare.base.size_range().tested for condition in config.conditions()]
+    assert tested == [8, 12, 30, 4, 4]  # twice 4; 12 as asked; at least the condition's own 30; 4 digits within 2 x 2
+
+
+def test_a_conditions_arms_carry_exact_match_by_length() -> None:
+    config = StudyConfig.build(BASE.replace(max_len=4, test_max_len=6), ["reverse"], [4], [2], [8], [0, 1], [], 2)
+    condition = config.conditions()[0]
+    finals = [{Metric.FR_EXACT: 1.0, Metric.FR_TOKEN_ACC: 1.0, Metric.TF_TOKEN_ACC: 1.0, Metric.BEYOND_EXACT: x,
+               "val_fr_exact_len_5": x, "val_fr_exact_len_6": x / 2, "val_tf_exact_len_5": 1.0}
+              for x in (0.2, 0.4, 0.6, 0.8)]
+    arms = condition_summary(condition, ConditionResult(20, True, 1.0, finals))["arms"]
+    assert arms[0]["exact_by_length"] == pytest.approx({5: 0.3, 6: 0.15}) and arms[1]["tf_exact_by_length"] == {5: 1.0}
+    assert arms[1][Metric.BEYOND_EXACT]["mean"] == pytest.approx(0.7)
+    rows = table_rows([condition_summary(condition, ConditionResult(20, True, 1.0, finals))])
+    assert rows[0][Metric.BEYOND_EXACT] == pytest.approx(0.3)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"tasks": []}, "no task chosen"),
     ({"tasks": ["custom"]}, "task 'custom' is not allowed in a study"),
@@ -124,8 +144,8 @@ def test_condition_summary_and_reading_from_results() -> None:
     (test,) = summary["tests"]
     assert test["difference"] == pytest.approx((-0.4 - 0.35 - 0.37) / 3)
     assert test["p"] < 0.05 and not test["within_seed_noise"]
-    text = study_reading([summary])
-    assert "Beyond seed noise: γ = 1 leads γ = 0" in text and "more than seed noise" in text
+    [read] = read_study([summary]).conditions
+    assert (read.leader, read.runner_up, read.within_noise, read.beats) == ("γ = 1", "γ = 0", False, ("γ = 0",))
     assert condition_summary(condition, None)["arms"] == []
 
 
@@ -177,6 +197,7 @@ def test_the_study_link_holds_the_grid_and_names_a_value_it_cannot_use() -> None
 
 
 @pytest.mark.usefixtures("fresh_app")
+@pytest.mark.slow
 def test_the_study_page_compares_models_in_every_condition_and_links_them() -> None:
     at = study_page()
     at.multiselect(key="study_tasks").set_value(["reverse"])

@@ -15,7 +15,7 @@ from playground.export.experiment import Experiment
 from playground.export.tensorboard import TensorBoardLog, TensorBoardMissing
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.registry import RunRegistry
-from playground.training.run_folder import RunKind, RunStatus, read_run_file
+from playground.training.run_folder import RunKind, RunStatus, read_run_file, runs_folder
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_FAILED = 0, 1, 2, 3, 4
 EXIT_CODES = {RunStatus.DIVERGED: EXIT_DIVERGED, RunStatus.FAILED: EXIT_FAILED}
@@ -103,11 +103,21 @@ def add_run_options(parser: argparse.ArgumentParser, default_name: str, resumes:
                     resume_metavar: str = "RUN_DIR") -> None:
     """The options of every command that trains a run: where its folder goes, its name, continuing a saved one,
     no progress line, and the closing JSON line."""
-    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default runs)")
+    add_runs_dir_option(parser)
     parser.add_argument("--name", default="", help=f"run name (default: {default_name})")
     parser.add_argument("--resume", metavar=resume_metavar, default=None, help=resumes)
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument("--json", action="store_true", help=f"end with one JSON line: {json_holds}")
+
+
+def add_runs_dir_option(parser: argparse.ArgumentParser, what: str = "where run folders go") -> None:
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help=f"{what} (default: $PLAYGROUND_RUNS_DIR, as the app, else runs)")
+
+
+def runs_dir(args: argparse.Namespace) -> Path:
+    """The runs folder a command uses: --runs-dir, else the app's."""
+    return args.runs_dir if args.runs_dir is not None else runs_folder()
 
 
 def add_tensorboard_option(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from playground.cli.common import (
     follow,
     print_json,
     resume_run,
+    runs_dir,
     tensorboard_log,
     variant_lists,
 )
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                                      variants=variant_lists(args))
         name = args.name or f"{base.task}-compare"
         log = tensorboard_log(args, Experiment.of_comparison(name, config))  # before the start: a refusal leaves no run
-        comparison = RunRegistry(Path(args.runs_dir)).launch(name, CompareEngine(config, custom), base, custom)
+        comparison = RunRegistry(runs_dir(args)).launch(name, CompareEngine(config, custom), base, custom)
     status = follow(comparison, args.quiet, log)
     snapshot = comparison.snapshot()
     table = summary_rows(snapshot)

@@ -15,6 +15,7 @@ from playground.runs.background import RunError
 from playground.runs.registry import RunRegistry
 from playground.training.checkpoints import load_checkpoint
 from playground.training.trainer import TrainedModel, build_task
+from playground.training.upload_reader import read_checkpoint
 
 
 def add_parser(commands: Any) -> None:
@@ -56,13 +57,20 @@ def load_models(path: Path, with_validation: bool = False) -> list[TrainedModel]
     return models
 
 
-def load_trained(path: Path, index: int, with_validation: bool = False) -> TrainedModel:
-    """Model `index` of a run folder or of a checkpoint file (`load_models`)."""
-    models = load_models(path, with_validation)
-    if not 0 <= index < len(models):
-        raise BadInput(f"--model {index} is not allowed: {path} holds {len(models)} model(s), numbered 0 to "
-                       f"{len(models) - 1}")
-    return models[index]
+def load_trained(path: Path, index: int) -> TrainedModel:
+    """Model `index` of a run folder (through the registry, as the app opens it) or of a checkpoint file, which
+    the uploads' reader reads in a process of its own, building that model only."""
+    if path.is_dir():
+        models = load_models(path)
+        count, position = len(models), index
+    else:
+        loaded, count = read_checkpoint(path, index)
+        models = [TrainedModel(saved.label, saved.model, saved.config, build_task(saved.config, loaded.custom), [],
+                               loaded.step) for saved in loaded.models]
+        position = 0 if models else -1
+    if not 0 <= position < len(models):
+        raise BadInput(f"--model {index} is not allowed: {path} holds {count} model(s), numbered 0 to {count - 1}")
+    return models[position]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from playground.cli.common import (
@@ -17,6 +16,7 @@ from playground.cli.common import (
     add_variant_lists,
     config_from_args,
     print_json,
+    runs_dir,
     variant_lists,
 )
 from playground.core.config import VARIANT_SETTINGS
@@ -85,7 +85,7 @@ def follow(study: BackgroundRun[StudySnapshot], quiet: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    registry = RunRegistry(Path(args.runs_dir))
+    registry = RunRegistry(runs_dir(args))
     if args.resume:
         study = registry.get(args.resume)
         if study.kind != StudyEngine.kind:

@@ -16,13 +16,14 @@ from playground.cli.common import (
     follow,
     print_json,
     resume_run,
+    runs_dir,
     tensorboard_log,
 )
 from playground.export.experiment import Experiment, read_experiment
 from playground.runs.background import BackgroundRun
 from playground.runs.registry import RunRegistry
 from playground.runs.train_engine import TrainingEngine, TrainingSnapshot
-from playground.training.metrics import EVALUATED, Metric
+from playground.training.metrics import EVALUATED, Metric, by_length
 from playground.training.run_folder import RunKind
 
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         config, custom = config_from_args(args)
         name = args.name or f"{config.task}-cli"
         log = tensorboard_log(args, Experiment.of_run(name, config))  # before the start: a refusal leaves no run
-        training = RunRegistry(Path(args.runs_dir)).launch(name, TrainingEngine.create(config, custom), config,
+        training = RunRegistry(runs_dir(args)).launch(name, TrainingEngine.create(config, custom), config,
                                                            custom)
     status = follow(training, args.quiet, log)
     snapshot: TrainingSnapshot = training.snapshot()
@@ -53,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if evaluated := summary["free_running_exact_match"]:
         print(f"validation exact match: teacher-forced {summary['teacher_forced_exact_match']:.1%}, "
               f"free-running {evaluated:.1%}")
+    if summary["beyond_exact"] is not None:
+        print(f"beyond the training lengths, free-running exact match: {summary['beyond_exact']:.1%} (by length: "
+              + ", ".join(f"{size} {value:.0%}" for size, value in summary["exact_by_length"].items()) + ")")
     print(f"run folder: {training.run_dir}")
     if args.json:
         print_json(summary)
@@ -70,5 +74,9 @@ def summarise(training: BackgroundRun[Any], snapshot: TrainingSnapshot) -> dict[
         "free_running_exact_match": last.get(Metric.FR_EXACT),
         "teacher_forced_loss": last.get(Metric.TF_LOSS),
         "free_running_loss": last.get(Metric.FR_LOSS),
+        "teacher_forced_token_accuracy": last.get(Metric.TF_TOKEN_ACC),
+        "free_running_token_accuracy": last.get(Metric.FR_TOKEN_ACC),
+        "exact_by_length": by_length(last), "tf_exact_by_length": by_length(last, "val_tf"),
+        "beyond_exact": last.get(Metric.BEYOND_EXACT),
         "run_dir": str(training.run_dir),
     }

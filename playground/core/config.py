@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,8 @@ class TrainConfig:
     max_len: int = 8
     alphabet_size: int = 10
     max_digits: int = 3
+    test_max_len: int = 0  # 0: test the training lengths only (max_len), as every run before this setting did
+    test_max_digits: int = 0  # 0: max_digits
     custom_data: str = ""  # fingerprint of the custom pairs, which travel beside the config, never as a path
     custom_tokenization: str = "char"
     # model
@@ -76,6 +79,7 @@ class TrainConfig:
     reverse_source: str = "off"
     heads: int = 1
     positions: str = "sinusoidal"
+    eos: str = "predict"
     # optimizer
     optimizer: str = "adam"
     lr: float = 0.005
@@ -101,6 +105,15 @@ class TrainConfig:
     def forcing_schedule(self) -> ForcingSchedule:
         return ForcingSchedule(self.schedule, self.teacher_forcing_ratio, self.tf_end,
                                self.decay_steps, self.exp_k, self.sigmoid_k)
+
+    def size_range(self) -> SizeRange:
+        """The sizes of examples this run trains and tests on: source lengths, or digits for the number tasks."""
+        info = TASKS[self.task]
+        if info.uses_lengths:
+            return SizeRange(self.min_len, self.max_len, self.test_max_len or self.max_len)
+        if info.uses_digits:
+            return SizeRange(1, self.max_digits, self.test_max_digits or self.max_digits)
+        return SizeRange(0, 0, 0)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,11 +158,50 @@ class TrainConfig:
         if hidden_valid and self.architecture == "transformer" and self.hidden_dim % self.heads:
             problems.append(Problem(f"{{0}} = {self.hidden_dim} is not allowed with {{1}} = {self.heads}: the hidden "
                                     f"size must divide by the number of heads", ("hidden_dim", "heads")))
+        problems += _beyond_problems(self, {problem.fields[0] for problem in problems if problem.fields})
         if self.task == "custom" and not self.custom_data:
             problems.append(Problem("{0} needs a CSV file of source,target pairs: none is loaded", ("task",)))
         if problems:
             raise ConfigError(problems)
         return self
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """Example sizes: training draws smallest..trained, validation smallest..tested (0, 0, 0: the task has no
+    size knob, as a custom task)."""
+
+    smallest: int
+    trained: int
+    tested: int
+
+    @property
+    def beyond(self) -> range:
+        """The sizes validation tests and training never shows."""
+        return range(self.trained + 1, self.tested + 1)
+
+
+MAX_TEST_DIGITS = 9  # number words name numbers below a billion
+
+
+def longest_test(trained: int, most: int) -> int:
+    """How far beyond training a run may test: twice the training size, at most `most`."""
+    return min(2 * trained, most)
+
+
+def _beyond_problems(config: TrainConfig, bad: set[str]) -> list[Problem]:
+    """test_max_len lies in max_len..2 max_len (at most 50), test_max_digits in max_digits..2 max_digits (at most 9),
+    or is 0 (the same as the training size)."""
+    problems = []
+    for tested, trained, most in (("test_max_len", "max_len", 50), ("test_max_digits", "max_digits", MAX_TEST_DIGITS)):
+        value, low = getattr(config, tested), getattr(config, trained)
+        if tested in bad or trained in bad or value == 0:
+            continue
+        high = longest_test(low, most)
+        if not low <= value <= high:
+            problems.append(Problem(f"{{0}} = {value} is not allowed: it must be 0 (the same as {{1}}) or between "
+                                    f"{{1}} ({low}) and {high}", (tested, trained)))
+    return problems
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -186,6 +238,22 @@ def whole_number(text: str) -> int | None:
     """`text` as a whole number written in ASCII digits, else None. str.isdigit alone also passes "²", which int()
     then refuses with a ValueError (a traceback on a page that trusted it)."""
     return int(text) if text.isascii() and text.isdigit() else None
+
+
+INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})  # controls, format (bidi, zero-width), breaks
+
+
+def visible_text(text: str) -> str:
+    """`text` on one line of visible characters: controls, line and paragraph breaks (U+2028, U+0085) and Unicode
+    format characters (bidi overrides such as U+202E, zero-width joiners) become spaces or go, so a name cannot
+    reverse the line it is shown in or break it."""
+    kept = (" " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in str(text))
+    return " ".join("".join(char for char in kept if unicodedata.category(char) not in INVISIBLE).split())
+
+
+def visible_name(text: str, limit: int) -> str:
+    """A name as a person set it, made visible text (`visible_text`) and cut to `limit` characters."""
+    return visible_text(text)[:limit].strip()
 
 
 def show_bound(bound: float) -> str:
@@ -244,6 +312,7 @@ class Setting:
 
 
 SWITCH = ("off", "on")  # the choices of a setting that is on or off (a bare CLI flag turns it on)
+EOS_MODES = ("predict", "oracle")  # the model learns to emit <eos>, or decoding is told the target's length
 
 
 def _task_uses(what: str) -> Callable[[Values], bool]:
@@ -272,6 +341,14 @@ _TABLE = (
                              "this many.", 2, 26, applies=_task_uses("uses_lengths")),
     Setting("max_digits", "task", "Digits per number", "Largest number of digits of each number, 1 to 9. More digits "
                           "mean longer inputs and outputs.", 1, 9, applies=_task_uses("uses_digits")),
+    Setting("test_max_len", "task", "Test lengths up to", "Validation also tests sources longer than any in "
+                            "training, up to this length (max length to twice max length, at most 50; 0 = max "
+                            "length). Every length from min length up to it is drawn equally often; the headline "
+                            "figures stay those of the training lengths, and exact match by length shows what "
+                            "happens beyond them.", 0, 50, applies=_task_uses("uses_lengths")),
+    Setting("test_max_digits", "task", "Test digits up to", "Validation also tests numbers with more digits than "
+                               "any in training, up to this many (digits per number to twice that, at most 9; 0 = "
+                               "digits per number).", 0, MAX_TEST_DIGITS, applies=_task_uses("uses_digits")),
     Setting("custom_data", "task", "Custom pairs", "Fingerprint of the uploaded source,target pairs.",
             applies=_when("task", "custom"), pattern="(|[0-9a-f]{16})"),
     Setting("custom_tokenization", "task", "Tokens", "How a row of the CSV is split into tokens: every character, or "
@@ -312,6 +389,11 @@ _TABLE = (
                          "waves of every frequency, defined at any length; learned: one trained vector per position, "
                          "untrained beyond the lengths seen in training; none: attention alone cannot tell order.",
                          choices=POSITIONS, applies=_when("architecture", "transformer")),
+    Setting("eos", "model", "End of sequence", "Predict (the specification's model): the model learns when to stop "
+                   "by emitting <eos>, and decoding stops there. Oracle: <eos> is left out of the loss, and "
+                   "free-running decoding runs for the true target length, so the model is never asked when to "
+                   "stop (Newman et al. 2020's -EOS against +EOS): whether deciding to stop is what fails on "
+                   "lengths beyond training.", choices=EOS_MODES),
     Setting("optimizer", "optimizer", "Optimizer", "How gradients become weight updates: Adam adapts a step size per "
                          "weight and is the safe choice; SGD with momentum needs a larger learning rate.",
                          choices=("adam", "adamw", "sgd")),

@@ -40,10 +40,11 @@ def read_bounded(path: Path | str, limit: int, what: str = "the file", *, follow
             raise NotARegularFile(error.errno, f"{what} is a symbolic link, not a regular file") from None
         raise
     with os.fdopen(descriptor, "rb") as file:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
             raise NotARegularFile(errno.EINVAL,
                                   f"{what} is not a regular file (a FIFO, device or folder is not read)")
-        data = file.read(limit + 1)
+        data = file.read(min(limit, status.st_size) + 1)  # read(n) allocates n bytes first: ask for what is there
     if len(data) > limit:
         raise FileTooLarge(f"{what} is larger than {limit:,} bytes, the most allowed")
     return data

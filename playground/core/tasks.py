@@ -112,6 +112,10 @@ def _sum(src: list[str], tgt: list[str]) -> tuple[str, float | str]:
     return "sum", float("".join(tgt)) if tgt and "".join(tgt).isdigit() else float("nan")
 
 
+def _addition_size(src: list[str], tgt: list[str]) -> int:
+    return max(map(len, "".join(src).split("+")))
+
+
 def _first_token(src: list[str], tgt: list[str]) -> tuple[str, float | str]:
     return "first token", src[0]
 
@@ -126,17 +130,22 @@ class TaskInfo:
     target_as_long_as_source: bool = False  # so the shortest target is min_len long too
     example_property: Callable[[list[str], list[str]], tuple[str, float | str]] = _source_length  # what to colour
     # an example by in a picture of many: its name and its value
+    size_of: Callable[[list[str], list[str]], int] = lambda src, tgt: len(src)  # what exact match by length
+    # counts: the source's length, or the digits of the longest number for the number tasks
+    size_name: str = "source length (symbols)"
 
 
 TASKS: dict[str, TaskInfo] = {
     "copy": TaskInfo("Copy the sequence: abc -> abc", True, False, True),
     "reverse": TaskInfo("Reverse the sequence: abc -> cba", True, False, True),
     "sort": TaskInfo("Sort the symbols: cab -> abc", True, False, True, _first_token),
-    "addition": TaskInfo("Add two numbers: 37+5 -> 42", False, True, example_property=_sum),
+    "addition": TaskInfo("Add two numbers: 37+5 -> 42", False, True, example_property=_sum, size_of=_addition_size,
+                         size_name="digits of the longer number"),
     "number_words": TaskInfo(
         "Digits to English words (other vocabulary, longer output): 307 -> three hundred seven",
         False,
         True,
+        size_name="digits of the number",
     ),
     "count": TaskInfo(
         "Count each symbol over the whole input: abcab -> a2b2c1 (needs memory of the full sequence)",
@@ -240,6 +249,22 @@ def make_task(
 
     longest = max(len(number_to_words(int("7" * d))) for d in range(1, max_digits + 1))
     return Task(name, description, Vocab(list(DIGITS)), Vocab(words, separator=" "), number_words, max_digits, longest)
+
+
+def _pairs_of_sizes(beyond: Beyond, rng: random.Random, count: int) -> list[Pair]:
+    """`count` distinct examples spread equally over `beyond.sizes`, in order of size."""
+    size_of = TASKS[beyond.task.name].size_of
+    quota = {size: count // len(beyond.sizes) + (i < count % len(beyond.sizes)) for i, size in
+             enumerate(beyond.sizes)}
+    found: dict[int, dict[str, Pair]] = {size: {} for size in beyond.sizes}
+    for _ in range(count * 200):
+        src, tgt = beyond.task.sample(rng)
+        size = size_of(src, tgt)
+        if size in found and len(found[size]) < quota[size]:
+            found[size].setdefault(_source_key(src), (src, tgt))
+            if all(len(found[size]) == quota[size] for size in found):
+                break
+    return [pair for size in beyond.sizes for pair in found[size].values()]
 
 
 def _source_key(tokens: list[str]) -> str:
@@ -393,17 +418,43 @@ def encode_pairs(task: Task, pairs: list[Pair]) -> Batch:
     return Batch(src, tgt, pairs)
 
 
-class TaskData:
-    """A fixed validation set and an endless stream of fresh training batches."""
+@dataclass(frozen=True)
+class Beyond:
+    """Validation beyond the training sizes: `task` draws examples of every size in `sizes` (and maybe smaller
+    ones, which are passed over); `trained` is how many sizes training draws."""
 
-    def __init__(self, task: Task, seed: int, val_size: int) -> None:
+    task: Task
+    sizes: range
+    trained: int
+
+
+class TaskData:
+    """A fixed validation set and an endless stream of fresh training batches.
+
+    With `beyond`, validation spreads over the training sizes and the larger ones equally: it keeps the first of
+    the training-size examples it would draw without them and adds as many of each larger size from a stream of
+    its own, so the training batches are the same whatever the tested sizes."""
+
+    def __init__(self, task: Task, seed: int, val_size: int, beyond: Beyond | None = None) -> None:
         self.task = task
         self._rng = random.Random(seed)
         self.val_pairs = self._validation_pairs(val_size)
         if not self.val_pairs:
             raise TaskError("no validation example could be drawn: the task has too few distinct sources "
                             "(allow longer sequences, a larger alphabet or more digits)")
+        size_of = TASKS[task.name].size_of
+        self.trained_largest = max(size_of(*pair) for pair in self.val_pairs)
+        if beyond is not None and beyond.sizes:
+            kept = round(val_size * beyond.trained / (beyond.trained + len(beyond.sizes)))
+            self.val_pairs = self.val_pairs[:kept] + _pairs_of_sizes(beyond, random.Random(f"{seed}:beyond"),
+                                                                     val_size - kept)
+        self.sizes = torch.tensor([size_of(*pair) for pair in self.val_pairs])
         self.validation = encode_pairs(task, self.val_pairs)
+        trained = int((self.sizes <= self.trained_largest).sum())
+        # each part padded on its own: the encoder reads a source's left padding, so the training sizes score as
+        # they would with no longer source beside them
+        self.validation_parts = [encode_pairs(task, pairs) for pairs in (self.val_pairs[:trained],
+                                                                         self.val_pairs[trained:]) if pairs]
 
     def _validation_pairs(self, size: int) -> list[Pair]:
         found: dict[str, Pair] = {}

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from playground.course.lessons import (
     CLEAR,
@@ -30,7 +30,17 @@ from playground.training.trainer import build_task
 HALF = 0.5  # "falls": the training loss reaches half of its first logged value
 HANDED_OVER = 0.5  # a schedule hands control over when γ drops below one half
 PART = 0.1  # two arms "part" at the first output length where their exact match differs by ten points
-NOT_EVALUATED = "The run was not evaluated."
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One question answered from a run: the sentences, and the figures and verdicts they were decided from."""
+
+    text: str
+    facts: Mapping[str, object] = field(default_factory=dict)
+
+
+NOT_EVALUATED = Answer("The run was not evaluated.")
 
 
 def _rows(snapshot: CompareSnapshot, arm: int) -> list[dict[str, float]]:
@@ -41,11 +51,11 @@ def _step_when(rows: list[dict[str, float]], holds: Callable[[dict[str, float]],
     return next((int(row["step"]) for row in rows if holds(row)), None)
 
 
-def _loss_falls(why: str) -> Callable[[CompareSnapshot], str]:
+def _loss_falls(why: str) -> Callable[[CompareSnapshot], Answer]:
     """The answer to "whose training loss falls first": the first step at which each arm's seed-mean training loss
     reaches half of its first value, then `why`."""
-    def answer(snapshot: CompareSnapshot) -> str:
-        firsts = {}
+    def answer(snapshot: CompareSnapshot) -> Answer:
+        firsts: dict[str, int | None] = {}
         for arm, label in enumerate(snapshot.labels):
             loss = by_step(snapshot.arm_rows(arm), lambda row: row.get(Metric.TRAIN_LOSS)).mean(axis=1)
             if len(loss):
@@ -53,19 +63,23 @@ def _loss_falls(why: str) -> Callable[[CompareSnapshot], str]:
                 firsts[label] = int(fallen[0]) if len(fallen) else None
         reached = {label: step for label, step in firsts.items() if step is not None}
         if not reached:
-            return "No model's training loss fell to half of its first value in this run: train longer."
+            return Answer("No model's training loss fell to half of its first value in this run: train longer.",
+                          {"halved_at": firsts})
         step = min(reached.values())
         first = [label for label, reached_at in reached.items() if reached_at == step]
         others = "; ".join(f"{label} at step {at}" if at is not None else f"{label} never did"
                            for label, at in firsts.items() if label not in first)
+        facts = {"halved_at": firsts, "first": tuple(first)}
         if len(first) > 1:
-            return (f"{' and '.join(first)} fell to half of their starting training loss at the same logged step, "
-                    f"{step}" + (f" ({others})" if others else "") + f": this run cannot tell them apart. {why}")
-        return f"{first[0]}'s training loss fell to half of its start first, at step {step} ({others}). {why}"
+            return Answer(f"{' and '.join(first)} fell to half of their starting training loss at the same logged "
+                          f"step, {step}" + (f" ({others})" if others else "") + f": this run cannot tell them apart. "
+                          f"{why}", facts)
+        return Answer(f"{first[0]}'s training loss fell to half of its start first, at step {step} ({others}). {why}",
+                      facts)
     return answer
 
 
-def _gap_now(snapshot: CompareSnapshot) -> str:
+def _gap_now(snapshot: CompareSnapshot) -> Answer:
     table = summary_rows(snapshot)
     if not table:
         return NOT_EVALUATED
@@ -73,21 +87,26 @@ def _gap_now(snapshot: CompareSnapshot) -> str:
     listing = "; ".join(f"{row['label']}: {share(row[Metric.TF_TOKEN_ACC])} teacher-forced, "
                         f"{share(row[Metric.FR_TOKEN_ACC])} free-running, a gap of {points(row[GAP])}"
                         for row in table)
-    return f"{listing}. {widest['label']} loses the most when it reads its own predictions."
+    return Answer(f"{listing}. {widest['label']} loses the most when it reads its own predictions.",
+                  {"widest": widest["label"], "gaps": {row["label"]: row[GAP] for row in table}})
 
 
-def _gap_over_time(snapshot: CompareSnapshot) -> str:
-    answers = []
+GAP_TRENDS = {"shrank": "shrank from its peak", "grew": "grew", "stayed": "stayed about the same"}
+
+
+def _gap_over_time(snapshot: CompareSnapshot) -> Answer:
+    answers, trends = [], {}
     for row in summary_rows(snapshot):
         peak, end = row.get("gap_peak"), row[GAP]
         if peak is None:
             continue
         first = evaluated_gap(snapshot, row["label"])
-        trend = ("shrank from its peak" if difference(end, peak) <= -0.02
-                 else "grew" if difference(end, first) >= 0.02 else "stayed about the same")
+        trend = trends[row["label"]] = ("shrank" if difference(end, peak) <= -0.02
+                                        else "grew" if difference(end, first) >= 0.02 else "stayed")
         answers.append(f"{row['label']}'s gap starts at {points(first)}, peaks at {points(peak)} (step "
-                       f"{row['gap_peak_step']:.0f}) and ends at {points(end)} (step {row['step']}): it {trend}")
-    return "; ".join(answers) + "." if answers else NOT_EVALUATED
+                       f"{row['gap_peak_step']:.0f}) and ends at {points(end)} (step {row['step']}): it "
+                       f"{GAP_TRENDS[trend]}")
+    return Answer("; ".join(answers) + ".", {"trend": trends}) if answers else NOT_EVALUATED
 
 
 def evaluated_gap(snapshot: CompareSnapshot, label: str) -> float:
@@ -96,34 +115,37 @@ def evaluated_gap(snapshot: CompareSnapshot, label: str) -> float:
     return rows[0][Metric.TF_TOKEN_ACC] - rows[0][Metric.FR_TOKEN_ACC] if rows else 0.0
 
 
-def _hand_over(snapshot: CompareSnapshot) -> str:
-    answers = []
+def _hand_over(snapshot: CompareSnapshot) -> Answer:
+    answers, steps = [], {}
     for arm, label in enumerate(snapshot.labels):
         rows = [row for row in _rows(snapshot, arm) if Metric.GAMMA in row]
-        step = _step_when(rows, lambda row: row[Metric.GAMMA] < HANDED_OVER)
+        step = steps[label] = _step_when(rows, lambda row: row[Metric.GAMMA] < HANDED_OVER)
         answers.append(f"{label} never (γ stayed at {rows[-1][Metric.GAMMA]:.2f} or above)" if step is None and rows
                        else f"{label} at step {step}" if step is not None else f"{label}: no steps logged")
-    return ("γ fell below one half (more own predictions than true tokens): " + "; ".join(answers) + ".")
+    return Answer("γ fell below one half (more own predictions than true tokens): " + "; ".join(answers) + ".",
+                  {"handed_over_at": steps})
 
 
-def _loss_while_decaying(snapshot: CompareSnapshot) -> str:
-    answers = []
+def _loss_while_decaying(snapshot: CompareSnapshot) -> Answer:
+    answers, rose = [], {}
     for arm, label in enumerate(snapshot.labels):
         rows = [row for row in _rows(snapshot, arm) if Metric.GAMMA in row and Metric.TRAIN_LOSS in row]
         falling = [row for row in rows if 0.05 < row[Metric.GAMMA] < 0.95]
         if not falling:
             continue
         before, after = falling[0][Metric.TRAIN_LOSS], falling[-1][Metric.TRAIN_LOSS]
+        rose[label] = after > before
         verb = "rose" if after > before else "kept falling"
         answers.append(f"{label}'s training loss {verb} from {before:.3f} to {after:.3f} while γ fell (steps "
                        f"{falling[0]['step']:.0f} to {falling[-1]['step']:.0f})")
     if not answers:
-        return "No schedule decayed within this run."
-    return ("; ".join(answers) + ". As γ falls the decoder reads more of its own, sometimes wrong, predictions: each "
-            "training step gets harder, so the loss falls more slowly or rises for a while.")
+        return Answer("No schedule decayed within this run.")
+    return Answer("; ".join(answers) + ". As γ falls the decoder reads more of its own, sometimes wrong, "
+                  "predictions: each training step gets harder, so the loss falls more slowly or rises for a while.",
+                  {"loss_rose": rose})
 
 
-def _best_at_end(snapshot: CompareSnapshot) -> str:
+def _best_at_end(snapshot: CompareSnapshot) -> Answer:
     table = sorted(summary_rows(snapshot), key=lambda row: row[Metric.FR_TOKEN_ACC], reverse=True)
     if len(table) < 2:
         return NOT_EVALUATED
@@ -132,22 +154,25 @@ def _best_at_end(snapshot: CompareSnapshot) -> str:
     last = [row[Metric.FR_TOKEN_ACC] for row in evaluated(_rows(snapshot, snapshot.labels.index(best["label"])))[-4:]]
     wiggle = max(last) - min(last) if len(last) > 1 else 0.0
     verdict = "larger than" if lead > wiggle else "not larger than"
-    return (f"{best['label']} ends best free-running ({share(best[Metric.FR_TOKEN_ACC])} of tokens), "
-            f"{points(lead)} ahead of {second['label']}; its curve moved by {points(wiggle)} over its last "
-            f"{len(last)} evaluations, so the lead is {verdict} its wiggles.")
+    return Answer(f"{best['label']} ends best free-running ({share(best[Metric.FR_TOKEN_ACC])} of tokens), "
+                  f"{points(lead)} ahead of {second['label']}; its curve moved by {points(wiggle)} over its last "
+                  f"{len(last)} evaluations, so the lead is {verdict} its wiggles.",
+                  {"best": best["label"], "runner_up": second["label"], "beyond_wiggles": lead > wiggle})
 
 
-def _holds_up_to(snapshot: CompareSnapshot) -> str:
+def _holds_up_to(snapshot: CompareSnapshot) -> Answer:
     by_length = mean_exact_by_length(snapshot).to_dict()
     holds = [n for n in sorted(by_length) if by_length[n] >= 0.9]
     if not by_length:
         return NOT_EVALUATED
     if not holds:
-        return f"No length is right 90% of the time yet (the best: {share(max(by_length.values()))})."
-    return f"Outputs up to {max(holds)} tokens are exactly right at least 90% of the time free-running."
+        return Answer(f"No length is right 90% of the time yet (the best: {share(max(by_length.values()))}).",
+                      {"holds_up_to": None})
+    return Answer(f"Outputs up to {max(holds)} tokens are exactly right at least 90% of the time free-running.",
+                  {"holds_up_to": max(holds)})
 
 
-def _fall_shape(snapshot: CompareSnapshot) -> str:
+def _fall_shape(snapshot: CompareSnapshot) -> Answer:
     by_length = mean_exact_by_length(snapshot).to_dict()
     lengths = sorted(by_length)
     if len(lengths) < 3:
@@ -156,28 +181,29 @@ def _fall_shape(snapshot: CompareSnapshot) -> str:
     total = by_length[lengths[0]] - by_length[lengths[-1]]
     steepest = max(drops, key=drops.__getitem__)
     shape = "sudden" if total > 0 and drops[steepest] > total / 2 else "gradual"
-    return (f"From {share(by_length[lengths[0]])} at {lengths[0]} tokens to {share(by_length[lengths[-1]])} at "
-            f"{lengths[-1]}, the steepest step is {points(drops[steepest])} at {steepest} tokens: the fall is "
-            f"{shape}. A larger hidden size gives (h_T, c_T) more numbers, so longer outputs would fit before it "
-            "falls.")
+    return Answer(f"From {share(by_length[lengths[0]])} at {lengths[0]} tokens to {share(by_length[lengths[-1]])} "
+                  f"at {lengths[-1]}, the steepest step is {points(drops[steepest])} at {steepest} tokens: the fall is "
+                  f"{shape}. A larger hidden size gives (h_T, c_T) more numbers, so longer outputs would fit before "
+                  "it falls.", {"steepest_at": steepest, "shape": shape})
 
 
-def _still_rising(snapshot: CompareSnapshot) -> str:
+def _still_rising(snapshot: CompareSnapshot) -> Answer:
     rows = evaluated(_rows(snapshot, 0))
     if len(rows) < 4:
-        return "Too few evaluations to tell."
+        return Answer("Too few evaluations to tell.")
     quarter = rows[-max(len(rows) // 4, 2)]
     change = difference(rows[-1][Metric.FR_EXACT], quarter[Metric.FR_EXACT])
     verdict = "still rising" if change >= 0.02 else "levelled off"
-    return (f"Free-running exact match (all lengths; lengths are only kept for the last evaluation) went from "
-            f"{share(quarter[Metric.FR_EXACT])} at step {quarter['step']:.0f} to {share(rows[-1][Metric.FR_EXACT])} "
-            f"at step {rows[-1]['step']:.0f}: {verdict}.")
+    return Answer(f"Free-running exact match (all lengths; lengths are only kept for the last evaluation) went from "
+                  f"{share(quarter[Metric.FR_EXACT])} at step {quarter['step']:.0f} to "
+                  f"{share(rows[-1][Metric.FR_EXACT])} at step {rows[-1]['step']:.0f}: {verdict}.",
+                  {"still_rising": change >= 0.02})
 
 
 def _when_evaluated(contrast: Callable[[CompareSnapshot], Contrast | None],
-                    answer: Callable[[CompareSnapshot, Contrast], str]) -> Callable[[CompareSnapshot], str]:
+                    answer: Callable[[CompareSnapshot, Contrast], Answer]) -> Callable[[CompareSnapshot], Answer]:
     """An answer from the lesson's own paired comparison, once every seed has been evaluated."""
-    def answered(snapshot: CompareSnapshot) -> str:
+    def answered(snapshot: CompareSnapshot) -> Answer:
         found = contrast(snapshot)
         return NOT_EVALUATED if found is None else answer(snapshot, found)
     return answered
@@ -188,55 +214,63 @@ def _means(found: Contrast) -> str:
             f"{share(statistics.fmean(found.second))} ({found.what}, mean over {len(found.first)} seeds)")
 
 
-def _where_they_part(snapshot: CompareSnapshot, found: Contrast) -> str:
+def _where_they_part(snapshot: CompareSnapshot, found: Contrast) -> Answer:
     plain, attending = (mean_exact_by_length(snapshot, arm) for arm in found.arms)
     lengths = plain.index.intersection(attending.index)
     apart = [n for n in lengths if abs(difference(attending[n], plain[n])) >= PART]
-    better = ("Neither model holds long outputs clearly better" if abs(found.lead) < CLEAR
-              else f"Long outputs are held better by {found.names[1] if found.lead > 0 else found.names[0]}")
+    holder = None if abs(found.lead) < CLEAR else found.names[1] if found.lead > 0 else found.names[0]
+    better = ("Neither model holds long outputs clearly better" if holder is None
+              else f"Long outputs are held better by {holder}")
     where = (f"they first differ by {points(PART)} or more at {apart[0]} tokens ({share(attending[apart[0]])} with "
              f"attention, {share(plain[apart[0]])} without)" if apart
              else f"they stay within {points(PART)} of each other at every length")
-    return f"{better}: {_means(found)}. By output length, {where}."
+    return Answer(f"{better}: {_means(found)}. By output length, {where}.",
+                  {"held_better_by": holder, "part_at": apart[0] if apart else None})
 
 
-def _beyond_spread(snapshot: CompareSnapshot, found: Contrast) -> str:
+def _beyond_spread(snapshot: CompareSnapshot, found: Contrast) -> Answer:
     ranges = [(min(values), max(values)) for values in (found.first, found.second)]
     overlap = ranges[0][0] <= ranges[1][1] and ranges[1][0] <= ranges[0][1]
     spread = "; ".join(f"{name}'s seeds span {share(low)} to {share(high)}"
                        for name, (low, high) in zip(found.names, ranges, strict=True))
-    return (f"On {found.what}, {spread}: the ranges {'overlap' if overlap else 'do not overlap'}. Paired by seed, "
-            f"{found.test}, so the difference is {'more than' if found.clear else 'within'} seed noise.")
+    return Answer(f"On {found.what}, {spread}: the ranges {'overlap' if overlap else 'do not overlap'}. Paired by "
+                  f"seed, {found.test}, so the difference is {'more than' if found.clear else 'within'} seed noise.",
+                  {"ranges_overlap": overlap, "beyond_noise": found.clear})
 
 
-def _steps_apart(snapshot: CompareSnapshot, found: Contrast) -> str:
+def _steps_apart(snapshot: CompareSnapshot, found: Contrast) -> Answer:
     base = snapshot.config.base
-    return (f"Read in order, the first input token is the first the encoder reads: the whole source, {base.min_len} "
-            f"to {base.max_len} tokens here, lies between it and the first output. Reversed, it is the last token "
-            f"read, one step before the first output. This run: {_means(found)}.")
+    return Answer(f"Read in order, the first input token is the first the encoder reads: the whole source, "
+                  f"{base.min_len} to {base.max_len} tokens here, lies between it and the first output. Reversed, it "
+                  f"is the last token read, one step before the first output. This run: {_means(found)}.",
+                  {"means": dict(zip(found.names, map(statistics.fmean, (found.first, found.second)), strict=True))})
 
 
-def _reverse_task(snapshot: CompareSnapshot, found: Contrast) -> str:
+def _reverse_task(snapshot: CompareSnapshot, found: Contrast) -> Answer:
     base = snapshot.config.base
     expect = "the opposite sign" if found.clear else "no clear effect either, or a small one of the opposite sign"
-    return (f"No: to reverse, the first output is the last input token, already one step back when read in order; "
-            f"reversing the source would put it {base.min_len} to {base.max_len} steps back, like the in-order copy "
-            f"here. In this copy run, {found.test}: so on the reverse task expect {expect}.")
+    return Answer(f"No: to reverse, the first output is the last input token, already one step back when read in "
+                  f"order; reversing the source would put it {base.min_len} to {base.max_len} steps back, like the "
+                  f"in-order copy here. In this copy run, {found.test}: so on the reverse task expect {expect}.",
+                  {"beyond_noise": found.clear, "lead": found.lead})
 
 
-def _which_cell(snapshot: CompareSnapshot, found: Contrast) -> str:
+def _which_cell(snapshot: CompareSnapshot, found: Contrast) -> Answer:
     task = build_task(snapshot.config.base)
     sizes = [parameter_count(snapshot.config.configs()[arm * snapshot.seeds], len(task.src_vocab),
                              len(task.tgt_vocab)) for arm in found.arms]
     lstm, gru = sizes
-    pick = (f"{found.names[0]}, whose lead is more than seed noise" if found.ranked(0.0) == 1
-            else f"{found.names[1]}: as accurate or better here, and smaller and faster per step")
-    return (f"Size: {found.names[1]} has {gru:,} weights, {found.names[0]} {lstm:,} ({1 - gru / lstm:.0%} fewer, so "
-            f"each step costs less). Accuracy: {_means(found)}, {'beyond' if found.clear else 'within'} seed noise. On "
-            f"this run's numbers: {pick}. A bigger model multiplies both the saving and any accuracy gap.")
+    chosen = found.names[0] if found.ranked(0.0) == 1 else found.names[1]
+    pick = (f"{chosen}, whose lead is more than seed noise" if found.ranked(0.0) == 1
+            else f"{chosen}: as accurate or better here, and smaller and faster per step")
+    return Answer(f"Size: {found.names[1]} has {gru:,} weights, {found.names[0]} {lstm:,} ({1 - gru / lstm:.0%} "
+                  f"fewer, so each step costs less). Accuracy: {_means(found)}, "
+                  f"{'beyond' if found.clear else 'within'} seed noise. On this run's numbers: {pick}. A bigger model "
+                  "multiplies both the saving and any accuracy gap.",
+                  {"pick": chosen, "weights": {found.names[0]: lstm, found.names[1]: gru}})
 
 
-def _first_to_ninety(snapshot: CompareSnapshot) -> str:
+def _first_to_ninety(snapshot: CompareSnapshot) -> Answer:
     reached = steps_to_ninety(snapshot)
     if not reached:
         return NOT_EVALUATED
@@ -244,23 +278,24 @@ def _first_to_ninety(snapshot: CompareSnapshot) -> str:
     others = "; ".join(f"{label} never did in {snapshot.step} steps" for label, step in reached.items()
                        if step is None)
     if not done:
-        return f"No model reached 90% free-running exact match (seed mean) in {snapshot.step} steps: train longer."
+        return Answer(f"No model reached 90% free-running exact match (seed mean) in {snapshot.step} steps: train "
+                      "longer.", {"first": None})
     first = min(done, key=lambda label: done[label])
-    return ("First to 90% free-running exact match (seed mean): " + "; ".join(
+    return Answer("First to 90% free-running exact match (seed mean): " + "; ".join(
         f"{label} at step {step}" for label, step in sorted(done.items(), key=lambda item: item[1]))
-        + (f"; {others}" if others else "") + f". {first} was first.")
+        + (f"; {others}" if others else "") + f". {first} was first.", {"first": first, "steps": reached})
 
 
-def _positions_and_longer(snapshot: CompareSnapshot, found: Contrast) -> str:
+def _positions_and_longer(snapshot: CompareSnapshot, found: Contrast) -> Answer:
     base = snapshot.config.base
-    return (f"Here: {_means(found)}; {found.test}, so {'more than' if found.clear else 'within'} seed noise. "
-            f"Every sequence of this run has {base.min_len} to {base.max_len} tokens. Longer ones would put learned "
-            f"positions on rows of their table that no step ever trained, and sinusoidal positions at angles the "
-            f"model never saw; on reverse, both architectures are known to fail beyond the training lengths "
-            f"(Delétang et al. 2023).")
+    return Answer(f"Here: {_means(found)}; {found.test}, so {'more than' if found.clear else 'within'} seed "
+                  f"noise. Every sequence of this run has {base.min_len} to {base.max_len} tokens. Longer ones would "
+                  f"put learned positions on rows of their table that no step ever trained, and sinusoidal positions "
+                  f"at angles the model never saw; on reverse, both architectures are known to fail beyond the "
+                  f"training lengths (Delétang et al. 2023).", {"beyond_noise": found.clear})
 
 
-ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], str], ...]] = {
+ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], Answer], ...]] = {
     "exposure_bias": (_loss_falls("The more often a decoder is fed the true previous token, the easier each "
                                   "training step is."), _gap_now, _gap_over_time),
     "scheduled_sampling": (_hand_over, _loss_while_decaying, _best_at_end),
@@ -280,9 +315,14 @@ ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], str], ...]] = {
 }
 
 
-def answers(lesson_key: str, snapshot: CompareSnapshot) -> list[str]:
-    """One answer per question of the lesson, in order, from this run."""
+def answered(lesson_key: str, snapshot: CompareSnapshot) -> list[Answer]:
+    """One answer per question of the lesson, in order, from this run, with the facts each was decided from."""
     return [answer(snapshot) for answer in ANSWERS[lesson_key]]
+
+
+def answers(lesson_key: str, snapshot: CompareSnapshot) -> list[str]:
+    """The answers' sentences, in the order of the lesson's questions."""
+    return [answer.text for answer in answered(lesson_key, snapshot)]
 
 
 @dataclass(frozen=True)

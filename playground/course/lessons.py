@@ -12,6 +12,7 @@ import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from playground.core.config import TrainConfig
 from playground.core.tasks import TASKS
@@ -27,12 +28,28 @@ CEILING = 0.97  # free-running token accuracy above which every arm is near perf
 LEARNED = 0.5  # teacher-forced token accuracy below which a run has not learned enough to say anything
 
 
+class Why(StrEnum):
+    """Why a lesson's expected effect did not appear in a run: the reason its reading gives, as data."""
+
+    NOT_LEARNED = "not learned"  # the run is too short for the effect to show
+    TOO_EASY = "too easy"  # every arm is near perfect, so nothing can differ
+    WITHIN_NOISE = "within noise"  # the difference is one a different seed could change
+    NOT_DECAYED = "not decayed"  # a schedule was still mostly teacher forcing at the end
+    OPPOSITE = "opposite"  # the other arm is ahead, beyond noise
+    ENOUGH_CAPACITY = "enough capacity"  # the final state holds even the longest outputs
+    LOW_AT_EVERY_LENGTH = "low at every length"  # too little training, not the bottleneck
+    NOISY_LEAD = "noisy lead"  # the expected arm leads, but the seeds disagree too much
+    NO_LEAD = "no lead"  # the expected arm does not lead
+
+
 @dataclass(frozen=True)
 class Reading:
-    """Whether the lesson's expected effect appeared in this run, and the sentences that say so from its numbers."""
+    """Whether the lesson's expected effect appeared in this run, and the sentences that say so from its numbers;
+    `why` is the reason it gives when the effect did not appear."""
 
     appeared: bool | None  # None: too early to say
     text: str
+    why: Why | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,7 @@ def read_exposure_bias(snapshot: CompareSnapshot) -> Reading:
     if forced[Metric.TF_TOKEN_ACC] < LEARNED:
         return Reading(False, f"{numbers} γ = 1 has not learned enough yet (under {LEARNED:.0%} of tokens right even "
                               "when fed the truth) for its gap to mean anything: the run was too short for this "
-                              "task; train for more steps.")
+                              "task; train for more steps.", Why.NOT_LEARNED)
     wider = difference(forced[GAP], free[GAP])  # from the gaps as shown above, so a reader can redo it
     if agree := trade_off({row["label"]: row[Metric.FR_EXACT] for row in table},
                           {row["label"]: row[Metric.FR_TOKEN_ACC] for row in table}):
@@ -88,13 +105,15 @@ def read_exposure_bias(snapshot: CompareSnapshot) -> Reading:
                              f"loses {points(wider)} more when it must read its own predictions. That is "
                              "exposure bias: its errors compound because it never practised recovering from them.")
     if min(forced[Metric.FR_TOKEN_ACC], free[Metric.FR_TOKEN_ACC]) >= CEILING:
+        why = Why.TOO_EASY
         reason = ("both models are near perfect free-running, so there are no errors left to compound: the task is "
                   "too easy for this model; try longer sequences or a smaller hidden size")
     else:
+        why = Why.WITHIN_NOISE
         reason = ("the gaps differ by less than 2 points, within what a different seed could change: the run may be "
                   "too short for γ = 1's early lead to turn into a gap, or this seed is unlucky; train longer or try "
                   "another seed")
-    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
+    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.", why)
 
 
 def read_scheduled_sampling(snapshot: CompareSnapshot) -> Reading:
@@ -115,17 +134,21 @@ def read_scheduled_sampling(snapshot: CompareSnapshot) -> Reading:
                              f"{constant}. It learned fast with the truth first, then practised on its own "
                              "predictions, which is what the model must do at test time.")
     if min(free.values()) >= CEILING:
+        why = Why.TOO_EASY
         reason = "every arm is near perfect free-running, so the task is too easy for any schedule to help"
     elif max(gammas.get(label, 0.0) for label in decayed) > 0.5:
+        why = Why.NOT_DECAYED
         reason = ("γ had not decayed far when the run ended, so the schedules were still mostly teacher forcing: "
                   "train longer or decay sooner")
     elif lead <= -CLEAR:
+        why = Why.OPPOSITE
         reason = (f"constant {constant} is ahead by {points(-lead)}: switching to its own predictions slowed the "
                   "schedules' learning more than it helped in this short run; decaying later (a larger k, more "
                   "decay steps) or training longer often reverses this")
     else:
+        why = Why.WITHIN_NOISE
         reason = "the arms are within 2 points, within seed noise; try more steps or another seed"
-    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
+    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.", why)
 
 
 def read_bottleneck(snapshot: CompareSnapshot) -> Reading:
@@ -145,18 +168,21 @@ def read_bottleneck(snapshot: CompareSnapshot) -> Reading:
                f"tokens {long_mean:.1%}" + (f"; it holds 90% up to {max(holds)} tokens." if holds else "."))
     if short_mean < LEARNED:
         return Reading(False, f"{numbers} Even short outputs are mostly wrong, so the model has not learned the task "
-                              "yet and the length effect cannot be told apart: train for more steps.")
+                              "yet and the length effect cannot be told apart: train for more steps.",
+                       Why.NOT_LEARNED)
     if short_mean - long_mean >= 0.2:
         return Reading(True, f"{numbers} The expected effect appeared: {hidden} numbers in (h_T, c_T) carry a short "
                              "sequence whole but not a long one, so accuracy falls with length. This is the "
                              "bottleneck of an encoder-decoder without attention.")
     if long_mean >= 0.9:
+        why = Why.ENOUGH_CAPACITY
         reason = (f"even the longest outputs are mostly right, so {hidden} units are enough for these lengths; try a "
                   "smaller hidden size or a larger max length")
     else:
+        why = Why.LOW_AT_EVERY_LENGTH
         reason = ("accuracy is low at every length rather than falling with it, which points to too little training "
                   "rather than the bottleneck; train longer")
-    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.")
+    return Reading(False, f"{numbers} The expected effect did not appear clearly: {reason}.", why)
 
 
 def _arm_of(snapshot: CompareSnapshot, **settings: object) -> int | None:
@@ -242,13 +268,16 @@ def read_attention_cure(snapshot: CompareSnapshot) -> Reading:
                              "sequence into one vector, so long outputs stay right. See the alignment on the Hidden "
                              "states page: each output step looks at the source token it reverses.")
     if statistics.fmean(found.second) < LEARNED and statistics.fmean(found.first) < LEARNED:
+        why = Why.NOT_LEARNED
         reason = "neither model has learned the long outputs yet: train for more steps"
     elif found.lead >= CLEAR:
+        why = Why.NOISY_LEAD
         reason = "attention leads, but the seeds disagree too much to call it more than noise; run more steps"
     else:
+        why = Why.NO_LEAD
         reason = ("attention does not lead on long outputs in this run: the final state still holds these lengths, "
                   "or attention has not yet learned where to look (its alignment is still flat)")
-    return Reading(False, f"{found.numbers} The expected effect did not appear clearly: {reason}.")
+    return Reading(False, f"{found.numbers} The expected effect did not appear clearly: {reason}.", why)
 
 
 def _two_arms(snapshot: CompareSnapshot, setting: str, first: str, second: str,
@@ -337,14 +366,17 @@ def read_reversal(snapshot: CompareSnapshot) -> Reading:
                              "one step back instead of a whole sequence back; the short dependencies make learning "
                              "easier.")
     if ranked == 1:
+        why = Why.OPPOSITE
         reason = ("reversal hurt here, beyond noise: on this task the dependencies reversal shortens are not the ones "
                   "that were hard")
     elif min(found.second) >= CEILING:
+        why = Why.TOO_EASY
         reason = "both orders are near perfect, so the task is too easy for the order to matter"
     else:
+        why = Why.WITHIN_NOISE
         reason = ("the difference is within seed noise: with an LSTM this size the long dependency is learnable "
                   "either way in this many steps, which is the honest answer for this run")
-    return Reading(False, f"{found.numbers} The expected effect did not appear clearly: {reason}.")
+    return Reading(False, f"{found.numbers} The expected effect did not appear clearly: {reason}.", why)
 
 
 def read_gru_or_lstm(snapshot: CompareSnapshot) -> Reading:
@@ -359,7 +391,7 @@ def read_gru_or_lstm(snapshot: CompareSnapshot) -> Reading:
                              "can make it learn faster early; the LSTM's cell can carry information further.")
     return Reading(False, f"{found.numbers} The difference is within seed noise: on this task and budget the two "
                           "cells cannot be ranked, which is the usual finding (Chung et al. 2014; Jozefowicz et al. "
-                          "2015); choose by speed or size.")
+                          "2015); choose by speed or size.", Why.WITHIN_NOISE)
 
 
 LONG = TrainConfig(min_len=8, max_len=16, emb_dim=16, hidden_dim=64, steps=600, eval_every=50, val_size=200)

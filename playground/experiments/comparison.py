@@ -61,6 +61,23 @@ class Arm:
                                      *(changes[name] for name in MODEL_SHAPE)), strict=True))
 
 
+def forcing_label(config: TrainConfig) -> str:
+    """How an arm with this run's teacher forcing is named (so a single run has its arm's colour): "γ = 0.5",
+    "linear 1→0"."""
+    if config.schedule == "constant":
+        return f"γ = {config.teacher_forcing_ratio:g}"
+    return f"{config.schedule.replace('_', ' ')} {config.teacher_forcing_ratio:g}→{config.tf_end:g}"
+
+
+SEED_SUFFIX = ", seed "
+
+
+def arm_of(model_label: str, config: TrainConfig | None = None) -> str:
+    """The arm a model belongs to, from its label (`CompareConfig.model_labels`: the arm's label and its seed);
+    a model trained alone (no label) is named by its teacher forcing when its config is given."""
+    return re.sub(rf"{SEED_SUFFIX}\d+$", "", model_label) or (forcing_label(config) if config is not None else "")
+
+
 _VARIANT_WORDS = {"architecture": lambda value: "Transformer" if value == "transformer" else "RNN",
                   "positions": lambda value: f"{value} positions",
                   "cell": lambda value: value.upper(),
@@ -187,14 +204,6 @@ class CompareConfig:
         return {"base": self.base.as_dict(), "ratios": list(self.ratios), "schedules": list(self.schedules),
                 "seeds": self.seeds} | {key: list(values) for key, values in zip(VARIANT_KEYS, self.variants,
                                                                                  strict=True)}
-
-
-SEED_SUFFIX = ", seed "
-
-
-def arm_of(model_label: str) -> str:
-    """The arm of a model's label as `CompareConfig.model_labels` writes it: the label without its seed."""
-    return re.sub(rf"{SEED_SUFFIX}\d+$", "", model_label)
 
 
 # compare.json's lists of the model settings compared, in VARIANT_SETTINGS order

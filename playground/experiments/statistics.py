@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from playground.experiments.comparison import TARGET_ACCURACY, CompareSnapshot
-from playground.training.metrics import Metric
+from playground.training.metrics import Metric, by_length
 
 
 def mean_or_nan(values: list[float]) -> float:
@@ -53,6 +53,13 @@ def mean_exact_by_length(snapshot: CompareSnapshot, arm: int = 0) -> pd.Series:
     """Free-running exact match by target length at the latest evaluation, averaged over the arm's seeds (at the
     lengths every seed has), indexed by length."""
     return shared_keys(snapshot.exact_by_length[arm * snapshot.seeds:(arm + 1) * snapshot.seeds]).mean(axis=1)
+
+
+def final_by_length(finals: list[dict[str, float]], prefix: str = "val_fr") -> dict[int, float]:
+    """Exact match by size in final rows (teacher-forced with prefix val_tf), averaged over the seeds at the sizes
+    every seed has; empty for runs older than the by-size figures."""
+    return {int(size): float(value)
+            for size, value in shared_keys([by_length(row, prefix) for row in finals]).mean(axis=1).items()}
 
 
 def steps_to_reach(rows_by_seed: list[list[dict[str, float]]], level: float = TARGET_ACCURACY) -> int | None:

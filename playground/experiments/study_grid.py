@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.core.config import ConfigError, TrainConfig
+from playground.core.config import MAX_TEST_DIGITS, ConfigError, TrainConfig, longest_test
 from playground.core.tasks import TASKS
 from playground.experiments.comparison import NO_VARIANTS, VARIANT_KEYS, CompareConfig
 from playground.experiments.statistics import evaluated, steps_to_reach
@@ -111,6 +111,9 @@ class StudyConfig:
             changes: dict[str, Any] = {"task": task, setting: value, "hidden_dim": hidden}
             if setting == "max_len":
                 changes["min_len"] = min(self.base.min_len, value)
+            tested, most = ("test_max_len", 50) if setting == "max_len" else ("test_max_digits", MAX_TEST_DIGITS)
+            if getattr(self.base, tested):  # as far beyond as asked, within what the condition's own size allows
+                changes[tested] = min(max(getattr(self.base, tested), value), longest_test(value, most))
             try:
                 compare = CompareConfig.build(self.base.replace(**changes),
                                               self.ratios if ratios is None else ratios, self.schedules, self.seeds,

@@ -14,7 +14,6 @@ at once), which rounds differently.
 from __future__ import annotations
 
 import inspect
-import json
 import pprint
 from string import Template
 
@@ -24,7 +23,7 @@ from playground.core.forcing import SCHEDULES, ForcingSchedule
 from playground.core.tasks import LETTERS, VALIDATION_BUCKETS, count_symbols, number_to_words
 from playground.export.experiment import Experiment
 from playground.export.model_source import MODEL_MODULES, TOKENS_MODULE, import_block, model_section, module_section
-from playground.training.metrics import EVAL_CHUNK, MODES, score
+from playground.training.metrics import EVAL_CHUNK, MODES, exact_match, score, scored_target
 from playground.training.resume import draw_coins
 from playground.training.stacked import PER_MODEL
 from playground.training.trainer import build_task
@@ -40,7 +39,7 @@ NOT_SHARED = (*PER_MODEL, "task", "min_len", "max_len", "alphabet_size", "max_di
 SCRIPT_IMPORTS = ("import json", "import random", "import zlib")
 
 _HEADER = Template('''\
-"""$title
+"""$title (its name is NAME below)
 
 A standalone PyTorch script exported from the Seq2Seq Playground: torch and the standard library only. It trains
 the same experiment with the same seeds, through the playground's own code (the model below is its source), and
@@ -58,6 +57,7 @@ $imports
 
 # --- the experiment ---------------------------------------------------------------------------------------------
 
+NAME = $name
 SETTINGS = $settings
 # The models differ only here; they all read the same batches and the same coin draws (common random numbers),
 # drawn from DATA_SEED: the playground trains them side by side, this script one after another.
@@ -100,7 +100,8 @@ class Data:
                 found.setdefault("\\x1f".join(source), (source, target))
                 if len(found) == val_size:
                     break
-        self.validation = encode(list(found.values()))
+        # a run that also tested longer sources scored its headline figures on this many of these examples
+        self.validation = encode(list(found.values())[:round(val_size * TRAINED_SIZES / TESTED_SIZES)])
 
     def batch(self, size):
         pairs = []
@@ -119,14 +120,15 @@ _SCHEDULE_HEADING = (
 
 _EVALUATE = '''
 
+
 @torch.inference_mode()
-def evaluate(model, src, tgt):
+def evaluate(model, src, tgt, eos):
     """Teacher-forced and free-running (greedy) figures on the validation set, in chunks of EVAL_CHUNK rows."""
     model.eval()
     figures = {}
     for prefix, ratio in MODES.items():
         logits = torch.cat([model(s, t, ratio) for s, t in zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK))])
-        loss, token_acc, exact = score(logits, tgt)
+        loss, token_acc, exact = score(logits, scored_target(tgt, eos))
         figures |= {f"{prefix}_loss": loss, f"{prefix}_ppl": math.exp(min(loss, 50.0)),
                     f"{prefix}_token_acc": token_acc, f"{prefix}_exact": float(exact.float().mean())}
     model.train()
@@ -158,13 +160,13 @@ def train(label, settings):
     schedule = ForcingSchedule(settings["schedule"], settings["teacher_forcing_ratio"], settings["tf_end"],
                                settings["decay_steps"], settings["exp_k"], settings["sigmoid_k"])
     src_val, tgt_val = data.validation
-    figures = {"step": 0, **evaluate(model, src_val, tgt_val)}
+    figures = {"step": 0, **evaluate(model, src_val, tgt_val, settings["eos"])}
     for step in range(1, settings["steps"] + 1):
         ratio = schedule.ratio(step - 1)
         src, tgt = data.batch(settings["batch_size"])
         draws = draw_coins(coins, settings["coin"], tgt.shape)  # every step whatever the ratio: the stream never shifts
         model.train()
-        loss = sequence_loss(model(src, tgt, ratio, settings["coin"], draws), tgt)
+        loss = sequence_loss(model(src, tgt, ratio, settings["coin"], draws), scored_target(tgt, settings["eos"]))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
@@ -172,7 +174,7 @@ def train(label, settings):
             torch.nn.utils.clip_grads_with_norm_(model.parameters(), settings["grad_clip"], norm)
         optimizer.step()
         if step % settings["eval_every"] == 0 or step == settings["steps"]:
-            figures = {"step": step, **evaluate(model, src_val, tgt_val)}
+            figures = {"step": step, **evaluate(model, src_val, tgt_val, settings["eos"])}
             print(f"{label:>24}  step {step:>6}  train loss {loss.item():.4f}  gamma {ratio:.3f}  "
                   f"validation loss {figures['val_tf_loss']:.4f} (teacher-forced) "
                   f"{figures['val_fr_loss']:.4f} (free-running)  exact match {figures['val_tf_exact']:.1%} / "
@@ -197,7 +199,8 @@ def pytorch_script(experiment: Experiment) -> str:
     per_model = [name for name in PER_MODEL if name not in VARIANT_SETTINGS or name in varying]
     standard = [*SCRIPT_IMPORTS, *(["from collections import Counter"] if base.task == "count" else [])]
     header = _HEADER.substitute(
-        title=f"{experiment.name}: {len(experiment.configs)} model(s) on the {base.task} task, {base.steps:,} steps",
+        title=f"An experiment of {len(experiment.configs)} model(s) on the {base.task} task, {base.steps:,} steps",
+        name=repr(experiment.name),
         tolerance=TOLERANCE, imports=import_block((*MODEL_MODULES, forcing), standard),
         settings=_one_per_line([f"{name!r}: {value!r}" for name, value in shared.items()], "{}"),
         models=_one_per_line([_wrapped_dict({"label": label, **{name: getattr(config, name) for name in per_model}})
@@ -210,7 +213,9 @@ def pytorch_script(experiment: Experiment) -> str:
                 f"{inspect.getsource(draw_coins)}")
     scoring = (f"\n\n# --- the evaluation, scored as the playground scores it {'-' * 62}\n\n"
                f"EVAL_CHUNK = {EVAL_CHUNK!r}  # validation rows per forward pass\n"
-               f"MODES = {MODES!r}  # teacher-forced and free-running: gamma of each\n\n\n{inspect.getsource(score)}")
+               f"MODES = {MODES!r}  # teacher-forced and free-running: gamma of each\n\n\n"
+               f"{inspect.getsource(score)}\n\n{inspect.getsource(exact_match)}\n\n"
+               f"{inspect.getsource(scored_target)}")
     return (header + _task_code(experiment) + _DATA + model_section() + "\n\n" + schedule + scoring + _EVALUATE)
 
 
@@ -231,10 +236,15 @@ def _wrapped_dict(values: dict[str, object], width: int = 110) -> str:
 def _task_code(experiment: Experiment) -> str:
     """`BUCKETS`, `sample(rng) -> (source, target)` and `is_validation(source)` for the experiment's task."""
     base = experiment.base
-    code = f"BUCKETS = {VALIDATION_BUCKETS}\n"
+    sizes = base.size_range()
+    trained = sizes.trained - sizes.smallest + 1
+    code = (f"BUCKETS = {VALIDATION_BUCKETS}\n"
+            "# how many source lengths (or digits) the run trained on, and tested: its headline figures are those of "
+            "the\n# training sizes\n"
+            f"TRAINED_SIZES, TESTED_SIZES = {trained}, {trained + len(sizes.beyond)}\n")
     if base.task == "custom":
         pairs = [list(pair) for pair in experiment.custom.pairs] if experiment.custom else []
-        return code + f'''PAIRS = {json.dumps(pairs, ensure_ascii=False)}
+        return code + f'''PAIRS = {pairs!r}
 # validation: the tenth of distinct sources (at least one) whose CRC-32 is lowest
 SOURCES = sorted({{"\\x1f".join(source) for source, _ in PAIRS}}, key=lambda key: zlib.crc32(key.encode()))
 VALIDATION = set(SOURCES[: max(1, len(SOURCES) // BUCKETS)])

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from playground.export.experiment import Experiment, read_experiment
-from playground.training.metrics import METRIC_COLUMNS, Metric
+from playground.training.metrics import LENGTH_COLUMN, METRIC_COLUMNS, Metric, length_columns
 from playground.training.run_folder import MODEL_COLUMN, read_metrics
 
 NOT_SCALARS = (Metric.STEP,)
@@ -24,6 +24,12 @@ FINAL_FIGURES = tuple(name for name in SCALARS if name.startswith("val_"))  # wh
 
 class TensorBoardMissing(RuntimeError):
     """The `tensorboard` package is not installed (it is a development requirement)."""
+
+
+def scalar_tag(name: str) -> str:
+    """A metric's TensorBoard tag: exact match by size grouped in one section per mode (val_fr_exact_by_length/9)."""
+    match = LENGTH_COLUMN.fullmatch(name)
+    return f"{match[1]}_exact_by_length/{match[2]}" if match else name
 
 
 def folder_name(text: str) -> str:
@@ -68,10 +74,10 @@ class TensorBoardLog:
             if step in written:
                 continue
             written.add(step)
-            for name in SCALARS:
+            for name in (*SCALARS, *length_columns([row])):
                 value = row.get(name)
                 if value is not None and math.isfinite(value):
-                    writer.add_scalar(name, value, step)
+                    writer.add_scalar(scalar_tag(name), value, step)
         writer.flush()
 
     def write_models(self, rows_by_model: list[list[dict[str, float]]]) -> None:

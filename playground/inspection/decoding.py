@@ -19,7 +19,7 @@ from playground.core.tasks import SPECIALS, Pair, Task, Vocab, encode_pairs
 from playground.inspection.states import StateCapture, capture_states
 from playground.model.seq2seq import Seq2Seq
 from playground.model.tokens import EOS_ID, PAD_ID
-from playground.training.metrics import EVAL_CHUNK, MODES
+from playground.training.metrics import EVAL_CHUNK, MODES, scored_target
 
 MAX_BEAM_WIDTH = 10
 MAX_SOURCE_FACTOR = 4  # a typed source may be this many times the task's longest (decoding stretches with it)
@@ -285,13 +285,14 @@ def _predicted(model: Seq2Seq, task: Task, pairs: list[Pair], modes: dict[str, f
 
 
 @torch.inference_mode()
-def position_errors(model: Seq2Seq, task: Task, pairs: list[Pair]) -> PositionErrors:
-    """Score validation pairs teacher-forced and free-running (as the trainer's evaluation) by position.
+def position_errors(model: Seq2Seq, task: Task, pairs: list[Pair], eos: str = "predict") -> PositionErrors:
+    """Score validation pairs teacher-forced and free-running (as the trainer's evaluation) by position; an
+    oracle (`eos`) is not scored on <eos>.
 
     Works for one arm of a comparison as well: pass a `TrainedModel`'s model, task and val_pairs.
     """
     predicted, tgt = _predicted(model, task, pairs, MODES)
-    return position_errors_from(predicted["val_tf"], predicted["val_fr"], tgt)
+    return position_errors_from(predicted["val_tf"], predicted["val_fr"], scored_target(tgt, eos))
 
 
 @torch.inference_mode()

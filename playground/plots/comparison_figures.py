@@ -9,8 +9,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 from playground.experiments.comparison import CompareSnapshot
-from playground.experiments.statistics import Value, by_step, mean_exact_by_length, token_gap
+from playground.experiments.statistics import Value, by_step, token_gap
 from playground.plots.common import arm_colours, empty_state, has_points, rgba, tidy
+from playground.plots.length_figures import length_figure
 from playground.reports.comparison_table import GAP, LENGTHS
 from playground.training.metrics import Metric
 
@@ -60,25 +61,12 @@ def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: s
     return figure
 
 
-def length_figure(snapshot: CompareSnapshot, height: int = 340) -> go.Figure:
-    """Free-running exact match by target length at the latest evaluation: where errors compound."""
-    figure = go.Figure()
-    colours = arm_colours(snapshot.labels)
-    for arm, label in enumerate(snapshot.labels):
-        means = mean_exact_by_length(snapshot, arm)
-        figure.add_trace(go.Scatter(x=means.index.to_numpy(dtype=float), y=means.to_numpy(dtype=float),
-                                    mode="lines+markers", name=label,
-                                    line={"color": colours[label], "width": 2}))
-    figure.update_layout(title="Free-running exact match by output length (latest evaluation)", height=height,
-                         margin={"l": 60, "r": 10}, legend={"title": "arm"})
-    figure.update_xaxes(title="target length (tokens, without <eos>)", dtick=1)
-    figure.update_yaxes(title="exact match (share of sequences)", tickformat=".0%", range=[0, 1.02])
-    tidy(figure)
-    if not has_points(figure):
-        base = snapshot.config.base
-        empty_state(figure, f"Exact match per target length, at the first evaluation (step {base.eval_every:,}).",
-                    (0, max(base.max_len, 1) + 1), (0, 1.02))
-    return figure
+def arm_length_figure(snapshot: CompareSnapshot, height: int = 340) -> go.Figure:
+    """Free-running exact match by length at the latest evaluation, every arm: where errors compound, and how far
+    beyond the training lengths each arm carries the task."""
+    seeds = snapshot.seeds
+    return length_figure({label: snapshot.exact_by_length[arm * seeds:(arm + 1) * seeds]
+                          for arm, label in enumerate(snapshot.labels)}, snapshot.config.base, height)
 
 
 @dataclass(frozen=True)
@@ -115,7 +103,7 @@ ARM_CURVES: dict[str, ArmCurve] = {
 def arm_figure(snapshot: CompareSnapshot, name: str) -> go.Figure:
     """The chart `name` (a key of ARM_CURVES, or LENGTHS) of every arm."""
     if name == LENGTHS:
-        return length_figure(snapshot)
+        return arm_length_figure(snapshot)
     curve = ARM_CURVES[name]
     return curve_figure(snapshot, curve.value, curve.title, curve.y_title, curve.percent, evaluated=curve.evaluated,
                         empty_range=curve.empty_range)

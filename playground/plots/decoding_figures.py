@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import plotly.graph_objects as go
 
 from playground.inspection.decoding import DecodeStep, PositionErrors
-from playground.plots.common import arm_colour
+from playground.plots.common import arm_colour, rgba, tidy
 
 CHOSEN, OTHER, TRUE = "#ff7f0e", "#1f77b4", "#2ca02c"
 
@@ -56,32 +58,53 @@ def head_rows_figure(weights: np.ndarray, source_tokens: list[str], step: int, h
     return figure
 
 
-def position_errors_figure(errors: dict[str, PositionErrors], height: int = 380) -> go.Figure:
-    """Per output position: teacher-forced and free-running error, and the error after a right prefix.
+QUANTITIES = (("teacher-forced", "tf_error", "dot"), ("free-running", "fr_error", "solid"),
+              ("free-running, earlier all right", "first_error", "dash"))  # what a line shows: its dash
+KEY_COLOUR = "#666"
 
-    Each model keeps its arm's colour (`arm_colour`; one model alone is dark grey) and the line style says which
-    quantity a line is: dotted teacher-forced, solid free-running, dashed free-running after an all-right prefix.
-    The y axis ends a little above the largest error, so a good model's few errors are not a flat line at 0.
+
+def position_errors_figure(errors: list[tuple[str, PositionErrors]], height: int = 400) -> go.Figure:
+    """Per output position: teacher-forced and free-running error, and the error after a right prefix, of every
+    arm; `errors` holds (arm label, errors) per model, an arm once per seed.
+
+    One colour per arm (`arm_colour`, as on every page), its seeds' mean as the line and their spread (min to max)
+    as a band; the line style says the quantity. The legend sits under the plot (arms, then the key of the line
+    styles), so the plot keeps its frame's width at any size. The y axis ends a little above the largest error,
+    so a good model's few errors are not a flat line at 0.
     """
-    styles = (("teacher-forced", "tf_error", "dot"), ("free-running", "fr_error", "solid"),
-              ("free-running, earlier all right", "first_error", "dash"))
-    traces, largest = [], 0.0
-    for label, result in errors.items():
-        for name, field, dash in styles:
-            values = np.asarray(getattr(result, field), dtype=float)
-            largest = max(largest, float(np.nanmax(values)) if values.size and not np.isnan(values).all() else 0.0)
-            traces.append(go.Scatter(
-                x=result.positions, y=values, mode="lines+markers", name=f"{label}: {name}" if label else name,
-                legendgroup=label, line={"dash": dash, "color": arm_colour(label) if label else "#444"},
-                customdata=np.stack([result.count, result.at_risk], axis=-1),
-                hovertemplate="position %{x}<br>error %{y:.1%}<br>examples %{customdata[0]}, earlier all right "
-                              "%{customdata[1]}<extra></extra>"))
-    figure = go.Figure(traces)
-    figure.update_layout(title="Validation error by output position", height=height,
-                         margin={"l": 55, "r": 10, "t": 40, "b": 40},
-                         legend={"title": "line style: dotted teacher-forced, solid free-running, dashed after an "
-                                          "all-right prefix"})
-    figure.update_xaxes(title_text="output position (0 = first target token; the last is <eos>)", dtick=1)
+    arms: dict[str, list[PositionErrors]] = {}
+    for label, result in errors:
+        arms.setdefault(label, []).append(result)
+    figure, largest, longest = go.Figure(), 0.0, 0
+    for label, seeds in arms.items():
+        colour = arm_colour(label)
+        length = min(result.count.size for result in seeds)
+        longest = max(longest, length)
+        x = np.arange(length)
+        for name, field, dash in QUANTITIES:
+            values = np.stack([np.asarray(getattr(result, field), dtype=float)[:length] for result in seeds])
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a position no seed scored: NaN, a gap
+                mean, low, high = np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
+            if np.isfinite(high).any():
+                largest = max(largest, float(np.nanmax(high)))
+            if len(seeds) > 1:
+                figure.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([high, low[::-1]]),
+                                            fill="toself", fillcolor=rgba(colour, 0.12), line={"width": 0},
+                                            hoverinfo="skip", showlegend=False, legendgroup=label))
+            figure.add_trace(go.Scatter(
+                x=x, y=mean, mode="lines+markers", name=label, legendgroup=label, showlegend=dash == "solid",
+                line={"dash": dash, "color": colour, "width": 2}, marker={"size": 5},
+                hovertemplate=f"{label}<br>{name}<br>position %{{x}}<br>error %{{y:.1%}}<extra></extra>"))
+    for name, _, dash in QUANTITIES:  # the key of the line styles, after the arms
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name, legendgroup="key",
+                                    line={"dash": dash, "color": KEY_COLOUR, "width": 2}))
+    seeds = max((len(seeds) for seeds in arms.values()), default=1)
+    band = f" (mean, band: min to max over {seeds} seeds)" if seeds > 1 else ""
+    figure.update_layout(title="Validation error by output position" + band, height=height + 22 * (len(arms) // 3),
+                         margin={"l": 55, "r": 10}, legend={"traceorder": "normal"})
+    figure.update_xaxes(title_text="output position (0 = first target token; the last is <eos>)",
+                        dtick=1 if longest <= 16 else None, rangemode="nonnegative")
     figure.update_yaxes(title_text="share of examples wrong", range=[0, min(max(largest * 1.15, 0.05), 1.0)],
                         tickformat=".0%")
-    return figure
+    return tidy(figure)

@@ -163,8 +163,8 @@ POSITIONS = (
     "validation examples wrong at that position.\n\n"
     "**Lines**: the line style says the quantity: dotted, teacher-forced (fed the true prefix); solid, "
     "free-running (fed its own outputs); dashed, free-running among the examples whose earlier positions were all "
-    "right. The colour is the model: its arm's colour (γ = 0 blue to γ = 1 red, schedules their own, as on every "
-    "page), dark grey when one model is shown. The axis ends just above the largest error.\n\n"
+    "right. The colour is the arm (γ = 0 blue to γ = 1 red, schedules their own, as on every page); with several "
+    "seeds the line is their mean and the band their range. The axis ends just above the largest error.\n\n"
     "**Good**: all three low and close together.\n\n"
     "**Bad**: solid climbing above dotted along the output while dashed stays near dotted: the extra errors come from "
     "earlier mistakes fed back, errors that compound (exposure bias).")
@@ -222,8 +222,12 @@ ARM_CHARTS = {  # the Compare page's and the lessons' charts, by the name the le
         "**Axes**: training step against γ, each arm's chance of reading the true previous token." + _ARMS
         + "\n\nConstant arms are flat; decaying schedules fall from 1 towards 0 (scheduled sampling)."),
     LENGTHS: (
-        "**Axes**: target length in tokens against the share of validation sequences of that length decoded fully "
-        "right, free-running, at the latest evaluation." + _ARMS
-        + "\n\n**Good**: flat near 100%. **Bad**: falling with length: a long output gives a mistake more chances "
-        "and more steps to compound, and the encoder's final state must hold more (the bottleneck)."),
+        "**Axes**: the source's length (for the number tasks, its digits) against the share of validation "
+        "sequences of that length decoded fully right, free-running, at the latest evaluation. The grey band is the "
+        "lengths training drew; lengths to its right (the setting *Test lengths up to*) the model never saw."
+        + _ARMS
+        + "\n\n**Good**: flat near 100%, also past the band. **Bad**: falling with length: a long output gives a "
+        "mistake more chances and more steps to compound, and the encoder's final state must hold more (the "
+        "bottleneck); a cliff just past the band means it learned the training lengths, not the task (Newman et "
+        "al. 2020)."),
 }

@@ -1,11 +1,14 @@
 """A comparison's final table and its reading: the numbers a student reads, and what they say in words.
 
-`summary_rows` turns a `CompareSnapshot` into one row per arm; `comparison_reading` says, from those rows alone, which
-differences are beyond seed noise; `format_table` prints the table for a terminal."""
+`summary_rows` turns a `CompareSnapshot` into one row per arm; `read_table` says, from those rows alone, which
+differences are beyond seed noise (its decisions as data, its sentences as `text`, which `comparison_reading`
+gives); `format_table` prints the table for a terminal."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import pandas as pd
@@ -13,13 +16,14 @@ import pandas as pd
 from playground.experiments.comparison import TARGET_ACCURACY, CompareSnapshot
 from playground.experiments.statistics import (
     evaluated,
+    final_by_length,
     gap_over_time,
     mean_ci,
     mean_or_nan,
     seed_spread,
     steps_to_reach,
 )
-from playground.reports.readings import difference, noise_lead, points, share, trade_off
+from playground.reports.readings import difference, disagreement, noise_lead, points, share, trade_off
 from playground.training.metrics import Metric
 
 GAP = "gap"  # the exposure-bias gap: teacher-forced minus free-running token accuracy (a column, a chart)
@@ -66,9 +70,18 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
             **_interval("fr_exact", mean_ci([row[Metric.FR_EXACT] for row in finals])),
             "gap_spread": seed_spread([row[Metric.TF_TOKEN_ACC] - row[Metric.FR_TOKEN_ACC] for row in finals]),
             "steps_to_90": steps_to_reach(rows_by_seed),
+            **beyond_figures(finals),
             "wall_seconds": round(snapshot.seconds, 2),
         })
     return table
+
+
+def beyond_figures(finals: list[dict[str, float]]) -> dict[str, Any]:
+    """Exact match by size, free-running and teacher-forced, and its mean beyond the training sizes (NaN, null in
+    JSON, when validation tests none), averaged over seeds."""
+    return {"exact_by_length": final_by_length(finals), "tf_exact_by_length": final_by_length(finals, "val_tf"),
+            Metric.BEYOND_EXACT: mean_or_nan([row[Metric.BEYOND_EXACT] for row in finals
+                                              if Metric.BEYOND_EXACT in row])}
 
 
 def _interval(name: str, estimate: Any) -> dict[str, float]:
@@ -80,7 +93,8 @@ def summary_csv(table: list[dict[str, Any]]) -> str:
     """The table as CSV, each value as written (object columns: a whole number stays whole beside a blank)."""
     if not table:
         return ""
-    return pd.DataFrame(table, dtype=object).to_csv(index=False, lineterminator="\r\n")
+    flat = [{name: value for name, value in row.items() if not isinstance(value, dict)} for row in table]
+    return pd.DataFrame(flat, dtype=object).to_csv(index=False, lineterminator="\r\n")
 
 
 def _names(rows: list[dict[str, Any]]) -> str:
@@ -88,15 +102,47 @@ def _names(rows: list[dict[str, Any]]) -> str:
     return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
 
 
-def comparison_reading(table: list[dict[str, Any]]) -> str:
+class GapTrend(StrEnum):
+    """Where the widest gap ended against its peak: a gap that closes is not the same as one that stays."""
+
+    CLOSED = "it has mostly closed since"
+    NARROWED = "it has narrowed since"
+    AS_WIDE = "it is still about as wide"
+
+
+@dataclass(frozen=True)
+class ComparisonReading:
+    """What a comparison's reading decided, beside the sentences that say it (`text`): the decisions are data, so
+    a caller or a test never has to parse the words."""
+
+    text: str
+    leader: str | None = None  # the most free-running exact match
+    runner_up: str | None = None
+    within_noise: bool | None = None  # the leader's lead over the runner-up; None: one seed cannot tell
+    no_clear_winner: bool = False  # every arm within 2 points on free-running exact match
+    disagreement: tuple[str, str] | None = None  # (most sequences, most tokens) when they differ
+    widest_gap: str | None = None
+    narrowest_gap: str | None = None
+    first_to_target: tuple[str, ...] = ()  # the arms that reached the target accuracy first
+    reached_target: int = 0  # how many arms reached it
+    fastest: str | None = None  # the fastest learner (two or more arms)
+    fastest_has_widest_gap: bool | None = None
+    gap_trend: GapTrend | None = None
+
+
+NOT_EVALUATED = ComparisonReading("No evaluation yet: the reading appears after the first evaluation.")
+
+
+def read_table(table: list[dict[str, Any]]) -> ComparisonReading:
     """A few sentences computed from the table: first whether the leader's lead is beyond seed noise, then the
     leader on free-running exact match, the trade-off with token accuracy when they disagree, the gaps, the speed."""
     if not table:
-        return "No evaluation yet: the reading appears after the first evaluation."
+        return NOT_EVALUATED
     by_fr = sorted(table, key=lambda row: row[Metric.FR_EXACT], reverse=True)
     best, worst = by_fr[0], by_fr[-1]
     step = best["step"]
     sentences = []
+    decided: dict[str, Any] = {"leader": best["label"]}
     if len(table) == 1:
         sentences.append(f"After {step} steps, {best['label']} gets {share(best['val_fr_exact'])} of validation "
                          f"sequences exactly right when it decodes on its own (free-running).")
@@ -108,7 +154,8 @@ def comparison_reading(table: list[dict[str, Any]]) -> str:
         sentences.append(noise_lead(best["label"], runner_up["label"], lead, within,
                                     f"means over {seeds} seeds, which spread free-running exact match by up to "
                                     f"{points(spread)} (std)"))
-        if within is not False and difference(best[Metric.FR_EXACT], worst[Metric.FR_EXACT]) < 0.02:
+        tied = within is not False and difference(best[Metric.FR_EXACT], worst[Metric.FR_EXACT]) < 0.02
+        if tied:
             sentences.append(f"After {step} steps, all ratios are within 2 points on free-running exact match "
                              f"({share(worst['val_fr_exact'])} for {worst['label']} to "
                              f"{share(best['val_fr_exact'])} for {best['label']}): no clear winner.")
@@ -116,10 +163,14 @@ def comparison_reading(table: list[dict[str, Any]]) -> str:
             sentences.append(f"After {step} steps, {best['label']} gets the most sequences exactly right on its own: "
                              f"{share(best['val_fr_exact'])} free-running exact match, against "
                              f"{share(worst['val_fr_exact'])} for {worst['label']}.")
-        sentences.append(trade_off({row["label"]: row[Metric.FR_EXACT] for row in table},
-                                   {row["label"]: row[Metric.FR_TOKEN_ACC] for row in table}))
+        exact = {row["label"]: row[Metric.FR_EXACT] for row in table}
+        tokens = {row["label"]: row[Metric.FR_TOKEN_ACC] for row in table}
+        sentences.append(trade_off(exact, tokens))
+        decided |= {"runner_up": runner_up["label"], "within_noise": within, "no_clear_winner": tied,
+                    "disagreement": disagreement(exact, tokens)}
     by_gap = sorted(table, key=lambda row: row[GAP], reverse=True)
     widest, narrowest = by_gap[0], by_gap[-1]
+    decided |= {"widest_gap": widest["label"], "narrowest_gap": narrowest["label"] if len(table) > 1 else None}
     sentences.append(f"The exposure-bias gap (teacher-forced minus free-running token accuracy) is widest for "
                      f"{widest['label']} ({points(widest['gap'])}: {share(widest['val_tf_token_acc'])} of tokens "
                      f"right when fed the true previous tokens, {share(widest['val_fr_token_acc'])} on its own)"
@@ -136,24 +187,38 @@ def comparison_reading(table: list[dict[str, Any]]) -> str:
     if reached:
         first_step = min(row["steps_to_90"] for row in reached)
         first = [row for row in reached if row["steps_to_90"] == first_step]
+        decided |= {"first_to_target": tuple(row["label"] for row in first), "reached_target": len(reached)}
         sentences.append(f"{_names(first)} first reached {TARGET_ACCURACY:.0%} free-running exact match "
                          f"(step {first_step:.0f}); {len(reached)} of {len(table)} reached it.")
     else:
         sentences.append(f"None reached {TARGET_ACCURACY:.0%} free-running exact match yet.")
-    sentences += [_trade_off(table), _gap_over_time(table)]
-    return " ".join(sentence for sentence in sentences if sentence)
+    if len(table) > 1:
+        fastest = _fastest(table)
+        decided |= {"fastest": fastest["label"], "fastest_has_widest_gap": fastest is widest}
+        sentences.append(_trade_off(table, fastest, widest))
+    if (peaked := _gap_peak(table)) is not None:
+        decided["gap_trend"] = _trend(peaked)
+        sentences.append(_gap_over_time(peaked))
+    return ComparisonReading(" ".join(sentence for sentence in sentences if sentence), **decided)
 
 
-def _trade_off(table: list[dict[str, Any]]) -> str:
-    """Faster learning against a wider gap: the fastest learner and the widest gap, and why they go together."""
-    if len(table) < 2:
-        return ""
+def comparison_reading(table: list[dict[str, Any]]) -> str:
+    """The reading's sentences (`read_table` has its decisions too)."""
+    return read_table(table).text
+
+
+def _fastest(table: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first arm to reach the target, or the lowest teacher-forced loss when none has."""
     reached = [row for row in table if row["steps_to_90"] is not None]
-    fastest = (min(reached, key=lambda row: row["steps_to_90"]) if reached
-               else min(table, key=lambda row: row[Metric.TF_LOSS]))
-    speed = (f"reached {TARGET_ACCURACY:.0%} first (step {fastest['steps_to_90']:.0f})" if reached
+    return (min(reached, key=lambda row: row["steps_to_90"]) if reached
+            else min(table, key=lambda row: row[Metric.TF_LOSS]))
+
+
+def _trade_off(table: list[dict[str, Any]], fastest: dict[str, Any], widest: dict[str, Any]) -> str:
+    """Faster learning against a wider gap: the fastest learner and the widest gap, and why they go together."""
+    speed = (f"reached {TARGET_ACCURACY:.0%} first (step {fastest['steps_to_90']:.0f})"
+             if fastest["steps_to_90"] is not None
              else f"has the lowest teacher-forced loss ({fastest[Metric.TF_LOSS]:.3f})")
-    widest = max(table, key=lambda row: row[GAP])
     why = ("Feeding the true previous token makes every training step an easy, well-aimed lesson, so the model "
            "learns fast; but it never practises continuing from its own mistakes, and that shows as a gap between "
            "teacher-forced and free-running accuracy (exposure bias).")
@@ -164,17 +229,21 @@ def _trade_off(table: list[dict[str, Any]]) -> str:
             f"gap ({points(widest['gap'])}), so here speed and gap are not bought together. {why}")
 
 
-def _gap_over_time(table: list[dict[str, Any]]) -> str:
-    """Where the widest gap peaked and where it ended: a gap that closes is not the same as one that stays."""
+def _gap_peak(table: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The arm whose gap peaked highest (None when no arm's peak is known)."""
     rows = [row for row in table if not math.isnan(row.get("gap_peak", math.nan))]
-    if not rows:
-        return ""
-    row = max(rows, key=lambda row: row["gap_peak"])
-    end = row[GAP]
-    trend = ("it has mostly closed since" if end < 0.5 * row["gap_peak"]
-             else "it is still about as wide" if end > 0.8 * row["gap_peak"] else "it has narrowed since")
+    return max(rows, key=lambda row: row["gap_peak"]) if rows else None
+
+
+def _trend(row: dict[str, Any]) -> GapTrend:
+    end, peak = row[GAP], row["gap_peak"]
+    return GapTrend.CLOSED if end < 0.5 * peak else GapTrend.AS_WIDE if end > 0.8 * peak else GapTrend.NARROWED
+
+
+def _gap_over_time(row: dict[str, Any]) -> str:
+    """Where the widest gap peaked and where it ended."""
     return (f"Over time, the gap of {row['label']} peaked at {points(row['gap_peak'])} at step "
-            f"{row['gap_peak_step']:.0f} and ends at {points(end)} at step {row['step']}: {trend}.")
+            f"{row['gap_peak_step']:.0f} and ends at {points(row[GAP])} at step {row['step']}: {_trend(row)}.")
 
 
 TERMINAL_COLUMNS = {"label": ("arm", str), Metric.TRAIN_LOSS: ("train loss", "{:.4f}".format),

@@ -59,14 +59,23 @@ def noise_lead(best: str, runner_up: str, gap: float, within_noise: bool | None,
     return f"Beyond seed noise: {best} leads {runner_up} by {points(gap)} ({evidence})."
 
 
+def disagreement(exact: Mapping[str, float], tokens: Mapping[str, float]) -> tuple[str, str] | None:
+    """The arm with the most whole sequences right and the one with the most tokens right, when they differ (by the
+    shown figures); None when exact match and token accuracy rank the same arm first."""
+    if len(exact) < 2:
+        return None
+    by_exact, by_tokens = max(exact, key=exact.__getitem__), max(tokens, key=tokens.__getitem__)
+    if by_exact == by_tokens or shown(tokens[by_exact]) == shown(tokens[by_tokens]):
+        return None
+    return by_exact, by_tokens
+
+
 def trade_off(exact: Mapping[str, float], tokens: Mapping[str, float]) -> str:
     """When the arm with the most whole sequences right is not the one with the most tokens right, say why both
     can be true; empty when they agree."""
-    if len(exact) < 2:
+    if (leaders := disagreement(exact, tokens)) is None:
         return ""
-    by_exact, by_tokens = max(exact, key=exact.__getitem__), max(tokens, key=tokens.__getitem__)
-    if by_exact == by_tokens or shown(tokens[by_exact]) == shown(tokens[by_tokens]):
-        return ""
+    by_exact, by_tokens = leaders
     return (f"Exact match and token accuracy disagree: {by_exact} gets the most whole sequences right "
             f"({share(exact[by_exact])} exact match, {share(exact[by_tokens])} for {by_tokens}) but {by_tokens} the "
             f"most tokens ({share(tokens[by_tokens])} free-running token accuracy, {share(tokens[by_exact])} for "

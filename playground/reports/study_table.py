@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from playground.experiments.statistics import mean_ci, paired_test
+from playground.experiments.statistics import final_by_length, mean_ci, paired_test
 from playground.experiments.study_grid import MEASURES, STEPS_TO_TARGET, Condition, ConditionResult
 from playground.reports.comparison_table import GAP
-from playground.reports.readings import difference, interval, noise_lead, points, share, trade_off
+from playground.reports.readings import (
+    clipped,
+    difference,
+    disagreement,
+    interval,
+    noise_lead,
+    points,
+    share,
+    trade_off,
+)
 from playground.training.metrics import Metric
 
 
@@ -45,6 +55,11 @@ def condition_summary(condition: Condition, result: ConditionResult | None) -> d
         estimate = mean_ci(reached)
         row[STEPS_TO_TARGET] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high], "seeds": len(reached),
                                 "of": seeds}
+        finals = result.finals[arm * seeds:(arm + 1) * seeds]
+        row |= {"exact_by_length": final_by_length(finals), "tf_exact_by_length": final_by_length(finals, "val_tf")}
+        if beyond := [final[Metric.BEYOND_EXACT] for final in finals if Metric.BEYOND_EXACT in final]:
+            estimate = mean_ci(beyond)
+            row[Metric.BEYOND_EXACT] = {"mean": estimate.mean, "ci": [estimate.low, estimate.high]}
         summary["arms"].append(row)
     for a, b in itertools.combinations(range(len(labels)), 2):
         test = paired_test(_arm_values(condition, result, a, Metric.FR_EXACT),
@@ -65,6 +80,9 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for name in (*MEASURES, GAP):
                 flat |= {name: row[name]["mean"], f"{name}_ci_low": row[name]["ci"][0],
                          f"{name}_ci_high": row[name]["ci"][1]}
+            if beyond := row.get(Metric.BEYOND_EXACT):
+                flat |= {Metric.BEYOND_EXACT: beyond["mean"], f"{Metric.BEYOND_EXACT}_ci_low": beyond["ci"][0],
+                         f"{Metric.BEYOND_EXACT}_ci_high": beyond["ci"][1]}
             steps = row[STEPS_TO_TARGET]
             flat |= {STEPS_TO_TARGET: steps["mean"], "seeds_reaching_90": steps["seeds"], "seeds": steps["of"]}
             rows.append(flat)
@@ -101,11 +119,37 @@ def format_summaries(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def study_reading(summaries: list[dict[str, Any]]) -> str:
+@dataclass(frozen=True)
+class ConditionReading:
+    """What the reading decided about one condition: its leader, whether the lead is beyond seed noise, and which arms
+    the leader beats by more than seed noise (`beats`) or not (`ties`)."""
+
+    label: str
+    leader: str
+    runner_up: str | None
+    within_noise: bool | None  # the leader against the runner-up; None: no paired test could tell
+    interval_clipped: bool  # the leader's interval had to be clipped to 0-100%
+    disagreement: tuple[str, str] | None  # (most sequences, most tokens) when they differ
+    beats: tuple[str, ...]
+    ties: tuple[str, ...]
+    widest_gap: str
+
+
+@dataclass(frozen=True)
+class StudyReading:
+    """A study's reading: the decisions per evaluated condition, the conditions that failed and were left out, and the
+    sentences that say it all (`text`)."""
+
+    text: str
+    conditions: tuple[ConditionReading, ...] = ()
+    left_out: tuple[str, ...] = ()
+
+
+def read_study(summaries: list[dict[str, Any]]) -> StudyReading:
     """For a student, per condition: first whether the leader's lead over the next arm is beyond seed noise (their
     paired test), then the leader with its interval (within 0-100%), the trade-off with token accuracy when the two
     disagree, and which other differences the seeds can tell apart."""
-    paragraphs = []
+    paragraphs, conditions = [], []
     for summary in summaries:
         if not summary["arms"]:
             continue
@@ -113,6 +157,7 @@ def study_reading(summaries: list[dict[str, Any]]) -> str:
         best = ranked[0]
         exact = best[Metric.FR_EXACT]
         sentence = f"**{summary['label']}** (step {summary['step']}): "
+        within = runner_up = None
         if len(ranked) > 1:
             runner_up = ranked[1]
             paired = next((test for test in summary["tests"]
@@ -125,8 +170,9 @@ def study_reading(summaries: list[dict[str, Any]]) -> str:
         seeds = interval(*exact["ci"]) if math.isfinite(exact["ci"][0]) else "one seed: no interval"
         sentence += (f"{best['arm']} gets the most sequences exactly right on its own, {share(exact['mean'])} "
                      f"free-running exact match ({seeds}).")
-        if agree := trade_off({row["arm"]: row[Metric.FR_EXACT]["mean"] for row in ranked},
-                              {row["arm"]: row[Metric.FR_TOKEN_ACC]["mean"] for row in ranked}):
+        by_exact = {row["arm"]: row[Metric.FR_EXACT]["mean"] for row in ranked}
+        by_tokens = {row["arm"]: row[Metric.FR_TOKEN_ACC]["mean"] for row in ranked}
+        if agree := trade_off(by_exact, by_tokens):
             sentence += " " + agree
         against = [test for test in summary["tests"] if best["arm"] in (test["a"], test["b"])]
         clear = [test for test in against if not test["within_seed_noise"]]
@@ -145,10 +191,21 @@ def study_reading(summaries: list[dict[str, Any]]) -> str:
         sentence += (f" The widest exposure-bias gap (teacher-forced minus free-running token accuracy) is "
                      f"{widest['arm']}'s, {points(widest[GAP]['mean'])}.")
         paragraphs.append(sentence)
+        conditions.append(ConditionReading(
+            summary["label"], best["arm"], runner_up["arm"] if runner_up else None, within,
+            math.isfinite(exact["ci"][0]) and clipped(*exact["ci"])[2], disagreement(by_exact, by_tokens),
+            tuple(others(test) for test in clear), tuple(others(test) for test in noise), widest["arm"]))
+    left_out = tuple(summary["label"] for summary in summaries if summary["failed"] and not summary["arms"])
     paragraphs += [f"**{summary['label']}** failed twice and was left out: {summary['failed']}."
                    for summary in summaries if summary["failed"] and not summary["arms"]]
     if not paragraphs:
-        return "No condition has evaluated yet: the reading appears as conditions report."
-    return ("A 95% confidence interval says where the mean over *all* seeds would likely be; a paired test "
-            "compares two arms seed by seed (same initial weights and batches), and p < 0.05 means a difference "
-            "that large would be rare if the arms were equally good.\n\n" + "\n\n".join(paragraphs))
+        return StudyReading("No condition has evaluated yet: the reading appears as conditions report.")
+    return StudyReading("A 95% confidence interval says where the mean over *all* seeds would likely be; a paired "
+                        "test compares two arms seed by seed (same initial weights and batches), and p < 0.05 means "
+                        "a difference that large would be rare if the arms were equally good.\n\n"
+                        + "\n\n".join(paragraphs), tuple(conditions), left_out)
+
+
+def study_reading(summaries: list[dict[str, Any]]) -> str:
+    """The reading's sentences (`read_study` has its decisions too)."""
+    return read_study(summaries).text

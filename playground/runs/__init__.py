@@ -6,16 +6,20 @@ stop), saving every few seconds, and the registry that lists and reopens runs of
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.compare_engine import CompareEngine
 from playground.runs.registry import RunRegistry, RunSummary
+from playground.runs.seats import Classroom, Seat, SeatBook
 from playground.runs.study_engine import ADDRESS_ENV, StudyEngine, StudySnapshot
 from playground.runs.train_engine import TrainingEngine, TrainingSnapshot
 
 __all__ = [
     "ADDRESS_ENV",
     "BackgroundRun",
+    "Classroom",
     "CompareEngine",
     "RunError",
     "RunRegistry",
     "RunSummary",
+    "Seat",
+    "SeatBook",
     "StudyEngine",
     "StudySnapshot",
     "TrainingEngine",

@@ -40,14 +40,16 @@ class BackgroundRun(Generic[SnapshotT]):
 
     def __init__(self, run_id: str, name: str, engine: Engine[SnapshotT], run_dir: Path,
                  status: RunStatus = RunStatus.IDLE, message: str = "", owner: str = "",
-                 control_key: str = "") -> None:
+                 control_key: str = "", lesson: str = "") -> None:
         self.id, self.name, self.run_dir, self.owner = run_id, name, run_dir, owner
+        self.lesson = lesson  # the lesson this run is, recorded at its start (a name is the student's to choose)
         self.control_key = control_key  # shared mode: a second secret whose link grants control (the owner's choice)
         self.last_control = time.monotonic()  # when a button last moved it: shared mode expires idle paused runs
         self.status, self.message = RunStatus(status), message
         self._engine = engine
         self.kind: RunKind = engine.kind
         self.size = engine.size  # models it trains: what admission control multiplies a model's cost by
+        self.workers = engine.workers  # processes or cores it trains on: what it counts against the slots
         self._lock = threading.Lock()  # guards the engine; held for one step at a time
         self._control = threading.Condition()
         self._stop_requested = threading.Event()  # also reaches into a step in progress (`interrupt`)
@@ -183,7 +185,7 @@ class BackgroundRun(Generic[SnapshotT]):
             write_json(self.run_dir / RUN_FILE, {"id": self.id, "name": self.name, "kind": self.kind,
                                                  "status": status, "message": self.message, "step": self.step,
                                                  "total_steps": self.total_steps, "owner": self.owner,
-                                                 "control": self.control_key})
+                                                 "control": self.control_key, "lesson": self.lesson})
         except OSError as error:
             return f"could not save the run: {error.strerror or error}"
         return ""

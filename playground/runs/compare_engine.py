@@ -38,6 +38,7 @@ class CompareEngine(Progress):
     """All arms x seeds in one `StackedTrainer`, with the history the Compare page draws."""
 
     kind = RunKind.COMPARE
+    workers = 1  # one run: its parallel groups are threads that share the run's process
 
     @property
     def size(self) -> int:

@@ -34,6 +34,10 @@ class Engine(Protocol[SnapshotT]):
         """How many models it trains (what admission control multiplies a model's cost by)."""
 
     @property
+    def workers(self) -> int:
+        """How many cores it trains on at once: what it counts against the server's slots and a seat's quota."""
+
+    @property
     def step(self) -> int: ...
 
     @property

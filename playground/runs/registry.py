@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playground.core.config import TrainConfig
+from playground.core.config import ConfigError, TrainConfig, visible_name
 from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
 from playground.export.experiment import read_experiment
@@ -25,6 +25,7 @@ from playground.export.script import pytorch_script
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.compare_engine import CompareEngine
 from playground.runs.protocol import Engine
+from playground.runs.seats import SEATS_FILE, Classroom, SeatBook
 from playground.runs.train_engine import TrainingEngine
 from playground.training.checkpoints import MAX_CHECKPOINT_BYTES
 from playground.training.cost import estimate, gigabytes, memory_budget
@@ -42,6 +43,7 @@ from playground.training.run_folder import (
     read_custom,
     read_run_file,
     run_folder,
+    runs_folder,
     write_config,
     write_json,
 )
@@ -69,7 +71,8 @@ class RunSummary:
     status: RunStatus
     step: int
     total_steps: int
-    owner: str = ""  # shared mode: the person who started it (a secret identity: never in a page or a JSON line)
+    owner: str = ""  # shared mode: the seat that started it (never in a JSON line)
+    lesson: str = ""  # the lesson whose run it is, as the server recorded at its start ('' for any other run)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "kind": str(self.kind), "status": str(self.status),
@@ -78,42 +81,44 @@ class RunSummary:
 
 @dataclass
 class RunRegistry:
-    """Every run of this process and of the runs folder; at most `max_active` train at once."""
+    """Every run of this process and of the runs folder; at most `max_active` workers train at once."""
 
     runs_dir: Path
     max_active: int = 4
     memory_budget: float = field(default_factory=memory_budget)
-    shared: bool = False  # people see only their own runs (and runs opened by a link); starts past a limit queue
-    max_per_session: int = 1  # shared mode: runs one person may have training (or paused) at once
-    max_queued_per_person: int = 1  # shared mode: runs one person may have waiting in the queue
-    idle_seconds: float = 600.0  # shared mode: a paused run (or a queued one whose owner left) frees its slot after
+    classroom: Classroom | None = None  # shared mode: seats, their quotas, the queue's bound, the idle rule
     _runs: dict[str, BackgroundRun[Any]] = field(default_factory=dict)
-    _seen: dict[str, float] = field(default_factory=dict)  # person -> when one of their pages last ran
     _queue: list[BackgroundRun[Any]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
+    @property
+    def shared(self) -> bool:
+        """People see only their own runs (and runs opened by a link); training needs a seat; starts past a limit
+        queue."""
+        return self.classroom is not None
+
     def launch(self, name: str, engine: Engine[Any], config: TrainConfig, custom: CustomPairs | None = None,
-               one_step: bool = False, owner: str = "") -> BackgroundRun[Any]:
+               one_step: bool = False, owner: str = "", lesson: str = "") -> BackgroundRun[Any]:
         """A new run, started (or stepped once). When it may not start, nothing is created, except in shared mode,
-        where it waits in the queue (`queue_position`) and starts when a slot frees."""
+        where a seat's run waits in the queue (`queue_position`) and starts when a slot frees. `lesson` records
+        what the run is, for the pages that look for a lesson's runs."""
         peak = _peak_memory(config, custom, engine.size)
         self.release_idle()
         with self._lock:
+            if self.classroom is not None:
+                self.classroom.check_start(owner, engine.workers, self.max_active)
             try:
-                self._admit(None, peak, owner)
+                self._admit(None, peak, owner, engine.workers)
             except RunError:
-                if not self.shared:
+                if self.classroom is None:
                     raise
-                waiting = sum(queued.owner == owner and queued.status == RunStatus.QUEUED for queued in self._queue)
-                if waiting >= self.max_queued_per_person:
-                    raise RunError(f"you have {waiting} run(s) waiting in the queue already, the most one person "
-                                   "may: stop one or wait for it to start") from None
-                run = self._create(name, engine, config, custom, owner)
+                self.classroom.check_queue(owner, [run for run in self._queue if run.status == RunStatus.QUEUED])
+                run = self._create(name, engine, config, custom, owner, lesson)
                 run.peak_memory_bytes = peak
                 run.queue()
                 self._queue.append(run)
                 return run
-            run = self._create(name, engine, config, custom, owner)
+            run = self._create(name, engine, config, custom, owner, lesson)
             run.peak_memory_bytes = peak
             (run.step_once if one_step else run.start)()
         return run
@@ -140,12 +145,12 @@ class RunRegistry:
                 run.start()
 
     def _create(self, name: str, engine: Engine[Any], config: TrainConfig, custom: CustomPairs | None,
-                owner: str = "") -> BackgroundRun[Any]:
+                owner: str = "", lesson: str = "") -> BackgroundRun[Any]:
         run_dir = create_run_dir(self.runs_dir, name or config.task)
         try:
             write_config(run_dir, config, custom)
-            run = BackgroundRun(run_dir.name, (name or run_dir.name)[:MAX_NAME], engine, run_dir, owner=owner,
-                                control_key=secrets.token_urlsafe(16))
+            run = BackgroundRun(run_dir.name, visible_name(name, MAX_NAME) or run_dir.name, engine, run_dir,
+                                owner=owner, control_key=secrets.token_urlsafe(16), lesson=lesson)
             if problem := run.write_run_file():
                 raise OSError(problem)
         except OSError:
@@ -156,18 +161,19 @@ class RunRegistry:
         self._runs[run.id] = run
         return run
 
-    def _admit(self, starting: BackgroundRun[Any] | None, peak: float | None = None, owner: str = "") -> None:
-        """Refuse a start past `max_active` runs, past a session's share in shared mode, or past the memory
+    def _admit(self, starting: BackgroundRun[Any] | None, peak: float | None = None, owner: str = "",
+               workers: int = 1) -> None:
+        """Refuse a start past `max_active` workers, past a seat's share in shared mode, or past the memory
         budget (the estimates of the runs training)."""
         with self._lock:
             active = [run for run in self._runs.values() if run.active and run is not starting]
-        if len(active) >= self.max_active:
-            raise RunError(f"{len(active)} runs are training already (at most {self.max_active} at once); "
-                           "stop or pause one first")
-        owner = starting.owner if starting is not None else owner
-        if self.shared and sum(run.owner == owner for run in active) >= self.max_per_session:
-            raise RunError(f"you have {self.max_per_session} run(s) training or paused already, the most one person "
-                           "may at once")
+        owner, workers = (starting.owner, starting.workers) if starting is not None else (owner, workers)
+        if (busy := sum(run.workers for run in active)) + workers > self.max_active:
+            raise RunError(f"{busy} workers are training already (at most {self.max_active} at once); "
+                           "stop or pause a run first")
+        if self.classroom is not None:
+            self.classroom.check_start(owner, workers, self.max_active)
+            self.classroom.check_quota(owner, workers, active)
         needed = peak if peak is not None else starting.peak_memory_bytes if starting is not None else 0.0
         in_use = sum(run.peak_memory_bytes for run in active)
         if in_use + needed > self.memory_budget:
@@ -176,34 +182,18 @@ class RunRegistry:
                            "(PLAYGROUND_MEMORY_BUDGET_GB); stop a run or choose a smaller model, batch or length")
 
     def release_idle(self) -> None:
-        """Shared mode: a run paused for `idle_seconds` is stopped (saved: Train on continues it), and a queued run
-        whose owner has shown no page for that long leaves the queue, so nobody holds a slot with zero CPU."""
-        if not self.shared:
+        """Shared mode: stop and save the runs the classroom's idle rule names (`Classroom.idle`), so nobody holds
+        a slot or a queue place while away; Train on continues them."""
+        if self.classroom is None:
             return
-        now = time.monotonic()
         with self._lock:
             runs = list(self._runs.values())
-            seen = dict(self._seen)
-        for run in runs:
-            if run.status == RunStatus.PAUSED and now - run.last_control > self.idle_seconds:
-                run.stop(wait=10.0)
-            elif (run.status == RunStatus.QUEUED
-                  and now - max(run.last_control, seen.get(run.owner, 0.0)) > self.idle_seconds):
-                run.stop()
-
-    def seen(self, person: str) -> None:
-        """A page of `person` ran now (their queued runs keep their place)."""
-        with self._lock:
-            self._seen[person] = time.monotonic()
-
-    def present(self, person: str) -> bool:
-        """Whether `person` has opened a page since this server started (else their runs can be handed back)."""
-        with self._lock:
-            return person in self._seen
+        for run in self.classroom.idle(runs):
+            run.stop(wait=10.0 if run.status == RunStatus.PAUSED else 0.0)
 
     def may_control(self, run_id: str, person: str, keys: Collection[str] = ()) -> bool:
-        """Stop, pause, resume, rename, delete: anyone outside shared mode; in shared mode the run's owner, or
-        whoever holds its control key (the link its owner chose to hand out)."""
+        """Stop, pause, resume, rename, delete: anyone outside shared mode; in shared mode the run's owner (a seat),
+        or whoever holds its control key (the link its owner chose to hand out)."""
         if not self.shared:
             return True
         with self._lock:
@@ -224,7 +214,7 @@ class RunRegistry:
         those it opened by a link (`everyone`: the teacher's view)."""
         with self._lock:
             found = {run.id: (RunSummary(run.id, run.name, run.kind, run.status, run.step, run.total_steps,
-                                         run.owner), run.owner) for run in self._runs.values()}
+                                         run.owner, run.lesson), run.owner) for run in self._runs.values()}
         if self.runs_dir.is_dir():
             for path in self.runs_dir.iterdir():
                 if path.name in found or path.is_symlink() or not path.is_dir():  # only real run folders
@@ -233,13 +223,13 @@ class RunRegistry:
                     owner = str(info.get("owner", ""))
                     found[path.name] = (RunSummary(path.name, str(info["name"]), RunKind(info["kind"]),
                                                    RunStatus(info["status"]), _count(info.get("step")),
-                                                   _count(info.get("total_steps")), owner), owner)
+                                                   _count(info.get("total_steps")), owner, _lesson(info)), owner)
                 elif (path / CONFIG_FILE).is_file():  # a run whose run.json is damaged is still shown, as such
                     kind = RunKind.COMPARE if (path / COMPARE_FILE).is_file() else RunKind.TRAIN
                     found[path.name] = (RunSummary(path.name, f"{path.name} ({RUN_FILE} is damaged)", kind,
                                                    RunStatus.FAILED, 0, 0), "")
         shown = [summary for summary, owner in found.values()
-                 if not self.shared or everyone or owner == viewer or summary.id in opened]
+                 if not self.shared or everyone or (viewer and owner == viewer) or summary.id in opened]
         return sorted(shown, key=lambda summary: summary.id, reverse=True)
 
     def get(self, run_id: str) -> BackgroundRun[Any]:
@@ -254,7 +244,7 @@ class RunRegistry:
                 raise RunError(f"{RUN_FILE} of run {run_id} is damaged" if damaged else f"no run {run_id!r}")
             run = BackgroundRun(run_id, str(info["name"]), ENGINE_LOADERS[RunKind(info["kind"])](run_dir), run_dir,
                                 RunStatus(info["status"]), str(info.get("message", "")), str(info.get("owner", "")),
-                                str(info.get("control", "")))
+                                str(info.get("control", "")), _lesson(info))
             run.admit = self._admit
             run.on_end = self._start_queued
             config = read_config(run_dir)
@@ -271,7 +261,7 @@ class RunRegistry:
 
     def rename(self, run_id: str, name: str) -> None:
         """A new display name; a run on disk is renamed in its run.json without being loaded."""
-        name = name.strip()[:MAX_NAME]
+        name = visible_name(name, MAX_NAME)
         if not name:
             raise RunError("a run's name cannot be empty")
         with self._lock:
@@ -331,6 +321,12 @@ def _peak_memory(config: TrainConfig, custom: CustomPairs | None, models: int) -
     return estimate(config, build_task(config, custom)).peak_memory_bytes * models
 
 
+def _lesson(info: dict[str, Any]) -> str:
+    """The lesson a run.json records (written by the server at the run's start, never taken from a name)."""
+    lesson = info.get("lesson", "")
+    return lesson if isinstance(lesson, str) and len(lesson) <= MAX_NAME else ""
+
+
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
@@ -340,20 +336,49 @@ _REGISTRY_LOCK = threading.Lock()
 
 
 def registry() -> RunRegistry:
-    """The process-wide registry over PLAYGROUND_RUNS_DIR (default: runs); PLAYGROUND_SHARED=1 serves a class:
-    each person sees their own runs, at most PLAYGROUND_RUNS_PER_SESSION (default 1) train per person, starts past
-    a limit wait in a queue (PLAYGROUND_QUEUED_PER_PERSON, default 1, each), and idle runs release their slots
-    after PLAYGROUND_IDLE_MINUTES (default 10). PLAYGROUND_MAX_ACTIVE (default 4) caps the runs training at once."""
+    """The process-wide registry over PLAYGROUND_RUNS_DIR (default: runs); PLAYGROUND_MAX_ACTIVE (default 4) caps
+    the workers training at once. PLAYGROUND_SHARED=1 serves a class (`seats.Classroom`): training needs a seat,
+    each seat sees its own runs, trains on at most PLAYGROUND_RUNS_PER_SESSION workers (default 1) and queues at
+    most PLAYGROUND_QUEUED_PER_PERSON runs (default 1); the queue holds at most PLAYGROUND_MAX_QUEUED runs (default
+    16); the runs of a seat with no page open for PLAYGROUND_IDLE_MINUTES (default 10) stop."""
     global _REGISTRY
     with _REGISTRY_LOCK:
         if _REGISTRY is None:
-            _REGISTRY = RunRegistry(Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs")),
-                                    max_active=int(os.environ.get("PLAYGROUND_MAX_ACTIVE", "4")),
-                                    shared=os.environ.get("PLAYGROUND_SHARED", "") == "1",
-                                    max_per_session=int(os.environ.get("PLAYGROUND_RUNS_PER_SESSION", "1")),
-                                    max_queued_per_person=int(os.environ.get("PLAYGROUND_QUEUED_PER_PERSON", "1")),
-                                    idle_seconds=60 * float(os.environ.get("PLAYGROUND_IDLE_MINUTES", "10")))
+            runs_dir = runs_folder()
+            classroom = None
+            if os.environ.get("PLAYGROUND_SHARED", "") == "1":
+                runs_dir.mkdir(parents=True, exist_ok=True)
+                classroom = Classroom(SeatBook(runs_dir / SEATS_FILE),
+                                      per_seat=_setting("PLAYGROUND_RUNS_PER_SESSION", 1),
+                                      queued_per_seat=_setting("PLAYGROUND_QUEUED_PER_PERSON", 1),
+                                      max_queued=_setting("PLAYGROUND_MAX_QUEUED", 16),
+                                      idle_seconds=60 * _setting("PLAYGROUND_IDLE_MINUTES", 10.0))
+            _REGISTRY = RunRegistry(runs_dir, max_active=_setting("PLAYGROUND_MAX_ACTIVE", 4), classroom=classroom)
+            if classroom is not None:
+                threading.Thread(target=_release_idle_runs, args=(_REGISTRY, classroom), name="idle-runs",
+                                 daemon=True).start()
         return _REGISTRY
+
+
+def _setting(name: str, default: Any) -> Any:
+    """A number from the environment, of `default`'s type and above zero; a wrong one stops the server with what
+    is allowed."""
+    text = os.environ.get(name, "")
+    try:
+        value = type(default)(text) if text else default
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise ConfigError([f"{name}={text!r} is not allowed: give a {type(default).__name__} above 0 "
+                           f"(default {default})"])
+    return value
+
+
+def _release_idle_runs(runs: RunRegistry, classroom: Classroom) -> None:
+    """Stop the runs of absent seats even while no page asks (`release_idle`), until the registry is replaced."""
+    while _REGISTRY is runs:
+        runs.release_idle()
+        time.sleep(min(30.0, classroom.idle_seconds / 4))
 
 
 def reset_registry() -> None:

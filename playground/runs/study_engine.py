@@ -122,7 +122,10 @@ class StudyEngine:
         values = read_json(run_dir / STUDY_FILE)
         if not isinstance(values, dict) or not isinstance(values.get("results"), dict):
             raise DamagedFile(f"{STUDY_FILE} is damaged: it holds no results")
-        engine = cls(StudyConfig.from_dict(values.get("config")))
+        num_cpus = values.get("num_cpus")
+        engine = cls(StudyConfig.from_dict(values.get("config")),
+                     num_cpus=num_cpus if isinstance(num_cpus, int) and not isinstance(num_cpus, bool)
+                     and 0 < num_cpus <= 1024 else None)
         engine.ran_on = str(values.get("address", ""))
         for key, result in values["results"].items():
             if (condition := whole_number(str(key))) is None or condition >= len(engine.conditions):
@@ -138,12 +141,20 @@ class StudyEngine:
         the conditions run on a cluster."""
         if self.address or os.environ.get(ADDRESS_ENV):
             return 0
-        workers = self.num_cpus or os.cpu_count() or 1
+        workers = self.workers
         base = self.config.base
         per_model = estimate(base, build_task(base)).peak_memory_bytes
         conditions = sorted((estimate(condition.compare.base, build_task(condition.compare.base)).peak_memory_bytes
                         * self.config.models_per_condition for condition in self.conditions), reverse=True)
         return math.ceil(sum(conditions[:workers]) / per_model)
+
+    @property
+    def workers(self) -> int:
+        """The conditions that train on this machine at once, each in a Ray worker of its own (one per core unless
+        `num_cpus` says fewer); one when the conditions run on a cluster."""
+        if self.address or os.environ.get(ADDRESS_ENV):
+            return 1
+        return max(1, min(self.num_cpus or os.cpu_count() or 1, len(self.conditions) - self.conditions_done))
 
     @property
     def step(self) -> int:
@@ -297,7 +308,7 @@ class StudyEngine:
     def save(self, run_dir: Path) -> None:
         self.wants_save = False
         write_json(run_dir / STUDY_FILE, {"config": self.config.as_dict(), "address": self.ran_on,
-                                          "seconds": self.seconds,
+                                          "seconds": self.seconds, "num_cpus": self.num_cpus,
                                           "results": {str(k): r.as_dict() for k, r in self.results.items()}})
 
 

@@ -57,6 +57,7 @@ class TrainingEngine(Progress):
 
     kind = RunKind.TRAIN
     size = 1
+    workers = 1
 
     def __init__(self, trainer: Trainer, rows: list[dict[str, float]] | None = None) -> None:
         self.trainer = trainer

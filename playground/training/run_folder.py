@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import secrets
 import time
@@ -22,7 +23,7 @@ from playground.core.tasks import MAX_CUSTOM_BYTES, CustomPairs, TaskError
 from playground.training.checkpoints import (
     portable,
 )
-from playground.training.metrics import METRIC_COLUMNS
+from playground.training.metrics import METRIC_COLUMNS, length_columns
 
 
 class RunKind(StrEnum):
@@ -149,6 +150,12 @@ def read_config(run_dir: Path) -> TrainConfig:
     return TrainConfig.from_dict(portable(values))
 
 
+def runs_folder() -> Path:
+    """Where runs live unless a command names a folder: $PLAYGROUND_RUNS_DIR, else ./runs; the app and the CLI
+    read it here, so both list and write the same runs."""
+    return Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs"))
+
+
 def read_custom(run_dir: Path, config: TrainConfig) -> CustomPairs | None:
     """A custom run's pairs, kept in its folder; None for a generated task."""
     if config.task != "custom":
@@ -159,8 +166,11 @@ def read_custom(run_dir: Path, config: TrainConfig) -> CustomPairs | None:
         raise TaskError(f"cannot read the run's custom pairs ({CUSTOM_FILE}): {error}") from None
 
 
-def metrics_csv(rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = METRIC_COLUMNS) -> str:
-    """One row per logged step, blank where not evaluated."""
+def metrics_csv(rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = ()) -> str:
+    """One row per logged step, blank where not evaluated; `columns` lead, exact match by size follows (by default
+    all the metrics)."""
+    rows = list(rows)
+    columns = (*(columns or METRIC_COLUMNS), *length_columns(rows))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
@@ -168,7 +178,7 @@ def metrics_csv(rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = METRI
     return buffer.getvalue()
 
 
-def write_metrics(run_dir: Path, rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
+def write_metrics(run_dir: Path, rows: Iterable[dict[str, Any]], columns: tuple[str, ...] = ()) -> None:
     atomic_write(run_dir / METRICS_FILE, metrics_csv(rows, columns).encode())
 
 

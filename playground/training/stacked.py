@@ -41,9 +41,18 @@ from playground.model.cells import LayerWeights, lstm_layers
 from playground.model.fused_lstm import unroll
 from playground.model.seq2seq import Seq2Seq, reversal_index
 from playground.model.tokens import PAD_ID, SOS_ID
-from playground.training.metrics import EVAL_CHUNK, MODES, DivergedError, Evaluation, check_finite, evaluation
+from playground.training.metrics import (
+    EVAL_CHUNK,
+    MODES,
+    DivergedError,
+    Evaluation,
+    check_finite,
+    evaluation,
+    joined,
+    scored_target,
+)
 from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
-from playground.training.trainer import build_model, build_optimizer, build_task
+from playground.training.trainer import build_beyond, build_model, build_optimizer, build_task
 
 # the settings in which the K models may differ; everything else, the coin's kind included (one stream of draws
 # serves every model), is shared
@@ -157,7 +166,7 @@ class StackedTrainer:
         self.size = len(configs)
         self.device = resolve_device(base.device)
         self.task = build_task(base, custom)
-        self.data = TaskData(self.task, base.seed, base.val_size)
+        self.data = TaskData(self.task, base.seed, base.val_size, build_beyond(base))
         models = [build_model(config, len(self.task.src_vocab), len(self.task.tgt_vocab)) for config in self.configs]
         if path == "stacked" and not all(stackable(config) for config in self.configs):
             raise ValueError("the stacked path runs LSTMs without attention; use `each` for this model")
@@ -170,6 +179,8 @@ class StackedTrainer:
         self.coins = torch.Generator().manual_seed(base.seed + 1)
         self.batches = self.data.train_batches(base.batch_size)
         self.validation = (self.data.validation.src.to(self.device), self.data.validation.tgt.to(self.device))
+        self.validation_parts = [(part.src.to(self.device), part.tgt.to(self.device))
+                                 for part in self.data.validation_parts]
         self.step = 0
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="k-models") if self.workers > 1 else None
 
@@ -260,7 +271,7 @@ class StackedTrainer:
             def backward(group: _Group) -> tuple[torch.Tensor, torch.Tensor]:
                 members = group.members
                 losses = model_losses(group.forward(group.config, src, tgt, teacher[members.start:members.stop],
-                                                    True), tgt)
+                                                    True), scored_target(tgt, group.config.eos))
                 losses.sum().backward()
                 squares = torch.stack([p.grad.pow(2).flatten(1).sum(1) for p in group.params.values()])
                 return losses.detach(), squares.sum(0).sqrt()
@@ -287,20 +298,26 @@ class StackedTrainer:
 
     def evaluate(self) -> list[Evaluation]:
         """Each model's metrics, scored by the rules `Trainer.evaluate` follows."""
-        src, tgt = self.validation
+        tgt = self.validation[1]
 
         @torch.inference_mode()
         def logits(group: _Group) -> dict[str, torch.Tensor]:
             size = len(group.members)
-            return {prefix: torch.cat([group.forward(group.config, s, t, torch.full((size, t.shape[1]), ratio >= 1.0),
-                                                     False)
-                                       for s, t in zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)],
-                                      dim=1)
+
+            def part_logits(src: torch.Tensor, part: torch.Tensor, ratio: float) -> torch.Tensor:
+                return torch.cat([group.forward(group.config, s, t, torch.full((size, t.shape[1]), ratio >= 1.0),
+                                                False)
+                                  for s, t in zip(src.split(EVAL_CHUNK), part.split(EVAL_CHUNK), strict=True)], dim=1)
+
+            return {prefix: joined([part_logits(src, part, ratio) for src, part in self.validation_parts],
+                                   tgt.shape[1], 1)
                     for prefix, ratio in MODES.items()}
 
         by_group = self._each_group(logits)
-        return [evaluation({prefix: both[k] for prefix, both in group_logits.items()}, tgt)
-                for group_logits in by_group for k in range(next(iter(group_logits.values())).shape[0])]
+        return [evaluation({prefix: both[k] for prefix, both in group_logits.items()},
+                           scored_target(tgt, group.config.eos), self.data.sizes, self.data.trained_largest)
+                for group, group_logits in zip(self.groups, by_group, strict=True)
+                for k in range(next(iter(group_logits.values())).shape[0])]
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher: torch.Tensor, training: bool) -> torch.Tensor:
         """Logits (K, B, L, V) of every model; teacher (K, L) or (K, B, L)."""

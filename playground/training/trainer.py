@@ -16,9 +16,19 @@ import torch
 
 from playground.core.config import TrainConfig
 from playground.core.devices import resolve_device
-from playground.core.tasks import Batch, CustomPairs, Pair, Task, TaskData, TaskError, make_task
+from playground.core.tasks import PAD_ID, TASKS, Batch, Beyond, CustomPairs, Pair, Task, TaskData, TaskError, make_task
 from playground.model.seq2seq import Seq2Seq, sequence_loss
-from playground.training.metrics import EVAL_CHUNK, MODES, DivergedError, Evaluation, check_finite, evaluation, step_row
+from playground.training.metrics import (
+    EVAL_CHUNK,
+    MODES,
+    DivergedError,
+    Evaluation,
+    check_finite,
+    evaluation,
+    joined,
+    scored_target,
+    step_row,
+)
 from playground.training.resume import draw_coins, restore_state, resume_state, undone_if_interrupted
 
 _SEEDED_INIT = threading.Lock()  # model init draws from torch's global RNG
@@ -40,6 +50,18 @@ def build_task(config: TrainConfig, custom: CustomPairs | None = None) -> Task:
             raise TaskError("the custom pairs are not the ones this run was trained on")
     return make_task(config.task, config.min_len, config.max_len, config.alphabet_size, config.max_digits,
                      custom if config.task == "custom" else None)
+
+
+def build_beyond(config: TrainConfig) -> Beyond | None:
+    """The task that draws validation's examples beyond the training sizes (None when the run tests none)."""
+    sizes = config.size_range()
+    if not sizes.beyond:
+        return None
+    if TASKS[config.task].uses_lengths:
+        task = make_task(config.task, sizes.trained + 1, sizes.tested, config.alphabet_size)
+    else:
+        task = make_task(config.task, max_digits=sizes.tested)
+    return Beyond(task, sizes.beyond, sizes.trained - sizes.smallest + 1)
 
 
 def build_model(config: TrainConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
@@ -97,12 +119,13 @@ class Trainer:
         self.custom = custom
         self.device = resolve_device(config.device)
         self.task = build_task(config, custom)
-        self.data = TaskData(self.task, config.seed, config.val_size)
+        self.data = TaskData(self.task, config.seed, config.val_size, build_beyond(config))
         self.model = build_model(config, len(self.task.src_vocab), len(self.task.tgt_vocab)).to(self.device)
         self.optimizer = build_optimizer(config, list(self.model.parameters()))
         self.coins = torch.Generator().manual_seed(config.seed + 1)
         self.batches = self.data.train_batches(config.batch_size)
         self.validation = self._to_device(self.data.validation)
+        self.validation_parts = [self._to_device(part) for part in self.data.validation_parts]
         self.step = 0
 
     def _to_device(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +147,7 @@ class Trainer:
             self.model.train()
             logits = self.model(src, tgt, ratio, self.config.coin,
                                 draw_coins(self.coins, self.config.coin, tgt.shape))
-            loss = sequence_loss(logits, tgt)
+            loss = sequence_loss(logits, scored_target(tgt, self.config.eos))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
@@ -155,12 +178,13 @@ class Trainer:
         """The validation metrics of this run's model, or of `model` (e.g. a copy of earlier weights)."""
         model = model or self.model
         model.eval()
-        src, tgt = self.validation
-        logits = {prefix: torch.cat([model(s, t, ratio) for s, t in
-                                     zip(src.split(EVAL_CHUNK), tgt.split(EVAL_CHUNK), strict=True)])
+        tgt = self.validation[1]
+        logits = {prefix: joined([torch.cat([model(s, t, ratio) for s, t in zip(src.split(EVAL_CHUNK),
+                                                                               part.split(EVAL_CHUNK), strict=True)])
+                                  for src, part in self.validation_parts], tgt.shape[1], 0)
                   for prefix, ratio in MODES.items()}
         model.train()
-        return evaluation(logits, tgt)
+        return evaluation(logits, scored_target(tgt, self.config.eos), self.data.sizes, self.data.trained_largest)
 
     def resume_state(self) -> dict[str, Any]:
         return resume_state(self.optimizer, self.coins, self.data)
@@ -179,8 +203,12 @@ class Trainer:
     def sample_predictions(self, count: int = 8) -> list[dict[str, str | bool]]:
         """Greedy predictions for the first `count` validation examples."""
         self.model.eval()
-        src = self.validation[0][:count]
-        predicted = self.model.greedy_decode(src, self.task.decode_limit()).cpu().tolist()
+        src, tgt = (tensor[:count] for tensor in self.validation)
+        if self.config.eos == "oracle":  # as long as the target: free-running, its own argmax fed back
+            unscored = scored_target(tgt, "oracle") == PAD_ID
+            predicted = self.model(src, tgt, 0.0).argmax(-1).masked_fill(unscored, PAD_ID).cpu().tolist()
+        else:
+            predicted = self.model.greedy_decode(src, self.task.decode_limit()).cpu().tolist()
         self.model.train()
         source_vocab, target_vocab = self.task.src_vocab, self.task.tgt_vocab
         rows: list[dict[str, str | bool]] = []

@@ -2,7 +2,7 @@
 
 Everything it shows comes from the rest of `playground`: `settings` (the sidebar and its link), `runs` (runs on
 a page: attach, live view, charts, the runs panel), `inspection` (the Hidden states and Decode pickers), `people`
-(who is at the browser, the teacher, control links) and `actions` (the guard every button acts through). Pages
+(the session's seat, the teacher, control links) and `actions` (the guard every button acts through). Pages
 import from here.
 """
 
@@ -14,7 +14,9 @@ from playground.ui.people import (
     control_link,
     is_teacher,
     may_control,
-    remember_person,
+    remember_seat,
+    seat_link,
+    seat_notice,
     session_owner,
 )
 from playground.ui.probe import drift_view, exposures, recovery_view, source_models
@@ -80,11 +82,13 @@ __all__ = [
     "polls",
     "queue_place",
     "recovery_view",
-    "remember_person",
+    "remember_seat",
     "run_label",
     "runs_panel",
     "schedule_name",
     "script_download",
+    "seat_link",
+    "seat_notice",
     "session_owner",
     "setting_value",
     "setting_widget",

@@ -3,6 +3,7 @@ model of a comparison, the validation example or typed source."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -14,16 +15,19 @@ from playground.core.config import (
 )
 from playground.core.tasks import Pair, Task, TaskData, TaskError, Vocab
 from playground.inspection.decoding import check_source, free_running_mistakes
+from playground.inspection.oracle import decoding_model
 from playground.inspection.states import best_by_free_running
 from playground.model.seq2seq import Seq2Seq
 from playground.runs.background import RunError
 from playground.runs.registry import registry
-from playground.training.checkpoints import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
+from playground.training.checkpoints import CheckpointError
 from playground.training.run_folder import FINAL_STATUSES, RunKind, RunStatus
-from playground.training.trainer import TrainedModel, build_task
+from playground.training.trainer import TrainedModel, build_beyond, build_task
+from playground.training.upload_reader import read_checkpoint
 from playground.ui.runs import visible_runs
 from playground.ui.settings import Share, allowed_text, link_text, share_link
 from playground.ui.text import plain
+from playground.ui.uploads import checkpoint_upload_mb
 
 MAX_EXAMPLES = 200  # validation examples offered in the example picker
 
@@ -32,7 +36,7 @@ MAX_EXAMPLES = 200  # validation examples offered in the example picker
 class Source:
     """Where an inspected model comes from; `model` is called for a fresh copy (a live run keeps training)."""
 
-    label: str
+    label: str  # Markdown-safe (`plain`)
     config: TrainConfig
     task: Task
     val_pairs: list[Pair]
@@ -49,19 +53,33 @@ class Source:
         return self.task.tgt_vocab
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the checkpoint and regenerating its validation data")
-def checkpoint_source(data: bytes) -> tuple[Seq2Seq, TrainConfig, Task, list[Pair], str]:
-    """The checkpoint's first model and its task; the validation set is regenerated from its config and pairs."""
-    loaded = load_checkpoint(data)
+@st.cache_resource(max_entries=16, show_spinner="Reading the checkpoint in a separate process")
+def checkpoint_source(digest: str, _data: bytes) -> tuple[Seq2Seq, TrainConfig, Task, list[Pair], str] | str:
+    """The checkpoint's first model (the only one built) and its task, the validation set regenerated from its
+    config and pairs; or, for a refused file, the reason, cached by the file's digest like an answer, so a
+    refused file is not read again at the next rerun or by the next session that sends it."""
     try:
+        loaded, _ = read_checkpoint(_data)
         task = build_task(loaded.config, loaded.custom)
+    except CheckpointError as error:
+        return str(error)
     except TaskError as error:
-        raise CheckpointError(f"the checkpoint's task cannot be rebuilt: {error}") from None
+        return f"the checkpoint's task cannot be rebuilt: {error}"
     try:
-        pairs, note = TaskData(task, loaded.config.seed, loaded.config.val_size).val_pairs, ""
+        pairs, note = TaskData(task, loaded.config.seed, loaded.config.val_size,
+                                  build_beyond(loaded.config)).val_pairs, ""
     except TaskError as error:
         pairs, note = [], f"Validation examples cannot be regenerated ({error}); type a source below."
     return loaded.model, loaded.config, task, pairs, note
+
+
+def upload_digest(upload: Any) -> str:
+    """The SHA-256 of an uploaded file, computed once per upload (a checkpoint may be large)."""
+    remembered = st.session_state.setdefault("upload_digests", {})
+    if upload.file_id not in remembered:
+        remembered.clear()
+        remembered[upload.file_id] = hashlib.sha256(upload.getvalue()).hexdigest()
+    return remembered[upload.file_id]
 
 
 INSPECTION_URL_KEYS = ("run", "model", "example", "source", "target")  # what an inspection page's link holds
@@ -106,18 +124,18 @@ def pick_source(prefix: str) -> Source | None:
     if kind == "a checkpoint file":
         link_keep(prefix)  # an upload cannot travel in a link
         upload = st.file_uploader("Checkpoint (.pt, saved by the Train page)", type=["pt"], key=f"{prefix}_upload",
-                                  max_upload_size=MAX_CHECKPOINT_BYTES // 1024**2,
+                                  max_upload_size=checkpoint_upload_mb(),
                                   help="Read with torch.load(weights_only=True): data only, never code")
         if upload is None:
             return None
-        try:
-            model, config, task, pairs, note = checkpoint_source(upload.getvalue())
-        except CheckpointError as error:
-            st.error(str(error))
+        read = checkpoint_source(upload_digest(upload), upload.getvalue())
+        if isinstance(read, str):
+            st.error(plain(read))
             return None
+        model, config, task, pairs, note = read
         if note:
             st.info(note)
-        return Source(upload.name, config, task, pairs, False, lambda: model)
+        return Source(plain(upload.name), config, task, pairs, False, lambda: decoding_model(model, config))
     summaries = [summary for summary in visible_runs() if summary.kind != RunKind.STUDY]  # a study keeps no models
     if not summaries:
         st.info("No runs yet: start one on the Train or Compare page, or load a checkpoint file.")
@@ -144,9 +162,10 @@ def pick_source(prefix: str) -> Source | None:
     index = min(index, len(models) - 1)
     st.session_state[f"{prefix}_link"] = {"run": run_id, "model": index if len(models) > 1 else None}
     chosen = models[index]
-    label = names[run_id] + (f" — {chosen.label}" if chosen.label else "")
+    label = plain(names[run_id] + (f" — {chosen.label}" if chosen.label else ""))  # shown in captions
     return Source(label, chosen.config, chosen.task, chosen.val_pairs, run.status == RunStatus.RUNNING,
-                  lambda: run.models()[index].model, run.models if len(models) > 1 else None)
+                  lambda: decoding_model(run.models()[index].model, chosen.config),
+                  run.models if len(models) > 1 else None)
 
 
 def first_run(finished: list[str], listed: list[str]) -> str:

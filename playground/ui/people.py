@@ -1,69 +1,165 @@
-"""Who is at the browser: the person a run belongs to, the teacher, and the links that grant control.
+"""Who is at the browser: the seat a run belongs to, the teacher, and the links that grant control.
 
-A person is a random identity kept in a cookie, so a reload or a second tab is the same person (one quota).
-Streamlit reads cookies (`st.context.cookies`) but has no call that sets one (`st.login` needs an identity
-provider), so the page sets it with a line of JavaScript through `st.html`; the value is the server's own random
-token, never something the browser chose.
+In shared mode training needs a seat (`runs/seats.py`): a seat link the teacher issued on the Class page
+(`?seat=KEY`), or a login through `st.login` where the teacher configured `[auth]` in the secrets. A seat link's
+key is taken out of the address bar at once and kept in a cookie, so a reload or a new tab keeps the seat;
+Streamlit reads cookies (`st.context.cookies`) but has no call that sets one, so the page sets it with a line of
+JavaScript through `st.html` (the key is checked against the seat book first). A visitor without a seat may open
+shared links and read, never start anything.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import secrets
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from playground.runs.background import RunError
 from playground.runs.registry import registry
+from playground.runs.seats import KEY_PATTERN, NO_SEAT, SEAT_PARAM, TEACHER
 
-COOKIE = "playground_person"
-COOKIE_DAYS = 30
+SEAT_COOKIE = "playground_seat"
+COOKIE_DAYS = 180  # a course's length: the teacher revokes a seat, the cookie need not expire for that
 TEACHER_ENV = "PLAYGROUND_TEACHER_TOKEN"
 CONTROL_PARAM = "control"  # ?control=KEY: the second secret of a run, which its owner hands out
 TEACHER_PARAM = "teacher"  # ?teacher=TOKEN once; the session keeps it
-_IDENTITY = re.compile(r"[0-9a-f]{32}")
 
 
 def session_owner() -> str:
-    """The person at this browser: their cookie, else a new identity the browser is asked to keep. Each call
-    tells the registry the person is here (their queued runs keep their place)."""
-    state = st.session_state
-    if "session_owner" not in state:
-        cookie = _cookie()
-        state.session_owner = cookie if _IDENTITY.fullmatch(cookie) else secrets.token_hex(16)
-    registry().seen(state.session_owner)
-    return state.session_owner
+    """The seat this session trains under: the teacher's, a seat link's (this session's or the browser's
+    cookie), or a login's; '' without one, and outside shared mode (where runs have no owners). Each call tells the
+    classroom the seat is here, so its runs are not stopped as idle."""
+    classroom = registry().classroom
+    if classroom is None:
+        return ""
+    owner = TEACHER if is_teacher() else ""
+    key = st.session_state.get("seat_key") or _cookie()
+    if not owner and key and (seat := classroom.book.by_key(key)) is not None:
+        owner = seat.id
+    if not owner and (user := _logged_in_user()) is not None and (seat := classroom.book.by_login(*user)):
+        owner = seat.id
+    if owner:
+        _page_open(owner)
+        classroom.presence.seen(owner)
+    return owner
 
 
-def remember_person() -> None:
-    """Ask the browser to keep the identity (once per session, when its cookie does not hold it yet)."""
-    owner = session_owner()
-    if _cookie() == owner or st.session_state.get("cookie_sent"):
+def _page_closed(seat_id: str) -> None:
+    if (classroom := registry().classroom) is not None:
+        classroom.presence.closed(seat_id)
+
+
+@st.cache_resource(scope="session", show_spinner=False, on_release=_page_closed)
+def _page_open(seat_id: str) -> str:
+    """Once per session and seat: the seat has a page open until the session ends (the tab closed)."""
+    if (classroom := registry().classroom) is not None:
+        classroom.presence.opened(seat_id)
+    return seat_id
+
+
+def may_train() -> bool:
+    """Whether this session may start runs: anyone outside shared mode, a seat in shared mode."""
+    return not registry().shared or bool(session_owner())
+
+
+def seat_notice(key: str) -> bool:
+    """Where a page starts runs: without a seat, say how to get one (with a login button where the server offers
+    login). True when this session may train."""
+    if may_train():
+        return True
+    st.info(f"{NO_SEAT[:1].upper()}{NO_SEAT[1:]}.", icon=":material/event_seat:")
+    providers = login_providers()
+    for provider in providers or ([None] if login_offered() else []):
+        st.button(f"Log in with {provider}" if provider else "Log in", key=f"{key}_{provider or 'default'}",
+                  on_click=st.login, args=(provider,) if provider else (), icon=":material/login:",
+                  help="Log in with the account your teacher set up: it gives you a seat on this server")
+    return False
+
+
+def _auth() -> Mapping[str, Any] | None:
+    """The secrets' `[auth]` section, where the teacher configured a login (OpenID Connect)."""
+    try:
+        section = st.secrets.get("auth")
+    except FileNotFoundError:  # no secrets at all (Streamlit's StreamlitSecretNotFoundError is one)
+        return None
+    return section if isinstance(section, Mapping) else None
+
+
+def login_offered() -> bool:
+    return _auth() is not None
+
+
+def login_providers() -> list[str]:
+    """The named providers of `[auth]` (its sub-sections); none when it configures one provider directly."""
+    return [str(name) for name, value in (_auth() or {}).items() if isinstance(value, Mapping)]
+
+
+def _logged_in_user() -> tuple[str, str, str] | None:
+    """(issuer, subject, name) of the person `st.login` identified, where the server offers login."""
+    if not login_offered() or not st.user.get("is_logged_in"):
+        return None
+    name = st.user.get("name") or st.user.get("email") or ""
+    return str(st.user.get("iss") or ""), str(st.user.get("sub") or ""), str(name)
+
+
+def remember_seat() -> None:
+    """Ask the browser to keep a seat link's key (once per session, when its cookie does not hold it yet)."""
+    key = st.session_state.get("seat_key", "")
+    if not key or not KEY_PATTERN.fullmatch(key) or _cookie() == key or st.session_state.get("cookie_sent") == key:
         return
-    st.session_state.cookie_sent = True
-    st.html(f"<script>document.cookie = '{COOKIE}={owner}; Max-Age={COOKIE_DAYS * 86400}; Path=/; "
-            "SameSite=Strict';</script>", unsafe_allow_javascript=True)
+    st.session_state.cookie_sent = key
+    secure = "; Secure" if (st.context.url or "").startswith("https:") else ""
+    st.html(f"<script>document.cookie = '{SEAT_COOKIE}={key}; Max-Age={COOKIE_DAYS * 86400}; Path=/; "
+            f"SameSite=Strict{secure}';</script>", unsafe_allow_javascript=True)
 
 
 def _cookie() -> str:
-    """The identity cookie the browser sent when it connected ('' without one; AppTest has no cookies)."""
-    value = st.context.cookies.get(COOKIE)
+    """The seat cookie the browser sent when it connected ('' without one; AppTest has no cookies)."""
+    value = st.context.cookies.get(SEAT_COOKIE)
     return value if isinstance(value, str) else ""
 
 
 def claim_link_secrets() -> None:
-    """Take a teacher token or a control key out of the URL (so no Share box repeats it) into the session."""
+    """Take a seat key, a teacher token or a control key out of the URL (so no Share box repeats it, and Back does
+    not bring it back) into the session."""
     params, state = st.query_params, st.session_state
     if CONTROL_PARAM in params:
-        state.setdefault("control_keys", set()).add(params.pop(CONTROL_PARAM)[:64])
+        state.setdefault("control_keys", set()).add(params[CONTROL_PARAM][:64])
+        _forget_in_place(CONTROL_PARAM)
+    if SEAT_PARAM in params:
+        key, classroom = params[SEAT_PARAM][:64], registry().classroom
+        _forget_in_place(SEAT_PARAM)
+        if classroom is not None and classroom.book.by_key(key) is not None:
+            state.seat_key = key
+        else:
+            st.warning("This seat link is not one of this server's (revoked, replaced or mistyped): ask your "
+                       "teacher for a new one.")
     if TEACHER_PARAM in params:
-        given, token = params.pop(TEACHER_PARAM), os.environ.get(TEACHER_ENV, "")
+        given, token = params[TEACHER_PARAM], os.environ.get(TEACHER_ENV, "")
+        _forget_in_place(TEACHER_PARAM)
         if token and secrets.compare_digest(given.encode(), token.encode()):
             state.teacher = True
         else:
             st.warning("This link's teacher token is not this server's.")
+
+
+def _forget_in_place(param: str) -> None:
+    """Take `param` out of the address bar by replacing the tab's history entry, so Back does not bring it back.
+    Removing it through st.query_params would push a new entry and leave the secret one behind it; the server's
+    copy is dropped without telling the browser, which removes its own (Streamlit's call for a parameter the
+    browser no longer has)."""
+    context = get_script_run_ctx()
+    if context is not None:
+        with context.session_state.query_params() as params:
+            params.discard_param_no_forward_msg(param)
+    st.html(f"<script>const url = new URL(window.location.href); url.searchParams.delete({json.dumps(param)}); "
+            "window.history.replaceState(window.history.state, '', url);</script>", unsafe_allow_javascript=True)
 
 
 def is_teacher() -> bool:
@@ -71,8 +167,8 @@ def is_teacher() -> bool:
 
 
 def may_control(run_id: str) -> bool:
-    """Stop, pause, resume, train on, rename, delete: the owner, a holder of the run's control link, the teacher;
-    anyone outside shared mode. Checked where the button is drawn and again in its callback."""
+    """Stop, pause, resume, train on, rename, delete: the owner's seat, a holder of the run's control link, the
+    teacher; anyone outside shared mode. Checked where the button is drawn and again in its callback."""
     return is_teacher() or registry().may_control(run_id, session_owner(), st.session_state.get("control_keys", ()))
 
 
@@ -94,3 +190,8 @@ def control_link(page: str, url_key: str, run_id: str) -> str | None:
         return None
     base = (st.context.url or "").rstrip("/")
     return f"{base}/{page}?{urlencode({url_key: run_id, CONTROL_PARAM: key})}" if key else None
+
+
+def seat_link(key: str) -> str:
+    """The link that gives a student their seat (shown to the teacher once, when it is made)."""
+    return f"{(st.context.url or '').rstrip('/')}/?{urlencode({SEAT_PARAM: key})}"

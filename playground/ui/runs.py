@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from playground.experiments.comparison import arm_of
 from playground.inspection.decoding import position_errors
 from playground.plots import notes
 from playground.plots.common import chart_config, file_name
@@ -141,8 +142,9 @@ def compounding_errors(container: Any, run: BackgroundRun[Any], key: str) -> Non
     model of an ended run, on its validation set; computed once per run and step (a few forward passes)."""
     cached = st.session_state.get(f"{key}_errors")
     if cached is None or cached[0] != (run.id, run.step):
-        errors = {model.label: position_errors(model.model, model.task, model.val_pairs) for model in run.models()
-                  if model.val_pairs}
+        errors = [(arm_of(model.label, model.config),
+                   position_errors(model.model, model.task, model.val_pairs, model.config.eos))
+                  for model in run.models() if model.val_pairs]
         cached = st.session_state[f"{key}_errors"] = ((run.id, run.step), errors)
     if cached[1]:
         chart(container, position_errors_figure(cached[1]), key, notes.POSITIONS)

@@ -3,12 +3,14 @@ the link that holds every setting that differs from its default (`st.query_param
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from playground.core.config import (
     DEFAULTS,
@@ -19,8 +21,9 @@ from playground.core.config import (
     label,
 )
 from playground.core.devices import available_devices
-from playground.core.tasks import MAX_CUSTOM_BYTES, TASKS, CustomPairs, TaskError, parse_custom_csv
+from playground.core.tasks import MAX_CUSTOM_BYTES, TASKS, CustomPairs, TaskError
 from playground.training.trainer import build_task
+from playground.training.upload_reader import read_custom_csv
 from playground.ui.text import plain
 
 SETTING_PREFIX = ""  # a setting's widget key is its name, which is also its name in the link (bind="query-params")
@@ -80,11 +83,38 @@ class Share:
     first_visit: bool
 
 
+TYPED_TEXT_KEYS = ("source", "target")  # a typed source may read as a number ("inf" of a custom task's letters)
+
+
+def drop_unreadable_numbers() -> None:
+    """Take out of the link every value that reads as a number but no finite one (`steps=1e309`, `seed=-inf`)
+    before a widget sees it: Streamlit's whole-number widgets read a link's value as a float and then fail on
+    int(inf), a traceback instead of the page. The page's Share box names the value, with what is allowed."""
+    unreadable = {name: st.query_params.get_all(name) for name in st.query_params
+                  if name not in TYPED_TEXT_KEYS and not all(map(_finite_or_text, st.query_params.get_all(name)))}
+    context = get_script_run_ctx()
+    if not unreadable or context is None:
+        return
+    st.session_state.setdefault("dropped_link_values", {}).update(unreadable)
+    with context.session_state.query_params() as params:  # widgets are seeded from the initial values: both go
+        for name in unreadable:
+            params.remove_param(name)
+        params.set_initial_query_params_from_current()
+
+
+def _finite_or_text(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return True
+
+
 def share_slot(page: str) -> Share:
     """Where the page's Share box goes, filled by `share_link` once the page knows its values."""
     first_visit = not st.session_state.get(f"link_read_{page}")
     st.session_state[f"link_read_{page}"] = True
     opened_with = {name: st.query_params.get_all(name) for name in st.query_params}
+    opened_with |= st.session_state.pop("dropped_link_values", {})
     return Share(st.sidebar.container(), opened_with, first_visit)
 
 
@@ -143,17 +173,23 @@ def load_settings(config: TrainConfig) -> None:
 
 
 def custom_pairs() -> CustomPairs | None:
-    """The uploaded CSV's pairs, parsed once per upload; they travel with the run, never as a path."""
+    """The uploaded CSV's pairs, read once per upload and tokenization by the uploads' reader, outside the server;
+    a refusal is remembered as well, so a refused file is not read again at the next rerun. The pairs travel
+    with the run, never as a path."""
     state = st.session_state
     upload = state.get("custom_upload")
     if upload is None:
         return state.get(CUSTOM_PAIRS_KEY)
-    tokenization = setting_value("custom_tokenization")
-    cached = state.get(CUSTOM_PAIRS_KEY)
-    if state.get("custom_upload_id") != (upload.file_id, tokenization) or cached is None:
-        state.custom_upload_id = (upload.file_id, tokenization)
-        state[CUSTOM_PAIRS_KEY] = cached = parse_custom_csv(upload.getvalue(), tokenization)
-    return cached
+    read_as = (upload.file_id, setting_value("custom_tokenization"))
+    if state.get("custom_upload_id") != read_as:
+        state.custom_upload_id = read_as
+        try:
+            state[CUSTOM_PAIRS_KEY], state.custom_refusal = read_custom_csv(upload.getvalue(), read_as[1]), ""
+        except TaskError as error:
+            state[CUSTOM_PAIRS_KEY], state.custom_refusal = None, str(error)
+    if state.get("custom_refusal"):
+        raise TaskError(state.custom_refusal)
+    return state.get(CUSTOM_PAIRS_KEY)
 
 
 def current_settings(skip: Iterable[str] = (), force: Iterable[str] = ()) -> dict[str, Any]:

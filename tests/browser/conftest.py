@@ -14,6 +14,14 @@ from tests.browser.harness import CHROMIUM, ROOT, ServerError, chromium, streaml
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder is marked `browser` by where it lives: one that forgot its mark still runs apart."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(scope="session")
 def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app's URL; its runs folder is a fresh temporary one."""
@@ -36,6 +44,14 @@ def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @contextmanager
 def another_server(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]) -> Iterator[str]:
     """A second `streamlit run` with its own empty runs folder and these environment variables."""
+    with server_and_runs(tmp_path_factory, name, env) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_and_runs(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]
+                    ) -> Iterator[tuple[str, Path]]:
+    """`another_server`, with its runs folder (where a shared server keeps its seats)."""
     monkeypatch = pytest.MonkeyPatch()
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -43,7 +59,7 @@ def another_server(tmp_path_factory: pytest.TempPathFactory, name: str, env: dic
     with (folder / "streamlit.log").open("w+") as log:
         try:
             with streamlit_app(folder / "runs", log) as url:
-                yield url
+                yield url, folder / "runs"
         except ServerError as error:
             pytest.fail(str(error))
         finally:

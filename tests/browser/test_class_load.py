@@ -1,7 +1,7 @@
-"""Load: 12 students (real browser contexts) share one server in shared mode; half start a short run (hidden 16),
-half a lesson. Every run ends finished (or is still queued with its place shown), nothing is lost, nobody's list
-holds another's run, and a 13th student's page opens while they train. The figures are printed (-s shows them),
-not asserted: on a shared 2-core machine they measure the neighbours too."""
+"""Load: 12 students (real browser contexts) share one server in shared mode, each with the seat link the teacher
+issued them; half start a short run (hidden 16), half a lesson. Every run ends finished (or is still queued with its
+place shown), nothing is lost, nobody's list holds another's run, and a 13th student's page opens while they train.
+The figures are printed (-s shows them), not asserted: on a shared 2-core machine they measure the neighbours too."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from playground.course.lessons import STEPS_ENV
+from playground.runs.seats import SEATS_FILE, SeatBook
 from playground.training.run_folder import read_run_file
 from tests.browser.harness import ServerError, streamlit_app, wait_idle
 
@@ -63,10 +64,11 @@ def test_twelve_students_share_one_server(class_server: tuple[str, Path], browse
         pages = [context.new_page() for context in contexts]
         for page in pages:
             page.set_default_timeout(120_000)
+        keys = [SeatBook(runs_dir / SEATS_FILE).issue(f"student {index}")[1] for index in range(STUDENTS)]
         began = time.monotonic()
-        for index, page in enumerate(pages[:STUDENTS]):  # the class opens the app at once
-            page.goto(f"{url}/lessons" if index % 2 else f"{url}/?hidden_dim=16&emb_dim=8&steps=30&eval_every=10"
-                      "&val_size=64", wait_until="commit")
+        for index, page in enumerate(pages[:STUDENTS]):  # the class opens the app at once, each by their seat link
+            page.goto(f"{url}/lessons?seat={keys[index]}" if index % 2 else f"{url}/?seat={keys[index]}&hidden_dim=16"
+                      "&emb_dim=8&steps=30&eval_every=10&val_size=64", wait_until="commit")
         for index, page in enumerate(pages[:STUDENTS]):
             wait_idle(page)
             if index % 2:  # a lesson asks for a prediction before its Start
@@ -86,7 +88,7 @@ def test_twelve_students_share_one_server(class_server: tuple[str, Path], browse
               f"every run finished {finished:.1f} s after the first page load", flush=True)
         lists = [listed_ids(page, f"{url}/compare" if index % 2 else url, "compare" if index % 2 else "train")
                  for index, page in enumerate(pages[:STUDENTS])]
-        on_disk = {path.name: read_run_file(path) for path in runs_dir.iterdir()}
+        on_disk = {path.name: read_run_file(path) for path in runs_dir.iterdir() if path.is_dir()}
         assert [len(ids) for ids in lists] == [1] * STUDENTS  # each sees their own run, nobody else's
         assert sorted(next(iter(ids)) for ids in lists) == sorted(on_disk)  # nothing lost, nothing extra
         assert {info["status"] for info in on_disk.values() if info} == {"finished"}
