@@ -13,8 +13,8 @@ import torch
 from playground import cli
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
-from playground.course.answers import PREDICTIONS, answers
-from playground.course.lessons import LESSONS, read_lstm_or_transformer, steps_to_ninety
+from playground.course.answers import PREDICTIONS, answered, answers
+from playground.course.lessons import LESSONS, beyond_training, read_lstm_or_transformer, steps_to_ninety
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.inspection.states import capture_states
 from playground.model.seq2seq import Seq2Seq
@@ -249,11 +249,12 @@ def test_arms_that_differ_by_architecture_train_as_if_alone() -> None:
             assert loss == pytest.approx(trainer.train_step().loss, abs=1e-5)
 
 
-def _lesson_snapshot(exact: list[list[float]]) -> CompareSnapshot:
-    """A finished "LSTM or Transformer?" run: `exact[arm][seed]` its final free-running exact match."""
+def _lesson_snapshot(exact: list[list[float]], beyond: float = 0.0) -> CompareSnapshot:
+    """A finished "LSTM or Transformer?" run: `exact[arm][seed]` its final free-running exact match, and every
+    model's exact match beyond the training lengths."""
     config = LESSONS["lstm_or_transformer"].config
     rows = [[{Metric.STEP: 400.0, Metric.TRAIN_LOSS: 0.5, Metric.TF_LOSS: 0.3, Metric.FR_LOSS: 0.4,
-              Metric.FR_EXACT: value, Metric.TF_TOKEN_ACC: 0.9,
+              Metric.BEYOND_EXACT: beyond, Metric.FR_EXACT: value, Metric.TF_TOKEN_ACC: 0.9,
               Metric.FR_TOKEN_ACC: 0.8}] for values in exact for value in values]
     return CompareSnapshot([arm.label for arm in config.arms()], config.seeds, rows, [{} for _ in rows], 400, 400,
                            60.0, config)
@@ -276,6 +277,9 @@ def test_the_lesson_compares_equal_budgets_and_reads_honestly() -> None:
     unlearned = _lesson_snapshot([[0.1, 0.12, 0.1], [0.2, 0.1, 0.3], [0.1, 0.15, 0.12]])
     assert read_lstm_or_transformer(unlearned).appeared is False
     assert len(answers("lstm_or_transformer", ahead)) == len(LESSONS["lstm_or_transformer"].questions)
+    assert config.base.size_range().beyond  # validation holds sources longer than any in training
+    assert set(beyond_training(ahead).values()) == {0.0}
+    assert answered("lstm_or_transformer", ahead)[2].facts["beyond_training"] == beyond_training(ahead)
 
 
 def test_estimate_counts_a_transformers_parameters_and_work() -> None:

@@ -14,6 +14,7 @@ from playground.course.lessons import (
     Contrast,
     architecture_contrast,
     attention_contrast,
+    beyond_training,
     cell_contrast,
     positions_contrast,
     reversal_contrast,
@@ -288,11 +289,14 @@ def _first_to_ninety(snapshot: CompareSnapshot) -> Answer:
 
 def _positions_and_longer(snapshot: CompareSnapshot, found: Contrast) -> Answer:
     base = snapshot.config.base
-    return Answer(f"Here: {_means(found)}; {found.test}, so {'more than' if found.clear else 'within'} seed "
-                  f"noise. Every sequence of this run has {base.min_len} to {base.max_len} tokens. Longer ones would "
-                  f"put learned positions on rows of their table that no step ever trained, and sinusoidal positions "
-                  f"at angles the model never saw; on reverse, both architectures are known to fail beyond the "
-                  f"training lengths (Delétang et al. 2023).", {"beyond_noise": found.clear})
+    beyond = beyond_training(snapshot)
+    longer = ("Beyond the training lengths: " + "; ".join(f"{label} {share(value)}" for label, value in beyond.items())
+              + "." if beyond else "This run tests the training lengths only.")
+    return Answer(f"On the training lengths ({base.min_len} to {base.max_len} tokens): {_means(found)}; {found.test}, "
+                  f"so {'more than' if found.clear else 'within'} seed noise. {longer} Learned positions have rows "
+                  "that no step trained beyond the training lengths, sinusoidal positions give angles the model never "
+                  "saw; on reverse both architectures are known to fail there (Delétang et al. 2023).",
+                  {"beyond_noise": found.clear, "beyond_training": beyond})
 
 
 ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], Answer], ...]] = {

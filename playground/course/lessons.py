@@ -26,6 +26,7 @@ STEPS_ENV = "PLAYGROUND_LESSON_STEPS"  # tests: train every lesson this many ste
 CLEAR = 0.02  # two points of accuracy: smaller differences are within seed noise at these sizes
 CEILING = 0.97  # free-running token accuracy above which every arm is near perfect and nothing can differ
 LEARNED = 0.5  # teacher-forced token accuracy below which a run has not learned enough to say anything
+GENERALISES = 0.5  # exact match beyond the training lengths from which a model is said to carry the task there
 
 
 class Why(StrEnum):
@@ -327,9 +328,17 @@ def steps_to_ninety(snapshot: CompareSnapshot) -> dict[str, int | None]:
     return {row["label"]: row["steps_to_90"] for row in summary_rows(snapshot)}
 
 
+def beyond_training(snapshot: CompareSnapshot) -> dict[str, float]:
+    """Each arm's free-running exact match beyond the training lengths, the mean over its seeds (arms whose
+    validation tests no longer sizes are left out)."""
+    return {row["label"]: row[Metric.BEYOND_EXACT] for row in summary_rows(snapshot)
+            if not math.isnan(row[Metric.BEYOND_EXACT])}
+
+
 def read_lstm_or_transformer(snapshot: CompareSnapshot) -> Reading:
     """A question with an honest answer either way: on the same task, budget and about the same number of
-    parameters, which learns faster, and which holds the longest outputs?"""
+    parameters, which learns faster, which is more often right, and does either carry the task beyond the
+    training lengths?"""
     found = architecture_contrast(snapshot)
     if found is None:
         return NOT_YET
@@ -338,19 +347,30 @@ def read_lstm_or_transformer(snapshot: CompareSnapshot) -> Reading:
                       for label, step in reached.items())
     positions = positions_contrast(snapshot)
     on_positions = f" Positions: {positions.test}." if positions is not None else ""
-    numbers = f"{found.numbers} Reaching 90% exact match: {speed}.{on_positions}"
+    beyond = beyond_training(snapshot)
+    base = snapshot.config.base
+    longer = (f" Beyond the training lengths ({base.max_len + 1} to {base.size_range().tested} tokens), exact match: "
+              + "; ".join(f"{label} {value:.1%}" for label, value in beyond.items()) + "." if beyond else "")
+    numbers = f"{found.numbers} Reaching 90% exact match: {speed}.{on_positions}{longer}"
     if max(statistics.fmean(found.first), statistics.fmean(found.second)) < LEARNED:
         return Reading(False, f"{numbers} Neither model has learned the task yet (both under {LEARNED:.0%}): train "
-                              "longer before ranking them.")
-    limit = ("Every validation sequence here is within the training lengths, so this run says nothing about longer "
-             "ones; on reverse beyond the training lengths both architectures are known to fail (Delétang et al. "
-             "2023), and learned positions never trained beyond them cannot help.")
+                              "longer before ranking them.", Why.NOT_LEARNED)
+    if not beyond:
+        limit = "This run tests the training lengths only, so it says nothing about longer sequences."
+    elif max(beyond.values()) < GENERALISES:
+        limit = ("Neither architecture carries reverse beyond the lengths it was trained on, the finding of Delétang "
+                 "et al. (2023) for both; learned positions have rows no step ever trained there, and sinusoidal "
+                 "ones give angles the model never saw.")
+    else:
+        limit = (f"{max(beyond, key=lambda label: beyond[label])} keeps {max(beyond.values()):.0%} beyond the "
+                 "training lengths in this run: worth checking over more seeds, as Delétang et al. (2023) find both "
+                 "architectures fail there on reverse.")
     if found.clear:
         winner = found.names[1] if found.lead > 0 else found.names[0]
-        return Reading(True, f"{numbers} The difference is more than seed noise: {winner} did better on this task "
-                             f"and budget. {limit}")
-    return Reading(False, f"{numbers} The difference is within seed noise: on this task and budget the two cannot be "
-                          f"ranked by accuracy; compare their speed instead. {limit}")
+        return Reading(True, f"{numbers} On the training lengths the difference is more than seed noise: {winner} did "
+                             f"better on this task and budget. {limit}")
+    return Reading(False, f"{numbers} On the training lengths the difference is within seed noise: the two cannot be "
+                          f"ranked by accuracy here; compare their speed instead. {limit}", Why.WITHIN_NOISE)
 
 
 def read_reversal(snapshot: CompareSnapshot) -> Reading:
@@ -478,15 +498,17 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
         "Transformers replaced recurrent models almost everywhere. Here both learn the same task on the same batches "
         "for the same number of steps, at about the same number of parameters: an LSTM reading one token after "
         "another, and a Transformer in which every position attends to every other, once with sinusoidal positions "
-        "and once with learned ones (3 seeds each). Watch how fast each reaches 90% exact match, then open a "
+        "and once with learned ones (3 seeds each). Validation also holds sources longer than any in training. Watch "
+        "how fast each reaches 90% exact match and what happens beyond the training lengths, then open a "
         "Transformer on the Hidden states page to see its heads.",
         ("Which model reaches 90% free-running exact match first?",
          "At the end, is the difference larger than the spread between seeds?",
          "Do sinusoidal and learned positions differ here? What would happen on sequences longer than any in "
          "training?"),
-        CompareConfig.build(SEEDED.replace(min_len=4, max_len=12, emb_dim=128, hidden_dim=64, heads=2, steps=400),
+        CompareConfig.build(SEEDED.replace(min_len=4, max_len=10, test_max_len=16, emb_dim=128, hidden_dim=64,
+                                           heads=2, steps=400),
                             (1.0,), seeds=3, variants=((), (), (), ("rnn", "transformer"), ("sinusoidal", "learned"))),
-        (Metric.FR_EXACT, Metric.TRAIN_LOSS, LENGTHS),
+        (Metric.FR_EXACT, LENGTHS, Metric.TRAIN_LOSS),
         read_lstm_or_transformer),
 )}
 
