@@ -20,16 +20,9 @@ from bench.steps import Plan, family_cases, family_ratios, measure
 from playground import cli
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
+from playground.course.contrasts import attention_contrast, cell_contrast
 from playground.course.glossary import TERMS
-from playground.course.lessons import (
-    LESSONS,
-    Why,
-    attention_contrast,
-    cell_contrast,
-    read_attention_cure,
-    read_gru_or_lstm,
-    read_reversal,
-)
+from playground.course.lessons import LESSONS, Why, read_attention_cure, read_gru_or_lstm, read_reversal
 from playground.experiments.comparison import CompareSnapshot
 from playground.experiments.study_grid import StudyConfig
 from playground.inspection.states import capture_arrays, capture_csv

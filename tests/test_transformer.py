@@ -14,7 +14,8 @@ from playground import cli
 from playground.core.config import ConfigError, TrainConfig
 from playground.core.tasks import EOS_ID, PAD_ID, SOS_ID
 from playground.course.answers import PREDICTIONS, answered, answers
-from playground.course.lessons import LESSONS, beyond_training, read_lstm_or_transformer, steps_to_ninety
+from playground.course.contrasts import beyond_training, read_lstm_or_transformer, steps_to_ninety
+from playground.course.lessons import LESSONS
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.inspection.states import capture_states
 from playground.model.seq2seq import Seq2Seq

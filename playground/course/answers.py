@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from playground.course.lessons import (
+from playground.course.contrasts import (
     CLEAR,
     Contrast,
     architecture_contrast,
