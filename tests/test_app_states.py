@@ -132,6 +132,7 @@ def test_the_example_list_marks_the_mistakes_and_shows_one(trained_run: Backgrou
         assert at.selectbox(key="hs_example").value == next((i for i in mistakes if i > shown), mistakes[0])
 
 
+@pytest.mark.slow
 def test_a_transformer_shows_attention_per_layer_and_head() -> None:
     config = CONFIG.replace(architecture="transformer", heads=2, num_layers=2, steps=20)
     run = runs.registry().launch("tiny transformer", TrainingEngine.create(config), config)

@@ -216,6 +216,7 @@ def test_decode_page_shows_every_arm_of_a_comparison() -> None:
 
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fresh_app")
 def test_decode_page_shows_a_transformers_cross_attention_per_head() -> None:
     config = CONFIG.replace(steps=4, architecture="transformer", heads=2, num_layers=2)

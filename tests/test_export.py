@@ -274,6 +274,7 @@ def test_a_folder_that_is_no_run_exits_2(tmp_path: Path, capsys: pytest.CaptureF
     assert "is not a run folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_script_of_a_transformer_run_prints_the_runs_figures(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """The Transformer's own source, chosen by the settings; free-running steps through its cache."""
@@ -284,6 +285,7 @@ def test_script_of_a_transformer_run_prints_the_runs_figures(tmp_path: Path,
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
 
 
+@pytest.mark.slow
 def test_script_of_a_comparison_whose_arms_differ_by_architecture(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = trained(["compare", "--architecture", "rnn,transformer", "--heads", "2", "--ratios", "0.5", "--steps",

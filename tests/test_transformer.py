@@ -210,6 +210,7 @@ def _numpy_greedy(weights: dict[str, np.ndarray], config: TrainConfig, src: list
     return tokens[1:], logprob
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("positions", ["sinusoidal", "learned", "none"])
 def test_decode_agrees_with_an_independent_numpy_decoder(positions: str, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
