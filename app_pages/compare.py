@@ -55,17 +55,20 @@ from playground.ui import (
 Run = BackgroundRun[CompareSnapshot]
 PER_ARM = ("teacher_forcing_ratio", "schedule")  # each arm sets these; the other forcing settings are shared
 SCHEDULE_SETTINGS = {"linear": ("decay_steps",), "exponential": ("exp_k",), "inverse_sigmoid": ("sigmoid_k",)}
-MODEL_KEYS = ("compare_cells", "compare_attentions", "compare_reverse_sources")  # widgets, in VARIANT_SETTINGS order
+# widgets, in VARIANT_SETTINGS order
+MODEL_KEYS = ("compare_cells", "compare_attentions", "compare_reverse_sources", "compare_architectures",
+              "compare_position_encodings")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
 TABLE_NAMES = {"label": "arm", Metric.FR_EXACT: "free-running exact",
                Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",
                GAP: "gap (tokens)", Metric.TRAIN_LOSS: "train loss", Metric.TF_LOSS: "TF val loss",
                Metric.FR_LOSS: "FR val loss", "steps_to_90": "steps to 90% FR exact", "wall_seconds": "wall time (s)",
-               "step": "step", "seeds": "seeds", "gap_peak": "gap peak", "gap_peak_step": "gap peak step"}
+               "step": "step", "seeds": "seeds", "gap_peak": "gap peak", "gap_peak_step": "gap peak step",
+               "parameters": "parameters"}
 # the columns that answer the question first, so they stay in view on a 1400 px screen
 TABLE_ORDER = ("label", Metric.FR_EXACT, GAP, "steps_to_90", "wall_seconds", "gap_peak", "gap_peak_step",
-               Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS, "step",
-               "seeds")
+               Metric.FR_TOKEN_ACC, Metric.TF_TOKEN_ACC, Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS,
+               "parameters", "step", "seeds")
 NOT_YET = "not yet"  # a figure a run has not reached or measured yet: never shown as None
 CHARTS = (Metric.TRAIN_LOSS, Metric.FR_EXACT, Metric.TF_LOSS, Metric.FR_LOSS, GAP, LENGTHS)
 
@@ -247,7 +250,8 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
     losses = [TABLE_NAMES[n] for n in (Metric.TRAIN_LOSS, Metric.TF_LOSS, Metric.FR_LOSS)]
     st.dataframe(frame.style.format(na_rep=NOT_YET).format("{:.1%}", subset=percent_columns, na_rep=NOT_YET).format(
         "{:.4f}", subset=losses, na_rep=NOT_YET).format("{:.1f}", subset=[TABLE_NAMES["wall_seconds"]]).format(
-        "{:,.0f}", subset=[TABLE_NAMES["steps_to_90"], TABLE_NAMES["gap_peak_step"]], na_rep=NOT_YET),
+        "{:,.0f}", subset=[TABLE_NAMES["steps_to_90"], TABLE_NAMES["gap_peak_step"],
+                                TABLE_NAMES["parameters"]], na_rep=NOT_YET),
         hide_index=True, width="stretch", column_config={"arm": st.column_config.Column(pinned=True)})
     st.download_button("Download CSV", summary_csv(table), file_name="compare.csv", mime="text/csv",
                        key="compare_download")

@@ -24,7 +24,14 @@ from playground.inspection import (
     step_through,
 )
 from playground.inspection.oracle import decoding_steps
-from playground.plots import attention_row_figure, notes, position_errors_figure, state_heatmap, top_k_figure
+from playground.plots import (
+    attention_row_figure,
+    head_rows_figure,
+    notes,
+    position_errors_figure,
+    state_heatmap,
+    top_k_figure,
+)
 from playground.ui import (
     BOUND,
     Source,
@@ -128,6 +135,9 @@ def stepper(walk: StepThrough, target: list[str], vocab: Vocab, limit: int) -> N
     chart(left, top_k_figure(step, target[t] if t < len(target) else None), "dc_top_k_chart", notes.TOP_K)
     if step.attention is not None:
         chart(left, attention_row_figure(step), "dc_attention_row", notes.ATTENTION_ROW)
+    if "cross" in walk.capture.heads:
+        chart(left, head_rows_figure(walk.capture.heads["cross"][-1, :, t], walk.capture.src_tokens, t),
+              "dc_head_rows", notes.HEADS)
     labels = [f"{s.fed}→{s.emitted}" for s in walk.steps[: t + 1]]
     for index, layer in enumerate(walk.capture.decoder):
         chart(right, state_heatmap(layer.h[: t + 1], labels, f"Decoder layer {index + 1}: h_t so far",

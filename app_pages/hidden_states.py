@@ -7,6 +7,7 @@ import streamlit as st
 
 from playground.course import term_link
 from playground.inspection import (
+    HEAD_MAPS,
     UNIT_ORDERS,
     StateCapture,
     capture_csv,
@@ -69,6 +70,21 @@ def heatmaps(capture: StateCapture, part: str, labels: list[str], order_mode: st
                                + " (largest variance over steps / strongest correlation with position).")
 
 
+def head_maps(capture: StateCapture, kind: str, dec_labels: list[str]) -> None:
+    """A Transformer's attention of one kind, every layer (a row of maps) and head (a column), "position: token"."""
+    maps = capture.heads[kind]
+    source = [f"{p}: {token}" for p, token in enumerate(capture.encoder_tokens)]
+    steps = [f"{p}: {label}" for p, label in enumerate(dec_labels)]
+    queries, keys = {"encoder_self": (source, source), "decoder_self": (steps, steps), "cross": (steps, source)}[kind]
+    for layer in range(maps.shape[0]):
+        columns = st.columns(maps.shape[1])
+        for head, column in enumerate(columns):
+            figure = alignment_heatmap(maps[layer, head, : len(queries), : len(keys)], keys, queries,
+                                       f"Layer {layer + 1}, head {head + 1}", height=280, key_title="key position",
+                                       query_title="query position")
+            chart(column, figure, f"hs_heads_{kind}_{layer}_{head}", notes.HEADS)
+
+
 st.title("Hidden and cell states")
 st.caption(f"Every {term_link('hidden state', 'h_t')}, {term_link('cell state', 'c_t')} and "
            f"{term_link('gates', 'gate')} below is recomputed step by step with the model's own weights; it equals "
@@ -115,6 +131,11 @@ if source and example:
             chart(st, alignment_heatmap(shown.attention, shown.src_tokens, dec_labels,
                                         f"Alignment α, {'teacher-forced' if shown is forced else 'free-running'}"),
                   "hs_alignment", notes.ALIGNMENT)
+        if shown.heads:
+            st.subheader("Attention per layer and head")
+            kind = st.radio("Attention", list(HEAD_MAPS), format_func=HEAD_MAPS.get, horizontal=True,
+                            key="hs_head_kind")
+            head_maps(shown, kind, dec_labels)
         if units:
             left, right = st.columns(2)
             chart(left, unit_lines_figure(shown.encoder[-1].h, units, shown.encoder_tokens,

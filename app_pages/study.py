@@ -43,7 +43,8 @@ from playground.ui import (
 Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
 HIDDEN_CHOICES = (8, 16, 32, 64, 128, 256, 512)
-MODEL_KEYS = ("study_cells", "study_attentions", "study_reverse_sources")  # widgets, in VARIANT_SETTINGS order
+# widgets, in VARIANT_SETTINGS order
+MODEL_KEYS = ("study_cells", "study_attentions", "study_reverse_sources", "study_architectures", "study_position_kinds")
 DEFAULTS = {"study_tasks": ["reverse", "sort"], "study_max_lens": [8, 16], "study_digits": [3],
             "study_hiddens": [64], "study_ratios": [0.0, 0.5, 1.0], "study_schedules": ["linear"],
             "study_seeds": 5, "study_steps": 1500, "study_eval_every": 100, "study_address": "",

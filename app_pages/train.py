@@ -194,7 +194,8 @@ def draw_model_and_task(config: TrainConfig, preview: TaskPreview, gamma: float,
     """The model the settings build (with its sizes and parameter count) and the task it will learn."""
     parts = parameter_counts(config, preview.src_vocab_size, preview.tgt_vocab_size)
     sizes = DiagramSizes(preview.src_vocab_size, preview.tgt_vocab_size, config.emb_dim, config.hidden_dim,
-                         config.num_layers, parts, config.cell, config.attention, config.reverse_source == "on")
+                         config.num_layers, parts, config.cell, config.attention, config.reverse_source == "on",
+                         config.architecture, config.heads, config.positions)
     with st.container(key="model_diagram"):
         st.markdown(f"**The model: {sum(parts.values()):,} parameters**")
         st.graphviz_chart(model_diagram(sizes, gamma, gamma_note), width="content")  # natural size: readable text

@@ -38,8 +38,10 @@ from playground.training.trainer import Trainer
 DEFAULT = TrainConfig()  # reverse, len 3..8, alphabet 10, emb 32, hidden 128, 1 layer, batch 64
 LARGE = DEFAULT.replace(max_len=12, emb_dim=64, hidden_dim=256, num_layers=2)
 RATIOS = (0.0, 0.5, 1.0)
-FAMILY = {"lstm": {}, "attention": {"attention": "dot"}, "gru": {"cell": "gru"}}  # the variants timed against
-# the specification's model, at each of FAMILY_RATIOS
+# the variants timed against the specification's model, at each of FAMILY_RATIOS (the Transformer at the same d
+# and layers, 2 heads)
+FAMILY = {"lstm": {}, "attention": {"attention": "dot"}, "gru": {"cell": "gru"},
+          "transformer": {"architecture": "transformer", "heads": 2}}
 FAMILY_RATIOS = (1.0, 0.5)
 K_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the compare page's K = 5 models; K = 15 is these x 3 seeds
 CLOCK: Callable[[], float] = time.process_time  # `run` picks the wall clock off the CPU
@@ -195,11 +197,19 @@ def family_cases(config: TrainConfig) -> dict[str, Callable[[], Any]]:
             for name, changes in FAMILY.items() for ratio in FAMILY_RATIOS}
 
 
+FAMILY_RATIO_KEYS = (("attention_vs_none", "attention"), ("gru_vs_lstm", "gru"), ("transformer_vs_lstm", "transformer"))
+
+
 def family_ratios(rates: dict[str, float]) -> dict[str, dict[str, float]]:
-    """attention_vs_none and gru_vs_lstm: each variant's steps/s over the LSTM's, per gamma (above 1: faster)."""
-    return {key: {f"gamma_{ratio:g}": round(rates[f"{name}_gamma_{ratio:g}"] / rates[f"lstm_gamma_{ratio:g}"], 3)
-                  for ratio in FAMILY_RATIOS}
-            for key, name in (("attention_vs_none", "attention"), ("gru_vs_lstm", "gru"))}
+    """attention_vs_none, gru_vs_lstm and transformer_vs_lstm: each variant's steps/s over the LSTM's, per gamma
+    (above 1: faster); and transformer_partial_vs_full: the Transformer's gamma = 0.5 step against its own gamma = 1
+    step (the cached steps that choose the inputs, then one pass)."""
+    ratios = {key: {f"gamma_{ratio:g}": round(rates[f"{name}_gamma_{ratio:g}"] / rates[f"lstm_gamma_{ratio:g}"], 3)
+                    for ratio in FAMILY_RATIOS}
+              for key, name in FAMILY_RATIO_KEYS}
+    ratios["transformer_partial_vs_full"] = {
+        "gamma_0.5": round(rates["transformer_gamma_0.5"] / rates["transformer_gamma_1"], 3)}
+    return ratios
 
 
 def batched_cases(config: TrainConfig, size: int,
@@ -356,7 +366,7 @@ def report(result: dict[str, Any]) -> str:
     lines.append(f"K = {len(K_RATIOS)} models (ratios {', '.join(map(str, K_RATIOS))}) at the default size:")
     for k in ("k5", "k15"):
         lines += [f"  {name:<24} {rate:8.1f} steps/s" for name, rate in result["steps_per_second"][k].items()]
-    lines.append("the model family at the default size (attention: dot):")
+    lines.append("the model family at the default size (attention: dot; Transformer: 2 heads):")
     lines += [f"  {name:<24} {rate:8.1f} steps/s" for name, rate in result["steps_per_second"]["family"].items()]
     lines.append(f"GEMM roofline at the step's shapes: {result['roofline_gflops']} GFLOP/s")
     for size, cases in result["arithmetic"].items():
@@ -364,7 +374,8 @@ def report(result: dict[str, Any]) -> str:
                   for name, row in cases.items()]
     lines.append("ratios: " + ", ".join(f"{key} {value}" for key, value in result.items()
                                         if isinstance(value, float) and key != "seconds"))
-    lines += [f"{key}: {result[key]}" for key in ("attention_vs_none", "gru_vs_lstm")]
+    keys = (*(key for key, _ in FAMILY_RATIO_KEYS), "transformer_partial_vs_full")
+    lines += [f"{key}: {result[key]}" for key in keys]
     lines.append(f"an evaluation to twice max_len costs {result['beyond_eval_cost']}x one on the training lengths "
                  "(goal: at most 2.5x)")
     lines += [f"  {name:<16} " + ", ".join(f"{k} {v}" for k, v in row.items())

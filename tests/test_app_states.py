@@ -130,3 +130,21 @@ def test_the_example_list_marks_the_mistakes_and_shows_one(trained_run: Backgrou
         at.button(key="hs_mistake").click().run()
         assert not at.exception
         assert at.selectbox(key="hs_example").value == next((i for i in mistakes if i > shown), mistakes[0])
+
+
+@pytest.mark.slow
+def test_a_transformer_shows_attention_per_layer_and_head() -> None:
+    config = CONFIG.replace(architecture="transformer", heads=2, num_layers=2, steps=20)
+    run = runs.registry().launch("tiny transformer", RunPlan.train(config))
+    run.join(120)
+    assert run.status == "finished"
+    at = states_page()
+    assert not at.exception and not at.error
+    keys = chart_keys(at)
+    assert {"hs_encoder_0_h", "hs_encoder_1_h", "hs_decoder_1_h", "hs_alignment"} <= keys
+    assert {f"hs_heads_encoder_self_{layer}_{head}" for layer in (0, 1) for head in (0, 1)} <= keys
+    at.radio(key="hs_head_kind").set_value("cross").run()
+    assert not at.exception
+    cross = next(chart for chart in at.get("plotly_chart") if chart.key == "hs_heads_cross_1_1")
+    layout = json.loads(cross.proto.spec)["layout"]
+    assert layout["xaxis"]["ticktext"][0].startswith("0: ")  # "position: token"

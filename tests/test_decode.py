@@ -212,3 +212,20 @@ def test_decode_page_shows_every_arm_of_a_comparison() -> None:
     chart = next(chart for chart in at.get("plotly_chart") if chart.key == "dc_positions")
     lines = [trace for trace in json.loads(chart.proto.spec)["data"] if trace.get("legendgroup") != "key"]
     assert len(lines) == 6  # three lines for each of the two models, one colour each
+
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fresh_app")
+def test_decode_page_shows_a_transformers_cross_attention_per_head() -> None:
+    config = CONFIG.replace(steps=4, architecture="transformer", heads=2, num_layers=2)
+    runs.registry().launch("tiny transformer", RunPlan.train(config)).join(60)
+    at = new_app().run()
+    at.switch_page("app_pages/decode.py")
+    at.run()
+    assert not at.exception and not at.error
+    at.button(key="dc_next").click().run()
+    charts = {chart.key: chart for chart in at.get("plotly_chart")}
+    assert {"dc_top_k_chart", "dc_attention_row", "dc_head_rows", "dc_h_0", "dc_h_1"} <= charts.keys()
+    bars = json.loads(charts["dc_head_rows"].proto.spec)["data"]
+    assert [bar["name"] for bar in bars] == ["head 1", "head 2"]

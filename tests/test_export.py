@@ -274,6 +274,27 @@ def test_a_folder_that_is_no_run_exits_2(tmp_path: Path, capsys: pytest.CaptureF
     assert "is not a run folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_script_of_a_transformer_run_prints_the_runs_figures(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The Transformer's own source, chosen by the settings; free-running steps through its cache."""
+    run_dir = trained(["train", "--architecture", "transformer", "--heads", "2", "--layers", "2", "--positions",
+                       "learned", "--steps", "20", *SMALL], tmp_path, capsys)
+    settings = script_literal(pytorch_script(read_experiment(run_dir)), "SETTINGS")
+    assert (settings["architecture"], settings["heads"], settings["positions"]) == ("transformer", 2, "learned")
+    assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
+
+
+@pytest.mark.slow
+def test_script_of_a_comparison_whose_arms_differ_by_architecture(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = trained(["compare", "--architecture", "rnn,transformer", "--heads", "2", "--ratios", "0.5", "--steps",
+                       "20", *SMALL], tmp_path, capsys)
+    printed = run_script(run_dir, tmp_path, capsys)
+    assert [model["label"] for model in printed] == ["γ = 0.5, RNN", "γ = 0.5, Transformer"]
+    assert_same_figures(final_figures(run_dir), printed, 1e-4)
+
+
 def test_script_of_an_oracle_tested_beyond_its_lengths_prints_the_runs_figures(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """eos = oracle (no <eos> in the loss or the scores) and validation to longer sources: the script scores the

@@ -230,7 +230,7 @@ def test_train_then_decode_agrees_with_the_equations(flags: list[str], tmp_path:
     listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])[0]["model"]
     assert listed == {"cell": "gru" if "gru" in flags else "lstm", "reverse_source": "on" if "--reverse-source" in flags
                       else "off", "attention": flags[flags.index("--attention") + 1] if "--attention" in flags
-                      else "none"}
+                      else "none", "architecture": "rnn", "heads": 1, "positions": "sinusoidal"}
     assert cli.main(["decode", str(run_dir), "--source", "cabd", "--beam", "1", "--json"]) == 0
     decoded = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     loaded = load_checkpoint(run_dir / "checkpoint.pt")
@@ -285,8 +285,9 @@ def test_bench_times_the_family_against_the_lstm() -> None:
     rates = measure(family_cases(TrainConfig(hidden_dim=8, emb_dim=4, batch_size=4, val_size=16, device="cpu")),
                     plan)
     ratios = family_ratios(rates)
-    assert set(ratios) == {"attention_vs_none", "gru_vs_lstm"}
-    for key, name in (("attention_vs_none", "attention"), ("gru_vs_lstm", "gru")):
+    assert set(ratios) == {"attention_vs_none", "gru_vs_lstm", "transformer_vs_lstm", "transformer_partial_vs_full"}
+    for key, name in (("attention_vs_none", "attention"), ("gru_vs_lstm", "gru"), ("transformer_vs_lstm",
+                                                                                   "transformer")):
         assert ratios[key]["gamma_1"] == pytest.approx(rates[f"{name}_gamma_1"] / rates["lstm_gamma_1"], rel=1e-2)
         assert ratios[key]["gamma_0.5"] > 0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from playground.cli.common import EXIT_OK, add_runs_dir_option, print_json, runs_dir
-from playground.core.config import VARIANT_SETTINGS, TrainConfig, variant_label
+from playground.core.config import MODEL_SHAPE, TrainConfig, variant_label
 from playground.runs.registry import RunRegistry
 from playground.training.run_folder import read_config
 
@@ -48,10 +48,10 @@ def tested_text(config: TrainConfig | None) -> str:
 
 
 def settings_of(config: TrainConfig | None) -> dict[str, Any]:
-    """The run's model settings (cell, attention, reverse_source) and its sizes: trained smallest to largest, and
-    tested up to; None where the config cannot be read."""
+    """The run's model settings (`MODEL_SHAPE`: architecture, cell, heads, ...) and its sizes: trained smallest to
+    largest, and tested up to; None where the config cannot be read."""
     if config is None:
         return {"model": None, "sizes": None}
     sizes = config.size_range()
-    return {"model": {name: getattr(config, name) for name in VARIANT_SETTINGS},
+    return {"model": {name: getattr(config, name) for name in MODEL_SHAPE},
             "sizes": {"smallest": sizes.smallest, "trained": sizes.trained, "tested": sizes.tested}}

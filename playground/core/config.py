@@ -21,7 +21,8 @@ from playground.core.forcing import SCHEDULES, ForcingSchedule
 from playground.core.tasks import TASKS
 from playground.model.attention import ATTENTIONS
 from playground.model.cells import CELLS
-from playground.model.seq2seq import COIN_MODES
+from playground.model.seq2seq import ARCHITECTURES, COIN_MODES
+from playground.model.transformer import POSITIONS
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class TrainConfig:
     custom_data: str = ""  # fingerprint of the custom pairs, which travel beside the config, never as a path
     custom_tokenization: str = "char"
     # model
+    architecture: str = "rnn"
     emb_dim: int = 32
     hidden_dim: int = 128
     num_layers: int = 1
@@ -75,6 +77,8 @@ class TrainConfig:
     cell: str = "lstm"
     attention: str = "none"
     reverse_source: str = "off"
+    heads: int = 1
+    positions: str = "sinusoidal"
     eos: str = "predict"
     # optimizer
     optimizer: str = "adam"
@@ -150,6 +154,10 @@ class TrainConfig:
         if lengths_valid and self.min_len > self.max_len:
             problems.append(Problem(f"{{0}} = {self.min_len} is not allowed: it must be at most {{1}} "
                                     f"({self.max_len})", ("min_len", "max_len")))
+        hidden_valid = not any(problem.fields[0] in ("hidden_dim", "heads") for problem in problems)
+        if hidden_valid and self.architecture == "transformer" and self.hidden_dim % self.heads:
+            problems.append(Problem(f"{{0}} = {self.hidden_dim} is not allowed with {{1}} = {self.heads}: the hidden "
+                                    f"size must divide by the number of heads", ("hidden_dim", "heads")))
         problems += _beyond_problems(self, {problem.fields[0] for problem in problems if problem.fields})
         if self.task == "custom" and not self.custom_data:
             problems.append(Problem("{0} needs a CSV file of source,target pairs: none is loaded", ("task",)))
@@ -346,27 +354,41 @@ _TABLE = (
     Setting("custom_tokenization", "task", "Tokens", "How a row of the CSV is split into tokens: every character, or "
                                    "words separated by spaces.", choices=("char", "space"),
                                    applies=_when("task", "custom")),
+    Setting("architecture", "model", "Architecture", "RNN: the recurrent encoder-decoder (an LSTM or GRU reads "
+                            "one token after another). Transformer (Vaswani et al. 2017): every position looks at "
+                            "every other through attention, layer after layer, and order comes only from the "
+                            "positional encoding.", choices=ARCHITECTURES),
     Setting("emb_dim", "model", "Embedding size", "Length of the vector each token becomes before an LSTM reads it "
-                       "(2 to 512). Small vocabularies need little.", 2, 512),
+                       "(2 to 512). Small vocabularies need little.", 2, 512, applies=_when("architecture", "rnn")),
     Setting("hidden_dim", "model", "Hidden size", "Units in each LSTM layer: the length of h_t and c_t (2 to 1024). "
                           "The encoder's final (h_T, c_T) is all the decoder gets, so a small size cannot hold long "
-                          "sequences; a large one trains slower.", 2, 1024),
-    Setting("num_layers", "model", "LSTM layers", "LSTMs stacked in the encoder and in the decoder (1 to 4); each "
-                          "layer reads the h_t of the one below. More layers are slower and rarely needed here.",
-                          1, 4),
+                          "sequences; a large one trains slower. For a Transformer, its width d: the length of every "
+                          "position's vector (the residual stream), which must divide by the heads.", 2, 1024),
+    Setting("num_layers", "model", "Layers", "Layers stacked in the encoder and in the decoder (1 to 4); each layer "
+                          "reads the outputs of the one below. More layers are slower; an LSTM rarely needs them "
+                          "here, a Transformer usually wants 2.", 1, 4),
     Setting("dropout", "model", "Dropout", "Share of activations zeroed at random during training (0 to 0.9), a "
                        "guard against memorising; 0 is right for these endless synthetic tasks.", 0.0, 0.9),
     Setting("cell", "model", "Cell", "The recurrent cell of the encoder and the decoder. LSTM (the specification's) "
                     "carries h_t and a cell state c_t through four gates; GRU (Cho et al. 2014) carries only h_t "
-                    "through three gates and has a quarter fewer weights.", choices=tuple(CELLS)),
+                    "through three gates and has a quarter fewer weights.", choices=tuple(CELLS),
+                    applies=_when("architecture", "rnn")),
     Setting("attention", "model", "Attention", "None: the decoder sees the source only through the encoder's final "
                          "state (the bottleneck). Dot, general or additive (Luong et al. 2015, Bahdanau et al. "
                          "2015): at every output step the decoder also looks back at every source position, weighs "
                          "them (the alignment) and reads their weighted sum, so long sequences need not fit in one "
-                         "vector.", choices=ATTENTIONS),
+                         "vector.", choices=ATTENTIONS, applies=_when("architecture", "rnn")),
     Setting("reverse_source", "model", "Reverse source", "On: the encoder reads each source's tokens last to first "
                               "(Sutskever et al. 2014), so the first tokens it needs to output are the last it "
                               "read; padding stays where it is.", choices=SWITCH),
+    Setting("heads", "model", "Heads", "Transformer: attention heads per layer (1 to 8); each looks at the sequence "
+                     "with its own d / heads-wide queries and keys, so one head can follow position while another "
+                     "follows content. The hidden size must divide by it.", 1, 8,
+                     applies=_when("architecture", "transformer")),
+    Setting("positions", "model", "Positions", "Transformer: how a position knows where it is. Sinusoidal: fixed "
+                         "waves of every frequency, defined at any length; learned: one trained vector per position, "
+                         "untrained beyond the lengths seen in training; none: attention alone cannot tell order.",
+                         choices=POSITIONS, applies=_when("architecture", "transformer")),
     Setting("eos", "model", "End of sequence", "Predict (the specification's model): the model learns when to stop "
                    "by emitting <eos>, and decoding stops there. Oracle: <eos> is left out of the loss, and "
                    "free-running decoding runs for the true target length, so the model is never asked when to "
@@ -424,13 +446,21 @@ LIVE_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.live
 FORCING_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.group == "forcing")
 
 
-VARIANT_SETTINGS = ("cell", "attention", "reverse_source")  # what makes a model of the family other than the seed's
+# what makes a model of the family other than the seed's (a comparison's arms may list several of each)
+VARIANT_SETTINGS = ("cell", "attention", "reverse_source", "architecture", "positions")
+MODEL_SHAPE = (*VARIANT_SETTINGS, "heads")  # with these the same sizes build the same modules
 
 
 def variant_label(values: Values) -> str:
-    """The model's variant in a few words: "LSTM", "GRU, dot attention, source reversed"."""
-    parts = [str(values.get("cell", DEFAULTS.cell)).upper()]
-    if values.get("attention", DEFAULTS.attention) != "none":
+    """The model's variant in a few words: "LSTM", "GRU, dot attention, source reversed", "Transformer, 2 heads,
+    learned positions"."""
+    if values.get("architecture", DEFAULTS.architecture) == "transformer":
+        heads = values.get("heads", DEFAULTS.heads)
+        parts = ["Transformer", f"{heads} head{'s' if heads != 1 else ''}",
+                 f"{values.get('positions', DEFAULTS.positions)} positions"]
+    else:
+        parts = [str(values.get("cell", DEFAULTS.cell)).upper()]
+    if values.get("architecture", DEFAULTS.architecture) == "rnn" and values.get("attention", "none") != "none":
         parts.append(f"{values['attention']} attention")
     if values.get("reverse_source", DEFAULTS.reverse_source) == "on":
         parts.append("source reversed")

@@ -1,4 +1,4 @@
-"""The course: nine lessons (stories, predictions, questions) with their answers computed from the run, and the
+"""The course: ten lessons (stories, predictions, questions) with their answers computed from the run, and the
 glossary of every word the app uses. A lesson's answers are `playground.course.answers.answers()`: a name of its
 own here would hide its module."""
 

@@ -8,6 +8,7 @@ import itertools
 import statistics
 from collections.abc import Callable
 
+from playground.course.architecture_lesson import ARCHITECTURE_ANSWERS, ARCHITECTURE_PREDICTIONS
 from playground.course.evidence import CLEAR, NOT_EVALUATED, Answer, Contrast, Prediction, beyond_spread, loss_falls
 from playground.course.exposure_lessons import EXPOSURE_ANSWERS, EXPOSURE_PREDICTIONS, FED_TRUTH
 from playground.course.lessons import DECIDES, attention_contrast, cell_contrast, reversal_contrast, schedule_lead
@@ -229,7 +230,7 @@ ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], Answer], ...]] = {
     "gru_or_lstm": (loss_falls("cell", {"gru": "The GRU has a quarter fewer weights to fit, which can make it "
                                                 "learn faster early."}),
                     _when_evaluated(cell_contrast, beyond_spread), _when_evaluated(cell_contrast, _which_cell)),
-} | EXPOSURE_ANSWERS
+} | EXPOSURE_ANSWERS | ARCHITECTURE_ANSWERS
 
 
 def answered(lesson_key: str, snapshot: CompareSnapshot) -> list[Answer]:
@@ -300,7 +301,7 @@ PREDICTIONS: dict[str, Prediction] = {
     "gru_or_lstm": Prediction(
         "Which cell will end with more sequences exactly right?",
         ("the GRU", "the LSTM", "about the same (within seed noise)"), _contrast_outcome(cell_contrast, 0.0)),
-} | EXPOSURE_PREDICTIONS
+} | EXPOSURE_PREDICTIONS | ARCHITECTURE_PREDICTIONS
 
 
 def prediction_verdict(lesson_key: str, chosen: int, snapshot: CompareSnapshot) -> str:

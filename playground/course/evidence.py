@@ -3,6 +3,7 @@ of two arms over seeds, an answer with the facts it was decided from, and the pr
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -114,6 +115,22 @@ class Contrast:
     def ranked(self, margin: float) -> int:
         """0: the second arm is ahead beyond noise by at least `margin`; 1: the first is; 2: neither."""
         return 0 if self.clear and self.lead >= margin else 1 if self.clear and self.lead <= -margin else 2
+
+
+def contrast_on(snapshot: CompareSnapshot, first: dict[str, object], second: dict[str, object],
+                names: tuple[str, str], values: Callable[[CompareSnapshot, int], list[float]],
+                what: str) -> Contrast | None:
+    """The second arm against the first on `values` (one per seed), once every seed of both has one."""
+    a, b = arm_with(snapshot, **first), arm_with(snapshot, **second)
+    if a is None or b is None:
+        return None
+    values_a, values_b = values(snapshot, a), values(snapshot, b)
+    if len(values_a) < snapshot.seeds or len(values_b) < snapshot.seeds:
+        return None
+    lead, sentence, clear = versus(names[1], values_b, names[0], values_a, what)
+    numbers = (f"After {snapshot.step} steps, {what}: {names[0]} {share(statistics.fmean(values_a))}, {names[1]} "
+               f"{share(statistics.fmean(values_b))} (mean over {len(values_a)} seeds). Paired by seed: {sentence}.")
+    return Contrast((a, b), names, what, values_a, values_b, lead, clear, sentence, numbers)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from playground.course.evidence import (
     Why,
     arm_with,
     beyond_spread,
+    contrast_on,
     loss_falls,
     per_seed,
     versus,
@@ -43,22 +44,6 @@ RECOVERY = TrainConfig(min_len=4, max_len=12, emb_dim=16, hidden_dim=48, steps=5
 REGIMES = RECOVERY.replace(steps=600, decay_steps=500, sigmoid_k=60.0)
 FED_TRUTH = "The more often a decoder is fed the true previous token, the easier each training step is."
 PROBED_EXAMPLES = 300  # validation examples each model's probe reads in the recovery lesson
-
-
-def contrast_on(snapshot: CompareSnapshot, first: dict[str, object], second: dict[str, object],
-                names: tuple[str, str], values: Callable[[CompareSnapshot, int], list[float]],
-                what: str) -> Contrast | None:
-    """The second arm against the first on `values` (one per seed), once every seed of both has one."""
-    a, b = arm_with(snapshot, **first), arm_with(snapshot, **second)
-    if a is None or b is None:
-        return None
-    values_a, values_b = values(snapshot, a), values(snapshot, b)
-    if len(values_a) < snapshot.seeds or len(values_b) < snapshot.seeds:
-        return None
-    lead, sentence, clear = versus(names[1], values_b, names[0], values_a, what)
-    numbers = (f"After {snapshot.step} steps, {what}: {names[0]} {share(statistics.fmean(values_a))}, {names[1]} "
-               f"{share(statistics.fmean(values_b))} (mean over {len(values_a)} seeds). Paired by seed: {sentence}.")
-    return Contrast((a, b), names, what, values_a, values_b, lead, clear, sentence, numbers)
 
 
 def _final(name: str) -> Callable[[CompareSnapshot, int], list[float]]:

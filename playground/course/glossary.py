@@ -182,6 +182,44 @@ TERMS: dict[str, Term] = {term.title.lower(): term for term in (
     Term("p-value",
          "How rare a difference at least this large would be if the two arms were equally good. p < 0.05: rare "
          "enough to call the difference more than seed noise; p ≥ 0.05: within seed noise."),
+    Term("Transformer",
+         "An encoder-decoder with no recurrence (Vaswani et al. 2017): every position of a sequence is a vector of "
+         "width d that layers of **self-attention** and a feed-forward network refine, all positions at once. The "
+         "decoder adds **cross-attention** to the encoder's output (the memory). Order comes only from the "
+         "**positional encoding**. Here `hidden_dim` is d, `num_layers` the layers per side."),
+    Term("Self-attention",
+         "Every position looks at every position of its own sequence: its query q is compared with every key k, "
+         "the softmax of the scores weighs the values v, and the weighted sum is the position's new information. "
+         "q, k, v are three linear maps of the same vectors. The heatmap shows one row per query position.",
+         r"\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt{d_h}}\right) V"),
+    Term("Cross-attention",
+         "The decoder's queries against the encoder's keys and values: at every output step the decoder weighs "
+         "every source position, as the recurrent model's attention does, but in every layer and head. Source "
+         "padding is masked out. For reverse, a trained model's rows form an anti-diagonal."),
+    Term("Head",
+         "Attention split into h parallel parts, each with its own d/h-wide queries, keys and values, whose "
+         "outputs are concatenated and mixed by W_out. One head may follow position while another follows content; "
+         "the Hidden states page shows each head's map."),
+    Term("Positional encoding",
+         "Attention by itself ignores order (shuffle the inputs and each output only moves with them), so each "
+         "token's embedding (scaled by √d) gets a vector for its position. Sinusoidal: fixed waves of every "
+         "frequency, defined at any length. Learned: one trained vector per position, so positions never seen in "
+         "training stay untrained. None: the model cannot tell order except through the causal mask.",
+         r"P(p)_{2i} = \sin\!\left(p / 10000^{2i/d}\right), \quad P(p)_{2i+1} = \cos\!\left(p / 10000^{2i/d}\right)"),
+    Term("Causal mask",
+         "In the decoder's self-attention, step t may look only at steps up to t: the scores of later positions "
+         "are set to -∞ before the softmax. So under teacher forcing every step trains in one pass without seeing "
+         "the answer, and a step's output is the same whether computed in that pass or one step at a time (the "
+         "key/value cache keeps the earlier steps' keys and values)."),
+    Term("Residual stream",
+         "A Transformer position's vector, to which every sub-layer adds its output (x = x + sublayer(norm(x))): "
+         "the embedding at the bottom, the output layer's input at the top. The Hidden states page draws it after "
+         "each layer, as it draws an LSTM's h_t."),
+    Term("Layer norm",
+         "Rescales one position's vector to mean 0 and variance 1, then by a learned gain and bias. Here it comes "
+         "before each sub-layer (pre-norm) and once more at the top of each stack, which keeps deep residual "
+         "streams trainable.",
+         r"\mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta"),
 )}
 
 

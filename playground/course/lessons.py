@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from playground.core.config import TrainConfig
 from playground.core.tasks import TASKS
+from playground.course.architecture_lesson import ARCHITECTURE_LESSON
 from playground.course.evidence import (
     CEILING,
     CLEAR,
@@ -380,6 +381,7 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
         (Metric.TRAIN_LOSS, Metric.FR_EXACT, LENGTHS),
         read_gru_or_lstm),
     *EXPOSURE_LESSONS,
+    ARCHITECTURE_LESSON,
 )}
 
 

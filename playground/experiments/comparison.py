@@ -8,10 +8,10 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from playground.core.config import SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
+from playground.core.config import MODEL_SHAPE, SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.forcing import SCHEDULES
 from playground.training.metrics import Metric
 
@@ -42,7 +42,8 @@ MAX_COMPARE_SEEDS = 3
 TARGET_ACCURACY = 0.9
 
 
-ARM_FIELDS = ("ratio", "schedule", *VARIANT_SETTINGS)  # what names an arm in a table row, beside its label
+ARM_FIELDS = ("ratio", "schedule", *MODEL_SHAPE)  # what names an arm in a table row, beside its label
+NO_VARIANTS: tuple[tuple[str, ...], ...] = ((),) * len(VARIANT_SETTINGS)  # every model setting the base's
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Arm:
         """The arm's own settings as table fields: ratio (γ at the start), schedule, cell, attention, reverse_source."""
         changes = dict(self.changes)
         return dict(zip(ARM_FIELDS, (changes[Metric.GAMMA], changes["schedule"],
-                                     *(changes[name] for name in VARIANT_SETTINGS)), strict=True))
+                                     *(changes[name] for name in MODEL_SHAPE)), strict=True))
 
 
 def forcing_label(config: TrainConfig) -> str:
@@ -77,7 +78,9 @@ def arm_of(model_label: str, config: TrainConfig | None = None) -> str:
     return re.sub(rf"{SEED_SUFFIX}\d+$", "", model_label) or (forcing_label(config) if config is not None else "")
 
 
-_VARIANT_WORDS = {"cell": lambda value: value.upper(),
+_VARIANT_WORDS = {"architecture": lambda value: "Transformer" if value == "transformer" else "RNN",
+                  "positions": lambda value: f"{value} positions",
+                  "cell": lambda value: value.upper(),
                   "attention": lambda value: "no attention" if value == "none" else f"{value} attention",
                   "reverse_source": lambda value: "source reversed" if value == "on" else "source in order"}
 
@@ -88,15 +91,15 @@ class CompareConfig:
     ratios: tuple[float, ...] = DEFAULT_RATIOS
     schedules: tuple[str, ...] = ()
     seeds: int = 1
-    variants: tuple[tuple[str, ...], ...] = ((), (), ())  # cells, attentions, reverse_sources; () = the base's
+    variants: tuple[tuple[str, ...], ...] = NO_VARIANTS  # per VARIANT_SETTINGS the values compared; () = the base's
 
     @classmethod
     def build(cls, base: TrainConfig, ratios: Any = DEFAULT_RATIOS, schedules: Any = (), seeds: Any = 1,
-              max_seeds: int = MAX_COMPARE_SEEDS, variants: Any = ((), (), ())) -> CompareConfig:
+              max_seeds: int = MAX_COMPARE_SEEDS, variants: Any = NO_VARIANTS) -> CompareConfig:
         """Coerce and validate; every problem is reported at once, as `ConfigError` does for one run.
 
         `max_seeds` is the page's limit (curves stay readable); a study, which reports statistics, allows more.
-        `variants` lists, per model setting (cell, attention, reverse_source), the values to compare (empty: the
+        `variants` lists, per model setting (`VARIANT_SETTINGS`), the values to compare (empty: the
         base's); the arms are every combination of them with the ratios and schedules.
         """
         problems: list[str] = []
@@ -117,6 +120,7 @@ class CompareConfig:
         problems += [f"schedule {s!r} is not allowed: choose from {', '.join(decaying)}"
                      for s in schedules if s not in decaying]
         listed = tuple(tuple(dict.fromkeys(values)) for values in variants)
+        listed += NO_VARIANTS[len(listed):]  # the settings not listed: the base's
         if len(listed) != len(VARIANT_SETTINGS):
             problems.append(f"variants must list {', '.join(VARIANT_SETTINGS)}")
         else:
@@ -149,18 +153,29 @@ class CompareConfig:
         return CompareConfig.build(base, self.ratios, self.schedules, self.seeds, max(self.seeds, MAX_COMPARE_SEEDS),
                                    self.variants)
 
-    def models(self) -> list[dict[str, str]]:
-        """Every combination of the listed model settings (the base's where none is listed)."""
+    def models(self) -> list[dict[str, Any]]:
+        """Every combination of the listed model settings (the base's where none is listed), with the base's heads;
+        a setting that does not apply to a combination's model (a Transformer's cell) keeps its first value, so no
+        model is listed twice."""
         choices = [values or (getattr(self.base, name),) for name, values in zip(VARIANT_SETTINGS, self.variants,
                                                                                  strict=True)]
-        return [dict(zip(VARIANT_SETTINGS, combination, strict=True)) for combination in itertools.product(*choices)]
+        models: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for combination in itertools.product(*choices):
+            model = dict(zip(VARIANT_SETTINGS, combination, strict=True)) | {"heads": self.base.heads}
+            values = self.base.as_dict() | model
+            model |= {name: choice[0] for name, choice in zip(VARIANT_SETTINGS, choices, strict=True)
+                      if not SETTINGS[name].applies(values)}
+            models.setdefault(tuple(model.values()), model)
+        return list(models.values())
 
     def arms(self) -> list[Arm]:
         """Model-major (so models of one shape sit together and train stacked), then ratios, then schedules."""
         varying = [name for name, values in zip(VARIANT_SETTINGS, self.variants, strict=True) if len(values) > 1]
         arms = []
         for model in self.models():
-            model_text = "".join(f", {_VARIANT_WORDS[name](model[name])}" for name in varying)
+            values = self.base.as_dict() | model
+            model_text = "".join(f", {_VARIANT_WORDS[name](model[name])}" for name in varying
+                                 if SETTINGS[name].applies(values))
             arms += [Arm(f"γ = {r:g}{model_text}", ((Metric.GAMMA, r), ("schedule", "constant"), *model.items()))
                      for r in self.ratios]
             arms += [Arm(f"{s.replace('_', ' ')} 1→{self.base.tf_end:g}{model_text}",
@@ -191,7 +206,8 @@ class CompareConfig:
                                                                                  strict=True)}
 
 
-VARIANT_KEYS = ("cells", "attentions", "reverse_sources")  # compare.json's lists of the model settings compared
+# compare.json's lists of the model settings compared, in VARIANT_SETTINGS order
+VARIANT_KEYS = ("cells", "attentions", "reverse_sources", "architectures", "positions")
 
 
 def parse_ratios(text: str) -> list[str]:
@@ -208,6 +224,7 @@ class CompareSnapshot:
     total_steps: int
     seconds: float
     config: CompareConfig
+    parameters: list[int] = field(default_factory=list)  # per arm: its model's parameter count
 
     def arm_rows(self, arm: int) -> list[list[dict[str, float]]]:
         return self.rows[arm * self.seeds:(arm + 1) * self.seeds]

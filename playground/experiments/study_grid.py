@@ -11,7 +11,7 @@ from typing import Any
 
 from playground.core.config import MAX_TEST_DIGITS, ConfigError, TrainConfig, longest_test
 from playground.core.tasks import TASKS
-from playground.experiments.comparison import VARIANT_KEYS, CompareConfig
+from playground.experiments.comparison import NO_VARIANTS, VARIANT_KEYS, CompareConfig
 from playground.experiments.statistics import evaluated, steps_to_reach
 from playground.training.metrics import Metric
 
@@ -55,15 +55,15 @@ class StudyConfig:
     ratios: tuple[float, ...]
     schedules: tuple[str, ...]
     seeds: int
-    variants: tuple[tuple[str, ...], ...] = ((), (), ())  # the model settings compared in every condition (as Compare)
+    variants: tuple[tuple[str, ...], ...] = NO_VARIANTS  # the model settings compared in every condition (as Compare)
 
     @classmethod
     def build(cls, base: TrainConfig, tasks: Any, max_lens: Any = (8,), digits: Any = (3,), hiddens: Any = (64,),
               ratios: Any = (0.0, 0.5, 1.0), schedules: Any = (), seeds: Any = 5,
-              variants: Any = ((), (), ())) -> StudyConfig:
+              variants: Any = NO_VARIANTS) -> StudyConfig:
         """Coerce and validate the grid; every problem at once, each condition checked as a comparison would be.
-        `variants` lists the recurrent cells, attentions and source orders whose arms every condition compares
-        (empty: the base's)."""
+        `variants` lists the model settings (`VARIANT_SETTINGS`: architectures, cells, ...) whose arms every
+        condition compares (empty: the base's)."""
         problems: list[str] = []
         tasks = tuple(dict.fromkeys(tasks))
         if not tasks:

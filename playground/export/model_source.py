@@ -14,12 +14,13 @@ import re
 from collections.abc import Iterable
 from types import ModuleType
 
-from playground.model import attention, cells, fused_lstm, fused_rnn, interface, seq2seq, step_hook, tokens
+from playground.model import attention, cells, fused_lstm, fused_rnn, interface, seq2seq, step_hook, tokens, transformer
 
-# In reading order: the encoder-decoder, the cells' and attention's equations, what the model hands out, then the
-# step hook and the fast paths. At the top level a module uses only its own names and the special ids (the rest it
-# calls at run time), so any order runs; tests run the scripts.
-MODEL_MODULES: tuple[ModuleType, ...] = (seq2seq, cells, attention, interface, step_hook, fused_rnn, fused_lstm)
+# In reading order: the encoder-decoder, the cells', attention's and the Transformer's equations, what the model
+# hands out, then the step hook and the fast paths. At the top level a module uses only its own names and the special
+# ids (the rest it calls at run time), so any order runs; tests run the scripts.
+MODEL_MODULES: tuple[ModuleType, ...] = (seq2seq, cells, attention, transformer, interface, step_hook, fused_rnn,
+                                         fused_lstm)
 TOKENS_MODULE = tokens
 LIBRARY = "playground"
 THIRD_PARTY = ("torch",)

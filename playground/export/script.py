@@ -154,7 +154,8 @@ def train(label, settings):
     model = Seq2Seq(src_vocab_size=len(SOURCE_VOCABULARY), tgt_vocab_size=len(TARGET_VOCABULARY),
                     emb_dim=settings["emb_dim"], hidden_dim=settings["hidden_dim"], num_layers=settings["num_layers"],
                     dropout=settings["dropout"], cell=settings["cell"], attention=settings["attention"],
-                    reverse_source=settings["reverse_source"] == "on")
+                    reverse_source=settings["reverse_source"] == "on", architecture=settings["architecture"],
+                    heads=settings["heads"], positions=settings["positions"])
     optimizer = make_optimizer(settings, list(model.parameters()))
     schedule = ForcingSchedule(settings["schedule"], settings["teacher_forcing_ratio"], settings["tf_end"],
                                settings["decay_steps"], settings["exp_k"], settings["sigmoid_k"])

@@ -17,6 +17,7 @@ from playground.inspection.decoding import (
 )
 from playground.inspection.preview import TaskPreview, parameter_counts, task_preview
 from playground.inspection.states import (
+    HEAD_MAPS,
     UNIT_ORDERS,
     StateCapture,
     capture_csv,
@@ -35,6 +36,7 @@ __all__ = [
     "FED_CHOSEN",
     "FED_OWN",
     "FED_TRUE",
+    "HEAD_MAPS",
     "MAX_BEAM_WIDTH",
     "UNIT_ORDERS",
     "StateCapture",

@@ -12,7 +12,7 @@ import csv
 import io
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -53,6 +53,8 @@ class StateCapture:
     teacher_used: list[bool]  # whether step t's input was the true token
     encoder_inputs: list[str] | None = None  # the source in the order the encoder read it (reversed or not)
     attention: np.ndarray | None = None  # (steps, source positions): each step's alignment, with attention only
+    heads: dict[str, np.ndarray] = field(default_factory=dict)  # a Transformer's maps by `HEAD_MAPS` kind:
+    # (layers, heads, query positions, key positions)
 
     @property
     def encoder_tokens(self) -> list[str]:
@@ -63,6 +65,26 @@ class StateCapture:
     def context(self) -> np.ndarray:
         """The encoder's final state h_T of every layer, concatenated: what the decoder starts from."""
         return np.concatenate([layer.h[-1] for layer in self.encoder])
+
+
+HEAD_MAPS = {"encoder_self": "Encoder self-attention", "decoder_self": "Decoder self-attention (causal)",
+             "cross": "Cross-attention"}  # what a Transformer's capture holds per layer and head
+
+
+def _head_maps(encoder: list[StepExtras], decoder: list[StepExtras]) -> dict[str, np.ndarray]:
+    """Every layer's and head's attention of one example (batch of one), each step's row padded with zeros to the
+    longest (a causal row t has t + 1 keys)."""
+    if not encoder or "self" not in encoder[0].heads:
+        return {}
+
+    def stacked(rows: list[torch.Tensor]) -> np.ndarray:
+        width = max(row.shape[-1] for row in rows)
+        padded = [torch.nn.functional.pad(row[0], (0, width - row.shape[-1])) for row in rows]
+        return torch.stack(padded, dim=2).cpu().numpy()  # (layers, heads, queries, keys)
+
+    return {"encoder_self": stacked([step.heads["self"] for step in encoder]),
+            "decoder_self": stacked([step.heads["self"] for step in decoder]),
+            "cross": stacked([step.heads["cross"] for step in decoder])}
 
 
 class _Recorder:
@@ -116,6 +138,7 @@ def _capture(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: lis
     steps = len(targets) if targets is not None else max_len
     coins = random.Random(seed)
     decoder = _Recorder()
+    decoder_steps: list[StepExtras] = []
     token, inputs, teacher_used, probs, predicted, alignments = model.sos_id, [SOS], [False], [], [], []
     for t in range(steps):
         if t > 0:
@@ -125,6 +148,7 @@ def _capture(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: lis
             teacher_used.append(use_teacher)
         logits, state, extras = model.decoder.step(torch.tensor([token], device=device), state, memory)
         decoder.add(extras)
+        decoder_steps.append(extras)
         if extras.attention is not None:
             alignments.append(extras.attention[0])
         distribution = torch.softmax(logits, dim=-1)[0]
@@ -135,7 +159,8 @@ def _capture(model: Seq2Seq, src_vocab: Vocab, tgt_vocab: Vocab, src_tokens: lis
     return StateCapture(list(src_tokens), encoder.layers(), inputs, decoder.layers(),
                         torch.stack(probs).cpu().numpy(), [tgt_vocab.itos[i] for i in predicted], teacher_used,
                         [src_vocab.itos[i] for i in memory.read[0].tolist()] if model.reverse_source else None,
-                        torch.stack(alignments).cpu().numpy() if alignments else None)
+                        torch.stack(alignments).cpu().numpy() if alignments else None,
+                        _head_maps(memory.trace, decoder_steps))
 
 
 @contextlib.contextmanager
@@ -231,6 +256,7 @@ def capture_arrays(capture: StateCapture) -> dict[str, np.ndarray]:
     arrays["probs"] = capture.probs
     if capture.attention is not None:
         arrays["attention"] = capture.attention
+    arrays |= {f"attention_{kind}": maps for kind, maps in capture.heads.items()}
     arrays["src_tokens"] = np.array(capture.src_tokens, dtype=str)
     arrays["decoder_inputs"] = np.array(capture.decoder_inputs, dtype=str)
     arrays["predicted"] = np.array(capture.predicted, dtype=str)

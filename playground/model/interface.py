@@ -5,7 +5,8 @@ State capture, beam search, step-through and what-if decoding call `Seq2Seq.enco
 `Decoder.step(token, state, memory) -> (logits, state, extras)`, pick beams with `Decoder.select` and
 `Memory.select`, and show what `StepExtras` carry. They never loop over a model's layers, weights or gates.
 
-Another architecture is another encoder and decoder with the same methods, chosen by a setting in `Seq2Seq`:
+Another architecture (the Transformer, `transformer.py`) is another encoder and decoder with the same methods,
+chosen by a setting in `Seq2Seq`:
     encoder.forward(src) -> (outputs (B, T, H), state)      the fast path; outputs in the order read
     encoder.trace(src) -> (outputs, state, [StepExtras])    the same, with what each step (or layer) shows
     decoder.step(token (B,), state, memory) -> (logits (B, V), state, StepExtras)   the reference
@@ -19,7 +20,7 @@ module in its list of the model's modules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,12 +30,14 @@ StepValues = dict[str, torch.Tensor]  # one layer's named values at one step, ea
 
 @dataclass(frozen=True)
 class StepExtras:
-    """What one step shows beyond its output: each layer's named values (its state first, then its gates), and the
-    attention weights over the source positions (B, T) (None without attention)."""
+    """What one step shows beyond its output: each layer's named values (its state first, then its gates), the
+    attention weights over the source positions (B, T) (None without attention), and a Transformer's attention rows
+    per layer and head by kind ("self", "cross"), each (B, layers, heads, keys)."""
 
     layers: list[StepValues]
     attention: torch.Tensor | None
     state_names: tuple[str, ...] = ("h",)  # which of a layer's names are its state; the others are gates
+    heads: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

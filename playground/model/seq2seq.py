@@ -8,6 +8,9 @@ The loss is cross-entropy averaged over every non-<pad> target token.
 Variants (defaults: the specification's model exactly): `cell` = "gru" (`cells.GRU_CELL`), `attention` = "dot",
 "general" or "additive" (`attention.Attention`, Luong global attention after the recurrence, no input feeding, so
 o_t = W_o h̃_t), `reverse_source` (the encoder reads the real tokens last to first; padding stays where it is).
+`architecture` = "transformer" replaces both sides by `transformer.TransformerEncoder` and `TransformerDecoder`
+(`hidden_dim` is their width d, with `heads` and `positions`; `emb_dim`, `cell` and `attention` do not apply), the
+same interface.
 
 The reference is `Decoder.step`, one decoder step through the cell's equations. The fast paths compute the same:
 `fused_rnn` (every input known: the encoder, and the decoder at gamma = 1) and `fused_lstm.unroll` (an LSTM
@@ -27,8 +30,10 @@ from playground.model.fused_rnn import run_fused, run_fused_in_chunks
 from playground.model.interface import Memory, State, StepExtras, StepValues
 from playground.model.step_hook import between_steps
 from playground.model.tokens import EOS_ID, PAD_ID, SOS_ID
+from playground.model.transformer import TransformerDecoder, TransformerEncoder
 
 COIN_MODES = ("step", "token")
+ARCHITECTURES = ("rnn", "transformer")
 
 
 class _EmbeddedRNN(nn.Module):
@@ -163,17 +168,31 @@ class Seq2Seq(nn.Module):
         cell: str = "lstm",
         attention: str = "none",
         reverse_source: bool = False,
+        architecture: str = "rnn",
+        heads: int = 1,
+        positions: str = "sinusoidal",
     ) -> None:
         super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
-        self.encoder = Encoder(src_vocab_size, emb_dim, hidden_dim, num_layers, dropout, cell)
-        self.decoder = Decoder(tgt_vocab_size, emb_dim, hidden_dim, num_layers, dropout, cell, attention)
+        self.encoder: Encoder | TransformerEncoder
+        self.decoder: Decoder | TransformerDecoder
+        if architecture == "transformer":
+            self.encoder = TransformerEncoder(src_vocab_size, hidden_dim, heads, num_layers, dropout, positions)
+            self.decoder = TransformerDecoder(tgt_vocab_size, hidden_dim, heads, num_layers, dropout, positions)
+        else:
+            self.encoder = Encoder(src_vocab_size, emb_dim, hidden_dim, num_layers, dropout, cell)
+            self.decoder = Decoder(tgt_vocab_size, emb_dim, hidden_dim, num_layers, dropout, cell, attention)
+        self.architecture = architecture
         self.sos_id = sos_id
         self.reverse_source = reverse_source
 
     def parameter_parts(self) -> dict[str, int]:
         """Parameters per part, as the diagram names them (also on the meta device: shapes only)."""
+        if isinstance(self.encoder, TransformerEncoder) and isinstance(self.decoder, TransformerDecoder):
+            return _transformer_parts(self.encoder, self.decoder)
         parts = {"encoder embedding": self.encoder.embedding, "encoder cell": self.encoder.rnn,
                  "decoder embedding": self.decoder.embedding, "decoder cell": self.decoder.rnn,
                  "output layer": self.decoder.fc_out}
@@ -237,6 +256,25 @@ class Seq2Seq(nn.Module):
         predicted = predicted.masked_fill(seen - is_eos.long() > 0, PAD_ID)
         ends = torch.where(seen[:, -1] > 0, is_eos.long().argmax(1) + 1, predicted.shape[1])
         return predicted[:, : int(ends.max())]
+
+
+def _transformer_parts(encoder: TransformerEncoder, decoder: TransformerDecoder) -> dict[str, int]:
+    def count(*modules: nn.Module) -> int:
+        return sum(p.numel() for module in modules for p in module.parameters())
+
+    layers = decoder.transformer.layers
+    norms = {name: [getattr(layer, name) for layer in layers] for name in ("norm1", "norm2")}
+    parts = {"encoder embedding": count(encoder.embedding),
+             "encoder layers": count(encoder.transformer),
+             "decoder embedding": count(decoder.embedding),
+             "decoder self-attention": count(*(layer.self_attn for layer in layers), *norms["norm1"]),
+             "cross-attention": count(*(layer.multihead_attn for layer in layers), *norms["norm2"]),
+             "decoder feed-forward": count(*(module for layer in layers for module in (
+                 layer.linear1, layer.linear2, layer.norm3)), decoder.transformer.norm),
+             "output layer": count(decoder.fc_out)}
+    if encoder.position_kind == "learned":
+        parts["positions"] = count(encoder.positions, decoder.positions)
+    return parts
 
 
 def sequence_loss(logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,12 @@ it shows."""
 from playground.plots import notes
 from playground.plots.comparison_figures import arm_figure
 from playground.plots.curves import accuracy_figure, gamma_figure, loss_figure
-from playground.plots.decoding_figures import attention_row_figure, position_errors_figure, top_k_figure
+from playground.plots.decoding_figures import (
+    attention_row_figure,
+    head_rows_figure,
+    position_errors_figure,
+    top_k_figure,
+)
 from playground.plots.diagram import DiagramSizes, model_diagram
 from playground.plots.ratio_figures import compare_lines, has_ratios, ratio_figure, study_lines
 from playground.plots.state_figures import (
@@ -27,6 +32,7 @@ __all__ = [
     "compare_lines",
     "gamma_figure",
     "has_ratios",
+    "head_rows_figure",
     "loss_figure",
     "mark_step",
     "mark_units",

@@ -44,6 +44,20 @@ def attention_row_figure(step: DecodeStep, height: int = 260) -> go.Figure:
     return figure
 
 
+def head_rows_figure(weights: np.ndarray, source_tokens: list[str], step: int, height: int = 260) -> go.Figure:
+    """One step's cross-attention row per head of a Transformer's last layer, weights (heads, source positions): a
+    group of bars per source token, one bar per head."""
+    tokens = np.array([f"{position}: {token}" for position, token in enumerate(source_tokens)], dtype=object)
+    figure = go.Figure([go.Bar(x=tokens, y=row, name=f"head {head + 1}",
+                               hovertemplate=f"head {head + 1}<br>source %{{x}}<br>weight %{{y:.3f}}<extra></extra>")
+                        for head, row in enumerate(weights)])
+    figure.update_layout(title=f"Step {step}: cross-attention per head (last layer)", height=height, barmode="group",
+                         margin={"l": 55, "r": 10, "t": 40, "b": 45})
+    figure.update_xaxes(title_text="source position: token", type="category")
+    figure.update_yaxes(title_text="weight", range=[0, 1])
+    return figure
+
+
 QUANTITIES = (("teacher-forced", "tf_error", "dot"), ("free-running", "fr_error", "solid"),
               ("free-running, earlier all right", "first_error", "dash"))  # what a line shows: its dash
 KEY_COLOUR = "#666"

@@ -25,6 +25,9 @@ class DiagramSizes:
     cell: str = "lstm"
     attention: str = "none"
     reverse_source: bool = False
+    architecture: str = "rnn"
+    heads: int = 1
+    positions: str = "sinusoidal"
 
 
 def _count(n: int) -> str:
@@ -43,18 +46,14 @@ def model_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str = "") -> st
 
     `gamma_note` says where gamma comes from ("set", "now", ...).
     """
+    if sizes.architecture == "transformer":
+        return _transformer_diagram(sizes, gamma, gamma_note)
     p, cell = sizes.parameters, CELLS[sizes.cell]
     layers = f"{sizes.num_layers} layer{'s' if sizes.num_layers > 1 else ''}"
-    total = sum(p.values())
     note = f" ({gamma_note})" if gamma_note else ""
     reading = " (source reversed)" if sizes.reverse_source else ""
     lines = [
-        "digraph seq2seq {",
-        '  graph [rankdir=TB, fontname="sans-serif", fontsize=11, nodesep=0.25, ranksep=0.35, '
-        f'label="{_count(total)} trainable parameters", labelloc=b];',
-        '  node [fontname="sans-serif", fontsize=10, margin="0.12,0.06"];',
-        '  edge [fontname="sans-serif", fontsize=9, color="#555555"];',
-        _node("src", f"source tokens\\ns_1 … s_T\\n|V_src| = {sizes.src_vocab}", "#eeeeee", "note"),
+        *_header(sizes),
         _node("enc_emb", f"embedding\\n{sizes.src_vocab} × {sizes.emb_dim}\\n{_count(p['encoder embedding'])}",
               "#dbe9f6"),
         _node("enc_lstm", f"encoder {cell.label}{reading}\\n{layers}, hidden {sizes.hidden_dim}\\n"
@@ -73,14 +72,69 @@ def model_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str = "") -> st
         _node("own", "own prediction\\nargmax p(y_{t-1})", "#ffffff", "plaintext"),
         "  src -> enc_emb -> enc_lstm -> state;",
         '  state -> dec_lstm [label="initial state"];',
+        *_attention_lines(sizes, p),
+        *_switch_lines(gamma),
+    ]
+    return "\n".join(lines)
+
+
+def _header(sizes: DiagramSizes) -> list[str]:
+    return [
+        "digraph seq2seq {",
+        '  graph [rankdir=TB, fontname="sans-serif", fontsize=11, nodesep=0.25, ranksep=0.35, '
+        f'label="{_count(sum(sizes.parameters.values()))} trainable parameters", labelloc=b];',
+        '  node [fontname="sans-serif", fontsize=10, margin="0.12,0.06"];',
+        '  edge [fontname="sans-serif", fontsize=9, color="#555555"];',
+        _node("src", f"source tokens\\ns_1 … s_T\\n|V_src| = {sizes.src_vocab}", "#eeeeee", "note"),
+    ]
+
+
+def _switch_lines(gamma: float) -> list[str]:
+    """What the decoder reads next: the truth with chance γ, its own previous prediction otherwise."""
+    return [
         f'  truth -> switch [label="γ = {gamma:.2f}"];',
         f'  own -> switch [label="1 − γ = {1 - gamma:.2f}", style=dashed];',
-        *_attention_lines(sizes, p),
         '  softmax -> own [style=dotted, constraint=false, label="next step"];',
         "  { rank=same; src; truth; own; }",
         "}",
     ]
-    return "\n".join(lines)
+
+
+def _transformer_diagram(sizes: DiagramSizes, gamma: float, gamma_note: str) -> str:
+    """The Transformer: each side's embedding (scaled by √d, plus positions), the encoder's layers into the memory,
+    the decoder's masked self-attention, cross-attention reading the memory, feed-forward, the output layer."""
+    p, d, heads = sizes.parameters, sizes.hidden_dim, sizes.heads
+    stack = f"{sizes.num_layers} ×"
+    note = f" ({gamma_note})" if gamma_note else ""
+    reading = " (source reversed)" if sizes.reverse_source else ""
+    positions = {"sinusoidal": "+ sinusoidal positions", "learned": "+ learned positions", "none": "no positions"}
+    position_line = positions[sizes.positions] + (f" ({_count(p['positions'])}, both sides)" if "positions" in p
+                                                  else "")
+    return "\n".join([
+        *_header(sizes),
+        _node("enc_emb", f"embedding × √d{reading}\\n{sizes.src_vocab} × {d}, {_count(p['encoder embedding'])}\\n"
+                         f"{position_line}", "#dbe9f6"),
+        _node("enc_layers", f"{stack} encoder layer\\nself-attention ({heads} head{'s' if heads > 1 else ''}), "
+                            f"feed-forward {4 * d}\\npre-norm, residual\\n{_count(p['encoder layers'])}", "#9ecae1"),
+        _node("memory", f"memory m\\nT × {d}", "#fdd0a2", "ellipse"),
+        _node("switch", f"teacher forcing\\nγ = {gamma:.2f}{note}", "#fff7bc", "diamond"),
+        _node("dec_emb", f"embedding × √d\\n{sizes.tgt_vocab} × {d}, {_count(p['decoder embedding'])}\\n"
+                         f"{positions[sizes.positions]}", "#dbe9f6"),
+        _node("dec_self", f"{stack} masked self-attention\\ncausal: step t reads steps ≤ t\\n"
+                          f"{_count(p['decoder self-attention'])}", "#9ecae1"),
+        _node("cross", f"{stack} cross-attention\\nqueries: decoder, keys: memory\\n{_count(p['cross-attention'])}",
+              "#fcbba1"),
+        _node("dec_ff", f"{stack} feed-forward {4 * d}\\nand the final layer norm\\n"
+                        f"{_count(p['decoder feed-forward'])}", "#9ecae1"),
+        _node("linear", f"Linear\\n{d} → {sizes.tgt_vocab}\\n{_count(p['output layer'])}", "#c7e9c0"),
+        _node("softmax", f"softmax\\np(y_t), |V_tgt| = {sizes.tgt_vocab}", "#eeeeee", "note"),
+        _node("truth", "true previous\\ntoken y_{t-1}", "#ffffff", "plaintext"),
+        _node("own", "own prediction\\nargmax p(y_{t-1})", "#ffffff", "plaintext"),
+        "  src -> enc_emb -> enc_layers -> memory;",
+        '  memory -> cross [label="keys, values", style=dashed];',
+        "  switch -> dec_emb -> dec_self -> cross -> dec_ff -> linear -> softmax;",
+        *_switch_lines(gamma),
+    ])
 
 
 def _attention_lines(sizes: DiagramSizes, p: dict[str, int]) -> list[str]:

@@ -57,6 +57,16 @@ STATES = (
     "position) and units that switch at one token (they react to it).\n\n"
     "**Bad**: every column alike, or noise without a pattern: the model has not learned much yet.")
 
+HEADS = (
+    "**Axes**: one map per layer (rows of maps) and head (columns). In each map a row is a query position and a "
+    "column a key position, labelled \"position: token\". Encoder self-attention: source against source. Decoder "
+    "self-attention: output step against the steps so far (causal: nothing right of the diagonal). "
+    "Cross-attention: output step against the source.\n\n"
+    "**Colours**: the attention weight, white (0) to dark green (1); a row sums to 1.\n\n"
+    "**Good**: sharp rows along the task's path in the last layer's cross-attention (the anti-diagonal for "
+    "reverse), heads that differ (one by position, one by content).\n\n"
+    "**Bad**: flat rows in every head: the model has not learnt where to look yet.")
+
 ALIGNMENT = (
     "**Axes**: each row is one output step of the decoder (the token it was fed → the token it predicted); each "
     "column is one position of the source, labelled with its token. Only runs with attention have this chart.\n\n"

@@ -134,8 +134,10 @@ def mark_units(figure: go.Figure, order: np.ndarray, marked: dict[int, str]) -> 
 
 
 def alignment_heatmap(weights: np.ndarray, source_tokens: list[str], step_labels: list[str], title: str,
-                      height: int = 320) -> go.Figure:
-    """Attention weights α (output steps, source positions) as output step x source position, 0 to 1."""
+                      height: int = 320, key_title: str = "source position (token)",
+                      query_title: str = "output step (input → prediction)") -> go.Figure:
+    """Attention weights α (output steps, source positions) as output step x source position, 0 to 1; or any
+    queries x keys map, with its axes' titles."""
     steps, positions = np.arange(weights.shape[0]), np.arange(weights.shape[1])
     figure = go.Figure(go.Heatmap(
         z=weights, x=positions, y=steps, colorscale="Greens", zmin=0.0, zmax=1.0,
@@ -145,8 +147,7 @@ def alignment_heatmap(weights: np.ndarray, source_tokens: list[str], step_labels
         hovertemplate="step %{y} (%{customdata[0]})<br>source %{x} (%{customdata[1]})<br>α %{z:.3f}<extra></extra>"))
     figure.update_layout(title=title, height=height, margin={"l": 70, "r": 10, "b": 40})
     tidy(figure, legend_below=False)
-    figure.update_xaxes(title_text="source position (token)", tickmode="array", tickvals=positions,
-                        ticktext=list(source_tokens))
-    figure.update_yaxes(title_text="output step (input → prediction)", tickmode="array", tickvals=steps,
+    figure.update_xaxes(title_text=key_title, tickmode="array", tickvals=positions, ticktext=list(source_tokens))
+    figure.update_yaxes(title_text=query_title, tickmode="array", tickvals=steps,
                         ticktext=list(step_labels), autorange="reversed")
     return figure

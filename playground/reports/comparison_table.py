@@ -42,7 +42,7 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
     exact column is left out. `fr_exact_spread` and `gap_spread` (std over seeds) and the 95% interval of the
     free-running exact match and of the gap over seeds (`fr_exact_ci_low`, `gap_ci_high`, ...; `_ci_clipped`: cut to the
     possible range) tell a difference from noise.
-    Each row names its arm by its settings (`ARM_FIELDS`) beside its display `label`.
+    Each row names its arm by its settings (`ARM_FIELDS`) beside its display `label`, with its parameter count.
     """
 
     table = []
@@ -60,7 +60,9 @@ def summary_rows(snapshot: CompareSnapshot) -> list[dict[str, Any]]:
             return mean_or_nan([row[name] for row in finals])
 
         table.append({
-            "label": label, **arms[arm].settings(), "seeds": snapshot.seeds, "step": int(finals[0]["step"]),
+            "label": label, **arms[arm].settings(),
+            "parameters": snapshot.parameters[arm] if arm < len(snapshot.parameters) else None,
+            "seeds": snapshot.seeds, "step": int(finals[0]["step"]),
             Metric.TRAIN_LOSS: mean_or_nan([rows[-1][Metric.TRAIN_LOSS] for rows in trained if rows]),
             Metric.TF_LOSS: final(Metric.TF_LOSS), Metric.FR_LOSS: final(Metric.FR_LOSS),
             Metric.FR_EXACT: final(Metric.FR_EXACT),

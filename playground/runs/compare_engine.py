@@ -16,6 +16,7 @@ from playground.training.checkpoints import (
     portable,
     save_checkpoint,
 )
+from playground.training.cost import parameter_count
 from playground.training.metrics import Metric
 from playground.training.run_folder import (
     CHECKPOINT_FILE,
@@ -53,6 +54,8 @@ class CompareEngine(Progress):
         self.exact_by_length: list[dict[int, float]] = [{} for _ in range(self.trainer.size)]
         self.seconds = 0.0
         self.log_every = log_every  # training loss is logged every few steps: the page re-sends every curve
+        vocab = len(self.trainer.task.src_vocab), len(self.trainer.task.tgt_vocab)
+        self.parameters = [parameter_count(model, *vocab) for model in self.trainer.configs[::config.seeds]]
 
     @classmethod
     def load(cls, run_dir: Path) -> CompareEngine:
@@ -124,7 +127,7 @@ class CompareEngine(Progress):
     def snapshot(self) -> CompareSnapshot:
         return CompareSnapshot(list(self.labels), self.config.seeds, [list(rows) for rows in self.rows],
                                [dict(d) for d in self.exact_by_length], self.step, self.total_steps, self.seconds,
-                               self.config)
+                               self.config, self.parameters)
 
     def save(self, run_dir: Path) -> None:
         write_json(run_dir / CONFIG_FILE, self.config.base.as_dict())

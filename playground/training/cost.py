@@ -1,15 +1,15 @@
 """What a run will cost before it starts: FLOPs, peak memory and seconds per training step, from its config.
 
-FLOPs count the matrix products, 2*m*n*k each: every cell layer's input and recurrent projections
-(gates x H x (D + H) per token, `CellKind.flops_per_token`) on the encoder's and the decoder's tokens, attention's
-(`attention_flops`) and the output layer (V x H per target token); backward costs twice the forward, so a step is
-3x. Memory is what the run adds above an idle process: weights, gradients and Adam's two moments (4 float32 copies
-of the parameters), the activations autograd keeps for backward (per token and layer the four gates, c, tanh(c)
-and h, 7H floats, and the gradients backward holds for a layer's outputs and cell, about 3H more: 10H for an LSTM,
-in proportion for a cell with fewer gates and states; the embeddings; attention's alignments, and additive
-attention's H-wide tanh for every pair of steps; the logits three times: logits, log-softmax and their gradient),
-one validation chunk's logits, and a fixed overhead of the first run in a process (allocator arenas and kernel
-workspaces, `RUN_OVERHEAD_BYTES`). Time is the FLOPs at this machine's measured matrix-product rate plus a
+FLOPs count the matrix products, 2*m*n*k each: every cell layer's input and recurrent projections (gates x H x (D +
+H) per token, `CellKind.flops_per_token`) on the encoder's and the decoder's tokens, attention's (`attention_flops`)
+or a Transformer's layers (`transformer_flops`) and the output layer (V x H per target token); backward costs twice
+the forward, so a step is 3x. Memory is what the run adds above an idle process: weights, gradients and Adam's two
+moments (4 float32 copies of the parameters), the activations autograd keeps for backward (per token and layer the
+four gates, c, tanh(c) and h, 7H floats, and the gradients backward holds for a layer's outputs and cell, about 3H
+more: 10H for an LSTM, in proportion for a cell with fewer gates and states; the embeddings; attention's alignments,
+and additive attention's H-wide tanh for every pair of steps; the logits three times: logits, log-softmax and their
+gradient), one validation chunk's logits, and a fixed overhead of the first run in a process (allocator arenas and
+kernel workspaces, `RUN_OVERHEAD_BYTES`). Time is the FLOPs at this machine's measured matrix-product rate plus a
 per-token-and-layer overhead measured on a tiny model (`calibrate`, once per process).
 """
 
@@ -26,6 +26,7 @@ from playground.core.config import TrainConfig
 from playground.core.tasks import Task
 from playground.model.attention import attention_activations, attention_flops
 from playground.model.cells import CELLS
+from playground.model.transformer import transformer_activations, transformer_flops
 from playground.training.metrics import EVAL_CHUNK
 from playground.training.trainer import meta_model
 
@@ -73,16 +74,22 @@ def estimate(config: TrainConfig, task: Task, calibration: Calibration | None = 
     batch, hidden, layers, emb = config.batch_size, config.hidden_dim, config.num_layers, config.emb_dim
     src_tokens, tgt_tokens = task.max_src_len, task.max_tgt_len + 1  # targets end with <eos>
     vocab = len(task.tgt_vocab)
-    cell = CELLS[config.cell]
-    per_token = cell.flops_per_token(emb, hidden, layers)
-    attention = attention_flops(config.attention, hidden, src_tokens, tgt_tokens)
-    forward = batch * ((src_tokens + tgt_tokens) * per_token + tgt_tokens * 2 * hidden * vocab + attention)
+    if config.architecture == "transformer":
+        body = transformer_flops(hidden, layers, src_tokens, tgt_tokens)
+        kept = transformer_activations(hidden, config.heads, layers, src_tokens, tgt_tokens)
+        emb = hidden
+    else:
+        cell = CELLS[config.cell]
+        body = ((src_tokens + tgt_tokens) * cell.flops_per_token(emb, hidden, layers)
+                + attention_flops(config.attention, hidden, src_tokens, tgt_tokens))
+        saved = SAVED_PER_HIDDEN * len(cell.gate_names + cell.state_names) // len(LSTM_SAVED)
+        kept = ((src_tokens + tgt_tokens) * layers * saved * hidden
+                + attention_activations(config.attention, hidden, src_tokens, tgt_tokens))
+    forward = batch * (body + tgt_tokens * 2 * hidden * vocab)
     flops = 3.0 * forward
     parameters = parameter_count(config, len(task.src_vocab), vocab)
     tokens = batch * (src_tokens + tgt_tokens)
-    saved = SAVED_PER_HIDDEN * len(cell.gate_names + cell.state_names) // len(LSTM_SAVED)
-    activations = (tokens * (layers * saved * hidden + emb) + 3 * batch * tgt_tokens * vocab
-                   + batch * attention_activations(config.attention, hidden, src_tokens, tgt_tokens))
+    activations = tokens * emb + batch * kept + 3 * batch * tgt_tokens * vocab
     evaluation = 2 * min(config.val_size, EVAL_CHUNK) * tgt_tokens * vocab
     memory = FLOAT_BYTES * (PARAMETER_COPIES * parameters + activations + evaluation) + RUN_OVERHEAD_BYTES
     seconds = flops / calibration.flops_per_second + (

@@ -34,7 +34,7 @@ from torch import nn
 from torch.func import functional_call
 
 from playground.core import interrupt
-from playground.core.config import FORCING_SETTINGS, VARIANT_SETTINGS, ConfigError, TrainConfig
+from playground.core.config import FORCING_SETTINGS, MODEL_SHAPE, VARIANT_SETTINGS, ConfigError, TrainConfig
 from playground.core.devices import resolve_device
 from playground.core.tasks import CustomPairs, TaskData
 from playground.model.cells import LayerWeights, lstm_layers
@@ -66,8 +66,9 @@ T = TypeVar("T")
 
 
 def stackable(config: TrainConfig) -> bool:
-    """Whether the stacked forward, written for the specification's LSTM without attention, runs this model."""
-    return config.cell == "lstm" and config.attention == "none"
+    """Whether the stacked forward, written for the specification's LSTM without attention, runs this model (other
+    models, the Transformer among them, run `each`)."""
+    return config.architecture == "rnn" and config.cell == "lstm" and config.attention == "none"
 
 
 def choose_path(config: TrainConfig, size: int) -> ForwardPath:
@@ -327,7 +328,7 @@ class StackedTrainer:
 def _split(configs: list[TrainConfig], workers: int) -> list[range]:
     """The groups: runs of models of one shape, one shape split into `workers` groups (several shapes: one group
     each, as their weights cannot be stacked together)."""
-    shapes = [tuple(getattr(config, name) for name in VARIANT_SETTINGS) for config in configs]
+    shapes = [tuple(getattr(config, name) for name in MODEL_SHAPE) for config in configs]
     runs, start = [], 0
     for _, members in itertools.groupby(shapes):
         count = len(list(members))

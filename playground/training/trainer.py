@@ -75,7 +75,8 @@ def model_arguments(config: TrainConfig, src_vocab_size: int, tgt_vocab_size: in
     """`Seq2Seq`'s keyword arguments for `config`: the one place a setting becomes part of the model."""
     return {"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size, "emb_dim": config.emb_dim,
             "hidden_dim": config.hidden_dim, "num_layers": config.num_layers, "dropout": config.dropout,
-            "cell": config.cell, "attention": config.attention, "reverse_source": config.reverse_source == "on"}
+            "cell": config.cell, "attention": config.attention, "reverse_source": config.reverse_source == "on",
+            "architecture": config.architecture, "heads": config.heads, "positions": config.positions}
 
 
 def meta_model(config: TrainConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
