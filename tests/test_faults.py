@@ -41,6 +41,11 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "playground", "--threads", "1", *args]
 
 
+def ctrl_c_stops() -> None:
+    """In the child: Ctrl-C as a terminal gives it (pytest-xdist's workers ignore SIGINT, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cli(*args), cwd=ROOT, capture_output=True, text=True, timeout=300)
 
@@ -181,7 +186,8 @@ def test_a_run_another_process_trains_is_refused_to_a_second_one_and_its_files_s
     or delete it and lists it as training elsewhere; the first process trains on and saves a whole run."""
     runs_dir = tmp_path / "runs"
     first = subprocess.Popen(cli("train", *TINY, "--steps", "100000", "--quiet", "--runs-dir", str(runs_dir)),
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=ctrl_c_stops)
     try:
         deadline = time.monotonic() + 120
         while not list(runs_dir.glob(f"*/{CHECKPOINT_FILE}")) and time.monotonic() < deadline:
