@@ -57,7 +57,7 @@ PER_ARM = ("teacher_forcing_ratio", "schedule")  # each arm sets these; the othe
 SCHEDULE_SETTINGS = {"linear": ("decay_steps",), "exponential": ("exp_k",), "inverse_sigmoid": ("sigmoid_k",)}
 # widgets, in VARIANT_SETTINGS order
 MODEL_KEYS = ("compare_cells", "compare_attentions", "compare_reverse_sources", "compare_architectures",
-              "compare_position_encodings")
+              "compare_position_encodings", "compare_eos_modes")
 POLL_SECONDS = 2.0  # each redraw takes the GIL from the training thread (bench/page_cost.py); curves log every 5 steps
 TABLE_NAMES = {"label": "arm", Metric.FR_EXACT: "free-running exact",
                Metric.FR_TOKEN_ACC: "free-running tokens", Metric.TF_TOKEN_ACC: "teacher-forced tokens",
@@ -101,7 +101,8 @@ setting_widget(coin, "coin")
 right.number_input("Seeds", 1, MAX_COMPARE_SEEDS, 1, key="compare_seeds", **BOUND,
                    help="Each seed starts from its own initial weights and draws its own batches; curves show "
                         "the mean and a band of ± one standard deviation, so you can see seed noise.")
-models = st.columns(len(MODEL_KEYS))  # arms may also differ by model: the product with the ratios and schedules
+# arms may also differ by model: the product with the ratios and schedules; two rows, readable at 800 px
+models = [column for _ in range(2) for column in st.columns(3)]
 for column, key, name in zip(models, MODEL_KEYS, VARIANT_SETTINGS, strict=True):
     column.multiselect(f"Compare {SETTINGS[name].label.lower()}", SETTINGS[name].options, [], key=key, **BOUND,
                        help=f"Each choice is one more model per ratio and schedule (empty: the sidebar's). "

@@ -44,7 +44,8 @@ Run = BackgroundRun[StudySnapshot]
 POLL_SECONDS = 1.0  # the page only reads reports: training happens in Ray workers, not in this process
 HIDDEN_CHOICES = (8, 16, 32, 64, 128, 256, 512)
 # widgets, in VARIANT_SETTINGS order
-MODEL_KEYS = ("study_cells", "study_attentions", "study_reverse_sources", "study_architectures", "study_position_kinds")
+MODEL_KEYS = ("study_cells", "study_attentions", "study_reverse_sources", "study_architectures", "study_position_kinds",
+              "study_eos_modes")
 DEFAULTS = {"study_tasks": ["reverse", "sort"], "study_max_lens": [8, 16], "study_digits": [3],
             "study_hiddens": [64], "study_ratios": [0.0, 0.5, 1.0], "study_schedules": ["linear"],
             "study_seeds": 5, "study_steps": 1500, "study_eval_every": 100, "study_address": "",
@@ -121,7 +122,8 @@ arms[3].number_input("Steps per condition", *STEP_BOUNDS, DEFAULTS["study_steps"
 arms[4].number_input("Evaluate every", *STEP_BOUNDS, DEFAULTS["study_eval_every"], step=10,
                      key="study_eval_every", **BOUND,
                      help="Steps between evaluations; each one reports the condition's partial results here.")
-models = st.columns(len(MODEL_KEYS))  # arms may also differ by model: the product with the ratios and schedules
+# arms may also differ by model: the product with the ratios and schedules; two rows, readable at 800 px
+models = [column for _ in range(2) for column in st.columns(3)]
 for column, key, name in zip(models, MODEL_KEYS, VARIANT_SETTINGS, strict=True):
     column.multiselect(f"Compare {SETTINGS[name].label.lower()}", SETTINGS[name].options, [], key=key, **BOUND,
                        help=f"Each choice is one more arm per ratio and schedule in every condition (empty: the "

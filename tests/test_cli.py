@@ -213,7 +213,7 @@ def test_runs_lists_train_and_compare_runs_of_one_folder(tmp_path: Path,
     out = capsys.readouterr().out
     listed = last_json(out)
     seed_model = {"cell": "lstm", "attention": "none", "reverse_source": "off", "architecture": "rnn",
-                  "positions": "sinusoidal", "heads": 1}
+                  "positions": "sinusoidal", "eos": "predict", "heads": 1}
     sizes = {"smallest": 3, "trained": 5, "tested": 5}
     assert sorted(listed, key=lambda run: run["kind"]) == [
         {"id": compared["id"], "name": "reverse-compare", "kind": "compare", "status": "finished", "step": 2,

@@ -63,7 +63,7 @@ def test_engine_history_feeds_table_and_reading() -> None:
         (0.0, "constant", "lstm", "none", "off"), (1.0, "constant", "lstm", "none", "off")]
     assert table[1]["gap"] == pytest.approx(table[1]["val_tf_token_acc"] - table[1]["val_fr_token_acc"])
     assert summary_csv(table).splitlines()[0].startswith(
-        "label,ratio,schedule,cell,attention,reverse_source,architecture,positions,heads,parameters,seeds,step,"
+        "label,ratio,schedule,cell,attention,reverse_source,architecture,positions,eos,heads,parameters,seeds,step,"
         "train_loss")
     assert table[0]["parameters"] == table[1]["parameters"] > 0
     assert read_table(table).within_noise is None  # one seed cannot tell

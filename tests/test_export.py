@@ -306,6 +306,17 @@ def test_script_of_an_oracle_tested_beyond_its_lengths_prints_the_runs_figures(
     assert_same_figures(final_figures(run_dir), run_script(run_dir, tmp_path, capsys))
 
 
+@pytest.mark.slow
+def test_script_of_a_comparison_whose_arms_differ_by_the_eos_decision(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """+EOS against -EOS (Newman et al.) as two arms of one run: each model scores and decodes as its own eos says."""
+    run_dir = trained(["compare", "--eos", "predict,oracle", "--max-len", "6", "--test-max-len", "9", "--ratios", "1",
+                       "--steps", "20", *SMALL], tmp_path, capsys)
+    printed = run_script(run_dir, tmp_path, capsys)
+    assert [model["label"] for model in printed] == ["γ = 1, +EOS", "γ = 1, −EOS"]
+    assert_same_figures(final_figures(run_dir), printed, 1e-4)
+
+
 HOSTILE_TEXTS = ['x"""if __import__("os").system("touch PWNED")else"""', "x'''+open('f')+'''", "back\\slash\"",
                  "new\nline = 1", "line\u2028separator", "next\x85line", "\u202egnp.exe"]
 

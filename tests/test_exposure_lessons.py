@@ -19,9 +19,10 @@ from playground.training.metrics import Metric
 
 
 def finished(key: str, exact: dict[tuple[float, str], list[float]], beyond: dict[float, list[float]] | None = None,
-             forced_beyond: float = 0.9) -> CompareSnapshot:
+             forced_beyond: float = 0.9, told: dict[float, list[float]] | None = None) -> CompareSnapshot:
     """A finished 3-seed run of a lesson: each arm (found by its ratio and schedule) with its per-seed final
-    free-running exact match, exact match beyond the training lengths, and by length."""
+    free-running exact match, exact match beyond the training lengths (`told`: for the arms told the true length,
+    else as `beyond`), and by length."""
     config = LESSONS[key].config
     base = config.base
     arms = config.arms()
@@ -29,7 +30,8 @@ def finished(key: str, exact: dict[tuple[float, str], list[float]], beyond: dict
     for arm in arms:
         settings = arm.settings()
         for seed, final in enumerate(exact[settings["ratio"], settings["schedule"]]):
-            longer = (beyond or {}).get(settings["ratio"], [0.0] * 3)[seed]
+            beyond_of = told if told is not None and settings["eos"] == "oracle" else beyond
+            longer = (beyond_of or {}).get(settings["ratio"], [0.0] * 3)[seed]
             by_size = {n: final if n <= base.max_len else longer
                        for n in range(base.min_len, (base.test_max_len or base.max_len) + 1)}
             row = {"step": 500, Metric.TRAIN_LOSS: 0.2, Metric.FR_EXACT: final, Metric.TF_TOKEN_ACC: 0.99,
@@ -43,16 +45,22 @@ def finished(key: str, exact: dict[tuple[float, str], list[float]], beyond: dict
 
 def test_beyond_decides_on_exact_match_past_the_training_lengths() -> None:
     exact = {(0.5, "constant"): [0.9, 0.92, 0.95], (1.0, "constant"): [0.97, 0.96, 0.98]}
-    ahead = finished("beyond", exact, {0.5: [0.30, 0.35, 0.32], 1.0: [0.10, 0.12, 0.11]})
+    ahead = finished("beyond", exact, {0.5: [0.30, 0.35, 0.32], 1.0: [0.10, 0.12, 0.11]},
+                     told={0.5: [0.8] * 3, 1.0: [0.80, 0.85, 0.83]})
     assert (read_beyond(ahead).appeared, read_beyond(ahead).why) == (True, None)
+    assert "Told the true length (−EOS), γ = 1 gets 82.7%" in read_beyond(ahead).text
+    assert "deciding where to stop is much of what fails" in read_beyond(ahead).text
     assert PREDICTIONS["beyond"].outcome(ahead) == 0  # "γ = 0.5"
-    past, spread, forced = (answer.facts for answer in answered("beyond", ahead))
+    past, spread, forced, told = (answer.facts for answer in answered("beyond", ahead))
+    assert told == {"beyond_noise": True, "told_length_ahead": True}
     assert past["at_max_len"]["γ = 0.5"] == math.fsum([0.9, 0.92, 0.95]) / 3
     assert spread == {"ranges_overlap": False, "beyond_noise": True}
     assert forced == {"own_mistakes": {"γ = 1": True, "γ = 0.5": True}}  # teacher-forced 90% beyond, far above
     tie = finished("beyond", exact, {0.5: [0.0] * 3, 1.0: [0.0] * 3}, forced_beyond=0.0)
     assert read_beyond(tie).why is Why.WITHIN_NOISE and PREDICTIONS["beyond"].outcome(tie) == 2
     assert answered("beyond", tie)[2].facts == {"own_mistakes": {"γ = 1": False, "γ = 0.5": False}}
+    assert answered("beyond", tie)[3].facts == {"beyond_noise": False, "told_length_ahead": False}
+    assert "the stop decision is not what fails" in read_beyond(tie).text
     unlearned = finished("beyond", {key: [0.1] * 3 for key in exact})
     assert read_beyond(unlearned).why is Why.NOT_LEARNED
 

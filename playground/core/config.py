@@ -447,7 +447,7 @@ FORCING_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.g
 
 
 # what makes a model of the family other than the seed's (a comparison's arms may list several of each)
-VARIANT_SETTINGS = ("cell", "attention", "reverse_source", "architecture", "positions")
+VARIANT_SETTINGS = ("cell", "attention", "reverse_source", "architecture", "positions", "eos")
 MODEL_SHAPE = (*VARIANT_SETTINGS, "heads")  # with these the same sizes build the same modules
 
 
@@ -464,6 +464,8 @@ def variant_label(values: Values) -> str:
         parts.append(f"{values['attention']} attention")
     if values.get("reverse_source", DEFAULTS.reverse_source) == "on":
         parts.append("source reversed")
+    if values.get("eos", DEFAULTS.eos) == "oracle":
+        parts.append("−EOS (told the length)")
     return ", ".join(parts)
 
 

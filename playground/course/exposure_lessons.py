@@ -60,7 +60,9 @@ def _recovered(snapshot: CompareSnapshot, arm: int) -> list[float]:
     return [exposure.recovery.overall for exposure in snapshot.exposures if exposure.arm == label]
 
 
-FORCED, HALF_FORCED = {"ratio": 1.0, "schedule": "constant"}, {"ratio": 0.5, "schedule": "constant"}
+FORCED = {"ratio": 1.0, "schedule": "constant", "eos": "predict"}
+HALF_FORCED = {"ratio": 0.5, "schedule": "constant", "eos": "predict"}
+TOLD_LENGTH = {"ratio": 1.0, "schedule": "constant", "eos": "oracle"}  # Newman et al.'s -EOS
 SAMPLED, SCHEDULED = {"ratio": 0.0, "schedule": "constant"}, {"schedule": "inverse_sigmoid"}
 
 
@@ -68,6 +70,29 @@ def beyond_contrast(snapshot: CompareSnapshot) -> Contrast | None:
     base = snapshot.config.base
     return contrast_on(snapshot, FORCED, HALF_FORCED, ("γ = 1", "γ = 0.5"), _final(Metric.BEYOND_EXACT),
                        f"free-running exact match on sources of {base.max_len + 1} to {base.test_max_len} tokens")
+
+
+def eos_contrast(snapshot: CompareSnapshot) -> Contrast | None:
+    """γ = 1 told the true length (-EOS) against deciding where to stop (+EOS), beyond the training lengths."""
+    base = snapshot.config.base
+    return contrast_on(snapshot, FORCED, TOLD_LENGTH, ("+EOS", "−EOS"), _final(Metric.BEYOND_EXACT),
+                       f"γ = 1's free-running exact match on sources of {base.max_len + 1} to {base.test_max_len} "
+                       "tokens")
+
+
+def _stop_decision(snapshot: CompareSnapshot) -> str:
+    """What telling γ = 1 the true length changes beyond the training lengths (Newman et al. 2020), as a sentence."""
+    found = eos_contrast(snapshot)
+    if found is None:
+        return ""
+    told, deciding = statistics.fmean(found.second), statistics.fmean(found.first)
+    verdict = ("so deciding where to stop is much of what fails past the lengths it saw, as Newman et al. (2020) "
+               "found" if found.ranked(CLEAR) == 0 else
+               "so in this run the stop decision is not what fails past the lengths it saw: the tokens themselves go "
+               "wrong" if found.ranked(CLEAR) == 2 else
+               "so in this run being told the length hurt: the oracle model never learned when an output is done")
+    return (f" Told the true length (−EOS), γ = 1 gets {share(told)} of the longer sources exactly right, against "
+            f"{share(deciding)} when it must decide where to stop (+EOS); paired by seed, {found.test}, {verdict}.")
 
 
 def recovery_contrast(snapshot: CompareSnapshot) -> Contrast | None:
@@ -100,15 +125,17 @@ def read_beyond(snapshot: CompareSnapshot) -> Reading:
     if found.ranked(CLEAR) == 0:
         return Reading(True, f"{found.numbers} Decided on exact match beyond the training lengths: γ = 0.5 is "
                              "ahead beyond seed noise. Practising on its own predictions helped it past the lengths "
-                             "it saw, which is exposure bias showing where Newman et al. place length failure.")
+                             "it saw, which is exposure bias showing where Newman et al. place length failure."
+                             + _stop_decision(snapshot))
     why = Why.OPPOSITE if found.ranked(CLEAR) == 1 else Why.WITHIN_NOISE
     return Reading(False, f"{found.numbers} Decided on exact match beyond the training lengths: "
                           + ("γ = 1 is ahead beyond seed noise, so feeding its own predictions cost γ = 0.5 more "
                              "than it taught it." if why == Why.OPPOSITE else
                              "the two are within seed noise, so in this run teacher forcing is not what stops the "
                              "model past its lengths.")
-                          + " Compare both with the teacher-forced curve by length: where it also falls, the "
-                            "model fails to decide where to stop (Newman et al.'s EOS decision), which no γ fixes.",
+                          + (_stop_decision(snapshot) or " Compare both with the teacher-forced curve by length: "
+                             "where it also falls, the model fails to decide where to stop (Newman et al.'s EOS "
+                             "decision), which no γ fixes."),
                    why)
 
 
@@ -199,6 +226,14 @@ def _forced_beyond(snapshot: CompareSnapshot, found: Contrast) -> Answer:
              "teacher-forced it also fails, so the model cannot do these lengths even with the true history: it "
              "stops or goes wrong on its own, which is the stop decision Newman et al. describe")
     return Answer(f"Beyond {base.max_len} tokens: {listing}. Where {cause}.", {"own_mistakes": own_mistakes})
+
+
+def _told_length(snapshot: CompareSnapshot) -> Answer:
+    found = eos_contrast(snapshot)
+    if found is None:
+        return NOT_EVALUATED
+    return Answer(_stop_decision(snapshot).strip(),
+                  {"beyond_noise": found.clear, "told_length_ahead": found.ranked(CLEAR) == 0})
 
 
 def _more_often(snapshot: CompareSnapshot, found: Contrast) -> Answer:
@@ -295,12 +330,13 @@ EXPOSURE_LESSONS = (
         "Every model so far was tested on the lengths it trained on. Here two models learn to reverse sequences of "
         "3 to 8 symbols and are tested up to 12: γ = 1 (always fed the truth) and γ = 0.5 (fed its own prediction "
         "half of the time), 3 seeds each on the same batches. Newman et al. (2020) found that models fail beyond "
-        "their training lengths mostly because they learned *where to stop*: try the same run with the end of "
-        "sequence given (End of sequence: oracle) to see how much of the failure that is.",
+        "their training lengths mostly because they learned where to stop: two more γ = 1 and γ = 0.5 models are "
+        "told the true length (End of sequence: oracle, their −EOS), to show how much of the failure that is.",
         ("How does exact match change past length 8, for each model?",
          "Is the difference beyond length 8 larger than the spread between seeds?",
-         "Teacher-forced, are the longer sequences right? What does that say about where the errors come from?"),
-        CompareConfig.build(BEYOND, (0.5, 1.0), seeds=3),
+         "Teacher-forced, are the longer sequences right? What does that say about where the errors come from?",
+         "Told the true length (−EOS), does γ = 1 get the longer sequences right?"),
+        CompareConfig.build(BEYOND, (0.5, 1.0), seeds=3, variants=((), (), (), (), (), ("predict", "oracle"))),
         (LENGTHS, Metric.FR_EXACT, GAP, Metric.TRAIN_LOSS),
         read_beyond),
     Lesson(
@@ -332,7 +368,7 @@ EXPOSURE_LESSONS = (
 
 EXPOSURE_ANSWERS: dict[str, tuple[Callable[[CompareSnapshot], Answer], ...]] = {
     "beyond": (_when(beyond_contrast, _past_training), _when(beyond_contrast, beyond_spread),
-               _when(beyond_contrast, _forced_beyond)),
+               _when(beyond_contrast, _forced_beyond), _told_length),
     "recovery": (_when(recovery_contrast, _more_often),
                  _when(recovery_contrast, _by_position), _when(recovery_contrast, _own_mistakes_add)),
     "regimes": (loss_falls("ratio", {1.0: FED_TRUTH}), _ordering, _regimes_beyond_noise),

@@ -82,7 +82,8 @@ _VARIANT_WORDS = {"architecture": lambda value: "Transformer" if value == "trans
                   "positions": lambda value: f"{value} positions",
                   "cell": lambda value: value.upper(),
                   "attention": lambda value: "no attention" if value == "none" else f"{value} attention",
-                  "reverse_source": lambda value: "source reversed" if value == "on" else "source in order"}
+                  "reverse_source": lambda value: "source reversed" if value == "on" else "source in order",
+                  "eos": lambda value: "−EOS" if value == "oracle" else "+EOS"}  # Newman et al. (2020)
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class CompareConfig:
 
 
 # compare.json's lists of the model settings compared, in VARIANT_SETTINGS order
-VARIANT_KEYS = ("cells", "attentions", "reverse_sources", "architectures", "positions")
+VARIANT_KEYS = ("cells", "attentions", "reverse_sources", "architectures", "positions", "eos_modes")
 
 
 def parse_ratios(text: str) -> list[str]:
