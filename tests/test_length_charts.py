@@ -8,7 +8,7 @@ import pytest
 from playground.core.config import TrainConfig
 from playground.experiments.comparison import arm_of, forcing_label
 from playground.inspection.decoding import PositionErrors
-from playground.plots.common import arm_colour
+from playground.plots.common import arm_colour, arm_colours
 from playground.plots.decoding_figures import position_errors_figure
 from playground.plots.length_figures import length_figure
 
@@ -25,6 +25,13 @@ def test_exact_match_by_length_shades_the_training_lengths() -> None:
     assert [trace.fill for trace in figure.data].count("toself") == 1  # only the arm with two seeds has a band
     assert TrainConfig(task="addition").size_range().trained == 3
     assert not length_figure({}, TrainConfig(task="custom", custom_data="0" * 16)).layout.shapes  # no size knob
+
+
+def test_arms_that_differ_by_model_keep_their_own_colours_by_length() -> None:
+    labels = ["γ = 0.5, +EOS", "γ = 1, +EOS", "γ = 0.5, −EOS", "γ = 1, −EOS"]
+    figure = length_figure({label: [{3: 1.0, 4: 0.5}] for label in labels}, TrainConfig(min_len=3, max_len=4))
+    colours = [trace.line.color for trace in figure.data if trace.mode == "lines+markers"]
+    assert colours == [arm_colours(labels)[label] for label in labels] and len(set(colours)) == 4
 
 
 def _errors(level: float) -> PositionErrors:

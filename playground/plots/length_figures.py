@@ -9,24 +9,25 @@ import plotly.graph_objects as go
 from playground.core.config import SizeRange, TrainConfig
 from playground.core.tasks import TASKS
 from playground.experiments.statistics import shared_keys
-from playground.plots.common import arm_colour, empty_state, has_points, rgba, tidy
+from playground.plots.common import arm_colours, empty_state, has_points, rgba, tidy
 
 TRAINED_SHADE = "rgba(120,120,120,0.14)"
 
 
 def length_figure(arms: dict[str, list[dict[int, float]]], config: TrainConfig, height: int = 340,
-                  title: str = "Free-running exact match by length (latest evaluation)") -> go.Figure:
+                  title: str = "Free-running exact match by length") -> go.Figure:
     """One line per arm (its seeds' mean, their spread as a band), over every tested size; `arms` maps an arm's
     label to its seeds' exact match by size."""
     figure = go.Figure()
     sizes = config.size_range()
+    colours = arm_colours(list(arms))  # the arms' own colours, as on every other chart of the comparison
     for label, seeds in arms.items():
         frame = shared_keys(seeds)
         if frame.empty:
             continue
         values = frame.to_numpy(dtype=float)
         x, mean, spread = frame.index.to_numpy(dtype=float), values.mean(1), values.std(1)
-        colour = arm_colour(label)
+        colour = colours[label]
         if values.shape[1] > 1:
             figure.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([mean + spread,
                                                                                          (mean - spread)[::-1]]),
@@ -35,7 +36,7 @@ def length_figure(arms: dict[str, list[dict[int, float]]], config: TrainConfig, 
         figure.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=label, legendgroup=label,
                                     line={"color": colour, "width": 2}))
     seeds = max((len(seeds) for seeds in arms.values()), default=1)
-    band_note = f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""
+    band_note = f" (mean ± std, {seeds} seeds)" if seeds > 1 else ""
     figure.update_layout(title=title + band_note, height=height, margin={"l": 60, "r": 10},
                          legend={"title": "arm"})
     figure.update_xaxes(title=TASKS[config.task].size_name, dtick=1)

@@ -89,13 +89,15 @@ def test_the_attention_lesson_runs_to_its_reading(restarted_server: str, browser
     screenshot(page, "lesson-attention")
 
 
-@pytest.mark.parametrize(("title", "key", "opening"), [
-    ("7. Longer than it ever saw", "beyond", "free-running exact match on sources of 9 to 12 tokens"),
-    ("8. One wrong token: does it recover?", "recovery", "the share of single wrong tokens"),
-    ("9. Three regimes", "regimes", "free-running exact match: always sampling"),
+@pytest.mark.parametrize(("title", "key", "opening", "decides"), [
+    ("7. Longer than it ever saw", "beyond", "free-running exact match on sources of 9 to 12 tokens", "Decided on"),
+    ("8. One wrong token: does it recover?", "recovery", "the share of single wrong tokens", "Decided on"),
+    ("9. Three regimes", "regimes", "free-running exact match: always sampling", "Decided on"),
+    ("10. LSTM or Transformer?", "lstm_or_transformer", "free-running exact match: the LSTM",
+     "Reaching 90% exact match"),
 ])
-def test_an_exposure_lesson_runs_to_its_reading_and_keeps_its_prediction(restarted_server: str, browser_page,
-                                                                         title: str, key: str, opening: str) -> None:
+def test_a_lesson_with_seeds_runs_to_its_reading_and_keeps_its_prediction(
+        restarted_server: str, browser_page, title: str, key: str, opening: str, decides: str) -> None:
     page = browser_page
     page.goto(restarted_server + "/lessons")
     wait_idle(page)
@@ -106,7 +108,7 @@ def test_an_exposure_lesson_runs_to_its_reading_and_keeps_its_prediction(restart
     page.click(".st-key-lesson_start button")
     page.wait_for_selector("text=What this run shows", timeout=150_000)
     reading = page.locator("[data-testid=stAlert]").last.inner_text()
-    assert f"After 60 steps, {opening}" in reading and "Decided on" in reading and "95% interval" in reading
+    assert f"After 60 steps, {opening}" in reading and decides in reading and "95% interval" in reading
     wait_idle(page)
     page.reload()  # the prediction is the run's, and the address holds it
     wait_idle(page)
