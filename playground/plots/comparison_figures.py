@@ -51,7 +51,7 @@ def curve_figure(snapshot: CompareSnapshot, value: Value, title: str, y_title: s
     figure.update_layout(title=title + band_note, height=height, margin={"l": 60, "r": 10},
                          legend={"title": "arm"})
     figure.update_xaxes(title="training step", rangemode="nonnegative")
-    figure.update_yaxes(title=y_title, tickformat=".0%" if percent else None)
+    figure.update_yaxes(title=y_title, tickformat=".1~%" if percent else None)
     tidy(figure)
     if not has_points(figure):
         first = snapshot.config.base.eval_every if evaluated else 1

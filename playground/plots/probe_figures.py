@@ -48,7 +48,7 @@ def _finish(figure: go.Figure, title: str, y_title: str, height: int, seeds: int
     band = " (mean, band: lowest to highest seed)" if seeds > 1 else ""
     figure.update_layout(title=title + band, height=height, margin={"l": 60, "r": 10})
     figure.update_xaxes(title_text=POSITION_TITLE, dtick=1, rangemode="nonnegative")
-    figure.update_yaxes(title_text=y_title, tickformat=".0%" if percent else None,
+    figure.update_yaxes(title_text=y_title, tickformat=".1~%" if percent else None,
                         range=[0, 1.02] if percent else None, rangemode="nonnegative")
     return tidy(figure)
 
