@@ -6,12 +6,10 @@ import streamlit as st
 
 from playground.course import LESSONS, PREDICTIONS, Lesson, prediction_verdict, prepared, run_name, setup_facts
 from playground.course.answers import answers
-from playground.course.evidence import with_probe
-from playground.course.exposure_lessons import PROBED_EXAMPLES
+from playground.course.evidence import read_from
 from playground.course.notebook import released, save_prediction, saved_prediction
 from playground.experiments import CompareSnapshot
 from playground.inspection import free_running_mistakes
-from playground.inspection.exposure import examine
 from playground.plots import arm_figure, notes
 from playground.reports import GAP, summary_rows
 from playground.runs import BackgroundRun, RunPlan
@@ -194,13 +192,14 @@ def reveal(run_id: str) -> None:
     st.session_state.setdefault(REVEALED_KEY, set()).add(run_id)
 
 
-def probed(run: BackgroundRun[CompareSnapshot], snapshot: CompareSnapshot) -> CompareSnapshot:
-    """The finished run with each model's recovery probe, computed once per run and step."""
+def evidence(run: BackgroundRun[CompareSnapshot], snapshot: CompareSnapshot) -> CompareSnapshot:
+    """What the finished run's reading reads (with each model's probe where the lesson needs it), computed once
+    per run and step."""
     cache = st.session_state.setdefault(PROBES_KEY, {})
     if (run.id, snapshot.step) not in cache:
         cache.clear()
-        cache[run.id, snapshot.step] = examine(run.models(), PROBED_EXAMPLES, drift=False)
-    return with_probe(snapshot, cache[run.id, snapshot.step])
+        cache[run.id, snapshot.step] = read_from(lesson, snapshot, run.models)
+    return cache[run.id, snapshot.step]
 
 
 def show(snapshot: CompareSnapshot, status: str) -> None:
@@ -217,7 +216,7 @@ def show(snapshot: CompareSnapshot, status: str) -> None:
                       help="Answer the questions from the charts first; then compare with what the run's own "
                            "numbers say (or wait for your teacher to release the answers)")
             return
-        snapshot = probed(run, snapshot) if lesson.probed else snapshot
+        snapshot = evidence(run, snapshot)
         reading = lesson.read(snapshot)
         if predicted is not None:
             st.info(prediction_verdict(lesson.key, predicted, snapshot))

@@ -11,13 +11,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from playground.course.answers import answers, prediction_verdict
-from playground.course.evidence import with_probe
-from playground.course.exposure_lessons import PROBED_EXAMPLES
+from playground.course.evidence import read_from
 from playground.course.glossary import TERMS
 from playground.course.lessons import LESSONS, STEPS_ENV
 from playground.course.notebook import saved_prediction
 from playground.experiments.comparison import CompareSnapshot
-from playground.inspection.exposure import examine
 from playground.runs import registry as runs
 from playground.runs.background import BackgroundRun
 from playground.ui.runs import LOOKING_AT
@@ -173,9 +171,7 @@ def test_a_lesson_runs_and_reads_its_own_numbers(lesson: str, monkeypatch: pytes
 
 def evidence(lesson: str, run: BackgroundRun[CompareSnapshot]) -> CompareSnapshot:
     """What the page reads a finished lesson from: its snapshot, with each model's probe where the lesson needs it."""
-    if not LESSONS[lesson].probed:
-        return run.snapshot()
-    return with_probe(run.snapshot(), examine(run.models(), PROBED_EXAMPLES, drift=False))
+    return read_from(LESSONS[lesson], run.snapshot(), run.models)
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ import torch
 
 from playground import cli
 from playground.core.tasks import TASKS
+from playground.course import LESSONS
+from playground.course.notebook import saved_prediction
 from playground.training.checkpoints import load_checkpoint
 from playground.training.metrics import DivergedError
 from playground.training.run_folder import (
@@ -347,3 +349,24 @@ def test_the_cli_uses_the_apps_runs_folder(tmp_path: Path, monkeypatch: pytest.M
     assert listed["id"] == trained.name and listed["sizes"] == {"smallest": 3, "trained": 5, "tested": 7}
     assert cli.main(["runs", "--runs-dir", str(tmp_path / "elsewhere"), "--json"]) == 0
     assert last_json(capsys.readouterr().out) == []
+
+
+def test_a_lesson_runs_headless_to_the_reading_and_answers_the_page_shows(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["lesson"]) == 0
+    listed = capsys.readouterr().out
+    assert all(key in listed for key in LESSONS)
+    for wrong in (["lesson", "nonsense"], ["lesson", "beyond", "--prediction", "3"], ["lesson", "beyond", "--steps",
+                                                                                          "-1"]):
+        assert cli.main(wrong) == 2
+    runs_dir = str(tmp_path / "runs")
+    assert cli.main(["lesson", "beyond", "--steps", "4", "--prediction", "1", "--quiet", "--json",
+                     "--runs-dir", runs_dir]) == 0
+    done = last_json(capsys.readouterr().out)
+    assert (done["status"], done["lesson"], done["steps"]) == ("finished", "beyond", 4)
+    assert set(done["reading"]) == {"appeared", "why", "text"} and done["reading"]["text"].startswith("After 4 steps")
+    assert [answer["question"] for answer in done["answers"]] == list(LESSONS["beyond"].questions)
+    assert done["prediction"]["chosen"] == 1 and saved_prediction(Path(done["run_dir"]), 3) == 1  # as the page keeps it
+    assert len(done["rows"]) == 4  # γ 0.5 and 1, +EOS and −EOS
+    assert cli.main(["runs", "--runs-dir", runs_dir, "--json"]) == 0
+    assert [run["id"] for run in last_json(capsys.readouterr().out)] == [done["id"]]

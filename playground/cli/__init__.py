@@ -1,5 +1,5 @@
 """Headless use, the twin of every page: python -m playground tasks | train | compare | runs | decode | probe |
-estimate | study | export | seats | bench.
+estimate | study | lesson | export | seats | bench.
 
 Each command is a module with `add_parser` and `run`; train and compare go through the same run registry as the
 app, so their folders are app runs. Exit codes: 0 done or stopped, 1 unexpected error, 2 bad input, 3 diverged,
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from playground.cli import compare, decode, estimate, export, probe, runs, seats, study, train
+from playground.cli import compare, decode, estimate, export, lesson, probe, runs, seats, study, train
 from playground.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_FAILED, EXIT_OK, BadInput, threads
 from playground.core.config import ConfigError
 from playground.core.devices import device_choices
@@ -23,7 +23,7 @@ from playground.core.tasks import TASKS, TaskError
 from playground.runs.background import RunError
 
 COMMANDS = {"train": train, "compare": compare, "runs": runs, "decode": decode, "probe": probe, "estimate": estimate,
-            "study": study, "export": export, "seats": seats}
+            "study": study, "lesson": lesson, "export": export, "seats": seats}
 
 
 def tasks_command(_: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from playground.core.config import DEFAULTS, SETTINGS, SWITCH, VARIANT_SETTINGS, TrainConfig, whole_number
 from playground.core.tasks import CustomPairs, load_custom_csv
 from playground.export.experiment import Experiment
@@ -148,6 +150,8 @@ def threads(text: str) -> int:
 
 def strict(value: Any) -> Any:
     """JSON-safe: non-finite numbers become null (the status says why)."""
+    if isinstance(value, np.generic):  # a numpy bool or number among a reading's facts
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

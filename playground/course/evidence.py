@@ -10,15 +10,17 @@ from enum import StrEnum
 
 from playground.experiments.comparison import CompareConfig, CompareSnapshot
 from playground.experiments.statistics import SHARE_DIFFERENCE, by_step, evaluated, paired_test
-from playground.inspection.exposure import Exposure
+from playground.inspection.exposure import Exposure, examine
 from playground.reports.readings import points, share
 from playground.training.metrics import Metric
+from playground.training.trainer import TrainedModel
 
 HALF = 0.5  # "falls": the training loss reaches half of its first logged value
 
 CLEAR = 0.02  # two points of accuracy: smaller differences are within seed noise at these sizes
 CEILING = 0.97  # free-running token accuracy above which every arm is near perfect and nothing can differ
 LEARNED = 0.5  # teacher-forced token accuracy below which a run has not learned enough to say anything
+LESSON_PROBED_EXAMPLES = 300  # validation examples each model's probe reads in a lesson that reads probes
 
 
 class Why(StrEnum):
@@ -68,6 +70,14 @@ class ProbedSnapshot(CompareSnapshot):
 
 def with_probe(snapshot: CompareSnapshot, exposures: list[Exposure]) -> ProbedSnapshot:
     return ProbedSnapshot(**vars(snapshot), exposures=exposures)
+
+
+def read_from(lesson: Lesson, snapshot: CompareSnapshot, models: Callable[[], list[TrainedModel]]) -> CompareSnapshot:
+    """What a lesson's reading and answers read (the page's and the CLI's alike): the finished run's snapshot,
+    with each model's recovery probe where the lesson reads probes (`models` loads them only then)."""
+    if not lesson.probed:
+        return snapshot
+    return with_probe(snapshot, examine(models(), LESSON_PROBED_EXAMPLES, drift=False))
 
 
 def arm_with(snapshot: CompareSnapshot, **settings: object) -> int | None:

@@ -43,7 +43,6 @@ BEYOND = TrainConfig(min_len=3, max_len=8, test_max_len=12, emb_dim=16, hidden_d
 RECOVERY = TrainConfig(min_len=4, max_len=12, emb_dim=16, hidden_dim=48, steps=500, eval_every=100, val_size=300)
 REGIMES = RECOVERY.replace(steps=600, decay_steps=500, sigmoid_k=60.0)
 FED_TRUTH = "The more often a decoder is fed the true previous token, the easier each training step is."
-PROBED_EXAMPLES = 300  # validation examples each model's probe reads in the recovery lesson
 
 
 def _final(name: str) -> Callable[[CompareSnapshot, int], list[float]]:
