@@ -230,7 +230,8 @@ def test_train_then_decode_agrees_with_the_equations(flags: list[str], tmp_path:
     listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])[0]["model"]
     assert listed == {"cell": "gru" if "gru" in flags else "lstm", "reverse_source": "on" if "--reverse-source" in flags
                       else "off", "attention": flags[flags.index("--attention") + 1] if "--attention" in flags
-                      else "none", "architecture": "rnn", "heads": 1, "positions": "sinusoidal"}
+                      else "none", "architecture": "rnn", "heads": 1, "positions": "sinusoidal",
+                      "eos": "predict"}
     assert cli.main(["decode", str(run_dir), "--source", "cabd", "--beam", "1", "--json"]) == 0
     decoded = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     loaded = load_checkpoint(run_dir / "checkpoint.pt")
