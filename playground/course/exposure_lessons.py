@@ -222,9 +222,12 @@ def _forced_beyond(snapshot: CompareSnapshot, found: Contrast) -> Answer:
                         for name in beyond)
     cause = ("teacher-forced it is mostly right, so its own earlier mistakes cause the free-running failures"
              if all(own_mistakes.values()) else
-             "teacher-forced it also fails, so the model cannot do these lengths even with the true history: it "
-             "stops or goes wrong on its own, which is the stop decision Newman et al. describe")
-    return Answer(f"Beyond {base.max_len} tokens: {listing}. Where {cause}.", {"own_mistakes": own_mistakes})
+             "teacher-forced it fails as often, so the model cannot do these lengths even with the true history: "
+             "under greedy decoding an output that is right with the true history is right free-running too, so "
+             "whole outputs fail for the model's own reasons at these lengths, not through exposure bias. Whether "
+             "that reason is where it stops or the tokens themselves, the last question tells")
+    return Answer(f"Beyond {base.max_len} tokens: {listing}. {cause[0].upper()}{cause[1:]}.",
+                  {"own_mistakes": own_mistakes})
 
 
 def _told_length(snapshot: CompareSnapshot) -> Answer:
