@@ -154,9 +154,10 @@ def test_a_tiny_study_from_the_page() -> None:
     at.run()
     assert study.status == "finished" and not at.exception
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()  # the server is no Ray driver
-    study_chart, by_length = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    study_chart, by_length, by_gamma = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
     assert [trace["name"] for trace in study_chart["data"]] == ["γ = 0", "γ = 1"]
     assert {trace["name"] for trace in by_length["data"]} >= {"γ = 0", "γ = 1"}  # the shown condition's arms by length
+    assert by_gamma["data"]  # the condition's final gap and exact match against γ
     assert study_reading(study.snapshot().summaries) in [markdown.value for markdown in at.markdown]
     assert any("Ray cluster: " in caption.value for caption in at.caption)
 
