@@ -16,6 +16,7 @@ from playground.core.config import ConfigError, TrainConfig
 from playground.course.lessons import class_snapshot
 from playground.experiments.comparison import CompareConfig
 from playground.experiments.study_grid import StudyConfig
+from playground.runs import registry as runs_registry
 from playground.runs.background import RunError
 from playground.runs.compare_engine import CompareEngine
 from playground.runs.protocol import RunKind, RunPlan
@@ -154,7 +155,9 @@ def test_one_quota_per_seat_over_every_kind_and_bounded_queues(shared: RunRegist
 def test_a_run_counts_against_the_slots_and_the_seat_as_the_workers_it_uses(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A comparison stands in for a study's two local conditions (a study would start Ray)."""
-    monkeypatch.setattr("playground.runs.registry.plan_workers", lambda plan: 2 if plan.kind == RunKind.COMPARE else 1)
+    real = runs_registry.footprint
+    monkeypatch.setattr(runs_registry, "footprint", lambda kind, config, *where: (
+        real(kind, config, *where)[0], 2 if kind == RunKind.COMPARE else 1))
     registry = RunRegistry(tmp_path / "runs", max_active=3, classroom=classroom(tmp_path / "runs", per_seat=2))
     try:
         alice, bob = seat(registry, "Alice"), seat(registry, "Bob")

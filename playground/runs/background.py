@@ -19,10 +19,9 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Generic
 
-from playground.runs import worker
 from playground.runs.protocol import RunError, RunPlan, SnapshotT
 from playground.runs.shown import loaded_models, locked_elsewhere, plan_snapshot, remember, shown_snapshot
-from playground.runs.worker import ELSEWHERE, Ended, Published, RunOrder, Saved
+from playground.runs.worker import ELSEWHERE, Ended, Published, RunOrder, Saved, context, work
 from playground.training.run_folder import (
     ACTIVE_STATUSES,
     CHECKPOINT_FILE,
@@ -276,13 +275,13 @@ class BackgroundRun(Generic[SnapshotT]):
                 self._orders.send(order)
 
     def _spawn(self, paused: bool) -> None:
-        ctx = worker.context()
+        ctx = context()
         news, news_end = ctx.Pipe(duplex=False)
         orders_end, orders = ctx.Pipe(duplex=False)
         plan = self.plan if self.plan is not None and not self._saved_state_exists() else None
         order = RunOrder(self.run_dir.resolve(), self.run_file(), plan, self._total_steps, paused,
                          self.peak_memory_bytes, dict(os.environ))
-        process = ctx.Process(target=worker.work, args=(order, orders_end, news_end), name=f"run-{self.id}",
+        process = ctx.Process(target=work, args=(order, orders_end, news_end), name=f"run-{self.id}",
                               daemon=True)
         self._view = LiveView(self.kind, plan_snapshot(plan) if plan is not None else None)
         self._ended.clear()

@@ -23,14 +23,14 @@ from typing import Any
 from playground.core.config import ConfigError, TrainConfig, visible_name
 from playground.core.files import FileTooLarge, read_bounded
 from playground.core.tasks import CustomPairs
-from playground.experiments.comparison import CompareConfig, CompareSnapshot
+from playground.experiments.comparison import CompareConfig
 from playground.export.experiment import read_experiment
 from playground.export.script import pytorch_script
-from playground.runs import worker
 from playground.runs.background import BackgroundRun, RunError
 from playground.runs.protocol import RunPlan
 from playground.runs.seats import SEATS_FILE, Classroom, SeatBook
 from playground.runs.shown import forget, locked_elsewhere, shown_snapshot
+from playground.runs.worker import ELSEWHERE, warm_up
 from playground.training.checkpoints import MAX_CHECKPOINT_BYTES
 from playground.training.cost import estimate, gigabytes, memory_budget
 from playground.training.run_folder import (
@@ -108,7 +108,7 @@ class RunRegistry:
         """A new run of `plan`, started (or stepped once) in a worker. When it may not start, nothing is created,
         except in shared mode, where a seat's run waits in the queue (`queue_position`), a plan only, and starts
         when a slot frees. `lesson` records what the run is, for the pages that look for a lesson's runs."""
-        size, workers = plan_size(plan), plan_workers(plan)
+        size, workers = footprint(plan.kind, plan.config, plan.address, plan.workers)
         peak = _peak_memory(plan.base, plan.custom, size)
         self.release_idle()
         with self._lock:
@@ -258,11 +258,11 @@ class RunRegistry:
                 raise RunError(f"{RUN_FILE} of run {run_id} is damaged" if damaged else f"no run {run_id!r}")
             kind = RunKind(info["kind"])
             snapshot = shown_snapshot(kind, run_dir)  # refuses a damaged folder, as loading it would
+            size, workers = footprint(kind, snapshot.config)
             run = BackgroundRun(run_id, str(info["name"]), kind, run_dir, None, RunStatus(info["status"]),
                                 str(info.get("message", "")), str(info.get("owner", "")),
                                 str(info.get("control", "")), _count(info.get("step")),
-                                _count(info.get("total_steps")), snapshot_size(kind, snapshot), _lesson(info),
-                                snapshot_workers(kind, snapshot))
+                                _count(info.get("total_steps")), size, _lesson(info), workers)
             run.admit = self._admit
             run.on_end = self._start_queued
             config = read_config(run_dir)
@@ -298,7 +298,7 @@ class RunRegistry:
         with self._lock:
             run = self._runs.get(run_id)
             if (run is None or not run.training) and locked_elsewhere(self._folder(run_id)):
-                raise RunError(worker.ELSEWHERE)
+                raise RunError(ELSEWHERE)
             self._runs.pop(run_id, None)
         forget(self._folder(run_id))
         if run is not None:
@@ -339,44 +339,17 @@ class RunRegistry:
             run.join(timeout=10)
 
 
-def plan_size(plan: RunPlan) -> int:
-    """The models a plan trains at once on this machine (what admission multiplies a model's estimate by)."""
-    if isinstance(plan.config, CompareConfig):
-        return len(plan.config.configs())
-    if plan.kind == RunKind.STUDY:
-        from playground.runs.study_engine import StudyEngine
-
-        return StudyEngine(plan.config, address=plan.address, num_cpus=plan.workers).size
-    return 1
-
-
-def plan_workers(plan: RunPlan) -> int:
-    """The processes or cores a plan trains on at once: what it counts against the slots and a seat's quota."""
-    if plan.kind == RunKind.STUDY:
-        from playground.runs.study_engine import StudyEngine
-
-        return StudyEngine(plan.config, address=plan.address, num_cpus=plan.workers).workers
-    return 1
-
-
-def snapshot_workers(kind: RunKind, snapshot: Any) -> int:
-    """The workers of a saved run when it trains again (a study: its local conditions still to do)."""
+def footprint(kind: RunKind, config: Any, address: str | None = None, cores: int | None = None) -> tuple[int, int]:
+    """What a run of this kind and config costs when it trains: the models trained at once on this machine (what
+    admission multiplies a model's estimate by) and the workers counted against the slots and a seat's quota. A
+    comparison trains its models in one worker; a study its local conditions on Ray's workers (a saved study counts
+    as local: it may resume on this machine)."""
     if kind == RunKind.STUDY:
         from playground.runs.study_engine import StudyEngine
 
-        return StudyEngine(snapshot.config).workers  # as if local: a study may resume on this machine
-    return 1
-
-
-def snapshot_size(kind: RunKind, snapshot: Any) -> int:
-    """The models of a saved run, from its snapshot (a comparison: one list of rows per model)."""
-    if isinstance(snapshot, CompareSnapshot):
-        return len(snapshot.rows)
-    if kind == RunKind.STUDY:
-        from playground.runs.study_engine import StudyEngine
-
-        return StudyEngine(snapshot.config).size
-    return 1
+        engine = StudyEngine(config, address=address, num_cpus=cores)
+        return engine.size, engine.workers
+    return (len(config.configs()) if isinstance(config, CompareConfig) else 1), 1
 
 
 def _peak_memory(config: TrainConfig, custom: CustomPairs | None, models: int) -> float:
@@ -406,7 +379,7 @@ def registry() -> RunRegistry:
     global _REGISTRY
     with _REGISTRY_LOCK:
         if _REGISTRY is None:
-            worker.warm_up()
+            warm_up()
             runs_dir = runs_folder()
             classroom = None
             if os.environ.get("PLAYGROUND_SHARED", "") == "1":

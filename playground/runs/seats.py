@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from playground.runs.background import RunError
+from playground.runs.protocol import RunError
 from playground.training.run_folder import RunStatus, read_json, write_json
 
 SEAT_PARAM = "seat"  # ?seat=KEY: the link the teacher hands a student

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from playground.experiments.comparison import CompareSnapshot
-from playground.runs import worker
 from playground.runs.progress import saved_models
 from playground.runs.protocol import RunError, RunPlan
 from playground.runs.train_engine import TrainingSnapshot
+from playground.runs.worker import LOCK_FILE, context, trained_elsewhere
+from playground.runs.worker import describe as describe_in_worker
 from playground.training.run_folder import (
     CHECKPOINT_FILE,
     COMPARE_FILE,
@@ -84,9 +85,9 @@ def shown_snapshot(kind: RunKind, run_dir: Path) -> Any:
 def describe(kind: RunKind, run_dir: Path) -> Any:
     """Load a saved run in a worker of its own and take back its snapshot; ValueError or RunError if it cannot be
     opened (a damaged file)."""
-    ctx = worker.context()
+    ctx = context()
     news, news_end = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=worker.describe, args=(kind, run_dir.resolve(), dict(os.environ), news_end),
+    process = ctx.Process(target=describe_in_worker, args=(kind, run_dir.resolve(), dict(os.environ), news_end),
                           name=f"describe-{run_dir.name}", daemon=True)
     process.start()
     news_end.close()
@@ -132,4 +133,4 @@ def forget(run_dir: Path) -> None:
 
 def locked_elsewhere(run_dir: Path) -> bool:
     """A folder some worker has trained has a lock file; only then can another process be training it."""
-    return (run_dir / worker.LOCK_FILE).exists() and worker.trained_elsewhere(run_dir)
+    return (run_dir / LOCK_FILE).exists() and trained_elsewhere(run_dir)
