@@ -152,7 +152,7 @@ def test_an_unexpected_error_is_one_line_and_non_zero(monkeypatch: pytest.Monkey
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr("playground.runs.registry.plan_size", explode)
+    monkeypatch.setattr("playground.runs.registry.footprint", explode)
     code = main(["train", "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     assert code == 1
     assert capsys.readouterr().err == "error: RuntimeError: out of memory\n"
